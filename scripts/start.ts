@@ -1,0 +1,30 @@
+/** `npm start`: build the app, start the relay and a static server with COOP/COEP, print the URL. */
+import { resolve } from 'node:path'
+import { build } from 'vite'
+import { startRelayProcess } from './relay-process.ts'
+import { serveStatic } from './serve.ts'
+
+const root = resolve(import.meta.dirname, '..')
+const port = Number(process.env.PORT ?? 8080)
+const relayPort = Number(process.env.RELAY_PORT ?? 9090)
+
+await build({ root, logLevel: 'warn' })
+const relay = await startRelayProcess({ port: relayPort, keyFile: resolve(root, '.relay/key') })
+const web = await serveStatic({ root: resolve(root, 'dist'), port, relayFile: relay.addrFile })
+console.log(`\npeer-compute is running:\n  app    ${web.url}\n  relay  ${relay.multiaddrs.join(' ')}\n`)
+console.log('Open the app URL in two or more tabs and switch some of them to Contribute. Ctrl-C stops.')
+
+let stopping = false
+const stop = async () => {
+  if (stopping) return
+  stopping = true
+  await web.close()
+  await relay.stop()
+  process.exit(0)
+}
+process.on('SIGINT', stop)
+process.on('SIGTERM', stop)
+relay.child.once('exit', (code) => {
+  if (!stopping)
+    console.error(`relay exited (${code}); the app keeps serving, restart to bring the relay back`)
+})

@@ -1,0 +1,195 @@
+/**
+ * Frames for `/peer-compute/job/1.0.0`: an unsigned-varint length, then a dag-cbor map with a string `t`.
+ * The decoder checks the declared length against its limit before it buffers any of the body. Bodies
+ * need not be byte-canonical: CIDs and signatures are always computed over re-encoded values.
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import { CID } from 'multiformats/cid'
+import { FrameTooLargeError, MalformedFrameError } from '../shared/errors.ts'
+
+/** 5 varint bytes hold 35 bits, far above any frame limit. */
+const MAX_VARINT_BYTES = 5
+
+export interface Frame {
+  t: string
+  [field: string]: unknown
+}
+
+/** A chunk as libp2p streams yield it: a Uint8Array or a Uint8ArrayList (both have `subarray()`). */
+export type Chunk = Uint8Array | { subarray(): Uint8Array }
+
+function encodeVarint(n: number): Uint8Array {
+  const out: number[] = []
+  while (n >= 0x80) {
+    out.push((n % 0x80) | 0x80)
+    n = Math.floor(n / 0x80)
+  }
+  out.push(n)
+  return Uint8Array.from(out)
+}
+
+/** Encodes one frame: varint length prefix + dag-cbor body. */
+export function encodeFrame(msg: Frame, maxFrameBytes = Number.POSITIVE_INFINITY): Uint8Array {
+  const body = dagCbor.encode(msg)
+  if (body.byteLength > maxFrameBytes) {
+    throw new FrameTooLargeError(`frame '${msg.t}' is ${body.byteLength} bytes, limit ${maxFrameBytes}`)
+  }
+  const prefix = encodeVarint(body.byteLength)
+  const out = new Uint8Array(prefix.byteLength + body.byteLength)
+  out.set(prefix)
+  out.set(body, prefix.byteLength)
+  return out
+}
+
+function parseBody(body: Uint8Array): Frame {
+  let msg: unknown
+  try {
+    msg = dagCbor.decode(body)
+  } catch (err) {
+    throw new MalformedFrameError(`frame body is not valid dag-cbor: ${(err as Error).message}`)
+  }
+  const isMap =
+    typeof msg === 'object' &&
+    msg !== null &&
+    !Array.isArray(msg) &&
+    !ArrayBuffer.isView(msg) &&
+    !CID.asCID(msg)
+  if (!isMap) throw new MalformedFrameError('frame body must be a map')
+  if (typeof (msg as Frame).t !== 'string') throw new MalformedFrameError('frame.t must be a string')
+  return msg as Frame
+}
+
+/**
+ * Incremental decoder. Pushed chunks are kept by reference until consumed, so don't mutate them.
+ * After it throws, the decoder stays failed: abort the stream.
+ */
+export class FrameDecoder {
+  readonly maxFrameBytes: number
+  private chunks: Uint8Array[] = []
+  private buffered = 0
+  private bodyLength: number | null = null
+  private failed: Error | null = null
+  /** Frames decoded but not yet handed out by readFrame. */
+  readonly queue: Frame[] = []
+
+  constructor(maxFrameBytes: number) {
+    this.maxFrameBytes = maxFrameBytes
+  }
+
+  /** Bytes held that do not yet form a whole frame. */
+  get bufferedBytes(): number {
+    return this.buffered
+  }
+
+  /** True between frames: nothing of a next frame has arrived yet. */
+  get idle(): boolean {
+    return this.buffered === 0 && this.bodyLength === null
+  }
+
+  push(chunk: Chunk): Frame[] {
+    if (this.failed) throw this.failed
+    const bytes = chunk.subarray()
+    if (bytes.byteLength > 0) {
+      this.chunks.push(bytes)
+      this.buffered += bytes.byteLength
+    }
+    const frames: Frame[] = []
+    try {
+      for (;;) {
+        if (this.bodyLength === null && !this.readLength()) break
+        const len = this.bodyLength!
+        if (this.buffered < len) break
+        this.bodyLength = null
+        frames.push(parseBody(this.take(len)))
+      }
+    } catch (err) {
+      this.failed = err as Error
+      this.chunks = []
+      throw err
+    }
+    return frames
+  }
+
+  /** Parses the varint prefix if complete; enforces minimal encoding, non-zero and the size limit. */
+  private readLength(): boolean {
+    let value = 0
+    let i = 0
+    for (const chunk of this.chunks) {
+      for (const byte of chunk) {
+        value += (byte & 0x7f) * 2 ** (7 * i)
+        i++
+        if (byte < 0x80) {
+          if (i > 1 && byte === 0) throw new MalformedFrameError('frame length varint is not minimal')
+          if (value === 0) throw new MalformedFrameError('zero-length frame')
+          if (value > this.maxFrameBytes) {
+            throw new FrameTooLargeError(`frame declares ${value} bytes, limit ${this.maxFrameBytes}`)
+          }
+          this.take(i)
+          this.bodyLength = value
+          return true
+        }
+        if (i >= MAX_VARINT_BYTES)
+          throw new MalformedFrameError(`frame length varint exceeds ${MAX_VARINT_BYTES} bytes`)
+      }
+    }
+    return false
+  }
+
+  /** Removes and returns the next `n` buffered bytes, copying only when they span chunks. */
+  private take(n: number): Uint8Array {
+    const first = this.chunks[0]!
+    let out: Uint8Array
+    if (first.byteLength >= n) {
+      out = first.subarray(0, n)
+      if (first.byteLength === n) this.chunks.shift()
+      else this.chunks[0] = first.subarray(n)
+    } else {
+      out = new Uint8Array(n)
+      let off = 0
+      while (off < n) {
+        const c = this.chunks[0]!
+        const k = Math.min(c.byteLength, n - off)
+        out.set(c.subarray(0, k), off)
+        off += k
+        if (k === c.byteLength) this.chunks.shift()
+        else this.chunks[0] = c.subarray(k)
+      }
+    }
+    this.buffered -= n
+    return out
+  }
+}
+
+// One iterator per source: libp2p streams start a fresh listener per iterator, so re-iterating loses data.
+const iterators = new WeakMap<object, AsyncIterator<Chunk>>()
+
+/**
+ * Reads the next frame, or null at a clean end of stream. Frames that arrived in the same chunk
+ * stay queued in the decoder for the next call. Throws MalformedFrameError if the stream ends mid-frame.
+ */
+export async function readFrame(
+  source: AsyncIterable<Chunk> | AsyncIterator<Chunk>,
+  decoder: FrameDecoder,
+): Promise<Frame | null> {
+  const queued = decoder.queue.shift()
+  if (queued) return queued
+  let it = iterators.get(source)
+  if (!it) {
+    it = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source
+    iterators.set(source, it)
+  }
+  for (;;) {
+    const next = await it.next()
+    if (next.done) {
+      if (!decoder.idle) {
+        throw new MalformedFrameError(`stream ended mid-frame (${decoder.bufferedBytes} bytes buffered)`)
+      }
+      return null
+    }
+    const frames = decoder.push(next.value)
+    if (frames.length > 0) {
+      decoder.queue.push(...frames.slice(1))
+      return frames[0]!
+    }
+  }
+}

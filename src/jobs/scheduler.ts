@@ -1,0 +1,56 @@
+/** Chooses a contributor for a job from the advertised peers we hold a direct connection to. */
+import type { KnownPeer } from '../net/discovery.ts'
+
+export interface PeerDirectory {
+  peers(): KnownPeer[]
+}
+
+export interface Scheduler {
+  /** The best candidate for `model`, skipping `exclude`; undefined when nobody can take it now. */
+  pick(model: string, exclude: ReadonlySet<string>): KnownPeer | undefined
+  /** Tracks our own in-flight jobs per peer, so we do not overfill a peer between adverts. */
+  begin(peer: string): () => void
+  inflight(peer: string): number
+}
+
+export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
+  const inflight = new Map<string, number>()
+  const ours = (id: string) => inflight.get(id) ?? 0
+
+  const free = (p: KnownPeer) => {
+    const a = p.advert
+    if (!a.contributing || a.eps.length === 0) return 0
+    // A peer advertising no free slot we are not using is busy with someone else's work.
+    if (a.slots === 0 && ours(p.id) === 0) return 0
+    return a.maxSlots - ours(p.id)
+  }
+
+  return {
+    pick(model, exclude) {
+      const ranked = dir
+        .peers()
+        .filter((p) => p.id !== selfId && p.direct && !exclude.has(p.id) && free(p) > 0)
+        .map((p) => ({
+          p,
+          cached: p.advert.models.includes(model) ? 1 : 0,
+          free: free(p),
+          speed: p.advert.benchUs > 0 ? p.advert.benchUs : Number.MAX_SAFE_INTEGER,
+          tie: Math.random(),
+        }))
+        .sort((a, b) => b.cached - a.cached || b.free - a.free || a.speed - b.speed || a.tie - b.tie)
+      return ranked[0]?.p
+    },
+    begin(peer) {
+      inflight.set(peer, ours(peer) + 1)
+      let done = false
+      return () => {
+        if (done) return
+        done = true
+        const n = ours(peer) - 1
+        if (n > 0) inflight.set(peer, n)
+        else inflight.delete(peer)
+      }
+    },
+    inflight: ours,
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Discovery over gossipsub: publishes our signed advert periodically and on change, tracks
+ * other peers' adverts, and keeps a direct WebRTC connection to each advertised peer.
+ */
+import type { Logger, PrivateKey } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { ADVERT_TOPIC } from '../shared/protocol.ts'
+import { type AdvertBody, type Capabilities, openAdvert, signAdvert } from './advert.ts'
+import { type BrowserNode, directConnection, webrtcAddrs } from './node.ts'
+
+export interface KnownPeer {
+  id: string
+  advert: AdvertBody
+  seenAt: number
+  firstSeenAt: number
+  direct: boolean
+}
+
+export interface DiscoveryOptions {
+  node: BrowserNode
+  privateKey: PrivateKey
+  capabilities: () => Capabilities
+  log: Logger
+  intervalMs?: number
+  /** The lower PeerId dials first; the other side dials after this grace period. */
+  dialGraceMs?: number
+}
+
+export interface Discovery {
+  peers(): KnownPeer[]
+  get(id: string): KnownPeer | undefined
+  /** Publish now (debounced), e.g. after free slots change. */
+  announce(): void
+  /** Fires 'change' whenever the peer set, an advert, or a connection changes. */
+  events: EventTarget
+  stop(): void
+}
+
+export function createDiscovery(opts: DiscoveryOptions): Discovery {
+  const { node, log } = opts
+  const interval = opts.intervalMs ?? 5000
+  const grace = opts.dialGraceMs ?? 1500
+  const self = node.peerId.toString()
+  const pubsub = node.services.pubsub
+  const peers = new Map<string, KnownPeer>()
+  const dialing = new Set<string>()
+  const events = new EventTarget()
+  const changed = () => events.dispatchEvent(new Event('change'))
+  let seq = 0
+  let pending: ReturnType<typeof setTimeout> | undefined
+
+  async function publish() {
+    pending = undefined
+    const body: AdvertBody = {
+      ...opts.capabilities(),
+      v: 1,
+      peer: self,
+      addrs: webrtcAddrs(node),
+      seq: ++seq,
+      ts: Date.now(),
+    }
+    if (body.addrs.length === 0) return // nothing dialable yet: wait for a reservation
+    try {
+      await pubsub.publish(ADVERT_TOPIC, await signAdvert(body, opts.privateKey))
+    } catch (err) {
+      log.error('advert publish failed: %s', (err as Error).message)
+    }
+  }
+  const announce = () => {
+    pending ??= setTimeout(publish, 50)
+  }
+
+  async function dial(p: KnownPeer) {
+    if (p.direct || dialing.has(p.id)) return
+    if (self > p.id && Date.now() - p.firstSeenAt < grace) return
+    dialing.add(p.id)
+    try {
+      for (const addr of p.advert.addrs) {
+        try {
+          await node.dial(multiaddr(addr), { signal: AbortSignal.timeout(10_000) })
+          break
+        } catch (err) {
+          log('dial %s failed: %s', addr, (err as Error).message)
+        }
+      }
+    } finally {
+      dialing.delete(p.id)
+      refresh(p.id)
+    }
+  }
+
+  function refresh(id: string) {
+    const p = peers.get(id)
+    if (p == null) return
+    p.direct = directConnection(node, peerIdFromString(id)) != null
+    changed()
+  }
+
+  const onMessage = async (evt: CustomEvent) => {
+    const msg = evt.detail
+    if (msg.topic !== ADVERT_TOPIC || msg.type !== 'signed') return
+    const from = msg.from.toString()
+    if (from === self) return
+    try {
+      const { body } = await openAdvert(msg.data, from)
+      const prev = peers.get(from)
+      if (prev && prev.advert.seq >= body.seq && prev.advert.ts >= body.ts) return
+      const now = Date.now()
+      const p: KnownPeer = {
+        id: from,
+        advert: body,
+        seenAt: now,
+        firstSeenAt: prev?.firstSeenAt ?? now,
+        direct: false,
+      }
+      peers.set(from, p)
+      if (prev == null) announce() // let the newcomer learn about us quickly
+      refresh(from)
+      void dial(p)
+    } catch (err) {
+      log('dropped advert from %s: %s', from, (err as Error).message)
+    }
+  }
+
+  const onConn = (evt: CustomEvent) => {
+    const id = evt.detail.remotePeer.toString()
+    if (peers.has(id)) refresh(id)
+  }
+  const onSelf = () => announce()
+  const onSub = () => announce()
+
+  pubsub.addEventListener('message', onMessage)
+  pubsub.addEventListener('subscription-change', onSub)
+  node.addEventListener('connection:open', onConn)
+  node.addEventListener('connection:close', onConn)
+  node.addEventListener('self:peer:update', onSelf)
+  pubsub.subscribe(ADVERT_TOPIC)
+
+  const timer = setInterval(() => {
+    const now = Date.now()
+    for (const p of peers.values()) {
+      if (!p.direct && now - p.seenAt > interval * 3) {
+        peers.delete(p.id)
+        changed()
+      } else void dial(p)
+    }
+    void publish()
+  }, interval)
+
+  return {
+    peers: () => [...peers.values()],
+    get: (id) => peers.get(id),
+    announce,
+    events,
+    stop() {
+      clearInterval(timer)
+      if (pending) clearTimeout(pending)
+      pubsub.removeEventListener('message', onMessage)
+      pubsub.removeEventListener('subscription-change', onSub)
+      node.removeEventListener('connection:open', onConn)
+      node.removeEventListener('connection:close', onConn)
+      node.removeEventListener('self:peer:update', onSelf)
+    },
+  }
+}

@@ -1,0 +1,78 @@
+/** The browser libp2p node: WebSockets to the relay, circuit-relay reservation, direct WebRTC. */
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import type { Connection, PeerId, PrivateKey } from '@libp2p/interface'
+import { noise } from '@libp2p/noise'
+import { webRTC } from '@libp2p/webrtc'
+import { webSockets } from '@libp2p/websockets'
+import { yamux } from '@libp2p/yamux'
+import { multiaddr } from '@multiformats/multiaddr'
+import { Circuit, WebRTC } from '@multiformats/multiaddr-matcher'
+import { createLibp2p } from 'libp2p'
+import { RelayUnavailableError } from '../shared/errors.ts'
+
+export interface NodeOptions {
+  privateKey: PrivateKey
+  relays: string[]
+  /** ICE servers; empty on a closed network so no STUN is attempted. */
+  iceServers?: RTCIceServer[]
+}
+
+export async function createBrowserNode(opts: NodeOptions) {
+  const node = await createLibp2p({
+    privateKey: opts.privateKey,
+    addresses: { listen: ['/p2p-circuit', '/webrtc'] },
+    transports: [
+      webSockets(),
+      webRTC({ rtcConfiguration: { iceServers: opts.iceServers ?? [] } }),
+      circuitRelayTransport({ reservationCompletionTimeout: 5000 }),
+    ],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    // Loopback and private relays are legitimate here: the relay address comes from our own server.
+    connectionGater: { denyDialMultiaddr: () => false },
+    connectionManager: { maxConnections: 200 },
+    services: {
+      identify: identify(),
+      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
+    },
+  })
+  await node.start()
+  return node
+}
+
+export type BrowserNode = Awaited<ReturnType<typeof createBrowserNode>>
+
+/** Dials each relay until one connects; the circuit transport then takes a reservation on it. */
+export async function connectRelays(
+  node: BrowserNode,
+  relays: string[],
+  signal?: AbortSignal,
+): Promise<void> {
+  const errors: string[] = []
+  for (const addr of relays) {
+    try {
+      await node.dial(multiaddr(addr), { signal: signal ?? AbortSignal.timeout(10_000) })
+      return
+    } catch (err) {
+      errors.push(`${addr}: ${(err as Error).message}`)
+    }
+  }
+  throw new RelayUnavailableError(`no relay reachable: ${errors.join('; ') || 'none configured'}`)
+}
+
+/** Our dialable `/p2p-circuit/webrtc` addresses, once a reservation exists. */
+export function webrtcAddrs(node: BrowserNode): string[] {
+  return node
+    .getMultiaddrs()
+    .filter((ma) => WebRTC.matches(ma))
+    .map((ma) => ma.toString())
+}
+
+export const isDirect = (c: Connection) => WebRTC.matches(c.remoteAddr) && c.status === 'open'
+export const isRelayed = (c: Connection) => Circuit.matches(c.remoteAddr) && !WebRTC.matches(c.remoteAddr)
+
+export function directConnection(node: BrowserNode, peer: PeerId): Connection | undefined {
+  return node.getConnections(peer).find(isDirect)
+}

@@ -1,0 +1,218 @@
+/** Composes storage, identity, network, discovery, compute and jobs into one Peer. */
+import { logger } from '@libp2p/logger'
+import { createAdmission } from './compute/admission.ts'
+import {
+  createInferenceBridge,
+  type Capabilities as EngineCapabilities,
+  type InferenceEngine,
+} from './compute/bridge.ts'
+import { createJobHandler, type ServedJob } from './jobs/handler.ts'
+import { createRequester, type JobOutcome, type SubmitOptions } from './jobs/requester.ts'
+import { createScheduler } from './jobs/scheduler.ts'
+import { type Catalog, loadCatalog } from './models/catalog.ts'
+import { createModelSource } from './models/store.ts'
+import type { Capabilities } from './net/advert.ts'
+import { createDiscovery, type KnownPeer } from './net/discovery.ts'
+import { connectRelays, createBrowserNode, isDirect, webrtcAddrs } from './net/node.ts'
+import { resolveRelays } from './net/relays.ts'
+import { UnknownModelError } from './shared/errors.ts'
+import { SOFTWARE_VERSION } from './shared/protocol.ts'
+import type { NamedTensors } from './shared/tensor.ts'
+import { type JobRecord, openStore } from './store/db.ts'
+import { loadOrCreateIdentity } from './trust/identity.ts'
+
+export interface PeerOptions {
+  /** Relay multiaddrs; by default read from `peer-compute.json` next to the page. */
+  relays?: string[]
+  /** Catalog URL; default `models/catalog.json` relative to the page. */
+  catalogUrl?: string
+  /** IndexedDB database name, so several peers can share an origin. */
+  storeName?: string
+  contribute?: boolean
+  maxSlots?: number
+  engine?: InferenceEngine
+  advertIntervalMs?: number
+}
+
+export type RelayState = 'connecting' | 'connected' | 'disconnected'
+
+export interface PeerStatus {
+  relay: RelayState
+  webrtcAddrs: string[]
+  directPeers: number
+  /** ms from createPeer() to relay connected / first direct WebRTC connection. */
+  relayConnectedMs?: number
+  firstDirectMs?: number
+}
+
+export interface Peer {
+  readonly id: string
+  readonly catalog: Catalog
+  readonly events: EventTarget
+  readonly contributing: boolean
+  setContributing(on: boolean): Promise<void>
+  status(): PeerStatus
+  peers(): KnownPeer[]
+  capabilities(): Capabilities
+  running(): ServedJob[]
+  /** Runs `model` (a CID or catalog name) on a contributor and resolves with a verified result. */
+  submit(model: string, inputs: NamedTensors, opts?: SubmitOptions): Promise<JobOutcome>
+  jobs(limit?: number): Promise<JobRecord[]>
+  stop(): Promise<void>
+}
+
+const CONTRIBUTE_KEY = 'contribute'
+
+export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
+  const t0 = performance.now()
+  const log = logger('peer-compute:peer')
+  const events = new EventTarget()
+  const emit = (type: string) => events.dispatchEvent(new Event(type))
+  const storeName = opts.storeName ?? 'peer-compute'
+  const store = await openStore(storeName)
+  const privateKey = await loadOrCreateIdentity(store, storeName)
+  const catalog = await loadCatalog(
+    opts.catalogUrl ?? new URL('models/catalog.json', location.href).toString(),
+  )
+  const models = createModelSource(store, catalog)
+  const engine = opts.engine ?? createInferenceBridge({ modelSource: (cid) => models.get(cid) })
+  const admission = createAdmission({
+    maxSlots: opts.maxSlots ?? 1,
+    contributing: opts.contribute ?? (await store.getSetting<boolean>(CONTRIBUTE_KEY)) ?? false,
+  })
+  const status: PeerStatus = { relay: 'connecting', webrtcAddrs: [], directPeers: 0 }
+  let caps: EngineCapabilities | undefined
+  let cached: string[] = await models.cached()
+  const serving = new Map<string, ServedJob>()
+
+  const node = await createBrowserNode({ privateKey, relays: [] })
+  const selfId = node.peerId.toString()
+  const adapterClass = () => {
+    const a = caps?.adapter
+    return a ? `${a.architecture || a.vendor || 'unknown'}${a.isFallback ? ' (fallback)' : ''}` : 'none'
+  }
+  const capabilities = (): Capabilities => ({
+    eps: caps?.eps ?? [],
+    adapter: adapterClass(),
+    threads: caps?.threads ?? 0,
+    slots: admission.free,
+    maxSlots: admission.maxSlots,
+    contributing: admission.contributing,
+    models: cached.slice(0, 256),
+    benchUs: 0,
+    version: SOFTWARE_VERSION,
+  })
+  const discovery = createDiscovery({
+    node,
+    privateKey,
+    capabilities,
+    log: logger('peer-compute:discovery'),
+    ...(opts.advertIntervalMs ? { intervalMs: opts.advertIntervalMs } : {}),
+  })
+  const scheduler = createScheduler(discovery, selfId)
+  const jobHandler = createJobHandler({
+    privateKey,
+    selfId,
+    admission,
+    engine,
+    models,
+    log: logger('peer-compute:jobs'),
+    adapter: adapterClass,
+    onStart: (j) => {
+      serving.set(j.job, j)
+      emit('serving')
+    },
+    onEnd: async (j) => {
+      serving.delete(j.job)
+      cached = await models.cached()
+      emit('serving')
+    },
+  })
+  await node.handle(jobHandler.protocol, jobHandler.handler, { maxInboundStreams: 64 })
+  const requester = createRequester({
+    node,
+    privateKey,
+    selfId,
+    scheduler,
+    store,
+    log: logger('peer-compute:requester'),
+    peersChanged: (signal) =>
+      new Promise<void>((resolve) => {
+        const done = () => resolve()
+        discovery.events.addEventListener('change', done, { once: true })
+        signal.addEventListener('abort', done, { once: true })
+      }),
+    onChange: () => emit('jobs'),
+  })
+
+  const refreshStatus = () => {
+    status.webrtcAddrs = webrtcAddrs(node)
+    status.directPeers = node.getConnections().filter(isDirect).length
+    if (status.directPeers > 0) status.firstDirectMs ??= performance.now() - t0
+    emit('status')
+  }
+  node.addEventListener('self:peer:update', refreshStatus)
+  node.addEventListener('connection:open', refreshStatus)
+  node.addEventListener('connection:close', refreshStatus)
+  discovery.events.addEventListener('change', () => emit('peers'))
+  admission.events.addEventListener('change', () => discovery.announce())
+
+  const relays = opts.relays ?? (await resolveRelays())
+  const relayPeers = new Set(relays.map((r) => r.split('/p2p/').pop()))
+  node.addEventListener('peer:disconnect', (e) => {
+    if (relayPeers.has(e.detail.toString())) {
+      status.relay = 'disconnected'
+      refreshStatus()
+    }
+  })
+  try {
+    await connectRelays(node, relays)
+    status.relay = 'connected'
+    status.relayConnectedMs = performance.now() - t0
+  } catch (err) {
+    status.relay = 'disconnected'
+    log.error('%s', (err as Error).message)
+  }
+  refreshStatus()
+  // Probe the engine in the background: adverts gain eps/adapter once it answers.
+  engine
+    .capabilities()
+    .then((c) => {
+      caps = c
+      discovery.announce()
+      emit('status')
+    })
+    .catch((err) => log.error('engine probe failed: %s', (err as Error).message))
+
+  return {
+    id: selfId,
+    catalog,
+    events,
+    get contributing() {
+      return admission.contributing
+    },
+    async setContributing(on) {
+      admission.setContributing(on)
+      await store.putSetting(CONTRIBUTE_KEY, on)
+      emit('status')
+    },
+    status: () => ({ ...status }),
+    peers: () => discovery.peers(),
+    capabilities,
+    running: () => [...serving.values()],
+    async submit(model, inputs, sopts) {
+      const entry = catalog.byCid(model) ?? catalog.byName(model)
+      const cid = entry?.cid ?? model
+      if (!/^b[a-z2-7]{20,}$/.test(cid))
+        throw new UnknownModelError(`"${model}" is neither a catalog name nor a CID`)
+      return requester.submit(cid, entry?.name ?? cid, inputs, sopts)
+    },
+    jobs: (limit) => store.listJobs(limit),
+    async stop() {
+      discovery.stop()
+      await node.stop()
+      engine.close()
+      store.close()
+    },
+  }
+}

@@ -1,0 +1,51 @@
+import './polyfill.ts'
+import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import type { PrivateKey } from '@libp2p/interface'
+import { noise } from '@libp2p/noise'
+import { webSockets } from '@libp2p/websockets'
+import { yamux } from '@libp2p/yamux'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { ADVERT_TOPIC } from '../shared/protocol.ts'
+
+export interface RelayOptions {
+  privateKey: PrivateKey
+  host?: string
+  port?: number
+  log?: (line: string) => void
+}
+
+export interface Relay {
+  node: Libp2p
+  multiaddrs: string[]
+  stop(): Promise<void>
+}
+
+/**
+ * A circuit-relay-v2 server and gossipsub hub for browser peers. It carries WebRTC signalling
+ * and adverts only: it subscribes to the advert topic so it can forward them, and registers no
+ * job or model protocol, so job payloads cannot pass through it.
+ */
+export async function createRelay(opts: RelayOptions): Promise<Relay> {
+  const log = opts.log ?? (() => {})
+  const node = await createLibp2p({
+    privateKey: opts.privateKey,
+    addresses: { listen: [`/ip4/${opts.host ?? '127.0.0.1'}/tcp/${opts.port ?? 0}/ws`] },
+    transports: [webSockets()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: { maxConnections: 1024 },
+    services: {
+      identify: identify(),
+      relay: circuitRelayServer({ reservations: { maxReservations: 1024 } }),
+      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, D: 8, Dlo: 4, Dhi: 16 }),
+    },
+  })
+  node.addEventListener('peer:connect', (e) => log(`connect ${e.detail.toString()}`))
+  node.addEventListener('peer:disconnect', (e) => log(`disconnect ${e.detail.toString()}`))
+  node.services.pubsub.subscribe(ADVERT_TOPIC)
+  await node.start()
+  const multiaddrs = node.getMultiaddrs().map((ma) => ma.toString())
+  return { node, multiaddrs, stop: () => node.stop() }
+}

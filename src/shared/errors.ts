@@ -1,0 +1,39 @@
+/**
+ * Named error classes. Callers branch on `err.name`: it is the only field that survives
+ * comlink and the wire, so never rely on `instanceof` across a boundary.
+ */
+export class PeerComputeError extends Error {
+  constructor(message: string, name: string) {
+    super(message)
+    this.name = name
+  }
+}
+
+const named = (name: string) =>
+  class extends PeerComputeError {
+    static readonly NAME = name
+    constructor(message: string) {
+      super(message, name)
+    }
+  }
+
+// wire and codecs
+export const FrameTooLargeError = named('FrameTooLargeError')
+export const MalformedFrameError = named('MalformedFrameError')
+export const InvalidTensorError = named('InvalidTensorError')
+// trust
+export const InvalidSignatureError = named('InvalidSignatureError')
+export const InvalidReceiptError = named('InvalidReceiptError')
+export const OutputMismatchError = named('OutputMismatchError')
+// jobs
+export const JobRejectedError = named('JobRejectedError')
+export const JobTimeoutError = named('JobTimeoutError')
+export const NoPeerAvailableError = named('NoPeerAvailableError')
+export const AbortError = named('AbortError')
+// models and compute
+export const UnknownModelError = named('UnknownModelError')
+export const ModelIntegrityError = named('ModelIntegrityError')
+export const InferenceError = named('InferenceError')
+export const SessionEvictedError = named('SessionEvictedError')
+// network
+export const RelayUnavailableError = named('RelayUnavailableError')

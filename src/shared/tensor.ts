@@ -1,0 +1,28 @@
+/** Tensor types shared by the main thread and workers. No DOM or worker globals here. */
+
+export const DTYPES = ['float32', 'int32', 'int64', 'uint8', 'int8', 'bool'] as const
+export type DType = (typeof DTYPES)[number]
+
+export type TensorData = Float32Array | Int32Array | BigInt64Array | Uint8Array | Int8Array
+
+/** A plain, transferable tensor: ORT-agnostic so it can cross worker and wire boundaries. */
+export interface Tensor {
+  dtype: DType
+  dims: number[]
+  data: TensorData
+}
+
+export type NamedTensors = Record<string, Tensor>
+
+export const BYTES_PER_ELEMENT: Record<DType, number> = {
+  float32: 4,
+  int32: 4,
+  int64: 8,
+  uint8: 1,
+  int8: 1,
+  bool: 1,
+}
+
+export function elementCount(dims: readonly number[]): number {
+  return dims.reduce((a, b) => a * b, 1)
+}

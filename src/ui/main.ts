@@ -1,0 +1,96 @@
+/** The app: one tab = one peer. Plain DOM; all logic lives behind the Peer API. */
+import { createPeer, type Peer } from '../index.ts'
+import { parseJsonInputs, randomInputs } from '../tasks/raw.ts'
+import { renderJobs, renderPeers, short } from './render.ts'
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T
+
+async function main() {
+  const peer = await createPeer()
+  ;(window as unknown as { __peer: Peer }).__peer = peer // handle for tests and the devtools console
+  $('peer-id').textContent = peer.id
+
+  const contribute = $<HTMLInputElement>('contribute')
+  contribute.checked = peer.contributing
+  contribute.addEventListener('change', () => void peer.setContributing(contribute.checked))
+
+  const model = $<HTMLSelectElement>('model')
+  for (const e of peer.catalog.entries) model.add(new Option(`${e.name} — ${e.description}`, e.cid))
+  const input = $<HTMLTextAreaElement>('input')
+  const specs = () => peer.catalog.byCid(model.value)?.inputs ?? []
+  const fillRandom = () => {
+    const t = randomInputs(specs())
+    const only = Object.values(t)
+    input.value =
+      only.length === 1 ? JSON.stringify(Array.from(only[0]!.data as Float32Array)) : JSON.stringify(t)
+  }
+  model.addEventListener('change', fillRandom)
+  $('random').addEventListener('click', fillRandom)
+  fillRandom()
+
+  $<HTMLFormElement>('submit').addEventListener('submit', async (ev) => {
+    ev.preventDefault()
+    const err = $('submit-error')
+    err.textContent = ''
+    try {
+      const inputs = parseJsonInputs(input.value, specs())
+      const n = Math.max(1, Math.min(1000, Number($<HTMLInputElement>('count').value) || 1))
+      const target = $<HTMLSelectElement>('target').value
+      await Promise.allSettled(
+        Array.from({ length: n }, () => peer.submit(model.value, inputs, target ? { peer: target } : {})),
+      ).then((rs) => {
+        const failed = rs.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+        if (failed.length) err.textContent = `${failed.length} failed: ${failed[0]!.reason.message}`
+      })
+    } catch (e) {
+      err.textContent = `${(e as Error).name}: ${(e as Error).message}`
+    }
+  })
+
+  const refreshStatus = () => {
+    const s = peer.status()
+    $('relay-state').textContent =
+      s.relay + (s.relayConnectedMs ? ` (${s.relayConnectedMs.toFixed(0)} ms)` : '')
+    $('direct-count').textContent = String(s.directPeers)
+    const c = peer.capabilities()
+    $('engine').textContent = c.eps.length
+      ? `${c.eps.join(', ')} · ${c.adapter} · ${c.threads} threads`
+      : 'probing…'
+    const running = peer.running()
+    $('serving').textContent = running.length
+      ? `Serving ${running.map((j) => `${short(j.model)} for ${short(j.requester)}`).join(', ')}`
+      : ''
+  }
+  const refreshPeers = () => {
+    renderPeers($('peers'), peer.peers())
+    const target = $<HTMLSelectElement>('target')
+    const keep = target.value
+    target.replaceChildren(
+      new Option('any contributor', ''),
+      ...peer.peers().map((p) => new Option(short(p.id), p.id)),
+    )
+    target.value = keep
+  }
+  let jobsQueued = false
+  const refreshJobs = () => {
+    if (jobsQueued) return
+    jobsQueued = true
+    requestAnimationFrame(async () => {
+      jobsQueued = false
+      renderJobs($('jobs'), await peer.jobs(100), peer.catalog)
+    })
+  }
+  peer.events.addEventListener('status', refreshStatus)
+  peer.events.addEventListener('serving', refreshStatus)
+  peer.events.addEventListener('peers', refreshPeers)
+  peer.events.addEventListener('jobs', refreshJobs)
+  refreshStatus()
+  refreshPeers()
+  refreshJobs()
+  document.body.dataset.ready = 'true'
+}
+
+main().catch((err) => {
+  $('peer-id').textContent = `failed to start: ${(err as Error).message}`
+  document.body.dataset.ready = 'error'
+})

@@ -1,0 +1,62 @@
+/** Table rendering for the app. Text only (textContent), never HTML from peers. */
+import type { Catalog } from '../models/catalog.ts'
+import type { KnownPeer } from '../net/discovery.ts'
+import type { JobRecord } from '../store/db.ts'
+
+export const short = (id: string) => (id.length > 14 ? `${id.slice(0, 6)}…${id.slice(-6)}` : id)
+
+function row(cells: (string | [string, string])[]): HTMLTableRowElement {
+  const tr = document.createElement('tr')
+  for (const c of cells) {
+    const td = tr.insertCell()
+    if (Array.isArray(c)) {
+      td.textContent = c[0]
+      td.className = c[1]
+    } else td.textContent = c
+  }
+  return tr
+}
+
+export function renderPeers(table: HTMLTableElement, peers: KnownPeer[]): void {
+  table.tBodies[0]!.replaceChildren(
+    ...peers.map((p) => {
+      const a = p.advert
+      const tr = row([
+        short(p.id),
+        p.direct ? ['WebRTC', 'ok'] : 'relay only',
+        a.contributing ? ['yes', 'ok'] : 'no',
+        a.eps.join(', ') || '—',
+        a.adapter,
+        String(a.threads),
+        `${a.slots}/${a.maxSlots}`,
+        String(a.models.length),
+        a.version,
+      ])
+      tr.dataset.peer = p.id
+      return tr
+    }),
+  )
+}
+
+const ms = (v?: number) => (v == null ? '—' : `${v.toFixed(1)} ms`)
+
+export function renderJobs(table: HTMLTableElement, jobs: JobRecord[], catalog: Catalog): void {
+  table.tBodies[0]!.replaceChildren(
+    ...jobs.map((j) => {
+      const tr = row([
+        new Date(j.submittedAt).toLocaleTimeString(),
+        catalog.byCid(j.model)?.name ?? short(j.model),
+        j.status === 'failed'
+          ? [`failed: ${j.error?.name ?? ''} ${j.error?.message ?? ''}`, 'bad']
+          : j.status,
+        j.worker ? short(j.worker) : '—',
+        j.ep ?? '—',
+        ms(j.roundTripMs),
+        ms(j.runMs),
+        j.verified ? ['verified ✓', 'ok'] : j.status === 'done' ? ['unverified', 'bad'] : '—',
+      ])
+      tr.dataset.status = j.status
+      return tr
+    }),
+  )
+}

@@ -1,0 +1,326 @@
+/**
+ * Inference worker: holds verified model bytes and runs them with onnxruntime-web (WebGPU or WASM).
+ * The main thread talks to it only through src/compute/bridge.ts.
+ */
+import { expose, transfer } from 'comlink'
+import { CID } from 'multiformats/cid'
+// The bundle Vite serves locally; ort.env.wasm.wasmPaths stays unset so the .wasm is resolved next to it (no CDN).
+import * as ort from 'onnxruntime-web'
+import { modelCid } from '../src/shared/cid.ts'
+import {
+  AbortError,
+  InferenceError,
+  InvalidTensorError,
+  ModelIntegrityError,
+  UnknownModelError,
+} from '../src/shared/errors.ts'
+import { DTYPES, type DType, elementCount, type NamedTensors, type TensorData } from '../src/shared/tensor.ts'
+
+export type Ep = 'webgpu' | 'wasm'
+export interface InitOptions {
+  numThreads?: number
+  allowWebGpu?: boolean
+}
+export interface AdapterSummary {
+  vendor: string
+  architecture: string
+  description: string
+  isFallback: boolean
+}
+export interface Capabilities {
+  eps: Ep[]
+  adapter: AdapterSummary | null
+  threads: number
+  crossOriginIsolated: boolean
+  ortVersion: string
+}
+export interface RunRequest {
+  runId: string
+  cid: string
+  inputs: NamedTensors
+  ep?: Ep | 'auto'
+}
+export interface RunResult {
+  outputs: NamedTensors
+  ep: Ep
+  timing: { sessionMs: number; runMs: number }
+}
+
+/** Minimal WebGPU typing: TS's DOM/WebWorker libs carry no GPU types. */
+interface GpuAdapterInfo {
+  vendor?: string
+  architecture?: string
+  description?: string
+  isFallbackAdapter?: boolean
+}
+interface GpuAdapter {
+  info?: GpuAdapterInfo
+  isFallbackAdapter?: boolean
+}
+type GpuNavigator = { gpu?: { requestAdapter(): Promise<GpuAdapter | null> } }
+
+const MAX_SESSIONS = 2
+const models = new Map<string, Uint8Array>()
+interface CachedSession {
+  session: Promise<ort.InferenceSession>
+  busy: number
+  evicted: boolean
+}
+const sessions = new Map<string, CachedSession>() // key `${cid}|${ep}`, insertion order = LRU order
+const webGpuFailed = new Set<string>()
+let creation: Promise<unknown> = Promise.resolve() // sessions are created one at a time
+let runQueue: Promise<unknown> = Promise.resolve() // runs execute one at a time, in order
+const runs = new Map<string, { cancelled: boolean; abort: (e: Error) => void }>()
+
+let initOpts: Required<InitOptions> | undefined
+let probed: Promise<GpuAdapter | null> | undefined
+
+function defaultThreads(): number {
+  return crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1
+}
+
+function ensureInit(opts: InitOptions = {}): Required<InitOptions> {
+  if (initOpts) return initOpts
+  initOpts = { numThreads: opts.numThreads ?? defaultThreads(), allowWebGpu: opts.allowWebGpu ?? true }
+  // Must be set before the first session: ORT reads it once when the WASM module starts.
+  ort.env.wasm.numThreads = crossOriginIsolated ? initOpts.numThreads : 1
+  return initOpts
+}
+
+function probeAdapter(): Promise<GpuAdapter | null> {
+  probed ??= (async () => {
+    const gpu = (navigator as unknown as GpuNavigator).gpu
+    if (!gpu || !ensureInit().allowWebGpu) return null
+    try {
+      return await gpu.requestAdapter()
+    } catch {
+      return null
+    }
+  })()
+  return probed
+}
+
+function summarize(adapter: GpuAdapter): AdapterSummary {
+  const info = adapter.info ?? {}
+  return {
+    vendor: info.vendor ?? '',
+    architecture: info.architecture ?? '',
+    description: info.description ?? '',
+    // Chromium moved isFallbackAdapter from GPUAdapter to GPUAdapterInfo; read both.
+    isFallback: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter),
+  }
+}
+
+async function capabilities(): Promise<Capabilities> {
+  const opts = ensureInit()
+  const adapter = await probeAdapter()
+  return {
+    eps: adapter ? ['webgpu', 'wasm'] : ['wasm'],
+    adapter: adapter ? summarize(adapter) : null,
+    threads: crossOriginIsolated ? opts.numThreads : 1,
+    crossOriginIsolated,
+    ortVersion: ort.env.versions.web ?? ort.env.versions.common,
+  }
+}
+
+/** Normalizes any CID string form to base32 v1; invalid strings pass through and fail lookups. */
+function cidKey(cid: string): string {
+  try {
+    return CID.parse(cid).toV1().toString()
+  } catch {
+    return cid
+  }
+}
+
+async function releaseEntry(entry: CachedSession): Promise<void> {
+  entry.evicted = true
+  if (entry.busy > 0) return // released by the last run that uses it
+  await entry.session.then((s) => s.release()).catch(() => {})
+}
+
+function evictSessions(cid: string): void {
+  for (const [key, entry] of sessions) {
+    if (key.startsWith(`${cid}|`)) {
+      sessions.delete(key)
+      void releaseEntry(entry)
+    }
+  }
+}
+
+/** Returns a cached session (bumped to most-recent) or creates one after any creation in progress. */
+function sessionFor(cid: string, ep: Ep): CachedSession {
+  const key = `${cid}|${ep}`
+  const hit = sessions.get(key)
+  if (hit) {
+    sessions.delete(key)
+    sessions.set(key, hit)
+    return hit
+  }
+  const bytes = models.get(cid)
+  if (!bytes) throw new UnknownModelError(`model ${cid} is not loaded`)
+  const session = creation.then(() =>
+    ort.InferenceSession.create(bytes, { executionProviders: [ep], graphOptimizationLevel: 'all' }),
+  )
+  creation = session.catch(() => {})
+  const entry: CachedSession = { session, busy: 0, evicted: false }
+  sessions.set(key, entry)
+  session.catch(() => sessions.get(key) === entry && sessions.delete(key))
+  while (sessions.size > MAX_SESSIONS) {
+    const [oldKey, old] = sessions.entries().next().value!
+    sessions.delete(oldKey)
+    void releaseEntry(old)
+  }
+  return entry
+}
+
+async function pickEp(cid: string, wanted: Ep | 'auto'): Promise<Ep> {
+  if (wanted === 'wasm') return 'wasm'
+  const adapter = await probeAdapter()
+  if (wanted === 'webgpu') {
+    if (!adapter) throw new InferenceError('WebGPU is not available in this worker')
+    return 'webgpu'
+  }
+  // SwiftShader-style fallback adapters are ~100x slower than WASM: auto never picks them.
+  return adapter && !summarize(adapter).isFallback && !webGpuFailed.has(cid) ? 'webgpu' : 'wasm'
+}
+
+function validateInputs(session: ort.InferenceSession, inputs: NamedTensors): Record<string, ort.Tensor> {
+  const names = Object.keys(inputs)
+  const missing = session.inputNames.filter((n) => !(n in inputs))
+  const extra = names.filter((n) => !session.inputNames.includes(n))
+  if (missing.length || extra.length) {
+    throw new InvalidTensorError(`inputs mismatch: missing [${missing}] unexpected [${extra}]`)
+  }
+  const feeds: Record<string, ort.Tensor> = {}
+  for (const meta of session.inputMetadata) {
+    const t = inputs[meta.name]!
+    if (meta.isTensor && meta.type !== t.dtype) {
+      throw new InvalidTensorError(`input ${meta.name}: dtype ${t.dtype}, model expects ${meta.type}`)
+    }
+    if (t.data.length !== elementCount(t.dims)) {
+      throw new InvalidTensorError(`input ${meta.name}: ${t.data.length} values for dims [${t.dims}]`)
+    }
+    feeds[meta.name] = new ort.Tensor(t.dtype, t.data, t.dims)
+  }
+  return feeds
+}
+
+function toOutputs(results: ort.InferenceSession.ReturnType): {
+  outputs: NamedTensors
+  buffers: ArrayBuffer[]
+} {
+  const outputs: NamedTensors = {}
+  const buffers: ArrayBuffer[] = []
+  for (const [name, value] of Object.entries(results)) {
+    const dtype = value.type as DType
+    if (!DTYPES.includes(dtype)) throw new InferenceError(`output ${name}: unsupported dtype ${value.type}`)
+    let data = value.data as TensorData
+    // Own the whole buffer so it can be transferred without detaching anything ORT still uses.
+    if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice()
+    outputs[name] = { dtype, dims: [...value.dims], data }
+    buffers.push(data.buffer as ArrayBuffer)
+  }
+  return { outputs, buffers }
+}
+
+async function execute(req: RunRequest, state: { cancelled: boolean }): Promise<RunResult> {
+  if (state.cancelled) throw new AbortError(`run ${req.runId} cancelled`)
+  const cid = cidKey(req.cid)
+  if (!models.has(cid)) throw new UnknownModelError(`model ${req.cid} is not loaded`)
+  let ep = await pickEp(cid, req.ep ?? 'auto')
+  const t0 = performance.now()
+  let entry = sessionFor(cid, ep)
+  let session: ort.InferenceSession
+  try {
+    session = await entry.session
+  } catch (err) {
+    if (ep !== 'webgpu' || req.ep === 'webgpu') throw new InferenceError(`session: ${(err as Error).message}`)
+    webGpuFailed.add(cid) // auto: fall back to WASM and stop trying WebGPU for this model
+    ep = 'wasm'
+    entry = sessionFor(cid, ep)
+    session = await entry.session.catch((e: Error) => {
+      throw new InferenceError(`session: ${e.message}`)
+    })
+  }
+  const sessionMs = performance.now() - t0
+  if (state.cancelled) throw new AbortError(`run ${req.runId} cancelled`)
+  const feeds = validateInputs(session, req.inputs)
+  entry.busy++
+  const t1 = performance.now()
+  try {
+    // ORT-web cannot interrupt a run mid-kernel: a cancel during this await only discards the result.
+    const results = await session.run(feeds)
+    const runMs = performance.now() - t1
+    if (state.cancelled) throw new AbortError(`run ${req.runId} cancelled`)
+    const { outputs, buffers } = toOutputs(results)
+    return transfer({ outputs, ep, timing: { sessionMs, runMs } }, buffers)
+  } catch (err) {
+    if ((err as Error).name === AbortError.NAME || (err as Error).name === InferenceError.NAME) throw err
+    throw new InferenceError(`run: ${(err as Error).message}`)
+  } finally {
+    entry.busy--
+    if (entry.evicted && entry.busy === 0) void releaseEntry(entry)
+  }
+}
+
+const api = {
+  async init(opts: InitOptions = {}): Promise<Capabilities> {
+    ensureInit(opts)
+    return capabilities()
+  },
+
+  capabilities,
+
+  /** Verifies `bytes` hash to `cid` before keeping them; sessions are created lazily on first run. */
+  async loadModel(cid: string, bytes: Uint8Array): Promise<void> {
+    const actual = await modelCid(bytes)
+    let expected: CID
+    try {
+      expected = CID.parse(cid)
+    } catch {
+      throw new ModelIntegrityError(`not a valid CID: ${cid}`)
+    }
+    if (!actual.equals(expected.toV1())) {
+      throw new ModelIntegrityError(`model bytes hash to ${actual}, expected ${cid}`)
+    }
+    models.set(actual.toString(), bytes)
+  },
+
+  async run(req: RunRequest): Promise<RunResult> {
+    ensureInit()
+    if (runs.has(req.runId)) throw new InferenceError(`duplicate runId ${req.runId}`)
+    let abort: (e: Error) => void = () => {}
+    const aborted = new Promise<never>((_, reject) => {
+      abort = reject
+    })
+    const state = { cancelled: false, abort }
+    runs.set(req.runId, state)
+    const work = runQueue.then(() => execute(req, state))
+    runQueue = work.catch(() => {})
+    try {
+      return await Promise.race([work, aborted])
+    } finally {
+      runs.delete(req.runId)
+    }
+  },
+
+  /** Queued runs are dropped; an in-flight run finishes in ORT but its result is discarded. */
+  async cancel(runId: string): Promise<boolean> {
+    const state = runs.get(runId)
+    if (!state) return false
+    state.cancelled = true
+    state.abort(new AbortError(`run ${runId} cancelled`))
+    return true
+  },
+
+  /** Drops the model bytes and releases its sessions. */
+  async evict(cid: string): Promise<boolean> {
+    const key = cidKey(cid)
+    evictSessions(key)
+    webGpuFailed.delete(key)
+    return models.delete(key)
+  },
+}
+
+export type InferenceApi = typeof api
+expose(api)
