@@ -100,7 +100,7 @@ const ModelProto = onnx.lookupType('onnx.ModelProto')
 function leBytes(a: Float32Array): Uint8Array {
   const out = new Uint8Array(a.length * 4)
   const view = new DataView(out.buffer)
-  a.forEach((v, i) => view.setFloat32(i * 4, v, true))
+  for (let i = 0; i < a.length; i++) view.setFloat32(i * 4, a[i]!, true)
   return out
 }
 

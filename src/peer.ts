@@ -77,7 +77,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   const models = createModelSource(store, catalog)
   const engine = opts.engine ?? createInferenceBridge({ modelSource: (cid) => models.get(cid) })
   const admission = createAdmission({
-    maxSlots: opts.maxSlots ?? 1,
+    maxSlots: opts.maxSlots ?? 2,
     contributing: opts.contribute ?? (await store.getSetting<boolean>(CONTRIBUTE_KEY)) ?? false,
   })
   const status: PeerStatus = { relay: 'connecting', webrtcAddrs: [], directPeers: 0 }
@@ -140,6 +140,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
       new Promise<void>((resolve) => {
         const done = () => resolve()
         discovery.events.addEventListener('change', done, { once: true })
+        scheduler.events.addEventListener('release', done, { once: true })
         signal.addEventListener('abort', done, { once: true })
       }),
     onChange: () => emit('jobs'),

@@ -17,11 +17,8 @@ import {
 import { DTYPES, type DType, elementCount, type NamedTensors, type TensorData } from '../src/shared/tensor.ts'
 
 export type Ep = 'webgpu' | 'wasm'
-export interface InitOptions {
-  numThreads?: number
-  allowWebGpu?: boolean
-}
-export interface AdapterSummary {
+export type InitOptions = { numThreads?: number; allowWebGpu?: boolean }
+export type AdapterSummary = {
   vendor: string
   architecture: string
   description: string
@@ -34,42 +31,21 @@ export interface Capabilities {
   crossOriginIsolated: boolean
   ortVersion: string
 }
-export interface RunRequest {
-  runId: string
-  cid: string
-  inputs: NamedTensors
-  ep?: Ep | 'auto'
-}
-export interface RunResult {
-  outputs: NamedTensors
-  ep: Ep
-  timing: { sessionMs: number; runMs: number }
-}
+export type RunRequest = { runId: string; cid: string; inputs: NamedTensors; ep?: Ep | 'auto' }
+export type RunResult = { outputs: NamedTensors; ep: Ep; timing: { sessionMs: number; runMs: number } }
 
 /** Minimal WebGPU typing: TS's DOM/WebWorker libs carry no GPU types. */
-interface GpuAdapterInfo {
-  vendor?: string
-  architecture?: string
-  description?: string
-  isFallbackAdapter?: boolean
-}
-interface GpuAdapter {
-  info?: GpuAdapterInfo
-  isFallbackAdapter?: boolean
-}
+type GpuAdapterInfo = Partial<Omit<AdapterSummary, 'isFallback'>> & { isFallbackAdapter?: boolean }
+type GpuAdapter = { info?: GpuAdapterInfo; isFallbackAdapter?: boolean }
 type GpuNavigator = { gpu?: { requestAdapter(): Promise<GpuAdapter | null> } }
 
 const MAX_SESSIONS = 2
 const models = new Map<string, Uint8Array>()
-interface CachedSession {
-  session: Promise<ort.InferenceSession>
-  busy: number
-  evicted: boolean
-}
+type CachedSession = { session: Promise<ort.InferenceSession>; busy: number; evicted: boolean }
 const sessions = new Map<string, CachedSession>() // key `${cid}|${ep}`, insertion order = LRU order
 const webGpuFailed = new Set<string>()
-let creation: Promise<unknown> = Promise.resolve() // sessions are created one at a time
-let runQueue: Promise<unknown> = Promise.resolve() // runs execute one at a time, in order
+// Runs execute one at a time, in order; sessions are created inside runs, so also one at a time.
+let runQueue: Promise<unknown> = Promise.resolve()
 const runs = new Map<string, { cancelled: boolean; abort: (e: Error) => void }>()
 
 let initOpts: Required<InitOptions> | undefined
@@ -147,7 +123,7 @@ function evictSessions(cid: string): void {
   }
 }
 
-/** Returns a cached session (bumped to most-recent) or creates one after any creation in progress. */
+/** Returns a cached session (bumped to most-recent) or starts creating one. Called only from the run queue. */
 function sessionFor(cid: string, ep: Ep): CachedSession {
   const key = `${cid}|${ep}`
   const hit = sessions.get(key)
@@ -158,10 +134,10 @@ function sessionFor(cid: string, ep: Ep): CachedSession {
   }
   const bytes = models.get(cid)
   if (!bytes) throw new UnknownModelError(`model ${cid} is not loaded`)
-  const session = creation.then(() =>
-    ort.InferenceSession.create(bytes, { executionProviders: [ep], graphOptimizationLevel: 'all' }),
-  )
-  creation = session.catch(() => {})
+  const session = ort.InferenceSession.create(bytes, {
+    executionProviders: [ep],
+    graphOptimizationLevel: 'all',
+  })
   const entry: CachedSession = { session, busy: 0, evicted: false }
   sessions.set(key, entry)
   session.catch(() => sessions.get(key) === entry && sessions.delete(key))
@@ -273,17 +249,10 @@ const api = {
 
   /** Verifies `bytes` hash to `cid` before keeping them; sessions are created lazily on first run. */
   async loadModel(cid: string, bytes: Uint8Array): Promise<void> {
-    const actual = await modelCid(bytes)
-    let expected: CID
-    try {
-      expected = CID.parse(cid)
-    } catch {
-      throw new ModelIntegrityError(`not a valid CID: ${cid}`)
-    }
-    if (!actual.equals(expected.toV1())) {
+    const actual = (await modelCid(bytes)).toString()
+    if (actual !== cidKey(cid))
       throw new ModelIntegrityError(`model bytes hash to ${actual}, expected ${cid}`)
-    }
-    models.set(actual.toString(), bytes)
+    models.set(actual, bytes)
   },
 
   async run(req: RunRequest): Promise<RunResult> {

@@ -90,6 +90,7 @@ export function createJobHandler(opts: JobHandlerOptions) {
         loaded.add(model)
       }
       const run = await opts.engine.run({ cid: model, inputs: req.inputs }, signal)
+      release() // the compute is done: free the slot before the reply so the next job can start
       const receipt = await signReceipt(
         {
           v: 1,

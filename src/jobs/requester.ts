@@ -14,7 +14,7 @@ export interface SubmitOptions {
   peer?: string
   timeoutMs?: number
   maxAttempts?: number
-  /** How long to wait for a free contributor before giving up. */
+  /** How long to wait for a free contributor before giving up (default: timeoutMs). */
   waitForPeerMs?: number
   signal?: AbortSignal
   label?: string
@@ -91,7 +91,7 @@ export function createRequester(o: RequesterOptions) {
     o.onChange()
     const exclude = new Set<string>()
     const maxAttempts = opts.peer ? 1 : (opts.maxAttempts ?? 3)
-    const until = Date.now() + (opts.waitForPeerMs ?? 10_000)
+    const until = Date.now() + (opts.waitForPeerMs ?? opts.timeoutMs ?? 30_000)
     let lastErr: Error = new NoPeerAvailableError('no contributor with a free slot and a direct connection')
     for (let n = 1; n <= maxAttempts; n++) {
       const peer = opts.peer ?? (await waitForPeer(model, exclude, until, opts.signal))?.id
@@ -118,9 +118,13 @@ export function createRequester(o: RequesterOptions) {
       } catch (err) {
         lastErr = err as Error
         o.log('attempt %d on %s failed: %s', n, peer, lastErr.message)
-        exclude.add(peer)
         const code = (err as { code?: string }).code
         if (opts.signal?.aborted || (code && FINAL_CODES.has(code))) break
+        // A busy peer is healthy: wait for capacity rather than spend an attempt or exclude it.
+        if (code === 'busy' && !opts.peer && Date.now() < until) {
+          n--
+          await o.peersChanged(AbortSignal.timeout(200))
+        } else exclude.add(peer)
       }
     }
     Object.assign(rec, {

@@ -11,10 +11,13 @@ export interface Scheduler {
   /** Tracks our own in-flight jobs per peer, so we do not overfill a peer between adverts. */
   begin(peer: string): () => void
   inflight(peer: string): number
+  /** Fires 'release' when one of our jobs on some peer ends, freeing capacity. */
+  events: EventTarget
 }
 
 export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
   const inflight = new Map<string, number>()
+  const events = new EventTarget()
   const ours = (id: string) => inflight.get(id) ?? 0
 
   const free = (p: KnownPeer) => {
@@ -49,8 +52,10 @@ export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
         const n = ours(peer) - 1
         if (n > 0) inflight.set(peer, n)
         else inflight.delete(peer)
+        events.dispatchEvent(new Event('release'))
       }
     },
     inflight: ours,
+    events,
   }
 }

@@ -47,5 +47,11 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   node.services.pubsub.subscribe(ADVERT_TOPIC)
   await node.start()
   const multiaddrs = node.getMultiaddrs().map((ma) => ma.toString())
-  return { node, multiaddrs, stop: () => node.stop() }
+  return {
+    node,
+    multiaddrs,
+    stop: async () => {
+      await node.stop()
+    },
+  }
 }

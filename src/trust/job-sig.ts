@@ -5,6 +5,7 @@ import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { InvalidSignatureError, MalformedFrameError } from '../shared/errors.ts'
 import { peerIdOf, verifyByPeerId } from './keys.ts'
+import { signingBytes } from './signed.ts'
 
 export const JOB_DOMAIN = 'peer-compute/job/1'
 export const NONCE_BYTES = 16
@@ -56,10 +57,6 @@ export function parseJobBody(x: unknown, path = 'body'): JobBody {
   }
 }
 
-function signedBytes(body: JobBody): Uint8Array {
-  return dagCbor.encode({ domain: JOB_DOMAIN, body })
-}
-
 /** CIDv1 dag-cbor sha2-256 of the canonical job body. */
 export async function jobCid(body: JobBody): Promise<CID> {
   return CID.createV1(dagCbor.code, await sha256.digest(dagCbor.encode(parseJobBody(body))))
@@ -69,12 +66,12 @@ export async function jobCid(body: JobBody): Promise<CID> {
 export async function signJob(body: JobBody, key: PrivateKey): Promise<Uint8Array> {
   const parsed = parseJobBody(body)
   if (peerIdOf(key) !== parsed.requester) throw new InvalidSignatureError('key is not the job requester')
-  return new Uint8Array(await key.sign(signedBytes(parsed)))
+  return new Uint8Array(await key.sign(signingBytes(JOB_DOMAIN, parsed)))
 }
 
 /** Validates the body and the requester's signature; returns the normalized body. */
 export async function verifyJobSig(body: unknown, sig: Uint8Array): Promise<JobBody> {
   const parsed = parseJobBody(body)
-  await verifyByPeerId(parsed.requester, signedBytes(parsed), sig)
+  await verifyByPeerId(parsed.requester, signingBytes(JOB_DOMAIN, parsed), sig)
   return parsed
 }

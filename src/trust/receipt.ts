@@ -8,6 +8,7 @@ import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { InvalidReceiptError, InvalidSignatureError, OutputMismatchError } from '../shared/errors.ts'
 import { peerIdOf, verifyByPeerId } from './keys.ts'
+import { signingBytes } from './signed.ts'
 
 export const RECEIPT_DOMAIN = 'peer-compute/receipt/1'
 const MAX_STRING = 128
@@ -108,16 +109,12 @@ export function parseReceipt(x: unknown): Receipt {
   return { body, sig: r.sig as Uint8Array }
 }
 
-function signedBytes(body: ReceiptBody): Uint8Array {
-  return dagCbor.encode({ domain: RECEIPT_DOMAIN, body })
-}
-
 /** Signs as the worker; the key must be the one named by `body.worker`. */
 export async function signReceipt(body: ReceiptBody, key: PrivateKey): Promise<Receipt> {
   const { body: parsed } = parseReceipt({ body, sig: new Uint8Array() })
   if (peerIdOf(key) !== parsed.worker) throw new InvalidSignatureError('key is not the receipt worker')
   // copy: Node returns a Buffer, whose slice() aliases
-  return { body: parsed, sig: new Uint8Array(await key.sign(signedBytes(parsed))) }
+  return { body: parsed, sig: new Uint8Array(await key.sign(signingBytes(RECEIPT_DOMAIN, parsed))) }
 }
 
 /**
@@ -126,7 +123,7 @@ export async function signReceipt(body: ReceiptBody, key: PrivateKey): Promise<R
  */
 export async function verifyReceipt(receipt: unknown, expect: ReceiptExpectations = {}): Promise<Receipt> {
   const r = parseReceipt(receipt)
-  await verifyByPeerId(r.body.worker, signedBytes(r.body), r.sig)
+  await verifyByPeerId(r.body.worker, signingBytes(RECEIPT_DOMAIN, r.body), r.sig)
   for (const f of CID_FIELDS) {
     const want = expect[f]
     if (want == null || want.equals(r.body[f])) continue

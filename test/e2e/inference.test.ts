@@ -72,6 +72,7 @@ describe('inference worker in Chromium', () => {
     page = await browser.newPage()
     page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`))
     page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`))
+    page.on('response', (r) => r.status() >= 400 && logs.push(`[http ${r.status()}] ${r.url()}`))
     await page.goto(`${server.url}/test/pages/inference.html`)
     await page.waitForSelector('body[data-ready="true"]')
   })
@@ -161,5 +162,43 @@ describe('inference worker in Chromium', () => {
       { cid: tiny.cid, x, dims },
     )
     expect(res).toEqual({ aborted: 'AbortError', afterEp: 'wasm' })
+  })
+  it('rejects inputs that do not match the model with InvalidTensorError', async () => {
+    const name = await page.evaluate(
+      async ({ cid, x, dims }) =>
+        window.__inference
+          .run({ cid, ep: 'wasm', inputs: { wrong: { dtype: 'float32', dims, data: Float32Array.from(x) } } })
+          .then(
+            () => 'ok',
+            (e: Error) => e.name,
+          ),
+      { cid: tiny.cid, x, dims },
+    )
+    expect(name).toBe('InvalidTensorError')
+  })
+
+  it('restarts an idle-terminated worker and re-sends its models', async () => {
+    const res = await page.evaluate(
+      async ({ cid, file, x, dims }) => {
+        const bridge = window.__createInferenceBridge({ idleTimeoutMs: 200 })
+        const bytes = new Uint8Array(await (await fetch(`/${file}`)).arrayBuffer())
+        await bridge.loadModel(cid, bytes)
+        const inputs = { x: { dtype: 'float32' as const, dims, data: Float32Array.from(x) } }
+        await bridge.run({ cid, inputs, ep: 'wasm' })
+        const cached = await bridge.run({ cid, inputs, ep: 'wasm' })
+        await new Promise((r) => setTimeout(r, 600))
+        const restarted = await bridge.run({ cid, inputs, ep: 'wasm' })
+        bridge.close()
+        const closed = await bridge.capabilities().then(
+          () => 'ok',
+          (e: Error) => e.name,
+        )
+        return { cachedMs: cached.timing.sessionMs, restartedMs: restarted.timing.sessionMs, closed }
+      },
+      { cid: tiny.cid, file: tiny.file, x, dims },
+    )
+    // A fresh worker has to start ORT and create the session again; a cached session costs ~nothing.
+    expect(res.restartedMs).toBeGreaterThan(res.cachedMs)
+    expect(res.closed).toBe('InferenceError')
   })
 })

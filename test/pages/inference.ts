@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /** Test page: exposes the inference bridge (and a raw worker handle) on window for page.evaluate. */
 import { type Remote, wrap } from 'comlink'
 import { createInferenceBridge, type InferenceEngine } from '../../src/compute/bridge.ts'

@@ -1,0 +1,96 @@
+/**
+ * The working swarm, end to end with real parts: a relay process, three Chromium tabs, direct
+ * WebRTC, onnxruntime-web in workers, IndexedDB. B and C contribute; A submits.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import catalog from '../../public/models/catalog.json' with { type: 'json' }
+import { mlpForward, mlpInput, mlpWeights } from '../../src/shared/mlp.ts'
+import { decodeReceipt, verifyReceipt } from '../../src/trust/receipt.ts'
+import { peerId, type Swarm, startSwarm, waitForContributors, waitReady } from '../helpers/swarm.ts'
+
+const tiny = catalog.find((e) => e.name === 'mlp-tiny')!
+const spec = tiny.mlp
+const layers = mlpWeights(spec)
+const N = 24
+
+interface Ran {
+  worker: string
+  y: number[]
+  receipt: number[]
+  x: number[]
+}
+
+/** Submits `n` jobs with distinct seeded inputs from tab A; returns outputs and raw receipt bytes. */
+function submitBatch(swarm: Swarm, n: number, seed0: number): Promise<Ran[]> {
+  const inputs = Array.from({ length: n }, (_, i) => Array.from(mlpInput(spec, seed0 + i)))
+  return swarm.tabs[0]!.evaluate(
+    async ({ inputs, dims }) => {
+      const peer = window.__peer
+      return Promise.all(
+        inputs.map(async (x) => {
+          const r = await peer.submit('mlp-tiny', {
+            x: { dtype: 'float32', dims, data: Float32Array.from(x) },
+          })
+          const rec = (await peer.jobs(1000)).find((j) => j.jobCid === r.job)!
+          return {
+            worker: r.worker,
+            y: Array.from(r.outputs.y!.data as Float32Array),
+            receipt: Array.from(rec.receipt!),
+            x,
+          }
+        }),
+      )
+    },
+    { inputs, dims: tiny.inputs[0]!.dims },
+  )
+}
+
+describe('swarm', () => {
+  let swarm: Swarm
+  let ids: string[]
+
+  beforeAll(async () => {
+    swarm = await startSwarm({ tabs: 3 })
+    ids = await Promise.all(swarm.tabs.map(peerId))
+    for (const t of swarm.tabs.slice(1)) await t.evaluate(() => window.__peer.setContributing(true))
+    await waitForContributors(swarm.tabs[0]!, ids.slice(1))
+  })
+  afterAll(() => swarm?.stop())
+
+  const checkBatch = async (ran: Ran[]) => {
+    expect(ran).toHaveLength(N)
+    for (const r of ran) {
+      const want = mlpForward(spec, layers, Float32Array.from(r.x))
+      expect(r.y).toHaveLength(want.length)
+      r.y.forEach((v, i) => expect(Math.abs(v - want[i]!)).toBeLessThan(1e-4))
+      // Independent check in Node: the stored receipt verifies offline.
+      const receipt = await verifyReceipt(decodeReceipt(Uint8Array.from(r.receipt)), { requester: ids[0]! })
+      expect(receipt.body.worker).toBe(r.worker)
+      expect(receipt.body.model.toString()).toBe(tiny.cid)
+    }
+    const workers = new Set(ran.map((r) => r.worker))
+    expect(workers.has(ids[0]!)).toBe(false)
+    expect([...workers].every((w) => ids.slice(1).includes(w))).toBe(true)
+    return workers
+  }
+
+  it('A submits jobs that B and C compute, with correct outputs and verified receipts', async () => {
+    const workers = await checkBatch(await submitBatch(swarm, N, 100))
+    expect(workers.size).toBe(2) // both contributors took work
+  })
+
+  it('keeps working over the open WebRTC connections after the relay stops', async () => {
+    await swarm.relay.stop()
+    await swarm.tabs[0]!.waitForFunction(() => window.__peer.status().relay === 'disconnected', null, {
+      timeout: 10_000,
+    })
+    await checkBatch(await submitBatch(swarm, N, 500))
+  })
+
+  it('a reloaded tab keeps its PeerId', async () => {
+    const tab = swarm.tabs[2]!
+    await tab.reload()
+    await waitReady(tab)
+    expect(await peerId(tab)).toBe(ids[2])
+  })
+})

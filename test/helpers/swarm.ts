@@ -1,0 +1,71 @@
+/** A real swarm for end-to-end tests: relay process, static server over dist/, Chromium tabs. */
+import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
+import type { Page } from 'playwright-core'
+import { type RelayProcess, startRelayProcess } from '../../scripts/relay-process.ts'
+import { type StaticServer, serveStatic } from '../../scripts/serve.ts'
+import { launchBrowser, type TestBrowser } from './chromium.ts'
+
+const DIST = resolve(import.meta.dirname, '../../dist')
+
+export interface Swarm {
+  relay: RelayProcess
+  web: StaticServer
+  browser: TestBrowser
+  tabs: Page[]
+  openTab(query?: string): Promise<Page>
+  stop(): Promise<void>
+}
+
+/** The page must have been built (`npm run build`, which `npm test` runs first). */
+export async function startSwarm(opts: { tabs: number; webgpu?: boolean }): Promise<Swarm> {
+  if (!existsSync(resolve(DIST, 'index.html'))) throw new Error('dist/ is missing: run `npm run build` first')
+  const relay = await startRelayProcess({ quiet: true })
+  const web = await serveStatic({ root: DIST, relayFile: relay.addrFile })
+  const browser = await launchBrowser({ webgpu: opts.webgpu ?? false })
+  const tabs: Page[] = []
+  const openTab = async (query = '') => {
+    const page = await browser.newPage()
+    const n = tabs.length
+    page.on('pageerror', (e) => console.error(`[tab ${n}] page error: ${e.message}`))
+    await page.goto(`${web.url}${query}`)
+    await waitReady(page)
+    tabs.push(page)
+    return page
+  }
+  for (let i = 0; i < opts.tabs; i++) await openTab()
+  return {
+    relay,
+    web,
+    browser,
+    tabs,
+    openTab,
+    async stop() {
+      await browser.close().catch(() => {})
+      await web.close()
+      await relay.stop()
+    },
+  }
+}
+
+export async function waitReady(page: Page): Promise<void> {
+  await page.waitForFunction(() => document.body.dataset.ready, null, { timeout: 30_000 })
+  const state = await page.evaluate(() => document.body.dataset.ready)
+  if (state !== 'true') throw new Error(`tab failed to start: ${await page.textContent('#peer-id')}`)
+}
+
+export const peerId = (page: Page) => page.evaluate(() => window.__peer.id)
+
+/** Waits until `page` sees `ids` as directly connected, contributing peers with a free slot. */
+export async function waitForContributors(page: Page, ids: string[], timeoutMs = 20_000): Promise<void> {
+  await page.waitForFunction(
+    (want) => {
+      const peers = window.__peer.peers()
+      return want.every((id) =>
+        peers.some((p) => p.id === id && p.direct && p.advert.contributing && p.advert.eps.length > 0),
+      )
+    },
+    ids,
+    { timeout: timeoutMs, polling: 100 },
+  )
+}
