@@ -13,7 +13,7 @@ import { type Catalog, loadCatalog } from './models/catalog.ts'
 import { createModelSource } from './models/store.ts'
 import type { Capabilities } from './net/advert.ts'
 import { createDiscovery, type KnownPeer } from './net/discovery.ts'
-import { connectRelays, createBrowserNode, isDirect, webrtcAddrs } from './net/node.ts'
+import { type BrowserNode, connectRelays, createBrowserNode, isDirect, webrtcAddrs } from './net/node.ts'
 import { resolveRelays } from './net/relays.ts'
 import { UnknownModelError } from './shared/errors.ts'
 import { SOFTWARE_VERSION } from './shared/protocol.ts'
@@ -47,6 +47,8 @@ export interface PeerStatus {
 
 export interface Peer {
   readonly id: string
+  /** The underlying libp2p node, for embedders that add their own protocols. */
+  readonly node: BrowserNode
   readonly catalog: Catalog
   readonly events: EventTarget
   readonly contributing: boolean
@@ -187,6 +189,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
 
   return {
     id: selfId,
+    node,
     catalog,
     events,
     get contributing() {

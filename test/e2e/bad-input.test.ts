@@ -1,0 +1,89 @@
+/**
+ * Bad input never crashes a contributor: each case gets a clear, typed error at the requester, and
+ * the contributor tab serves the next job.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FrameDecoder } from '../../src/jobs/frame.ts'
+import { JOB_PROTOCOL } from '../../src/shared/protocol.ts'
+import { peerId, type Swarm, startSwarm, waitForContributors } from '../helpers/swarm.ts'
+
+describe('bad input', () => {
+  let swarm: Swarm
+  let b: string
+
+  beforeAll(async () => {
+    swarm = await startSwarm({ tabs: 2 })
+    b = await peerId(swarm.tabs[1]!)
+    await swarm.tabs[1]!.evaluate(() => window.__peer.setContributing(true))
+    await waitForContributors(swarm.tabs[0]!, [b])
+  })
+  afterAll(() => swarm?.stop())
+
+  /** Runs a job on B from A and returns the error name and message, or 'ok'. */
+  const submit = (dims: number[], opts: { model?: string; peer?: string } = {}) =>
+    swarm.tabs[0]!.evaluate(
+      async ({ dims, model, peer }) => {
+        const n = dims.reduce((a, b) => a * b, 1)
+        try {
+          const r = await window.__peer.submit(
+            model,
+            { x: { dtype: 'float32', dims, data: new Float32Array(n).fill(0.25) } },
+            { peer, timeoutMs: 20_000 },
+          )
+          return { ok: true, worker: r.worker, message: '', name: '' }
+        } catch (e) {
+          return { ok: false, worker: '', name: (e as Error).name, message: (e as Error).message }
+        }
+      },
+      { dims, model: opts.model ?? 'mlp-tiny', peer: opts.peer ?? b },
+    )
+
+  const stillServes = async () => {
+    const r = await submit([1, 16])
+    expect(r).toMatchObject({ ok: true, worker: b })
+  }
+
+  it('rejects a job for an unknown model CID', async () => {
+    const unknown = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
+    const r = await submit([1, 16], { model: unknown })
+    expect(r.name).toBe('JobRejectedError')
+    expect(r.message).toContain('unknown-model')
+    await stillServes()
+  })
+
+  it('rejects a malformed frame with bad-request', async () => {
+    const reply = await swarm.tabs[0]!.evaluate(
+      async ({ b, proto }) => {
+        const conn = window.__peer.node
+          .getConnections()
+          .find((c) => c.remotePeer.toString() === b && c.remoteAddr.toString().includes('/webrtc'))
+        if (!conn) throw new Error('no direct connection')
+        const stream = await conn.newStream(proto)
+        stream.send(Uint8Array.from([6, 0xff, 0xfe, 0x01, 0x02, 0x03, 0x04])) // 6-byte body that is not CBOR
+        const out: number[] = []
+        for await (const chunk of stream) out.push(...chunk.subarray())
+        return out
+      },
+      { b, proto: JOB_PROTOCOL },
+    )
+    const [frame] = new FrameDecoder(4096).push(Uint8Array.from(reply))
+    expect(frame).toMatchObject({ t: 'reject', code: 'bad-request' })
+    await stillServes()
+  })
+
+  it('rejects an oversized input with too-large', async () => {
+    const r = await submit([1, 5_000_000]) // 20 MB of float32, over the 16 MiB request limit
+    expect(r.name).toBe('JobRejectedError')
+    expect(r.message).toContain('too-large')
+    await stillServes()
+  })
+
+  it('rejects a job sent to a tab that is not contributing', async () => {
+    await swarm.tabs[1]!.evaluate(() => window.__peer.setContributing(false))
+    const r = await submit([1, 16])
+    expect(r.name).toBe('JobRejectedError')
+    expect(r.message).toContain('not-contributing')
+    await swarm.tabs[1]!.evaluate(() => window.__peer.setContributing(true))
+    await stillServes()
+  })
+})
