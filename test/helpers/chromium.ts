@@ -16,7 +16,13 @@ export function findChromium(): string {
   }
   if (existsSync(DEFAULT_PATH)) return DEFAULT_PATH
   if (process.getuid?.() === 0) {
-    execFileSync('apt-get', ['install', '-y', 'chromium'], { stdio: 'inherit' })
+    const install = () => execFileSync('apt-get', ['install', '-y', 'chromium'], { stdio: 'inherit' })
+    try {
+      install()
+    } catch {
+      execFileSync('apt-get', ['update'], { stdio: 'inherit' }) // a fresh machine may have no package lists
+      install()
+    }
     if (existsSync(DEFAULT_PATH)) return DEFAULT_PATH
   }
   throw new Error(
