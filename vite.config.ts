@@ -1,5 +1,6 @@
+import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { defineConfig } from 'vite'
+import { defineConfig, type Plugin } from 'vite'
 
 /** COOP/COEP make the page crossOriginIsolated, which multi-threaded WASM needs. */
 export const isolationHeaders = {
@@ -8,7 +9,23 @@ export const isolationHeaders = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 }
 
+/** `npm run dev`: serve the relay address written by `npm run relay` (.relay/relay.json). */
+const relayConfig = (): Plugin => ({
+  name: 'peer-compute-relay-config',
+  configureServer(server) {
+    server.middlewares.use('/peer-compute.json', async (_req, res) => {
+      const body = await readFile(resolve(import.meta.dirname, '.relay/relay.json'), 'utf8').catch(
+        () => '{"relays":[]}',
+      )
+      res.setHeader('content-type', 'application/json')
+      res.setHeader('cache-control', 'no-store')
+      res.end(body)
+    })
+  },
+})
+
 export default defineConfig({
+  plugins: [relayConfig()],
   server: { host: '127.0.0.1', headers: isolationHeaders },
   preview: { host: '127.0.0.1', headers: isolationHeaders },
   worker: { format: 'es' },

@@ -40,9 +40,11 @@ export interface PeerStatus {
   relay: RelayState
   webrtcAddrs: string[]
   directPeers: number
-  /** ms from createPeer() to relay connected / first direct WebRTC connection. */
+  /** ms since the page's time origin (navigation) when the relay / first direct WebRTC link came up. */
   relayConnectedMs?: number
   firstDirectMs?: number
+  firstAdvertMs?: number
+  engineReadyMs?: number
 }
 
 export interface Peer {
@@ -66,7 +68,6 @@ export interface Peer {
 const CONTRIBUTE_KEY = 'contribute'
 
 export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
-  const t0 = performance.now()
   const log = logger('peer-compute:peer')
   const events = new EventTarget()
   const emit = (type: string) => events.dispatchEvent(new Event(type))
@@ -151,13 +152,16 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   const refreshStatus = () => {
     status.webrtcAddrs = webrtcAddrs(node)
     status.directPeers = node.getConnections().filter(isDirect).length
-    if (status.directPeers > 0) status.firstDirectMs ??= performance.now() - t0
+    if (status.directPeers > 0) status.firstDirectMs ??= performance.now()
     emit('status')
   }
   node.addEventListener('self:peer:update', refreshStatus)
   node.addEventListener('connection:open', refreshStatus)
   node.addEventListener('connection:close', refreshStatus)
-  discovery.events.addEventListener('change', () => emit('peers'))
+  discovery.events.addEventListener('change', () => {
+    if (discovery.peers().length > 0) status.firstAdvertMs ??= performance.now()
+    emit('peers')
+  })
   admission.events.addEventListener('change', () => discovery.announce())
 
   const relays = opts.relays ?? (await resolveRelays())
@@ -171,7 +175,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   try {
     await connectRelays(node, relays)
     status.relay = 'connected'
-    status.relayConnectedMs = performance.now() - t0
+    status.relayConnectedMs = performance.now()
   } catch (err) {
     status.relay = 'disconnected'
     log.error('%s', (err as Error).message)
@@ -182,6 +186,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     .capabilities()
     .then((c) => {
       caps = c
+      status.engineReadyMs = performance.now()
       discovery.announce()
       emit('status')
     })

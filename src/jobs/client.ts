@@ -1,7 +1,7 @@
 /** Requester side of `/peer-compute/job/1.0.0`: sign, send, and verify before accepting anything. */
 import type { Connection, PrivateKey } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
-import { JobRejectedError, MalformedFrameError } from '../shared/errors.ts'
+import { AbortError, JobRejectedError, JobTimeoutError, MalformedFrameError } from '../shared/errors.ts'
 import { JOB_PROTOCOL } from '../shared/protocol.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { encodeTensors, tensorsCid } from '../shared/tensor-codec.ts'
@@ -46,7 +46,13 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
   try {
     const sig = await signJob(body, opts.privateKey)
     await sendFrame(stream, { t: 'job', v: 1, body, sig, inputs: encodeTensors(opts.inputs) }, signal)
-    const onAbort = () => stream.abort(new Error('job cancelled by requester'))
+    // A named error: callers (and job records) branch on err.name, never on a bare Error.
+    const onAbort = () =>
+      stream.abort(
+        opts.signal?.aborted
+          ? new AbortError('job cancelled by requester')
+          : new JobTimeoutError(`no result within ${opts.timeoutMs} ms`),
+      )
     signal.addEventListener('abort', onAbort, { once: true })
     try {
       const frame = await recvFrame(stream, MAX_RESULT_BYTES, opts.timeoutMs + 1000)

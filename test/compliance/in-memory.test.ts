@@ -1,0 +1,84 @@
+/** Runs the `/peer-compute/job/1.0.0` compliance suite over in-memory stream pairs (no network). */
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { streamPair } from '@libp2p/utils'
+import { createAdmission } from '../../src/compute/admission.ts'
+import { createJobHandler } from '../../src/jobs/handler.ts'
+import { JOB_PROTOCOL } from '../../src/shared/protocol.ts'
+import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
+import { FakeEngine, fakeModelSource, type Harness, type PeerKeys } from './harness.ts'
+import { tests } from './job-protocol.ts'
+
+const SLOTS = 1
+const open = new WeakMap<Harness, Stream[]>()
+
+async function keys(): Promise<PeerKeys> {
+  const privateKey = await generateIdentity()
+  return { privateKey, id: peerIdOf(privateKey) }
+}
+
+/** A Connection as far as the job protocol uses one: `remotePeer` and `newStream`. */
+function connectionTo(remotePeer: PeerId, streams: Stream[], serve: (inbound: Stream) => void): Connection {
+  const conn: Pick<Connection, 'remotePeer' | 'newStream'> = {
+    remotePeer,
+    async newStream(protocols, options) {
+      const protocol = Array.isArray(protocols) ? protocols[0] : protocols
+      if (protocol !== JOB_PROTOCOL) throw new Error(`protocol ${protocol} is not supported`)
+      options?.signal?.throwIfAborted()
+      const [outbound, inbound] = await streamPair({ protocol })
+      streams.push(outbound, inbound)
+      serve(inbound)
+      return outbound
+    },
+  }
+  return conn as Connection
+}
+
+tests({
+  async setup() {
+    const requester = await keys()
+    const contributor = await keys()
+    const admission = createAdmission({ maxSlots: SLOTS, contributing: true })
+    const engine = new FakeEngine()
+    const models = await fakeModelSource(new TextEncoder().encode('compliance model'))
+    const unknown = await fakeModelSource(new TextEncoder().encode('a model nobody has'))
+    const job = createJobHandler({
+      privateKey: contributor.privateKey,
+      selfId: contributor.id,
+      admission,
+      engine,
+      models: models.source,
+      log: logger('peer-compute:test:contributor'),
+      adapter: () => 'cpu',
+      requestTimeoutMs: 2_000,
+    })
+    const streams: Stream[] = []
+    // The contributor's view of the connection: the remote peer is the requester.
+    const inbound = connectionTo(peerIdFromPrivateKey(requester.privateKey), streams, () => {})
+    const contributorPeer = peerIdFromPrivateKey(contributor.privateKey)
+    const h: Harness = {
+      requester,
+      contributor,
+      connection: connectionTo(contributorPeer, streams, (s) => job.handler(s, inbound)),
+      async rogue(serve) {
+        return connectionTo(contributorPeer, streams, (s) => {
+          serve(s).catch((err) => s.abort(err as Error))
+        })
+      },
+      model: models.cid,
+      unknownModel: unknown.cid,
+      slots: SLOTS,
+      setContributing: async (on) => admission.setContributing(on),
+      freeSlots: async () => admission.free,
+      engine,
+    }
+    open.set(h, streams)
+    return h
+  },
+  async teardown(h) {
+    for (const s of open.get(h) ?? []) {
+      if (s.status === 'open' || s.status === 'closing') s.abort(new Error('test over'))
+    }
+  },
+})

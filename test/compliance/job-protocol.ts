@@ -1,0 +1,302 @@
+/**
+ * Compliance suite for `/peer-compute/job/1.0.0`, in the style of js-libp2p's
+ * interface-compliance-tests: `tests({ setup, teardown })` runs every case against a fresh harness.
+ * Honest peers use `sendJob`/`createJobHandler`; misbehaving ones write frames by hand.
+ */
+import type { PrivateKey, Stream } from '@libp2p/interface'
+import { CID } from 'multiformats/cid'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { sendJob } from '../../src/jobs/client.ts'
+import {
+  type CheckedJobRequest,
+  checkJobRequest,
+  encodeMessage,
+  encodeResult,
+  type JobReject,
+  MAX_REJECT_BYTES,
+  MAX_REQUEST_BYTES,
+  parseJobReject,
+} from '../../src/jobs/messages.ts'
+import { recvFrame, sendFrame } from '../../src/jobs/stream-io.ts'
+import { JOB_PROTOCOL } from '../../src/shared/protocol.ts'
+import type { NamedTensors } from '../../src/shared/tensor.ts'
+import { encodeTensors, tensorsCid } from '../../src/shared/tensor-codec.ts'
+import { type JobBody, newNonce, signJob } from '../../src/trust/job-sig.ts'
+import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
+import { RECEIPT_DOMAIN, type Receipt, signReceipt, verifyReceipt } from '../../src/trust/receipt.ts'
+import { signingBytes } from '../../src/trust/signed.ts'
+import { expectedOutputs, type Harness, type HarnessFactory } from './harness.ts'
+
+export type { Harness, HarnessFactory } from './harness.ts'
+
+const TIMEOUT_MS = 5_000
+const x = (...v: number[]): NamedTensors => ({
+  x: { dtype: 'float32', dims: [1, v.length], data: Float32Array.from(v) },
+})
+
+function send(h: Harness, inputs: NamedTensors, over: Partial<Parameters<typeof sendJob>[0]> = {}) {
+  return sendJob({
+    connection: h.connection,
+    privateKey: h.requester.privateKey,
+    selfId: h.requester.id,
+    model: h.model,
+    inputs,
+    timeoutMs: TIMEOUT_MS,
+    ...over,
+  })
+}
+
+/** The error `p` rejects with; fails the test if it resolves. */
+async function failure(p: Promise<unknown>): Promise<Error & { code?: string }> {
+  try {
+    await p
+  } catch (err) {
+    return err as Error & { code?: string }
+  }
+  throw new Error('expected a rejection')
+}
+
+async function expectRejected(p: Promise<unknown>, code: string): Promise<void> {
+  const err = await failure(p)
+  expect(err.name, err.message).toBe('JobRejectedError')
+  expect(err.code, err.message).toBe(code)
+}
+
+/** The contributor still serves: a following valid job gets a verified result. */
+async function expectServing(h: Harness): Promise<void> {
+  const inputs = x(5, 6)
+  const res = await send(h, inputs)
+  expect(res.outputs).toEqual(expectedOutputs(inputs))
+}
+
+/** Writes `bytes` on a fresh job stream and returns the contributor's reply, which must be a reject. */
+async function rawExchange(h: Harness, bytes: Uint8Array): Promise<JobReject> {
+  const stream = await h.connection.newStream(JOB_PROTOCOL)
+  try {
+    if (!stream.send(bytes)) await stream.onDrain()
+    return parseJobReject(await recvFrame(stream, MAX_REJECT_BYTES, TIMEOUT_MS))
+  } finally {
+    stream.abort(new Error('exchange done'))
+  }
+}
+
+/** A job frame signed by `key` (default: the requester), after `edit` changed its body. */
+async function craftJob(
+  h: Harness,
+  edit: (b: JobBody) => void = () => {},
+  key: PrivateKey = h.requester.privateKey,
+) {
+  const inputs = x(1, 2)
+  const body: JobBody = {
+    v: 1,
+    model: CID.parse(h.model),
+    input: await tensorsCid(inputs),
+    requester: peerIdOf(key),
+    deadline: Date.now() + TIMEOUT_MS,
+    nonce: newNonce(),
+  }
+  edit(body)
+  const sig = await signJob(body, key)
+  return { t: 'job' as const, v: 1 as const, body, sig, inputs: encodeTensors(inputs) }
+}
+
+function varint(n: number): Uint8Array {
+  const out: number[] = []
+  for (; n >= 0x80; n = Math.floor(n / 0x80)) out.push((n % 0x80) | 0x80)
+  return Uint8Array.from([...out, n])
+}
+
+/** Sends a job to a rogue contributor that reads and checks it, then answers with `reply`. */
+async function rogueJob(
+  h: Harness,
+  inputs: NamedTensors,
+  reply: (req: CheckedJobRequest, stream: Stream) => Promise<void>,
+  timeoutMs = TIMEOUT_MS,
+) {
+  const connection = await h.rogue(async (stream) => {
+    await reply(await checkJobRequest(await recvFrame(stream, MAX_REQUEST_BYTES, TIMEOUT_MS)), stream)
+  })
+  return send(h, inputs, { connection, timeoutMs })
+}
+
+/** A receipt body as an honest worker would sign it for `req`, claiming `outputs`. */
+async function receiptFor(h: Harness, req: CheckedJobRequest, outputs: NamedTensors) {
+  return {
+    v: 1 as const,
+    job: req.jobCid,
+    model: req.body.model,
+    input: req.body.input,
+    output: await tensorsCid(outputs),
+    worker: h.contributor.id,
+    requester: req.body.requester,
+    ep: 'wasm',
+    adapter: 'cpu',
+    timing: { queueUs: 0, runUs: 1 },
+    ts: Date.now(),
+  }
+}
+
+async function reply(stream: Stream, outputs: NamedTensors, receipt: Receipt): Promise<void> {
+  await sendFrame(stream, encodeResult(outputs, receipt))
+  await stream.close()
+}
+
+export function tests(common: HarnessFactory): void {
+  describe('/peer-compute/job/1.0.0 compliance', () => {
+    let h: Harness
+
+    beforeEach(async () => {
+      h = await common.setup()
+    })
+
+    afterEach(async () => {
+      await common.teardown(h)
+    })
+
+    it('returns a verified result for a valid job', async () => {
+      const inputs = x(1, 2, 3)
+      const res = await send(h, inputs)
+      expect(res.outputs).toEqual(expectedOutputs(inputs))
+      expect(res.worker).toBe(h.contributor.id)
+      const body = (await verifyReceipt(res.receipt)).body
+      expect(body.job.toString()).toBe(res.job)
+      expect(body.model.toString()).toBe(h.model)
+      expect(body.input.equals(await tensorsCid(inputs))).toBe(true)
+      expect(body.output.equals(await tensorsCid(expectedOutputs(inputs)))).toBe(true)
+      expect(body.worker).toBe(h.contributor.id)
+      expect(body.requester).toBe(h.requester.id)
+    })
+
+    it("rejects with 'not-contributing' while contributing is off", async () => {
+      await h.setContributing(false)
+      await expectRejected(send(h, x(1)), 'not-contributing')
+      await h.setContributing(true)
+      await expectServing(h)
+    })
+
+    it("rejects with 'busy' while every slot runs a job", async () => {
+      const release = await h.engine.hold()
+      const running = Array.from({ length: h.slots }, (_, i) => send(h, x(i)))
+      await h.engine.runsStarted(h.slots)
+      await expectRejected(send(h, x(9)), 'busy')
+      await release()
+      for (const [i, r] of running.entries()) expect((await r).outputs).toEqual(expectedOutputs(x(i)))
+      await expectServing(h)
+    })
+
+    it("rejects with 'unknown-model' for a model the contributor cannot get", async () => {
+      await expectRejected(send(h, x(1), { model: h.unknownModel }), 'unknown-model')
+      await expectServing(h)
+    })
+
+    it("answers a frame that is not dag-cbor with 'bad-request'", async () => {
+      const reject = await rawExchange(h, Uint8Array.from([3, 0xff, 0xff, 0xff]))
+      expect(reject.code).toBe('bad-request')
+      await expectServing(h)
+    })
+
+    it("answers an oversized declared length with 'too-large' before the body is sent", async () => {
+      const reject = await rawExchange(h, varint(MAX_REQUEST_BYTES + 1)) // the prefix alone
+      expect(reject.code).toBe('too-large')
+      await expectServing(h)
+    })
+
+    it("rejects a job signed by another key than the sending peer with 'bad-request'", async () => {
+      const other = await generateIdentity()
+      await expectRejected(send(h, x(1), { privateKey: other, selfId: peerIdOf(other) }), 'bad-request')
+      await expectServing(h)
+    })
+
+    it("rejects a tampered requester signature with 'bad-signature'", async () => {
+      const job = await craftJob(h)
+      job.sig[0]! ^= 1
+      expect((await rawExchange(h, encodeMessage(job))).code).toBe('bad-signature')
+      await expectServing(h)
+    })
+
+    it("rejects an input CID that does not match the inputs with 'bad-request'", async () => {
+      const other = await tensorsCid(x(7, 7))
+      const job = await craftJob(h, (b) => {
+        b.input = other
+      })
+      expect((await rawExchange(h, encodeMessage(job))).code).toBe('bad-request')
+      await expectServing(h)
+    })
+
+    it("rejects a job whose deadline has passed with 'deadline'", async () => {
+      const job = await craftJob(h, (b) => {
+        b.deadline = Date.now() - 1_000
+      })
+      expect((await rawExchange(h, encodeMessage(job))).code).toBe('deadline')
+      await expectServing(h)
+    })
+
+    it("rejects with 'internal' when the engine fails, then keeps serving", async () => {
+      await h.engine.failNextRun()
+      await expectRejected(send(h, x(1)), 'internal')
+      expect(await h.freeSlots()).toBe(h.slots)
+      await expectServing(h)
+    })
+
+    describe('a lying contributor', () => {
+      it('is caught signing a receipt for other outputs (OutputMismatchError)', async () => {
+        const err = await failure(
+          rogueJob(h, x(1, 2), async (req, stream) => {
+            const receipt = await signReceipt(await receiptFor(h, req, x(0)), h.contributor.privateKey)
+            await reply(stream, expectedOutputs(req.inputs), receipt)
+          }),
+        )
+        expect(err.name, err.message).toBe('OutputMismatchError')
+      })
+
+      it('is caught sending a receipt signed by another key (InvalidSignatureError)', async () => {
+        const other = await generateIdentity()
+        const err = await failure(
+          rogueJob(h, x(1, 2), async (req, stream) => {
+            const outputs = expectedOutputs(req.inputs)
+            const body = await receiptFor(h, req, outputs)
+            const sig = new Uint8Array(await other.sign(signingBytes(RECEIPT_DOMAIN, body)))
+            await reply(stream, outputs, { body, sig })
+          }),
+        )
+        expect(err.name, err.message).toBe('InvalidSignatureError')
+      })
+
+      it("is caught replaying another job's receipt (InvalidReceiptError)", async () => {
+        const earlier = await send(h, x(1, 2))
+        const err = await failure(
+          rogueJob(h, x(1, 2), (_req, stream) => reply(stream, earlier.outputs, earlier.receipt)),
+        )
+        expect(err.name, err.message).toBe('InvalidReceiptError')
+      })
+
+      it('closing the stream without a reply gives a named error, not a hang', async () => {
+        const err = await failure(rogueJob(h, x(1), (_req, stream) => stream.close(), 1_000))
+        expect(['MalformedFrameError', 'JobTimeoutError'], err.message).toContain(err.name)
+      })
+
+      it('staying silent gives JobTimeoutError within the timeout', async () => {
+        const started = Date.now()
+        const err = await failure(rogueJob(h, x(1), () => new Promise(() => {}), 500))
+        expect(err.name, err.message).toBe('JobTimeoutError')
+        expect(Date.now() - started).toBeLessThan(3_000)
+      })
+    })
+
+    it("aborting the requester's signal cancels the contributor's run and frees its slot", async () => {
+      const release = await h.engine.hold()
+      const ac = new AbortController()
+      const pending = send(h, x(1), { signal: ac.signal })
+      await h.engine.runsStarted(1)
+      ac.abort()
+      const err = await failure(pending)
+      expect(err.name, err.message).toBe('AbortError')
+      await vi.waitFor(async () => {
+        expect(await h.engine.lastRunAborted()).toBe(true)
+        expect(await h.freeSlots()).toBe(h.slots)
+      })
+      await release()
+      await expectServing(h)
+    })
+  })
+}
