@@ -43,44 +43,38 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
   const job = await jobCid(body)
   const signal = AbortSignal.any([AbortSignal.timeout(opts.timeoutMs), ...(opts.signal ? [opts.signal] : [])])
   const stream = await opts.connection.newStream(JOB_PROTOCOL, { signal })
+  // A named error: callers (and job records) branch on err.name, never on a bare Error.
+  const onAbort = () =>
+    stream.abort(
+      opts.signal?.aborted
+        ? new AbortError('job cancelled by requester')
+        : new JobTimeoutError(`no result within ${opts.timeoutMs} ms`),
+    )
+  signal.addEventListener('abort', onAbort, { once: true })
   try {
+    if (signal.aborted) onAbort()
     const sig = await signJob(body, opts.privateKey)
     await sendFrame(stream, { t: 'job', v: 1, body, sig, inputs: encodeTensors(opts.inputs) }, signal)
-    // A named error: callers (and job records) branch on err.name, never on a bare Error.
-    const onAbort = () =>
-      stream.abort(
-        opts.signal?.aborted
-          ? new AbortError('job cancelled by requester')
-          : new JobTimeoutError(`no result within ${opts.timeoutMs} ms`),
-      )
-    signal.addEventListener('abort', onAbort, { once: true })
-    try {
-      const frame = await recvFrame(stream, MAX_RESULT_BYTES, opts.timeoutMs + 1000)
-      if (frame.t === 'reject') {
-        const code = String(frame.code ?? 'internal')
-        throw Object.assign(
-          new JobRejectedError(`${worker} rejected the job (${code}): ${String(frame.reason)}`),
-          {
-            code,
-          },
-        )
-      }
-      if (frame.t !== 'result') throw new MalformedFrameError(`unexpected frame type ${String(frame.t)}`)
-      const { outputs, receipt } = await verifyJobResult(frame, {
-        jobCid: job,
-        model: body.model,
-        input: body.input,
-        requester: opts.selfId,
-        worker,
-      })
-      return { job: job.toString(), worker, outputs, receipt, roundTripMs: performance.now() - started }
-    } finally {
-      signal.removeEventListener('abort', onAbort)
+    const frame = await recvFrame(stream, MAX_RESULT_BYTES, opts.timeoutMs + 1000)
+    if (frame.t === 'reject') {
+      const code = String(frame.code ?? 'internal')
+      const err = new JobRejectedError(`${worker} rejected the job (${code}): ${String(frame.reason)}`)
+      throw Object.assign(err, { code })
     }
+    if (frame.t !== 'result') throw new MalformedFrameError(`unexpected frame type ${String(frame.t)}`)
+    const { outputs, receipt } = await verifyJobResult(frame, {
+      jobCid: job,
+      model: body.model,
+      input: body.input,
+      requester: opts.selfId,
+      worker,
+    })
+    return { job: job.toString(), worker, outputs, receipt, roundTripMs: performance.now() - started }
   } catch (err) {
     stream.abort(err as Error)
     throw err
   } finally {
+    signal.removeEventListener('abort', onAbort)
     if (stream.status === 'open') await stream.close().catch(() => {})
   }
 }

@@ -1,43 +1,11 @@
-/** The single typed IndexedDB module: identity, models by CID, job history, settings. */
-import { type DBSchema, type IDBPDatabase, openDB } from 'idb'
+/**
+ * The single typed IndexedDB module (this folder): schema in schema.ts, accessors here and in
+ * sibling files. Nothing outside src/store touches IndexedDB.
+ */
+import { openDB } from 'idb'
+import { DB_VERSION, type Db, type JobRecord, type ModelRecord, type Schema, upgrade } from './schema.ts'
 
-export interface ModelRecord {
-  cid: string
-  bytes: Uint8Array
-  size: number
-  name: string
-  addedAt: number
-  lastUsed: number
-}
-
-export type JobStatus = 'pending' | 'running' | 'done' | 'failed'
-
-export interface JobRecord {
-  id: string
-  model: string
-  modelName: string
-  status: JobStatus
-  submittedAt: number
-  finishedAt?: number
-  worker?: string
-  ep?: string
-  roundTripMs?: number
-  runMs?: number
-  verified: boolean
-  error?: { name: string; message: string }
-  /** dag-cbor receipt bytes, exportable and verifiable offline. */
-  receipt?: Uint8Array
-  outputCid?: string
-  /** CID of the signed job body, once a contributor accepted it. */
-  jobCid?: string
-}
-
-interface Schema extends DBSchema {
-  identity: { key: string; value: { privateKey: Uint8Array; createdAt: number } }
-  models: { key: string; value: ModelRecord; indexes: { lastUsed: number } }
-  jobs: { key: string; value: JobRecord; indexes: { submittedAt: number } }
-  settings: { key: string; value: unknown }
-}
+export type * from './schema.ts'
 
 export interface Store {
   getIdentity(slot: string): Promise<Uint8Array | undefined>
@@ -55,19 +23,9 @@ export interface Store {
   close(): void
 }
 
-export const DB_VERSION = 1
-
 export async function openStore(name = 'peer-compute'): Promise<Store> {
-  const db: IDBPDatabase<Schema> = await openDB<Schema>(name, DB_VERSION, {
-    upgrade(db, oldVersion) {
-      // One step per version; never edit a past step.
-      if (oldVersion < 1) {
-        db.createObjectStore('identity')
-        db.createObjectStore('models', { keyPath: 'cid' }).createIndex('lastUsed', 'lastUsed')
-        db.createObjectStore('jobs', { keyPath: 'id' }).createIndex('submittedAt', 'submittedAt')
-        db.createObjectStore('settings')
-      }
-    },
+  const db: Db = await openDB<Schema>(name, DB_VERSION, {
+    upgrade: (db, oldVersion) => upgrade(db, oldVersion),
   })
   return {
     async getIdentity(slot) {

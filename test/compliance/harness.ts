@@ -156,3 +156,10 @@ export async function fakeModelSource(bytes: Uint8Array): Promise<{ source: Mode
   }
   return { source, cid }
 }
+
+/** An unsigned varint, as frames use for their length prefix (for hand-written frames). */
+export function varint(n: number): Uint8Array {
+  const out: number[] = []
+  for (; n >= 0x80; n = Math.floor(n / 0x80)) out.push((n % 0x80) | 0x80)
+  return Uint8Array.from([...out, n])
+}

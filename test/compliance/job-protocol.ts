@@ -25,7 +25,7 @@ import { type JobBody, newNonce, signJob } from '../../src/trust/job-sig.ts'
 import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
 import { RECEIPT_DOMAIN, type Receipt, signReceipt, verifyReceipt } from '../../src/trust/receipt.ts'
 import { signingBytes } from '../../src/trust/signed.ts'
-import { expectedOutputs, type Harness, type HarnessFactory } from './harness.ts'
+import { expectedOutputs, type Harness, type HarnessFactory, varint } from './harness.ts'
 
 export type { Harness, HarnessFactory } from './harness.ts'
 
@@ -98,12 +98,6 @@ async function craftJob(
   edit(body)
   const sig = await signJob(body, key)
   return { t: 'job' as const, v: 1 as const, body, sig, inputs: encodeTensors(inputs) }
-}
-
-function varint(n: number): Uint8Array {
-  const out: number[] = []
-  for (; n >= 0x80; n = Math.floor(n / 0x80)) out.push((n % 0x80) | 0x80)
-  return Uint8Array.from([...out, n])
 }
 
 /** Sends a job to a rogue contributor that reads and checks it, then answers with `reply`. */

@@ -1,0 +1,103 @@
+/** The IndexedDB schema: every store and record type, and one upgrade step per version. */
+import type { DBSchema, IDBPDatabase } from 'idb'
+
+export interface ModelRecord {
+  cid: string
+  bytes: Uint8Array
+  size: number
+  name: string
+  addedAt: number
+  lastUsed: number
+}
+
+export type JobStatus = 'pending' | 'running' | 'done' | 'failed'
+
+export interface JobRecord {
+  id: string
+  model: string
+  modelName: string
+  status: JobStatus
+  submittedAt: number
+  finishedAt?: number
+  worker?: string
+  ep?: string
+  roundTripMs?: number
+  runMs?: number
+  verified: boolean
+  error?: { name: string; message: string }
+  /** dag-cbor receipt bytes, exportable and verifiable offline. */
+  receipt?: Uint8Array
+  outputCid?: string
+  /** CID of the signed job body, once a contributor accepted it. */
+  jobCid?: string
+}
+
+/** A chunk of a model being fetched from peers, kept so an interrupted transfer can resume. */
+export interface ModelChunkRecord {
+  cid: string
+  index: number
+  bytes: Uint8Array
+}
+
+/** Per-peer validation history, as a requester saw it. */
+export interface ReputationRecord {
+  peer: string
+  valid: number
+  invalid: number
+  timedOut: number
+  /** Consecutive valid results; reset by one invalid result. */
+  streak: number
+  updatedAt: number
+}
+
+/** A requester's unfinished job, persisted so a reload resumes it (shape owned by src/jobs). */
+export interface PendingRecord {
+  id: string
+  createdAt: number
+  /** Opaque, versioned state owned by the requester module. */
+  state: unknown
+}
+
+/** One entry of a contributor's hash-linked, append-only credit log. */
+export interface CreditRecord {
+  seq: number
+  /** dag-cbor of the signed receipt of a job this peer served. */
+  receipt: Uint8Array
+  /** Hash link: CID string of the previous entry ('' for the first). */
+  prev: string
+  /** CID string of this entry ({ seq, prev, receipt }). */
+  cid: string
+  credit: number
+  at: number
+}
+
+export interface Schema extends DBSchema {
+  identity: { key: string; value: { privateKey: Uint8Array; createdAt: number } }
+  models: { key: string; value: ModelRecord; indexes: { lastUsed: number } }
+  jobs: { key: string; value: JobRecord; indexes: { submittedAt: number } }
+  settings: { key: string; value: unknown }
+  modelChunks: { key: [string, number]; value: ModelChunkRecord; indexes: { cid: string } }
+  reputation: { key: string; value: ReputationRecord }
+  pending: { key: string; value: PendingRecord; indexes: { createdAt: number } }
+  credits: { key: number; value: CreditRecord }
+}
+
+export type Db = IDBPDatabase<Schema>
+
+export const DB_VERSION = 2
+
+/** One step per version; never edit a past step. */
+export function upgrade(db: Db, oldVersion: number): void {
+  if (oldVersion < 1) {
+    db.createObjectStore('identity')
+    db.createObjectStore('models', { keyPath: 'cid' }).createIndex('lastUsed', 'lastUsed')
+    db.createObjectStore('jobs', { keyPath: 'id' }).createIndex('submittedAt', 'submittedAt')
+    db.createObjectStore('settings')
+  }
+  if (oldVersion < 2) {
+    db.createObjectStore('modelChunks', { keyPath: ['cid', 'index'] }).createIndex('cid', 'cid')
+    db.createObjectStore('reputation', { keyPath: 'peer' })
+    db.createObjectStore('pending', { keyPath: 'id' }).createIndex('createdAt', 'createdAt')
+    db.createObjectStore('credits', { keyPath: 'seq' })
+  }
+}
