@@ -6,7 +6,8 @@ import { type RelayProcess, startRelayProcess } from '../../scripts/relay-proces
 import { type StaticServer, serveStatic } from '../../scripts/serve.ts'
 import { launchBrowser, type TestBrowser } from './chromium.ts'
 
-const DIST = resolve(import.meta.dirname, '../../dist')
+/** PC_DIST lets parallel work build and test its own copy (vite build --outDir …). */
+const DIST = resolve(process.env.PC_DIST ?? resolve(import.meta.dirname, '../../dist'))
 
 export interface Swarm {
   relay: RelayProcess
