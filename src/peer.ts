@@ -6,6 +6,8 @@ import {
   type Capabilities as EngineCapabilities,
   type InferenceEngine,
 } from './compute/bridge.ts'
+import { createAdaptive } from './jobs/adaptive.ts'
+import { createExecutor } from './jobs/execute.ts'
 import { createJobHandler, type ServedJob } from './jobs/handler.ts'
 import { createRequester, type JobOutcome, type SubmitOptions } from './jobs/requester.ts'
 import { createScheduler } from './jobs/scheduler.ts'
@@ -20,6 +22,8 @@ import { SOFTWARE_VERSION } from './shared/protocol.ts'
 import type { NamedTensors } from './shared/tensor.ts'
 import { type JobRecord, openStore } from './store/db.ts'
 import { loadOrCreateIdentity } from './trust/identity.ts'
+import { policyFor } from './trust/policy.ts'
+import { createReputation, type Reputation } from './trust/reputation.ts'
 
 export interface PeerOptions {
   /** Relay multiaddrs; by default read from `peer-compute.json` next to the page. */
@@ -59,9 +63,17 @@ export interface Peer {
   peers(): KnownPeer[]
   capabilities(): Capabilities
   running(): ServedJob[]
-  /** Runs `model` (a CID or catalog name) on a contributor and resolves with a verified result. */
+  /**
+   * Runs `model` (a CID or catalog name) on contributors under a verification policy (defaults per
+   * task type) and resolves once a quorum agrees; rejects with JobFailedError or JobInconclusiveError.
+   */
   submit(model: string, inputs: NamedTensors, opts?: SubmitOptions): Promise<JobOutcome>
   jobs(limit?: number): Promise<JobRecord[]>
+  job(id: string): Promise<JobRecord | undefined>
+  /** Per-peer valid / invalid / timed-out counts; untrusted peers are not chosen. */
+  readonly reputation: Reputation
+  /** Resumes jobs a previous page left unfinished (also done automatically at start). */
+  resume(): Promise<JobOutcome[]>
   stop(): Promise<void>
 }
 
@@ -104,6 +116,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     models: cached.slice(0, 256),
     benchUs: 0,
     version: SOFTWARE_VERSION,
+    ort: caps?.ortVersion ?? '',
   })
   const discovery = createDiscovery({
     node,
@@ -132,14 +145,20 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     },
   })
   await node.handle(jobHandler.protocol, jobHandler.handler, { maxInboundStreams: 64 })
+  const reputation = await createReputation(store)
+  const adaptive = createAdaptive(reputation)
   const requester = createRequester({
     node,
     privateKey,
     selfId,
     scheduler,
     store,
+    reputation,
+    adaptive,
+    execute: createExecutor({ privateKey, selfId, engine, models, adapter: adapterClass }),
+    outputsOf: (cid) => catalog.byCid(cid)?.outputs,
     log: logger('peer-compute:requester'),
-    peersChanged: (signal) =>
+    capacityChanged: (signal) =>
       new Promise<void>((resolve) => {
         const done = () => resolve()
         discovery.events.addEventListener('change', done, { once: true })
@@ -181,6 +200,8 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     log.error('%s', (err as Error).message)
   }
   refreshStatus()
+  // Jobs a previous page of this tab left unfinished carry on, each at most once.
+  void requester.resume()
   // Probe the engine in the background: adverts gain eps/adapter once it answers.
   engine
     .capabilities()
@@ -209,14 +230,17 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     peers: () => discovery.peers(),
     capabilities,
     running: () => [...serving.values()],
-    async submit(model, inputs, sopts) {
+    async submit(model, inputs, sopts = {}) {
       const entry = catalog.byCid(model) ?? catalog.byName(model)
       const cid = entry?.cid ?? model
       if (!/^b[a-z2-7]{20,}$/.test(cid))
         throw new UnknownModelError(`"${model}" is neither a catalog name nor a CID`)
-      return requester.submit(cid, entry?.name ?? cid, inputs, sopts)
+      return requester.submit(cid, entry?.name ?? cid, policyFor(entry?.task, sopts.policy), inputs, sopts)
     },
     jobs: (limit) => store.listJobs(limit),
+    job: (id) => store.getJob(id),
+    reputation,
+    resume: () => requester.resume(),
     async stop() {
       discovery.stop()
       await node.stop()

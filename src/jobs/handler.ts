@@ -2,13 +2,10 @@
  * Contributor side of `/peer-compute/job/1.0.0`: admit, check, run, sign. Every failure becomes a
  * typed `reject` frame; nothing a peer sends can throw out of the handler.
  */
-import type { Connection, Logger, PrivateKey, Stream } from '@libp2p/interface'
+import type { Connection, Logger, Stream } from '@libp2p/interface'
 import type { Admission } from '../compute/admission.ts'
-import type { InferenceEngine } from '../compute/bridge.ts'
-import type { ModelSource } from '../models/store.ts'
 import { JOB_PROTOCOL } from '../shared/protocol.ts'
-import { tensorsCid } from '../shared/tensor-codec.ts'
-import { msToUs, signReceipt } from '../trust/receipt.ts'
+import { createExecutor, type ExecutorOptions } from './execute.ts'
 import {
   checkJobRequest,
   encodeResult,
@@ -25,15 +22,9 @@ export interface ServedJob {
   startedAt: number
 }
 
-export interface JobHandlerOptions {
-  privateKey: PrivateKey
-  selfId: string
+export interface JobHandlerOptions extends ExecutorOptions {
   admission: Admission
-  engine: InferenceEngine
-  models: ModelSource
   log: Logger
-  /** Adapter class recorded in receipts. */
-  adapter: () => string
   requestTimeoutMs?: number
   onStart?(job: ServedJob): void
   onEnd?(job: ServedJob, outcome: { ok: boolean; code?: RejectCode; runMs?: number; ep?: string }): void
@@ -61,7 +52,7 @@ class Rejection extends Error {
 
 export function createJobHandler(opts: JobHandlerOptions) {
   const { log } = opts
-  const loaded = new Set<string>() // the bridge re-sends bytes itself if its worker restarts
+  const execute = createExecutor(opts)
 
   async function serve(stream: Stream, connection: Connection): Promise<void> {
     const requester = connection.remotePeer.toString()
@@ -84,35 +75,11 @@ export function createJobHandler(opts: JobHandlerOptions) {
       served = { job: req.jobCid.toString(), model, requester, startedAt: Date.now() }
       opts.onStart?.(served)
       const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(budget)])
-      const queuedAt = performance.now()
-      if (!loaded.has(model)) {
-        await opts.engine.loadModel(model, await opts.models.get(model, signal), signal)
-        loaded.add(model)
-      }
-      const run = await opts.engine.run({ cid: model, inputs: req.inputs }, signal)
-      release() // the compute is done: free the slot before the reply so the next job can start
-      const receipt = await signReceipt(
-        {
-          v: 1,
-          job: req.jobCid,
-          model: req.body.model,
-          input: req.body.input,
-          output: await tensorsCid(run.outputs),
-          worker: opts.selfId,
-          requester,
-          ep: run.ep,
-          adapter: opts.adapter(),
-          timing: {
-            queueUs: msToUs(performance.now() - queuedAt - run.timing.runMs),
-            runUs: msToUs(run.timing.runMs),
-          },
-          ts: Date.now(),
-        },
-        opts.privateKey,
-      )
-      await sendFrame(stream, encodeResult(run.outputs, receipt), signal)
+      // the compute is done: free the slot before signing and replying so the next job can start
+      const run = await execute(req, requester, signal, () => release?.())
+      await sendFrame(stream, encodeResult(run.outputs, run.receipt), signal)
       await stream.close()
-      opts.onEnd?.(served, { ok: true, runMs: run.timing.runMs, ep: run.ep })
+      opts.onEnd?.(served, { ok: true, runMs: run.runMs, ep: run.ep })
     } catch (err) {
       const code = err instanceof Rejection ? err.code : (CODE_BY_ERROR[(err as Error).name] ?? 'internal')
       const reason = (err as Error).message.slice(0, 500)

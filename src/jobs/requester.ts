@@ -1,33 +1,58 @@
-/** Submits jobs: picks a contributor, retries elsewhere on retriable failures, records history. */
+/**
+ * The durable requester: runs logical jobs under a verification policy (src/jobs/quorum.ts),
+ * persists every step in IndexedDB so a reloaded tab resumes, and runs each job id at most once.
+ */
 import type { Logger, PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { CID } from 'multiformats/cid'
 import { type BrowserNode, directConnection } from '../net/node.ts'
-import { NoPeerAvailableError } from '../shared/errors.ts'
+import { JobFailedError, JobInconclusiveError, NoPeerAvailableError } from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
+import { decodeTensors, encodeTensors, tensorsCid } from '../shared/tensor-codec.ts'
 import type { JobRecord, Store } from '../store/db.ts'
-import { encodeReceipt } from '../trust/receipt.ts'
-import { type JobResult, sendJob } from './client.ts'
+import { agreementGroups } from '../trust/compare.ts'
+import { type JobBody, jobCid, newNonce, signJob } from '../trust/job-sig.ts'
+import type { VerificationPolicy } from '../trust/policy.ts'
+import { buildQuorumRecord, encodeQuorumRecord } from '../trust/quorum-record.ts'
+import { encodeReceipt, type Receipt, verifyReceipt } from '../trust/receipt.ts'
+import type { Reputation } from '../trust/reputation.ts'
+import type { Adaptive } from './adaptive.ts'
+import { sendJob } from './client.ts'
+import type { Execute } from './execute.ts'
+import { type DispatchResult, type QuorumState, runQuorum } from './quorum.ts'
 import type { Scheduler } from './scheduler.ts'
+import { fromStored, outcomeFromRecord, type StoredJob, toStored } from './stored.ts'
 
 export interface SubmitOptions {
-  /** Run on this PeerId only, with no retry elsewhere. */
+  /** Run on this PeerId only: one replica, no reissue. */
   peer?: string
+  /** Idempotency key: a job id runs at most once; submitting it again returns the same outcome. */
+  id?: string
+  policy?: Partial<VerificationPolicy>
+  /** Per-replica timeout (default: the policy's). */
   timeoutMs?: number
-  maxAttempts?: number
-  /** How long to wait for a free contributor before giving up (default: timeoutMs). */
-  waitForPeerMs?: number
   signal?: AbortSignal
-  label?: string
 }
 
-export interface JobOutcome extends JobResult {
+export interface JobOutcome {
+  id: string
+  state: 'verified'
+  outputs: NamedTensors
+  /** The first agreeing worker, and all of them. */
+  worker: string
+  workers: string[]
+  receipt: Receipt
+  receipts: Receipt[]
+  /** CID of the first agreeing replica's signed job. */
+  job: string
   ep: string
   runMs: number
+  roundTripMs: number
+  /** Replicas dispatched, counting reissues. */
   attempts: number
+  /** dag-cbor quorum record, checkable offline (`npm run verify`). */
+  record: Uint8Array
 }
-
-/** Deterministic refusals: another peer would refuse the same job the same way. */
-const FINAL_CODES = new Set(['bad-request', 'too-large', 'bad-signature', 'unknown-model'])
 
 export interface RequesterOptions {
   node: BrowserNode
@@ -35,31 +60,27 @@ export interface RequesterOptions {
   selfId: string
   scheduler: Scheduler
   store: Store
+  reputation: Reputation
+  adaptive: Adaptive
+  /** Runs a replica in this tab's own worker (policy.allowSelf). */
+  execute: Execute
+  outputsOf(model: string): import('../models/catalog.ts').TensorSpec[] | undefined
   log: Logger
-  /** Resolves when the peer set changes (or after a short poll). */
-  peersChanged(signal: AbortSignal): Promise<void>
+  capacityChanged(signal: AbortSignal): Promise<void>
   onChange(): void
 }
 
 export function createRequester(o: RequesterOptions) {
-  async function waitForPeer(model: string, exclude: Set<string>, until: number, signal?: AbortSignal) {
-    for (;;) {
-      const p = o.scheduler.pick(model, exclude)
-      if (p) return p
-      const left = until - Date.now()
-      if (left <= 0 || signal?.aborted) return undefined
-      await o.peersChanged(
-        AbortSignal.any([AbortSignal.timeout(Math.min(left, 500)), ...(signal ? [signal] : [])]),
-      )
-    }
-  }
+  const running = new Map<string, Promise<JobOutcome>>()
 
-  async function attempt(
-    peer: string,
-    model: string,
+  async function dispatch(
+    job: StoredJob,
     inputs: NamedTensors,
-    opts: SubmitOptions,
-  ): Promise<JobResult> {
+    peer: string,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ) {
+    if (peer === o.selfId) return runLocally(job.model, inputs, signal)
     const connection = directConnection(o.node, peerIdFromString(peer))
     if (connection == null) throw new NoPeerAvailableError(`no direct WebRTC connection to ${peer}`)
     const done = o.scheduler.begin(peer)
@@ -68,74 +89,227 @@ export function createRequester(o: RequesterOptions) {
         connection,
         privateKey: o.privateKey,
         selfId: o.selfId,
-        model,
+        model: job.model,
         inputs,
-        timeoutMs: opts.timeoutMs ?? 30_000,
-        ...(opts.signal ? { signal: opts.signal } : {}),
+        timeoutMs,
+        signal,
       })
     } finally {
       done()
     }
   }
 
-  async function submit(model: string, modelName: string, inputs: NamedTensors, opts: SubmitOptions = {}) {
-    const rec: JobRecord = {
-      id: `local-${crypto.randomUUID()}`,
-      model,
-      modelName,
-      status: 'running',
-      submittedAt: Date.now(),
-      verified: false,
+  async function runLocally(
+    model: string,
+    inputs: NamedTensors,
+    signal: AbortSignal,
+  ): Promise<DispatchResult> {
+    const started = performance.now()
+    const body: JobBody = {
+      v: 1,
+      model: CID.parse(model),
+      input: await tensorsCid(inputs),
+      requester: o.selfId,
+      deadline: Date.now() + 60_000,
+      nonce: newNonce(),
     }
-    await o.store.putJob(rec)
-    o.onChange()
-    const exclude = new Set<string>()
-    const maxAttempts = opts.peer ? 1 : (opts.maxAttempts ?? 3)
-    const until = Date.now() + (opts.waitForPeerMs ?? opts.timeoutMs ?? 30_000)
-    let lastErr: Error = new NoPeerAvailableError('no contributor with a free slot and a direct connection')
-    for (let n = 1; n <= maxAttempts; n++) {
-      const peer = opts.peer ?? (await waitForPeer(model, exclude, until, opts.signal))?.id
-      if (peer == null) break
-      try {
-        const r = await attempt(peer, model, inputs, opts)
-        const b = r.receipt.body
-        const outcome: JobOutcome = { ...r, ep: b.ep, runMs: b.timing.runUs / 1000, attempts: n }
-        Object.assign(rec, {
-          status: 'done',
-          finishedAt: Date.now(),
-          worker: r.worker,
-          ep: b.ep,
-          roundTripMs: r.roundTripMs,
-          runMs: outcome.runMs,
-          verified: true,
-          receipt: encodeReceipt(r.receipt),
-          outputCid: b.output.toString(),
-          jobCid: r.job,
-        })
-        await o.store.putJob(rec)
-        o.onChange()
-        return outcome
-      } catch (err) {
-        lastErr = err as Error
-        o.log('attempt %d on %s failed: %s', n, peer, lastErr.message)
-        const code = (err as { code?: string }).code
-        if (opts.signal?.aborted || (code && FINAL_CODES.has(code))) break
-        // A busy peer is healthy: wait for capacity rather than spend an attempt or exclude it.
-        if (code === 'busy' && !opts.peer && Date.now() < until) {
-          n--
-          await o.peersChanged(AbortSignal.timeout(200))
-        } else exclude.add(peer)
-      }
+    const cid = await jobCid(body)
+    await signJob(body, o.privateKey)
+    const r = await o.execute({ body, inputs, jobCid: cid }, o.selfId, signal)
+    await verifyReceipt(r.receipt, { job: cid, output: await tensorsCid(r.outputs) })
+    return {
+      job: cid.toString(),
+      worker: o.selfId,
+      outputs: r.outputs,
+      receipt: r.receipt,
+      roundTripMs: performance.now() - started,
     }
-    Object.assign(rec, {
-      status: 'failed',
-      finishedAt: Date.now(),
-      error: { name: lastErr.name, message: lastErr.message },
-    })
-    await o.store.putJob(rec)
-    o.onChange()
-    throw lastErr
   }
 
-  return { submit }
+  async function drive(id: string, job: StoredJob, signal?: AbortSignal): Promise<JobOutcome> {
+    const inputs = decodeTensors(job.inputs, { maxElements: Number.POSITIVE_INFINITY }) // our own inputs
+    const policy = job.policy
+    const q: QuorumState = fromStored(job.quorum)
+    const outputs = o.outputsOf(job.model)
+    const save = async (s: QuorumState) => {
+      job.quorum = toStored(s)
+      await o.store.putPending({ id, createdAt: job.createdAt, state: job })
+      await o.store.putJob(summary(id, job, s))
+      o.onChange()
+    }
+    await runQuorum(
+      q,
+      policy,
+      {
+        pick: (exclude, sameClassAs) => {
+          if (job.target) return exclude.has(job.target) ? undefined : job.target
+          const p = o.scheduler.pick(job.model, exclude, { accept: o.reputation.trusted, sameClassAs })
+          if (p) return p.id
+          return policy.allowSelf && !exclude.has(o.selfId) ? o.selfId : undefined
+        },
+        capacityChanged: o.capacityChanged,
+        dispatch: (peer, timeoutMs, sig) => dispatch(job, inputs, peer, job.timeoutMs ?? timeoutMs, sig),
+        singleReplicaOk: (peer) => o.adaptive.singleReplicaOk(peer),
+        suspicious: (r) => o.adaptive.suspicious(r, outputs),
+        recordOutcome: (peer, outcome) => o.reputation.record(peer, outcome),
+        save,
+      },
+      job.createdAt + policy.deadlineMs,
+      signal,
+    )
+    await o.store.deletePending(id)
+    const rec = summary(id, job, q)
+    const agreeing = q.replicas.filter((r) => r.status === 'ok' && rec.workers?.includes(r.peer))
+    if (q.state === 'verified' && agreeing.length > 0) {
+      const members = agreeing.map((r) => ({ receipt: r.result!.receipt, outputs: r.result!.outputs }))
+      rec.record = encodeQuorumRecord(buildQuorumRecord(members, q.quorum, policy.compare))
+      await o.store.putJob(rec)
+      o.onChange()
+      for (const r of agreeing) o.adaptive.observe({ ...r.result!, worker: r.peer })
+      const first = agreeing[0]!.result!
+      return {
+        id,
+        state: 'verified',
+        outputs: first.outputs,
+        worker: agreeing[0]!.peer,
+        workers: agreeing.map((r) => r.peer),
+        receipt: first.receipt,
+        receipts: members.map((m) => m.receipt),
+        job: first.job,
+        ep: first.receipt.body.ep,
+        runMs: first.receipt.body.timing.runUs / 1000,
+        roundTripMs: first.roundTripMs,
+        attempts: q.replicas.filter((r) => r.status !== 'lost' && r.status !== 'busy').length,
+        record: rec.record,
+      }
+    }
+    await o.store.putJob(rec)
+    o.onChange()
+    // A deterministic refusal (e.g. unknown model) is the clearest error: surface it as is.
+    const refusal = job.target
+      ? q.replicas.find((r) => r.error)
+      : q.replicas.find((r) => r.error?.code && q.reason?.startsWith(r.error.code))
+    if (refusal?.error) {
+      throw Object.assign(new JobFailedError(refusal.error.message), {
+        name: refusal.error.name,
+        code: refusal.error.code,
+      })
+    }
+    const lastError = [...q.replicas].reverse().find((r) => r.error)?.error
+    const detail = lastError ? ` (last error ${lastError.name}: ${lastError.message})` : ''
+    if (q.state === 'inconclusive') throw new JobInconclusiveError(`job ${id}: ${q.reason}${detail}`)
+    throw new JobFailedError(`job ${id}: ${q.reason}${detail}`)
+  }
+
+  function summary(id: string, job: StoredJob, q: QuorumState): JobRecord {
+    const ok = q.replicas.filter((r) => r.status === 'ok')
+    const verified = q.state === 'verified'
+    const workers = verified ? agreeingPeers(q, job.policy) : []
+    const first = ok.find((r) => workers.includes(r.peer))?.result
+    return {
+      id,
+      model: job.model,
+      modelName: job.modelName,
+      status: q.state ?? 'running',
+      submittedAt: job.createdAt,
+      ...(q.state ? { finishedAt: Date.now() } : {}),
+      verified,
+      ...(first
+        ? {
+            worker: workers[0]!,
+            ep: first.receipt.body.ep,
+            roundTripMs: first.roundTripMs,
+            runMs: first.receipt.body.timing.runUs / 1000,
+            receipt: encodeReceipt(first.receipt),
+            outputCid: first.outputCid,
+            jobCid: first.job,
+          }
+        : {}),
+      ...(q.reason ? { reason: q.reason } : {}),
+      replicas: q.replicas.map((r) => ({
+        peer: r.peer,
+        status: r.status,
+        ...(r.result ? { ms: r.result.roundTripMs } : {}),
+        ...(r.error ? { error: `${r.error.name}: ${r.error.message}` } : {}),
+      })),
+      workers,
+      quorum: q.quorum,
+    }
+  }
+
+  function start(id: string, job: StoredJob, signal?: AbortSignal): Promise<JobOutcome> {
+    const p = drive(id, job, signal).finally(() => running.delete(id))
+    running.set(id, p)
+    return p
+  }
+
+  return {
+    async submit(
+      model: string,
+      modelName: string,
+      policy: VerificationPolicy,
+      inputs: NamedTensors,
+      opts: SubmitOptions = {},
+    ): Promise<JobOutcome> {
+      const id = opts.id ?? crypto.randomUUID()
+      const live = running.get(id)
+      if (live) return live
+      const existing = await o.store.getJob(id)
+      if (existing?.status && existing.status !== 'running') return outcomeOf(existing)
+      if (existing) return (await this.resume([id]))[0] ?? outcomeOf(existing)
+      const job: StoredJob = {
+        v: 1,
+        model,
+        modelName,
+        inputs: encodeTensors(inputs),
+        policy: opts.peer ? { ...policy, redundancy: 1, quorum: 1, maxAttempts: 1, adaptive: false } : policy,
+        createdAt: Date.now(),
+        quorum: toStored({
+          replicas: [],
+          target: opts.peer ? 1 : policy.redundancy,
+          quorum: opts.peer ? 1 : policy.quorum,
+          adaptiveSingle: false,
+        }),
+        ...(opts.peer ? { target: opts.peer } : {}),
+        ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+      }
+      await o.store.putPending({ id, createdAt: job.createdAt, state: job })
+      return start(id, job, opts.signal)
+    },
+
+    /** Picks up jobs a previous page left unfinished (all, or the given ids). */
+    async resume(ids?: string[]): Promise<JobOutcome[]> {
+      const pending = (await o.store.listPending()).filter((p) => !ids || ids.includes(p.id))
+      const started = pending
+        .filter((p) => !running.has(p.id))
+        .map((p) =>
+          start(p.id, p.state as StoredJob).catch((err: Error) => {
+            o.log('resumed job %s ended: %s', p.id, err.message)
+            return undefined
+          }),
+        )
+      return (await Promise.all(started)).filter((x): x is JobOutcome => x != null)
+    },
+
+    running: () => [...running.keys()],
+  }
+}
+
+/** The largest group of agreeing ok replicas under the policy's rule. */
+function agreeingPeers(q: QuorumState, policy: VerificationPolicy): string[] {
+  const ok = q.replicas.filter((r) => r.status === 'ok')
+  const g = agreementGroups(
+    ok.map((r) => ({ r, outputs: r.result!.outputs, outputCid: r.result!.outputCid })),
+    policy.compare,
+  )
+  return (g[0] ?? []).map((m) => m.r.peer)
+}
+
+/** The outcome of a job finished earlier (e.g. before a reload), rebuilt from its stored record. */
+async function outcomeOf(rec: JobRecord): Promise<JobOutcome> {
+  if (rec.status !== 'verified' || !rec.record) {
+    const Err = rec.status === 'inconclusive' ? JobInconclusiveError : JobFailedError
+    throw new Err(`job ${rec.id} ended ${rec.status}: ${rec.reason ?? ''}`)
+  }
+  return outcomeFromRecord(rec)
 }

@@ -5,9 +5,23 @@ export interface PeerDirectory {
   peers(): KnownPeer[]
 }
 
+export interface PickOptions {
+  /** Reputation gate: peers it refuses are never chosen. */
+  accept?(peer: string): boolean
+  /** Prefer peers in the same homogeneous class as these (for exact comparison). */
+  sameClassAs?: string[]
+}
+
+/** Homogeneous class, as BOINC's hr_class: adapter class + likely execution provider + ORT version. */
+export function peerClass(p: KnownPeer): string {
+  const a = p.advert
+  const ep = a.eps.includes('webgpu') && !a.adapter.includes('fallback') ? 'webgpu' : 'wasm'
+  return `${a.adapter}|${ep}|${a.ort}`
+}
+
 export interface Scheduler {
   /** The best candidate for `model`, skipping `exclude`; undefined when nobody can take it now. */
-  pick(model: string, exclude: ReadonlySet<string>): KnownPeer | undefined
+  pick(model: string, exclude: ReadonlySet<string>, opts?: PickOptions): KnownPeer | undefined
   /** Tracks our own in-flight jobs per peer, so we do not overfill a peer between adverts. */
   begin(peer: string): () => void
   inflight(peer: string): number
@@ -29,18 +43,24 @@ export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
   }
 
   return {
-    pick(model, exclude) {
-      const ranked = dir
-        .peers()
+    pick(model, exclude, opts = {}) {
+      const peers = dir.peers()
+      const classes = new Set(peers.filter((p) => opts.sameClassAs?.includes(p.id)).map((p) => peerClass(p)))
+      const ranked = peers
         .filter((p) => p.id !== selfId && p.direct && !exclude.has(p.id) && free(p) > 0)
+        .filter((p) => opts.accept?.(p.id) ?? true)
         .map((p) => ({
           p,
+          same: classes.size === 0 || classes.has(peerClass(p)) ? 1 : 0,
           cached: p.advert.models.includes(model) ? 1 : 0,
           free: free(p),
           speed: p.advert.benchUs > 0 ? p.advert.benchUs : Number.MAX_SAFE_INTEGER,
           tie: Math.random(),
         }))
-        .sort((a, b) => b.cached - a.cached || b.free - a.free || a.speed - b.speed || a.tie - b.tie)
+        .sort(
+          (a, b) =>
+            b.same - a.same || b.cached - a.cached || b.free - a.free || a.speed - b.speed || a.tie - b.tie,
+        )
       return ranked[0]?.p
     },
     begin(peer) {

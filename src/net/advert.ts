@@ -22,6 +22,8 @@ export interface Capabilities {
   /** Median µs of the calibration model, 0 if not measured yet. */
   benchUs: number
   version: string
+  /** onnxruntime-web version: part of the homogeneous class for exact comparison. */
+  ort: string
 }
 
 export interface AdvertBody extends Capabilities {
@@ -72,6 +74,7 @@ export async function openAdvert(bytes: Uint8Array, from: string): Promise<Adver
     strList(b.models, 256, 128) &&
     isInt(b.benchUs) &&
     isStr(b.version, 32) &&
+    isStr(b.ort, 32) &&
     isInt(b.seq) &&
     isInt(b.ts)
   if (!ok) throw new MalformedFrameError(`advert from ${from} has a bad shape`)

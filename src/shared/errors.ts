@@ -37,3 +37,11 @@ export const InferenceError = named('InferenceError')
 export const SessionEvictedError = named('SessionEvictedError')
 // network
 export const RelayUnavailableError = named('RelayUnavailableError')
+export const InvalidPolicyError = named('InvalidPolicyError')
+// model hub
+export const NotOnnxError = named('NotOnnxError')
+export const ModelTooLargeError = named('ModelTooLargeError')
+export const ModelTransferError = named('ModelTransferError')
+export const QuorumNotMetError = named('QuorumNotMetError')
+export const JobFailedError = named('JobFailedError')
+export const JobInconclusiveError = named('JobInconclusiveError')

@@ -3,11 +3,13 @@
  * sibling files. Nothing outside src/store touches IndexedDB.
  */
 import { openDB } from 'idb'
+import { type PendingStore, pendingAccess } from './pending.ts'
+import { type ReputationStore, reputationAccess } from './reputation.ts'
 import { DB_VERSION, type Db, type JobRecord, type ModelRecord, type Schema, upgrade } from './schema.ts'
 
 export type * from './schema.ts'
 
-export interface Store {
+export interface Store extends ReputationStore, PendingStore {
   getIdentity(slot: string): Promise<Uint8Array | undefined>
   putIdentity(slot: string, privateKey: Uint8Array): Promise<void>
   getModel(cid: string): Promise<ModelRecord | undefined>
@@ -28,6 +30,8 @@ export async function openStore(name = 'peer-compute'): Promise<Store> {
     upgrade: (db, oldVersion) => upgrade(db, oldVersion),
   })
   return {
+    ...reputationAccess(db),
+    ...pendingAccess(db),
     async getIdentity(slot) {
       return (await db.get('identity', slot))?.privateKey
     },

@@ -10,7 +10,8 @@ export interface ModelRecord {
   lastUsed: number
 }
 
-export type JobStatus = 'pending' | 'running' | 'done' | 'failed'
+/** A job's named end states are verified, failed and inconclusive; running until then. */
+export type JobStatus = 'running' | 'verified' | 'failed' | 'inconclusive'
 
 export interface JobRecord {
   id: string
@@ -28,8 +29,17 @@ export interface JobRecord {
   /** dag-cbor receipt bytes, exportable and verifiable offline. */
   receipt?: Uint8Array
   outputCid?: string
-  /** CID of the signed job body, once a contributor accepted it. */
+  /** CID of the signed job body of the first agreeing replica. */
   jobCid?: string
+  /** Why a job failed or was inconclusive. */
+  reason?: string
+  /** Every replica dispatched: peer, status, and round trip. */
+  replicas?: { peer: string; status: string; ms?: number; error?: string }[]
+  /** Agreeing workers and the quorum they met. */
+  workers?: string[]
+  quorum?: number
+  /** dag-cbor quorum record (verified jobs): exportable, checkable offline. */
+  record?: Uint8Array
 }
 
 /** A chunk of a model being fetched from peers, kept so an interrupted transfer can resume. */

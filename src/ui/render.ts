@@ -53,7 +53,7 @@ export function renderJobs(table: HTMLTableElement, jobs: JobRecord[], catalog: 
         j.ep ?? '—',
         ms(j.roundTripMs),
         ms(j.runMs),
-        j.verified ? ['verified ✓', 'ok'] : j.status === 'done' ? ['unverified', 'bad'] : '—',
+        j.verified ? ['signed ✓', 'ok'] : '—',
       ])
       tr.dataset.status = j.status
       return tr

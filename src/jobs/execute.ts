@@ -1,0 +1,67 @@
+/** Runs a checked job in the local engine and signs its receipt: shared by the stream handler and self-replicas. */
+import type { PrivateKey } from '@libp2p/interface'
+import type { InferenceEngine } from '../compute/bridge.ts'
+import type { ModelSource } from '../models/store.ts'
+import type { NamedTensors } from '../shared/tensor.ts'
+import { tensorsCid } from '../shared/tensor-codec.ts'
+import { msToUs, type Receipt, signReceipt } from '../trust/receipt.ts'
+import type { CheckedJobRequest } from './messages.ts'
+
+export interface ExecutorOptions {
+  privateKey: PrivateKey
+  selfId: string
+  engine: InferenceEngine
+  models: ModelSource
+  /** Adapter class recorded in receipts. */
+  adapter: () => string
+}
+
+export interface Executed {
+  outputs: NamedTensors
+  receipt: Receipt
+  ep: string
+  runMs: number
+}
+
+export function createExecutor(opts: ExecutorOptions) {
+  const loaded = new Set<string>() // the bridge re-sends bytes itself if its worker restarts
+
+  /** `onComputed` fires when the engine is done, before signing: callers free their slot there. */
+  return async function execute(
+    req: CheckedJobRequest,
+    requester: string,
+    signal: AbortSignal,
+    onComputed?: () => void,
+  ): Promise<Executed> {
+    const model = req.body.model.toString()
+    const queuedAt = performance.now()
+    if (!loaded.has(model)) {
+      await opts.engine.loadModel(model, await opts.models.get(model, signal), signal)
+      loaded.add(model)
+    }
+    const run = await opts.engine.run({ cid: model, inputs: req.inputs }, signal)
+    onComputed?.()
+    const receipt = await signReceipt(
+      {
+        v: 1,
+        job: req.jobCid,
+        model: req.body.model,
+        input: req.body.input,
+        output: await tensorsCid(run.outputs),
+        worker: opts.selfId,
+        requester,
+        ep: run.ep,
+        adapter: opts.adapter(),
+        timing: {
+          queueUs: msToUs(Math.max(0, performance.now() - queuedAt - run.timing.runMs)),
+          runUs: msToUs(run.timing.runMs),
+        },
+        ts: Date.now(),
+      },
+      opts.privateKey,
+    )
+    return { outputs: run.outputs, receipt, ep: run.ep, runMs: run.timing.runMs }
+  }
+}
+
+export type Execute = ReturnType<typeof createExecutor>

@@ -1,0 +1,88 @@
+/**
+ * Reputation: per-peer valid / invalid / timed-out counts and the consecutive-valid streak that
+ * drives adaptive replication. Kept in memory, written through to IndexedDB.
+ */
+import type { ReputationRecord } from '../store/schema.ts'
+
+export interface ReputationParams {
+  /** Peers scoring below this are not chosen (after `minObservations`). */
+  threshold: number
+  minObservations: number
+  /** An invalid result weighs this many valid ones: wrong answers are strong evidence. */
+  invalidWeight: number
+  timeoutWeight: number
+}
+
+export const REPUTATION_DEFAULTS: ReputationParams = {
+  threshold: 0.75,
+  minObservations: 3,
+  invalidWeight: 5,
+  timeoutWeight: 0.5,
+}
+
+export type Outcome = 'valid' | 'invalid' | 'timedOut'
+
+export interface Reputation {
+  get(peer: string): ReputationRecord
+  /** Laplace-smoothed reliability in (0, 1]. */
+  score(peer: string): number
+  trusted(peer: string): boolean
+  record(peer: string, outcome: Outcome): Promise<void>
+  all(): ReputationRecord[]
+  reset(): Promise<void>
+  events: EventTarget
+}
+
+export interface ReputationPersistence {
+  allReputation(): Promise<ReputationRecord[]>
+  putReputation(rec: ReputationRecord): Promise<void>
+  clearReputation(): Promise<void>
+}
+
+const empty = (peer: string): ReputationRecord => ({
+  peer,
+  valid: 0,
+  invalid: 0,
+  timedOut: 0,
+  streak: 0,
+  updatedAt: 0,
+})
+
+export async function createReputation(
+  db: ReputationPersistence,
+  params: ReputationParams = REPUTATION_DEFAULTS,
+): Promise<Reputation> {
+  const recs = new Map((await db.allReputation()).map((r) => [r.peer, r]))
+  const events = new EventTarget()
+  const get = (peer: string) => recs.get(peer) ?? empty(peer)
+  const score = (peer: string) => {
+    const r = get(peer)
+    return (
+      (r.valid + 1) / (r.valid + params.invalidWeight * r.invalid + params.timeoutWeight * r.timedOut + 2)
+    )
+  }
+  return {
+    get,
+    score,
+    trusted(peer) {
+      const r = get(peer)
+      return r.valid + r.invalid + r.timedOut < params.minObservations || score(peer) >= params.threshold
+    },
+    async record(peer, outcome) {
+      const r = { ...get(peer), updatedAt: Date.now() }
+      r[outcome]++
+      if (outcome === 'valid') r.streak++
+      else if (outcome === 'invalid') r.streak = 0
+      recs.set(peer, r)
+      events.dispatchEvent(new Event('change'))
+      await db.putReputation(r)
+    },
+    all: () => [...recs.values()],
+    async reset() {
+      recs.clear()
+      await db.clearReputation()
+      events.dispatchEvent(new Event('change'))
+    },
+    events,
+  }
+}
