@@ -36,7 +36,7 @@ export function createExecutor(opts: ExecutorOptions) {
     const model = req.body.model.toString()
     const queuedAt = performance.now()
     if (!loaded.has(model)) {
-      await opts.engine.loadModel(model, await opts.models.get(model, signal), signal)
+      await opts.engine.loadModel(model, await opts.models.get(model, { signal, peers: [requester] }), signal)
       loaded.add(model)
     }
     const run = await opts.engine.run({ cid: model, inputs: req.inputs }, signal)

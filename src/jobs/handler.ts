@@ -5,8 +5,12 @@
 import type { Connection, Logger, Stream } from '@libp2p/interface'
 import type { Admission } from '../compute/admission.ts'
 import { JOB_PROTOCOL } from '../shared/protocol.ts'
-import { createExecutor, type ExecutorOptions } from './execute.ts'
+import { tensorsByteLength } from '../shared/tensor.ts'
+import type { Receipt } from '../trust/receipt.ts'
+import { type Adversary, createAdversary, type TestHooks } from './adversary.ts'
+import { createExecutor, type Executed, type ExecutorOptions } from './execute.ts'
 import {
+  type CheckedJobRequest,
   checkJobRequest,
   encodeResult,
   type JobReject,
@@ -26,8 +30,20 @@ export interface JobHandlerOptions extends ExecutorOptions {
   admission: Admission
   log: Logger
   requestTimeoutMs?: number
+  /** Test-only misbehaviour (src/jobs/adversary.ts); never set by the app's UI. */
+  testHooks?: TestHooks
   onStart?(job: ServedJob): void
-  onEnd?(job: ServedJob, outcome: { ok: boolean; code?: RejectCode; runMs?: number; ep?: string }): void
+  onEnd?(
+    job: ServedJob,
+    outcome: {
+      ok: boolean
+      code?: RejectCode
+      runMs?: number
+      ep?: string
+      receipt?: Receipt
+      bytes?: number
+    },
+  ): void
 }
 
 const CODE_BY_ERROR: Record<string, RejectCode> = {
@@ -39,6 +55,7 @@ const CODE_BY_ERROR: Record<string, RejectCode> = {
   ModelIntegrityError: 'unknown-model',
   AbortError: 'cancelled',
   JobTimeoutError: 'deadline',
+  JobHandedBackError: 'cancelled', // the contributor paused: the requester reissues elsewhere
 }
 
 class Rejection extends Error {
@@ -53,6 +70,7 @@ class Rejection extends Error {
 export function createJobHandler(opts: JobHandlerOptions) {
   const { log } = opts
   const execute = createExecutor(opts)
+  const adversary = opts.testHooks ? createAdversary(opts.testHooks, opts.privateKey) : undefined
 
   async function serve(stream: Stream, connection: Connection): Promise<void> {
     const requester = connection.remotePeer.toString()
@@ -63,7 +81,7 @@ export function createJobHandler(opts: JobHandlerOptions) {
     try {
       const frame = await recvFrame(stream, MAX_REQUEST_BYTES, opts.requestTimeoutMs ?? 30_000)
       const admitted = opts.admission.tryAcquire()
-      if (typeof admitted === 'string') throw new Rejection(admitted, reasonFor(admitted))
+      if (typeof admitted === 'string') throw new Rejection(admitted, opts.admission.why(admitted))
       release = admitted
       const req = await checkJobRequest(frame)
       if (req.body.requester !== requester) {
@@ -76,10 +94,13 @@ export function createJobHandler(opts: JobHandlerOptions) {
       opts.onStart?.(served)
       const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(budget)])
       // the compute is done: free the slot before signing and replying so the next job can start
-      const run = await execute(req, requester, signal, () => release?.())
+      const exec = (r: typeof req) => execute(r, requester, signal, () => release?.())
+      const run = await (adversary ? misbehave(adversary, req, exec, stream, connection) : exec(req))
+      if (run == null) return
       await sendFrame(stream, encodeResult(run.outputs, run.receipt), signal)
       await stream.close()
-      opts.onEnd?.(served, { ok: true, runMs: run.runMs, ep: run.ep })
+      const bytes = tensorsByteLength(req.inputs) + tensorsByteLength(run.outputs)
+      opts.onEnd?.(served, { ok: true, runMs: run.runMs, ep: run.ep, receipt: run.receipt, bytes })
     } catch (err) {
       const code = err instanceof Rejection ? err.code : (CODE_BY_ERROR[(err as Error).name] ?? 'internal')
       const reason = (err as Error).message.slice(0, 500)
@@ -109,6 +130,18 @@ async function replyReject(stream: Stream, msg: JobReject): Promise<void> {
   }
 }
 
-function reasonFor(code: 'not-contributing' | 'busy'): string {
-  return code === 'busy' ? 'all job slots are in use' : 'this peer has contributing switched off'
+/** Applies a test adversary; resolves undefined when it chose not to reply at all. */
+async function misbehave(
+  adversary: Adversary,
+  req: CheckedJobRequest,
+  exec: (r: CheckedJobRequest) => Promise<Executed>,
+  stream: Stream,
+  connection: Connection,
+): Promise<Executed | undefined> {
+  if (!adversary.active()) return exec(req)
+  const m = await adversary.misbehave(req, exec)
+  if (m.kind === 'reply') return m.result
+  if (m.kind === 'drop') await connection.close().catch(() => connection.abort(new Error('dropped')))
+  else await new Promise((r) => stream.addEventListener('close', r, { once: true })) // hang until the requester gives up
+  return undefined
 }

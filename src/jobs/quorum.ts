@@ -121,7 +121,10 @@ export async function runQuorum(
           rep.status = 'ok'
           rep.result = { ...res, outputCid: res.receipt.body.output.toString() }
         },
-        (err: Error & { code?: string }) => {
+        (thrown: unknown) => {
+          const err = (thrown instanceof Error ? thrown : new Error(String(thrown))) as Error & {
+            code?: string
+          }
           rep.status = classify(err)
           rep.error = { name: err.name, message: err.message, ...(err.code ? { code: err.code } : {}) }
           if (err.code && FINAL_CODES.has(err.code)) finalReject ??= rep
@@ -158,8 +161,13 @@ export async function runQuorum(
       escalate()
     }
     while (wanted() > 0 && attempts() < policy.maxAttempts) {
+      // Distinct contributors first; a peer whose replica merely failed may be retried if no one else is free.
       const used = new Set(s.replicas.filter(counts).map((r) => r.peer))
-      const peer = fx.pick(used, policy.compare.kind === 'exact' ? ok().map((r) => r.peer) : [])
+      const committed = new Set(
+        s.replicas.filter((r) => ['ok', 'dispatched', 'forged'].includes(r.status)).map((r) => r.peer),
+      )
+      const sameClass = policy.compare.kind === 'exact' ? ok().map((r) => r.peer) : []
+      const peer = fx.pick(used, sameClass) ?? fx.pick(committed, sameClass)
       if (peer == null) break
       if (attempts() === 0 && policy.adaptive && s.target > 1 && fx.singleReplicaOk(peer)) {
         s.adaptiveSingle = true

@@ -131,11 +131,19 @@ export function createRequester(o: RequesterOptions) {
     const policy = job.policy
     const q: QuorumState = fromStored(job.quorum)
     const outputs = o.outputsOf(job.model)
-    const save = async (s: QuorumState) => {
-      job.quorum = toStored(s)
-      await o.store.putPending({ id, createdAt: job.createdAt, state: job })
-      await o.store.putJob(summary(id, job, s))
-      o.onChange()
+    // Saves run one after another, and none after the end: a stale write must never resurrect a
+    // finished job's pending entry (a reload would run it twice) or overwrite its final record.
+    let saving = Promise.resolve()
+    const save = (s: QuorumState) => {
+      const snapshot = toStored(s)
+      saving = saving.then(async () => {
+        if (s.state) return
+        job.quorum = snapshot
+        const pending = { id, createdAt: job.createdAt, state: job }
+        await o.store.saveJobState(summary(id, job, fromStored(snapshot)), pending)
+        o.onChange()
+      })
+      return saving
     }
     await runQuorum(
       q,
@@ -157,13 +165,13 @@ export function createRequester(o: RequesterOptions) {
       job.createdAt + policy.deadlineMs,
       signal,
     )
-    await o.store.deletePending(id)
+    await saving
     const rec = summary(id, job, q)
     const agreeing = q.replicas.filter((r) => r.status === 'ok' && rec.workers?.includes(r.peer))
     if (q.state === 'verified' && agreeing.length > 0) {
       const members = agreeing.map((r) => ({ receipt: r.result!.receipt, outputs: r.result!.outputs }))
       rec.record = encodeQuorumRecord(buildQuorumRecord(members, q.quorum, policy.compare))
-      await o.store.putJob(rec)
+      await o.store.saveJobState(rec, null)
       o.onChange()
       for (const r of agreeing) o.adaptive.observe({ ...r.result!, worker: r.peer })
       const first = agreeing[0]!.result!
@@ -183,7 +191,7 @@ export function createRequester(o: RequesterOptions) {
         record: rec.record,
       }
     }
-    await o.store.putJob(rec)
+    await o.store.saveJobState(rec, null)
     o.onChange()
     // A deterministic refusal (e.g. unknown model) is the clearest error: surface it as is.
     const refusal = job.target
@@ -238,7 +246,27 @@ export function createRequester(o: RequesterOptions) {
   }
 
   function start(id: string, job: StoredJob, signal?: AbortSignal): Promise<JobOutcome> {
-    const p = drive(id, job, signal).finally(() => running.delete(id))
+    const p = drive(id, job, signal)
+      .catch(async (err: Error) => {
+        // Our own errors carry the job's end state already; anything else must still end the job.
+        if (
+          err.name === 'JobFailedError' ||
+          err.name === 'JobInconclusiveError' ||
+          (err as { code?: string }).code
+        ) {
+          throw err
+        }
+        o.log.error('job %s: %s', id, err.message)
+        const rec = summary(id, job, {
+          ...fromStored(job.quorum),
+          state: 'failed',
+          reason: `internal: ${err.message}`,
+        })
+        await o.store.saveJobState(rec, null)
+        o.onChange()
+        throw new JobFailedError(`job ${id}: internal error: ${err.message}`)
+      })
+      .finally(() => running.delete(id))
     running.set(id, p)
     return p
   }
@@ -273,7 +301,10 @@ export function createRequester(o: RequesterOptions) {
         ...(opts.peer ? { target: opts.peer } : {}),
         ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
       }
-      await o.store.putPending({ id, createdAt: job.createdAt, state: job })
+      // Durable from here: the pending entry and the visible record are written before any dispatch.
+      const pending = { id, createdAt: job.createdAt, state: job }
+      await o.store.saveJobState(summary(id, job, fromStored(job.quorum)), pending)
+      o.onChange()
       return start(id, job, opts.signal)
     },
 

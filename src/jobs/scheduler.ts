@@ -1,6 +1,8 @@
 /** Chooses a contributor for a job from the advertised peers we hold a direct connection to. */
 import type { KnownPeer } from '../net/discovery.ts'
 
+const STALE_ADVERT_MS = 12_000
+
 export interface PeerDirectory {
   peers(): KnownPeer[]
 }
@@ -37,8 +39,9 @@ export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
   const free = (p: KnownPeer) => {
     const a = p.advert
     if (!a.contributing || a.eps.length === 0) return 0
-    // A peer advertising no free slot we are not using is busy with someone else's work.
-    if (a.slots === 0 && ours(p.id) === 0) return 0
+    // A peer advertising no free slot we are not using is busy with someone else's work, unless
+    // the advert is stale (adverts stop when the relay goes): then a 'busy' reply will tell.
+    if (a.slots === 0 && ours(p.id) === 0 && Date.now() - p.seenAt < STALE_ADVERT_MS) return 0
     return a.maxSlots - ours(p.id)
   }
 

@@ -3,13 +3,15 @@
  * sibling files. Nothing outside src/store touches IndexedDB.
  */
 import { openDB } from 'idb'
+import { type CreditStore, creditsAccess } from './credits.ts'
+import { type ModelStore, modelAccess } from './models.ts'
 import { type PendingStore, pendingAccess } from './pending.ts'
 import { type ReputationStore, reputationAccess } from './reputation.ts'
 import { DB_VERSION, type Db, type JobRecord, type ModelRecord, type Schema, upgrade } from './schema.ts'
 
 export type * from './schema.ts'
 
-export interface Store extends ReputationStore, PendingStore {
+export interface Store extends ReputationStore, PendingStore, ModelStore, CreditStore {
   getIdentity(slot: string): Promise<Uint8Array | undefined>
   putIdentity(slot: string, privateKey: Uint8Array): Promise<void>
   getModel(cid: string): Promise<ModelRecord | undefined>
@@ -32,6 +34,8 @@ export async function openStore(name = 'peer-compute'): Promise<Store> {
   return {
     ...reputationAccess(db),
     ...pendingAccess(db),
+    ...modelAccess(db),
+    ...creditsAccess(db),
     async getIdentity(slot) {
       return (await db.get('identity', slot))?.privateKey
     },

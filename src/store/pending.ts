@@ -1,18 +1,25 @@
 /** Accessors for the `pending` store: a requester's unfinished jobs, so a reload resumes them. */
-import type { Db, PendingRecord } from './schema.ts'
+import type { Db, JobRecord, PendingRecord } from './schema.ts'
 
 export interface PendingStore {
-  putPending(rec: PendingRecord): Promise<void>
-  deletePending(id: string): Promise<void>
+  /**
+   * Writes a job's visible record and its resumable state in one transaction, so a page that dies
+   * midway never leaves one without the other; `pending: null` ends the job (deletes its state).
+   */
+  saveJobState(job: JobRecord, pending: PendingRecord | null): Promise<void>
   listPending(): Promise<PendingRecord[]>
 }
 
 export function pendingAccess(db: Db): PendingStore {
   return {
-    async putPending(rec) {
-      await db.put('pending', rec)
+    async saveJobState(job, pending) {
+      const tx = db.transaction(['jobs', 'pending'], 'readwrite')
+      await Promise.all([
+        tx.objectStore('jobs').put(job),
+        pending ? tx.objectStore('pending').put(pending) : tx.objectStore('pending').delete(job.id),
+        tx.done,
+      ])
     },
-    deletePending: (id) => db.delete('pending', id),
     listPending: () => db.getAllFromIndex('pending', 'createdAt'),
   }
 }

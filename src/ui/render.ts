@@ -40,15 +40,22 @@ export function renderPeers(table: HTMLTableElement, peers: KnownPeer[]): void {
 
 const ms = (v?: number) => (v == null ? '—' : `${v.toFixed(1)} ms`)
 
-export function renderJobs(table: HTMLTableElement, jobs: JobRecord[], catalog: Catalog): void {
+export function renderJobs(
+  table: HTMLTableElement,
+  jobs: JobRecord[],
+  catalog: Catalog,
+  onExport: (job: JobRecord) => void,
+): void {
   table.tBodies[0]!.replaceChildren(
     ...jobs.map((j) => {
       const tr = row([
         new Date(j.submittedAt).toLocaleTimeString(),
         catalog.byCid(j.model)?.name ?? short(j.model),
-        j.status === 'failed'
-          ? [`failed: ${j.error?.name ?? ''} ${j.error?.message ?? ''}`, 'bad']
-          : j.status,
+        j.status === 'verified'
+          ? [`verified: ${j.workers?.length ?? 1} of ${j.replicas?.length ?? 1} replicas agree`, 'ok']
+          : j.status === 'running'
+            ? `running (${j.replicas?.length ?? 0} replicas)`
+            : [`${j.status}: ${j.reason ?? j.error?.message ?? ''}`, 'bad'],
         j.worker ? short(j.worker) : '—',
         j.ep ?? '—',
         ms(j.roundTripMs),
@@ -56,6 +63,13 @@ export function renderJobs(table: HTMLTableElement, jobs: JobRecord[], catalog: 
         j.verified ? ['signed ✓', 'ok'] : '—',
       ])
       tr.dataset.status = j.status
+      tr.dataset.job = j.id
+      const cell = tr.insertCell()
+      if (j.record) {
+        const b = Object.assign(document.createElement('button'), { type: 'button', textContent: 'Export' })
+        b.addEventListener('click', () => onExport(j))
+        cell.append(b)
+      }
       return tr
     }),
   )

@@ -1,9 +1,7 @@
 /** Launches the system Chromium for browser tests: fresh profile per launch, optional WebGPU. */
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { type BrowserContext, chromium, type Page } from 'playwright-core'
+import { existsSync } from 'node:fs'
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
 
 const DEFAULT_PATH = '/usr/bin/chromium'
 
@@ -34,13 +32,16 @@ export function findChromium(): string {
 export const WEBGPU_ARGS = ['--enable-unsafe-webgpu']
 
 export interface TestBrowser {
+  /** A tab in the shared context: same storage, Web Locks and BroadcastChannel, as tabs of one browser. */
   newPage(): Promise<Page>
+  /** A tab in a fresh context of its own: what a different person's browser looks like. */
+  newIsolatedPage(): Promise<Page>
   context: BrowserContext
   close(): Promise<void>
 }
 
+/** Headless Chromium; Playwright gives it a fresh temporary --user-data-dir and removes it on close. */
 export async function launchBrowser(opts: { webgpu?: boolean; args?: string[] } = {}): Promise<TestBrowser> {
-  const userDataDir = mkdtempSync(join(tmpdir(), 'peer-compute-chromium-'))
   const args = [
     '--no-sandbox',
     '--disable-background-networking',
@@ -50,22 +51,12 @@ export async function launchBrowser(opts: { webgpu?: boolean; args?: string[] } 
     ...(opts.webgpu ? WEBGPU_ARGS : []),
     ...(opts.args ?? []),
   ]
-  try {
-    const context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: findChromium(),
-      headless: true,
-      args,
-    })
-    return {
-      context,
-      newPage: () => context.newPage(),
-      close: async () => {
-        await context.close()
-        rmSync(userDataDir, { recursive: true, force: true })
-      },
-    }
-  } catch (err) {
-    rmSync(userDataDir, { recursive: true, force: true })
-    throw err
+  const browser: Browser = await chromium.launch({ executablePath: findChromium(), headless: true, args })
+  const context = await browser.newContext()
+  return {
+    context,
+    newPage: () => context.newPage(),
+    newIsolatedPage: async () => (await browser.newContext()).newPage(),
+    close: () => browser.close(),
   }
 }

@@ -9,12 +9,21 @@ import { launchBrowser, type TestBrowser } from './chromium.ts'
 /** PC_DIST lets parallel work build and test its own copy (vite build --outDir …). */
 const DIST = resolve(process.env.PC_DIST ?? resolve(import.meta.dirname, '../../dist'))
 
+export interface TabOptions {
+  testHooks?: Record<string, unknown>
+  sameBrowser?: boolean
+}
+
 export interface Swarm {
   relay: RelayProcess
   web: StaticServer
   browser: TestBrowser
   tabs: Page[]
-  openTab(query?: string): Promise<Page>
+  /**
+   * Opens a tab as a separate browser (own storage and compute election) unless `sameBrowser`.
+   * `testHooks` become `globalThis.__peerComputeTestHooks` before the page's scripts run.
+   */
+  openTab(query?: string, opts?: TabOptions): Promise<Page>
   stop(): Promise<void>
 }
 
@@ -25,8 +34,13 @@ export async function startSwarm(opts: { tabs: number; webgpu?: boolean }): Prom
   const web = await serveStatic({ root: DIST, relayFile: relay.addrFile })
   const browser = await launchBrowser({ webgpu: opts.webgpu ?? false })
   const tabs: Page[] = []
-  const openTab = async (query = '') => {
-    const page = await browser.newPage()
+  const openTab = async (query = '', tabOpts: TabOptions = {}) => {
+    const page = await (tabOpts.sameBrowser ? browser.newPage() : browser.newIsolatedPage())
+    if (tabOpts.testHooks) {
+      await page.addInitScript((hooks) => {
+        ;(globalThis as { __peerComputeTestHooks?: unknown }).__peerComputeTestHooks = hooks
+      }, tabOpts.testHooks)
+    }
     const n = tabs.length
     page.on('pageerror', (e) => console.error(`[tab ${n}] page error: ${e.message}`))
     await page.goto(`${web.url}${query}`)
@@ -58,7 +72,7 @@ export async function waitReady(page: Page): Promise<void> {
 export const peerId = (page: Page) => page.evaluate(() => window.__peer.id)
 
 /** Waits until `page` sees `ids` as directly connected, contributing peers with a free slot. */
-export async function waitForContributors(page: Page, ids: string[], timeoutMs = 20_000): Promise<void> {
+export async function waitForContributors(page: Page, ids: string[], timeoutMs = 60_000): Promise<void> {
   await page.waitForFunction(
     (want) => {
       const peers = window.__peer.peers()

@@ -1,0 +1,172 @@
+/** The quorum state machine with scripted contributors (logic only: no network). */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { CID } from 'multiformats/cid'
+import { describe, expect, it } from 'vitest'
+import {
+  type DispatchResult,
+  type QuorumEffects,
+  type QuorumState,
+  runQuorum,
+} from '../../src/jobs/quorum.ts'
+import { JobRejectedError, JobTimeoutError } from '../../src/shared/errors.ts'
+import type { NamedTensors } from '../../src/shared/tensor.ts'
+import { tensorsCid } from '../../src/shared/tensor-codec.ts'
+import { policyFor, type VerificationPolicy } from '../../src/trust/policy.ts'
+import { signReceipt } from '../../src/trust/receipt.ts'
+import type { Outcome } from '../../src/trust/reputation.ts'
+
+type Behaviour = 'honest' | 'wrong' | 'timeout' | 'busy' | 'unknown-model'
+
+const keys = await Promise.all([0, 1, 2, 3, 4].map(() => generateKeyPair('Ed25519')))
+const peers = keys.map((k) => peerIdFromPrivateKey(k).toString())
+const cid = CID.parse('bafkreidyllbzbuwb2fdgttvsc6notidx5yr5wgl6z2qhcptapjy3pkxbja')
+const tensor = (v: number): NamedTensors => ({
+  y: { dtype: 'float32', dims: [1, 2], data: Float32Array.from([v, 1]) },
+})
+
+async function result(i: number, value: number): Promise<DispatchResult> {
+  const outputs = tensor(value)
+  const receipt = await signReceipt(
+    {
+      v: 1,
+      job: cid,
+      model: cid,
+      input: cid,
+      output: await tensorsCid(outputs),
+      worker: peers[i]!,
+      requester: peers[4]!,
+      ep: 'wasm',
+      adapter: 'none',
+      timing: { queueUs: 0, runUs: 1000 },
+      ts: 0,
+    },
+    keys[i]!,
+  )
+  return { job: cid.toString(), worker: peers[i]!, outputs, receipt, roundTripMs: 1 }
+}
+
+function harness(behaviour: Behaviour[], opts: { trusted?: boolean } = {}) {
+  const outcomes: [string, Outcome][] = []
+  const dispatched: string[] = []
+  const fx: QuorumEffects = {
+    pick: (exclude) => peers.slice(0, behaviour.length).find((p) => !exclude.has(p)),
+    capacityChanged: () => new Promise((r) => setTimeout(r, 5)),
+    async dispatch(peer) {
+      dispatched.push(peer)
+      const i = peers.indexOf(peer)
+      const b = behaviour[i]
+      if (b === 'timeout') throw new JobTimeoutError('late')
+      if (b === 'busy') {
+        behaviour[i] = 'honest' // busy once, then free
+        throw Object.assign(new JobRejectedError('busy'), { code: 'busy' })
+      }
+      if (b === 'unknown-model') throw Object.assign(new JobRejectedError('nope'), { code: 'unknown-model' })
+      return result(i, b === 'wrong' ? 42 : 0.5)
+    },
+    singleReplicaOk: () => opts.trusted ?? false,
+    suspicious: () => false,
+    recordOutcome: async (peer, o) => {
+      outcomes.push([peer, o])
+    },
+    save: async () => {},
+  }
+  return { fx, outcomes, dispatched }
+}
+
+const start = (p: VerificationPolicy): QuorumState => ({
+  replicas: [],
+  target: p.redundancy,
+  quorum: p.quorum,
+  adaptiveSingle: false,
+})
+const run = (p: VerificationPolicy, fx: QuorumEffects) => runQuorum(start(p), p, fx, Date.now() + 5000)
+const value = (s: QuorumState) =>
+  s.replicas.find((r) => r.status === 'ok' && r.result!.outputs.y!.data[0] === 0.5) != null
+
+describe('runQuorum', () => {
+  it('verifies when q of r agree and marks the liar invalid', async () => {
+    const p = policyFor('tensor', { redundancy: 3, quorum: 2, adaptive: false })
+    const h = harness(['honest', 'wrong', 'honest'])
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(value(s)).toBe(true)
+    expect(h.outcomes).toContainEqual([peers[1], 'invalid'])
+    expect(h.outcomes.filter(([, o]) => o === 'valid')).toHaveLength(2)
+  })
+
+  it('adds a replica after a 1–1 disagreement', async () => {
+    const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false })
+    const h = harness(['wrong', 'honest', 'honest'])
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(h.dispatched).toHaveLength(3)
+  })
+
+  it('reissues a timed-out replica to another peer', async () => {
+    const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false })
+    const h = harness(['timeout', 'honest', 'honest'])
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(h.outcomes).toContainEqual([peers[0], 'timedOut'])
+  })
+
+  it('ends inconclusive when replicas keep disagreeing up to maxAttempts', async () => {
+    const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false, maxAttempts: 2 })
+    const h = harness(['wrong', 'honest'])
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('inconclusive')
+    expect(h.outcomes.some(([, o]) => o === 'invalid')).toBe(false) // nothing proven without a quorum
+  })
+
+  it('fails with the reason on a deterministic refusal', async () => {
+    const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false })
+    const s = await run(p, harness(['unknown-model', 'honest']).fx)
+    expect(s.state).toBe('failed')
+    expect(s.reason).toMatch(/^unknown-model/)
+  })
+
+  it('fails when no contributor ever answers before the deadline', async () => {
+    const p = policyFor('tensor', { redundancy: 1, quorum: 1, adaptive: false })
+    const s = await runQuorum(start(p), p, harness([]).fx, Date.now() + 200)
+    expect(s.state).toBe('failed')
+    expect(s.reason).toBe('deadline passed')
+  })
+
+  it('does not count a busy refusal as an attempt', async () => {
+    const p = policyFor('tensor', { redundancy: 1, quorum: 1, adaptive: false, maxAttempts: 1 })
+    const s = await run(p, harness(['busy']).fx)
+    expect(s.state).toBe('verified')
+  })
+
+  it('runs one replica on a trusted peer under adaptive replication', async () => {
+    const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: true })
+    const h = harness(['honest', 'honest'], { trusted: true })
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(s.adaptiveSingle).toBe(true)
+    expect(h.dispatched).toHaveLength(1)
+  })
+
+  it('resumes a saved state: lost replicas are redone, finished ones kept', async () => {
+    const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false })
+    const first = await result(0, 0.5)
+    const saved: QuorumState = {
+      ...start(p),
+      replicas: [
+        {
+          peer: peers[0]!,
+          status: 'ok',
+          startedAt: 0,
+          result: { ...first, outputCid: first.receipt.body.output.toString() },
+        },
+        { peer: peers[1]!, status: 'dispatched', startedAt: 0 },
+      ],
+    }
+    const h = harness(['honest', 'honest'])
+    const s = await runQuorum(saved, p, h.fx, Date.now() + 5000)
+    expect(s.state).toBe('verified')
+    expect(h.dispatched).toEqual([peers[1]])
+    expect(s.replicas.map((r) => r.status)).toEqual(['ok', 'lost', 'ok'])
+  })
+})
