@@ -30,8 +30,12 @@ export function createAdaptive(
 
   return {
     params,
-    singleReplicaOk: (peer: string) =>
-      rep.get(peer).streak >= params.streakThreshold && random() >= params.spotCheckProbability,
+    /** Every invalid result on record doubles the streak a peer needs before it may run alone again. */
+    singleReplicaOk(peer: string): boolean {
+      const r = rep.get(peer)
+      const needed = params.streakThreshold * 2 ** Math.min(r.invalid, 6)
+      return r.streak >= needed && random() >= params.spotCheckProbability
+    },
 
     /** Checks a result needs no second opinion to be doubted: shape, finiteness, implausible speed. */
     suspicious(result: DispatchResult, outputs?: TensorSpec[]): boolean {
