@@ -158,7 +158,6 @@ export async function adaptiveBench(trials = 20) {
       trials,
       exposedAtJobMedian: med(exposed),
       exposedAtJobMax: Math.max(...exposed),
-      liarJobsShare: '1/4 of jobs go to the liar while it is trusted',
       excludedAtJobMedian: med(excluded),
       notExcludedWithin1000Jobs: excluded.filter((x) => !Number.isFinite(x)).length,
       wrongAcceptedMedian: med(liarRuns.map((r) => r.wrongAccepted)),
