@@ -1,12 +1,38 @@
 /** The app: one tab = one peer. Plain DOM; all logic lives behind the Peer API. */
-import { createPeer, type Peer } from '../index.ts'
-import { parseJsonInputs, randomInputs } from '../tasks/raw.ts'
+import { type CompareRule, createPeer, type Peer, type VerificationPolicy } from '../index.ts'
+import type { TestHooks } from '../jobs/adversary.ts'
+import { parseJsonInputs, randomInputsJson } from '../tasks/raw.ts'
+import { mountControlsView } from './controls-view.ts'
+import { mountHubView } from './hub-view.ts'
 import { renderJobs, renderPeers, short } from './render.ts'
+import { mountTasksView } from './tasks-view.ts'
+import { downloadRecord, mountVerifyView } from './verify-view.ts'
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T
 
+const RULES: Record<string, CompareRule> = {
+  exact: { kind: 'exact' },
+  tolerance: { kind: 'tolerance', atol: 1e-4, rtol: 1e-4 },
+  argmax: { kind: 'argmax' },
+  topk: { kind: 'topk', k: 5 },
+}
+
+/** The submit form's verification policy (invalid values surface as InvalidPolicyError). */
+function policyFromForm(): Partial<VerificationPolicy> {
+  const rule = RULES[$<HTMLSelectElement>('rule').value]
+  return {
+    redundancy: Number($<HTMLInputElement>('redundancy').value),
+    quorum: Number($<HTMLInputElement>('quorum').value),
+    adaptive: $<HTMLInputElement>('adaptive').checked,
+    ...(rule ? { compare: rule } : {}),
+  }
+}
+
 async function main() {
-  const peer = await createPeer()
+  // A test driver may install adversarial hooks before the page loads; users never see them.
+  const testHooks = (globalThis as { __peerComputeTestHooks?: TestHooks }).__peerComputeTestHooks
+  const election = new URLSearchParams(location.search).get('election') !== 'off' // one compute tab per browser
+  const peer = await createPeer({ ...(testHooks ? { testHooks } : {}), election })
   ;(window as unknown as { __peer: Peer }).__peer = peer // handle for tests and the devtools console
   $('peer-id').textContent = peer.id
 
@@ -19,10 +45,7 @@ async function main() {
   const input = $<HTMLTextAreaElement>('input')
   const specs = () => peer.catalog.byCid(model.value)?.inputs ?? []
   const fillRandom = () => {
-    const t = randomInputs(specs())
-    const only = Object.values(t)
-    input.value =
-      only.length === 1 ? JSON.stringify(Array.from(only[0]!.data as Float32Array)) : JSON.stringify(t)
+    input.value = randomInputsJson(specs()) // also right for multi-input, int64 and dynamic-shape models
   }
   model.addEventListener('change', fillRandom)
   $('random').addEventListener('click', fillRandom)
@@ -37,7 +60,9 @@ async function main() {
       const n = Math.max(1, Math.min(1000, Number($<HTMLInputElement>('count').value) || 1))
       const target = $<HTMLSelectElement>('target').value
       await Promise.allSettled(
-        Array.from({ length: n }, () => peer.submit(model.value, inputs, target ? { peer: target } : {})),
+        Array.from({ length: n }, () =>
+          peer.submit(model.value, inputs, target ? { peer: target } : { policy: policyFromForm() }),
+        ),
       ).then((rs) => {
         const failed = rs.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
         if (failed.length) err.textContent = `${failed.length} failed: ${failed[0]!.reason.message}`
@@ -77,7 +102,7 @@ async function main() {
     jobsQueued = true
     requestAnimationFrame(async () => {
       jobsQueued = false
-      renderJobs($('jobs'), await peer.jobs(100), peer.catalog)
+      renderJobs($('jobs'), await peer.jobs(100), peer.catalog, (j) => downloadRecord(j.id, j.record!))
     })
   }
   peer.events.addEventListener('status', refreshStatus)
@@ -87,6 +112,10 @@ async function main() {
   refreshStatus()
   refreshPeers()
   refreshJobs()
+  mountVerifyView(peer, $('verify'))
+  mountHubView(peer, $('hub'))
+  mountTasksView(peer, $('tasks'))
+  mountControlsView(peer, $('controls'))
   document.body.dataset.ready = 'true'
 }
 
