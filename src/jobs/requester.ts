@@ -151,9 +151,9 @@ export function createRequester(o: RequesterOptions) {
       {
         pick: (exclude, sameClassAs) => {
           if (job.target) return exclude.has(job.target) ? undefined : job.target
-          const p = o.scheduler.pick(job.model, exclude, { accept: o.reputation.trusted, sameClassAs })
-          if (p) return p.id
-          return policy.allowSelf && !exclude.has(o.selfId) ? o.selfId : undefined
+          // Asked to, our own worker computes one replica: the cheapest one, with no network.
+          if (policy.allowSelf && !exclude.has(o.selfId)) return o.selfId
+          return o.scheduler.pick(job.model, exclude, { accept: o.reputation.trusted, sameClassAs })?.id
         },
         capacityChanged: o.capacityChanged,
         dispatch: (peer, timeoutMs, sig) => dispatch(job, inputs, peer, job.timeoutMs ?? timeoutMs, sig),

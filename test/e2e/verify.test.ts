@@ -78,7 +78,9 @@ async function waitForJobs(
             .then((js) => js.filter((j) => j.id.startsWith(prefix) && j.status !== 'verified').slice(0, 3)),
         prefix,
       )
-      throw new Error(`timed out waiting for ${prefix} jobs: ${JSON.stringify(c)}; e.g. ${JSON.stringify(stuck)}`)
+      throw new Error(
+        `timed out waiting for ${prefix} jobs: ${JSON.stringify(c)}; e.g. ${JSON.stringify(stuck)}`,
+      )
     }
     await new Promise((r) => setTimeout(r, 25))
   }
@@ -224,6 +226,21 @@ describe('verification by quorum', () => {
       )
     })
   }
+
+  it('uses the requester itself for one replica only when allowSelf is set', async () => {
+    await setMode(swarm, undefined)
+    const own = await batch(
+      swarm,
+      6000,
+      4,
+      { redundancy: 2, quorum: 2, adaptive: false, allowSelf: true },
+      'self',
+    )
+    expectCorrect(own)
+    expect(own.every((d) => d.workers.includes(ids[0]!) && d.workers.length === 2)).toBe(true)
+    const others = await batch(swarm, 6100, 4, { redundancy: 2, quorum: 2, adaptive: false }, 'noself')
+    expect(others.every((d) => !d.workers.includes(ids[0]!))).toBe(true)
+  })
 
   it('every job completes when a contributor tab closes mid-batch', async () => {
     await setMode(swarm, undefined)
