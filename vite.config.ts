@@ -33,7 +33,10 @@ export default defineConfig({
   build: {
     target: 'es2023',
     rollupOptions: {
-      input: { main: resolve(import.meta.dirname, 'index.html') },
+      input: {
+        main: resolve(import.meta.dirname, 'index.html'),
+        embed: resolve(import.meta.dirname, 'embed.html'), // the iframe widget (src/widget/embed.ts)
+      },
     },
   },
 })

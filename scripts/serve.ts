@@ -25,11 +25,26 @@ export interface StaticServer {
   close(): Promise<void>
 }
 
-/** `relayFile` holds `{ relays: [...] }`; it is re-read per request so a restarted relay is picked up. */
-export async function serveStatic(opts: { root: string; port?: number; host?: string; relayFile?: string }) {
+/**
+ * `relayFile` holds `{ relays: [...] }`; it is re-read per request so a restarted relay is picked up.
+ * `isolated: false` drops COOP/COEP (a plain third-party host page); `cors` (default on) lets other
+ * sites load the widget, its worker, the .wasm, models and relay config.
+ */
+export async function serveStatic(opts: {
+  root: string
+  port?: number
+  host?: string
+  relayFile?: string
+  isolated?: boolean
+  cors?: boolean
+}) {
   const root = resolve(opts.root)
   const server = createServer(async (req, res) => {
-    for (const [k, v] of Object.entries(isolationHeaders)) res.setHeader(k, v)
+    if (opts.isolated !== false) for (const [k, v] of Object.entries(isolationHeaders)) res.setHeader(k, v)
+    if (opts.cors !== false) {
+      res.setHeader('Access-Control-Allow-Origin', '*')
+      res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin')
+    }
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)
     try {
       if (path === '/peer-compute.json') {

@@ -1,6 +1,7 @@
 /** `npm start`: build the app, start the relay and a static server with COOP/COEP, print the URL. */
 import { resolve } from 'node:path'
 import { build } from 'vite'
+import { copyModels } from './copy-models.ts'
 import { startRelayProcess } from './relay-process.ts'
 import { serveStatic } from './serve.ts'
 
@@ -8,7 +9,9 @@ const root = resolve(import.meta.dirname, '..')
 const port = Number(process.env.PORT ?? 8080)
 const relayPort = Number(process.env.RELAY_PORT ?? 9090)
 
+await copyModels(() => {}) // vendor models from node_modules into public/models/vendor/
 await build({ root, logLevel: 'warn' })
+await build({ root, configFile: resolve(root, 'vite.widget.config.ts'), logLevel: 'warn' }) // dist/widget.js
 const relay = await startRelayProcess({ port: relayPort, keyFile: resolve(root, '.relay/key') })
 const web = await serveStatic({ root: resolve(root, 'dist'), port, relayFile: relay.addrFile })
 console.log(`\npeer-compute is running:\n  app    ${web.url}\n  relay  ${relay.multiaddrs.join(' ')}\n`)

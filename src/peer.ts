@@ -1,18 +1,16 @@
 /** Composes storage, identity, network, discovery, compute and jobs into one Peer. */
 import { logger } from '@libp2p/logger'
-import { createAdmission } from './compute/admission.ts'
-import {
-  createInferenceBridge,
-  type Capabilities as EngineCapabilities,
-  type InferenceEngine,
-} from './compute/bridge.ts'
+import type { Capabilities as EngineCapabilities, InferenceEngine } from './compute/bridge.ts'
+import { type Controls, createControls } from './compute/controls.ts'
 import { createAdaptive } from './jobs/adaptive.ts'
+import type { TestHooks } from './jobs/adversary.ts'
 import { createExecutor } from './jobs/execute.ts'
 import { createJobHandler, type ServedJob } from './jobs/handler.ts'
 import { createRequester, type JobOutcome, type SubmitOptions } from './jobs/requester.ts'
 import { createScheduler } from './jobs/scheduler.ts'
 import { type Catalog, loadCatalog } from './models/catalog.ts'
-import { createModelSource } from './models/store.ts'
+import { createModelHub, type ModelHub } from './models/hub.ts'
+import { connectModelHub } from './models/network.ts'
 import type { Capabilities } from './net/advert.ts'
 import { createDiscovery, type KnownPeer } from './net/discovery.ts'
 import { type BrowserNode, connectRelays, createBrowserNode, isDirect, webrtcAddrs } from './net/node.ts'
@@ -21,6 +19,7 @@ import { UnknownModelError } from './shared/errors.ts'
 import { SOFTWARE_VERSION } from './shared/protocol.ts'
 import type { NamedTensors } from './shared/tensor.ts'
 import { type JobRecord, openStore } from './store/db.ts'
+import { type Credits, createCredits } from './trust/credits.ts'
 import { loadOrCreateIdentity } from './trust/identity.ts'
 import { policyFor } from './trust/policy.ts'
 import { createReputation, type Reputation } from './trust/reputation.ts'
@@ -35,7 +34,13 @@ export interface PeerOptions {
   contribute?: boolean
   maxSlots?: number
   engine?: InferenceEngine
+  /** One compute tab per browser (Web Locks election); the app and the widget turn it on. */
+  election?: boolean
+  /** Start no inference worker until this tab contributes or runs a job of its own. */
+  lazyEngine?: boolean
   advertIntervalMs?: number
+  /** Test-only adversarial behaviour (src/jobs/adversary.ts). The UI never sets it. */
+  testHooks?: TestHooks
 }
 
 export type RelayState = 'connecting' | 'connected' | 'disconnected'
@@ -56,6 +61,8 @@ export interface Peer {
   /** The underlying libp2p node, for embedders that add their own protocols. */
   readonly node: BrowserNode
   readonly catalog: Catalog
+  /** Model hub: imports, the cache with its quota, and peer-to-peer transfers (src/models/hub.ts). */
+  readonly models: ModelHub
   readonly events: EventTarget
   readonly contributing: boolean
   setContributing(on: boolean): Promise<void>
@@ -72,12 +79,14 @@ export interface Peer {
   job(id: string): Promise<JobRecord | undefined>
   /** Per-peer valid / invalid / timed-out counts; untrusted peers are not chosen. */
   readonly reputation: Reputation
+  /** Contributor settings, pause/resume, the compute-tab election, running jobs and totals. */
+  readonly controls: Controls
+  /** This browser's credit log: signed receipts of the jobs it served. */
+  readonly credits: Credits
   /** Resumes jobs a previous page left unfinished (also done automatically at start). */
   resume(): Promise<JobOutcome[]>
   stop(): Promise<void>
 }
-
-const CONTRIBUTE_KEY = 'contribute'
 
 export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   const log = logger('peer-compute:peer')
@@ -89,11 +98,11 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   const catalog = await loadCatalog(
     opts.catalogUrl ?? new URL('models/catalog.json', location.href).toString(),
   )
-  const models = createModelSource(store, catalog)
-  const engine = opts.engine ?? createInferenceBridge({ modelSource: (cid) => models.get(cid) })
-  const admission = createAdmission({
-    maxSlots: opts.maxSlots ?? 2,
-    contributing: opts.contribute ?? (await store.getSetting<boolean>(CONTRIBUTE_KEY)) ?? false,
+  const models = await createModelHub({
+    store,
+    catalog,
+    log: logger('peer-compute:models'),
+    inUse: () => [...serving.values()].map((j) => j.model), // called only after setup
   })
   const status: PeerStatus = { relay: 'connecting', webrtcAddrs: [], directPeers: 0 }
   let caps: EngineCapabilities | undefined
@@ -102,6 +111,20 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
 
   const node = await createBrowserNode({ privateKey, relays: [] })
   const selfId = node.peerId.toString()
+  const controls = await createControls({
+    store,
+    storeName,
+    selfId,
+    modelSource: (cid, signal) => models.get(cid, signal),
+    modelLimits: models,
+    contribute: opts.contribute,
+    maxSlots: opts.maxSlots,
+    engine: opts.engine,
+    election: opts.election,
+    lazyEngine: opts.lazyEngine,
+  })
+  const { admission, engine } = controls
+  const credits = await createCredits({ store, storeName, privateKey })
   const adapterClass = () => {
     const a = caps?.adapter
     return a ? `${a.architecture || a.vendor || 'unknown'}${a.isFallback ? ' (fallback)' : ''}` : 'none'
@@ -112,7 +135,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     threads: caps?.threads ?? 0,
     slots: admission.free,
     maxSlots: admission.maxSlots,
-    contributing: admission.contributing,
+    contributing: admission.active,
     models: cached.slice(0, 256),
     benchUs: 0,
     version: SOFTWARE_VERSION,
@@ -130,21 +153,33 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     privateKey,
     selfId,
     admission,
-    engine,
+    engine: controls.jobEngine,
     models,
     log: logger('peer-compute:jobs'),
     adapter: adapterClass,
+    ...(opts.testHooks ? { testHooks: opts.testHooks } : {}),
     onStart: (j) => {
       serving.set(j.job, j)
+      controls.jobStarted(j)
       emit('serving')
     },
-    onEnd: async (j) => {
+    onEnd: async (j, outcome) => {
       serving.delete(j.job)
+      controls.jobEnded(j, outcome)
+      if (outcome.receipt) await credits.append(outcome.receipt).catch((e) => log.error('credit log: %s', e))
       cached = await models.cached()
       emit('serving')
     },
   })
   await node.handle(jobHandler.protocol, jobHandler.handler, { maxInboundStreams: 64 })
+  await connectModelHub(models, {
+    node,
+    discovery,
+    onCached: (cids) => {
+      cached = cids
+      discovery.announce()
+    },
+  })
   const reputation = await createReputation(store)
   const adaptive = createAdaptive(reputation)
   const requester = createRequester({
@@ -202,28 +237,31 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   refreshStatus()
   // Jobs a previous page of this tab left unfinished carry on, each at most once.
   void requester.resume()
-  // Probe the engine in the background: adverts gain eps/adapter once it answers.
-  engine
-    .capabilities()
-    .then((c) => {
-      caps = c
-      status.engineReadyMs = performance.now()
-      discovery.announce()
-      emit('status')
-    })
-    .catch((err) => log.error('engine probe failed: %s', (err as Error).message))
+  // Probe the engine in the background: adverts gain eps/adapter once it answers (again after a settings change).
+  const probe = () =>
+    engine
+      .capabilities()
+      .then((c) => {
+        caps = c
+        status.engineReadyMs ??= performance.now()
+        discovery.announce()
+        emit('status')
+      })
+      .catch((err) => log.error('engine probe failed: %s', (err as Error).message))
+  void probe()
+  controls.events.addEventListener('engine', () => void probe())
 
   return {
     id: selfId,
     node,
     catalog,
+    models,
     events,
     get contributing() {
       return admission.contributing
     },
     async setContributing(on) {
-      admission.setContributing(on)
-      await store.putSetting(CONTRIBUTE_KEY, on)
+      await controls.setContributing(on)
       emit('status')
     },
     status: () => ({ ...status }),
@@ -240,10 +278,14 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     jobs: (limit) => store.listJobs(limit),
     job: (id) => store.getJob(id),
     reputation,
+    controls,
+    credits,
     resume: () => requester.resume(),
     async stop() {
       discovery.stop()
       await node.stop()
+      controls.stop()
+      credits.close()
       engine.close()
       store.close()
     },

@@ -4,8 +4,9 @@
  */
 import { expose, transfer } from 'comlink'
 import { CID } from 'multiformats/cid'
-// The bundle Vite serves locally; ort.env.wasm.wasmPaths stays unset so the .wasm is resolved next to it (no CDN).
+// The bundle Vite serves locally; wasmPaths stays unset (but in a cross-origin embed) so the .wasm is found next to it (no CDN).
 import * as ort from 'onnxruntime-web'
+import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url'
 import { modelCid } from '../src/shared/cid.ts'
 import {
   AbortError,
@@ -17,7 +18,15 @@ import {
 import { DTYPES, type DType, elementCount, type NamedTensors, type TensorData } from '../src/shared/tensor.ts'
 
 export type Ep = 'webgpu' | 'wasm'
-export type InitOptions = { numThreads?: number; allowWebGpu?: boolean }
+export type InitOptions = {
+  numThreads?: number
+  allowWebGpu?: boolean
+  /**
+   * Start the WASM runtime (fetch, compile, thread pool) at init, off the first job's path. For
+   * contributors: in a tab that only submits, it competes with page start-up for CPU (default false).
+   */
+  warm?: boolean
+}
 export type AdapterSummary = {
   vendor: string
   architecture: string
@@ -57,10 +66,36 @@ function defaultThreads(): number {
 
 function ensureInit(opts: InitOptions = {}): Required<InitOptions> {
   if (initOpts) return initOpts
-  initOpts = { numThreads: opts.numThreads ?? defaultThreads(), allowWebGpu: opts.allowWebGpu ?? true }
+  initOpts = {
+    numThreads: opts.numThreads ?? defaultThreads(),
+    allowWebGpu: opts.allowWebGpu ?? true,
+    warm: opts.warm ?? false,
+  }
   // Must be set before the first session: ORT reads it once when the WASM module starts.
   ort.env.wasm.numThreads = crossOriginIsolated ? initOpts.numThreads : 1
+  // Embedded in another site, this worker runs from a blob of the page's origin (src/compute/spawn-worker.ts)
+  // and ORT refuses its bundled module unless told where the .wasm is: next to this file, not the page.
+  if (new URL(import.meta.url).origin !== self.location.origin)
+    ort.env.wasm.wasmPaths = { wasm: new URL(ortWasmUrl, import.meta.url).href }
+  if (initOpts.warm) void warmUp()
   return initOpts
+}
+
+/** A one-node ONNX graph (Relu on float32[1]), used only to start the WASM runtime. */
+const WARM_MODEL = 'CAg6MwoMCgF4EgF5IgRSZWx1EgF3Wg8KAXgSCgoICAESBAoCCAFiDwoBeRIKCggIARIECgIIAUICEBE='
+
+/**
+ * The first session pays for fetching and compiling ORT's 28 MB .wasm and starting its threads
+ * (about 1 s here). Doing it at init, queued like a run, takes that off the first job's path.
+ */
+function warmUp(): Promise<void> {
+  const bytes = Uint8Array.from(atob(WARM_MODEL), (c) => c.charCodeAt(0))
+  const work = runQueue.then(async () => {
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] })
+    await session.release()
+  })
+  runQueue = work.catch(() => {}) // a failed warm-up only means the first real session pays instead
+  return runQueue as Promise<void>
 }
 
 function probeAdapter(): Promise<GpuAdapter | null> {

@@ -45,3 +45,7 @@ export const ModelTransferError = named('ModelTransferError')
 export const QuorumNotMetError = named('QuorumNotMetError')
 export const JobFailedError = named('JobFailedError')
 export const JobInconclusiveError = named('JobInconclusiveError')
+// contributing and credit
+export const JobHandedBackError = named('JobHandedBackError')
+export const InvalidCreditLogError = named('InvalidCreditLogError')
+export const StorageBlockedError = named('StorageBlockedError')

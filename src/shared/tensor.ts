@@ -26,3 +26,7 @@ export const BYTES_PER_ELEMENT: Record<DType, number> = {
 export function elementCount(dims: readonly number[]): number {
   return dims.reduce((a, b) => a * b, 1)
 }
+
+/** Total data bytes of named tensors: what a job moves over the wire, framing aside. */
+export const tensorsByteLength = (named: NamedTensors): number =>
+  Object.values(named).reduce((n, t) => n + t.data.byteLength, 0)

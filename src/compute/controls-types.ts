@@ -1,0 +1,60 @@
+/** The public side of the contributor controls (`peer.controls`): state, live status and events. */
+import type { Receipt } from '../trust/receipt.ts'
+import type { HoldReason } from './admission.ts'
+import type { ContributorSettings, ServedTotals } from './settings.ts'
+
+export interface RunningJob {
+  job: string
+  model: string
+  requester: string
+  startedAt: number
+}
+
+export interface JobDone extends RunningJob {
+  ok: boolean
+  code?: string
+  runMs?: number
+  bytes?: number
+  receipt?: Receipt
+}
+
+export interface ControlsState {
+  contributing: boolean
+  /** Switched on, not held: taking jobs. */
+  active: boolean
+  paused: boolean
+  holds: HoldReason[]
+  /** This tab is the browser's compute tab; undefined when the election is off. */
+  leader: boolean | undefined
+  crossOriginIsolated: boolean
+  onBattery: boolean | undefined
+  pressure: string | undefined
+  engineStarted: boolean
+}
+
+/** What the compute tab publishes to the other tabs of the browser. */
+export interface ComputeTabStatus {
+  peer: string
+  at: number
+  active: boolean
+  holds: HoldReason[]
+  running: RunningJob[]
+  totals: ServedTotals
+}
+
+export interface Controls {
+  /** 'change' (settings or state), 'totals', 'job-started' and 'job-done' (CustomEvent, detail RunningJob / JobDone). */
+  readonly events: EventTarget
+  settings(): ContributorSettings
+  /** Applies and persists a patch; other tabs of the browser follow when the election is on. */
+  update(patch: Partial<ContributorSettings>): Promise<ContributorSettings>
+  readonly paused: boolean
+  /** Stops taking jobs at once; running jobs are handed back (reject 'cancelled') so requesters reissue them. */
+  pause(): void
+  resume(): void
+  state(): ControlsState
+  totals(): ServedTotals
+  running(): RunningJob[]
+  /** The compute tab's status when it is another tab of this browser. */
+  computeTab(): ComputeTabStatus | undefined
+}

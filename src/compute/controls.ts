@@ -1,0 +1,245 @@
+/**
+ * Contributor controls: persisted settings applied to admission, the engine and the device watchers;
+ * pause/resume; the one-compute-tab election; running jobs and served totals for the live panel.
+ */
+
+import { calibrationStore } from '../store/calibration.ts'
+import type { Store } from '../store/db.ts'
+import { type Admission, createAdmission } from './admission.ts'
+import type { InferenceEngine } from './bridge.ts'
+import { type Conditions, watchConditions } from './conditions.ts'
+import type { ComputeTabStatus, Controls, ControlsState, JobDone, RunningJob } from './controls-types.ts'
+import { createElection, type Election } from './election.ts'
+import { createEngine } from './engine.ts'
+import { type ContributorSettings, DEFAULT_SETTINGS, normalizeSettings, normalizeTotals } from './settings.ts'
+import { spawnInferenceWorker } from './spawn-worker.ts'
+import { createSwitchableEngine, type SwitchableEngine } from './switchable-engine.ts'
+
+export type { HoldReason } from './admission.ts'
+export type * from './controls-types.ts'
+export type { ContributorSettings, RunWhen, ServedTotals } from './settings.ts'
+
+export interface ControlsInternals extends Controls {
+  admission: Admission
+  /** The engine for the requester's own local runs. */
+  engine: SwitchableEngine
+  /** The engine for jobs served to others: hand-back on pause, model size limit. */
+  jobEngine: InferenceEngine
+  setContributing(on: boolean): Promise<void>
+  jobStarted(job: RunningJob): void
+  jobEnded(job: RunningJob, outcome: Omit<JobDone, keyof RunningJob>): void
+  stop(): void
+}
+
+export interface ControlsOptions {
+  store: Pick<Store, 'getSetting' | 'putSetting'>
+  storeName: string
+  selfId: string
+  modelSource(cid: string, signal?: AbortSignal): Promise<Uint8Array>
+  /** Overrides the stored switch for this page. */
+  contribute?: boolean
+  /** Overrides the stored max concurrent jobs for this page. */
+  maxSlots?: number
+  /** A caller's engine, used as is (thread and WebGPU settings then do not apply). */
+  engine?: InferenceEngine
+  election?: boolean
+  /** Start no worker until this tab contributes (or runs a job of its own). */
+  lazyEngine?: boolean
+  /** Where the model size limit and cache quota live (the model hub); the settings mirror it. */
+  modelLimits?: ModelLimits
+}
+
+export interface ModelLimits {
+  readonly maxModelBytes: number
+  readonly quotaBytes: number
+  setMaxModelBytes(bytes: number): Promise<void>
+  setQuota(bytes: number): Promise<void>
+}
+
+const SETTINGS_KEY = 'contributor-settings'
+const CONTRIBUTE_KEY = 'contribute' // the switch's original key, kept so existing choices survive
+const TOTALS_KEY = 'contributor-totals'
+const STATUS_EVERY_MS = 1000
+
+export async function createControls(o: ControlsOptions): Promise<ControlsInternals> {
+  const events = new EventTarget()
+  const emit = (type: string, detail?: unknown) =>
+    events.dispatchEvent(detail === undefined ? new Event(type) : new CustomEvent(type, { detail }))
+  const stored = normalizeSettings(await o.store.getSetting(SETTINGS_KEY))
+  const storedOn = await o.store.getSetting<boolean>(CONTRIBUTE_KEY)
+  let settings: ContributorSettings = {
+    ...stored,
+    contribute: o.contribute ?? storedOn ?? DEFAULT_SETTINGS.contribute,
+    maxJobs: o.maxSlots ?? stored.maxJobs,
+  }
+  const limits = o.modelLimits
+  /** The settings, with the model limits read from their owner (the model hub) when there is one. */
+  const current = (): ContributorSettings =>
+    limits
+      ? normalizeSettings(
+          { maxModelBytes: limits.maxModelBytes, modelCacheBytes: limits.quotaBytes },
+          settings,
+        )
+      : settings
+  /** Pushes changed model limits to their owner, which enforces them (and evicts over quota). */
+  const pushLimits = async (next: ContributorSettings) => {
+    if (!limits) return
+    if (limits.maxModelBytes !== next.maxModelBytes) await limits.setMaxModelBytes(next.maxModelBytes)
+    if (limits.quotaBytes !== next.modelCacheBytes) await limits.setQuota(next.modelCacheBytes)
+  }
+  let totals = normalizeTotals(await o.store.getSetting(TOTALS_KEY))
+  const running = new Map<string, RunningJob>()
+  let paused = false
+
+  // Off until apply() has set the holds, so a standby tab never looks active for a moment.
+  const admission = createAdmission({ maxSlots: settings.maxJobs, contributing: false })
+  const initOf = (s: ContributorSettings) => ({
+    ...(s.wasmThreads > 0 ? { numThreads: s.wasmThreads } : {}),
+    allowWebGpu: s.allowWebGpu,
+  })
+  const given = o.engine
+  const engine = createSwitchableEngine({
+    // Threads 'auto' (setting 0) lets the engine pick 1 or N threads per model by measuring.
+    make: (init) =>
+      given ??
+      createEngine({
+        threads: init.numThreads ?? 'auto',
+        ...(init.allowWebGpu === undefined ? {} : { allowWebGpu: init.allowWebGpu }),
+        calibration: calibrationStore(o.store),
+        modelSource: (cid) => o.modelSource(cid),
+        createWorker: spawnInferenceWorker,
+      }),
+    fixed: given != null,
+    init: initOf(settings),
+    modelSource: o.modelSource,
+    lazy: o.lazyEngine ?? false,
+  })
+  const jobEngine = engine.guarded({
+    // A job reaching the engine while held (e.g. paused mid-download) is handed back too.
+    handBack: () =>
+      admission.active ? admission.handBack : AbortSignal.abort(new Error(admission.why('not-contributing'))),
+    maxModelBytes: () => current().maxModelBytes,
+  })
+
+  const election: Election | undefined = o.election ? createElection(o.storeName) : undefined
+  const conditions: Conditions = watchConditions(admission, () => emit('change'))
+
+  const state = (): ControlsState => ({
+    contributing: admission.contributing,
+    active: admission.active,
+    paused,
+    holds: [...admission.holds],
+    leader: election?.leader,
+    crossOriginIsolated: globalThis.crossOriginIsolated === true,
+    onBattery: conditions.onBattery,
+    pressure: conditions.pressure,
+    engineStarted: engine.active,
+  })
+  const publish = () =>
+    election?.publish({
+      peer: o.selfId,
+      at: Date.now(),
+      active: admission.active,
+      holds: [...admission.holds],
+      running: [...running.values()],
+      totals,
+    } satisfies ComputeTabStatus)
+
+  /** Applies settings and leadership to admission, the election queue and the engine. */
+  const apply = () => {
+    admission.setHold('paused', paused)
+    election?.want(settings.contribute)
+    admission.setHold('standby', election != null && !election.leader)
+    conditions.apply(settings)
+    admission.setMaxSlots(settings.maxJobs)
+    admission.setContributing(settings.contribute)
+    engine.configure(initOf(settings))
+    if (admission.active) engine.activate()
+    publish()
+    emit('change')
+  }
+  admission.events.addEventListener('change', () => {
+    if (admission.active) engine.activate()
+  })
+  election?.events.addEventListener('change', () => {
+    admission.setHold('standby', !election.leader)
+    publish()
+    emit('change')
+  })
+  election?.events.addEventListener('message', (e) => {
+    const m = (e as CustomEvent<{ t: string; settings?: unknown }>).detail
+    if (m.t !== 'settings') return
+    settings = normalizeSettings(m.settings, current())
+    apply()
+    void pushLimits(settings).catch(() => {})
+  })
+  engine.events.addEventListener('change', () => emit('engine'))
+  const timer = election ? setInterval(publish, STATUS_EVERY_MS) : undefined
+  apply()
+
+  /** Tells the other tabs first (a tab switched off must not hand the lock to one still on), then applies and persists. */
+  const commit = async (next: ContributorSettings) => {
+    settings = next
+    election?.send({ t: 'settings', settings })
+    apply()
+    await o.store.putSetting(SETTINGS_KEY, settings)
+    await o.store.putSetting(CONTRIBUTE_KEY, settings.contribute)
+    await pushLimits(settings)
+  }
+
+  return {
+    events,
+    admission,
+    engine,
+    jobEngine,
+    settings: () => ({ ...current() }),
+    async update(patch) {
+      await commit(normalizeSettings(patch, current()))
+      return { ...current() }
+    },
+    setContributing: (on) => commit({ ...current(), contribute: on }),
+    get paused() {
+      return paused
+    },
+    pause() {
+      paused = true
+      apply()
+    },
+    resume() {
+      paused = false
+      apply()
+    },
+    state,
+    totals: () => ({ ...totals }),
+    running: () => [...running.values()],
+    computeTab() {
+      const s = election?.status as ComputeTabStatus | undefined
+      return s && s.peer !== o.selfId ? s : undefined
+    },
+    jobStarted(job) {
+      running.set(job.job, job)
+      publish()
+      emit('job-started', job)
+    },
+    jobEnded(job, outcome) {
+      running.delete(job.job)
+      if (outcome.ok) {
+        totals = {
+          jobs: totals.jobs + 1,
+          computeMs: totals.computeMs + (outcome.runMs ?? 0),
+          bytes: totals.bytes + (outcome.bytes ?? 0),
+        }
+        void o.store.putSetting(TOTALS_KEY, totals).catch(() => {})
+        emit('totals')
+      }
+      publish()
+      emit('job-done', { ...job, ...outcome })
+    },
+    stop() {
+      clearInterval(timer)
+      election?.close()
+      conditions.stop()
+      engine.close()
+    },
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * One compute tab per browser: tabs that want to contribute queue for a Web Lock; the holder is the
+ * compute tab. The lock is released the moment its tab closes, so the next tab in the queue takes
+ * over at once. The leader publishes its status on a BroadcastChannel for the other tabs.
+ * (Identity slots use other lock names: `<store>:id:<n>`.)
+ */
+
+export interface LeaderStatus {
+  peer: string
+  at: number
+  [k: string]: unknown
+}
+
+export interface Election {
+  /** This tab holds the lock. */
+  readonly leader: boolean
+  /** The leader's latest status, from this tab or another (undefined when none has spoken for 3 s). */
+  readonly status: LeaderStatus | undefined
+  /** Queue for the lock (true) or leave the queue / step down (false). */
+  want(on: boolean): void
+  /** Publish this tab's status (leaders only; others ignore it). */
+  publish(status: LeaderStatus): void
+  /** Send any other message to the other tabs. */
+  send(msg: { t: string; [k: string]: unknown }): void
+  /** 'change' (leadership or status), and 'message' (CustomEvent with a non-status message). */
+  events: EventTarget
+  close(): void
+}
+
+const STALE_MS = 3000
+
+export function createElection(name: string): Election {
+  const events = new EventTarget()
+  const channel = new BroadcastChannel(`${name}:compute`)
+  let leader = false
+  let status: LeaderStatus | undefined
+  let queued: AbortController | undefined
+  let stepDown: (() => void) | undefined
+  const changed = () => events.dispatchEvent(new Event('change'))
+
+  channel.onmessage = (e: MessageEvent) => {
+    const m = e.data as { t?: unknown; status?: LeaderStatus } | null
+    if (m?.t === 'status' && typeof m.status?.peer === 'string') {
+      status = m.status
+      changed()
+    } else if (m?.t === 'leaving') {
+      status = undefined
+      changed()
+    } else if (typeof m?.t === 'string') events.dispatchEvent(new CustomEvent('message', { detail: m }))
+  }
+  const staleTimer = setInterval(() => {
+    if (!leader && status && Date.now() - status.at > STALE_MS) {
+      status = undefined
+      changed()
+    }
+  }, 1000)
+
+  function queue(): void {
+    const ctl = new AbortController()
+    queued = ctl
+    navigator.locks
+      .request(`${name}:compute-leader`, { signal: ctl.signal }, () => {
+        leader = true
+        changed()
+        return new Promise<void>((resolve) => {
+          stepDown = resolve
+        })
+      })
+      .catch(() => {}) // aborted while queued
+      .finally(() => {
+        if (queued === ctl) queued = undefined
+        if (leader) {
+          leader = false
+          channel.postMessage({ t: 'leaving' })
+          changed()
+        }
+      })
+  }
+
+  return {
+    get leader() {
+      return leader
+    },
+    get status() {
+      return status
+    },
+    want(on) {
+      if (on && !queued) queue()
+      if (!on && queued) {
+        queued.abort()
+        stepDown?.()
+        stepDown = undefined
+        queued = undefined
+      }
+    },
+    publish(s) {
+      if (!leader) return
+      status = s
+      channel.postMessage({ t: 'status', status: s })
+    },
+    send: (msg) => channel.postMessage(msg),
+    events,
+    close() {
+      this.want(false)
+      clearInterval(staleTimer)
+      channel.close()
+    },
+  }
+}

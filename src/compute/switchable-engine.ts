@@ -1,0 +1,153 @@
+/**
+ * The engine the Peer uses: the worker bridge behind a switch, so contributor settings (threads,
+ * WebGPU) restart the worker, a lazy engine starts no worker until it is needed, and jobs served to
+ * others go through a guarded view that hands them back on pause and enforces the model size limit.
+ */
+import { AbortError, JobHandedBackError, ModelTooLargeError } from '../shared/errors.ts'
+import type { InferenceEngine, InitOptions } from './bridge.ts'
+
+export interface SwitchableEngine extends InferenceEngine {
+  /** New init options: later calls go to a fresh worker; the old one closes once idle. */
+  configure(init: InitOptions): void
+  /** Lets a lazy engine start. `capabilities()` waits for it; loading or running a model activates it. */
+  activate(): void
+  readonly active: boolean
+  /** A view for served jobs: aborted with JobHandedBackError when `handBack` fires; size-limited models. */
+  guarded(g: { handBack(): AbortSignal; maxModelBytes(): number }): InferenceEngine
+  /** 'change' after configure(): capabilities may differ. */
+  events: EventTarget
+}
+
+export interface SwitchableEngineOptions {
+  make(init: InitOptions): InferenceEngine
+  /** `make` returns a caller's engine: configure() does not replace it. */
+  fixed?: boolean
+  init: InitOptions
+  /** Model bytes for a fresh worker. */
+  modelSource(cid: string, signal?: AbortSignal): Promise<Uint8Array>
+  lazy?: boolean
+}
+
+interface Slot {
+  engine: InferenceEngine
+  calls: number
+  retired: boolean
+  loaded: Set<string>
+}
+
+export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEngine {
+  const events = new EventTarget()
+  let init = o.init
+  let slot: Slot | undefined
+  let active = !o.lazy
+  let activated: () => void = () => {}
+  const ready = new Promise<void>((resolve) => {
+    activated = resolve
+  })
+  if (active) activated()
+  const known = new Set<string>() // every cid loaded, re-sent to a fresh worker on demand
+
+  const activate = () => {
+    active = true
+    activated()
+  }
+  const current = (): Slot => {
+    slot ??= { engine: o.make(init), calls: 0, retired: false, loaded: new Set() }
+    return slot
+  }
+  const retire = (s: Slot) => {
+    s.retired = true
+    if (s.calls === 0) s.engine.close()
+  }
+  async function use<T>(fn: (s: Slot) => Promise<T>): Promise<T> {
+    const s = current()
+    s.calls++
+    try {
+      return await fn(s)
+    } finally {
+      s.calls--
+      if (s.retired && s.calls === 0) s.engine.close()
+    }
+  }
+
+  const engine: SwitchableEngine = {
+    events,
+    get active() {
+      return active
+    },
+    activate,
+    configure(next) {
+      if (o.fixed || (next.numThreads === init.numThreads && next.allowWebGpu === init.allowWebGpu)) return
+      init = next
+      if (slot) retire(slot)
+      slot = undefined
+      events.dispatchEvent(new Event('change'))
+    },
+    capabilities: async (signal) => {
+      await ready
+      return use((s) => s.engine.capabilities(signal))
+    },
+    loadModel: (cid, bytes, signal) => {
+      activate()
+      return use(async (s) => {
+        await s.engine.loadModel(cid, bytes, signal)
+        s.loaded.add(cid)
+        known.add(cid)
+      })
+    },
+    run: (params, signal) => {
+      activate()
+      return use(async (s) => {
+        if (known.has(params.cid) && !s.loaded.has(params.cid)) {
+          await s.engine.loadModel(params.cid, await o.modelSource(params.cid, signal), signal)
+          s.loaded.add(params.cid)
+        }
+        return s.engine.run(params, signal)
+      })
+    },
+    evict: async (cid, signal) => {
+      known.delete(cid)
+      if (!slot) return false
+      slot.loaded.delete(cid)
+      return slot.engine.evict(cid, signal)
+    },
+    close() {
+      if (slot) retire(slot)
+      slot = undefined
+    },
+    guarded(g) {
+      const guard = async <T>(signal: AbortSignal | undefined, fn: (sig: AbortSignal) => Promise<T>) => {
+        const handBack = g.handBack()
+        if (handBack.aborted) throw handedBack(handBack)
+        try {
+          return await fn(AbortSignal.any([handBack, ...(signal ? [signal] : [])]))
+        } catch (err) {
+          if (handBack.aborted && (err as Error).name === AbortError.NAME) throw handedBack(handBack)
+          throw err
+        }
+      }
+      return {
+        ...engine,
+        capabilities: (signal) => engine.capabilities(signal),
+        loadModel: async (cid, bytes, signal) => {
+          const max = g.maxModelBytes()
+          if (bytes.byteLength > max) {
+            const mb = (n: number) => (n < 2 ** 20 ? `${n} bytes` : `${(n / 2 ** 20).toFixed(1)} MiB`)
+            throw new ModelTooLargeError(
+              `model ${cid} is ${mb(bytes.byteLength)}, over this contributor's ${mb(max)} limit`,
+            )
+          }
+          return guard(signal, (sig) => engine.loadModel(cid, bytes, sig))
+        },
+        run: (params, signal) => guard(signal, (sig) => engine.run(params, sig)),
+        close: () => {}, // the Peer closes the engine itself
+      }
+    },
+  }
+  return engine
+}
+
+function handedBack(signal: AbortSignal): Error {
+  const why = signal.reason instanceof Error ? signal.reason.message : 'the contributor paused'
+  return new JobHandedBackError(`${why}: job handed back, reissue it elsewhere`)
+}

@@ -1,0 +1,25 @@
+/** Accessors for the `credits` store: this browser's append-only, hash-linked log of served receipts. */
+import type { CreditRecord, Db } from './schema.ts'
+
+export interface CreditStore {
+  /** The newest entry, the one the next entry links to. */
+  lastCredit(): Promise<CreditRecord | undefined>
+  /** Appends; rejects with a ConstraintError if `seq` is taken (another tab appended first). */
+  addCredit(rec: CreditRecord): Promise<void>
+  listCredits(): Promise<CreditRecord[]>
+  countCredits(): Promise<number>
+}
+
+export function creditsAccess(db: Db): CreditStore {
+  return {
+    async lastCredit() {
+      const cursor = await db.transaction('credits').store.openCursor(null, 'prev')
+      return cursor?.value
+    },
+    async addCredit(rec) {
+      await db.add('credits', rec)
+    },
+    listCredits: () => db.getAll('credits'),
+    countCredits: () => db.count('credits'),
+  }
+}

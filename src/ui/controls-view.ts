@@ -1,0 +1,143 @@
+/** Contributor panel: settings, pause/resume, what runs now, totals and the credit log. Text only. */
+import type { ComputeTabStatus, ContributorSettings, RunningJob } from '../compute/controls.ts'
+import { LIMITS } from '../compute/settings.ts'
+import type { Peer } from '../peer.ts'
+import { short } from './render.ts'
+
+const MiB = 2 ** 20
+
+const FORM = `<h2>Contributor controls</h2>
+  <p><span id="ctl-state" aria-live="polite"></span> <button type="button" id="ctl-pause">Pause</button></p>
+  <form id="ctl-form">
+    <label>Max concurrent jobs <input name="maxJobs" type="number" min="${LIMITS.maxJobs[0]}" max="${LIMITS.maxJobs[1]}" /></label>
+    <label>WASM threads <select name="wasmThreads"><option value="0">automatic</option>
+      <option>1</option><option>2</option><option>4</option><option>8</option></select></label>
+    <label><input name="allowWebGpu" type="checkbox" /> Allow WebGPU</label>
+    <label>Max model size (MiB) <input name="maxModelBytes" type="number" min="1" /></label>
+    <label>Model cache quota (MiB) <input name="modelCacheBytes" type="number" min="16" /></label>
+    <label>Run <select name="runWhen"><option value="always">also in the background</option>
+      <option value="visible">only while this tab is visible</option></select></label>
+    <label><input name="pauseOnBattery" type="checkbox" /> Pause on battery</label>
+    <label><input name="backOffUnderPressure" type="checkbox" /> Back off under CPU pressure</label>
+  </form>
+  <h3>Running now</h3>
+  <table id="ctl-running"><thead><tr><th>Model</th><th>Requester</th><th>Elapsed</th></tr></thead><tbody></tbody></table>
+  <h3>Totals</h3>
+  <dl id="ctl-totals"></dl>
+  <p><button type="button" id="ctl-export">Export credit log</button></p>`
+
+const HOLD_TEXT: Record<string, string> = {
+  paused: 'paused',
+  hidden: 'tab hidden (visible-only)',
+  battery: 'on battery',
+  standby: 'another tab computes',
+}
+
+export function mountControlsView(peer: Peer, el: HTMLElement): void {
+  const c = peer.controls
+  el.hidden = false
+  el.innerHTML = FORM
+  const q = <T extends Element>(sel: string) => el.querySelector<T & HTMLElement>(sel)!
+  const form = q<HTMLFormElement>('#ctl-form')
+  const field = (name: keyof ContributorSettings) => form.elements.namedItem(name) as HTMLInputElement
+
+  const fill = (s: ContributorSettings) => {
+    if (form.contains(document.activeElement)) return // do not overwrite what is being typed
+    field('maxJobs').value = String(s.maxJobs)
+    field('wasmThreads').value = String(s.wasmThreads)
+    field('allowWebGpu').checked = s.allowWebGpu
+    field('maxModelBytes').value = String(Math.round(s.maxModelBytes / MiB))
+    field('modelCacheBytes').value = String(Math.round(s.modelCacheBytes / MiB))
+    field('runWhen').value = s.runWhen
+    field('pauseOnBattery').checked = s.pauseOnBattery
+    field('backOffUnderPressure').checked = s.backOffUnderPressure
+    const isolated = c.state().crossOriginIsolated
+    field('wasmThreads').disabled = !isolated
+    field('wasmThreads').title = isolated ? '' : 'single-threaded: this page is not cross-origin isolated'
+  }
+  form.addEventListener('change', () => {
+    const num = (n: keyof ContributorSettings) => Number(field(n).value)
+    void c.update({
+      maxJobs: num('maxJobs'),
+      wasmThreads: num('wasmThreads'),
+      allowWebGpu: field('allowWebGpu').checked,
+      maxModelBytes: num('maxModelBytes') * MiB,
+      modelCacheBytes: num('modelCacheBytes') * MiB,
+      runWhen: field('runWhen').value === 'visible' ? 'visible' : 'always',
+      pauseOnBattery: field('pauseOnBattery').checked,
+      backOffUnderPressure: field('backOffUnderPressure').checked,
+    })
+  })
+  const pause = q<HTMLButtonElement>('#ctl-pause')
+  pause.addEventListener('click', () => (c.paused ? c.resume() : c.pause()))
+  q('#ctl-export').addEventListener('click', async () => {
+    const bytes = await peer.credits.export()
+    const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/json' }))
+    Object.assign(document.createElement('a'), { href: url, download: 'peer-compute-credits.json' }).click()
+    setTimeout(() => URL.revokeObjectURL(url), 1000)
+  })
+
+  const renderState = () => {
+    const s = c.state()
+    const other = c.computeTab()
+    const parts = [s.active ? 'contributing' : s.contributing ? 'not taking jobs' : 'contributing is off']
+    const holds = s.holds.map((h) => HOLD_TEXT[h] ?? h)
+    if (s.contributing && holds.length) parts.push(holds.join(', '))
+    if (other) parts.push(`compute tab: ${short(other.peer)}`)
+    else if (s.leader) parts.push('this is the compute tab of this browser')
+    if (!s.crossOriginIsolated) parts.push('single-threaded WASM (page not cross-origin isolated)')
+    q('#ctl-state').textContent = parts.join(' · ')
+    pause.textContent = c.paused ? 'Resume' : 'Pause'
+    el.dataset.active = String(s.active)
+    // keep the header's Contribute switch in step when another tab changed it
+    const box = document.getElementById('contribute') as HTMLInputElement | null
+    if (box) box.checked = s.contributing
+  }
+  const renderLive = () => {
+    const other: ComputeTabStatus | undefined = c.computeTab()
+    const jobs: RunningJob[] = other ? other.running : c.running()
+    const t = other ? other.totals : c.totals()
+    q('#ctl-running tbody').replaceChildren(
+      ...jobs.map((j) => {
+        const tr = document.createElement('tr')
+        const name = peer.catalog.byCid(j.model)?.name ?? short(j.model)
+        for (const v of [name, short(j.requester), `${((Date.now() - j.startedAt) / 1000).toFixed(1)} s`])
+          tr.insertCell().textContent = v
+        return tr
+      }),
+    )
+    const rows: [string, string][] = [
+      ['Jobs served', String(t.jobs)],
+      ['Compute-seconds', (t.computeMs / 1000).toFixed(2)],
+      ['Bytes transferred', formatBytes(t.bytes)],
+      ['Credit', String(peer.credits.total)],
+    ]
+    q('#ctl-totals').replaceChildren(
+      ...rows.flatMap(([k, v]) => [
+        Object.assign(document.createElement('dt'), { textContent: k }),
+        Object.assign(document.createElement('dd'), { textContent: v }),
+      ]),
+    )
+  }
+  fill(c.settings())
+  renderState()
+  renderLive()
+  c.events.addEventListener('change', () => {
+    fill(c.settings())
+    renderState()
+    renderLive()
+  })
+  for (const type of ['totals', 'job-started', 'job-done']) c.events.addEventListener(type, renderLive)
+  peer.credits.events.addEventListener('change', renderLive)
+  peer.models.events.addEventListener('change', () => fill(c.settings())) // size limit and quota live there
+  // elapsed times tick, and another tab's status arrives about once a second
+  setInterval(() => {
+    if (c.running().length || c.computeTab()) renderLive()
+  }, 500)
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`
+  if (n < MiB) return `${(n / 1024).toFixed(1)} KiB`
+  return `${(n / MiB).toFixed(1)} MiB`
+}
