@@ -13,7 +13,11 @@ import { type MlpSpec, mlpWeights } from '../src/shared/mlp.ts'
 export const MODELS: { name: string; description: string; spec: MlpSpec }[] = [
   { name: 'mlp-tiny', description: 'Tiny MLP for tests', spec: { seed: 1, layers: [16, 32, 8], batch: 1 } },
   // Same shapes, other weights: what a contributor "running a different model" computes in tests.
-  { name: 'mlp-tiny-alt', description: 'Tiny MLP, other weights', spec: { seed: 2, layers: [16, 32, 8], batch: 1 } },
+  {
+    name: 'mlp-tiny-alt',
+    description: 'Tiny MLP, other weights',
+    spec: { seed: 2, layers: [16, 32, 8], batch: 1 },
+  },
   {
     name: 'mlp-s',
     description: 'Bench MLP, about 1 ms on 1-thread WASM',

@@ -48,6 +48,7 @@ export interface JobHandlerOptions extends ExecutorOptions {
 
 const CODE_BY_ERROR: Record<string, RejectCode> = {
   FrameTooLargeError: 'too-large',
+  ModelTooLargeError: 'too-large',
   MalformedFrameError: 'bad-request',
   InvalidTensorError: 'bad-request',
   InvalidSignatureError: 'bad-signature',
