@@ -48,7 +48,7 @@ export interface JobHandlerOptions extends ExecutorOptions {
 
 const CODE_BY_ERROR: Record<string, RejectCode> = {
   FrameTooLargeError: 'too-large',
-  ModelTooLargeError: 'too-large',
+  ModelTooLargeError: 'model-too-large',
   MalformedFrameError: 'bad-request',
   InvalidTensorError: 'bad-request',
   InvalidSignatureError: 'bad-signature',

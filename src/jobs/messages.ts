@@ -27,6 +27,8 @@ export const REJECT_CODES = [
   'busy',
   'unknown-model',
   'too-large',
+  /** The model exceeds this contributor's own size limit: another contributor may take it. */
+  'model-too-large',
   'bad-request',
   'bad-signature',
   'deadline',
