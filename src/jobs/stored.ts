@@ -37,39 +37,33 @@ export interface StoredJob {
   timeoutMs?: number
 }
 
+/** Maps each replica's result, keeping everything else: the one place both conversions go through. */
+function mapResults<A, B>(
+  s: { replicas: (Omit<Replica, 'result'> & { result?: A })[] },
+  f: (result: A) => B,
+): (Omit<Replica, 'result'> & { result?: B })[] {
+  return s.replicas.map(({ result, ...r }) => (result ? { ...r, result: f(result) } : r))
+}
+
 export function toStored(s: QuorumState): StoredQuorum {
   return {
     ...s,
-    replicas: s.replicas.map(({ result, ...r }) =>
-      result
-        ? {
-            ...r,
-            result: {
-              ...result,
-              outputs: encodeTensors(result.outputs),
-              receipt: encodeReceipt(result.receipt),
-            },
-          }
-        : r,
-    ),
+    replicas: mapResults(s, (res) => ({
+      ...res,
+      outputs: encodeTensors(res.outputs),
+      receipt: encodeReceipt(res.receipt),
+    })),
   }
 }
 
 export function fromStored(s: StoredQuorum): QuorumState {
   return {
     ...s,
-    replicas: s.replicas.map(({ result, ...r }) =>
-      result
-        ? {
-            ...r,
-            result: {
-              ...result,
-              outputs: decodeTensors(result.outputs),
-              receipt: decodeReceipt(result.receipt),
-            },
-          }
-        : r,
-    ),
+    replicas: mapResults(s, (res) => ({
+      ...res,
+      outputs: decodeTensors(res.outputs),
+      receipt: decodeReceipt(res.receipt),
+    })),
   }
 }
 
