@@ -4,7 +4,16 @@ import type { DType } from '../shared/tensor.ts'
 export interface TensorSpec {
   name: string
   dtype: DType
+  /** -1 marks a dynamic dimension. */
   dims: number[]
+}
+
+/** A content-addressed file a task needs besides the model, e.g. the OCR dictionary. */
+export interface CatalogAsset {
+  name: string
+  cid: string
+  size: number
+  file: string
 }
 
 export interface CatalogEntry {
@@ -13,12 +22,17 @@ export interface CatalogEntry {
   size: number
   /** URL relative to the catalog, or absolute. */
   file: string
+  /** Mirrors serving the same bytes (absolute URLs), tried after `file`; peers are tried last. */
+  urls?: string[]
   inputs: TensorSpec[]
   outputs: TensorSpec[]
   task: string
   license: string
   description: string
   mlp?: { seed: number; layers: number[]; batch: number }
+  /** Provenance, e.g. `npm:<package>@<version>/<path>`. */
+  source?: string
+  assets?: CatalogAsset[]
 }
 
 export interface Catalog {

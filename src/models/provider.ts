@@ -1,0 +1,147 @@
+/**
+ * Provider side of `/peer-compute/model/1.0.0`: serves models we hold (hash-verified on read) as a
+ * manifest and chunk ranges, with bounded concurrent uploads and backpressure.
+ */
+import type { Connection, Logger, Stream } from '@libp2p/interface'
+import type { Frame } from '../jobs/frame.ts'
+import { MODEL_PROTOCOL } from '../shared/protocol.ts'
+import { FrameReader, sendBytes } from './stream.ts'
+import {
+  type ChunkMessage,
+  chunkDigests,
+  chunkLimit,
+  encodeTransfer,
+  MAX_ERROR_BYTES,
+  MAX_REASON_LENGTH,
+  MAX_REQUEST_BYTES,
+  type Manifest,
+  manifestLimit,
+  parseManifestRequest,
+  parseRangeRequest,
+  type TransferErrorCode,
+} from './transfer.ts'
+
+/** Test-only hooks, read from `globalThis.__peerComputeTestHooks`; the app never sets them. */
+export interface TransferTestHooks {
+  /** Return true to send chunk `index` of `cid` with one byte flipped. */
+  corruptChunk?(cid: string, index: number): boolean
+}
+
+export interface ProviderOptions {
+  /** Verified bytes of a model we hold, or undefined; marks the model in use until `release`. */
+  acquire(cid: string): Promise<{ bytes: Uint8Array; release(): void } | undefined>
+  log: Logger
+  maxUploads?: number
+  idleTimeoutMs?: number
+  onUpload?(info: { cid: string; peer: string; bytes: number }): void
+}
+
+const testHooks = (): TransferTestHooks | undefined =>
+  (globalThis as { __peerComputeTestHooks?: { modelTransfer?: TransferTestHooks } }).__peerComputeTestHooks
+    ?.modelTransfer
+
+class Refusal extends Error {
+  constructor(
+    readonly code: TransferErrorCode,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+export function createModelProvider(opts: ProviderOptions) {
+  const maxUploads = opts.maxUploads ?? 4
+  const idle = opts.idleTimeoutMs ?? 30_000
+  let uploads = 0
+  /** Chunk digests by `cid/chunkSize`, computed from verified bytes, so repeat uploads skip a hashing pass. */
+  const digests = new Map<string, Uint8Array>()
+  const digestsOf = async (cid: string, bytes: Uint8Array, chunkSize: number) => {
+    const key = `${cid}/${chunkSize}`
+    let d = digests.get(key)
+    if (d == null) {
+      d = await chunkDigests(bytes, chunkSize)
+      if (digests.size >= 16) digests.delete(digests.keys().next().value!)
+      digests.set(key, d)
+    }
+    return d
+  }
+
+  async function serve(stream: Stream, peer: string): Promise<void> {
+    const reader = new FrameReader(stream, MAX_REQUEST_BYTES)
+    let release: (() => void) | undefined
+    let counted = false
+    let sent = 0
+    let cid = ''
+    try {
+      const first = await reader.next(idle)
+      if (first == null) return
+      const req = parseManifestRequest(first)
+      cid = req.cid
+      if (uploads >= maxUploads) throw new Refusal('busy', `already serving ${uploads} uploads`)
+      uploads++ // counted before the first await, so concurrent requests cannot overshoot
+      counted = true
+      const held = await opts.acquire(cid)
+      if (held == null) throw new Refusal('unknown-model', `model ${cid} is not cached here`)
+      release = held.release
+      const { bytes } = held
+      const manifest: Manifest = {
+        t: 'manifest',
+        v: 1,
+        cid,
+        size: bytes.byteLength,
+        chunkSize: req.chunkSize,
+        digests: await digestsOf(cid, bytes, req.chunkSize),
+      }
+      await sendBytes(stream, encodeTransfer(manifest, manifestLimit(bytes.byteLength, req.chunkSize)))
+      for (;;) {
+        const frame: Frame | null = await reader.next(idle)
+        if (frame == null) break // the fetcher has all it wants
+        const range = parseRangeRequest(frame, manifest)
+        for (let i = range.from; i < range.from + range.count; i++) {
+          let chunk = bytes.subarray(i * req.chunkSize, (i + 1) * req.chunkSize)
+          if (testHooks()?.corruptChunk?.(cid, i)) {
+            chunk = chunk.slice()
+            chunk[0] = chunk[0]! ^ 0xff
+          }
+          const msg: ChunkMessage = { t: 'chunk', v: 1, index: i, bytes: chunk }
+          await sendBytes(stream, encodeTransfer(msg, chunkLimit(req.chunkSize)))
+          sent += chunk.byteLength
+        }
+      }
+      await stream.close()
+    } catch (err) {
+      const code = err instanceof Refusal ? err.code : codeOf(err as Error)
+      opts.log('model upload of %s to %s failed (%s): %s', cid, peer, code, (err as Error).message)
+      await refuse(stream, code, (err as Error).message)
+    } finally {
+      if (counted) uploads--
+      release?.()
+      if (sent > 0) opts.onUpload?.({ cid, peer, bytes: sent })
+    }
+  }
+
+  return {
+    protocol: MODEL_PROTOCOL,
+    handler: (stream: Stream, connection: Connection) => {
+      const peer = connection.remotePeer.toString()
+      serve(stream, peer).catch((err) => opts.log.error('model handler: %s', (err as Error).message))
+    },
+    get uploads() {
+      return uploads
+    },
+  }
+}
+
+const codeOf = (err: Error): TransferErrorCode =>
+  err.name === 'MalformedFrameError' || err.name === 'FrameTooLargeError' ? 'bad-request' : 'internal'
+
+async function refuse(stream: Stream, code: TransferErrorCode, reason: string): Promise<void> {
+  try {
+    if (stream.writeStatus !== 'writable') return
+    const msg = { t: 'error', v: 1, code, reason: reason.slice(0, MAX_REASON_LENGTH) } as const
+    await sendBytes(stream, encodeTransfer(msg, MAX_ERROR_BYTES), AbortSignal.timeout(5000))
+    await stream.close({ signal: AbortSignal.timeout(5000) })
+  } catch {
+    stream.abort(new Error('could not deliver refusal'))
+  }
+}

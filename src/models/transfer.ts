@@ -1,0 +1,145 @@
+/**
+ * Messages of `/peer-compute/model/1.0.0`: the fetcher asks for a manifest (size, chunk size, one
+ * sha2-256 digest per chunk), then for ranges of chunks. Every frame has a size limit and an exact shape.
+ */
+import { sha256 } from 'multiformats/hashes/sha2'
+import { encodeFrame, type Frame } from '../jobs/frame.ts'
+import { MalformedFrameError, ModelTooLargeError } from '../shared/errors.ts'
+
+export const MIN_CHUNK_SIZE = 16 * 1024
+export const MAX_CHUNK_SIZE = 4 * 1024 * 1024
+/** Measured best of 64 KiB / 256 KiB / 1 MiB between two tabs (see README). */
+export const DEFAULT_CHUNK_SIZE = 256 * 1024
+/** Chunks one `get` may ask for. */
+export const MAX_RANGE = 64
+export const MAX_REQUEST_BYTES = 512
+export const MAX_ERROR_BYTES = 4 * 1024
+export const MAX_REASON_LENGTH = 512
+const DIGEST = 32
+/** Room for the map keys and integers around a chunk's bytes. */
+const CHUNK_OVERHEAD = 64
+
+export const ERROR_CODES = ['unknown-model', 'busy', 'bad-request', 'internal'] as const
+export type TransferErrorCode = (typeof ERROR_CODES)[number]
+
+export type ManifestRequest = { t: 'get-manifest'; v: 1; cid: string; chunkSize: number }
+export type Manifest = {
+  t: 'manifest'
+  v: 1
+  cid: string
+  size: number
+  chunkSize: number
+  digests: Uint8Array
+}
+export type RangeRequest = { t: 'get'; v: 1; from: number; count: number }
+export type ChunkMessage = { t: 'chunk'; v: 1; index: number; bytes: Uint8Array }
+export type TransferError = { t: 'error'; v: 1; code: TransferErrorCode; reason: string }
+export type TransferMessage = ManifestRequest | Manifest | RangeRequest | ChunkMessage | TransferError
+
+/** Largest manifest frame for models up to `maxModelBytes` in chunks of `chunkSize`. */
+export const manifestLimit = (maxModelBytes: number, chunkSize: number) =>
+  chunkCount(maxModelBytes, chunkSize) * DIGEST + 1024
+export const chunkLimit = (chunkSize: number) => chunkSize + CHUNK_OVERHEAD
+export const chunkCount = (size: number, chunkSize: number) => Math.ceil(size / chunkSize)
+/** Byte length of chunk `index` of a file of `size` bytes. */
+export const chunkLength = (size: number, chunkSize: number, index: number) =>
+  Math.min(chunkSize, size - index * chunkSize)
+
+export const isChunkSize = (n: unknown): n is number =>
+  Number.isSafeInteger(n) &&
+  (n as number) >= MIN_CHUNK_SIZE &&
+  (n as number) <= MAX_CHUNK_SIZE &&
+  ((n as number) & ((n as number) - 1)) === 0
+
+export function encodeTransfer(msg: TransferMessage, limit: number): Uint8Array {
+  return encodeFrame(msg, limit)
+}
+
+const malformed = (path: string, why: string): never => {
+  throw new MalformedFrameError(`${path}: ${why}`)
+}
+const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0
+const isCidString = (x: unknown): x is string => typeof x === 'string' && /^b[a-z2-7]{20,100}$/.test(x)
+
+function envelope(frame: Frame, t: TransferMessage['t'], keys: string[]): void {
+  if (frame.t !== t) malformed('frame.t', `expected '${t}', got '${String(frame.t).slice(0, 32)}'`)
+  if (Object.keys(frame).sort().join() !== ['t', 'v', ...keys].sort().join())
+    malformed('frame', `'${t}' must have exactly t, v, ${keys}`)
+  if (frame.v !== 1) malformed('frame.v', 'must be 1')
+}
+
+export function parseManifestRequest(frame: Frame): ManifestRequest {
+  envelope(frame, 'get-manifest', ['cid', 'chunkSize'])
+  if (!isCidString(frame.cid)) malformed('get-manifest.cid', 'must be a base32 CID string')
+  if (!isChunkSize(frame.chunkSize))
+    malformed('get-manifest.chunkSize', 'must be a power of two, 16 KiB–4 MiB')
+  return frame as ManifestRequest
+}
+
+/** Checks a manifest against what we asked for; the digests stay untrusted until the whole file verifies. */
+export function parseManifest(
+  frame: Frame,
+  want: { cid: string; chunkSize: number; maxBytes: number },
+): Manifest {
+  envelope(frame, 'manifest', ['cid', 'size', 'chunkSize', 'digests'])
+  if (frame.cid !== want.cid) malformed('manifest.cid', 'is not the CID asked for')
+  if (frame.chunkSize !== want.chunkSize) malformed('manifest.chunkSize', 'is not the chunk size asked for')
+  if (!isCount(frame.size) || frame.size === 0) malformed('manifest.size', 'must be a positive integer')
+  const size = frame.size as number
+  if (size > want.maxBytes)
+    throw new ModelTooLargeError(`model ${want.cid} is ${size} bytes, over the ${want.maxBytes}-byte limit`)
+  if (!(frame.digests instanceof Uint8Array)) malformed('manifest.digests', 'must be bytes')
+  if ((frame.digests as Uint8Array).byteLength !== chunkCount(size, want.chunkSize) * DIGEST)
+    malformed('manifest.digests', 'must hold one 32-byte digest per chunk')
+  return frame as Manifest
+}
+
+export function parseRangeRequest(
+  frame: Frame,
+  manifest: Pick<Manifest, 'size' | 'chunkSize'>,
+): RangeRequest {
+  envelope(frame, 'get', ['from', 'count'])
+  const n = chunkCount(manifest.size, manifest.chunkSize)
+  if (!isCount(frame.from) || (frame.from as number) >= n) malformed('get.from', `must be below ${n}`)
+  if (!isCount(frame.count) || frame.count === 0 || (frame.count as number) > MAX_RANGE)
+    malformed('get.count', `must be 1–${MAX_RANGE}`)
+  if ((frame.from as number) + (frame.count as number) > n) malformed('get.count', 'runs past the last chunk')
+  return frame as RangeRequest
+}
+
+/** Checks a chunk's shape, index and length; its digest is checked with `chunkMatches`. */
+export function parseChunk(frame: Frame, manifest: Manifest, index: number): ChunkMessage {
+  envelope(frame, 'chunk', ['index', 'bytes'])
+  if (frame.index !== index) malformed('chunk.index', `expected ${index}, got ${String(frame.index)}`)
+  if (!(frame.bytes instanceof Uint8Array)) malformed('chunk.bytes', 'must be bytes')
+  const want = chunkLength(manifest.size, manifest.chunkSize, index)
+  if ((frame.bytes as Uint8Array).byteLength !== want) malformed('chunk.bytes', `must be ${want} bytes`)
+  return frame as ChunkMessage
+}
+
+export function parseTransferError(frame: Frame): TransferError {
+  envelope(frame, 'error', ['code', 'reason'])
+  if (!(ERROR_CODES as readonly unknown[]).includes(frame.code)) malformed('error.code', 'unknown code')
+  if (typeof frame.reason !== 'string' || frame.reason.length > MAX_REASON_LENGTH)
+    malformed('error.reason', `must be a string of at most ${MAX_REASON_LENGTH} chars`)
+  return frame as TransferError
+}
+
+/** One sha2-256 digest per chunk, concatenated. */
+export async function chunkDigests(bytes: Uint8Array, chunkSize: number): Promise<Uint8Array> {
+  const n = chunkCount(bytes.byteLength, chunkSize)
+  const out = new Uint8Array(n * DIGEST)
+  for (let i = 0; i < n; i++) {
+    const d = await sha256.digest(bytes.subarray(i * chunkSize, (i + 1) * chunkSize))
+    out.set(d.digest, i * DIGEST)
+  }
+  return out
+}
+
+/** Whether `bytes` hash to the manifest's digest for chunk `index`. */
+export async function chunkMatches(manifest: Manifest, index: number, bytes: Uint8Array): Promise<boolean> {
+  const want = manifest.digests.subarray(index * DIGEST, (index + 1) * DIGEST)
+  if (bytes.byteLength !== chunkLength(manifest.size, manifest.chunkSize, index)) return false
+  const got = (await sha256.digest(bytes)).digest
+  return got.every((b, i) => b === want[i])
+}

@@ -1,0 +1,268 @@
+/**
+ * `/peer-compute/model/1.0.0` over in-memory stream pairs: message validation, a whole fetch, chunks split
+ * across two providers, a corrupt chunk fetched again, resume after abort, a lying manifest, and limits.
+ */
+import type { Connection, Stream } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import { streamPair } from '@libp2p/utils'
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { encodeFrame, FrameDecoder } from '../../src/jobs/frame.ts'
+import { type ChunkStore, type FetchOptions, fetchFromPeers } from '../../src/models/fetcher.ts'
+import { createModelProvider } from '../../src/models/provider.ts'
+import {
+  chunkDigests,
+  chunkMatches,
+  isChunkSize,
+  type Manifest,
+  parseChunk,
+  parseManifest,
+  parseManifestRequest,
+  parseRangeRequest,
+} from '../../src/models/transfer.ts'
+import { modelCid } from '../../src/shared/cid.ts'
+import { MODEL_PROTOCOL } from '../../src/shared/protocol.ts'
+
+const KiB = 1024
+const log = logger('peer-compute:test:models')
+const hooks = globalThis as { __peerComputeTestHooks?: unknown }
+
+function randomBytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n)
+  let x = seed
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0
+    out[i] = x >>> 24
+  }
+  return out
+}
+
+function memChunks(): ChunkStore & { count(cid: string): number } {
+  const all = new Map<string, Map<number, Uint8Array>>()
+  const of = (cid: string) => all.get(cid) ?? all.set(cid, new Map()).get(cid)!
+  return {
+    load: async (cid) => new Map(of(cid)),
+    save: async (cid, cs) => {
+      for (const c of cs) of(cid).set(c.index, c.bytes)
+    },
+    clear: async (cid) => void all.delete(cid),
+    count: (cid) => of(cid).size,
+  }
+}
+
+type Provider = ReturnType<typeof createModelProvider>
+/** A provider that holds `models` (or serves `lie` for any CID) with upload counting. */
+function provider(models: Record<string, Uint8Array>, opts: { lie?: Uint8Array; maxUploads?: number } = {}) {
+  return createModelProvider({
+    log,
+    ...(opts.maxUploads !== undefined ? { maxUploads: opts.maxUploads } : {}),
+    acquire: async (cid) => {
+      const bytes = opts.lie ?? models[cid]
+      return bytes && { bytes, release: () => {} }
+    },
+  })
+}
+
+const fetcherConn = { remotePeer: { toString: () => 'fetcher' } } as unknown as Connection
+
+function openVia(providers: Record<string, Provider>): FetchOptions['open'] {
+  return async (peer, signal) => {
+    signal.throwIfAborted()
+    const p = providers[peer]
+    if (p == null) throw new Error(`no connection to ${peer}`)
+    const [out, inbound] = await streamPair({ protocol: MODEL_PROTOCOL })
+    p.handler(inbound, fetcherConn)
+    return out
+  }
+}
+
+describe('model transfer messages', () => {
+  const manifest = (size: number, chunkSize: number, digests: number) => ({
+    t: 'manifest',
+    v: 1,
+    cid: 'bafkreidyllbzbuwb2fdgttvsc6notidx5yr5wgl6z2qhcptapjy3pkxbja',
+    size,
+    chunkSize,
+    digests: new Uint8Array(digests * 32),
+  })
+  const want = {
+    cid: 'bafkreidyllbzbuwb2fdgttvsc6notidx5yr5wgl6z2qhcptapjy3pkxbja',
+    chunkSize: 64 * KiB,
+    maxBytes: 1024 * KiB,
+  }
+
+  it('accepts chunk sizes that are powers of two from 16 KiB to 4 MiB', () => {
+    expect([16 * KiB, 64 * KiB, 256 * KiB, 4096 * KiB].every(isChunkSize)).toBe(true)
+    expect([8 * KiB, 48 * KiB, 8192 * KiB, 65.5 * KiB].some(isChunkSize)).toBe(false)
+    expect(() =>
+      parseManifestRequest({ t: 'get-manifest', v: 1, cid: want.cid, chunkSize: 100_000 }),
+    ).toThrow(/chunkSize/)
+    expect(() =>
+      parseManifestRequest({ t: 'get-manifest', v: 1, cid: 'not a cid', chunkSize: 65536 }),
+    ).toThrow(/cid/)
+  })
+
+  it('checks a manifest against the CID, chunk size, size limit and digest count', () => {
+    expect(parseManifest(manifest(100 * KiB, 64 * KiB, 2), want).size).toBe(100 * KiB)
+    expect(() => parseManifest(manifest(100 * KiB, 64 * KiB, 3), want)).toThrow(
+      /one 32-byte digest per chunk/,
+    )
+    expect(() => parseManifest(manifest(100 * KiB, 32 * KiB, 4), want)).toThrow(/chunk size asked for/)
+    expect(() => parseManifest({ ...manifest(10, 64 * KiB, 1), cid: 'bafkreiother' }, want)).toThrow(/CID/)
+    expect(() => parseManifest(manifest(2048 * KiB, 64 * KiB, 32), want)).toThrow(
+      expect.objectContaining({ name: 'ModelTooLargeError' }),
+    )
+    expect(() => parseManifest({ ...manifest(10, 64 * KiB, 1), extra: 1 }, want)).toThrow(/exactly/)
+  })
+
+  it('checks chunk index, length and range requests', () => {
+    const m = manifest(100 * KiB, 64 * KiB, 2) as Manifest
+    const chunk = (index: number, n: number) => ({ t: 'chunk', v: 1, index, bytes: new Uint8Array(n) })
+    expect(parseChunk(chunk(1, 36 * KiB), m, 1).index).toBe(1) // the last chunk is shorter
+    expect(() => parseChunk(chunk(0, 64 * KiB), m, 1)).toThrow(/expected 1/)
+    expect(() => parseChunk(chunk(1, 64 * KiB), m, 1)).toThrow(/36864 bytes/)
+    expect(parseRangeRequest({ t: 'get', v: 1, from: 0, count: 2 }, m).count).toBe(2)
+    expect(() => parseRangeRequest({ t: 'get', v: 1, from: 1, count: 2 }, m)).toThrow(/past the last/)
+    expect(() => parseRangeRequest({ t: 'get', v: 1, from: 0, count: 0 }, m)).toThrow(/count/)
+    expect(() => parseRangeRequest({ t: 'get', v: 1, from: 0, count: 65 }, m)).toThrow(/count/)
+  })
+
+  it('matches chunks against their digests', async () => {
+    const bytes = randomBytes(100 * KiB, 1)
+    const m = {
+      ...manifest(bytes.length, 64 * KiB, 2),
+      digests: await chunkDigests(bytes, 64 * KiB),
+    } as Manifest
+    expect(await chunkMatches(m, 1, bytes.subarray(64 * KiB))).toBe(true)
+    const bad = bytes.slice(64 * KiB)
+    bad[5] = bad[5]! ^ 1
+    expect(await chunkMatches(m, 1, bad)).toBe(false)
+  })
+})
+
+describe('model transfer over in-memory streams', () => {
+  const bytes = randomBytes(1024 * KiB + 123, 7)
+  let cid = ''
+  const fetch = async (o: Partial<FetchOptions> & Pick<FetchOptions, 'providers' | 'open'>) =>
+    fetchFromPeers({ cid, chunks: memChunks(), maxBytes: 8 * 1024 * KiB, chunkSize: 64 * KiB, ...o })
+
+  beforeAll(async () => {
+    cid = (await modelCid(bytes)).toString()
+  })
+  afterEach(() => {
+    delete hooks.__peerComputeTestHooks
+  })
+
+  it('fetches a whole model from one provider and checks its CID', async () => {
+    const { bytes: got, stats } = await fetch({
+      providers: ['a'],
+      open: openVia({ a: provider({ [cid]: bytes }) }),
+    })
+    expect((await modelCid(got)).toString()).toBe(cid)
+    expect(stats).toMatchObject({ size: bytes.length, transferred: bytes.length, resumed: 0, corrupt: 0 })
+  })
+
+  it('asks for contiguous chunks in ranges, not one by one', async () => {
+    let sends = 0
+    const inner = openVia({ a: provider({ [cid]: bytes }) })
+    const open: FetchOptions['open'] = async (peer, signal) => {
+      const s = await inner(peer, signal)
+      const send = s.send.bind(s)
+      s.send = (b) => {
+        sends++
+        return send(b)
+      }
+      return s
+    }
+    await fetch({ providers: ['a'], open })
+    expect(sends).toBe(2) // get-manifest, then one get for all 17 chunks (2 MiB per get)
+  })
+
+  it('splits chunks across two providers', async () => {
+    const big = randomBytes(8 * 1024 * KiB, 3) // more than one provider's window of ranges
+    const bigCid = (await modelCid(big)).toString()
+    const open = openVia({ a: provider({ [bigCid]: big }), b: provider({ [bigCid]: big }) })
+    const { bytes: got, stats } = await fetch({ cid: bigCid, providers: ['a', 'b'], open, parallel: 2 })
+    expect(same(got, big)).toBe(true)
+    expect(stats.providers.a! + stats.providers.b!).toBe(big.length)
+    expect(stats.providers.b).toBeGreaterThan(0)
+  })
+
+  it('detects a corrupt chunk and fetches it again', async () => {
+    let corrupted = 0
+    const corruptChunk = (_: string, i: number) => i === 3 && corrupted++ === 0 // once
+    hooks.__peerComputeTestHooks = { modelTransfer: { corruptChunk } }
+    const { bytes: got, stats } = await fetch({
+      providers: ['a'],
+      open: openVia({ a: provider({ [cid]: bytes }) }),
+    })
+    expect(same(got, bytes)).toBe(true)
+    expect(stats.corrupt).toBe(1)
+    expect(stats.transferred).toBe(bytes.length + 64 * KiB)
+  })
+
+  it('resumes an aborted transfer from the chunks it saved', async () => {
+    const chunks = memChunks()
+    const open = openVia({ a: provider({ [cid]: bytes }) })
+    const ac = new AbortController()
+    const first = fetch({
+      providers: ['a'],
+      open,
+      chunks,
+      signal: ac.signal,
+      onProgress: (p) => p.loaded > p.total * 0.4 && ac.abort(),
+    })
+    await expect(first).rejects.toMatchObject({ name: 'AbortError' })
+    expect(chunks.count(cid)).toBeGreaterThan(5)
+    const { bytes: got, stats } = await fetch({ providers: ['a'], open, chunks })
+    expect(same(got, bytes)).toBe(true)
+    expect(stats.resumed).toBeGreaterThan(bytes.length * 0.4)
+    expect(stats.transferred).toBe(bytes.length - stats.resumed)
+  })
+
+  it('blames a provider whose manifest describes other bytes, then uses the next one', async () => {
+    const liar = provider({}, { lie: randomBytes(bytes.length, 99) })
+    const open = openVia({ liar, honest: provider({ [cid]: bytes }) })
+    const { bytes: got, stats } = await fetch({ providers: ['liar', 'honest'], open, parallel: 1 })
+    expect(same(got, bytes)).toBe(true)
+    expect(Object.keys(stats.providers)).toContain('honest')
+  })
+
+  it('refuses a manifest over the size limit before asking for chunks', async () => {
+    const open = openVia({ a: provider({ [cid]: bytes }) })
+    await expect(fetch({ providers: ['a'], open, maxBytes: 512 * KiB })).rejects.toMatchObject({
+      name: 'ModelTooLargeError',
+    })
+  })
+
+  it('gives UnknownModelError when no provider has the model', async () => {
+    const open = openVia({ a: provider({}), b: provider({}) })
+    await expect(fetch({ providers: ['a', 'b'], open })).rejects.toMatchObject({ name: 'UnknownModelError' })
+  })
+
+  it('reports providers that lack the model or are busy', async () => {
+    const open = openVia({ a: provider({}), b: provider({ [cid]: bytes }, { maxUploads: 0 }) })
+    const err = await fetch({ providers: ['a', 'b'], open }).catch((e: Error) => e)
+    expect(err).toMatchObject({ name: 'ModelTransferError' })
+    expect((err as Error).message).toMatch(/unknown-model.*busy/s)
+  })
+
+  it('answers an out-of-range request with bad-request', async () => {
+    const [out, inbound] = await streamPair({ protocol: MODEL_PROTOCOL })
+    provider({ [cid]: bytes }).handler(inbound, fetcherConn)
+    out.send(encodeFrame({ t: 'get-manifest', v: 1, cid, chunkSize: 64 * KiB }))
+    out.send(encodeFrame({ t: 'get', v: 1, from: 17, count: 1 }))
+    const frames = await readAll(out, 64 * KiB)
+    expect(frames.map((f) => f.t)).toEqual(['manifest', 'error'])
+    expect(frames[1]).toMatchObject({ code: 'bad-request' })
+  })
+})
+
+/** Byte equality without vitest's element-by-element diff, which is slow on megabytes. */
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0
+
+async function readAll(stream: Stream, limit: number) {
+  const decoder = new FrameDecoder(limit)
+  const frames = []
+  for await (const chunk of stream) frames.push(...decoder.push(chunk))
+  return frames
+}
