@@ -16,7 +16,6 @@ export interface Store extends ReputationStore, PendingStore, ModelStore, Credit
   putIdentity(slot: string, privateKey: Uint8Array): Promise<void>
   getModel(cid: string): Promise<ModelRecord | undefined>
   putModel(rec: ModelRecord): Promise<void>
-  touchModel(cid: string): Promise<void>
   listModelCids(): Promise<string[]>
   deleteModel(cid: string): Promise<void>
   putJob(rec: JobRecord): Promise<void>
@@ -30,6 +29,8 @@ export interface Store extends ReputationStore, PendingStore, ModelStore, Credit
 export async function openStore(name = 'peer-compute'): Promise<Store> {
   const db: Db = await openDB<Schema>(name, DB_VERSION, {
     upgrade: (db, oldVersion) => upgrade(db, oldVersion),
+    // A newer page wants to upgrade the schema: let go, or this tab would block it forever.
+    blocking: () => db.close(),
   })
   return {
     ...reputationAccess(db),
@@ -45,12 +46,6 @@ export async function openStore(name = 'peer-compute'): Promise<Store> {
     getModel: (cid) => db.get('models', cid),
     async putModel(rec) {
       await db.put('models', rec)
-    },
-    async touchModel(cid) {
-      const tx = db.transaction('models', 'readwrite')
-      const rec = await tx.store.get(cid)
-      if (rec) await tx.store.put({ ...rec, lastUsed: Date.now() })
-      await tx.done
     },
     listModelCids: () => db.getAllKeys('models'),
     deleteModel: (cid) => db.delete('models', cid),
