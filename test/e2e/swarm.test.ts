@@ -9,7 +9,7 @@ import { decodeReceipt, verifyReceipt } from '../../src/trust/receipt.ts'
 import { peerId, type Swarm, startSwarm, waitForContributors, waitReady } from '../helpers/swarm.ts'
 
 const tiny = catalog.find((e) => e.name === 'mlp-tiny')!
-const spec = tiny.mlp
+const spec = tiny.mlp! // vendor entries in the catalog have no mlp spec
 const layers = mlpWeights(spec)
 const N = 24
 

@@ -1,0 +1,115 @@
+/** espeak-ng for voice tests: finds or installs it (Debian package), synthesizes speech, writes WAV. */
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+const DEFAULT_PATH = '/usr/bin/espeak-ng'
+
+/** ESPEAK_PATH or /usr/bin/espeak-ng; as root, installs Debian's espeak-ng; otherwise throws. */
+export function findEspeak(): string {
+  const configured = process.env.ESPEAK_PATH
+  if (configured) {
+    if (existsSync(configured)) return configured
+    throw new Error(`ESPEAK_PATH=${configured} does not exist`)
+  }
+  if (existsSync(DEFAULT_PATH)) return DEFAULT_PATH
+  if (process.getuid?.() === 0) {
+    const install = () => execFileSync('apt-get', ['install', '-y', 'espeak-ng'], { stdio: 'inherit' })
+    try {
+      install()
+    } catch {
+      execFileSync('apt-get', ['update'], { stdio: 'inherit' }) // a fresh machine may have no package lists
+      install()
+    }
+    if (existsSync(DEFAULT_PATH)) return DEFAULT_PATH
+  }
+  throw new Error(
+    `espeak-ng not found at ${DEFAULT_PATH}. Install it (apt-get install espeak-ng) or set ESPEAK_PATH.`,
+  )
+}
+
+export interface Pcm {
+  rate: number
+  samples: Float32Array
+}
+
+/** Reads 16-bit PCM mono or stereo WAV (stereo is averaged). */
+export function parseWav(bytes: Uint8Array): Pcm {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const tag = (o: number) => String.fromCharCode(...bytes.subarray(o, o + 4))
+  if (tag(0) !== 'RIFF' || tag(8) !== 'WAVE') throw new Error('not a WAV file')
+  let rate = 0
+  let channels = 1
+  for (let o = 12; o + 8 <= bytes.length; ) {
+    const size = dv.getUint32(o + 4, true)
+    if (tag(o) === 'fmt ') {
+      if (dv.getUint16(o + 8, true) !== 1 || dv.getUint16(o + 22, true) !== 16)
+        throw new Error('WAV is not 16-bit PCM')
+      channels = dv.getUint16(o + 10, true)
+      rate = dv.getUint32(o + 12, true)
+    } else if (tag(o) === 'data') {
+      const n = Math.floor(Math.min(size, bytes.length - o - 8) / 2 / channels)
+      const samples = new Float32Array(n)
+      for (let i = 0; i < n; i++) {
+        let s = 0
+        for (let c = 0; c < channels; c++) s += dv.getInt16(o + 8 + (i * channels + c) * 2, true)
+        samples[i] = s / channels / 32768
+      }
+      return { rate, samples }
+    }
+    o += 8 + size + (size % 2)
+  }
+  throw new Error('WAV has no data chunk')
+}
+
+/** 16-bit PCM mono WAV. */
+export function writeWav({ rate, samples }: Pcm): Uint8Array {
+  const out = new Uint8Array(44 + samples.length * 2)
+  const dv = new DataView(out.buffer)
+  const str = (o: number, s: string) => {
+    for (let i = 0; i < s.length; i++) dv.setUint8(o + i, s.charCodeAt(i))
+  }
+  str(0, 'RIFF')
+  dv.setUint32(4, 36 + samples.length * 2, true)
+  str(8, 'WAVEfmt ')
+  dv.setUint32(16, 16, true)
+  dv.setUint16(20, 1, true) // PCM
+  dv.setUint16(22, 1, true) // mono
+  dv.setUint32(24, rate, true)
+  dv.setUint32(28, rate * 2, true)
+  dv.setUint16(32, 2, true)
+  dv.setUint16(34, 16, true)
+  str(36, 'data')
+  dv.setUint32(40, samples.length * 2, true)
+  for (let i = 0; i < samples.length; i++)
+    dv.setInt16(44 + i * 2, Math.round(Math.max(-1, Math.min(1, samples[i]!)) * 32767), true)
+  return out
+}
+
+/** Speaks `text` with espeak-ng (English, 150 wpm): mono PCM at espeak's rate (22050 Hz). */
+export function speak(text: string, voice = 'en'): Pcm {
+  const dir = mkdtempSync(join(tmpdir(), 'peer-compute-espeak-'))
+  try {
+    const file = join(dir, 'speech.wav')
+    execFileSync(findEspeak(), ['-v', voice, '-s', '150', '-w', file, text])
+    return parseWav(new Uint8Array(readFileSync(file)))
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** Silence (faint seeded noise) of `seconds` with each clip placed at its start time. */
+export function compose(rate: number, seconds: number, clips: { at: number; pcm: Pcm }[]): Pcm {
+  const samples = new Float32Array(Math.round(seconds * rate))
+  let seed = 7
+  for (let i = 0; i < samples.length; i++) {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31
+    samples[i] = (seed / 2 ** 31 - 0.5) * 2e-3 // about -60 dBFS
+  }
+  for (const { at, pcm } of clips) {
+    if (pcm.rate !== rate) throw new Error(`clip rate ${pcm.rate} differs from ${rate}`)
+    samples.set(pcm.samples.subarray(0, samples.length - Math.round(at * rate)), Math.round(at * rate))
+  }
+  return { rate, samples }
+}
