@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** `npm run relay` entry: flags --port, --host, --key-file, --addr-file (all optional). */
 import './polyfill.ts'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { parseArgs } from 'node:util'
 import { loadOrCreateKey } from './key.ts'
@@ -24,7 +24,9 @@ const relay = await createRelay({
   log: (line) => console.log(`${stamp()} relay ${line}`),
 })
 await mkdir(dirname(values['addr-file']), { recursive: true })
-await writeFile(values['addr-file'], JSON.stringify({ relays: relay.multiaddrs }))
+// Write then rename, so a reader never sees a half-written file.
+await writeFile(`${values['addr-file']}.tmp`, JSON.stringify({ relays: relay.multiaddrs }))
+await rename(`${values['addr-file']}.tmp`, values['addr-file'])
 console.log(`${stamp()} relay listening ${relay.multiaddrs.join(' ')}`)
 
 const shutdown = async () => {
