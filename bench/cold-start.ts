@@ -1,9 +1,10 @@
 /**
- * Cold start and single-job latency between two real tabs: ms since navigation until the relay is
- * connected, the first advert is seen, the worker is ready, the first direct link is up, and the
- * first remote result arrives; then the round trip of sequential mlp-tiny jobs.
+ * 4. Cold start between two real app tabs (index.html), fresh browser profile each time: ms since
+ * navigation until the relay is connected, the first advert is seen, the worker is ready, the first
+ * direct link is up, and the first remote result arrives (the contributor fetches the model and
+ * creates its session inside that time).
  */
-import { peerId, startSwarm, waitForContributors } from '../test/helpers/swarm.ts'
+import { peerId, startSwarm } from '../test/helpers/swarm.ts'
 
 export interface ColdStart {
   contributor: { relayConnectedMs?: number; engineReadyMs?: number }
@@ -12,44 +13,53 @@ export interface ColdStart {
     firstAdvertMs?: number
     firstDirectMs?: number
     engineReadyMs?: number
+    /** max(relay connected, engine ready): the tab can submit or serve. */
+    readyMs?: number
     firstResultMs: number
   }
-  rtt: { n: number; p50: number; p95: number; min: number }
+  /** The first job's round trip and the contributor's share of it (queue = model load + session). */
+  firstJob: { roundTripMs: number; runMs: number; queueMs: number }
 }
 
-const pct = (xs: number[], p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!
-
-export async function coldStart(jobs = 50): Promise<ColdStart> {
-  const swarm = await startSwarm({ tabs: 1 })
+/**
+ * `contributor`: the contributor tab's path and query (default: the app, switched on after load);
+ * the second tab opens `settleMs` after the contributor is ready.
+ */
+export async function coldStart(contributor = '', settleMs = 2000): Promise<ColdStart> {
+  const swarm = await startSwarm({ tabs: 0 })
   try {
-    const a = swarm.tabs[0]!
+    const a = await swarm.openTab(contributor)
     await a.evaluate(() => window.__peer.setContributing(true))
     await a.waitForFunction(() => window.__peer.capabilities().eps.length > 0)
+    // The contributor has been open a while, as contributors are: its start-up work is not B's.
+    await a.waitForTimeout(settleMs)
     const aId = await peerId(a)
-    const b = await swarm.browser.newPage()
+    const b = await swarm.browser.newIsolatedPage() // a fresh profile: nothing cached
     await b.goto(swarm.web.url)
-    const firstResultMs = await b.evaluate(async (target) => {
+    const first = await b.evaluate(async (target) => {
       while (!window.__peer?.peers().some((p) => p.id === target && p.direct && p.advert.contributing)) {
         await new Promise((r) => setTimeout(r, 5))
       }
       const x = { dtype: 'float32' as const, dims: [1, 16], data: new Float32Array(16).fill(0.5) }
-      await window.__peer.submit('mlp-tiny', { x }, { peer: target })
-      return performance.now()
+      const r = await window.__peer.submit('mlp-tiny', { x }, { peer: target })
+      const t = r.receipt.body.timing
+      return {
+        at: performance.now(),
+        roundTripMs: r.roundTripMs,
+        runMs: t.runUs / 1000,
+        queueMs: t.queueUs / 1000,
+      }
     }, aId)
-    await waitForContributors(b, [aId])
-    const rtts = await b.evaluate(
-      async ({ target, n }) => {
-        const x = { dtype: 'float32' as const, dims: [1, 16], data: new Float32Array(16).fill(0.5) }
-        const out: number[] = []
-        for (let i = 0; i < n; i++)
-          out.push((await window.__peer.submit('mlp-tiny', { x }, { peer: target })).roundTripMs)
-        return out
-      },
-      { target: aId, n: jobs },
-    )
+    // A requester whose engine stays idle may never report it ready: wait a little, not forever.
+    await b
+      .waitForFunction(() => window.__peer.status().engineReadyMs !== undefined, null, { timeout: 5_000 })
+      .catch(() => {})
     const sa = await a.evaluate(() => window.__peer.status())
     const sb = await b.evaluate(() => window.__peer.status())
+    const ready =
+      sb.relayConnectedMs !== undefined && sb.engineReadyMs !== undefined
+        ? Math.max(sb.relayConnectedMs, sb.engineReadyMs)
+        : undefined
     return {
       contributor: { relayConnectedMs: sa.relayConnectedMs, engineReadyMs: sa.engineReadyMs },
       requester: {
@@ -57,9 +67,10 @@ export async function coldStart(jobs = 50): Promise<ColdStart> {
         firstAdvertMs: sb.firstAdvertMs,
         firstDirectMs: sb.firstDirectMs,
         engineReadyMs: sb.engineReadyMs,
-        firstResultMs,
+        ...(ready === undefined ? {} : { readyMs: ready }),
+        firstResultMs: first.at,
       },
-      rtt: { n: rtts.length, p50: pct(rtts, 0.5), p95: pct(rtts, 0.95), min: Math.min(...rtts) },
+      firstJob: { roundTripMs: first.roundTripMs, runMs: first.runMs, queueMs: first.queueMs },
     }
   } finally {
     await swarm.stop()
@@ -68,5 +79,5 @@ export async function coldStart(jobs = 50): Promise<ColdStart> {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   await import('../src/relay/polyfill.ts')
-  console.log(JSON.stringify(await coldStart(), null, 2))
+  console.log(JSON.stringify(await coldStart(process.argv[2]), null, 2))
 }

@@ -88,14 +88,17 @@ const WARM_MODEL = 'CAg6MwoMCgF4EgF5IgRSZWx1EgF3Wg8KAXgSCgoICAESBAoCCAFiDwoBeRIK
  * The first session pays for fetching and compiling ORT's 28 MB .wasm and starting its threads
  * (about 1 s here). Doing it at init, queued like a run, takes that off the first job's path.
  */
+let warmed: Promise<void> | undefined
 function warmUp(): Promise<void> {
+  if (warmed) return warmed
   const bytes = Uint8Array.from(atob(WARM_MODEL), (c) => c.charCodeAt(0))
   const work = runQueue.then(async () => {
     const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] })
     await session.release()
   })
-  runQueue = work.catch(() => {}) // a failed warm-up only means the first real session pays instead
-  return runQueue as Promise<void>
+  warmed = work.catch(() => {}) // a failed warm-up only means the first real session pays instead
+  runQueue = warmed
+  return warmed
 }
 
 function probeAdapter(): Promise<GpuAdapter | null> {
@@ -281,6 +284,12 @@ const api = {
   },
 
   capabilities,
+
+  /** Starts the WASM runtime now (once), queued like a run: see InitOptions.warm. */
+  async warm(): Promise<void> {
+    ensureInit()
+    await warmUp()
+  },
 
   /** Verifies `bytes` hash to `cid` before keeping them; sessions are created lazily on first run. */
   async loadModel(cid: string, bytes: Uint8Array): Promise<void> {

@@ -41,6 +41,8 @@ export interface InferenceEngine {
   /** Aborting cancels the run in the worker and rejects with AbortError. */
   run(params: RunParams, signal?: AbortSignal): Promise<RunResult>
   evict(cid: string, signal?: AbortSignal): Promise<boolean>
+  /** Starts the runtime now, off the first job's path (when a tab starts contributing). Optional. */
+  warm?(signal?: AbortSignal): Promise<void>
   close(): void
 }
 
@@ -161,6 +163,8 @@ export function createInferenceBridge(opts: InferenceBridgeOptions = {}): Infere
 
   return {
     capabilities: (signal) => call(signal, (inst) => inst.api.capabilities()),
+
+    warm: (signal) => call(signal, (inst) => inst.api.warm()),
 
     loadModel: (cid, bytes, signal) =>
       call(signal, async (inst) => {

@@ -145,6 +145,12 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
       totals,
     } satisfies ComputeTabStatus)
 
+  /** Contributing: start the engine and its runtime now, so the first job does not pay for them. */
+  const start = () => {
+    engine.activate()
+    engine.warm?.().catch(() => {})
+  }
+
   /** Applies settings and leadership to admission, the election queue and the engine. */
   const apply = () => {
     admission.setHold('paused', paused)
@@ -154,12 +160,12 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
     admission.setMaxSlots(settings.maxJobs)
     admission.setContributing(settings.contribute)
     engine.configure(initOf(settings))
-    if (admission.active) engine.activate()
+    if (admission.active) start()
     publish()
     emit('change')
   }
   admission.events.addEventListener('change', () => {
-    if (admission.active) engine.activate()
+    if (admission.active) start()
   })
   election?.events.addEventListener('change', () => {
     admission.setHold('standby', !election.leader)

@@ -25,9 +25,15 @@ export interface EngineOptions extends Omit<InferenceBridgeOptions, 'init'> {
   warm?: boolean
   /** Where choices are remembered across sessions; without it they last as long as the engine. */
   calibration?: CalibrationStore
-  /** Calibration per thread setting after warm-up: at least `minRuns`, then until `budgetMs` is spent. */
+  /** Calibration per thread setting after warm-up: at least `minRuns` (8), then until `budgetMs` (500) is spent. */
   minRuns?: number
   budgetMs?: number
+  /** Runs of a model after which its choice is measured once more (default 50). */
+  recheckAfter?: number
+  /** Builds the engine for one thread count (default: a worker bridge); for tests. */
+  makeBridge?: (numThreads: number) => InferenceEngine
+  /** The N of 'auto' (default `maxThreads()`); for tests. */
+  threadsMax?: number
 }
 
 /** The N of 'auto': what the worker would use by default (threads need cross-origin isolation). */
@@ -51,12 +57,16 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
     allowWebGpu,
     warm,
     calibration,
-    minRuns = 3,
-    budgetMs = 300,
+    minRuns = 8,
+    budgetMs = 500,
+    recheckAfter = 50,
+    makeBridge,
+    threadsMax,
     ...bridgeOpts
   } = opts
-  const n = maxThreads()
+  const n = threadsMax ?? maxThreads()
   const bridge = (numThreads: number) =>
+    makeBridge?.(numThreads) ??
     createInferenceBridge({
       ...bridgeOpts,
       init: {
@@ -75,7 +85,8 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
   /** Bytes for bridges that have not loaded a model yet (only without a modelSource). */
   const pending = new Map<string, Uint8Array>()
   const loadedIn = new Map<number, Set<string>>([...pool.keys()].map((t) => [t, new Set<string>()]))
-  const choices = new Map<string, Promise<number>>()
+  /** Per model: the thread count (pending while calibrating), runs since, calibrations so far. */
+  const choices = new Map<string, { threads: Promise<number>; runs: number; checks: number }>()
 
   async function ensure(t: number, cid: string, signal?: AbortSignal): Promise<InferenceEngine> {
     const eng = pool.get(t)!
@@ -91,35 +102,52 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
   const runOn = async (t: number, params: RunParams, signal?: AbortSignal) =>
     (await ensure(t, params.cid, signal)).run(params, signal)
 
-  /** Times both settings alternately on the job's own input; returns the choice and the last result. */
-  async function calibrate(params: RunParams, signal?: AbortSignal): Promise<[number, RunResult]> {
+  /**
+   * Times both settings in alternating back-to-back pairs on the job's own input and decides on the
+   * median N/1 time ratio of the later half of the pairs: load drifting between pairs cancels out,
+   * and the first pairs, slow while a fresh worker's WASM code is tiered up (longer with threads),
+   * are left out. Returns the choice and the last result (outputs are bitwise equal across counts).
+   */
+  async function calibrate(
+    params: RunParams,
+    checks: number,
+    signal?: AbortSignal,
+  ): Promise<[number, RunResult]> {
     let last = await runOn(n, params, signal) // warm-up: creates the session
     if (last.ep !== 'wasm') return [n, last] // WebGPU: threads do not matter
     await runOn(1, params, signal)
-    const times = new Map<number, number[]>([
-      [1, []],
-      [n, []],
-    ])
+    const one: number[] = []
+    const many: number[] = []
     let spent = 0
     for (let i = 0; i < MAX_RUNS && (i < minRuns || spent < budgetMs); i++) {
       for (const t of i % 2 ? [n, 1] : [1, n]) {
         last = await runOn(t, params, signal)
-        times.get(t)!.push(last.timing.runMs)
+        ;(t === 1 ? one : many).push(last.timing.runMs)
         spent += last.timing.runMs
       }
     }
-    const medianMs = { 1: median(times.get(1)!), [n]: median(times.get(n)!) }
-    const chosen = medianMs[n]! < MARGIN * medianMs[1]! ? n : 1
+    const later = many.map((ms, i) => ms / Math.max(one[i]!, 1e-3)).slice(many.length >> 1)
+    const chosen = median(later) < MARGIN ? n : 1
     const rec: CalibrationRecord = {
       v: 1,
       cid: params.cid,
       threads: chosen,
       maxThreads: n,
-      medianMs,
+      medianMs: { 1: median(one.slice(one.length >> 1)), [n]: median(many.slice(many.length >> 1)) },
+      checks,
       at: Date.now(),
     }
     await calibration?.put(rec).catch(() => {}) // a failed cache write only costs a re-calibration
     return [chosen, last]
+  }
+
+  /** Single flight: concurrent runs of a model wait for its one calibration, then use the choice. */
+  async function calibrateOnce(params: RunParams, checks: number, signal?: AbortSignal) {
+    const calibrated = calibrate(params, checks, signal)
+    const decided = calibrated.then(([t]) => t)
+    choices.set(params.cid, { threads: decided, runs: 0, checks })
+    decided.catch(() => choices.get(params.cid)?.threads === decided && choices.delete(params.cid))
+    return (await calibrated)[1]
   }
 
   async function run(params: RunParams, signal?: AbortSignal): Promise<RunResult> {
@@ -128,20 +156,17 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
     let choice = choices.get(cid)
     if (!choice) {
       const stored = await calibration?.get(cid).catch(() => undefined)
-      if (!(stored && stored.maxThreads === n && pool.has(stored.threads))) {
-        // Single flight: concurrent runs of this model wait for one calibration, then use its choice.
-        const calibrated = calibrate(params, signal)
-        const decided = calibrated.then(([t]) => t)
-        choices.set(cid, decided)
-        decided.catch(() => choices.get(cid) === decided && choices.delete(cid))
-        return (await calibrated)[1]
-      }
-      choice = Promise.resolve(stored.threads)
+      if (!(stored && stored.maxThreads === n && pool.has(stored.threads)))
+        return calibrateOnce(params, 1, signal)
+      choice = { threads: Promise.resolve(stored.threads), runs: 0, checks: stored.checks ?? 1 }
       choices.set(cid, choice)
     }
+    // One re-check once the model is warm in this worker: by then the first calibration's
+    // conditions (fresh workers, start-up load) have passed.
+    if (++choice.runs === recheckAfter && choice.checks < 2) return calibrateOnce(params, 2, signal)
     let t: number
     try {
-      t = await choice
+      t = await choice.threads
     } catch (err) {
       if (signal?.aborted) throw new AbortError('aborted')
       // Another job's calibration was cancelled: calibrate with this one instead.
@@ -153,6 +178,7 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
 
   return {
     capabilities: (signal) => primary.capabilities(signal),
+    warm: async (signal) => primary.warm?.(signal),
     async loadModel(cid, bytes, signal) {
       await primary.loadModel(cid, bytes, signal) // checks the hash once
       loadedIn.get(n)!.add(cid)

@@ -33,6 +33,7 @@ interface Slot {
   calls: number
   retired: boolean
   loaded: Set<string>
+  warmed?: boolean
 }
 
 export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEngine {
@@ -87,6 +88,13 @@ export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEn
       await ready
       return use((s) => s.engine.capabilities(signal))
     },
+    /** Once per worker: its runtime starts before the first job rather than during it. */
+    warm: (signal) =>
+      use(async (s) => {
+        if (s.warmed) return
+        s.warmed = true
+        await s.engine.warm?.(signal)
+      }),
     loadModel: (cid, bytes, signal) => {
       activate()
       return use(async (s) => {

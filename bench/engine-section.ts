@@ -1,0 +1,54 @@
+/** Section 5 in its own browser (WebGPU flag on, so SwiftShader is present) over the built site, no relay. */
+
+import { serveStatic } from '../scripts/serve.ts'
+import { launchBrowser } from '../test/helpers/chromium.ts'
+import { type EngineModel, engineBench } from './engine.ts'
+import { DEEP, findOcrModels } from './models.ts'
+import type { Results } from './report.ts'
+
+const mlp = (name: string, dims: number[]): EngineModel => ({
+  name,
+  file: `models/${name}.onnx`,
+  inputs: [{ name: 'x', dims }],
+})
+
+export async function engineSection(
+  results: Results,
+  dist: string,
+  quick: boolean,
+  log: (s: string) => void,
+): Promise<void> {
+  const deep: EngineModel = {
+    name: DEEP.name,
+    file: `bench/models/${DEEP.name}.onnx`,
+    inputs: [{ name: 'x', dims: [DEEP.batch, DEEP.width] }],
+  }
+  const ocr = findOcrModels().map((m) => ({
+    name: m.name,
+    file: `bench/models/${m.name}.onnx`,
+    inputs: m.inputs,
+  }))
+  // Quick mode keeps the small model (and the WebGPU / fallback-adapter check) and one mid-size model.
+  const models: EngineModel[] = quick
+    ? [mlp('mlp-s', [64, 256]), mlp('mlp-m', [160, 512])]
+    : [mlp('mlp-s', [64, 256]), mlp('mlp-m', [160, 512]), mlp('mlp-l', [448, 1024]), deep, ...ocr]
+  const web = await serveStatic({ root: dist })
+  const browser = await launchBrowser({ webgpu: true })
+  try {
+    const page = await browser.newPage()
+    page.on('pageerror', (e) => console.error(`[engine page] ${e.message}`))
+    await page.goto(`${web.url}bench/page.html?peer=0`)
+    await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 30_000 })
+    results.engine = await engineBench(page, dist, models, {
+      runs: quick ? 3 : 10,
+      webgpuModels: ['mlp-s'],
+      webgpuRuns: quick ? 2 : 3,
+      log,
+    })
+    if (!quick && !models.some((m) => m.name === 'ppocr-det'))
+      results.meta.ocr = 'PP-OCR models not found: skipped'
+  } finally {
+    await browser.close()
+    await web.close()
+  }
+}

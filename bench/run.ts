@@ -1,0 +1,88 @@
+/**
+ * `npm run bench [-- --quick] [--only=dispatch,transport,throughput,verification,cold,engine] [--no-build]`
+ * Builds the site with the bench page into PC_DIST (default dist/), starts a relay and headless
+ * Chromium tabs, measures every section side by side, writes bench/results/<timestamp>.json and
+ * prints markdown. Figures never fail the run; only errors do.
+ */
+import '../src/relay/polyfill.ts'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg } from 'node:os'
+import { resolve } from 'node:path'
+import { markdown, type Results } from './report.ts'
+
+const args = process.argv.slice(2)
+const quick = args.includes('--quick')
+const only = args
+  .find((a) => a.startsWith('--only='))
+  ?.slice(7)
+  .split(',')
+const want = (s: string) => !only || only.includes(s)
+const ROOT = resolve(import.meta.dirname, '..')
+const DIST = resolve(process.env.PC_DIST ?? resolve(ROOT, 'dist'))
+process.env.PC_DIST = DIST // read by test/helpers/swarm.ts when it loads (imported below)
+
+const t0 = Date.now()
+const log = (s: string) => console.error(`[bench ${((Date.now() - t0) / 1000).toFixed(1)}s] ${s}`)
+const results: Results = {
+  meta: {
+    date: new Date().toISOString(),
+    quick,
+    node: process.version,
+    machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} at start`,
+    gpu: 'no GPU on this machine: WebGPU figures are SwiftShader (CPU); no GPU machine was available to this run',
+  },
+}
+const errors: string[] = []
+const dir = resolve(ROOT, 'bench/results')
+const file = resolve(dir, `${results.meta.date as string}.json`.replace(/:/g, '-'))
+/** Written after every section, so an interrupted run still leaves what it measured. */
+function save(): void {
+  results.meta.seconds = (Date.now() - t0) / 1000
+  results.meta.loadAtEnd = loadavg()
+  if (errors.length) results.meta.errors = errors
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`)
+}
+async function section<T>(name: string, f: () => Promise<T>): Promise<T | undefined> {
+  log(`${name}…`)
+  try {
+    return await f()
+  } catch (err) {
+    errors.push(`${name}: ${(err as Error).stack ?? err}`)
+    log(`${name} failed: ${(err as Error).message}`)
+    return undefined
+  } finally {
+    save()
+  }
+}
+
+if (!args.includes('--no-build')) {
+  log(`building into ${DIST}`)
+  await (await import('./build.ts')).buildBench(DIST)
+}
+
+if (['dispatch', 'transport', 'throughput', 'verification'].some(want)) {
+  const { swarmSections } = await import('./swarm-sections.ts')
+  await section('swarm', () => swarmSections(results, { quick, want, log, section }))
+}
+if (want('cold')) {
+  const { coldStart } = await import('./cold-start.ts')
+  results.coldStart = []
+  for (let i = 0; i < (quick ? 1 : 3); i++) {
+    const c = await section(`cold start ${i + 1}`, coldStart)
+    if (c) results.coldStart.push(c)
+  }
+}
+if (want('engine')) {
+  const { engineSection } = await import('./engine-section.ts')
+  await section('engine', () => engineSection(results, DIST, quick, log))
+}
+save()
+console.log(markdown(results))
+log(`wrote ${file}`)
+if (errors.length) {
+  console.error(errors.join('\n'))
+  process.exitCode = 1
+}

@@ -1,0 +1,87 @@
+/** Sections 1–3 (and 6 when it lands) on one swarm: a requester bench tab plus 1-thread contributor tabs. */
+import type { Page } from 'playwright-core'
+import { peerId, startSwarm, waitForContributors } from '../test/helpers/swarm.ts'
+import { dispatchBench } from './dispatch.ts'
+import { modelTransferBench } from './model-transfer.ts'
+import type { Results } from './report.ts'
+import { median } from './stats.ts'
+import { throughputBench } from './throughput.ts'
+import { transportBench } from './transport.ts'
+import { verificationBench } from './verification.ts'
+
+type Tallies = Record<string, { n: number; bytes: number; ms: number }>
+const perJob = (t: Tallies, n: number) =>
+  Object.fromEntries(
+    Object.entries(t).map(([k, v]) => [k, { n: v.n / n, kib: v.bytes / n / 1024, ms: v.ms / n }]),
+  )
+
+interface Ctx {
+  quick: boolean
+  want(s: string): boolean
+  log(s: string): void
+  section<T>(name: string, f: () => Promise<T>): Promise<T | undefined>
+}
+
+export async function swarmSections(results: Results, { quick, want, section }: Ctx): Promise<void> {
+  const swarm = await startSwarm({ tabs: 0 })
+  try {
+    const req = await swarm.openTab('bench/page.html')
+    const ctrs: Page[] = []
+    for (let i = 0; i < 3; i++) ctrs.push(await swarm.openTab('bench/page.html?contribute=1&threads=1'))
+    const ids = await Promise.all(ctrs.map(peerId))
+    await waitForContributors(req, ids)
+    // Let duplicate dials between the tabs settle: a link replaced mid-job fails that job.
+    await req.waitForTimeout(3000)
+    const [c0, id0] = [ctrs[0]!, ids[0]!]
+
+    if (want('dispatch')) {
+      const models = quick ? ['mlp-s', 'mlp-m'] : ['mlp-s', 'mlp-m', 'mlp-l']
+      results.dispatch = await section('dispatch', () =>
+        dispatchBench(req, id0, { models, n: quick ? 10 : 40, warmup: 3 }),
+      )
+      results.profile = await section('job protocol profile', async () => {
+        const out: Record<string, Record<string, number>> = {}
+        for (const model of ['mlp-tiny', ...models]) {
+          const t = await req.evaluate((a) => window.__bench.profile(a), { model, n: quick ? 5 : 15 })
+          out[model] = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)]))
+        }
+        return out
+      })
+      results.probes = await section('job probes', async () => {
+        const out: NonNullable<Results['probes']> = {}
+        for (const model of models) {
+          const n = quick ? 5 : 20
+          await c0.evaluate(() => window.__bench.probes.reset())
+          const r = await req.evaluate((a) => window.__bench.probe(a), { model, target: id0, n })
+          const c = await c0.evaluate(() => window.__bench.probes.read())
+          out[model] = { requester: perJob(r.tallies, r.jobs), contributor: perJob(c, r.jobs) }
+        }
+        return out
+      })
+    }
+    if (want('transport')) {
+      results.transport = await section('transport', () =>
+        transportBench(req, c0, id0, {
+          mib: quick ? 8 : 32,
+          reps: quick ? 1 : 3,
+          sizesKiB: [16, 64],
+          echoes: quick ? 30 : 100,
+        }),
+      )
+      results.modelTransfer = await section('model transfer', () => modelTransferBench(req, ctrs, ids, quick))
+    }
+    if (want('throughput')) {
+      results.throughput = await section('throughput', () =>
+        throughputBench(req, ctrs, ids, {
+          models: quick ? ['bench-deep'] : ['bench-deep', 'mlp-l'],
+          perContributor: quick ? 4 : 12,
+          counts: quick ? [1, 2] : [1, 2, 3],
+        }),
+      )
+    }
+    if (want('verification'))
+      results.verification = await section('verification', () => verificationBench(req, 'mlp-m', quick))
+  } finally {
+    await swarm.stop()
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * 3. Transport between the same two tabs: bulk bytes over one libp2p stream on the direct WebRTC
+ * connection vs a raw RTCDataChannel (SDP passed through this driver), and 32-byte round trips.
+ */
+import type { Page } from 'playwright-core'
+import { type Dist, dist, MiB, median } from './stats.ts'
+
+export interface TransportRow {
+  msgKiB: number
+  mib: number
+  libp2pMiBs: number
+  rawMiBs: number
+  ratio: number
+  reps: number
+}
+
+export interface EchoRow {
+  /** 32-byte round trips: raw data channel, a reused libp2p stream, a new libp2p stream per message. */
+  raw: Dist
+  libp2pReused: Dist
+  libp2pNewStream: Dist
+}
+
+export async function transportBench(
+  a: Page,
+  b: Page,
+  bId: string,
+  o: { mib: number; reps: number; sizesKiB: number[]; echoes: number },
+): Promise<{ rows: TransportRow[]; echo: EchoRow }> {
+  const offer = await a.evaluate(() => window.__bench.rawOffer('t'))
+  const answer = await b.evaluate((sdp) => window.__bench.rawAnswer('t', sdp), offer)
+  await a.evaluate((sdp) => window.__bench.rawConnect('t', sdp), answer)
+  try {
+    const rows: TransportRow[] = []
+    const total = o.mib * MiB
+    for (const kib of o.sizesKiB) {
+      const msg = kib * 1024
+      // Warm both paths once, then alternate so machine load hits both alike.
+      await a.evaluate((x) => window.__bench.rawSend('t', x.total, x.msg), { total: 2 * MiB, msg })
+      await a.evaluate((x) => window.__bench.p2pSend(x.target, x.total, x.msg), {
+        target: bId,
+        total: 2 * MiB,
+        msg,
+      })
+      const p2p: number[] = []
+      const raw: number[] = []
+      for (let i = 0; i < o.reps; i++) {
+        const r = await a.evaluate((x) => window.__bench.rawSend('t', x.total, x.msg), { total, msg })
+        const p = await a.evaluate((x) => window.__bench.p2pSend(x.target, x.total, x.msg), {
+          target: bId,
+          total,
+          msg,
+        })
+        raw.push(r.bytes / MiB / (r.ms / 1000))
+        p2p.push(p.bytes / MiB / (p.ms / 1000))
+      }
+      const [libp2pMiBs, rawMiBs] = [median(p2p), median(raw)]
+      rows.push({ msgKiB: kib, mib: o.mib, libp2pMiBs, rawMiBs, ratio: libp2pMiBs / rawMiBs, reps: o.reps })
+    }
+    const rawEcho = await a.evaluate((n) => window.__bench.rawEcho('t', n), o.echoes)
+    const p2pEcho = await a.evaluate((x) => window.__bench.p2pEcho(x.target, x.n), {
+      target: bId,
+      n: o.echoes,
+    })
+    return {
+      rows,
+      echo: {
+        raw: dist(rawEcho.slice(5)),
+        libp2pReused: dist(p2pEcho.reused.slice(5)),
+        libp2pNewStream: dist(p2pEcho.fresh.slice(5)),
+      },
+    }
+  } finally {
+    await a.evaluate(() => window.__bench.rawClose('t'))
+    await b.evaluate(() => window.__bench.rawClose('t'))
+  }
+}
