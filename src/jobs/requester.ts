@@ -23,6 +23,9 @@ import { type DispatchResult, type QuorumState, runQuorum } from './quorum.ts'
 import type { Scheduler } from './scheduler.ts'
 import { fromStored, outcomeFromRecord, type StoredJob, toStored } from './stored.ts'
 
+/** Marks an error drive() threw after recording the job's end state. */
+const FINAL = Symbol('final')
+
 export interface SubmitOptions {
   /** Run on this PeerId only: one replica, no reissue. */
   peer?: string
@@ -81,12 +84,13 @@ export function createRequester(o: RequesterOptions) {
     signal: AbortSignal,
   ) {
     if (peer === o.selfId) return runLocally(job.model, inputs, signal)
-    const connection = directConnection(o.node, peerIdFromString(peer))
+    const id = peerIdFromString(peer)
+    const connection = directConnection(o.node, id)
     if (connection == null) throw new NoPeerAvailableError(`no direct WebRTC connection to ${peer}`)
     const done = o.scheduler.begin(peer)
-    try {
-      return await sendJob({
-        connection,
+    const send = (c: typeof connection) =>
+      sendJob({
+        connection: c,
         privateKey: o.privateKey,
         selfId: o.selfId,
         model: job.model,
@@ -94,6 +98,15 @@ export function createRequester(o: RequesterOptions) {
         timeoutMs,
         signal,
       })
+    try {
+      return await send(connection)
+    } catch (err) {
+      // Two tabs that dialled each other at once keep one connection and close the other: a job
+      // caught on the closed one is resent once on the survivor.
+      const survivor = directConnection(o.node, id)
+      if (connection.status === 'open' || survivor == null || survivor === connection || signal.aborted)
+        throw err
+      return await send(survivor)
     } finally {
       done()
     }
@@ -201,6 +214,7 @@ export function createRequester(o: RequesterOptions) {
       throw Object.assign(new JobFailedError(refusal.error.message), {
         name: refusal.error.name,
         code: refusal.error.code,
+        [FINAL]: true,
       })
     }
     const lastError = [...q.replicas].reverse().find((r) => r.error)?.error
@@ -252,7 +266,7 @@ export function createRequester(o: RequesterOptions) {
         if (
           err.name === 'JobFailedError' ||
           err.name === 'JobInconclusiveError' ||
-          (err as { code?: string }).code
+          (err as { [FINAL]?: boolean })[FINAL]
         ) {
           throw err
         }

@@ -40,7 +40,7 @@ export interface Discovery {
 export function createDiscovery(opts: DiscoveryOptions): Discovery {
   const { node, log } = opts
   const interval = opts.intervalMs ?? 5000
-  const grace = opts.dialGraceMs ?? 1500
+  const grace = opts.dialGraceMs ?? 3000
   const self = node.peerId.toString()
   const pubsub = node.services.pubsub
   const peers = new Map<string, KnownPeer>()
@@ -72,7 +72,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   }
 
   async function dial(p: KnownPeer) {
-    if (p.direct || dialing.has(p.id)) return
+    if (p.direct || dialing.has(p.id) || directConnection(node, peerIdFromString(p.id))) return
     if (self > p.id && Date.now() - p.firstSeenAt < grace) return
     dialing.add(p.id)
     try {
