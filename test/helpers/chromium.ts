@@ -1,32 +1,11 @@
 /** Launches the system Chromium for browser tests: fresh profile per launch, optional WebGPU. */
-import { execFileSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
 
-const DEFAULT_PATH = '/usr/bin/chromium'
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import { findOrInstall } from './debian-tool.ts'
 
 /** CHROMIUM_PATH or /usr/bin/chromium; as root, installs Debian's chromium; otherwise throws. */
-export function findChromium(): string {
-  const configured = process.env.CHROMIUM_PATH
-  if (configured) {
-    if (existsSync(configured)) return configured
-    throw new Error(`CHROMIUM_PATH=${configured} does not exist`)
-  }
-  if (existsSync(DEFAULT_PATH)) return DEFAULT_PATH
-  if (process.getuid?.() === 0) {
-    const install = () => execFileSync('apt-get', ['install', '-y', 'chromium'], { stdio: 'inherit' })
-    try {
-      install()
-    } catch {
-      execFileSync('apt-get', ['update'], { stdio: 'inherit' }) // a fresh machine may have no package lists
-      install()
-    }
-    if (existsSync(DEFAULT_PATH)) return DEFAULT_PATH
-  }
-  throw new Error(
-    `Chromium not found at ${DEFAULT_PATH}. Install it (apt-get install chromium) or set CHROMIUM_PATH.`,
-  )
-}
+export const findChromium = (): string =>
+  findOrInstall({ env: 'CHROMIUM_PATH', path: '/usr/bin/chromium', pkg: 'chromium', label: 'Chromium' })
 
 /** Headless WebGPU here is SwiftShader's fallback adapter; it needs only this flag (spiked on Chromium 150). */
 export const WEBGPU_ARGS = ['--enable-unsafe-webgpu']

@@ -1,33 +1,13 @@
 /** espeak-ng for voice tests: finds or installs it (Debian package), synthesizes speech, writes WAV. */
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-
-const DEFAULT_PATH = '/usr/bin/espeak-ng'
+import { findOrInstall } from './debian-tool.ts'
 
 /** ESPEAK_PATH or /usr/bin/espeak-ng; as root, installs Debian's espeak-ng; otherwise throws. */
-export function findEspeak(): string {
-  const configured = process.env.ESPEAK_PATH
-  if (configured) {
-    if (existsSync(configured)) return configured
-    throw new Error(`ESPEAK_PATH=${configured} does not exist`)
-  }
-  if (existsSync(DEFAULT_PATH)) return DEFAULT_PATH
-  if (process.getuid?.() === 0) {
-    const install = () => execFileSync('apt-get', ['install', '-y', 'espeak-ng'], { stdio: 'inherit' })
-    try {
-      install()
-    } catch {
-      execFileSync('apt-get', ['update'], { stdio: 'inherit' }) // a fresh machine may have no package lists
-      install()
-    }
-    if (existsSync(DEFAULT_PATH)) return DEFAULT_PATH
-  }
-  throw new Error(
-    `espeak-ng not found at ${DEFAULT_PATH}. Install it (apt-get install espeak-ng) or set ESPEAK_PATH.`,
-  )
-}
+export const findEspeak = (): string =>
+  findOrInstall({ env: 'ESPEAK_PATH', path: '/usr/bin/espeak-ng', pkg: 'espeak-ng', label: 'espeak-ng' })
 
 export interface Pcm {
   rate: number
