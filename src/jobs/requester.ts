@@ -26,6 +26,18 @@ import { fromStored, outcomeFromRecord, type StoredJob, toStored } from './store
 /** Marks an error drive() threw after recording the job's end state. */
 const FINAL = Symbol('final')
 
+/** Errors that are a peer's answer, not a transport failure: never resent. */
+const JOB_LEVEL = new Set([
+  'JobRejectedError',
+  'JobTimeoutError',
+  'AbortError',
+  'InvalidSignatureError',
+  'InvalidReceiptError',
+  'OutputMismatchError',
+  'MalformedFrameError',
+  'InvalidTensorError',
+])
+
 export interface SubmitOptions {
   /** Run on this PeerId only: one replica, no reissue. */
   peer?: string
@@ -103,9 +115,11 @@ export function createRequester(o: RequesterOptions) {
     } catch (err) {
       // Two tabs that dialled each other at once keep one connection and close the other: a job
       // caught on the closed one is resent once on the survivor.
+      // Only transport failures qualify: a peer's answer (reject, bad receipt, timeout) stands.
+      if (signal.aborted || JOB_LEVEL.has((err as Error).name)) throw err
+      await new Promise((r) => setTimeout(r, 500))
       const survivor = directConnection(o.node, id)
-      if (connection.status === 'open' || survivor == null || survivor === connection || signal.aborted)
-        throw err
+      if (survivor == null || (survivor === connection && connection.status !== 'open')) throw err
       return await send(survivor)
     } finally {
       done()
