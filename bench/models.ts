@@ -5,8 +5,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import protobuf from 'protobufjs'
-import { mlpModelBytes } from '../scripts/gen-models.ts'
+import { encodeFloatModel, type FloatGraph, mlpModelBytes } from '../scripts/gen-models.ts'
 import { modelCid } from '../src/shared/cid.ts'
 import { mulberry32 } from '../src/shared/mlp.ts'
 
@@ -18,89 +17,33 @@ export const XFER_MODELS = [
   { name: 'xfer-50MB', spec: { seed: 31, layers: [16, 4096, 3072, 8], batch: 1 } },
 ]
 
-/** The few onnx.proto fields this graph needs (field numbers as upstream). */
-const onnx = protobuf.Root.fromJSON({
-  nested: {
-    Model: {
-      fields: {
-        irVersion: { type: 'int64', id: 1 },
-        producerName: { type: 'string', id: 2 },
-        graph: { type: 'Graph', id: 7 },
-        opsetImport: { rule: 'repeated', type: 'Opset', id: 8 },
-      },
-    },
-    Opset: { fields: { domain: { type: 'string', id: 1 }, version: { type: 'int64', id: 2 } } },
-    Graph: {
-      fields: {
-        node: { rule: 'repeated', type: 'Node', id: 1 },
-        name: { type: 'string', id: 2 },
-        initializer: { rule: 'repeated', type: 'TensorP', id: 5 },
-        input: { rule: 'repeated', type: 'ValueInfo', id: 11 },
-        output: { rule: 'repeated', type: 'ValueInfo', id: 12 },
-      },
-    },
-    Node: {
-      fields: {
-        input: { rule: 'repeated', type: 'string', id: 1 },
-        output: { rule: 'repeated', type: 'string', id: 2 },
-        opType: { type: 'string', id: 4 },
-      },
-    },
-    TensorP: {
-      fields: {
-        dims: { rule: 'repeated', type: 'int64', id: 1 },
-        dataType: { type: 'int32', id: 2 },
-        name: { type: 'string', id: 8 },
-        rawData: { type: 'bytes', id: 9 },
-      },
-    },
-    ValueInfo: { fields: { name: { type: 'string', id: 1 }, type: { type: 'Type', id: 2 } } },
-    Type: { fields: { tensorType: { type: 'TensorT', id: 1 } } },
-    TensorT: { fields: { elemType: { type: 'int32', id: 1 }, shape: { type: 'Shape', id: 2 } } },
-    Shape: { fields: { dim: { rule: 'repeated', type: 'Dim', id: 1 } } },
-    Dim: { fields: { dimValue: { type: 'int64', id: 1 } } },
-  },
-}).lookupType('Model')
-
-const FLOAT = 1
-const valueInfo = (name: string, dims: number[]) => ({
-  name,
-  type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((dimValue) => ({ dimValue })) } } },
-})
-
 /** y = (relu(h·W + b))^depth with one shared W, b: weights stay small while compute grows with depth. */
 export function deepModelBytes(spec = DEEP): Uint8Array {
   const rand = mulberry32(spec.seed)
   const scale = Math.sqrt(2 / spec.width) // keeps activations O(1) through the ReLUs
   const W = new Float32Array(spec.width * spec.width).map(() => (rand() * 2 - 1) * scale)
   const b = new Float32Array(spec.width).map(() => (rand() * 2 - 1) * 0.01)
-  const le = (a: Float32Array) => new Uint8Array(a.buffer.slice(0)) // x86 and ARM are little-endian
-  const node = []
+  const nodes: FloatGraph['nodes'] = []
   let h = 'x'
   for (let l = 0; l < spec.depth; l++) {
     const out = l === spec.depth - 1 ? 'y' : `h${l}`
-    node.push({ opType: 'MatMul', input: [h, 'W'], output: [`m${l}`] })
-    node.push({ opType: 'Add', input: [`m${l}`, 'b'], output: [`a${l}`] })
-    node.push({ opType: 'Relu', input: [`a${l}`], output: [out] })
+    nodes.push({ opType: 'MatMul', input: [h, 'W'], output: [`m${l}`] })
+    nodes.push({ opType: 'Add', input: [`m${l}`, 'b'], output: [`a${l}`] })
+    nodes.push({ opType: 'Relu', input: [`a${l}`], output: [out] })
     h = out
   }
   const dims = [spec.batch, spec.width]
-  const model = {
-    irVersion: 8,
-    producerName: 'peer-compute bench',
-    opsetImport: [{ domain: '', version: 17 }],
-    graph: {
-      name: spec.name,
-      node,
-      initializer: [
-        { name: 'W', dims: [spec.width, spec.width], dataType: FLOAT, rawData: le(W) },
-        { name: 'b', dims: [spec.width], dataType: FLOAT, rawData: le(b) },
-      ],
-      input: [valueInfo('x', dims)],
-      output: [valueInfo('y', dims)],
-    },
+  const graph: FloatGraph = {
+    name: spec.name,
+    nodes,
+    initializers: [
+      { name: 'W', dims: [spec.width, spec.width], data: W },
+      { name: 'b', dims: [spec.width], data: b },
+    ],
+    inputs: [['x', dims]],
+    outputs: [['y', dims]],
   }
-  return onnx.encode(onnx.fromObject(model)).finish()
+  return encodeFloatModel(graph, { producerName: 'peer-compute bench' })
 }
 
 export interface OcrModel {

@@ -2,7 +2,7 @@
  * Writes deterministic MLP ONNX models and their catalog into public/models/.
  * Usage: npx tsx scripts/gen-models.ts   (same bytes every run; safe to re-run)
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import protobuf from 'protobufjs'
@@ -115,38 +115,68 @@ const valueInfo = (name: string, dims: number[]) => ({
   type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((dimValue) => ({ dimValue })) } } },
 })
 
+/** A float32 graph: the parts that differ between the generated models (tests and benchmarks). */
+export interface FloatGraph {
+  name: string
+  nodes: { name?: string; opType: string; input: string[]; output: string[] }[]
+  initializers: { name: string; dims: number[]; data: Float32Array }[]
+  inputs: [name: string, dims: number[]][]
+  outputs: [name: string, dims: number[]][]
+}
+
+/** Encodes an opset-17 ModelProto around a float32 graph. */
+export function encodeFloatModel(
+  g: FloatGraph,
+  meta: { producerName: string; producerVersion?: string; docString?: string },
+): Uint8Array {
+  const model = {
+    irVersion: IR_VERSION,
+    ...meta,
+    opsetImport: [{ domain: '', version: OPSET }],
+    graph: {
+      name: g.name,
+      node: g.nodes,
+      initializer: g.initializers.map((t) => ({
+        name: t.name,
+        dims: t.dims,
+        dataType: FLOAT,
+        rawData: leBytes(t.data),
+      })),
+      input: g.inputs.map(([name, dims]) => valueInfo(name, dims)),
+      output: g.outputs.map(([name, dims]) => valueInfo(name, dims)),
+    },
+  }
+  return ModelProto.encode(ModelProto.fromObject(model)).finish()
+}
+
 /** x[batch, in] → (MatMul + Add + Relu)* → MatMul + Add → y[batch, out]. */
 export function mlpModelBytes(spec: MlpSpec): Uint8Array {
   const weights = mlpWeights(spec)
-  const nodes: object[] = []
-  const initializer: object[] = []
+  const nodes: FloatGraph['nodes'] = []
+  const initializers: FloatGraph['initializers'] = []
   let h = 'x'
   weights.forEach(({ W, b }, l) => {
     const [nIn, nOut] = [spec.layers[l]!, spec.layers[l + 1]!]
     const last = l === weights.length - 1
-    initializer.push({ name: `W${l}`, dims: [nIn, nOut], dataType: FLOAT, rawData: leBytes(W) })
-    initializer.push({ name: `b${l}`, dims: [nOut], dataType: FLOAT, rawData: leBytes(b) })
+    initializers.push({ name: `W${l}`, dims: [nIn, nOut], data: W }, { name: `b${l}`, dims: [nOut], data: b })
     nodes.push({ name: `matmul${l}`, opType: 'MatMul', input: [h, `W${l}`], output: [`mm${l}`] })
     const added = last ? 'y' : `add${l}`
     nodes.push({ name: `add${l}`, opType: 'Add', input: [`mm${l}`, `b${l}`], output: [added] })
     if (!last) nodes.push({ name: `relu${l}`, opType: 'Relu', input: [added], output: [`h${l}`] })
     h = `h${l}`
   })
-  const model = {
-    irVersion: IR_VERSION,
+  const graph: FloatGraph = {
+    name: 'mlp',
+    nodes,
+    initializers,
+    inputs: [['x', [spec.batch, spec.layers[0]!]]],
+    outputs: [['y', [spec.batch, spec.layers.at(-1)!]]],
+  }
+  return encodeFloatModel(graph, {
     producerName: 'peer-compute gen-models',
     producerVersion: '1',
     docString: `MLP ${JSON.stringify(spec)}`,
-    opsetImport: [{ domain: '', version: OPSET }],
-    graph: {
-      name: 'mlp',
-      node: nodes,
-      initializer,
-      input: [valueInfo('x', [spec.batch, spec.layers[0]!])],
-      output: [valueInfo('y', [spec.batch, spec.layers.at(-1)!])],
-    },
-  }
-  return ModelProto.encode(ModelProto.fromObject(model)).finish()
+  })
 }
 
 export interface CatalogEntry {
@@ -191,7 +221,12 @@ async function main(): Promise<void> {
     })
     console.log(`${name}.onnx ${(bytes.length / 1e6).toFixed(2)} MB ${same ? '(unchanged)' : '(written)'}`)
   }
-  writeFileSync(resolve(dir, 'catalog.json'), `${JSON.stringify(catalog, null, 2)}\n`)
+  // Keep the entries other scripts own (vendor models from copy-models.ts), after ours.
+  const path = resolve(dir, 'catalog.json')
+  const others = existsSync(path)
+    ? (JSON.parse(readFileSync(path, 'utf8')) as { mlp?: unknown }[]).filter((e) => e.mlp == null)
+    : []
+  writeFileSync(path, `${JSON.stringify([...catalog, ...others], null, 2)}\n`)
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main()
