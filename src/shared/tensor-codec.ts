@@ -7,6 +7,7 @@ import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { InvalidTensorError } from './errors.ts'
 import {
+  ARRAY_TYPES,
   BYTES_PER_ELEMENT,
   DTYPES,
   type DType,
@@ -37,14 +38,7 @@ export const DEFAULT_MAX_ELEMENTS = 4 * 1024 * 1024
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 
 type ArrayCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => TensorData
-const CTORS: Record<DType, ArrayCtor> = {
-  float32: Float32Array,
-  int32: Int32Array,
-  int64: BigInt64Array,
-  uint8: Uint8Array,
-  int8: Int8Array,
-  bool: Uint8Array,
-}
+const CTORS = ARRAY_TYPES as Record<DType, ArrayCtor>
 
 const fail = (msg: string): never => {
   throw new InvalidTensorError(msg)

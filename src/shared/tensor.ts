@@ -14,14 +14,19 @@ export interface Tensor {
 
 export type NamedTensors = Record<string, Tensor>
 
-export const BYTES_PER_ELEMENT: Record<DType, number> = {
-  float32: 4,
-  int32: 4,
-  int64: 8,
-  uint8: 1,
-  int8: 1,
-  bool: 1,
-}
+/** The typed array that holds each dtype (bool as one byte per element). */
+export const ARRAY_TYPES = {
+  float32: Float32Array,
+  int32: Int32Array,
+  int64: BigInt64Array,
+  uint8: Uint8Array,
+  int8: Int8Array,
+  bool: Uint8Array,
+} as const satisfies Record<DType, { BYTES_PER_ELEMENT: number }>
+
+export const BYTES_PER_ELEMENT = Object.fromEntries(
+  DTYPES.map((d) => [d, ARRAY_TYPES[d].BYTES_PER_ELEMENT]),
+) as Record<DType, number>
 
 export function elementCount(dims: readonly number[]): number {
   return dims.reduce((a, b) => a * b, 1)

@@ -2,7 +2,15 @@
  * The iframe embed's postMessage protocol. Every message from the host is schema-checked here before
  * anything acts on it; nothing in it can reach the peer's keys.
  */
-import { DTYPES, type DType, elementCount, type NamedTensors, type TensorData } from '../shared/tensor.ts'
+import {
+  ARRAY_TYPES,
+  DTYPES,
+  type DType,
+  elementCount,
+  type NamedTensors,
+  type TensorData,
+} from '../shared/tensor.ts'
+import { DEFAULT_MAX_ELEMENTS, MAX_RANK } from '../shared/tensor-codec.ts'
 
 export const MESSAGE_TYPE = 'peer-compute'
 export const HOST_METHODS = ['status', 'submit', 'pause', 'resume', 'exportCredits'] as const
@@ -27,15 +35,8 @@ export type EmbedMessage =
 export type Checked<T> = { ok: true; value: T } | { ok: false; why: string }
 
 const MAX_INPUTS = 16
-const MAX_ELEMENTS = 4 * 1024 * 1024
-const ARRAYS: Record<DType, new (n: number) => TensorData> = {
-  float32: Float32Array,
-  int32: Int32Array,
-  int64: BigInt64Array,
-  uint8: Uint8Array,
-  int8: Int8Array,
-  bool: Uint8Array,
-}
+const MAX_ELEMENTS = DEFAULT_MAX_ELEMENTS
+const ARRAYS = ARRAY_TYPES as Record<DType, new (n: number) => TensorData>
 
 class Bad extends Error {}
 const bad = (why: string): never => {
@@ -59,8 +60,8 @@ function tensor(x: unknown, path: string) {
     ? (x.dtype as DType)
     : bad(`${path}.dtype is not one of ${DTYPES}`)
   const dims = x.dims
-  if (!Array.isArray(dims) || dims.length > 8 || !dims.every((d) => Number.isSafeInteger(d) && d >= 0))
-    return bad(`${path}.dims must be up to 8 non-negative integers`)
+  if (!Array.isArray(dims) || dims.length > MAX_RANK || !dims.every((d) => Number.isSafeInteger(d) && d >= 0))
+    return bad(`${path}.dims must be up to ${MAX_RANK} non-negative integers`)
   const n = elementCount(dims)
   if (n > MAX_ELEMENTS) bad(`${path} has ${n} elements, over ${MAX_ELEMENTS}`)
   const Want = ARRAYS[dtype]
