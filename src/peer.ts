@@ -24,6 +24,9 @@ import { loadOrCreateIdentity } from './trust/identity.ts'
 import { policyFor } from './trust/policy.ts'
 import { createReputation, type Reputation } from './trust/reputation.ts'
 
+/** Free-slot adverts at most this often (trailing): requesters count their own jobs in between. */
+const SLOT_ADVERT_GAP_MS = 500
+
 export interface PeerOptions {
   /** Relay multiaddrs; by default read from `peer-compute.json` next to the page. */
   relays?: string[]
@@ -167,11 +170,10 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
       serving.delete(j.job)
       controls.jobEnded(j, outcome)
       if (outcome.receipt) await credits.append(outcome.receipt).catch((e) => log.error('credit log: %s', e))
-      cached = await models.cached()
       emit('serving')
     },
   })
-  await node.handle(jobHandler.protocol, jobHandler.handler, { maxInboundStreams: 64 })
+  await node.handle(jobHandler.protocols, jobHandler.handler, { maxInboundStreams: 64 })
   await connectModelHub(models, {
     node,
     discovery,
@@ -216,7 +218,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     if (discovery.peers().length > 0) status.firstAdvertMs ??= performance.now()
     emit('peers')
   })
-  admission.events.addEventListener('change', () => discovery.announce())
+  admission.events.addEventListener('change', () => discovery.announce(SLOT_ADVERT_GAP_MS))
 
   const relays = opts.relays ?? (await resolveRelays())
   const relayPeers = new Set(relays.map((r) => r.split('/p2p/').pop()))
@@ -283,6 +285,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     resume: () => requester.resume(),
     async stop() {
       discovery.stop()
+      requester.close()
       await node.stop()
       controls.stop()
       credits.close()

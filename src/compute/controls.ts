@@ -88,6 +88,14 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
     if (limits.quotaBytes !== next.modelCacheBytes) await limits.setQuota(next.modelCacheBytes)
   }
   let totals = normalizeTotals(await o.store.getSetting(TOTALS_KEY))
+  // Totals change with every job: written at most once a second (trailing), not per job.
+  let totalsTimer: ReturnType<typeof setTimeout> | undefined
+  const saveTotals = () => {
+    totalsTimer ??= setTimeout(() => {
+      totalsTimer = undefined
+      void o.store.putSetting(TOTALS_KEY, totals).catch(() => {})
+    }, 1000)
+  }
   const running = new Map<string, RunningJob>()
   let paused = false
 
@@ -235,7 +243,7 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
           computeMs: totals.computeMs + (outcome.runMs ?? 0),
           bytes: totals.bytes + (outcome.bytes ?? 0),
         }
-        void o.store.putSetting(TOTALS_KEY, totals).catch(() => {})
+        saveTotals()
         emit('totals')
       }
       publish()
@@ -243,6 +251,10 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
     },
     stop() {
       clearInterval(timer)
+      if (totalsTimer) {
+        clearTimeout(totalsTimer)
+        void o.store.putSetting(TOTALS_KEY, totals).catch(() => {})
+      }
       election?.close()
       conditions.stop()
       engine.close()

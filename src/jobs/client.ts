@@ -1,5 +1,5 @@
-/** Requester side of `/peer-compute/job/1.0.0`: sign, send, and verify before accepting anything. */
-import type { Connection, PrivateKey } from '@libp2p/interface'
+/** Requester side of `/peer-compute/job/1.1.0`: sign, send, and verify before accepting anything. */
+import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import { AbortError, JobRejectedError, JobTimeoutError, MalformedFrameError } from '../shared/errors.ts'
 import { JOB_PROTOCOL } from '../shared/protocol.ts'
@@ -8,7 +8,8 @@ import { encodeTensors, tensorsCid } from '../shared/tensor-codec.ts'
 import { type JobBody, jobCid, newNonce, signJob } from '../trust/job-sig.ts'
 import type { Receipt } from '../trust/receipt.ts'
 import { MAX_RESULT_BYTES, verifyJobResult } from './messages.ts'
-import { recvFrame, sendFrame } from './stream-io.ts'
+import { nextFrame, sendFrame } from './stream-io.ts'
+import type { StreamPool } from './stream-pool.ts'
 
 export interface JobResult {
   job: string
@@ -24,57 +25,110 @@ export interface SendJobOptions {
   selfId: string
   model: string
   inputs: NamedTensors
+  /** The inputs' CID, if the caller has it already (it is the same for every replica). */
+  inputCid?: CID
+  /** Reuse idle job streams; without one, each job opens and closes its own stream. */
+  streams?: StreamPool
   timeoutMs: number
   signal?: AbortSignal
+}
+
+/** Named errors are a peer's answer or our own decision: a stale reused stream throws none of them. */
+const ANSWERED = new Set([
+  'JobRejectedError',
+  'JobTimeoutError',
+  'AbortError',
+  'InvalidSignatureError',
+  'InvalidReceiptError',
+  'OutputMismatchError',
+  'MalformedFrameError',
+  'InvalidTensorError',
+])
+
+class StaleStreamError extends Error {
+  override name = 'StaleStreamError'
 }
 
 /** Sends one job over a direct connection; resolves only with a verified result. */
 export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
   const started = performance.now()
-  const worker = opts.connection.remotePeer.toString()
+  const { connection } = opts
+  const worker = connection.remotePeer.toString()
   const body: JobBody = {
     v: 1,
     model: CID.parse(opts.model),
-    input: await tensorsCid(opts.inputs),
+    input: opts.inputCid ?? (await tensorsCid(opts.inputs)),
     requester: opts.selfId,
     deadline: Date.now() + opts.timeoutMs,
     nonce: newNonce(),
   }
-  const job = await jobCid(body)
   const signal = AbortSignal.any([AbortSignal.timeout(opts.timeoutMs), ...(opts.signal ? [opts.signal] : [])])
-  const stream = await opts.connection.newStream(JOB_PROTOCOL, { signal })
-  // A named error: callers (and job records) branch on err.name, never on a bare Error.
-  const onAbort = () =>
-    stream.abort(
-      opts.signal?.aborted
-        ? new AbortError('job cancelled by requester')
-        : new JobTimeoutError(`no result within ${opts.timeoutMs} ms`),
-    )
-  signal.addEventListener('abort', onAbort, { once: true })
-  try {
-    if (signal.aborted) onAbort()
-    const sig = await signJob(body, opts.privateKey)
-    await sendFrame(stream, { t: 'job', v: 1, body, sig, inputs: encodeTensors(opts.inputs) }, signal)
-    const frame = await recvFrame(stream, MAX_RESULT_BYTES, opts.timeoutMs + 1000)
-    if (frame.t === 'reject') {
-      const code = String(frame.code ?? 'internal')
-      const err = new JobRejectedError(`${worker} rejected the job (${code}): ${String(frame.reason)}`)
-      throw Object.assign(err, { code })
+  const [job, sig] = await Promise.all([jobCid(body), signJob(body, opts.privateKey)])
+  const request = { t: 'job', v: 1, body, sig, inputs: encodeTensors(opts.inputs) }
+
+  const exchange = async (stream: Stream, reused: boolean): Promise<JobResult> => {
+    // A named error: callers (and job records) branch on err.name, never on a bare Error.
+    const onAbort = () =>
+      stream.abort(
+        opts.signal?.aborted
+          ? new AbortError('job cancelled by requester')
+          : new JobTimeoutError(`no result within ${opts.timeoutMs} ms`),
+      )
+    signal.addEventListener('abort', onAbort, { once: true })
+    let answered = false
+    try {
+      if (signal.aborted) onAbort()
+      await sendFrame(stream, request, signal)
+      const frame = await nextFrame(stream, MAX_RESULT_BYTES, opts.timeoutMs + 1000)
+      if (frame == null) {
+        if (reused) throw new StaleStreamError('the idle stream was closed by the contributor')
+        throw new MalformedFrameError('stream ended before a complete frame')
+      }
+      answered = true
+      if (frame.t === 'reject') {
+        const code = String(frame.code ?? 'internal')
+        const err = new JobRejectedError(`${worker} rejected the job (${code}): ${String(frame.reason)}`)
+        throw Object.assign(err, { code })
+      }
+      if (frame.t !== 'result') throw new MalformedFrameError(`unexpected frame type ${String(frame.t)}`)
+      const { outputs, receipt } = await verifyJobResult(frame, {
+        jobCid: job,
+        model: body.model,
+        input: body.input,
+        requester: opts.selfId,
+        worker,
+      })
+      if (opts.streams) opts.streams.release(connection, stream)
+      else await stream.close().catch(() => {})
+      return { job: job.toString(), worker, outputs, receipt, roundTripMs: performance.now() - started }
+    } catch (err) {
+      const e = err as Error
+      if (wentStale(reused, answered, e, signal)) {
+        stream.abort(e)
+        throw new StaleStreamError(e.message)
+      }
+      if (answered && e.name === 'JobRejectedError') await stream.close().catch(() => {})
+      else stream.abort(e)
+      throw err
+    } finally {
+      signal.removeEventListener('abort', onAbort)
     }
-    if (frame.t !== 'result') throw new MalformedFrameError(`unexpected frame type ${String(frame.t)}`)
-    const { outputs, receipt } = await verifyJobResult(frame, {
-      jobCid: job,
-      model: body.model,
-      input: body.input,
-      requester: opts.selfId,
-      worker,
-    })
-    return { job: job.toString(), worker, outputs, receipt, roundTripMs: performance.now() - started }
-  } catch (err) {
-    stream.abort(err as Error)
-    throw err
-  } finally {
-    signal.removeEventListener('abort', onAbort)
-    if (stream.status === 'open') await stream.close().catch(() => {})
   }
+
+  const first = opts.streams
+    ? await opts.streams.acquire(connection, signal)
+    : { stream: await connection.newStream(JOB_PROTOCOL, { signal }), reused: false }
+  try {
+    return await exchange(first.stream, first.reused)
+  } catch (err) {
+    if ((err as Error).name !== 'StaleStreamError') throw err
+    // The contributor closed an idle stream as we picked it: once more on a fresh one.
+    return await exchange(await connection.newStream(JOB_PROTOCOL, { signal }), false)
+  }
+}
+
+/** A reused stream that failed before any answer, for a reason that is not ours or the peer's. */
+function wentStale(reused: boolean, answered: boolean, err: Error, signal: AbortSignal): boolean {
+  if (!reused || answered || signal.aborted) return false
+  return err.name === 'StaleStreamError' || !ANSWERED.has(err.name)
 }

@@ -1,14 +1,15 @@
 /**
- * Contributor side of `/peer-compute/job/1.0.0`: admit, check, run, sign. Every failure becomes a
+ * Contributor side of `/peer-compute/job/1.1.0` (and 1.0.0): admit, check, run, sign. Every failure becomes a
  * typed `reject` frame; nothing a peer sends can throw out of the handler.
  */
 import type { Connection, Logger, Stream } from '@libp2p/interface'
 import type { Admission } from '../compute/admission.ts'
-import { JOB_PROTOCOL } from '../shared/protocol.ts'
+import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../shared/protocol.ts'
 import { tensorsByteLength } from '../shared/tensor.ts'
 import type { Receipt } from '../trust/receipt.ts'
 import { type Adversary, createAdversary, type TestHooks } from './adversary.ts'
 import { createExecutor, type Executed, type ExecutorOptions } from './execute.ts'
+import type { Frame } from './frame.ts'
 import {
   type CheckedJobRequest,
   checkJobRequest,
@@ -17,7 +18,7 @@ import {
   MAX_REQUEST_BYTES,
   type RejectCode,
 } from './messages.ts'
-import { recvFrame, sendFrame } from './stream-io.ts'
+import { nextFrame, sendFrame } from './stream-io.ts'
 
 export interface ServedJob {
   job: string
@@ -30,6 +31,8 @@ export interface JobHandlerOptions extends ExecutorOptions {
   admission: Admission
   log: Logger
   requestTimeoutMs?: number
+  /** Close a job stream left idle this long between jobs (1.1.0 streams carry several). */
+  idleStreamMs?: number
   /** Test-only misbehaviour (src/jobs/adversary.ts); never set by the app's UI. */
   testHooks?: TestHooks
   onStart?(job: ServedJob): void
@@ -73,14 +76,35 @@ export function createJobHandler(opts: JobHandlerOptions) {
   const execute = createExecutor(opts)
   const adversary = opts.testHooks ? createAdversary(opts.testHooks, opts.privateKey) : undefined
 
+  /** Serves jobs on one stream until the requester closes it (1.0.0 peers send one job per stream). */
   async function serve(stream: Stream, connection: Connection): Promise<void> {
+    const abort = new AbortController()
+    stream.addEventListener('close', () => abort.abort(), { once: true })
+    const idleMs = opts.idleStreamMs ?? 30_000
+    for (let first = true; ; first = false) {
+      let frame: Frame | null
+      try {
+        frame = await nextFrame(stream, MAX_REQUEST_BYTES, first ? (opts.requestTimeoutMs ?? 30_000) : idleMs)
+      } catch (err) {
+        // Idle past its time between jobs: nothing is owed on this stream.
+        if (!first && (err as Error).name === 'JobTimeoutError') return
+        await answerFailure(stream, connection, undefined, err as Error)
+        return
+      }
+      if (frame == null) {
+        await stream.close().catch(() => {})
+        return
+      }
+      if (!(await serveOne(frame, stream, connection, abort.signal))) return
+    }
+  }
+
+  /** One job; true when it was answered with a result and the stream can carry the next. */
+  async function serveOne(frame: Frame, stream: Stream, connection: Connection, closed: AbortSignal) {
     const requester = connection.remotePeer.toString()
     let release: (() => void) | undefined
     let served: ServedJob | undefined
-    const abort = new AbortController()
-    stream.addEventListener('close', () => abort.abort(), { once: true })
     try {
-      const frame = await recvFrame(stream, MAX_REQUEST_BYTES, opts.requestTimeoutMs ?? 30_000)
       const admitted = opts.admission.tryAcquire()
       if (typeof admitted === 'string') throw new Rejection(admitted, opts.admission.why(admitted))
       release = admitted
@@ -93,28 +117,38 @@ export function createJobHandler(opts: JobHandlerOptions) {
       const model = req.body.model.toString()
       served = { job: req.jobCid.toString(), model, requester, startedAt: Date.now() }
       opts.onStart?.(served)
-      const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(budget)])
+      const signal = AbortSignal.any([closed, AbortSignal.timeout(budget)])
       // the compute is done: free the slot before signing and replying so the next job can start
       const exec = (r: typeof req) => execute(r, requester, signal, () => release?.())
       const run = await (adversary ? misbehave(adversary, req, exec, stream, connection) : exec(req))
-      if (run == null) return
+      if (run == null) return false
       await sendFrame(stream, encodeResult(run.outputs, run.receipt), signal)
-      await stream.close()
       const bytes = tensorsByteLength(req.inputs) + tensorsByteLength(run.outputs)
       opts.onEnd?.(served, { ok: true, runMs: run.runMs, ep: run.ep, receipt: run.receipt, bytes })
+      return true
     } catch (err) {
-      const code = err instanceof Rejection ? err.code : (CODE_BY_ERROR[(err as Error).name] ?? 'internal')
-      const reason = (err as Error).message.slice(0, 500)
-      log('job from %s rejected (%s): %s', requester, code, reason)
-      if (served) opts.onEnd?.(served, { ok: false, code })
-      await replyReject(stream, { t: 'reject', v: 1, code, reason })
+      await answerFailure(stream, connection, served, err as Error)
+      return false
     } finally {
       release?.()
     }
   }
 
+  async function answerFailure(
+    stream: Stream,
+    connection: Connection,
+    served: ServedJob | undefined,
+    err: Error,
+  ) {
+    const code = err instanceof Rejection ? err.code : (CODE_BY_ERROR[err.name] ?? 'internal')
+    const reason = err.message.slice(0, 500)
+    log('job from %s rejected (%s): %s', connection.remotePeer, code, reason)
+    if (served) opts.onEnd?.(served, { ok: false, code })
+    await replyReject(stream, { t: 'reject', v: 1, code, reason })
+  }
+
   return {
-    protocol: JOB_PROTOCOL,
+    protocols: [JOB_PROTOCOL, JOB_PROTOCOL_V1],
     handler: (stream: Stream, connection: Connection) => {
       serve(stream, connection).catch((err) => log.error('job handler: %s', (err as Error).message))
     },

@@ -3,7 +3,7 @@
  * Shape errors are MalformedFrameError naming the field path; tensor contents give InvalidTensorError.
  */
 import type { CID } from 'multiformats/cid'
-import { MalformedFrameError } from '../shared/errors.ts'
+import { MalformedFrameError, OutputMismatchError } from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import {
   decodeTensors,
@@ -143,11 +143,15 @@ export async function checkJobRequest(
   limits: TensorLimits = DEFAULT_LIMITS,
 ): Promise<CheckedJobRequest> {
   const req = parseJobRequest(frame)
-  const body = await verifyJobSig(req.body, req.sig)
   const inputs = decodeTensors(req.inputs, limits)
-  const cid = await tensorsCid(inputs)
+  // The three digests and the signature check are independent: run them side by side.
+  const [body, cid, job] = await Promise.all([
+    verifyJobSig(req.body, req.sig),
+    tensorsCid(inputs),
+    jobCid(req.body),
+  ])
   if (!cid.equals(body.input)) malformed('job.body.input', `is ${body.input}, inputs hash to ${cid}`)
-  return { body, inputs, jobCid: await jobCid(body) }
+  return { body, inputs, jobCid: job }
 }
 
 export interface ResultExpectations {
@@ -169,13 +173,19 @@ export async function verifyJobResult(
 ): Promise<{ outputs: NamedTensors; receipt: Receipt }> {
   const res = parseJobResult(frame)
   const outputs = decodeTensors(res.outputs, limits)
-  const receipt = await verifyReceipt(res.receipt, {
-    job: expected.jobCid,
-    model: expected.model,
-    input: expected.input,
-    output: await tensorsCid(outputs),
-    requester: expected.requester,
-    worker: expected.worker,
-  })
+  // Hash the outputs while the signature is checked; a bad signature is reported first, as before.
+  const [receipt, output] = await Promise.all([
+    verifyReceipt(res.receipt, {
+      job: expected.jobCid,
+      model: expected.model,
+      input: expected.input,
+      requester: expected.requester,
+      worker: expected.worker,
+    }),
+    tensorsCid(outputs),
+  ])
+  if (!output.equals(receipt.body.output)) {
+    throw new OutputMismatchError(`receipt output ${receipt.body.output} != expected ${output}`)
+  }
   return { outputs, receipt }
 }

@@ -7,8 +7,9 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import { type BrowserNode, directConnection } from '../net/node.ts'
 import { JobFailedError, JobInconclusiveError, NoPeerAvailableError } from '../shared/errors.ts'
+import { JOB_PROTOCOL } from '../shared/protocol.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
-import { decodeTensors, encodeTensors, tensorsCid } from '../shared/tensor-codec.ts'
+import { decodeTensors, type EncodedTensors, encodeTensors, tensorsCid } from '../shared/tensor-codec.ts'
 import type { JobRecord, Store } from '../store/db.ts'
 import { agreementGroups } from '../trust/compare.ts'
 import { type JobBody, jobCid, newNonce, signJob } from '../trust/job-sig.ts'
@@ -22,6 +23,7 @@ import type { Execute } from './execute.ts'
 import { type DispatchResult, type QuorumState, runQuorum } from './quorum.ts'
 import type { Scheduler } from './scheduler.ts'
 import { fromStored, outcomeFromRecord, type StoredJob, toStored } from './stored.ts'
+import { createStreamPool } from './stream-pool.ts'
 
 /** Marks an error drive() threw after recording the job's end state. */
 const FINAL = Symbol('final')
@@ -87,18 +89,21 @@ export interface RequesterOptions {
 
 export function createRequester(o: RequesterOptions) {
   const running = new Map<string, Promise<JobOutcome>>()
+  const streams = createStreamPool({ protocol: JOB_PROTOCOL })
 
   async function dispatch(
     job: StoredJob,
     inputs: NamedTensors,
+    inputCid: Promise<CID>,
     peer: string,
     timeoutMs: number,
     signal: AbortSignal,
   ) {
-    if (peer === o.selfId) return runLocally(job.model, inputs, signal)
+    if (peer === o.selfId) return runLocally(job.model, inputs, await inputCid, signal)
     const id = peerIdFromString(peer)
     const connection = directConnection(o.node, id)
     if (connection == null) throw new NoPeerAvailableError(`no direct WebRTC connection to ${peer}`)
+    const input = await inputCid
     const done = o.scheduler.begin(peer)
     const send = (c: typeof connection) =>
       sendJob({
@@ -107,6 +112,8 @@ export function createRequester(o: RequesterOptions) {
         selfId: o.selfId,
         model: job.model,
         inputs,
+        inputCid: input,
+        streams,
         timeoutMs,
         signal,
       })
@@ -129,13 +136,14 @@ export function createRequester(o: RequesterOptions) {
   async function runLocally(
     model: string,
     inputs: NamedTensors,
+    input: CID,
     signal: AbortSignal,
   ): Promise<DispatchResult> {
     const started = performance.now()
     const body: JobBody = {
       v: 1,
       model: CID.parse(model),
-      input: await tensorsCid(inputs),
+      input,
       requester: o.selfId,
       deadline: Date.now() + 60_000,
       nonce: newNonce(),
@@ -153,25 +161,29 @@ export function createRequester(o: RequesterOptions) {
     }
   }
 
-  async function drive(id: string, job: StoredJob, signal?: AbortSignal): Promise<JobOutcome> {
-    const inputs = decodeTensors(job.inputs, { maxElements: Number.POSITIVE_INFINITY }) // our own inputs
+  async function drive(
+    id: string,
+    job: StoredJob,
+    inputs: NamedTensors,
+    durable: Promise<void>,
+    signal?: AbortSignal,
+  ): Promise<JobOutcome> {
     const policy = job.policy
     const q: QuorumState = fromStored(job.quorum)
     const outputs = o.outputsOf(job.model)
-    // Saves run one after another, and none after the end: a stale write must never resurrect a
-    // finished job's pending entry (a reload would run it twice) or overwrite its final record.
-    let saving = Promise.resolve()
-    const save = (s: QuorumState) => {
-      const snapshot = toStored(s)
-      saving = saving.then(async () => {
-        if (s.state) return
-        job.quorum = snapshot
-        const pending = { id, createdAt: job.createdAt, state: job }
-        await o.store.saveJobState(summary(id, job, fromStored(snapshot)), pending)
+    const inputCid = tensorsCid(inputs) // once per job, not per replica
+    inputCid.catch(() => {})
+    // Progress is written behind the quorum loop, latest state only, never after the end: a stale
+    // write must never resurrect a finished job's pending entry (a reload would run it twice).
+    const progress = progressWriter(
+      async () => {
+        if (q.state) return
+        job.quorum = toStored(q)
+        await o.store.saveJobState(summary(id, job, q), { id, createdAt: job.createdAt, state: job })
         o.onChange()
-      })
-      return saving
-    }
+      },
+      (err) => o.log.error('job %s: progress not saved: %s', id, err.message),
+    )
     await runQuorum(
       q,
       policy,
@@ -183,16 +195,21 @@ export function createRequester(o: RequesterOptions) {
           return o.scheduler.pick(job.model, exclude, { accept: o.reputation.trusted, sameClassAs })?.id
         },
         capacityChanged: o.capacityChanged,
-        dispatch: (peer, timeoutMs, sig) => dispatch(job, inputs, peer, job.timeoutMs ?? timeoutMs, sig),
+        dispatch: (peer, timeoutMs, sig) =>
+          dispatch(job, inputs, inputCid, peer, job.timeoutMs ?? timeoutMs, sig),
         singleReplicaOk: (peer) => o.adaptive.singleReplicaOk(peer),
         suspicious: (r) => o.adaptive.suspicious(r, outputs),
-        recordOutcome: (peer, outcome) => o.reputation.record(peer, outcome),
-        save,
+        // Reputation is in memory at once; its write need not hold up the job.
+        recordOutcome: async (peer, outcome) => {
+          o.reputation.record(peer, outcome).catch((err) => o.log.error('reputation: %s', err.message))
+        },
+        save: async () => progress.mark(),
       },
       job.createdAt + policy.deadlineMs,
       signal,
     )
-    await saving
+    await progress.close()
+    await durable
     const rec = summary(id, job, q)
     const agreeing = q.replicas.filter((r) => r.status === 'ok' && rec.workers?.includes(r.peer))
     if (q.state === 'verified' && agreeing.length > 0) {
@@ -273,8 +290,14 @@ export function createRequester(o: RequesterOptions) {
     }
   }
 
-  function start(id: string, job: StoredJob, signal?: AbortSignal): Promise<JobOutcome> {
-    const p = drive(id, job, signal)
+  function start(
+    id: string,
+    job: StoredJob,
+    inputs: NamedTensors,
+    durable: Promise<void>,
+    signal?: AbortSignal,
+  ): Promise<JobOutcome> {
+    const p = drive(id, job, inputs, durable, signal)
       .catch(async (err: Error) => {
         // Our own errors carry the job's end state already; anything else must still end the job.
         if (
@@ -310,14 +333,14 @@ export function createRequester(o: RequesterOptions) {
       const id = opts.id ?? crypto.randomUUID()
       const live = running.get(id)
       if (live) return live
-      const existing = await o.store.getJob(id)
+      // Only a caller's own id can name an earlier job: a fresh UUID needs no lookup.
+      const existing = opts.id ? await o.store.getJob(id) : undefined
       if (existing?.status && existing.status !== 'running') return outcomeOf(existing)
       if (existing) return (await this.resume([id]))[0] ?? outcomeOf(existing)
       const job: StoredJob = {
         v: 1,
         model,
         modelName,
-        inputs: encodeTensors(inputs),
         policy: opts.peer ? { ...policy, redundancy: 1, quorum: 1, maxAttempts: 1, adaptive: false } : policy,
         createdAt: Date.now(),
         quorum: toStored({
@@ -329,11 +352,17 @@ export function createRequester(o: RequesterOptions) {
         ...(opts.peer ? { target: opts.peer } : {}),
         ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
       }
-      // Durable from here: the pending entry and the visible record are written before any dispatch.
-      const pending = { id, createdAt: job.createdAt, state: job }
-      await o.store.saveJobState(summary(id, job, fromStored(job.quorum)), pending)
-      o.onChange()
-      return start(id, job, opts.signal)
+      // The pending entry, the visible record and the inputs (written once) are committed while the
+      // first replica is already on its way; the job ends only after they are, so a reload resumes it.
+      const durable = o.store
+        .saveJobState(
+          summary(id, job, fromStored(job.quorum)),
+          { id, createdAt: job.createdAt, state: job },
+          { id, inputs: encodeTensors(inputs) },
+        )
+        .then(o.onChange)
+      durable.catch(() => {}) // drive() awaits it and reports the failure
+      return start(id, job, inputs, durable, opts.signal)
     },
 
     /** Picks up jobs a previous page left unfinished (all, or the given ids). */
@@ -341,16 +370,61 @@ export function createRequester(o: RequesterOptions) {
       const pending = (await o.store.listPending()).filter((p) => !ids || ids.includes(p.id))
       const started = pending
         .filter((p) => !running.has(p.id))
-        .map((p) =>
-          start(p.id, p.state as StoredJob).catch((err: Error) => {
-            o.log('resumed job %s ended: %s', p.id, err.message)
+        .map(async (p) => {
+          const job = p.state as StoredJob
+          try {
+            // Schema 2 kept the inputs inside the pending state.
+            const encoded = job.inputs ?? (await o.store.getJobInputs(p.id))?.inputs
+            if (encoded == null) throw new JobFailedError(`job ${p.id}: its inputs are missing`)
+            const inputs = decodeTensors(encoded as EncodedTensors, { maxElements: Number.POSITIVE_INFINITY }) // our own inputs
+            return await start(p.id, job, inputs, Promise.resolve())
+          } catch (err) {
+            o.log('resumed job %s ended: %s', p.id, (err as Error).message)
             return undefined
-          }),
-        )
+          }
+        })
       return (await Promise.all(started)).filter((x): x is JobOutcome => x != null)
     },
 
     running: () => [...running.keys()],
+    /** Closes idle job streams (at stop). */
+    close: () => streams.clear(),
+  }
+}
+
+/** Progress of a job still running this long after a change is written; a quicker job writes none. */
+const PROGRESS_DELAY_MS = 250
+
+/**
+ * Runs `write` behind the caller: one write at a time, always of the latest state (marks made while
+ * one is waiting collapse into it), a little later, so that a job ending meanwhile skips it. A reload
+ * in between loses only progress, never the job: its inputs and pending entry are written at submit.
+ */
+function progressWriter(write: () => Promise<void>, onError: (err: Error) => void) {
+  let dirty = false
+  let closed = false
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let chain = Promise.resolve()
+  const flush = () => {
+    timer = undefined
+    chain = chain.then(async () => {
+      if (closed || !dirty) return
+      dirty = false
+      await write().catch(onError)
+    })
+  }
+  return {
+    mark() {
+      if (closed) return
+      dirty = true
+      timer ??= setTimeout(flush, PROGRESS_DELAY_MS)
+    },
+    /** No write starts after this; resolves once the one running (if any) is done. */
+    async close() {
+      closed = true
+      clearTimeout(timer)
+      await chain
+    },
   }
 }
 

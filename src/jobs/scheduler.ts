@@ -2,6 +2,8 @@
 import type { KnownPeer } from '../net/discovery.ts'
 
 const STALE_ADVERT_MS = 12_000
+/** An advert seen within this long after one of our jobs on that peer ended may still count it. */
+const ADVERT_LAG_MS = 1_000
 
 export interface PeerDirectory {
   peers(): KnownPeer[]
@@ -33,6 +35,7 @@ export interface Scheduler {
 
 export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
   const inflight = new Map<string, number>()
+  const lastEnded = new Map<string, number>()
   const events = new EventTarget()
   const ours = (id: string) => inflight.get(id) ?? 0
 
@@ -40,8 +43,14 @@ export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
     const a = p.advert
     if (!a.contributing || a.eps.length === 0) return 0
     // A peer advertising no free slot we are not using is busy with someone else's work, unless
-    // the advert is stale (adverts stop when the relay goes): then a 'busy' reply will tell.
-    if (a.slots === 0 && ours(p.id) === 0 && Date.now() - p.seenAt < STALE_ADVERT_MS) return 0
+    // the advert is stale (adverts stop when the relay goes) or may still count our own last jobs
+    // (slot adverts are throttled): then a 'busy' reply will tell.
+    const busyElsewhere =
+      a.slots === 0 &&
+      ours(p.id) === 0 &&
+      Date.now() - p.seenAt < STALE_ADVERT_MS &&
+      p.seenAt - (lastEnded.get(p.id) ?? 0) > ADVERT_LAG_MS
+    if (busyElsewhere) return 0
     return a.maxSlots - ours(p.id)
   }
 
@@ -72,6 +81,7 @@ export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
       return () => {
         if (done) return
         done = true
+        lastEnded.set(peer, Date.now())
         const n = ours(peer) - 1
         if (n > 0) inflight.set(peer, n)
         else inflight.delete(peer)

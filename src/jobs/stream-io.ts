@@ -7,8 +7,19 @@ export async function sendFrame(stream: Stream, msg: Frame, signal?: AbortSignal
   if (!stream.send(encodeFrame(msg))) await stream.onDrain(signal ? { signal } : {})
 }
 
-/** Reads exactly one frame of at most `maxBytes`; the stream closing first is a MalformedFrameError. */
-export async function recvFrame(stream: Stream, maxBytes: number, timeoutMs: number): Promise<Frame> {
+// One decoder per stream: a stream that carries several frames keeps what arrived past the last one.
+const decoders = new WeakMap<Stream, FrameDecoder>()
+
+/**
+ * Reads the next frame of at most `maxBytes`, or null if the stream ends cleanly first; past
+ * `timeoutMs` the stream is aborted with JobTimeoutError.
+ */
+export async function nextFrame(stream: Stream, maxBytes: number, timeoutMs: number): Promise<Frame | null> {
+  let decoder = decoders.get(stream)
+  if (decoder == null || decoder.maxFrameBytes !== maxBytes) {
+    decoder = new FrameDecoder(maxBytes)
+    decoders.set(stream, decoder)
+  }
   let timer: ReturnType<typeof setTimeout> | undefined
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -18,10 +29,15 @@ export async function recvFrame(stream: Stream, maxBytes: number, timeoutMs: num
     }, timeoutMs)
   })
   try {
-    const frame = await Promise.race([readFrame(stream, new FrameDecoder(maxBytes)), timeout])
-    if (frame == null) throw new MalformedFrameError('stream ended before a complete frame')
-    return frame
+    return await Promise.race([readFrame(stream, decoder), timeout])
   } finally {
     clearTimeout(timer)
   }
+}
+
+/** Reads exactly one frame of at most `maxBytes`; the stream closing first is a MalformedFrameError. */
+export async function recvFrame(stream: Stream, maxBytes: number, timeoutMs: number): Promise<Frame> {
+  const frame = await nextFrame(stream, maxBytes, timeoutMs)
+  if (frame == null) throw new MalformedFrameError('stream ended before a complete frame')
+  return frame
 }

@@ -30,8 +30,11 @@ export interface DiscoveryOptions {
 export interface Discovery {
   peers(): KnownPeer[]
   get(id: string): KnownPeer | undefined
-  /** Publish now (debounced), e.g. after free slots change. */
-  announce(): void
+  /**
+   * Publish soon (debounced 50 ms), or no sooner than `minGapMs` after the last advert: free-slot
+   * changes come with every job, and each advert costs a signature here and a check at every peer.
+   */
+  announce(minGapMs?: number): void
   /** Fires 'change' whenever the peer set, an advert, or a connection changes. */
   events: EventTarget
   stop(): void
@@ -49,9 +52,13 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   const changed = () => events.dispatchEvent(new Event('change'))
   let seq = 0
   let pending: ReturnType<typeof setTimeout> | undefined
+  let dueAt = 0
+  let lastPublished = 0
 
   async function publish() {
+    clearTimeout(pending)
     pending = undefined
+    lastPublished = Date.now()
     const body: AdvertBody = {
       ...opts.capabilities(),
       v: 1,
@@ -67,8 +74,12 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
       log.error('advert publish failed: %s', (err as Error).message)
     }
   }
-  const announce = () => {
-    pending ??= setTimeout(publish, 50)
+  const announce = (minGapMs = 0) => {
+    const at = Math.max(Date.now() + 50, lastPublished + minGapMs)
+    if (pending && dueAt <= at) return
+    clearTimeout(pending)
+    dueAt = at
+    pending = setTimeout(publish, at - Date.now())
   }
 
   async function dial(p: KnownPeer) {

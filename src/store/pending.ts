@@ -1,25 +1,29 @@
-/** Accessors for the `pending` store: a requester's unfinished jobs, so a reload resumes them. */
-import type { Db, JobRecord, PendingRecord } from './schema.ts'
+/** Accessors for the `pending` and `jobInputs` stores: a requester's unfinished jobs, so a reload resumes them. */
+import type { Db, JobInputsRecord, JobRecord, PendingRecord } from './schema.ts'
 
 export interface PendingStore {
   /**
    * Writes a job's visible record and its resumable state in one transaction, so a page that dies
-   * midway never leaves one without the other; `pending: null` ends the job (deletes its state).
+   * midway never leaves one without the other. `inputs` is written once, with the job's first state;
+   * `pending: null` ends the job (deletes its state and inputs).
    */
-  saveJobState(job: JobRecord, pending: PendingRecord | null): Promise<void>
+  saveJobState(job: JobRecord, pending: PendingRecord | null, inputs?: JobInputsRecord): Promise<void>
   listPending(): Promise<PendingRecord[]>
+  getJobInputs(id: string): Promise<JobInputsRecord | undefined>
 }
 
 export function pendingAccess(db: Db): PendingStore {
   return {
-    async saveJobState(job, pending) {
-      const tx = db.transaction(['jobs', 'pending'], 'readwrite')
-      await Promise.all([
-        tx.objectStore('jobs').put(job),
-        pending ? tx.objectStore('pending').put(pending) : tx.objectStore('pending').delete(job.id),
-        tx.done,
-      ])
+    async saveJobState(job, pending, inputs) {
+      // 'relaxed': no flush to disk per write; the browser still commits transactions in order.
+      const tx = db.transaction(['jobs', 'pending', 'jobInputs'], 'readwrite', { durability: 'relaxed' })
+      const ops: Promise<unknown>[] = [tx.objectStore('jobs').put(job), tx.done]
+      if (pending) ops.push(tx.objectStore('pending').put(pending))
+      else ops.push(tx.objectStore('pending').delete(job.id), tx.objectStore('jobInputs').delete(job.id))
+      if (inputs) ops.push(tx.objectStore('jobInputs').put(inputs))
+      await Promise.all(ops)
     },
     listPending: () => db.getAllFromIndex('pending', 'createdAt'),
+    getJobInputs: (id) => db.get('jobInputs', id),
   }
 }

@@ -68,6 +68,13 @@ export interface PendingRecord {
   state: unknown
 }
 
+/** A pending job's inputs, written once at submit and kept apart from its (rewritten) progress. */
+export interface JobInputsRecord {
+  id: string
+  /** Opaque, owned by the requester module. */
+  inputs: unknown
+}
+
 /** One entry of a contributor's hash-linked, append-only credit log. */
 export interface CreditRecord {
   seq: number
@@ -90,11 +97,12 @@ export interface Schema extends DBSchema {
   reputation: { key: string; value: ReputationRecord }
   pending: { key: string; value: PendingRecord; indexes: { createdAt: number } }
   credits: { key: number; value: CreditRecord }
+  jobInputs: { key: string; value: JobInputsRecord }
 }
 
 export type Db = IDBPDatabase<Schema>
 
-export const DB_VERSION = 2
+export const DB_VERSION = 3
 
 /** One step per version; never edit a past step. */
 export function upgrade(db: Db, oldVersion: number): void {
@@ -110,4 +118,5 @@ export function upgrade(db: Db, oldVersion: number): void {
     db.createObjectStore('pending', { keyPath: 'id' }).createIndex('createdAt', 'createdAt')
     db.createObjectStore('credits', { keyPath: 'seq' })
   }
+  if (oldVersion < 3) db.createObjectStore('jobInputs', { keyPath: 'id' })
 }

@@ -43,6 +43,8 @@ export interface Harness {
   model: string
   /** A model CID the contributor's ModelSource answers with UnknownModelError. */
   unknownModel: string
+  /** The contributor closes a job stream left idle this long between jobs. */
+  idleStreamMs: number
   /** Job slots the contributor's admission was created with. */
   slots: number
   setContributing(on: boolean): Promise<void>

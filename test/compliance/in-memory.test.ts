@@ -1,4 +1,4 @@
-/** Runs the `/peer-compute/job/1.0.0` compliance suite over in-memory stream pairs (no network). */
+/** Runs the `/peer-compute/job/1.1.0` compliance suite over in-memory stream pairs (no network). */
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -11,6 +11,7 @@ import { FakeEngine, fakeModelSource, type Harness, type PeerKeys } from './harn
 import { tests } from './job-protocol.ts'
 
 const SLOTS = 1
+const IDLE_MS = 400
 const open = new WeakMap<Harness, Stream[]>()
 
 async function keys(): Promise<PeerKeys> {
@@ -52,6 +53,7 @@ tests({
       log: logger('peer-compute:test:contributor'),
       adapter: () => 'cpu',
       requestTimeoutMs: 2_000,
+      idleStreamMs: IDLE_MS,
     })
     const streams: Stream[] = []
     // The contributor's view of the connection: the remote peer is the requester.
@@ -68,6 +70,7 @@ tests({
       },
       model: models.cid,
       unknownModel: unknown.cid,
+      idleStreamMs: IDLE_MS,
       slots: SLOTS,
       setContributing: async (on) => admission.setContributing(on),
       freeSlots: async () => admission.free,

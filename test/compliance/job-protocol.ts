@@ -1,9 +1,9 @@
 /**
- * Compliance suite for `/peer-compute/job/1.0.0`, in the style of js-libp2p's
+ * Compliance suite for `/peer-compute/job/1.1.0`, in the style of js-libp2p's
  * interface-compliance-tests: `tests({ setup, teardown })` runs every case against a fresh harness.
  * Honest peers use `sendJob`/`createJobHandler`; misbehaving ones write frames by hand.
  */
-import type { PrivateKey, Stream } from '@libp2p/interface'
+import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { sendJob } from '../../src/jobs/client.ts'
@@ -18,6 +18,7 @@ import {
   parseJobReject,
 } from '../../src/jobs/messages.ts'
 import { recvFrame, sendFrame } from '../../src/jobs/stream-io.ts'
+import { createStreamPool } from '../../src/jobs/stream-pool.ts'
 import { JOB_PROTOCOL } from '../../src/shared/protocol.ts'
 import type { NamedTensors } from '../../src/shared/tensor.ts'
 import { encodeTensors, tensorsCid } from '../../src/shared/tensor-codec.ts'
@@ -44,6 +45,19 @@ function send(h: Harness, inputs: NamedTensors, over: Partial<Parameters<typeof 
     timeoutMs: TIMEOUT_MS,
     ...over,
   })
+}
+
+/** The same connection, counting the streams opened on it. */
+function counting(c: Connection): { connection: Connection; opened(): number } {
+  let n = 0
+  const connection = {
+    remotePeer: c.remotePeer,
+    newStream: (...a: Parameters<Connection['newStream']>) => {
+      n++
+      return c.newStream(...a)
+    },
+  } as Connection
+  return { connection, opened: () => n }
 }
 
 /** The error `p` rejects with; fails the test if it resolves. */
@@ -136,7 +150,7 @@ async function reply(stream: Stream, outputs: NamedTensors, receipt: Receipt): P
 }
 
 export function tests(common: HarnessFactory): void {
-  describe('/peer-compute/job/1.0.0 compliance', () => {
+  describe('/peer-compute/job/1.1.0 compliance', () => {
     let h: Harness
 
     beforeEach(async () => {
@@ -223,6 +237,30 @@ export function tests(common: HarnessFactory): void {
       })
       expect((await rawExchange(h, encodeMessage(job))).code).toBe('deadline')
       await expectServing(h)
+    })
+
+    it('carries sequential jobs on one reused stream, and closes it only when the requester does', async () => {
+      const { connection, opened } = counting(h.connection)
+      const streams = createStreamPool({ protocol: JOB_PROTOCOL })
+      for (let i = 0; i < 3; i++) {
+        const inputs = x(i, i + 1)
+        const res = await send(h, inputs, { connection, streams })
+        expect(res.outputs).toEqual(expectedOutputs(inputs))
+      }
+      expect(opened()).toBe(1)
+      streams.clear()
+      await expectServing(h)
+    })
+
+    it('opens a fresh stream when the contributor closed the idle one', async () => {
+      const { connection, opened } = counting(h.connection)
+      const streams = createStreamPool({ protocol: JOB_PROTOCOL, idleMs: 60_000 })
+      await send(h, x(1), { connection, streams })
+      await new Promise((r) => setTimeout(r, h.idleStreamMs + 300))
+      const inputs = x(3, 4)
+      expect((await send(h, inputs, { connection, streams })).outputs).toEqual(expectedOutputs(inputs))
+      expect(opened()).toBe(2)
+      streams.clear()
     })
 
     it("rejects with 'internal' when the engine fails, then keeps serving", async () => {
