@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only=dispatch,transport,throughput,verification,cold,engine] [--no-build]`
+ * `npm run bench [-- --quick] [--only=dispatch,transport,throughput,verification,cold,engine] [--no-build] [--out=dir]`
  * Builds the site with the bench page into PC_DIST (default dist/), starts a relay and headless
  * Chromium tabs, measures every section side by side, writes bench/results/<timestamp>.json and
  * prints markdown. Figures never fail the run; only errors do.
@@ -35,7 +35,7 @@ const results: Results = {
   },
 }
 const errors: string[] = []
-const dir = resolve(ROOT, 'bench/results')
+const dir = resolve(args.find((a) => a.startsWith('--out='))?.slice(6) ?? resolve(ROOT, 'bench/results'))
 const file = resolve(dir, `${results.meta.date as string}.json`.replace(/:/g, '-'))
 /** Written after every section, so an interrupted run still leaves what it measured. */
 function save(): void {

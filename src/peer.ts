@@ -218,7 +218,14 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     if (discovery.peers().length > 0) status.firstAdvertMs ??= performance.now()
     emit('peers')
   })
-  admission.events.addEventListener('change', () => discovery.announce(SLOT_ADVERT_GAP_MS))
+  // Switching on or off (or capacity changing) is news at once; slot counts can wait a little.
+  let advertised = { active: admission.active, capacity: admission.capacity }
+  admission.events.addEventListener('change', () => {
+    const now = { active: admission.active, capacity: admission.capacity }
+    const news = now.active !== advertised.active || now.capacity !== advertised.capacity
+    advertised = now
+    discovery.announce(news ? 0 : SLOT_ADVERT_GAP_MS)
+  })
 
   const relays = opts.relays ?? (await resolveRelays())
   const relayPeers = new Set(relays.map((r) => r.split('/p2p/').pop()))

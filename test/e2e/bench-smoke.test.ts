@@ -1,0 +1,50 @@
+/**
+ * `npm run bench -- --quick` as a smoke test: the bench builds, drives real tabs and reports every
+ * figure it was asked for. Figures are never judged here (timing on a shared CI machine is noise).
+ */
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+const tmp = mkdtempSync(join(tmpdir(), 'pc-bench-smoke-'))
+afterAll(() => rmSync(tmp, { recursive: true, force: true }))
+
+function runBench(args: string[]): Promise<{ code: number | null; log: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], {
+      cwd: ROOT,
+      env: { ...process.env, PC_DIST: join(tmp, 'dist') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let log = ''
+    child.stdout.on('data', (d) => (log += d))
+    child.stderr.on('data', (d) => (log += d))
+    child.on('exit', (code) => done({ code, log }))
+  })
+}
+
+describe('npm run bench -- --quick', () => {
+  it('measures dispatch and throughput on real tabs and writes its results', async () => {
+    const out = join(tmp, 'results')
+    const { code, log } = await runBench(['--quick', '--only=dispatch,throughput', `--out=${out}`])
+    expect(code, log.slice(-3000)).toBe(0)
+    const files = readdirSync(out).filter((f) => f.endsWith('.json'))
+    expect(files).toHaveLength(1)
+    const r = JSON.parse(readFileSync(join(out, files[0]!), 'utf8'))
+    expect(r.meta.errors).toBeUndefined()
+    const models = r.dispatch.map((d: { model: string }) => d.model)
+    expect(models).toEqual(['bench-1ms', 'bench-10ms', 'mlp-m'])
+    for (const d of r.dispatch) {
+      expect(d.local.n).toBeGreaterThan(0)
+      expect(d.remote.p50).toBeGreaterThan(0)
+      expect(d.remoteRun.p50).toBeGreaterThan(0) // the contributor really ran the model
+    }
+    const two = r.throughput.rows.find((t: { contributors: number }) => t.contributors === 2)
+    expect(two.jobsPerS).toBeGreaterThan(0)
+    expect(two.byWorker).toHaveLength(2) // both contributors took work
+    expect(log).toContain('## Targets')
+  }, 400_000)
+})
