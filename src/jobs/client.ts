@@ -2,13 +2,13 @@
 import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import { AbortError, JobRejectedError, JobTimeoutError, MalformedFrameError } from '../shared/errors.ts'
-import { JOB_PROTOCOL } from '../shared/protocol.ts'
+import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../shared/protocol.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { encodeTensors, tensorsCid } from '../shared/tensor-codec.ts'
 import { type JobBody, jobCid, newNonce, signJob } from '../trust/job-sig.ts'
 import type { Receipt } from '../trust/receipt.ts'
 import { MAX_RESULT_BYTES, verifyJobResult } from './messages.ts'
-import { nextFrame, sendFrame } from './stream-io.ts'
+import { nextFrame, quiet, sendFrame } from './stream-io.ts'
 import type { StreamPool } from './stream-pool.ts'
 
 export interface JobResult {
@@ -75,10 +75,12 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
           : new JobTimeoutError(`no result within ${opts.timeoutMs} ms`),
       )
     signal.addEventListener('abort', onAbort, { once: true })
+    let sent = false
     let answered = false
     try {
       if (signal.aborted) onAbort()
       await sendFrame(stream, request, signal)
+      sent = true
       const frame = await nextFrame(stream, MAX_RESULT_BYTES, opts.timeoutMs + 1000)
       if (frame == null) {
         if (reused) throw new StaleStreamError('the idle stream was closed by the contributor')
@@ -98,12 +100,12 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
         requester: opts.selfId,
         worker,
       })
-      if (opts.streams) opts.streams.release(connection, stream)
+      if (opts.streams && quiet(stream)) opts.streams.release(connection, stream)
       else await stream.close().catch(() => {})
       return { job: job.toString(), worker, outputs, receipt, roundTripMs: performance.now() - started }
     } catch (err) {
       const e = err as Error
-      if (wentStale(reused, answered, e, signal)) {
+      if (reused && !sent && !answered && !signal.aborted && !ANSWERED.has(e.name)) {
         stream.abort(e)
         throw new StaleStreamError(e.message)
       }
@@ -115,20 +117,16 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
     }
   }
 
+  const open = () => connection.newStream([JOB_PROTOCOL, JOB_PROTOCOL_V1], { signal })
   const first = opts.streams
     ? await opts.streams.acquire(connection, signal)
-    : { stream: await connection.newStream(JOB_PROTOCOL, { signal }), reused: false }
+    : { stream: await open(), reused: false }
   try {
     return await exchange(first.stream, first.reused)
   } catch (err) {
     if ((err as Error).name !== 'StaleStreamError') throw err
-    // The contributor closed an idle stream as we picked it: once more on a fresh one.
-    return await exchange(await connection.newStream(JOB_PROTOCOL, { signal }), false)
+    // The contributor closed the idle stream as we picked it, before it had our job: once more on a
+    // fresh one. Past the send, a failure stands (the job may be running there).
+    return await exchange(await open(), false)
   }
-}
-
-/** A reused stream that failed before any answer, for a reason that is not ours or the peer's. */
-function wentStale(reused: boolean, answered: boolean, err: Error, signal: AbortSignal): boolean {
-  if (!reused || answered || signal.aborted) return false
-  return err.name === 'StaleStreamError' || !ANSWERED.has(err.name)
 }

@@ -143,13 +143,10 @@ export async function checkJobRequest(
   limits: TensorLimits = DEFAULT_LIMITS,
 ): Promise<CheckedJobRequest> {
   const req = parseJobRequest(frame)
+  // The signature first: nobody unauthenticated gets megabytes decoded and hashed.
+  const [body, job] = await Promise.all([verifyJobSig(req.body, req.sig), jobCid(req.body)])
   const inputs = decodeTensors(req.inputs, limits)
-  // The three digests and the signature check are independent: run them side by side.
-  const [body, cid, job] = await Promise.all([
-    verifyJobSig(req.body, req.sig),
-    tensorsCid(inputs),
-    jobCid(req.body),
-  ])
+  const cid = await tensorsCid(inputs)
   if (!cid.equals(body.input)) malformed('job.body.input', `is ${body.input}, inputs hash to ${cid}`)
   return { body, inputs, jobCid: job }
 }

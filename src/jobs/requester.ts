@@ -7,7 +7,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import { type BrowserNode, directConnection } from '../net/node.ts'
 import { JobFailedError, JobInconclusiveError, NoPeerAvailableError } from '../shared/errors.ts'
-import { JOB_PROTOCOL } from '../shared/protocol.ts'
+import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../shared/protocol.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { decodeTensors, type EncodedTensors, encodeTensors, tensorsCid } from '../shared/tensor-codec.ts'
 import type { JobRecord, Store } from '../store/db.ts'
@@ -89,7 +89,7 @@ export interface RequesterOptions {
 
 export function createRequester(o: RequesterOptions) {
   const running = new Map<string, Promise<JobOutcome>>()
-  const streams = createStreamPool({ protocol: JOB_PROTOCOL })
+  const streams = createStreamPool({ protocols: [JOB_PROTOCOL, JOB_PROTOCOL_V1] })
 
   async function dispatch(
     job: StoredJob,
@@ -103,8 +103,9 @@ export function createRequester(o: RequesterOptions) {
     const id = peerIdFromString(peer)
     const connection = directConnection(o.node, id)
     if (connection == null) throw new NoPeerAvailableError(`no direct WebRTC connection to ${peer}`)
+    const done = o.scheduler.begin(peer) // counted at once: concurrent picks must see it
+    let held = true
     const input = await inputCid
-    const done = o.scheduler.begin(peer)
     const send = (c: typeof connection) =>
       sendJob({
         connection: c,
@@ -120,6 +121,7 @@ export function createRequester(o: RequesterOptions) {
     try {
       return await send(connection)
     } catch (err) {
+      if ((err as { code?: string }).code === 'busy') held = false
       // Two tabs that dialled each other at once keep one connection and close the other: a job
       // caught on the closed one is resent once on the survivor.
       // Only transport failures qualify: a peer's answer (reject, bad receipt, timeout) stands.
@@ -129,7 +131,7 @@ export function createRequester(o: RequesterOptions) {
       if (survivor == null || (survivor === connection && connection.status !== 'open')) throw err
       return await send(survivor)
     } finally {
-      done()
+      done(held)
     }
   }
 
@@ -170,6 +172,10 @@ export function createRequester(o: RequesterOptions) {
   ): Promise<JobOutcome> {
     const policy = job.policy
     const q: QuorumState = fromStored(job.quorum)
+    // A job whose submit write failed is not on record: stop it rather than compute for nothing.
+    const unrecorded = new AbortController()
+    durable.catch((err: Error) => unrecorded.abort(err))
+    const jobSignal = signal ? AbortSignal.any([signal, unrecorded.signal]) : unrecorded.signal
     const outputs = o.outputsOf(job.model)
     const inputCid = tensorsCid(inputs) // once per job, not per replica
     inputCid.catch(() => {})
@@ -179,36 +185,40 @@ export function createRequester(o: RequesterOptions) {
       async () => {
         if (q.state) return
         job.quorum = toStored(q)
-        await o.store.saveJobState(summary(id, job, q), { id, createdAt: job.createdAt, state: job })
+        const pending = { id, createdAt: job.createdAt, state: job }
+        await o.store.saveJobState(summary(id, job, q), pending, undefined, { relaxed: true })
         o.onChange()
       },
       (err) => o.log.error('job %s: progress not saved: %s', id, err.message),
     )
-    await runQuorum(
-      q,
-      policy,
-      {
-        pick: (exclude, sameClassAs) => {
-          if (job.target) return exclude.has(job.target) ? undefined : job.target
-          // Asked to, our own worker computes one replica: the cheapest one, with no network.
-          if (policy.allowSelf && !exclude.has(o.selfId)) return o.selfId
-          return o.scheduler.pick(job.model, exclude, { accept: o.reputation.trusted, sameClassAs })?.id
+    try {
+      await runQuorum(
+        q,
+        policy,
+        {
+          pick: (exclude, sameClassAs) => {
+            if (job.target) return exclude.has(job.target) ? undefined : job.target
+            // Asked to, our own worker computes one replica: the cheapest one, with no network.
+            if (policy.allowSelf && !exclude.has(o.selfId)) return o.selfId
+            return o.scheduler.pick(job.model, exclude, { accept: o.reputation.trusted, sameClassAs })?.id
+          },
+          capacityChanged: o.capacityChanged,
+          dispatch: (peer, timeoutMs, sig) =>
+            dispatch(job, inputs, inputCid, peer, job.timeoutMs ?? timeoutMs, sig),
+          singleReplicaOk: (peer) => o.adaptive.singleReplicaOk(peer),
+          suspicious: (r) => o.adaptive.suspicious(r, outputs),
+          // Reputation is in memory at once; its write need not hold up the job.
+          recordOutcome: async (peer, outcome) => {
+            o.reputation.record(peer, outcome).catch((err) => o.log.error('reputation: %s', err.message))
+          },
+          save: async () => progress.mark(),
         },
-        capacityChanged: o.capacityChanged,
-        dispatch: (peer, timeoutMs, sig) =>
-          dispatch(job, inputs, inputCid, peer, job.timeoutMs ?? timeoutMs, sig),
-        singleReplicaOk: (peer) => o.adaptive.singleReplicaOk(peer),
-        suspicious: (r) => o.adaptive.suspicious(r, outputs),
-        // Reputation is in memory at once; its write need not hold up the job.
-        recordOutcome: async (peer, outcome) => {
-          o.reputation.record(peer, outcome).catch((err) => o.log.error('reputation: %s', err.message))
-        },
-        save: async () => progress.mark(),
-      },
-      job.createdAt + policy.deadlineMs,
-      signal,
-    )
-    await progress.close()
+        job.createdAt + policy.deadlineMs,
+        jobSignal,
+      )
+    } finally {
+      await progress.close()
+    }
     await durable
     const rec = summary(id, job, q)
     const agreeing = q.replicas.filter((r) => r.status === 'ok' && rec.workers?.includes(r.peer))
@@ -362,6 +372,8 @@ export function createRequester(o: RequesterOptions) {
         )
         .then(o.onChange)
       durable.catch(() => {}) // drive() awaits it and reports the failure
+      // A caller's own id may come again after a reload: it must be on record before anything runs.
+      if (opts.id) await durable
       return start(id, job, inputs, durable, opts.signal)
     },
 
@@ -375,7 +387,17 @@ export function createRequester(o: RequesterOptions) {
           try {
             // Schema 2 kept the inputs inside the pending state.
             const encoded = job.inputs ?? (await o.store.getJobInputs(p.id))?.inputs
-            if (encoded == null) throw new JobFailedError(`job ${p.id}: its inputs are missing`)
+            const live = running.get(p.id) // resumed meanwhile (e.g. by a submit of its id)
+            if (live) return await live
+            if (encoded == null) {
+              const rec = summary(p.id, job, {
+                ...fromStored(job.quorum),
+                state: 'failed',
+                reason: 'inputs lost',
+              })
+              await o.store.saveJobState(rec, null)
+              throw new JobFailedError(`job ${p.id}: its inputs are missing`)
+            }
             const inputs = decodeTensors(encoded as EncodedTensors, { maxElements: Number.POSITIVE_INFINITY }) // our own inputs
             return await start(p.id, job, inputs, Promise.resolve())
           } catch (err) {

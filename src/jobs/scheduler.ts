@@ -26,8 +26,11 @@ export function peerClass(p: KnownPeer): string {
 export interface Scheduler {
   /** The best candidate for `model`, skipping `exclude`; undefined when nobody can take it now. */
   pick(model: string, exclude: ReadonlySet<string>, opts?: PickOptions): KnownPeer | undefined
-  /** Tracks our own in-flight jobs per peer, so we do not overfill a peer between adverts. */
-  begin(peer: string): () => void
+  /**
+   * Tracks our own in-flight jobs per peer, so we do not overfill a peer between adverts. `done(held)`:
+   * whether the job held a slot there (a 'busy' refusal did not, so it says nothing of later adverts).
+   */
+  begin(peer: string): (held?: boolean) => void
   inflight(peer: string): number
   /** Fires 'release' when one of our jobs on some peer ends, freeing capacity. */
   events: EventTarget
@@ -78,10 +81,10 @@ export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
     begin(peer) {
       inflight.set(peer, ours(peer) + 1)
       let done = false
-      return () => {
+      return (held = true) => {
         if (done) return
         done = true
-        lastEnded.set(peer, Date.now())
+        if (held) lastEnded.set(peer, Date.now())
         const n = ours(peer) - 1
         if (n > 0) inflight.set(peer, n)
         else inflight.delete(peer)

@@ -35,6 +35,12 @@ export async function nextFrame(stream: Stream, maxBytes: number, timeoutMs: num
   }
 }
 
+/** Nothing of a further frame has arrived on `stream`: it can carry the next exchange. */
+export function quiet(stream: Stream): boolean {
+  const d = decoders.get(stream)
+  return d == null || (d.idle && d.queue.length === 0)
+}
+
 /** Reads exactly one frame of at most `maxBytes`; the stream closing first is a MalformedFrameError. */
 export async function recvFrame(stream: Stream, maxBytes: number, timeoutMs: number): Promise<Frame> {
   const frame = await nextFrame(stream, maxBytes, timeoutMs)

@@ -6,7 +6,8 @@
 import type { Connection, Stream } from '@libp2p/interface'
 
 export interface StreamPoolOptions {
-  protocol: string
+  /** Protocols to negotiate, preferred first; only streams of the first are reused. */
+  protocols: string[]
   /** Close a stream idle this long; below the contributor's idle timeout, so we close first. */
   idleMs?: number
   /** Idle streams kept per connection. */
@@ -35,12 +36,17 @@ const usable = (s: Stream) =>
 export function createStreamPool(o: StreamPoolOptions): StreamPool {
   const idleMs = o.idleMs ?? 10_000
   const maxIdle = o.maxIdle ?? 4
-  const idle = new Map<Connection, Map<Stream, ReturnType<typeof setTimeout>>>()
+  const reusable = o.protocols[0]
+  const idle = new Map<Connection, Map<Stream, { timer: ReturnType<typeof setTimeout>; onData(): void }>>()
 
   const close = (s: Stream) => void s.close().catch(() => s.abort(new Error('idle job stream')))
   const take = (connection: Connection, s: Stream) => {
     const streams = idle.get(connection)
-    clearTimeout(streams?.get(s))
+    const entry = streams?.get(s)
+    if (entry) {
+      clearTimeout(entry.timer)
+      s.removeEventListener('message', entry.onData)
+    }
     streams?.delete(s)
     if (streams?.size === 0) idle.delete(connection)
   }
@@ -50,19 +56,24 @@ export function createStreamPool(o: StreamPoolOptions): StreamPool {
       for (const s of [...(idle.get(connection)?.keys() ?? [])].reverse()) {
         take(connection, s)
         if (usable(s)) return { stream: s, reused: true }
+        close(s)
       }
-      return { stream: await connection.newStream(o.protocol, signal ? { signal } : {}), reused: false }
+      return { stream: await connection.newStream(o.protocols, signal ? { signal } : {}), reused: false }
     },
     release(connection, stream) {
       const streams = idle.get(connection) ?? new Map()
-      if (!usable(stream) || streams.size >= maxIdle) return close(stream)
-      streams.set(
-        stream,
-        setTimeout(() => {
-          take(connection, stream)
-          close(stream)
-        }, idleMs),
-      )
+      if (stream.protocol !== reusable || !usable(stream) || streams.size >= maxIdle) return close(stream)
+      // Nothing may arrive on an idle stream: a peer that sends anyway loses it.
+      const onData = () => {
+        take(connection, stream)
+        stream.abort(new Error('data on an idle job stream'))
+      }
+      const timer = setTimeout(() => {
+        take(connection, stream)
+        close(stream)
+      }, idleMs)
+      stream.addEventListener('message', onData)
+      streams.set(stream, { timer, onData })
       idle.set(connection, streams)
     },
     clear() {

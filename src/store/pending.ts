@@ -5,18 +5,24 @@ export interface PendingStore {
   /**
    * Writes a job's visible record and its resumable state in one transaction, so a page that dies
    * midway never leaves one without the other. `inputs` is written once, with the job's first state;
-   * `pending: null` ends the job (deletes its state and inputs).
+   * `pending: null` ends the job (deletes its state and inputs). `relaxed` skips the disk flush.
    */
-  saveJobState(job: JobRecord, pending: PendingRecord | null, inputs?: JobInputsRecord): Promise<void>
+  saveJobState(
+    job: JobRecord,
+    pending: PendingRecord | null,
+    inputs?: JobInputsRecord,
+    opts?: { relaxed?: boolean },
+  ): Promise<void>
   listPending(): Promise<PendingRecord[]>
   getJobInputs(id: string): Promise<JobInputsRecord | undefined>
 }
 
 export function pendingAccess(db: Db): PendingStore {
   return {
-    async saveJobState(job, pending, inputs) {
-      // 'relaxed': no flush to disk per write; the browser still commits transactions in order.
-      const tx = db.transaction(['jobs', 'pending', 'jobInputs'], 'readwrite', { durability: 'relaxed' })
+    async saveJobState(job, pending, inputs, opts = {}) {
+      // 'relaxed' (progress only): no flush to disk; the browser still commits transactions in order.
+      const durability = opts.relaxed ? 'relaxed' : 'default'
+      const tx = db.transaction(['jobs', 'pending', 'jobInputs'], 'readwrite', { durability })
       const ops: Promise<unknown>[] = [tx.objectStore('jobs').put(job), tx.done]
       if (pending) ops.push(tx.objectStore('pending').put(pending))
       else ops.push(tx.objectStore('pending').delete(job.id), tx.objectStore('jobInputs').delete(job.id))

@@ -19,7 +19,7 @@ import {
 } from '../../src/jobs/messages.ts'
 import { recvFrame, sendFrame } from '../../src/jobs/stream-io.ts'
 import { createStreamPool } from '../../src/jobs/stream-pool.ts'
-import { JOB_PROTOCOL } from '../../src/shared/protocol.ts'
+import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../../src/shared/protocol.ts'
 import type { NamedTensors } from '../../src/shared/tensor.ts'
 import { encodeTensors, tensorsCid } from '../../src/shared/tensor-codec.ts'
 import { type JobBody, newNonce, signJob } from '../../src/trust/job-sig.ts'
@@ -47,14 +47,14 @@ function send(h: Harness, inputs: NamedTensors, over: Partial<Parameters<typeof 
   })
 }
 
-/** The same connection, counting the streams opened on it. */
-function counting(c: Connection): { connection: Connection; opened(): number } {
+/** The same connection, counting the streams opened on it (and offering only `only`, if given). */
+function counting(c: Connection, only?: string[]): { connection: Connection; opened(): number } {
   let n = 0
   const connection = {
     remotePeer: c.remotePeer,
-    newStream: (...a: Parameters<Connection['newStream']>) => {
+    newStream: (protocols: string | string[], options?: Parameters<Connection['newStream']>[1]) => {
       n++
-      return c.newStream(...a)
+      return c.newStream(only ?? protocols, options)
     },
   } as Connection
   return { connection, opened: () => n }
@@ -241,7 +241,7 @@ export function tests(common: HarnessFactory): void {
 
     it('carries sequential jobs on one reused stream, and closes it only when the requester does', async () => {
       const { connection, opened } = counting(h.connection)
-      const streams = createStreamPool({ protocol: JOB_PROTOCOL })
+      const streams = createStreamPool({ protocols: [JOB_PROTOCOL] })
       for (let i = 0; i < 3; i++) {
         const inputs = x(i, i + 1)
         const res = await send(h, inputs, { connection, streams })
@@ -252,9 +252,33 @@ export function tests(common: HarnessFactory): void {
       await expectServing(h)
     })
 
+    it("answers a malformed frame on a reused stream with 'bad-request'", async () => {
+      const streams = createStreamPool({ protocols: [JOB_PROTOCOL] })
+      await send(h, x(1), { streams })
+      const { stream, reused } = await streams.acquire(h.connection)
+      expect(reused).toBe(true)
+      try {
+        if (!stream.send(Uint8Array.from([3, 0xff, 0xff, 0xff]))) await stream.onDrain()
+        expect(parseJobReject(await recvFrame(stream, MAX_REJECT_BYTES, TIMEOUT_MS)).code).toBe('bad-request')
+      } finally {
+        stream.abort(new Error('exchange done'))
+      }
+      await expectServing(h)
+    })
+
+    it('serves a 1.0.0 requester, one job per stream, and never reuses such a stream', async () => {
+      const { connection, opened } = counting(h.connection, [JOB_PROTOCOL_V1])
+      const streams = createStreamPool({ protocols: [JOB_PROTOCOL, JOB_PROTOCOL_V1] })
+      for (let i = 0; i < 2; i++) {
+        const inputs = x(i, 2 * i)
+        expect((await send(h, inputs, { connection, streams })).outputs).toEqual(expectedOutputs(inputs))
+      }
+      expect(opened()).toBe(2)
+    })
+
     it('opens a fresh stream when the contributor closed the idle one', async () => {
       const { connection, opened } = counting(h.connection)
-      const streams = createStreamPool({ protocol: JOB_PROTOCOL, idleMs: 60_000 })
+      const streams = createStreamPool({ protocols: [JOB_PROTOCOL], idleMs: 60_000 })
       await send(h, x(1), { connection, streams })
       await new Promise((r) => setTimeout(r, h.idleStreamMs + 300))
       const inputs = x(3, 4)

@@ -44,4 +44,15 @@ describe('scheduler: free slots between throttled adverts', () => {
     peers[0] = peer('B', 1, Date.now())
     expect(s.pick('m', new Set())?.id).toBe('B')
   })
+
+  it('does not let a busy refusal hide a peer that is busy elsewhere', () => {
+    vi.useFakeTimers({ now: 100_000 })
+    const peers = [peer('B', 0, 0)]
+    const s = createScheduler({ peers: () => peers }, 'A')
+    vi.advanceTimersByTime(5_000)
+    peers[0] = peer('B', 0, Date.now())
+    expect(s.pick('m', new Set())).toBeUndefined()
+    s.begin('B')(false) // a 'busy' reply: it held no slot there
+    expect(s.pick('m', new Set())).toBeUndefined()
+  })
 })
