@@ -12,6 +12,8 @@ export interface DispatchRow {
   rtt: Dist
   localRun: Dist
   remoteRun: Dist
+  /** Client RTT minus the contributor's own time from admitted job to outputs (receipt timing). */
+  wire: Dist
   ratioP50: number
   ratioP95: number
   addedP50Ms: number
@@ -41,6 +43,7 @@ export async function dispatchBench(
       rtt: dist(r.remoteRtt),
       localRun: dist(r.localRun),
       remoteRun: dist(r.remoteRun),
+      wire: dist(r.remoteRtt.map((x, i) => x - (r.remoteExec[i] ?? 0))),
       ratioP50: remote.p50 / local.p50,
       ratioP95: remote.p95 / local.p95,
       addedP50Ms: remote.p50 - local.p50,

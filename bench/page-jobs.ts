@@ -47,7 +47,12 @@ export function jobsApi(peer: Peer, local: InferenceEngine) {
       const e = entryOf(peer, o.model)
       const inputs = inputsFor(e)
       const out = { local: [] as number[], localRun: [] as number[] }
-      const rem = { remote: [] as number[], remoteRtt: [] as number[], remoteRun: [] as number[] }
+      const rem = {
+        remote: [] as number[],
+        remoteRtt: [] as number[],
+        remoteRun: [] as number[],
+        remoteExec: [] as number[],
+      }
       const a = async (keep: boolean) => {
         const t0 = performance.now()
         const r = await localRun(e, inputs)
@@ -70,6 +75,8 @@ export function jobsApi(peer: Peer, local: InferenceEngine) {
         rem.remote.push(performance.now() - t0)
         rem.remoteRtt.push(r.roundTripMs)
         rem.remoteRun.push(r.runMs)
+        const t = r.receipt.body.timing
+        rem.remoteExec.push((t.queueUs + t.runUs) / 1000)
       }
       for (let i = 0; i < o.warmup; i++) await a(false).then(() => b(false))
       for (let i = 0; i < o.n; i++) await (i % 2 ? a(true).then(() => b(true)) : b(true).then(() => a(true)))

@@ -40,14 +40,18 @@ export function dispatch(r: Results, rows: DispatchRow[]): string {
     ),
     f(floor(d.model)),
     f(d.rtt.p50),
+    f(d.wire?.p50),
+    f(d.remote.p50 - d.rtt.p50),
     `${f(d.localRun.p50)} / ${f(d.remoteRun.p50)}`,
   ])
   return `## 1. Dispatch overhead (ms; a = the requester's own worker, b = one remote contributor; 1-thread WASM both)
 
-${table([...head, 'client RTT p50', 'run p50 a / b'], body)}
+${table([...head, 'client RTT p50', 'wire + checks p50', 'bookkeeping p50', 'run p50 a / b'], body)}
 
 added = b − a. Transfer floor = (job + result frame bytes) / the raw data channel's MiB/s (64 KiB messages, section 3).
-Client RTT = sign → verified result (src/jobs/client.ts), without the requester's bookkeeping around it.${failed(rows)}`
+Client RTT = sign → verified result (src/jobs/client.ts). Wire + checks = client RTT minus the contributor's
+time from admitted job to outputs (its receipt's queue + run): transfer, digests, signatures, stream hops.
+Bookkeeping = b p50 − client RTT p50: the requester's durable job records (IndexedDB) and quorum logic.${failed(rows)}`
 }
 
 function failed(rows: DispatchRow[]): string {
