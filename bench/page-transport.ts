@@ -4,6 +4,7 @@
  */
 import type { Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { sendBytes } from '../src/models/stream.ts'
 import { type BrowserNode, directConnection } from '../src/net/node.ts'
 
 export const SINK_PROTOCOL = '/peer-compute-bench/sink/1.0.0'
@@ -18,9 +19,18 @@ export async function registerBenchProtocols(node: BrowserNode): Promise<void> {
     await stream.close()
   })
   await node.handle(ECHO_PROTOCOL, async (stream) => {
-    for await (const chunk of stream) if (!stream.send(chunk)) await stream.onDrain()
+    for await (const chunk of stream) await sendBytes(stream, chunk.subarray())
     await stream.close()
   })
+}
+
+const MiB = 1024 * 1024
+
+/** getRandomValues fills at most 64 KiB per call. */
+function randomBytes(n: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(n)
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, i + 65536))
+  return out
 }
 
 function conn(node: BrowserNode, target: string) {
@@ -35,12 +45,15 @@ async function readAll(stream: Stream): Promise<string> {
   return s
 }
 
-/** Sends `total` bytes in `msg`-byte writes with backpressure; ms until the sink confirmed them all. */
+/**
+ * Sends `total` bytes in `msg`-byte writes with backpressure; ms until the sink confirmed them all.
+ * Waits for `drain` events (`sendBytes`), not `onDrain()`, which stops waiting after the first drain.
+ */
 export async function p2pSend(node: BrowserNode, target: string, total: number, msg: number) {
   const stream = await conn(node, target).newStream(SINK_PROTOCOL)
-  const buf = crypto.getRandomValues(new Uint8Array(msg))
+  const buf = randomBytes(msg)
   const t0 = performance.now()
-  for (let sent = 0; sent < total; sent += msg) if (!stream.send(buf)) await stream.onDrain()
+  for (let sent = 0; sent < total; sent += msg) await sendBytes(stream, buf)
   await stream.close()
   const got = Number(await readAll(stream))
   const ms = performance.now() - t0
@@ -129,14 +142,17 @@ export async function rawConnect(id: string, answer: string): Promise<void> {
 const nextMessage = (dc: RTCDataChannel) =>
   new Promise<string>((ok) => dc.addEventListener('message', (e) => ok(String(e.data)), { once: true }))
 
-/** Same shape as p2pSend: writes with a 1 MiB high-water mark, ms until the peer confirmed the bytes. */
-export async function rawSend(id: string, total: number, msg: number) {
+/**
+ * Same shape as p2pSend: ms until the peer confirmed the bytes. Keeps up to `high` bytes queued (the
+ * libp2p stream allows 2 MiB) and refills below `low`, so the raw side never waits on an empty queue.
+ */
+export async function rawSend(id: string, total: number, msg: number, high = 4 * MiB, low = MiB) {
   const dc = raws.get(id)!.dc!
-  const buf = crypto.getRandomValues(new Uint8Array(msg))
-  dc.bufferedAmountLowThreshold = 256 * 1024
+  const buf = randomBytes(msg)
+  dc.bufferedAmountLowThreshold = low
   const t0 = performance.now()
   for (let sent = 0; sent < total; sent += msg) {
-    if (dc.bufferedAmount > 1024 * 1024) {
+    if (dc.bufferedAmount > high) {
       await new Promise((ok) => dc.addEventListener('bufferedamountlow', ok, { once: true }))
     }
     dc.send(buf)

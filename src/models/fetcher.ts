@@ -1,6 +1,7 @@
 /**
  * Fetches a model from peers over `/peer-compute/model/1.0.0`: chunks are split across up to `parallel`
- * providers, each checked against the manifest, saved for resume, and the whole file against the CID.
+ * providers (asked at once), each checked against the manifest, saved for resume, and the whole file
+ * against the CID.
  */
 import type { Logger, Stream } from '@libp2p/interface'
 import { modelCid } from '../shared/cid.ts'
@@ -49,8 +50,11 @@ export interface FetchStats {
 
 /** Corrupt chunks one provider may send before we stop asking it. */
 const MAX_STRIKES = 3
-/** Bytes of verified chunks buffered before they are written to the chunk store. */
-const SAVE_BATCH = 4 * 1024 * 1024
+/**
+ * Verified chunks are written to the chunk store (for resume) at most this often while a fetch runs,
+ * and at once when it fails or is aborted: a fetch that completes sooner writes no chunk at all.
+ */
+const SAVE_EVERY_MS = 10_000
 
 export async function fetchFromPeers(o: FetchOptions): Promise<{ bytes: Uint8Array; stats: FetchStats }> {
   const started = performance.now()
@@ -87,19 +91,20 @@ export async function fetchFromPeers(o: FetchOptions): Promise<{ bytes: Uint8Arr
 
 class Attempt {
   private manifest: Manifest | undefined
+  /** Set by the first manifest in; the other providers wait for it, then must agree with it. */
+  private began: Promise<void> | undefined
   private out = new Uint8Array(0)
   private have = new Uint8Array(0)
   private held = 0
   private queue: number[] = []
-  private toSave: { index: number; bytes: Uint8Array }[] = []
-  private toSaveBytes = 0
+  /** Verified chunks not yet saved: indexes into `out`, copied out only when saved. */
+  private toSave: number[] = []
+  private savedAt = performance.now()
   private saving: Promise<void> = Promise.resolve()
   private waiters: (() => void)[] = []
   private loaded = 0
-  private markReady: () => void = () => {}
-  /** Resolves once the first manifest is in. */
-  private readonly ready = new Promise<void>((r) => (this.markReady = r))
-  private errors: Error[] = []
+  /** This attempt's failed providers, reported in candidate order. */
+  private failed = new Map<string, Error>()
   readonly manifestFrom = new Set<string>()
 
   constructor(
@@ -114,20 +119,21 @@ class Attempt {
     const untried = [...candidates]
     const workers = new Set<Promise<void>>()
     const parallel = Math.max(1, this.o.parallel ?? 2)
-    const settled = () => Promise.race([...workers].map((w) => w.catch(() => {})))
+    const settled = () => Promise.race(workers)
     const onAbort = () => this.wakeUp()
     this.signal.addEventListener('abort', onAbort)
     try {
       while (!this.done) {
         if (this.signal.aborted) throw new AbortError('model fetch aborted')
+        // All providers at once: each one's manifest (a cache read and hash on its side) overlaps.
         while (workers.size < parallel && untried.length > 0 && !this.done) {
-          const w: Promise<void> = this.work(untried.shift()!).finally(() => workers.delete(w))
+          const w: Promise<void> = this.work(untried.shift()!)
+            .catch(() => {}) // recorded in `failed`
+            .finally(() => workers.delete(w))
           workers.add(w)
-          // The first manifest sizes everything; later providers must agree with it.
-          if (this.manifest == null) await Promise.race([this.ready, settled()])
         }
         if (this.done) break
-        if (workers.size === 0) throw this.failure()
+        if (workers.size === 0) throw this.failure(candidates)
         await settled()
       }
       this.toSave = [] // complete: the caller stores the model and clears the chunks
@@ -136,16 +142,27 @@ class Attempt {
       this.signal.removeEventListener('abort', onAbort)
       this.flush()
       await this.saving
+      for (const p of candidates) {
+        const err = this.failed.get(p)
+        if (err) this.reasons.push(`${p}: ${err.message}`)
+      }
     }
   }
 
   /** Every provider failed: the error all of them agree on (too large, unknown), else a transfer error. */
-  private failure(): Error {
-    const why = `no peer could provide ${this.o.cid}: ${this.reasons.join('; ')}`
-    const all = (test: (e: Error) => boolean) => this.errors.length > 0 && this.errors.every(test)
-    if (all((e) => e.name === 'ModelTooLargeError')) return this.errors[0]!
+  private failure(candidates: string[]): Error {
+    const errors = [...this.failed.values()]
+    const reasons = [...this.reasons, ...candidates.flatMap((p) => this.failedReason(p))]
+    const why = `no peer could provide ${this.o.cid}: ${reasons.join('; ')}`
+    const all = (test: (e: Error) => boolean) => errors.length > 0 && errors.every(test)
+    if (all((e) => e.name === 'ModelTooLargeError')) return errors[0]!
     if (all((e) => (e as { code?: string }).code === 'unknown-model')) return new UnknownModelError(why)
     return new ModelTransferError(why)
+  }
+
+  private failedReason(peer: string): string[] {
+    const err = this.failed.get(peer)
+    return err ? [`${peer}: ${err.message}`] : []
   }
 
   private get done(): boolean {
@@ -166,10 +183,11 @@ class Attempt {
         signal: this.signal,
       }
       link = await ProviderLink.open(peer, stream, opts)
-      if (this.manifest == null) await this.begin(link.manifest)
-      else if (!sameManifest(this.manifest, link.manifest))
+      if (this.began == null) this.began = this.begin(link.manifest)
+      else if (!sameManifest(this.manifest!, link.manifest))
         throw new ModelTransferError(`${peer} disagrees on the manifest`)
       this.manifestFrom.add(peer)
+      await this.began
       while (!this.done) {
         if (this.signal.aborted) throw new AbortError('model fetch aborted')
         // One to two ranges outstanding: the pipe stays full and other providers still find work.
@@ -202,8 +220,7 @@ class Attempt {
         link.abort(err as Error)
       }
       if (this.signal.aborted) throw new AbortError('model fetch aborted')
-      this.reasons.push(`${peer}: ${(err as Error).message}`)
-      this.errors.push(err as Error)
+      this.failed.set(peer, err as Error)
       this.o.log?.('model fetch from %s failed: %s', peer, (err as Error).message)
       throw err
     }
@@ -216,7 +233,11 @@ class Attempt {
     this.out = new Uint8Array(m.size)
     this.have = new Uint8Array(n)
     this.stats.size = m.size
-    for (const [index, bytes] of await this.o.chunks.load(this.o.cid)) {
+    const stored = await this.o.chunks.load(this.o.cid).catch((err: Error) => {
+      this.o.log?.('loading saved chunks failed: %s', err.message)
+      return new Map<number, Uint8Array>()
+    })
+    for (const [index, bytes] of stored) {
       if (index >= n || !(await chunkMatches(m, index, bytes))) continue
       this.out.set(bytes, index * m.chunkSize)
       this.have[index] = 1
@@ -226,7 +247,6 @@ class Attempt {
     }
     for (let i = 0; i < n; i++) if (!this.have[i]) this.queue.push(i)
     this.progress()
-    this.markReady()
   }
 
   private accept(peer: string, index: number, bytes: Uint8Array): void {
@@ -235,9 +255,8 @@ class Attempt {
     this.held++
     this.loaded += bytes.byteLength
     this.stats.providers[peer] = (this.stats.providers[peer] ?? 0) + bytes.byteLength
-    this.toSave.push({ index, bytes: bytes.slice() }) // slice: cloning a view would store its whole buffer
-    this.toSaveBytes += bytes.byteLength
-    if (this.toSaveBytes >= SAVE_BATCH) this.flush()
+    this.toSave.push(index)
+    if (performance.now() - this.savedAt >= SAVE_EVERY_MS) this.flush()
     this.progress()
     if (this.done) this.wakeUp()
   }
@@ -253,10 +272,15 @@ class Attempt {
   }
 
   private flush(): void {
+    this.savedAt = performance.now()
     if (this.toSave.length === 0) return
-    const batch = this.toSave
+    const size = this.chunkSize
+    // slice: each record gets its own buffer (cloning a view would store all of `out`)
+    const batch = this.toSave.map((index) => ({
+      index,
+      bytes: this.out.slice(index * size, (index + 1) * size),
+    }))
     this.toSave = []
-    this.toSaveBytes = 0
     this.saving = this.saving
       .then(() => this.o.chunks.save(this.o.cid, batch))
       .catch((err) => {

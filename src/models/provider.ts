@@ -1,15 +1,15 @@
 /**
  * Provider side of `/peer-compute/model/1.0.0`: serves models we hold (hash-verified on read) as a
- * manifest and chunk ranges, with bounded concurrent uploads and backpressure.
+ * manifest and chunk ranges, with bounded concurrent uploads and backpressure. Uploads of one model
+ * that overlap or follow within `holdMs` share one read: peers often fetch a new model together.
  */
 import type { Connection, Logger, Stream } from '@libp2p/interface'
 import type { Frame } from '../jobs/frame.ts'
 import { MODEL_PROTOCOL } from '../shared/protocol.ts'
 import { FrameReader, sendBytes } from './stream.ts'
 import {
-  type ChunkMessage,
   chunkDigests,
-  chunkLimit,
+  encodeChunkFrame,
   encodeTransfer,
   MAX_ERROR_BYTES,
   MAX_REASON_LENGTH,
@@ -33,6 +33,8 @@ export interface ProviderOptions {
   log: Logger
   maxUploads?: number
   idleTimeoutMs?: number
+  /** How long verified bytes stay held (and the model in use) after its last upload ends. */
+  holdMs?: number
   onUpload?(info: { cid: string; peer: string; bytes: number }): void
 }
 
@@ -49,10 +51,63 @@ class Refusal extends Error {
   }
 }
 
+interface Held {
+  bytes: Promise<{ bytes: Uint8Array; release(): void } | undefined>
+  users: number
+  timer?: ReturnType<typeof setTimeout>
+}
+
 export function createModelProvider(opts: ProviderOptions) {
   const maxUploads = opts.maxUploads ?? 4
   const idle = opts.idleTimeoutMs ?? 30_000
+  const holdMs = opts.holdMs ?? 15_000
   let uploads = 0
+  /** Verified bytes by CID, shared by overlapping uploads and kept `holdMs` after the last one. */
+  const held = new Map<string, Held>()
+  const drop = (cid: string, h: Held) => {
+    if (held.get(cid) === h) held.delete(cid)
+    h.bytes.then(
+      (b) => b?.release(),
+      () => {},
+    )
+  }
+  const acquire = async (cid: string) => {
+    let h = held.get(cid)
+    if (h == null) {
+      // Asking for another model lets go of idle ones: at most one model is held idle.
+      for (const [c, o] of held) {
+        if (o.users > 0) continue
+        clearTimeout(o.timer)
+        drop(c, o)
+      }
+      const fresh: Held = { bytes: opts.acquire(cid), users: 0 }
+      held.set(cid, fresh)
+      // A miss or a failed read is not kept.
+      fresh.bytes.then(
+        (b) => b == null && drop(cid, fresh),
+        () => drop(cid, fresh),
+      )
+      h = fresh
+    }
+    const entry = h
+    entry.users++
+    clearTimeout(entry.timer)
+    const got = await entry.bytes.catch((err: Error) => {
+      entry.users--
+      throw err
+    })
+    if (got == null) {
+      entry.users--
+      return undefined
+    }
+    let done = false
+    const release = () => {
+      if (done) return
+      done = true
+      if (--entry.users === 0) entry.timer = setTimeout(() => drop(cid, entry), holdMs)
+    }
+    return { bytes: got.bytes, release }
+  }
   /** Chunk digests by `cid/chunkSize`, computed from verified bytes, so repeat uploads skip a hashing pass. */
   const digests = new Map<string, Uint8Array>()
   const digestsOf = async (cid: string, bytes: Uint8Array, chunkSize: number) => {
@@ -80,10 +135,10 @@ export function createModelProvider(opts: ProviderOptions) {
       if (uploads >= maxUploads) throw new Refusal('busy', `already serving ${uploads} uploads`)
       uploads++ // counted before the first await, so concurrent requests cannot overshoot
       counted = true
-      const held = await opts.acquire(cid)
-      if (held == null) throw new Refusal('unknown-model', `model ${cid} is not cached here`)
-      release = held.release
-      const { bytes } = held
+      const got = await acquire(cid)
+      if (got == null) throw new Refusal('unknown-model', `model ${cid} is not cached here`)
+      release = got.release
+      const { bytes } = got
       const manifest: Manifest = {
         t: 'manifest',
         v: 1,
@@ -103,8 +158,7 @@ export function createModelProvider(opts: ProviderOptions) {
             chunk = chunk.slice()
             chunk[0] = chunk[0]! ^ 0xff
           }
-          const msg: ChunkMessage = { t: 'chunk', v: 1, index: i, bytes: chunk }
-          await sendBytes(stream, encodeTransfer(msg, chunkLimit(req.chunkSize)))
+          await sendBytes(stream, encodeChunkFrame(i, chunk))
           sent += chunk.byteLength
         }
       }

@@ -55,6 +55,40 @@ export function encodeTransfer(msg: TransferMessage, limit: number): Uint8Array 
   return encodeFrame(msg, limit)
 }
 
+const ascii = (s: string) => Array.from(s, (c) => c.charCodeAt(0))
+/** CBOR head (major type, argument) in its shortest form, as dag-cbor writes it. */
+function cborHead(major: number, n: number): number[] {
+  const m = major << 5
+  if (n < 24) return [m | n]
+  if (n < 0x100) return [m | 24, n]
+  if (n < 0x10000) return [m | 25, n >> 8, n & 0xff]
+  return [m | 26, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]
+}
+function varint(n: number): number[] {
+  const out: number[] = []
+  for (; n >= 0x80; n = Math.floor(n / 0x80)) out.push((n % 0x80) | 0x80)
+  out.push(n)
+  return out
+}
+
+/**
+ * The same bytes as `encodeTransfer({ t: 'chunk', v: 1, index, bytes })`, with one copy of the chunk:
+ * dag-cbor orders keys by length, then bytewise, so the map is t, v, bytes, index.
+ */
+export function encodeChunkFrame(index: number, bytes: Uint8Array): Uint8Array {
+  if (!Number.isSafeInteger(index) || index < 0 || index >= 2 ** 32) throw new RangeError('chunk index')
+  const head = [0xa4, 0x61, ...ascii('t'), 0x65, ...ascii('chunk'), 0x61, ...ascii('v'), 0x01]
+  head.push(0x65, ...ascii('bytes'), ...cborHead(2, bytes.byteLength))
+  const tail = [0x65, ...ascii('index'), ...cborHead(0, index)]
+  const prefix = varint(head.length + bytes.byteLength + tail.length)
+  const out = new Uint8Array(prefix.length + head.length + bytes.byteLength + tail.length)
+  out.set(prefix)
+  out.set(head, prefix.length)
+  out.set(bytes, prefix.length + head.length)
+  out.set(tail, prefix.length + head.length + bytes.byteLength)
+  return out
+}
+
 const malformed = (path: string, why: string): never => {
   throw new MalformedFrameError(`${path}: ${why}`)
 }

@@ -12,6 +12,12 @@ import { Circuit, WebRTC } from '@multiformats/multiaddr-matcher'
 import { createLibp2p } from 'libp2p'
 import { RelayUnavailableError } from '../shared/errors.ts'
 
+/**
+ * Largest data-channel message we send: browsers accept 256 KiB (the library's 16 KiB default is for
+ * go/rust peers, which never dial us). Fewer, larger messages cut per-message JS work on both tabs.
+ */
+export const MAX_DATA_CHANNEL_MESSAGE = 256 * 1024
+
 export interface NodeOptions {
   privateKey: PrivateKey
   relays: string[]
@@ -25,7 +31,10 @@ export async function createBrowserNode(opts: NodeOptions) {
     addresses: { listen: ['/p2p-circuit', '/webrtc'] },
     transports: [
       webSockets(),
-      webRTC({ rtcConfiguration: { iceServers: opts.iceServers ?? [] } }),
+      webRTC({
+        rtcConfiguration: { iceServers: opts.iceServers ?? [] },
+        dataChannel: { maxMessageSize: MAX_DATA_CHANNEL_MESSAGE },
+      }),
       circuitRelayTransport({ reservationCompletionTimeout: 5000 }),
     ],
     connectionEncrypters: [noise()],

@@ -12,6 +12,8 @@ import { createModelProvider } from '../../src/models/provider.ts'
 import {
   chunkDigests,
   chunkMatches,
+  encodeChunkFrame,
+  encodeTransfer,
   isChunkSize,
   type Manifest,
   parseChunk,
@@ -51,13 +53,18 @@ function memChunks(): ChunkStore & { count(cid: string): number } {
 
 type Provider = ReturnType<typeof createModelProvider>
 /** A provider that holds `models` (or serves `lie` for any CID) with upload counting. */
-function provider(models: Record<string, Uint8Array>, opts: { lie?: Uint8Array; maxUploads?: number } = {}) {
+function provider(
+  models: Record<string, Uint8Array>,
+  opts: { lie?: Uint8Array; maxUploads?: number; reads?: string[]; released?: string[] } = {},
+) {
   return createModelProvider({
     log,
     ...(opts.maxUploads !== undefined ? { maxUploads: opts.maxUploads } : {}),
+    holdMs: 50,
     acquire: async (cid) => {
+      opts.reads?.push(cid)
       const bytes = opts.lie ?? models[cid]
-      return bytes && { bytes, release: () => {} }
+      return bytes && { bytes, release: () => opts.released?.push(cid) }
     },
   })
 }
@@ -126,6 +133,15 @@ describe('model transfer messages', () => {
     expect(() => parseRangeRequest({ t: 'get', v: 1, from: 0, count: 65 }, m)).toThrow(/count/)
   })
 
+  it('encodes a chunk frame byte for byte as the dag-cbor codec does', () => {
+    for (const n of [0, 23, 24, 255, 256, 65535, 65536, 256 * KiB])
+      for (const index of [0, 23, 24, 255, 256, 65535, 65536, 2 ** 32 - 1]) {
+        const bytes = randomBytes(n, index + n)
+        const want = encodeTransfer({ t: 'chunk', v: 1, index, bytes }, Number.POSITIVE_INFINITY)
+        expect(same(encodeChunkFrame(index, bytes), want)).toBe(true)
+      }
+  })
+
   it('matches chunks against their digests', async () => {
     const bytes = randomBytes(100 * KiB, 1)
     const m = {
@@ -175,6 +191,20 @@ describe('model transfer over in-memory streams', () => {
     }
     await fetch({ providers: ['a'], open })
     expect(sends).toBe(2) // get-manifest, then one get for all 17 chunks (2 MiB per get)
+  })
+
+  it('reads a model once for back-to-back uploads, and lets it go after holdMs', async () => {
+    const reads: string[] = []
+    const released: string[] = []
+    const open = openVia({ a: provider({ [cid]: bytes }, { reads, released }) })
+    await fetch({ providers: ['a'], open })
+    await fetch({ providers: ['a'], open })
+    expect(reads).toEqual([cid])
+    expect(released).toEqual([])
+    await new Promise((r) => setTimeout(r, 120))
+    expect(released).toEqual([cid])
+    await fetch({ providers: ['a'], open })
+    expect(reads).toEqual([cid, cid])
   })
 
   it('splits chunks across two providers', async () => {
