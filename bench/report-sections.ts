@@ -131,25 +131,29 @@ ${table(['message', 'MiB sent', 'libp2p stream', 'raw RTCDataChannel', 'ratio'],
 
 export function modelTransfer(t: Results['modelTransfer']): string {
   if (!t?.rows) return `### Model transfer\n\n${t?.status ?? 'not run'}`
+  const range = (xs: number[] | undefined) =>
+    xs?.length ? `${f(Math.min(...xs), 1)}–${f(Math.max(...xs), 1)}` : '–'
   const rows = t.rows.map((x) => [
     x.model,
     f(x.mib, 1),
-    f(x.onePeerMiBs, 1),
-    f(x.twoPeersMiBs, 1),
+    `${f(x.onePeerMiBs, 1)} (${range(x.runs?.onePeer)})`,
+    `${f(x.twoPeersMiBs, 1)} (${range(x.runs?.twoPeers)})`,
     f(x.rawMiBs, 1),
     f(x.onePeerVsRaw),
     f(x.twoPeersVsRaw),
+    f(x.coldOnePeerMiBs, 1),
   ])
   const head = [
     'model',
     'MiB',
-    '1 peer MiB/s',
-    '2 peers MiB/s',
+    '1 peer MiB/s (range)',
+    '2 peers MiB/s (range)',
     'raw channel MiB/s',
     '1 peer / raw',
     '2 peers / raw',
+    'cold 1 peer MiB/s',
   ]
-  return `### Model transfer (\`/peer-compute/model/1.0.0\`, contributor → requester, median of ${t.rows[0]!.reps})\n\n${table(head, rows)}`
+  return `### Model transfer (\`/peer-compute/model/1.0.0\`, contributor → requester, median of ${t.rows[0]!.reps}; raw = the faster of 64 and 256 KiB messages, warmed up; cold = a provider's first upload, its read and hashing included)\n\n${table(head, rows)}`
 }
 
 export function coldStart(r: Results): string {

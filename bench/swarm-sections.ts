@@ -67,7 +67,7 @@ export async function swarmSections(results: Results, { quick, want, section }: 
         transportBench(req, c0, id0, {
           mib: quick ? 8 : 32,
           reps: quick ? 1 : 3,
-          sizesKiB: [16, 64],
+          sizesKiB: [16, 64, 256],
           echoes: quick ? 30 : 100,
         }),
       )
