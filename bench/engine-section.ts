@@ -29,9 +29,12 @@ export async function engineSection(
     inputs: m.inputs,
   }))
   // Quick mode keeps the small model (and the WebGPU / fallback-adapter check) and one mid-size model.
-  const models: EngineModel[] = quick
+  const all: EngineModel[] = quick
     ? [mlp('mlp-s', [64, 256]), mlp('mlp-m', [160, 512])]
     : [mlp('mlp-s', [64, 256]), mlp('mlp-m', [160, 512]), mlp('mlp-l', [448, 1024]), deep, ...ocr]
+  // PC_ENGINE_MODELS=ppocr-det,mlp-l narrows the section to those models (for tuning runs).
+  const pick = process.env.PC_ENGINE_MODELS?.split(',')
+  const models = pick ? all.filter((m) => pick.includes(m.name)) : all
   const web = await serveStatic({ root: dist })
   const browser = await launchBrowser({ webgpu: true })
   try {
@@ -45,7 +48,7 @@ export async function engineSection(
       webgpuRuns: quick ? 2 : 3,
       log,
     })
-    if (!quick && !models.some((m) => m.name === 'ppocr-det'))
+    if (!quick && !pick && !models.some((m) => m.name === 'ppocr-det'))
       results.meta.ocr = 'PP-OCR models not found: skipped'
   } finally {
     await browser.close()

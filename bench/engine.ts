@@ -28,10 +28,27 @@ export interface EngineRow {
   /** 'auto's own runs over the best fixed setting: the same ratio plus run-to-run noise. */
   autoVsBest: number
   autoThreads?: number
-  /** What 'auto' measured while calibrating: median ms per thread count (later half of the pairs). */
+  /** What 'auto' measured while calibrating: median ms per thread count over the judged pairs. */
   calibration?: Record<number, number>
-  /** best browser WASM / best native. */
+  /** Each calibration 'auto' ran (first run, then the re-check): its choice, median N/1 ratio, pairs, wall ms. */
+  calibrations?: {
+    threads: number
+    ratio: number
+    pairs: number
+    wallMs: number
+    warmMs: number
+    settled: boolean
+    /** The timed pairs, [1-thread ms, N-thread ms], warm-up pair first. */
+    timed: [number, number][]
+  }[]
+  /** best browser WASM / best native (each side at its own best thread count). */
   wasmVsNative: number
+  /** Browser WASM / native at the same thread count: { 1: wasm-1 / node-1, N: wasm-N / node-N }. */
+  wasmVsNativeByThreads: { 1: number; N: number }
+  /** The best browser WASM setting / native at that same thread count. */
+  wasmVsNativeSame: number
+  /** Which browser setting was best ('wasm-1' or 'wasm-N'). */
+  bestWasm: string
   /** Largest |browser − native| on the first output. */
   maxAbsDiffNative: number
   /** Largest |diff| between browser settings (0 = bitwise equal). */
@@ -140,7 +157,10 @@ export async function engineBench(
     for (let i = 0; i < nat.output.length; i++)
       diff = Math.max(diff, Math.abs(nat.output[i]! - web.output[i]!))
     const best = Math.min(p50['wasm-1']!, p50['wasm-N']!)
-    const calibrated = web.runs.find((r) => r.label === 'auto')?.chosen
+    const bestWasm = p50['wasm-1']! <= p50['wasm-N']! ? 'wasm-1' : 'wasm-N'
+    const byThreads = { 1: p50['wasm-1']! / p50['node-1']!, N: p50['wasm-N']! / p50['node-N']! }
+    const autoRun = web.runs.find((r) => r.label === 'auto')
+    const calibrated = autoRun?.chosen
     const chosen = calibrated?.threads
     rows.push({
       model: m.name,
@@ -154,7 +174,23 @@ export async function engineBench(
             calibration: calibrated.medianMs,
           }
         : {}),
+      ...(autoRun?.calibrations
+        ? {
+            calibrations: autoRun.calibrations.map((c) => ({
+              threads: c.threads,
+              ratio: c.ratio,
+              pairs: c.pairs,
+              wallMs: c.wallMs,
+              warmMs: c.warmMs,
+              settled: c.settled,
+              timed: c.timed.map((p): [number, number] => [+p.one.toFixed(2), +p.many.toFixed(2)]),
+            })),
+          }
+        : {}),
       wasmVsNative: best / Math.min(p50['node-1']!, p50['node-N']!),
+      wasmVsNativeByThreads: byThreads,
+      wasmVsNativeSame: bestWasm === 'wasm-1' ? byThreads[1] : byThreads.N,
+      bestWasm,
       maxAbsDiffNative: diff,
       maxAbsDiffWeb: Math.max(...web.runs.map((r) => r.maxAbsDiff)),
       eps,

@@ -3,7 +3,7 @@
  * and with the contributor's 'auto' engine, runs interleaved so load noise hits every setting alike.
  */
 import { createInferenceBridge, type InferenceEngine } from '../src/compute/bridge.ts'
-import { createEngine, maxThreads } from '../src/compute/engine.ts'
+import { type Calibrated, createEngine, maxThreads } from '../src/compute/engine.ts'
 import { modelCid } from '../src/shared/cid.ts'
 import type { TensorData } from '../src/shared/tensor.ts'
 import { calibrationStore } from '../src/store/calibration.ts'
@@ -27,6 +27,8 @@ export interface EngineRun {
   maxAbsDiff: number
   /** For 'auto': the thread count it chose and the medians it measured. */
   chosen?: { threads: number; medianMs: Record<number, number> }
+  /** For 'auto': every calibration so far (the first run's, then the re-check's). */
+  calibrations?: Omit<Calibrated, 'cid'>[]
 }
 
 const store = openStore('peer-compute-bench-engine')
@@ -37,6 +39,7 @@ interface Open {
   settings: EngineSetting[]
   engines: InferenceEngine[]
   runs: EngineRun[]
+  calibrations: Omit<Calibrated, 'cid'>[]
 }
 let open: Open | undefined
 
@@ -52,15 +55,24 @@ export async function engineOpen(o: {
   const cid = (await modelCid(bytes)).toString()
   const inputs = seededInputs(o.inputs, o.seed)
   const calibration = calibrationStore(await store)
+  const calibrations: Omit<Calibrated, 'cid'>[] = []
+  const onCalibrated = ({ cid: _, ...c }: Calibrated) => void calibrations.push(c)
   const engines: InferenceEngine[] = o.settings.map((s) =>
     s.threads === 'auto'
-      ? createEngine({ threads: 'auto', allowWebGpu: false, calibration, idleTimeoutMs: 0, recheckAfter: 4 })
+      ? createEngine({
+          threads: 'auto',
+          allowWebGpu: false,
+          calibration,
+          idleTimeoutMs: 0,
+          recheckAfter: 4,
+          onCalibrated,
+        })
       : createInferenceBridge({
           init: { numThreads: s.threads, allowWebGpu: s.ep !== 'wasm' },
           idleTimeoutMs: 0,
         }),
   )
-  open = { cid, inputs, settings: o.settings, engines, runs: [] }
+  open = { cid, inputs, settings: o.settings, engines, runs: [], calibrations }
   let reference: TensorData | undefined
   for (const [i, s] of o.settings.entries()) {
     const eng = engines[i]!
@@ -74,31 +86,37 @@ export async function engineOpen(o: {
       diff = Math.max(diff, Math.abs(Number(out[k]) - Number(reference[k])))
     open.runs.push({ label: s.label, ep: r.ep, firstMs: performance.now() - t0, runMs: [], maxAbsDiff: diff })
   }
-  const rec = await calibration.get(cid)
-  for (const [i, s] of o.settings.entries()) {
-    if (s.threads === 'auto' && rec)
-      open.runs[i]!.chosen = {
-        threads: rec.threads,
-        medianMs: rec.medianMs,
-      }
-  }
+  await noteChoice(open)
   return { output: Array.from(reference as Float32Array), maxThreads: maxThreads() }
 }
 
-/** `n` more rounds, every setting once per round, so load drift hits all settings alike. */
+/**
+ * `n` more rounds, every setting once per round, so load drift hits all settings alike. The order
+ * rotates each round, so no setting always runs right after the same one (a multi-threaded run's
+ * pool threads can still be spinning when the next run starts).
+ */
 export async function engineRounds(n: number): Promise<EngineRun[]> {
   const o = open!
+  const count = o.settings.length
   for (let k = 0; k < n; k++) {
-    for (const [i, s] of o.settings.entries()) {
-      const r = await o.engines[i]!.run({ cid: o.cid, inputs: o.inputs, ep: s.ep })
+    const first = o.runs[0]!.runMs.length % count
+    for (let j = 0; j < count; j++) {
+      const i = (first + j) % count
+      const r = await o.engines[i]!.run({ cid: o.cid, inputs: o.inputs, ep: o.settings[i]!.ep })
       o.runs[i]!.runMs.push(r.timing.runMs)
     }
   }
-  const rec = await calibrationStore(await store).get(o.cid) // the re-check may have changed it
-  for (const [i, s] of o.settings.entries()) {
-    if (s.threads === 'auto' && rec) o.runs[i]!.chosen = { threads: rec.threads, medianMs: rec.medianMs }
-  }
+  await noteChoice(o) // the re-check may have changed it
   return o.runs
+}
+
+async function noteChoice(o: Open): Promise<void> {
+  const rec = await calibrationStore(await store).get(o.cid)
+  for (const [i, s] of o.settings.entries()) {
+    if (s.threads !== 'auto') continue
+    if (rec) o.runs[i]!.chosen = { threads: rec.threads, medianMs: rec.medianMs }
+    o.runs[i]!.calibrations = o.calibrations
+  }
 }
 
 export function engineClose(): void {

@@ -1,8 +1,8 @@
 /**
  * The contributor's compute engine: a fixed WASM thread count, or `'auto'`, which picks 1 or N
  * threads per model. ORT-web fixes its thread count per worker, so 'auto' keeps two bridges
- * (1-thread and N-thread workers, each started lazily), calibrates each model once on its first run
- * by timing both, and caches the choice per model CID.
+ * (1-thread and N-thread workers, each started lazily), calibrates each model on its first run by
+ * timing both in interleaved pairs (`thread-choice.ts` decides), and caches the choice per model CID.
  *
  * @example
  * const engine = createEngine({ threads: 'auto', calibration: calibrationStore(store) })
@@ -16,6 +16,13 @@ import {
   type RunParams,
   type RunResult,
 } from './bridge.ts'
+import {
+  judgeThreads,
+  THREAD_RULES,
+  type ThreadRules,
+  type ThreadVerdict,
+  type TimedPair,
+} from './thread-choice.ts'
 
 export interface EngineOptions extends Omit<InferenceBridgeOptions, 'init'> {
   /** WASM threads: a count, or 'auto' (default) to choose between 1 and `maxThreads()` per model. */
@@ -25,9 +32,16 @@ export interface EngineOptions extends Omit<InferenceBridgeOptions, 'init'> {
   warm?: boolean
   /** Where choices are remembered across sessions; without it they last as long as the engine. */
   calibration?: CalibrationStore
-  /** Calibration per thread setting after warm-up: at least `minRuns` (8), then until `budgetMs` (500) is spent. */
-  minRuns?: number
-  budgetMs?: number
+  /**
+   * Calibration after the warm-up runs: timed pairs until the verdict is settled and their runs
+   * took `minMs` (300), or `maxPairs` (24), or `maxMs` (3000) once `rules.minPairs` are judged.
+   */
+  minMs?: number
+  maxMs?: number
+  maxPairs?: number
+  rules?: ThreadRules
+  /** Told of every calibration (for the bench): the verdict, its pairs, and its wall time. */
+  onCalibrated?: (c: Calibrated) => void
   /** Runs of a model after which its choice is measured once more (default 50). */
   recheckAfter?: number
   /** Builds the engine for one thread count (default: a worker bridge); for tests. */
@@ -36,19 +50,19 @@ export interface EngineOptions extends Omit<InferenceBridgeOptions, 'init'> {
   threadsMax?: number
 }
 
+export interface Calibrated extends ThreadVerdict {
+  cid: string
+  timed: TimedPair[]
+  /** Wall ms of the whole calibration, warm-up runs included: what the job waited beyond one run. */
+  wallMs: number
+  /** Wall ms of the two warm-up runs (worker start and session creation on each setting). */
+  warmMs: number
+  checks: number
+}
+
 /** The N of 'auto': what the worker would use by default (threads need cross-origin isolation). */
 export function maxThreads(): number {
   return globalThis.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1
-}
-
-/** Multi-threading must win by this margin: fewer threads leave cores to other jobs and tabs. */
-const MARGIN = 0.97
-const MAX_RUNS = 20
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
 
 export function createEngine(opts: EngineOptions = {}): InferenceEngine {
@@ -57,8 +71,11 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
     allowWebGpu,
     warm,
     calibration,
-    minRuns = 8,
-    budgetMs = 500,
+    minMs = 300,
+    maxMs = 3000,
+    maxPairs = 24,
+    rules = THREAD_RULES,
+    onCalibrated,
     recheckAfter = 50,
     makeBridge,
     threadsMax,
@@ -103,42 +120,47 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
     (await ensure(t, params.cid, signal)).run(params, signal)
 
   /**
-   * Times both settings in alternating back-to-back pairs on the job's own input and decides on the
-   * median N/1 time ratio of the later half of the pairs: load drifting between pairs cancels out,
-   * and the first pairs, slow while a fresh worker's WASM code is tiered up (longer with threads),
-   * are left out. Returns the choice and the last result (outputs are bitwise equal across counts).
+   * Times both settings in back-to-back pairs on the job's own input, alternating which goes first
+   * (1,N N,1 …) so load drift hits both alike, and lets `judgeThreads` decide on the per-pair ratios.
+   * Returns the choice and the last result (outputs are bitwise equal across thread counts).
    */
   async function calibrate(
     params: RunParams,
     checks: number,
     signal?: AbortSignal,
   ): Promise<[number, RunResult]> {
+    const t0 = performance.now()
     let last = await runOn(n, params, signal) // warm-up: creates the session
     if (last.ep !== 'wasm') return [n, last] // WebGPU: threads do not matter
     await runOn(1, params, signal)
-    const one: number[] = []
-    const many: number[] = []
-    let spent = 0
-    for (let i = 0; i < MAX_RUNS && (i < minRuns || spent < budgetMs); i++) {
-      for (const t of i % 2 ? [n, 1] : [1, n]) {
+    const warmMs = performance.now() - t0
+    const timed: TimedPair[] = []
+    let verdict: ThreadVerdict
+    let spent = 0 // run ms of the timed pairs: the budget scales with the model's run time
+    for (;;) {
+      const pair = { one: 0, many: 0 }
+      for (const t of timed.length % 2 ? [n, 1] : [1, n]) {
         last = await runOn(t, params, signal)
-        ;(t === 1 ? one : many).push(last.timing.runMs)
+        pair[t === 1 ? 'one' : 'many'] = last.timing.runMs
         spent += last.timing.runMs
       }
+      timed.push(pair)
+      verdict = judgeThreads(timed, n, rules)
+      if (timed.length >= maxPairs || (verdict.pairs >= rules.minPairs && spent >= maxMs)) break
+      if (verdict.settled && spent >= minMs) break
     }
-    const later = many.map((ms, i) => ms / Math.max(one[i]!, 1e-3)).slice(many.length >> 1)
-    const chosen = median(later) < MARGIN ? n : 1
     const rec: CalibrationRecord = {
       v: 1,
       cid: params.cid,
-      threads: chosen,
+      threads: verdict.threads,
       maxThreads: n,
-      medianMs: { 1: median(one.slice(one.length >> 1)), [n]: median(many.slice(many.length >> 1)) },
+      medianMs: verdict.medianMs,
       checks,
       at: Date.now(),
     }
+    onCalibrated?.({ ...verdict, cid: params.cid, timed, wallMs: performance.now() - t0, warmMs, checks })
     await calibration?.put(rec).catch(() => {}) // a failed cache write only costs a re-calibration
-    return [chosen, last]
+    return [verdict.threads, last]
   }
 
   /** Single flight: concurrent runs of a model wait for its one calibration, then use the choice. */

@@ -4,15 +4,16 @@
  */
 import { describe, expect, it } from 'vitest'
 import type { InferenceEngine, RunResult } from '../../src/compute/bridge.ts'
-import { createEngine } from '../../src/compute/engine.ts'
+import { type Calibrated, createEngine } from '../../src/compute/engine.ts'
 import type { CalibrationRecord, CalibrationStore } from '../../src/store/calibration.ts'
 
 const CID = 'bafkreidyllbzbuwb2fdgttvsc6notidx5yr5wgl6z2qhcptapjy3pkxbja'
 const x = { dtype: 'float32' as const, dims: [1], data: new Float32Array(1) }
 
-/** Stub bridges whose run time per thread count comes from `ms(threads)`; counts runs. */
+/** Stub bridges whose run time per thread count comes from `ms(threads)`; counts runs, in order. */
 function stubs(ms: (threads: number) => number, ep: 'wasm' | 'webgpu' = 'wasm') {
   const runs = new Map<number, number>()
+  const order: number[] = []
   const make = (threads: number): InferenceEngine => ({
     capabilities: async () => ({
       eps: [ep],
@@ -24,12 +25,13 @@ function stubs(ms: (threads: number) => number, ep: 'wasm' | 'webgpu' = 'wasm') 
     loadModel: async () => {},
     run: async (): Promise<RunResult> => {
       runs.set(threads, (runs.get(threads) ?? 0) + 1)
+      order.push(threads)
       return { outputs: { y: x }, ep, timing: { sessionMs: 0, runMs: ms(threads) } }
     },
     evict: async () => true,
     close: () => {},
   })
-  return { make, runs }
+  return { make, runs, order }
 }
 
 function memoryStore(): CalibrationStore & { recs: Map<string, CalibrationRecord> } {
@@ -63,6 +65,34 @@ describe("createEngine({ threads: 'auto' })", () => {
     const engine = createEngine({ threadsMax: 2, makeBridge: s.make, calibration })
     await engine.run({ cid: CID, inputs: { x } })
     expect(calibration.recs.get(CID)?.threads).toBe(1)
+  })
+
+  it('alternates which setting goes first, after one warm-up run on each', async () => {
+    const s = stubs((t) => (t === 2 ? 5 : 10))
+    const engine = createEngine({ threadsMax: 2, makeBridge: s.make, minMs: 0 })
+    await engine.run({ cid: CID, inputs: { x } })
+    // Warm-up N, 1; then pairs 1,N / N,1 / … until settled (skip 1 + minPairs 4).
+    expect(s.order).toEqual([2, 1, 1, 2, 2, 1, 1, 2, 2, 1, 1, 2])
+  })
+
+  it('a clear winner stops once its runs reach minMs; a near-tie measures up to maxMs, then keeps 1', async () => {
+    const clear = stubs((t) => (t === 2 ? 50 : 100))
+    const seen: Calibrated[] = []
+    const onCalibrated = (c: Calibrated) => void seen.push(c)
+    const opts = { threadsMax: 2, minMs: 1000, maxMs: 3000, onCalibrated }
+    await createEngine({ ...opts, makeBridge: clear.make }).run({ cid: CID, inputs: { x } })
+    expect(seen[0]).toMatchObject({ threads: 2, settled: true })
+    expect(seen[0]!.timed.length).toBe(7) // 7 pairs × 150 ms reach 1000 ms
+
+    let i = 0
+    const tie = stubs((t) => (t === 2 ? (i++ % 2 ? 96 : 99) : 100)) // N 2.5% faster: within the margin
+    await createEngine({ ...opts, makeBridge: tie.make }).run({ cid: CID, inputs: { x } })
+    expect(seen[1]).toMatchObject({ threads: 1, settled: false })
+    expect(seen[1]!.timed.length).toBe(16) // 16 pairs × ~198 ms pass 3000 ms
+
+    const cheap = stubs((t) => (t === 2 ? 0.5 : 1)) // a 1 ms model: bounded by maxPairs, not time
+    await createEngine({ ...opts, makeBridge: cheap.make, maxPairs: 24 }).run({ cid: CID, inputs: { x } })
+    expect(seen[2]!.timed.length).toBe(24)
   })
 
   it('re-checks once after `recheckAfter` runs and follows a changed winner', async () => {

@@ -1,0 +1,68 @@
+/**
+ * Choosing 1 or N WASM threads from timed pairs: the same input run back to back on both settings.
+ * Pure, so the rule can be tested on synthetic and recorded traces; `engine.ts` does the timing.
+ *
+ * @example
+ * const v = judgeThreads([{ one: 10, many: 6 }, { one: 11, many: 6.5 }, ...], 2)
+ * if (v.settled) use(v.threads)
+ */
+
+/** One back-to-back pair (in either order): ms on 1 thread and ms on N threads. */
+export interface TimedPair {
+  one: number
+  many: number
+}
+
+export interface ThreadRules {
+  /** N threads must win by this median time ratio: fewer threads leave cores to other jobs and tabs. */
+  margin: number
+  /** Pairs at the start left out: a fresh worker's first runs are slow while its WASM code tiers up. */
+  skip: number
+  /** Judged pairs (after `skip`) needed before a verdict can be settled. */
+  minPairs: number
+  /** Share of judged pairs that must agree with the verdict for it to be settled. */
+  agree: number
+}
+
+export const THREAD_RULES: ThreadRules = { margin: 0.97, skip: 1, minPairs: 4, agree: 0.75 }
+
+export interface ThreadVerdict {
+  /** 1, or `n` when N threads win by the margin; ties go to 1. */
+  threads: number
+  /** Median of the per-pair N/1 time ratios: each ratio is taken within one pair, so load drift cancels. */
+  ratio: number
+  /** Whether enough pairs agree that more would not change the answer: calibration may stop. */
+  settled: boolean
+  /** Pairs judged (after `skip`). */
+  pairs: number
+  /** Median ms per thread count over the judged pairs, e.g. { 1: 170, 2: 95 }. */
+  medianMs: Record<number, number>
+}
+
+export function median(xs: readonly number[]): number {
+  if (!xs.length) return Number.NaN
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+/**
+ * The median N/1 ratio decides; it is robust to a few pairs hit by a load burst on one side. A
+ * verdict is settled once `minPairs` are judged and at least `agree` of them fall on its side: for
+ * N, pairs where N was faster by the margin; for 1, pairs where N was not. Near-ties never settle
+ * early, so the caller keeps measuring them until its budget runs out, and then they go to 1.
+ */
+export function judgeThreads(all: readonly TimedPair[], n: number, rules = THREAD_RULES): ThreadVerdict {
+  const pairs = all.slice(Math.min(rules.skip, Math.max(0, all.length - 1)))
+  const ratios = pairs.map((p) => p.many / Math.max(p.one, 1e-3))
+  const ratio = median(ratios)
+  const threads = n > 1 && ratio < rules.margin ? n : 1
+  const onSide = ratios.filter((r) => (threads === 1 ? r >= rules.margin : r < rules.margin)).length
+  return {
+    threads,
+    ratio,
+    settled: pairs.length >= rules.minPairs && onSide >= rules.agree * pairs.length,
+    pairs: pairs.length,
+    medianMs: { 1: median(pairs.map((p) => p.one)), [n]: median(pairs.map((p) => p.many)) },
+  }
+}
