@@ -128,6 +128,7 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
     params: RunParams,
     checks: number,
     signal?: AbortSignal,
+    current = 1,
   ): Promise<[number, RunResult]> {
     const t0 = performance.now()
     let last = await runOn(n, params, signal) // warm-up: creates the session
@@ -145,7 +146,7 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
         spent += last.timing.runMs
       }
       timed.push(pair)
-      verdict = judgeThreads(timed, n, rules)
+      verdict = judgeThreads(timed, n, rules, current)
       if (timed.length >= maxPairs || (verdict.pairs >= rules.minPairs && spent >= maxMs)) break
       if (verdict.settled && spent >= minMs) break
     }
@@ -164,8 +165,8 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
   }
 
   /** Single flight: concurrent runs of a model wait for its one calibration, then use the choice. */
-  async function calibrateOnce(params: RunParams, checks: number, signal?: AbortSignal) {
-    const calibrated = calibrate(params, checks, signal)
+  async function calibrateOnce(params: RunParams, checks: number, signal?: AbortSignal, current?: number) {
+    const calibrated = calibrate(params, checks, signal, current)
     const decided = calibrated.then(([t]) => t)
     choices.set(params.cid, { threads: decided, runs: 0, checks })
     decided.catch(() => choices.get(params.cid)?.threads === decided && choices.delete(params.cid))
@@ -184,8 +185,9 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
       choices.set(cid, choice)
     }
     // One re-check once the model is warm in this worker: by then the first calibration's
-    // conditions (fresh workers, start-up load) have passed.
-    if (++choice.runs === recheckAfter && choice.checks < 2) return calibrateOnce(params, 2, signal)
+    // conditions (fresh workers, start-up load) have passed. One that does not settle keeps the choice.
+    if (++choice.runs === recheckAfter && choice.checks < 2)
+      return calibrateOnce(params, 2, signal, await choice.threads.catch(() => undefined))
     let t: number
     try {
       t = await choice.threads

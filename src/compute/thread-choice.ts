@@ -24,11 +24,14 @@ export interface ThreadRules {
   agree: number
 }
 
-export const THREAD_RULES: ThreadRules = { margin: 0.97, skip: 1, minPairs: 4, agree: 0.75 }
+/** `agree` 0.8 asks 4 of 4, 5 of 6, 7 of 8 pairs: a coin flip gets there less than 1 time in 5. */
+export const THREAD_RULES: ThreadRules = { margin: 0.97, skip: 1, minPairs: 4, agree: 0.8 }
 
 export interface ThreadVerdict {
-  /** 1, or `n` when N threads win by the margin; ties go to 1. */
+  /** `lean` once settled; until then the fallback (1, or a re-check's current choice). */
   threads: number
+  /** 1, or `n` when the median ratio is below the margin. */
+  lean: number
   /** Median of the per-pair N/1 time ratios: each ratio is taken within one pair, so load drift cancels. */
   ratio: number
   /** Whether enough pairs agree that more would not change the answer: calibration may stop. */
@@ -47,21 +50,28 @@ export function median(xs: readonly number[]): number {
 }
 
 /**
- * The median N/1 ratio decides; it is robust to a few pairs hit by a load burst on one side. A
- * verdict is settled once `minPairs` are judged and at least `agree` of them fall on its side: for
- * N, pairs where N was faster by the margin; for 1, pairs where N was not. Near-ties never settle
- * early, so the caller keeps measuring them until its budget runs out, and then they go to 1.
+ * The median N/1 ratio leans one way; it is robust to a few pairs hit by a load burst on one side.
+ * The lean is settled once `minPairs` are judged and at least `agree` of them fall on its side: for
+ * N, pairs where N was faster by the margin; for 1, pairs where N was not. Until then the verdict is
+ * `fallback`: near-ties and noise that never settle go to fewer threads, or keep a re-check's choice.
  */
-export function judgeThreads(all: readonly TimedPair[], n: number, rules = THREAD_RULES): ThreadVerdict {
+export function judgeThreads(
+  all: readonly TimedPair[],
+  n: number,
+  rules = THREAD_RULES,
+  fallback = 1,
+): ThreadVerdict {
   const pairs = all.slice(Math.min(rules.skip, Math.max(0, all.length - 1)))
   const ratios = pairs.map((p) => p.many / Math.max(p.one, 1e-3))
   const ratio = median(ratios)
-  const threads = n > 1 && ratio < rules.margin ? n : 1
-  const onSide = ratios.filter((r) => (threads === 1 ? r >= rules.margin : r < rules.margin)).length
+  const lean = n > 1 && ratio < rules.margin ? n : 1
+  const onSide = ratios.filter((r) => (lean === 1 ? r >= rules.margin : r < rules.margin)).length
+  const settled = pairs.length >= rules.minPairs && onSide >= rules.agree * pairs.length
   return {
-    threads,
+    threads: settled ? lean : fallback,
+    lean,
     ratio,
-    settled: pairs.length >= rules.minPairs && onSide >= rules.agree * pairs.length,
+    settled,
     pairs: pairs.length,
     medianMs: { 1: median(pairs.map((p) => p.one)), [n]: median(pairs.map((p) => p.many)) },
   }

@@ -107,6 +107,20 @@ describe("createEngine({ threads: 'auto' })", () => {
     expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 2 })
   })
 
+  it('a re-check that does not settle keeps the current choice', async () => {
+    let k = 0
+    let noisy = false
+    // Clear N win at first; then N wins 3 of every 5 pairs: leans N but never settles.
+    const s = stubs((t) => (t === 1 ? 100 : noisy ? [60, 120, 60, 110, 70][k++ % 5]! : 50))
+    const calibration = memoryStore()
+    const engine = createEngine({ threadsMax: 2, makeBridge: s.make, calibration, recheckAfter: 2 })
+    await engine.run({ cid: CID, inputs: { x } })
+    expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 1 })
+    noisy = true
+    for (let i = 0; i < 2; i++) await engine.run({ cid: CID, inputs: { x } })
+    expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 2 })
+  })
+
   it('does not calibrate threads when the run used WebGPU', async () => {
     const s = stubs(() => 1, 'webgpu')
     const calibration = memoryStore()

@@ -1,6 +1,7 @@
 /**
  * The thread-count rule (src/compute/thread-choice.ts) on synthetic traces: per-pair ratios cancel
- * load drift, a few load bursts do not flip the verdict, near-ties go to 1 and never settle early.
+ * load drift, a few load bursts do not flip the verdict, near-ties and unsettled leans go to the
+ * fallback (1, or a re-check's current choice).
  */
 import { describe, expect, it } from 'vitest'
 import { judgeThreads, THREAD_RULES, type TimedPair } from '../../src/compute/thread-choice.ts'
@@ -34,7 +35,7 @@ describe('judgeThreads', () => {
   })
 
   it('a few pairs hit by a burst on one side do not flip the verdict', () => {
-    const pairs = trace(9, 100, 0.6)
+    const pairs = trace(11, 100, 0.6)
     pairs[3] = { one: 100, many: 300 } // a burst during one N run
     pairs[6] = { one: 100, many: 250 }
     expect(judgeThreads(pairs, 2)).toMatchObject({ threads: 2, settled: true })
@@ -49,6 +50,16 @@ describe('judgeThreads', () => {
     const v = judgeThreads(pairs, 2)
     expect(v.threads).toBe(1)
     expect(v.settled).toBe(false)
+  })
+
+  it('an unsettled lean gives the fallback: 1, or the current choice on a re-check', () => {
+    // N wins 3 of 5 judged pairs: the median leans to N, but a coin flip could do that.
+    const pairs = [
+      { one: 100, many: 100 },
+      ...[0.6, 1.2, 0.6, 1.1, 0.7].map((r) => ({ one: 100, many: 100 * r })),
+    ]
+    expect(judgeThreads(pairs, 2)).toMatchObject({ lean: 2, settled: false, threads: 1 })
+    expect(judgeThreads(pairs, 2, THREAD_RULES, 2).threads).toBe(2)
   })
 
   it('N never wins when N is 1', () => {
