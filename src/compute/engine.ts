@@ -131,9 +131,14 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
     current = 1,
   ): Promise<[number, RunResult]> {
     const t0 = performance.now()
-    let last = await runOn(n, params, signal) // warm-up: creates the session
-    if (last.ep !== 'wasm') return [n, last] // WebGPU: threads do not matter
-    await runOn(1, params, signal)
+    // Warm-up: creates the session in each worker. Both at once unless WebGPU may answer the job
+    // (then threads do not matter and the 1-thread session would be wasted): creating a session is
+    // mostly single-threaded, so the two overlap on two cores.
+    const caps = params.ep === 'wasm' ? undefined : await primary.capabilities(signal)
+    const gpu = caps?.eps.includes('webgpu') && !caps.adapter?.isFallback
+    let last = gpu ? await runOn(n, params, signal) : undefined
+    if (last && last.ep !== 'wasm') return [n, last]
+    ;[last] = await Promise.all([last ?? runOn(n, params, signal), runOn(1, params, signal)])
     const warmMs = performance.now() - t0
     const timed: TimedPair[] = []
     let verdict: ThreadVerdict

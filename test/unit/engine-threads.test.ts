@@ -121,6 +121,29 @@ describe("createEngine({ threads: 'auto' })", () => {
     expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 2 })
   })
 
+  it('creates both sessions at once when WebGPU cannot answer the job', async () => {
+    let active = 0
+    let most = 0
+    const s = stubs((t) => (t === 2 ? 5 : 10))
+    const engine = createEngine({
+      threadsMax: 2,
+      makeBridge: (t) => {
+        const eng = s.make(t)
+        return {
+          ...eng,
+          run: async (p) => {
+            most = Math.max(most, ++active)
+            await new Promise((r) => setTimeout(r, 1))
+            active--
+            return eng.run(p)
+          },
+        }
+      },
+    })
+    await engine.run({ cid: CID, inputs: { x } })
+    expect(most).toBe(2) // the warm-ups overlapped; the timed pairs never do
+  })
+
   it('does not calibrate threads when the run used WebGPU', async () => {
     const s = stubs(() => 1, 'webgpu')
     const calibration = memoryStore()
