@@ -104,6 +104,8 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
   const loadedIn = new Map<number, Set<string>>([...pool.keys()].map((t) => [t, new Set<string>()]))
   /** Per model: the thread count (pending while calibrating), runs since, calibrations so far. */
   const choices = new Map<string, { threads: Promise<number>; runs: number; checks: number }>()
+  /** Per model: the last calibration's timed pairs, pooled into a re-check that does not settle. */
+  const lastTimed = new Map<string, TimedPair[]>()
 
   async function ensure(t: number, cid: string, signal?: AbortSignal): Promise<InferenceEngine> {
     const eng = pool.get(t)!
@@ -155,6 +157,14 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
       if (timed.length >= maxPairs || (verdict.pairs >= rules.minPairs && spent >= maxMs)) break
       if (verdict.settled && spent >= minMs) break
     }
+    // A re-check that does not settle pools its pairs with the last calibration's: more evidence,
+    // and if even that does not settle, fewer threads. Without those (after a reload) it keeps the choice.
+    const prior = lastTimed.get(params.cid)
+    if (!verdict.settled && prior) {
+      const pooled = [...prior.slice(rules.skip), ...timed.slice(rules.skip)]
+      verdict = judgeThreads(pooled, n, { ...rules, skip: 0 })
+    }
+    lastTimed.set(params.cid, timed)
     const rec: CalibrationRecord = {
       v: 1,
       cid: params.cid,
@@ -190,7 +200,7 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
       choices.set(cid, choice)
     }
     // One re-check once the model is warm in this worker: by then the first calibration's
-    // conditions (fresh workers, start-up load) have passed. One that does not settle keeps the choice.
+    // conditions (fresh workers, start-up load) have passed.
     if (++choice.runs === recheckAfter && choice.checks < 2)
       return calibrateOnce(params, 2, signal, await choice.threads.catch(() => undefined))
     let t: number
@@ -217,6 +227,7 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
     async evict(cid, signal) {
       pending.delete(cid)
       choices.delete(cid)
+      lastTimed.delete(cid)
       let had = false
       for (const [t, eng] of pool) {
         loadedIn.get(t)!.delete(cid)

@@ -107,7 +107,24 @@ describe("createEngine({ threads: 'auto' })", () => {
     expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 2 })
   })
 
-  it('a re-check that does not settle keeps the current choice', async () => {
+  it('a re-check that does not settle pools its pairs with the first calibration', async () => {
+    let k = 0
+    let noisy = false
+    // N wins 4 of 5 at first (settled); then 2 of 5 (leans 1, unsettled): pooled, 1 thread.
+    const first = [60, 60, 60, 120, 60]
+    const later = [60, 120, 110, 60, 120]
+    const s = stubs((t) => (t === 1 ? 100 : (noisy ? later : first)[k++ % 5]!))
+    const calibration = memoryStore()
+    const engine = createEngine({ threadsMax: 2, makeBridge: s.make, calibration, recheckAfter: 2 })
+    await engine.run({ cid: CID, inputs: { x } })
+    expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 1 })
+    noisy = true
+    k = 0
+    for (let i = 0; i < 2; i++) await engine.run({ cid: CID, inputs: { x } })
+    expect(calibration.recs.get(CID)).toMatchObject({ threads: 1, checks: 2 })
+  })
+
+  it('after a reload, a re-check that does not settle keeps the current choice', async () => {
     let k = 0
     let noisy = false
     // Clear N win at first; then N wins 3 of every 5 pairs: leans N but never settles.
@@ -117,7 +134,8 @@ describe("createEngine({ threads: 'auto' })", () => {
     await engine.run({ cid: CID, inputs: { x } })
     expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 1 })
     noisy = true
-    for (let i = 0; i < 2; i++) await engine.run({ cid: CID, inputs: { x } })
+    const reloaded = createEngine({ threadsMax: 2, makeBridge: s.make, calibration, recheckAfter: 2 })
+    for (let i = 0; i < 2; i++) await reloaded.run({ cid: CID, inputs: { x } })
     expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 2 })
   })
 
