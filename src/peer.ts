@@ -4,6 +4,7 @@ import type { Capabilities as EngineCapabilities, InferenceEngine } from './comp
 import { type Controls, createControls } from './compute/controls.ts'
 import { createAdaptive } from './jobs/adaptive.ts'
 import type { TestHooks } from './jobs/adversary.ts'
+import { createCapacityWaiters } from './jobs/capacity.ts'
 import { createExecutor } from './jobs/execute.ts'
 import { createJobHandler, type ServedJob } from './jobs/handler.ts'
 import { createRequester, type JobOutcome, type SubmitOptions } from './jobs/requester.ts'
@@ -184,6 +185,10 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   })
   const reputation = await createReputation(store)
   const adaptive = createAdaptive(reputation)
+  const capacity = createCapacityWaiters([
+    [discovery.events, 'change'],
+    [scheduler.events, 'release'],
+  ])
   const requester = createRequester({
     node,
     privateKey,
@@ -195,13 +200,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     execute: createExecutor({ privateKey, selfId, engine, models, adapter: adapterClass }),
     outputsOf: (cid) => catalog.byCid(cid)?.outputs,
     log: logger('peer-compute:requester'),
-    capacityChanged: (signal) =>
-      new Promise<void>((resolve) => {
-        const done = () => resolve()
-        discovery.events.addEventListener('change', done, { once: true })
-        scheduler.events.addEventListener('release', done, { once: true })
-        signal.addEventListener('abort', done, { once: true })
-      }),
+    capacityChanged: (signal, maxWaitMs) => capacity.wait(signal, maxWaitMs),
     onChange: () => emit('jobs'),
   })
 
@@ -293,6 +292,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     async stop() {
       discovery.stop()
       requester.close()
+      capacity.stop()
       await node.stop()
       controls.stop()
       credits.close()
