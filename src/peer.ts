@@ -200,7 +200,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     execute: createExecutor({ privateKey, selfId, engine, models, adapter: adapterClass }),
     outputsOf: (cid) => catalog.byCid(cid)?.outputs,
     log: logger('peer-compute:requester'),
-    capacityChanged: (signal, maxWaitMs) => capacity.wait(signal, maxWaitMs),
+    capacityChanged: (signal) => capacity.wait(signal),
     onChange: () => emit('jobs'),
   })
 

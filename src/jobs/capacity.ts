@@ -1,36 +1,35 @@
 /**
- * Jobs waiting for a free contributor slot. One listener per trigger however many jobs wait (a
- * wait is a Set entry, removed when it ends), so a batch of thousands costs O(1) per wake-up
- * instead of piling listeners onto long-lived event targets.
+ * Jobs waiting for a free contributor slot. One listener per trigger and one shared tick however
+ * many jobs wait (a wait is just a Set entry), so a batch of thousands of queued jobs costs no
+ * timers or listeners per wake-up.
  */
 export interface CapacityWaiters {
-  /** Resolves when a trigger fires, after `maxWaitMs`, or on abort: whichever is first. */
-  wait(signal: AbortSignal, maxWaitMs: number): Promise<void>
+  /**
+   * Resolves when a trigger fires, or at the next tick (every `tickMs`): a job re-checks its
+   * deadline and signal then, so an aborted wait ends within one tick.
+   */
+  wait(signal: AbortSignal): Promise<void>
   readonly waiting: number
   stop(): void
 }
 
-export function createCapacityWaiters(triggers: [EventTarget, string][]): CapacityWaiters {
+export function createCapacityWaiters(triggers: [EventTarget, string][], tickMs = 1000): CapacityWaiters {
   const waiting = new Set<() => void>()
+  let ticker: ReturnType<typeof setInterval> | undefined
   const wakeAll = () => {
     const all = [...waiting]
     waiting.clear()
+    clearInterval(ticker)
+    ticker = undefined
     for (const wake of all) wake()
   }
   for (const [target, type] of triggers) target.addEventListener(type, wakeAll)
   return {
-    wait(signal, maxWaitMs) {
+    wait(signal) {
+      if (signal.aborted) return Promise.resolve()
       return new Promise<void>((resolve) => {
-        if (signal.aborted) return resolve()
-        const done = () => {
-          clearTimeout(timer)
-          waiting.delete(done)
-          signal.removeEventListener('abort', done)
-          resolve()
-        }
-        const timer = setTimeout(done, maxWaitMs)
-        signal.addEventListener('abort', done)
-        waiting.add(done)
+        waiting.add(resolve)
+        ticker ??= setInterval(wakeAll, tickMs)
       })
     },
     get waiting() {

@@ -45,8 +45,8 @@ export interface DispatchResult {
 export interface QuorumEffects {
   /** A contributor for the next replica, skipping `exclude`; undefined if none is free now. */
   pick(exclude: ReadonlySet<string>, sameClassAs: string[]): string | undefined
-  /** Resolves when capacity may have changed (a peer appeared or a slot freed), after `maxWaitMs`, or on abort. */
-  capacityChanged(signal: AbortSignal, maxWaitMs: number): Promise<void>
+  /** Resolves when capacity may have changed (a peer appeared or a slot freed), and at least every second. */
+  capacityChanged(signal: AbortSignal): Promise<void>
   dispatch(peer: string, timeoutMs: number, signal: AbortSignal): Promise<DispatchResult>
   /** Adaptive replication: may this job run on this single trusted peer alone? */
   singleReplicaOk(peer: string): boolean
@@ -184,7 +184,7 @@ export async function runQuorum(
     }
     if (wanted() === 0 || attempts() >= policy.maxAttempts) break
     // Nobody free for the next replica: wait for capacity, up to the deadline.
-    await fx.capacityChanged(jobSignal, 1000).catch(() => {})
+    await fx.capacityChanged(jobSignal).catch(() => {})
   }
 
   if (finalReject) return finish('failed', `${finalReject.error?.code}: ${finalReject.error?.message}`)

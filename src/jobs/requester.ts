@@ -83,7 +83,7 @@ export interface RequesterOptions {
   execute: Execute
   outputsOf(model: string): import('../models/catalog.ts').TensorSpec[] | undefined
   log: Logger
-  capacityChanged(signal: AbortSignal, maxWaitMs: number): Promise<void>
+  capacityChanged(signal: AbortSignal): Promise<void>
   onChange(): void
 }
 
