@@ -198,6 +198,10 @@ export function engine(e: NonNullable<Results['engine']>): string {
     f(x.choiceVsBest),
     f(x.autoVsBest),
     f(x.wasmVsNative),
+    `${f(x.wasmVsNativeByThreads?.[1])} · ${f(x.wasmVsNativeByThreads?.N)}`,
+    x.calibrations?.[0]
+      ? `${f(x.calibrations[0].wallMs / 1000, 1)} s (${f(x.calibrations[0].warmMs / 1000, 1)} s, ${x.calibrations[0].pairs} pairs)`
+      : '–',
     x.maxAbsDiffNative.toExponential(1),
     x.maxAbsDiffWeb === 0 ? 'bitwise equal' : x.maxAbsDiffWeb.toExponential(1),
   ])
@@ -207,6 +211,8 @@ export function engine(e: NonNullable<Results['engine']>): string {
     'chosen / best',
     'auto runs / best',
     'best WASM / native',
+    '1/1 · N/N native',
+    'first-job calibration (warm-up, pairs)',
     'max |web − native|',
     'web 1 vs N thr',
   ]
