@@ -16,9 +16,9 @@ export const DEEP = { name: 'bench-deep', width: 512, depth: 48, batch: 64, seed
  * dispatch figure measures the job path rather than the transfer of large tensors (mlp-s/m/l do that).
  */
 export const DISPATCH_MODELS = [
-  { name: 'bench-1ms', width: 256, depth: 3, batch: 16, seed: 11 },
-  { name: 'bench-10ms', width: 256, depth: 30, batch: 16, seed: 12 },
-  { name: 'bench-100ms', width: 256, depth: 300, batch: 16, seed: 13 },
+  { name: 'bench-1ms', width: 256, depth: 5, batch: 16, seed: 11 },
+  { name: 'bench-10ms', width: 256, depth: 100, batch: 16, seed: 12 },
+  { name: 'bench-100ms', width: 256, depth: 550, batch: 16, seed: 13 },
 ]
 /** Models for peer-to-peer transfer: about 10 MB and 50 MB of weights (never run). */
 export const XFER_MODELS = [
