@@ -62,9 +62,9 @@ export async function p2pSend(node: BrowserNode, target: string, total: number, 
 }
 
 /** Round trips of 32 bytes: on one reused stream, and on a new stream each (the job protocol's pattern). */
-export async function p2pEcho(node: BrowserNode, target: string, n: number) {
+export async function p2pEcho(node: BrowserNode, target: string, n: number, size = 32) {
   const c = conn(node, target)
-  const ping = new Uint8Array(32)
+  const ping = new Uint8Array(size)
   const reused: number[] = []
   const fresh: number[] = []
   const stream = await c.newStream(ECHO_PROTOCOL)
@@ -72,7 +72,8 @@ export async function p2pEcho(node: BrowserNode, target: string, n: number) {
   for (let i = 0; i < n; i++) {
     const t0 = performance.now()
     stream.send(ping)
-    await it.next()
+    let got = 0
+    while (got < size) got += ((await it.next()).value as { byteLength: number }).byteLength
     reused.push(performance.now() - t0)
   }
   await stream.close()
@@ -165,13 +166,13 @@ export async function rawSend(id: string, total: number, msg: number, high = 4 *
   return { ms, bytes: got }
 }
 
-export async function rawEcho(id: string, n: number): Promise<number[]> {
+export async function rawEcho(id: string, n: number, size = 32): Promise<number[]> {
   const dc = raws.get(id)!.dc!
   const out: number[] = []
   for (let i = 0; i < n; i++) {
     const t0 = performance.now()
     const pong = nextMessage(dc)
-    dc.send('ping-0123456789abcdef0123456789a')
+    dc.send(size === 32 ? 'ping-0123456789abcdef0123456789a' : 'p'.repeat(size))
     await pong
     out.push(performance.now() - t0)
   }

@@ -46,7 +46,7 @@ async function main() {
     engineClose,
     probes,
     p2pSend: (target: string, total: number, msg: number) => transport.p2pSend(node(), target, total, msg),
-    p2pEcho: (target: string, n: number) => transport.p2pEcho(node(), target, n),
+    p2pEcho: (target: string, n: number, size?: number) => transport.p2pEcho(node(), target, n, size),
     rawOffer: transport.rawOffer,
     rawAnswer: transport.rawAnswer,
     rawConnect: transport.rawConnect,

@@ -48,10 +48,17 @@ export function dispatch(r: Results, rows: DispatchRow[]): string {
 
 ${table([...head, 'client RTT p50', 'wire + checks p50', 'bookkeeping p50', 'run p50 a / b'], body)}
 
-added = b − a. Transfer floor = (job + result frame bytes) / the raw data channel's MiB/s (64 KiB messages, section 3).
+added = b − a. Transfer floor = (job + result frame bytes) / the raw data channel's MiB/s (64 KiB messages, section 3).${echoFloor(r)}
 Client RTT = sign → verified result (src/jobs/client.ts). Wire + checks = client RTT minus the contributor's
 time from admitted job to outputs (its receipt's queue + run): transfer, digests, signatures, stream hops.
 Bookkeeping = b p50 − client RTT p50: the requester's durable job records (IndexedDB) and quorum logic.${failed(rows)}`
+}
+
+/** A lone message's round trip is slower than bytes / bandwidth: the raw echo of a job-sized frame is the floor. */
+function echoFloor(r: Results): string {
+  const e = r.transport?.echo
+  if (!e?.rawFrame) return ''
+  return `\nFloor for the bench-* rows: a raw RTCDataChannel round trip of ${e.frameBytes} bytes each way takes ${f(e.rawFrame.p50)} ms p50 here (libp2p reused stream ${f(e.libp2pReusedFrame?.p50)} ms).`
 }
 
 function failed(rows: DispatchRow[]): string {
@@ -126,7 +133,11 @@ export function transport(t: NonNullable<Results['transport']>): string {
 
 ${table(['message', 'MiB sent', 'libp2p stream', 'raw RTCDataChannel', 'ratio'], rows)}
 
-32-byte round trip p50 / p95 (ms): raw channel ${d(e.raw)}, libp2p reused stream ${d(e.libp2pReused)}, libp2p new stream each time ${d(e.libp2pNewStream)}`
+32-byte round trip p50 / p95 (ms): raw channel ${d(e.raw)}, libp2p reused stream ${d(e.libp2pReused)}, libp2p new stream each time ${d(e.libp2pNewStream)}${
+    e.rawFrame && e.libp2pReusedFrame
+      ? `\n${e.frameBytes}-byte round trip p50 / p95 (ms): raw channel ${d(e.rawFrame)}, libp2p reused stream ${d(e.libp2pReusedFrame)}`
+      : ''
+  }`
 }
 
 export function modelTransfer(t: Results['modelTransfer']): string {

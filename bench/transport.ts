@@ -19,7 +19,14 @@ export interface EchoRow {
   raw: Dist
   libp2pReused: Dist
   libp2pNewStream: Dist
+  /** Round trips of JOB_FRAME_BYTES each way (a bench-* job and its result): the floor of dispatch. */
+  frameBytes?: number
+  rawFrame?: Dist
+  libp2pReusedFrame?: Dist
 }
+
+/** About the job and result frame of the bench-* dispatch models (16 KiB of float32 plus framing). */
+export const JOB_FRAME_BYTES = 17_000
 
 export async function transportBench(
   a: Page,
@@ -62,12 +69,22 @@ export async function transportBench(
       target: bId,
       n: o.echoes,
     })
+    const size = JOB_FRAME_BYTES
+    const rawFrame = await a.evaluate((x) => window.__bench.rawEcho('t', x.n, x.size), { n: o.echoes, size })
+    const p2pFrame = await a.evaluate((x) => window.__bench.p2pEcho(x.target, x.n, x.size), {
+      target: bId,
+      n: o.echoes,
+      size,
+    })
     return {
       rows,
       echo: {
         raw: dist(rawEcho.slice(5)),
         libp2pReused: dist(p2pEcho.reused.slice(5)),
         libp2pNewStream: dist(p2pEcho.fresh.slice(5)),
+        frameBytes: size,
+        rawFrame: dist(rawFrame.slice(5)),
+        libp2pReusedFrame: dist(p2pFrame.reused.slice(5)),
       },
     }
   } finally {
