@@ -138,7 +138,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     adapter: adapterClass(),
     threads: caps?.threads ?? 0,
     slots: admission.free,
-    maxSlots: admission.capacity, // usable now: fewer under CPU pressure, so requesters do not overfill
+    maxSlots: admission.maxSlots,
     contributing: admission.active,
     models: cached.slice(0, 256),
     benchUs: 0,

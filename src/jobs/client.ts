@@ -1,7 +1,13 @@
 /** Requester side of `/peer-compute/job/1.1.0`: sign, send, and verify before accepting anything. */
 import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
-import { AbortError, JobRejectedError, JobTimeoutError, MalformedFrameError } from '../shared/errors.ts'
+import {
+  AbortError,
+  JobNotSentError,
+  JobRejectedError,
+  JobTimeoutError,
+  MalformedFrameError,
+} from '../shared/errors.ts'
 import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../shared/protocol.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { encodeTensors, tensorsCid } from '../shared/tensor-codec.ts'
@@ -110,7 +116,11 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
         throw new StaleStreamError(e.message)
       }
       if (answered && e.name === 'JobRejectedError') await stream.close().catch(() => {})
-      else stream.abort(e)
+      else stream.abort(e instanceof Error ? e : new Error(String(e)))
+      // A data channel that closed before it opened aborts its stream with a bare Event: name it.
+      if (!sent && !signal.aborted && !ANSWERED.has(e.name)) {
+        throw new JobNotSentError(`job stream failed before the job was sent: ${describe(e)}`)
+      }
       throw err
     } finally {
       signal.removeEventListener('abort', onAbort)
@@ -129,4 +139,10 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
     // fresh one. Past the send, a failure stands (the job may be running there).
     return await exchange(await open(), false)
   }
+}
+
+function describe(e: unknown): string {
+  if (e instanceof Error) return `${e.name}: ${e.message}`
+  const type = (e as { type?: unknown })?.type
+  return typeof type === 'string' ? `'${type}' event` : String(e)
 }

@@ -55,6 +55,8 @@ export interface QuorumEffects {
   recordOutcome(peer: string, outcome: Outcome): Promise<void>
   /** Persist after every change, so a reload resumes here. */
   save(state: QuorumState): Promise<void>
+  /** A replica left running past the verdict has ended and been judged (its status is final). */
+  lateEnded?(): void
 }
 
 const FINAL_CODES = new Set(['bad-request', 'too-large', 'bad-signature', 'unknown-model'])
@@ -84,7 +86,9 @@ export async function runQuorum(
     AbortSignal.timeout(Math.max(0, deadline - Date.now())),
     ...(signal ? [signal] : []),
   ])
-  // Once decided, replicas still running are cancelled: their answers can no longer change the result.
+  // Once failed or inconclusive, replicas still running are cancelled. Once verified, they are left
+  // to finish and judged against the result (as BOINC validates late results): a liar that is always
+  // last must not escape judgement by being cancelled.
   const decided = new AbortController()
   const dispatchSignal = AbortSignal.any([jobSignal, decided.signal])
   const timedOut = new Promise<void>((r) => jobSignal.addEventListener('abort', () => r(), { once: true }))
@@ -103,7 +107,7 @@ export async function runQuorum(
     )
   const best = () => groups()[0]?.length ?? 0
   const finish = async (state: FinalState, reason?: string) => {
-    decided.abort()
+    if (state !== 'verified') decided.abort()
     s.state = state
     if (reason) s.reason = reason
     await fx.save(s)
@@ -193,6 +197,18 @@ export async function runQuorum(
     // With a quorum agreeing, every replica outside it is wrong (without one, nothing is proven).
     for (const m of g[0]!) await fx.recordOutcome(m.r.peer, 'valid')
     for (const other of g.slice(1)) for (const m of other) await fx.recordOutcome(m.r.peer, 'invalid')
+    const agreed = g[0]!
+    for (const [rep, p] of inflight) {
+      void p.then(async () => {
+        // Forged and timed-out replicas were recorded as they ended.
+        if (rep.status === 'ok') {
+          const late = { r: rep, outputs: rep.result!.outputs, outputCid: rep.result!.outputCid }
+          const joins = agreementGroups([...agreed, late], policy.compare)[0]!.includes(late)
+          await fx.recordOutcome(rep.peer, joins ? 'valid' : 'invalid')
+        }
+        fx.lateEnded?.()
+      })
+    }
     return finish('verified')
   }
   const why = signal?.aborted

@@ -123,13 +123,23 @@ export function createRequester(o: RequesterOptions) {
     } catch (err) {
       if ((err as { code?: string }).code === 'busy') held = false
       // Two tabs that dialled each other at once keep one connection and close the other: a job
-      // caught on the closed one is resent once on the survivor.
-      // Only transport failures qualify: a peer's answer (reject, bad receipt, timeout) stands.
+      // caught on the closed one goes again on the survivor. Only transport failures qualify: a
+      // peer's answer (reject, bad receipt, timeout) stands. A job never sent is tried up to 3 times.
       if (signal.aborted || JOB_LEVEL.has((err as Error).name)) throw err
-      await new Promise((r) => setTimeout(r, 500))
-      const survivor = directConnection(o.node, id)
-      if (survivor == null || (survivor === connection && connection.status !== 'open')) throw err
-      return await send(survivor)
+      let last = err
+      const tries = (err as Error).name === 'JobNotSentError' ? 3 : 1
+      for (let i = 0; i < tries; i++) {
+        await new Promise((r) => setTimeout(r, 250 * 2 ** i))
+        const survivor = directConnection(o.node, id)
+        if (signal.aborted || survivor == null || survivor.status !== 'open') throw last
+        try {
+          return await send(survivor)
+        } catch (again) {
+          if ((again as Error).name !== 'JobNotSentError') throw again
+          last = again
+        }
+      }
+      throw last
     } finally {
       done(held)
     }
@@ -172,6 +182,17 @@ export function createRequester(o: RequesterOptions) {
   ): Promise<JobOutcome> {
     const policy = job.policy
     const q: QuorumState = fromStored(job.quorum)
+    let ended: Promise<JobRecord> | undefined // the final record, once written
+    // The visible record follows replicas that end after the verdict (their status only).
+    const refreshLate = () => {
+      if (!ended) return
+      ended = ended.then(async (rec) => {
+        const next = { ...rec, replicas: summary(id, job, q).replicas }
+        await o.store.putJob(next).catch((err: Error) => o.log.error('job %s: %s', id, err.message))
+        o.onChange()
+        return next
+      })
+    }
     // A job whose submit write failed is not on record: stop it rather than compute for nothing.
     const unrecorded = new AbortController()
     durable.catch((err: Error) => unrecorded.abort(err))
@@ -212,6 +233,7 @@ export function createRequester(o: RequesterOptions) {
             o.reputation.record(peer, outcome).catch((err) => o.log.error('reputation: %s', err.message))
           },
           save: async () => progress.mark(),
+          lateEnded: refreshLate,
         },
         job.createdAt + policy.deadlineMs,
         jobSignal,
@@ -226,6 +248,8 @@ export function createRequester(o: RequesterOptions) {
       const members = agreeing.map((r) => ({ receipt: r.result!.receipt, outputs: r.result!.outputs }))
       rec.record = encodeQuorumRecord(buildQuorumRecord(members, q.quorum, policy.compare))
       await o.store.saveJobState(rec, null)
+      ended = Promise.resolve(rec)
+      if (rec.replicas?.some((r, i) => r.status !== q.replicas[i]?.status)) refreshLate()
       o.onChange()
       for (const r of agreeing) o.adaptive.observe({ ...r.result!, worker: r.peer })
       const first = agreeing[0]!.result!

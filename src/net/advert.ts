@@ -15,7 +15,6 @@ export interface Capabilities {
   threads: number
   /** Free job slots now; 0 when busy or not contributing. */
   slots: number
-  /** Job slots usable now (the setting, or fewer under CPU pressure). */
   maxSlots: number
   contributing: boolean
   /** CIDs of models in the local cache. */

@@ -29,6 +29,8 @@ export const OutputMismatchError = named('OutputMismatchError')
 export const JobRejectedError = named('JobRejectedError')
 export const JobTimeoutError = named('JobTimeoutError')
 export const NoPeerAvailableError = named('NoPeerAvailableError')
+/** The job stream failed before the job was handed to it: the contributor never had it. */
+export const JobNotSentError = named('JobNotSentError')
 export const AbortError = named('AbortError')
 // models and compute
 export const UnknownModelError = named('UnknownModelError')

@@ -170,3 +170,25 @@ describe('runQuorum', () => {
     expect(s.replicas.map((r) => r.status)).toEqual(['ok', 'lost', 'ok'])
   })
 })
+
+describe('late replicas', () => {
+  it('are judged against the verified result when they arrive after the quorum', async () => {
+    const { fx, outcomes } = harness(['honest', 'honest', 'wrong'])
+    let release!: () => void
+    const later = new Promise<void>((r) => {
+      release = r
+    })
+    const dispatch = fx.dispatch
+    fx.dispatch = async (peer, t, sig) => {
+      if (peer === peers[2]) await later // the liar answers last
+      return dispatch(peer, t, sig)
+    }
+    const policy = policyFor('tensor', { redundancy: 3, quorum: 2, adaptive: false })
+    const s = await runQuorum(start(policy), policy, fx, Date.now() + 10_000)
+    expect(s.state).toBe('verified')
+    expect(outcomes.filter(([p]) => p === peers[2])).toEqual([])
+    release()
+    await new Promise((r) => setTimeout(r, 50))
+    expect(outcomes.filter(([p]) => p === peers[2])).toEqual([[peers[2], 'invalid']])
+  })
+})
