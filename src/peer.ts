@@ -201,6 +201,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     outputsOf: (cid) => catalog.byCid(cid)?.outputs,
     log: logger('peer-compute:requester'),
     capacityChanged: (signal) => capacity.wait(signal),
+    redial: (peer, signal) => discovery.redial(peer, signal),
     onChange: () => emit('jobs'),
   })
 

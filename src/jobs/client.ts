@@ -127,9 +127,15 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
     }
   }
 
-  const open = () => connection.newStream([JOB_PROTOCOL, JOB_PROTOCOL_V1], { signal })
+  // Opening can fail before anything is sent (a data channel that closes before it opens rejects
+  // with a bare Event): that job never reached the contributor.
+  const notSent = (e: unknown): never => {
+    if (signal.aborted) throw e
+    throw new JobNotSentError(`could not open a job stream: ${describe(e)}`)
+  }
+  const open = () => connection.newStream([JOB_PROTOCOL, JOB_PROTOCOL_V1], { signal }).catch(notSent)
   const first = opts.streams
-    ? await opts.streams.acquire(connection, signal)
+    ? await opts.streams.acquire(connection, signal).catch(notSent)
     : { stream: await open(), reused: false }
   try {
     return await exchange(first.stream, first.reused)

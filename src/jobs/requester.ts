@@ -84,6 +84,8 @@ export interface RequesterOptions {
   outputsOf(model: string): import('../models/catalog.ts').TensorSpec[] | undefined
   log: Logger
   capacityChanged(signal: AbortSignal): Promise<void>
+  /** Dials a direct WebRTC link to `peer` again (its advertised addresses). */
+  redial(peer: string, signal: AbortSignal): Promise<void>
   onChange(): void
 }
 
@@ -130,7 +132,13 @@ export function createRequester(o: RequesterOptions) {
       const tries = (err as Error).name === 'JobNotSentError' ? 3 : 1
       for (let i = 0; i < tries; i++) {
         await new Promise((r) => setTimeout(r, 250 * 2 ** i))
-        const survivor = directConnection(o.node, id)
+        let survivor = directConnection(o.node, id)
+        if (i > 0 && survivor === connection && !signal.aborted) {
+          // The same link failed to open a stream twice: replace it with a fresh one.
+          await connection.close().catch(() => connection.abort(new Error('no job streams')))
+          await o.redial(peer, signal).catch(() => {})
+          survivor = directConnection(o.node, id)
+        }
         if (signal.aborted || survivor == null || survivor.status !== 'open') throw last
         try {
           return await send(survivor)

@@ -35,6 +35,8 @@ export interface Discovery {
    * changes come with every job, and each advert costs a signature here and a check at every peer.
    */
   announce(minGapMs?: number): void
+  /** Dials `id` directly now, whatever the grace period (e.g. after its link failed). */
+  redial(id: string, signal: AbortSignal): Promise<void>
   /** Fires 'change' whenever the peer set, an advert, or a connection changes. */
   events: EventTarget
   stop(): void
@@ -162,6 +164,18 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   return {
     peers: () => [...peers.values()],
     get: (id) => peers.get(id),
+    async redial(id, signal) {
+      const p = peers.get(id)
+      for (const addr of p?.advert.addrs ?? []) {
+        try {
+          await node.dial(multiaddr(addr), { signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)]) })
+          return
+        } catch (err) {
+          log('redial %s failed: %s', addr, (err as Error).message)
+        }
+      }
+      refresh(id)
+    },
     announce,
     events,
     stop() {
