@@ -39,8 +39,8 @@ export interface SendJobOptions {
   signal?: AbortSignal
 }
 
-/** Named errors are a peer's answer or our own decision: a stale reused stream throws none of them. */
-const ANSWERED = new Set([
+/** Named errors that are a peer's answer or our own decision, never a transport failure: not resent. */
+export const ANSWERED = new Set([
   'JobRejectedError',
   'JobTimeoutError',
   'AbortError',

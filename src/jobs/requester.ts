@@ -18,7 +18,7 @@ import { buildQuorumRecord, encodeQuorumRecord } from '../trust/quorum-record.ts
 import { encodeReceipt, type Receipt, verifyReceipt } from '../trust/receipt.ts'
 import type { Reputation } from '../trust/reputation.ts'
 import type { Adaptive } from './adaptive.ts'
-import { sendJob } from './client.ts'
+import { ANSWERED, sendJob } from './client.ts'
 import type { Execute } from './execute.ts'
 import { type DispatchResult, type QuorumState, runQuorum } from './quorum.ts'
 import type { Scheduler } from './scheduler.ts'
@@ -27,18 +27,6 @@ import { createStreamPool } from './stream-pool.ts'
 
 /** Marks an error drive() threw after recording the job's end state. */
 const FINAL = Symbol('final')
-
-/** Errors that are a peer's answer, not a transport failure: never resent. */
-const JOB_LEVEL = new Set([
-  'JobRejectedError',
-  'JobTimeoutError',
-  'AbortError',
-  'InvalidSignatureError',
-  'InvalidReceiptError',
-  'OutputMismatchError',
-  'MalformedFrameError',
-  'InvalidTensorError',
-])
 
 export interface SubmitOptions {
   /** Run on this PeerId only: one replica, no reissue. */
@@ -127,7 +115,7 @@ export function createRequester(o: RequesterOptions) {
       // Two tabs that dialled each other at once keep one connection and close the other: a job
       // caught on the closed one goes again on the survivor. Only transport failures qualify: a
       // peer's answer (reject, bad receipt, timeout) stands. A job never sent is tried up to 3 times.
-      if (signal.aborted || JOB_LEVEL.has((err as Error).name)) throw err
+      if (signal.aborted || ANSWERED.has((err as Error).name)) throw err
       let last = err
       const tries = (err as Error).name === 'JobNotSentError' ? 3 : 1
       for (let i = 0; i < tries; i++) {
