@@ -72,9 +72,19 @@ export interface RequesterOptions {
   outputsOf(model: string): import('../models/catalog.ts').TensorSpec[] | undefined
   log: Logger
   capacityChanged(signal: AbortSignal): Promise<void>
-  /** Dials a direct WebRTC link to `peer` again (its advertised addresses). */
+  /** Replaces the direct WebRTC link to `peer`: closes it and dials its advertised addresses. */
   redial(peer: string, signal: AbortSignal): Promise<void>
   onChange(): void
+}
+
+/** One job as the requester drives it. */
+interface Run {
+  id: string
+  job: StoredJob
+  inputs: NamedTensors
+  /** The submit write (record, pending state, inputs): the job ends only after it has landed. */
+  durable: Promise<void>
+  signal?: AbortSignal
 }
 
 export function createRequester(o: RequesterOptions) {
@@ -120,13 +130,9 @@ export function createRequester(o: RequesterOptions) {
       const tries = (err as Error).name === 'JobNotSentError' ? 3 : 1
       for (let i = 0; i < tries; i++) {
         await new Promise((r) => setTimeout(r, 250 * 2 ** i))
-        let survivor = directConnection(o.node, id)
-        if (i > 0 && survivor === connection && !signal.aborted) {
-          // The same link failed to open a stream twice: replace it with a fresh one.
-          await connection.close().catch(() => connection.abort(new Error('no job streams')))
-          await o.redial(peer, signal).catch(() => {})
-          survivor = directConnection(o.node, id)
-        }
+        // The same link failed to open a stream twice: have discovery replace it.
+        if (i > 0 && directConnection(o.node, id) === connection) await o.redial(peer, signal).catch(() => {})
+        const survivor = directConnection(o.node, id)
         if (signal.aborted || survivor == null || survivor.status !== 'open') throw last
         try {
           return await send(survivor)
@@ -169,13 +175,7 @@ export function createRequester(o: RequesterOptions) {
     }
   }
 
-  async function drive(
-    id: string,
-    job: StoredJob,
-    inputs: NamedTensors,
-    durable: Promise<void>,
-    signal?: AbortSignal,
-  ): Promise<JobOutcome> {
+  async function drive({ id, job, inputs, durable, signal }: Run): Promise<JobOutcome> {
     const policy = job.policy
     const q: QuorumState = fromStored(job.quorum)
     let ended: Promise<JobRecord> | undefined // the final record, once written
@@ -320,14 +320,9 @@ export function createRequester(o: RequesterOptions) {
     }
   }
 
-  function start(
-    id: string,
-    job: StoredJob,
-    inputs: NamedTensors,
-    durable: Promise<void>,
-    signal?: AbortSignal,
-  ): Promise<JobOutcome> {
-    const p = drive(id, job, inputs, durable, signal)
+  function start(run: Run): Promise<JobOutcome> {
+    const { id, job } = run
+    const p = drive(run)
       .catch(async (err: Error) => {
         // Our own errors carry the job's end state already; anything else must still end the job.
         if (
@@ -394,7 +389,7 @@ export function createRequester(o: RequesterOptions) {
       durable.catch(() => {}) // drive() awaits it and reports the failure
       // A caller's own id may come again after a reload: it must be on record before anything runs.
       if (opts.id) await durable
-      return start(id, job, inputs, durable, opts.signal)
+      return start({ id, job, inputs, durable, ...(opts.signal ? { signal: opts.signal } : {}) })
     },
 
     /** Picks up jobs a previous page left unfinished (all, or the given ids). */
@@ -419,7 +414,7 @@ export function createRequester(o: RequesterOptions) {
               throw new JobFailedError(`job ${p.id}: its inputs are missing`)
             }
             const inputs = decodeTensors(encoded as EncodedTensors, { maxElements: Number.POSITIVE_INFINITY }) // our own inputs
-            return await start(p.id, job, inputs, Promise.resolve())
+            return await start({ id: p.id, job, inputs, durable: Promise.resolve() })
           } catch (err) {
             o.log('resumed job %s ended: %s', p.id, (err as Error).message)
             return undefined

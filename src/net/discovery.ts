@@ -35,7 +35,7 @@ export interface Discovery {
    * changes come with every job, and each advert costs a signature here and a check at every peer.
    */
   announce(minGapMs?: number): void
-  /** Dials `id` directly now, whatever the grace period (e.g. after its link failed). */
+  /** Replaces the direct link to `id` now, whatever the grace period: closes it, then dials again. */
   redial(id: string, signal: AbortSignal): Promise<void>
   /** Fires 'change' whenever the peer set, an advert, or a connection changes. */
   events: EventTarget
@@ -165,6 +165,8 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     peers: () => [...peers.values()],
     get: (id) => peers.get(id),
     async redial(id, signal) {
+      const stale = directConnection(node, peerIdFromString(id))
+      await stale?.close().catch(() => stale.abort(new Error('replaced: it could not open streams')))
       const p = peers.get(id)
       for (const addr of p?.advert.addrs ?? []) {
         try {
