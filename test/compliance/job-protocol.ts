@@ -239,7 +239,7 @@ export function tests(common: HarnessFactory): void {
       await expectServing(h)
     })
 
-    it('carries sequential jobs on one reused stream, and closes it only when the requester does', async () => {
+    it('carries sequential jobs on one reused stream, which the contributor keeps open', async () => {
       const { connection, opened } = counting(h.connection)
       const streams = createStreamPool({ protocols: [JOB_PROTOCOL] })
       for (let i = 0; i < 3; i++) {
@@ -248,6 +248,9 @@ export function tests(common: HarnessFactory): void {
         expect(res.outputs).toEqual(expectedOutputs(inputs))
       }
       expect(opened()).toBe(1)
+      const idle = await streams.acquire(connection) // still open on the contributor's side
+      expect(idle.reused).toBe(true)
+      streams.release(connection, idle.stream)
       streams.clear()
       await expectServing(h)
     })
