@@ -111,14 +111,12 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
       return { job: job.toString(), worker, outputs, receipt, roundTripMs: performance.now() - started }
     } catch (err) {
       const e = err as Error
-      if (reused && !sent && !answered && !signal.aborted && !ANSWERED.has(e.name)) {
-        stream.abort(e)
-        throw new StaleStreamError(e.message)
-      }
       if (answered && e.name === 'JobRejectedError') await stream.close().catch(() => {})
-      else stream.abort(e instanceof Error ? e : new Error(String(e)))
-      // A data channel that closed before it opened aborts its stream with a bare Event: name it.
+      else stream.abort(e instanceof Error ? e : new Error(describe(e)))
+      // Failed before the job was handed over, for a reason that is neither ours nor the peer's
+      // (a data channel that closed before it opened aborts its stream with a bare Event).
       if (!sent && !signal.aborted && !ANSWERED.has(e.name)) {
+        if (reused) throw new StaleStreamError(describe(e))
         throw new JobNotSentError(`job stream failed before the job was sent: ${describe(e)}`)
       }
       throw err
