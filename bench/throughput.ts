@@ -17,6 +17,8 @@ export interface ThroughputRow {
   cpuMsPerJob: Record<string, number>
   /** Our processes' CPU time over the batch's wall time: 2 = both cores of this machine. */
   coresBusy: number
+  /** Jobs that failed and were run again (their errors), if any. */
+  failures?: string[]
 }
 
 export interface Throughput {
@@ -81,6 +83,7 @@ export async function throughputBench(
         computeMsPerJob: r.runMs.reduce((a, b) => a + b, 0) / jobs,
         cpuMsPerJob: Object.fromEntries(Object.entries(cpu).map(([kind, ms]) => [kind, ms / jobs])),
         coresBusy: cpuMs / r.ms,
+        ...(r.failures.length ? { failures: r.failures } : {}),
       })
     }
   }
