@@ -48,3 +48,28 @@ export function sample(root = process.pid): Record<string, number> {
 /** CPU ms per kind between two samples (processes that exited in between are missed). */
 export const since = (before: Record<string, number>, after = sample()) =>
   Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]))
+
+export interface Settled {
+  /** Wall ms until our processes used less than `below` cores over one window (or gave up). */
+  waitedMs: number
+  /** CPU ms our processes spent meanwhile. */
+  cpuMs: number
+  settled: boolean
+}
+
+/**
+ * Waits until the tabs are quiet. A tab's first model runs start V8 compiling ORT's 28 MB .wasm with
+ * TurboFan on background threads: seconds of CPU per renderer, which would be measured as the swarm's.
+ */
+export async function settle(o = { below: 0.3, windowMs: 1000, maxMs: 60_000 }): Promise<Settled> {
+  const t0 = Date.now()
+  const total = (s: Record<string, number>) => Object.values(s).reduce((a, b) => a + b, 0)
+  const start = total(sample())
+  for (;;) {
+    const a = total(sample())
+    await new Promise((r) => setTimeout(r, o.windowMs))
+    const b = total(sample())
+    const settled = b - a < o.below * o.windowMs
+    if (settled || Date.now() - t0 > o.maxMs) return { waitedMs: Date.now() - t0, cpuMs: b - start, settled }
+  }
+}

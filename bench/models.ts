@@ -12,13 +12,13 @@ import { mulberry32 } from '../src/shared/mlp.ts'
 const ROOT = resolve(import.meta.dirname, '..')
 export const DEEP = { name: 'bench-deep', width: 512, depth: 48, batch: 64, seed: 7 }
 /**
- * Compute-bound dispatch models: 16 KiB in and out, ~1 / 10 / 100 ms of 1-thread WASM here, so the
+ * Compute-bound dispatch models: 16 KiB in and out, ~1 / 10 / 100 ms of warm 1-thread WASM here, so the
  * dispatch figure measures the job path rather than the transfer of large tensors (mlp-s/m/l do that).
  */
 export const DISPATCH_MODELS = [
   { name: 'bench-1ms', width: 256, depth: 5, batch: 16, seed: 11 },
-  { name: 'bench-10ms', width: 256, depth: 100, batch: 16, seed: 12 },
-  { name: 'bench-100ms', width: 256, depth: 550, batch: 16, seed: 13 },
+  { name: 'bench-10ms', width: 256, depth: 120, batch: 16, seed: 12 },
+  { name: 'bench-100ms', width: 256, depth: 1300, batch: 16, seed: 13 },
 ]
 /** Models for peer-to-peer transfer: about 10 MB and 50 MB of weights (never run). */
 export const XFER_MODELS = [

@@ -1,5 +1,7 @@
 /** The section tables of the bench report (bench/report.ts assembles them). */
+
 import type { ColdStart } from './cold-start.ts'
+import type { Settled } from './cpu.ts'
 import type { DispatchRow } from './dispatch.ts'
 import type { Results } from './report.ts'
 import { MiB, median, round } from './stats.ts'
@@ -92,6 +94,18 @@ export function probes(p: NonNullable<Results['probes']>): string {
   return `### What one job really does (probes in both tabs; per job: calls / KiB / ms until done)\n\n${table(['side', 'operation', ...models], rows)}`
 }
 
+/** "model: 2.1 s, 3.9 s CPU" per entry: what a first run's background compilation cost. */
+export function settled(s: Record<string, Settled | undefined>): string {
+  return Object.entries(s)
+    .map(([k, v]) =>
+      v
+        ? `${k} ${f(v.waitedMs / 1000, 1)} s, ${f(v.cpuMs / 1000, 1)} s CPU${v.settled ? '' : ' (still busy)'}`
+        : '',
+    )
+    .filter(Boolean)
+    .join('; ')
+}
+
 export function throughput(t: Throughput): string {
   const loc = Object.entries(t.localJobsPerS)
     .map(([m, v]) => `${m} ${f(v)} jobs/s`)
@@ -122,7 +136,8 @@ export function throughput(t: Throughput): string {
 ${table([...head, 'compute ms / job', 'CPU ms / job, all processes', 'cores busy'], rows)}
 
 CPU ms per job by process kind${two ? `, ${two.model} on 2 contributors: ${cpu(two.cpuMsPerJob)}` : ''}.
-The job path's ceiling (mlp-tiny, ~0 compute, all contributors): ${f(t.ceiling.jobsPerS)} jobs/s, ${f(sum(t.ceiling.cpuMsPerJob), 1)} CPU ms per job (${cpu(t.ceiling.cpuMsPerJob)}), ${f(t.ceiling.coresBusy)} cores busy.`
+The job path's ceiling (mlp-tiny, ~0 compute, all contributors): ${f(t.ceiling.jobsPerS)} jobs/s, ${f(sum(t.ceiling.cpuMsPerJob), 1)} CPU ms per job (${cpu(t.ceiling.cpuMsPerJob)}), ${f(t.ceiling.coresBusy)} cores busy.
+Each model ran once on every tab first, and each batch waited for the tabs to go quiet: ${settled(t.settled)}.`
 }
 
 export function transport(t: NonNullable<Results['transport']>): string {

@@ -1,6 +1,7 @@
 /** Markdown for `npm run bench`: the targets first, then one table per section. */
 
 import type { ColdStart } from './cold-start.ts'
+import type { Settled } from './cpu.ts'
 import type { DispatchRow } from './dispatch.ts'
 import type { EngineRow } from './engine.ts'
 import type { TransferRow } from './model-transfer.ts'
@@ -13,6 +14,7 @@ import {
   modelTransfer,
   probes,
   profile,
+  settled,
   table,
   throughput,
   transport,
@@ -33,6 +35,8 @@ export interface Results {
   /** Per job, per side: what the probes counted. */
   probes?: Record<string, Record<'requester' | 'contributor', Record<string, Tally>>>
   throughput?: Throughput
+  /** After each tab's first run: wall and CPU ms until V8's background compilation was done. */
+  warmUp?: Settled
   transport?: { rows: TransportRow[]; echo: EchoRow }
   modelTransfer?: { status: string; rows?: TransferRow[] }
   coldStart?: ColdStart[]
@@ -99,6 +103,10 @@ export function targets(r: Results): string {
 
 export function markdown(r: Results): string {
   const out = [`## Targets\n\n${targets(r)}`]
+  if (r.warmUp)
+    out.push(
+      `Warm-up: every tab ran bench-100ms once; V8's background (TurboFan) compilation of ORT's .wasm then kept the machine busy for ${settled({ 'all tabs': r.warmUp })}. Every figure below is measured after it.`,
+    )
   if (r.dispatch) out.push(dispatch(r, r.dispatch))
   if (r.profile) out.push(profile(r.profile))
   if (r.probes) out.push(probes(r.probes))

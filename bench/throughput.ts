@@ -1,6 +1,6 @@
 /** 2. Throughput scaling: a batch of compute-bound jobs on 1, 2 and 3 contributor tabs (1-thread WASM each). */
 import type { Page } from 'playwright-core'
-import { sample, since } from './cpu.ts'
+import { type Settled, sample, settle, since } from './cpu.ts'
 
 export interface ThroughputRow {
   model: string
@@ -24,6 +24,8 @@ export interface ThroughputRow {
 export interface Throughput {
   rows: ThroughputRow[]
   localJobsPerS: Record<string, number>
+  /** Per model, after its first run on every tab: how long until the tabs were quiet again. */
+  settled: Record<string, Settled>
   /** mlp-tiny on all contributors: what the job path alone sustains, and its CPU per job. */
   ceiling: { jobsPerS: number; cpuMsPerJob: Record<string, number>; coresBusy: number }
 }
@@ -51,6 +53,7 @@ export async function throughputBench(
 ): Promise<Throughput> {
   const rows: ThroughputRow[] = []
   const localJobsPerS: Record<string, number> = {}
+  const settled: Record<string, Settled> = {}
   for (const model of o.models) {
     // Warm every contributor (model fetched, session created) so the batches time steady state.
     await setContributors(req, ctrs, ids, ctrs.length)
@@ -59,6 +62,7 @@ export async function throughputBench(
         Promise.all(ids.map((peer) => window.__peer.submit(model, window.__bench.inputs(model), { peer }))),
       { model, ids },
     )
+    settled[model] = await settle()
     const local = await req.evaluate((a) => window.__bench.localBatch(a), { model, n: o.perContributor })
     localJobsPerS[model] = (o.perContributor / local.ms) * 1000
     let base = 0
@@ -98,5 +102,5 @@ export async function throughputBench(
     cpuMsPerJob: Object.fromEntries(Object.entries(cpu).map(([kind, ms]) => [kind, ms / n])),
     coresBusy: Object.values(cpu).reduce((a, b) => a + b, 0) / t.ms,
   }
-  return { rows, localJobsPerS, ceiling }
+  return { rows, localJobsPerS, settled, ceiling }
 }

@@ -42,6 +42,10 @@ describe('npm run bench -- --quick', () => {
       expect(d.remote.p50).toBeGreaterThan(0)
       expect(d.remoteRun.p50).toBeGreaterThan(0) // the contributor really ran the model
     }
+    // Measured after the tabs' background compilation: the bench waited, and says how long.
+    expect(r.warmUp.waitedMs).toBeGreaterThan(0)
+    expect(r.warmUp.cpuMs).toBeGreaterThan(0)
+    expect(r.throughput.settled['bench-100ms'].waitedMs).toBeGreaterThan(0)
     const two = r.throughput.rows.find((t: { contributors: number }) => t.contributors === 2)
     expect(two.jobsPerS).toBeGreaterThan(0)
     expect(two.byWorker).toHaveLength(2) // both contributors took work
