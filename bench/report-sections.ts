@@ -94,15 +94,13 @@ export function probes(p: NonNullable<Results['probes']>): string {
   return `### What one job really does (probes in both tabs; per job: calls / KiB / ms until done)\n\n${table(['side', 'operation', ...models], rows)}`
 }
 
-/** "model: 2.1 s, 3.9 s CPU" per entry: what a first run's background compilation cost. */
-export function settled(s: Record<string, Settled | undefined>): string {
+/** "model 2.1 s, 3.9 s CPU" per entry: what a first run's background compilation cost. */
+export function settled(s: Record<string, Settled>): string {
   return Object.entries(s)
-    .map(([k, v]) =>
-      v
-        ? `${k} ${f(v.waitedMs / 1000, 1)} s, ${f(v.cpuMs / 1000, 1)} s CPU${v.settled ? '' : ' (still busy)'}`
-        : '',
+    .map(
+      ([k, v]) =>
+        `${k} ${f(v.waitedMs / 1000, 1)} s, ${f(v.cpuMs / 1000, 1)} s CPU${v.settled ? '' : ' (still busy)'}`,
     )
-    .filter(Boolean)
     .join('; ')
 }
 

@@ -1,12 +1,11 @@
 /** Sections 1–3 (and 6 when it lands) on one swarm: a requester bench tab plus 1-thread contributor tabs. */
 import type { Page } from 'playwright-core'
 import { peerId, startSwarm, waitForContributors } from '../test/helpers/swarm.ts'
-import { settle } from './cpu.ts'
 import { dispatchBench } from './dispatch.ts'
 import { modelTransferBench } from './model-transfer.ts'
 import type { Results } from './report.ts'
 import { median } from './stats.ts'
-import { throughputBench } from './throughput.ts'
+import { throughputBench, warmTabs } from './throughput.ts'
 import { transportBench } from './transport.ts'
 import { verificationBench } from './verification.ts'
 
@@ -35,18 +34,7 @@ export async function swarmSections(results: Results, { quick, want, section }: 
     await req.waitForTimeout(3000)
     const [c0, id0] = [ctrs[0]!, ids[0]!]
     // Steady state first: every tab runs the model once, then V8's background compile must finish.
-    results.warmUp = await section('warm-up', async () => {
-      const model = 'bench-100ms'
-      await req.evaluate(
-        ({ model, ids }) =>
-          Promise.all([
-            window.__bench.localBatch({ model, n: 1 }),
-            ...ids.map((peer) => window.__peer.submit(model, window.__bench.inputs(model), { peer })),
-          ]),
-        { model, ids },
-      )
-      return settle()
-    })
+    results.warmUp = await section('warm-up', () => warmTabs(req, ids, 'bench-100ms'))
 
     if (want('dispatch')) {
       // ~1 / 10 / 100 ms of compute with 16 KiB in and out; then 128 KiB to 3.5 MiB of tensors.

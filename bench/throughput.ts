@@ -45,6 +45,22 @@ async function setContributors(req: Page, ctrs: Page[], ids: string[], k: number
   )
 }
 
+/**
+ * Runs `model` once in the requester's own worker and on every contributor (model fetched, session
+ * created), then waits for the tabs to go quiet (`settle`): later figures time steady state.
+ */
+export async function warmTabs(req: Page, ids: string[], model: string): Promise<Settled> {
+  await req.evaluate(
+    ({ model, ids }) =>
+      Promise.all([
+        window.__bench.localBatch({ model, n: 1 }),
+        ...ids.map((peer) => window.__peer.submit(model, window.__bench.inputs(model), { peer })),
+      ]),
+    { model, ids },
+  )
+  return settle()
+}
+
 export async function throughputBench(
   req: Page,
   ctrs: Page[],
@@ -55,14 +71,8 @@ export async function throughputBench(
   const localJobsPerS: Record<string, number> = {}
   const settled: Record<string, Settled> = {}
   for (const model of o.models) {
-    // Warm every contributor (model fetched, session created) so the batches time steady state.
     await setContributors(req, ctrs, ids, ctrs.length)
-    await req.evaluate(
-      ({ model, ids }) =>
-        Promise.all(ids.map((peer) => window.__peer.submit(model, window.__bench.inputs(model), { peer }))),
-      { model, ids },
-    )
-    settled[model] = await settle()
+    settled[model] = await warmTabs(req, ids, model)
     const local = await req.evaluate((a) => window.__bench.localBatch(a), { model, n: o.perContributor })
     localJobsPerS[model] = (o.perContributor / local.ms) * 1000
     let base = 0
