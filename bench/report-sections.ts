@@ -104,6 +104,16 @@ export function settled(s: Record<string, Settled>): string {
     .join('; ')
 }
 
+const nativeLine = (t: Throughput) =>
+  Object.entries(t.native)
+    .map(
+      ([m, n]) =>
+        `${m} ${Object.keys(n.msPerRun)
+          .map((k) => `${k}: ${f(n.msPerRun[Number(k)]!, 1)} ms → ${f(n.speedup[Number(k)]!)}×`)
+          .join(', ')}`,
+    )
+    .join('; ')
+
 export function throughput(t: Throughput): string {
   const loc = Object.entries(t.localJobsPerS)
     .map(([m, v]) => `${m} ${f(v)} jobs/s`)
@@ -135,6 +145,7 @@ ${table([...head, 'compute ms / job', 'CPU ms / job, all processes', 'cores busy
 
 CPU ms per job by process kind${two ? `, ${two.model} on 2 contributors: ${cpu(two.cpuMsPerJob)}` : ''}.
 The job path's ceiling (mlp-tiny, ~0 compute, all contributors): ${f(t.ceiling.jobsPerS)} jobs/s, ${f(sum(t.ceiling.cpuMsPerJob), 1)} CPU ms per job (${cpu(t.ceiling.cpuMsPerJob)}), ${f(t.ceiling.coresBusy)} cores busy.
+Native reference, the same counts as onnxruntime-node processes at once (1 thread each, ms per run → speedup): ${nativeLine(t)}.
 Each model ran once on every tab first, and each batch waited for the tabs to go quiet: ${settled(t.settled)}.`
 }
 

@@ -57,8 +57,12 @@ export function targets(r: Results): string {
     if (d.model !== 'bench-10ms') add(`dispatch added p50, ${d.model}`, `${f(d.addedP50Ms, 1)} ms`, 'report')
   }
   const two = r.throughput?.rows.find((t) => t.contributors === 2)
-  if (two)
+  if (two) {
     add(`throughput, 2 contributors (${two.model})`, `${f(two.speedup)}×`, '≥ 1.8×', two.speedup >= 1.8)
+    const native = r.throughput?.native[two.model]?.speedup[2]
+    if (native)
+      add(`the same on 2 onnxruntime-node processes (what the cores allow)`, `${f(native)}×`, 'report')
+  }
   for (const t of r.transport?.rows ?? []) {
     add(`libp2p stream / raw channel, ${t.msgKiB} KiB messages`, f(t.ratio), '≥ 0.9', t.ratio >= 0.9)
   }

@@ -65,7 +65,7 @@ if (!args.includes('--no-build')) {
 
 if (['dispatch', 'transport', 'throughput', 'verification'].some(want)) {
   const { swarmSections } = await import('./swarm-sections.ts')
-  await section('swarm', () => swarmSections(results, { quick, want, log, section }))
+  await section('swarm', () => swarmSections(results, { dist: DIST, quick, want, log, section }))
 }
 if (want('cold')) {
   const { coldStart } = await import('./cold-start.ts')

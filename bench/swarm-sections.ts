@@ -16,13 +16,15 @@ const perJob = (t: Tallies, n: number) =>
   )
 
 interface Ctx {
+  /** The built site (model files for the native reference). */
+  dist: string
   quick: boolean
   want(s: string): boolean
   log(s: string): void
   section<T>(name: string, f: () => Promise<T>): Promise<T | undefined>
 }
 
-export async function swarmSections(results: Results, { quick, want, section }: Ctx): Promise<void> {
+export async function swarmSections(results: Results, { dist, quick, want, section }: Ctx): Promise<void> {
   const swarm = await startSwarm({ tabs: 0 })
   try {
     const req = await swarm.openTab('bench/page.html')
@@ -82,6 +84,8 @@ export async function swarmSections(results: Results, { quick, want, section }: 
           models: quick ? ['bench-100ms'] : ['bench-100ms', 'bench-deep', 'mlp-l'],
           perContributor: quick ? 4 : 12,
           counts: quick ? [1, 2] : [1, 2, 3],
+          dist,
+          nativeRuns: quick ? 30 : 60,
         }),
       )
     }

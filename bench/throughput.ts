@@ -1,6 +1,7 @@
 /** 2. Throughput scaling: a batch of compute-bound jobs on 1, 2 and 3 contributor tabs (1-thread WASM each). */
 import type { Page } from 'playwright-core'
 import { type Settled, sample, settle, since } from './cpu.ts'
+import { type NativeScaling, nativeScaling } from './native-scaling.ts'
 
 export interface ThroughputRow {
   model: string
@@ -26,6 +27,8 @@ export interface Throughput {
   localJobsPerS: Record<string, number>
   /** Per model, after its first run on every tab: how long until the tabs were quiet again. */
   settled: Record<string, Settled>
+  /** Per model: k onnxruntime-node processes (1 thread each) at once, for the same counts. */
+  native: Record<string, NativeScaling>
   /** mlp-tiny on all contributors: what the job path alone sustains, and its CPU per job. */
   ceiling: { jobsPerS: number; cpuMsPerJob: Record<string, number>; coresBusy: number }
 }
@@ -65,11 +68,12 @@ export async function throughputBench(
   req: Page,
   ctrs: Page[],
   ids: string[],
-  o: { models: string[]; perContributor: number; counts: number[] },
+  o: { models: string[]; perContributor: number; counts: number[]; dist: string; nativeRuns: number },
 ): Promise<Throughput> {
   const rows: ThroughputRow[] = []
   const localJobsPerS: Record<string, number> = {}
   const settled: Record<string, Settled> = {}
+  const native: Record<string, NativeScaling> = {}
   for (const model of o.models) {
     await setContributors(req, ctrs, ids, ctrs.length)
     settled[model] = await warmTabs(req, ids, model)
@@ -101,6 +105,9 @@ export async function throughputBench(
       })
     }
   }
+  // The same counts as onnxruntime-node processes, the tabs idle meanwhile: what the cores allow.
+  await settle()
+  for (const model of o.models) native[model] = await nativeScaling(o.dist, model, o.counts, o.nativeRuns)
   await setContributors(req, ctrs, ids, ctrs.length)
   // The job path's own ceiling: near-zero compute (mlp-tiny) on every contributor.
   const n = o.perContributor * 4
@@ -112,5 +119,5 @@ export async function throughputBench(
     cpuMsPerJob: Object.fromEntries(Object.entries(cpu).map(([kind, ms]) => [kind, ms / n])),
     coresBusy: Object.values(cpu).reduce((a, b) => a + b, 0) / t.ms,
   }
-  return { rows, localJobsPerS, settled, ceiling }
+  return { rows, localJobsPerS, settled, native, ceiling }
 }
