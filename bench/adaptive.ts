@@ -65,7 +65,7 @@ export async function simulate(opts: {
   const mem = new Map()
   const rep = await createReputation({
     allReputation: async () => [...mem.values()],
-    putReputation: async (r) => void mem.set(r.peer, r),
+    putReputations: async (rs) => void rs.map((r) => mem.set(r.peer, r)),
     clearReputation: async () => mem.clear(),
   })
   const adaptive = createAdaptive(rep, ADAPTIVE_DEFAULTS, random)

@@ -184,6 +184,10 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     },
   })
   const reputation = await createReputation(store)
+  // Held-back writes (new jobs' state, reputation) start now: the page may not get another chance.
+  const flushWrites = () => Promise.all([store.flushJobStates(), reputation.flush()])
+  const onHide = () => void flushWrites().catch(() => {})
+  addEventListener('pagehide', onHide)
   const adaptive = createAdaptive(reputation)
   const capacity = createCapacityWaiters([
     [discovery.events, 'change'],
@@ -291,6 +295,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     credits,
     resume: () => requester.resume(),
     async stop() {
+      removeEventListener('pagehide', onHide)
       discovery.stop()
       requester.close()
       capacity.stop()
@@ -298,6 +303,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
       controls.stop()
       credits.close()
       engine.close()
+      await flushWrites().catch((e) => log.error('writes at stop: %s', e))
       store.close()
     },
   }

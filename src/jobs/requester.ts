@@ -237,13 +237,13 @@ export function createRequester(o: RequesterOptions) {
     } finally {
       await progress.close()
     }
-    await durable
     const rec = summary(id, job, q)
     const agreeing = q.replicas.filter((r) => r.status === 'ok' && rec.workers?.includes(r.peer))
     if (q.state === 'verified' && agreeing.length > 0) {
       const members = agreeing.map((r) => ({ receipt: r.result!.receipt, outputs: r.result!.outputs }))
       rec.record = encodeQuorumRecord(buildQuorumRecord(members, q.quorum, policy.compare))
-      await o.store.saveJobState(rec, null)
+      // The end write replaces a submit write still held back: both land in one commit.
+      await Promise.all([o.store.saveJobState(rec, null), durable])
       ended = Promise.resolve(rec)
       if (rec.replicas?.some((r, i) => r.status !== q.replicas[i]?.status)) refreshLate()
       o.onChange()
@@ -265,7 +265,7 @@ export function createRequester(o: RequesterOptions) {
         record: rec.record,
       }
     }
-    await o.store.saveJobState(rec, null)
+    await Promise.all([o.store.saveJobState(rec, null), durable])
     o.onChange()
     // A deterministic refusal (e.g. unknown model) is the clearest error: surface it as is.
     const refusal = job.target
@@ -378,12 +378,14 @@ export function createRequester(o: RequesterOptions) {
         ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
       }
       // The pending entry, the visible record and the inputs (written once) are committed while the
-      // first replica is already on its way; the job ends only after they are, so a reload resumes it.
+      // first replica is already on its way, held back briefly: a job that ends sooner writes only
+      // its end. A reload after that resumes the job; a caller's own id is written at once.
       const durable = o.store
         .saveJobState(
           summary(id, job, fromStored(job.quorum)),
           { id, createdAt: job.createdAt, state: job },
           { id, inputs: encodeTensors(inputs) },
+          { deferMs: opts.id ? 0 : SUBMIT_DEFER_MS },
         )
         .then(o.onChange)
       durable.catch(() => {}) // drive() awaits it and reports the failure
@@ -428,6 +430,9 @@ export function createRequester(o: RequesterOptions) {
     close: () => streams.clear(),
   }
 }
+
+/** A new job is on record this long after submit at the latest (sooner if it ends sooner). */
+const SUBMIT_DEFER_MS = 200
 
 /** Progress of a job still running this long after a change is written; a quicker job writes none. */
 const PROGRESS_DELAY_MS = 250

@@ -4,8 +4,8 @@ import type { CreditRecord, Db } from './schema.ts'
 export interface CreditStore {
   /** The newest entry, the one the next entry links to. */
   lastCredit(): Promise<CreditRecord | undefined>
-  /** Appends; rejects with a ConstraintError if `seq` is taken (another tab appended first). */
-  addCredit(rec: CreditRecord): Promise<void>
+  /** Appends, in one transaction; rejects with a ConstraintError if a `seq` is taken (another tab appended first). */
+  addCredits(recs: CreditRecord[]): Promise<void>
   listCredits(): Promise<CreditRecord[]>
   countCredits(): Promise<number>
 }
@@ -16,8 +16,9 @@ export function creditsAccess(db: Db): CreditStore {
       const cursor = await db.transaction('credits').store.openCursor(null, 'prev')
       return cursor?.value
     },
-    async addCredit(rec) {
-      await db.add('credits', rec)
+    async addCredits(recs) {
+      const tx = db.transaction('credits', 'readwrite')
+      await Promise.all([...recs.map((r) => tx.store.add(r)), tx.done])
     },
     listCredits: () => db.getAll('credits'),
     countCredits: () => db.count('credits'),

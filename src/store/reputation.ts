@@ -3,15 +3,17 @@ import type { Db, ReputationRecord } from './schema.ts'
 
 export interface ReputationStore {
   allReputation(): Promise<ReputationRecord[]>
-  putReputation(rec: ReputationRecord): Promise<void>
+  /** One transaction for all. */
+  putReputations(recs: ReputationRecord[]): Promise<void>
   clearReputation(): Promise<void>
 }
 
 export function reputationAccess(db: Db): ReputationStore {
   return {
     allReputation: () => db.getAll('reputation'),
-    async putReputation(rec) {
-      await db.put('reputation', rec)
+    async putReputations(recs) {
+      const tx = db.transaction('reputation', 'readwrite')
+      await Promise.all([...recs.map((r) => tx.store.put(r)), tx.done])
     },
     clearReputation: () => db.clear('reputation'),
   }

@@ -41,20 +41,52 @@ export async function createCredits(o: {
   await refresh()
   channel.onmessage = () => void refresh().catch(() => {})
 
-  async function appendOnce(bytes: Uint8Array): Promise<CreditRecord> {
-    const rec = await nextCreditEntry(await o.store.lastCredit(), bytes)
-    await o.store.addCredit(rec)
-    return rec
+  // Receipts that arrive while an append runs go together in the next: one lock, one transaction.
+  let queue: { bytes: Uint8Array; resolve(r: CreditRecord): void; reject(err: unknown): void }[] = []
+  let draining = false
+  let last: CreditRecord | undefined // the newest entry we wrote; another tab's append makes it stale
+
+  async function appendOnce(batch: Uint8Array[], fresh: boolean): Promise<CreditRecord[]> {
+    let prev = fresh ? await o.store.lastCredit() : last
+    const recs: CreditRecord[] = []
+    for (const bytes of batch) {
+      prev = await nextCreditEntry(prev, bytes)
+      recs.push(prev)
+    }
+    await o.store.addCredits(recs)
+    last = prev
+    return recs
   }
-  /** Appends; a tab that lost a race (ConstraintError on seq) re-links to the new last entry. */
-  async function append(bytes: Uint8Array): Promise<CreditRecord> {
+  /** Appends; a stale link (ConstraintError on seq: another tab appended) re-links to the new last entry. */
+  async function append(batch: Uint8Array[]): Promise<CreditRecord[]> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await appendOnce(bytes)
+        return await appendOnce(batch, attempt > 0 || last == null)
       } catch (err) {
         if ((err as Error).name !== 'ConstraintError' || attempt >= 5) throw err
       }
     }
+  }
+  async function drain(): Promise<void> {
+    while (queue.length) {
+      const batch = queue
+      queue = []
+      try {
+        const recs = await navigator.locks.request(`${o.storeName}:credits`, () =>
+          append(batch.map((b) => b.bytes)),
+        )
+        const next = (recs.at(-1)!.seq + 1) * CREDIT_PER_RECEIPT
+        if (next !== total) {
+          total = next
+          events.dispatchEvent(new Event('change'))
+        }
+        channel.postMessage('change')
+        for (const [i, b] of batch.entries()) b.resolve(recs[i]!)
+      } catch (err) {
+        for (const b of batch) b.reject(err)
+      }
+    }
+    draining = false
   }
 
   return {
@@ -64,11 +96,13 @@ export async function createCredits(o: {
     list: () => o.store.listCredits(),
     export: async () => exportCreditLog(await o.store.listCredits(), o.privateKey),
     events,
-    async append(receipt) {
+    append(receipt) {
       const bytes = encodeReceipt(receipt)
-      const rec = await navigator.locks.request(`${o.storeName}:credits`, () => append(bytes))
-      await refresh()
-      channel.postMessage('change')
+      const rec = new Promise<CreditRecord>((resolve, reject) => queue.push({ bytes, resolve, reject }))
+      if (!draining) {
+        draining = true
+        void drain()
+      }
       return rec
     },
     close: () => channel.close(),

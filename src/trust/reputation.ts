@@ -1,6 +1,6 @@
 /**
  * Reputation: per-peer valid / invalid / timed-out counts and the consecutive-valid streak that
- * drives adaptive replication. Kept in memory, written through to IndexedDB.
+ * drives adaptive replication. Kept in memory, written behind to IndexedDB (at most every 500 ms).
  */
 import type { ReputationRecord } from '../store/schema.ts'
 
@@ -30,12 +30,14 @@ export interface Reputation {
   record(peer: string, outcome: Outcome): Promise<void>
   all(): ReputationRecord[]
   reset(): Promise<void>
+  /** Writes the held-back changes now (the page is going away). */
+  flush(): Promise<void>
   events: EventTarget
 }
 
 export interface ReputationPersistence {
   allReputation(): Promise<ReputationRecord[]>
-  putReputation(rec: ReputationRecord): Promise<void>
+  putReputations(recs: ReputationRecord[]): Promise<void>
   clearReputation(): Promise<void>
 }
 
@@ -48,11 +50,28 @@ const empty = (peer: string): ReputationRecord => ({
   updatedAt: 0,
 })
 
+/** Changes are written this long after the first one, together: one transaction, not one per job. */
+const WRITE_DELAY_MS = 500
+
 export async function createReputation(
   db: ReputationPersistence,
   params: ReputationParams = REPUTATION_DEFAULTS,
 ): Promise<Reputation> {
   const recs = new Map((await db.allReputation()).map((r) => [r.peer, r]))
+  const dirty = new Set<string>()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let held: Promise<void> | undefined // the held-back write, settled once committed
+  let release: (() => void) | undefined // starts it now
+  let chain = Promise.resolve() // writes and clears, in order
+  function write(): Promise<void> {
+    clearTimeout(timer)
+    held = release = undefined
+    const batch = [...dirty].flatMap((p) => recs.get(p) ?? [])
+    dirty.clear()
+    const done = chain.then(() => (batch.length ? db.putReputations(batch) : undefined))
+    chain = done.catch(() => {})
+    return done
+  }
   const events = new EventTarget()
   const get = (peer: string) => recs.get(peer) ?? empty(peer)
   const score = (peer: string) => {
@@ -74,14 +93,27 @@ export async function createReputation(
       if (outcome === 'valid') r.streak++
       else if (outcome === 'invalid') r.streak = 0
       recs.set(peer, r)
+      dirty.add(peer)
       events.dispatchEvent(new Event('change'))
-      await db.putReputation(r)
+      held ??= new Promise<void>((r) => {
+        release = r
+        timer = setTimeout(r, WRITE_DELAY_MS)
+      }).then(write)
+      await held
     },
     all: () => [...recs.values()],
     async reset() {
       recs.clear()
-      await db.clearReputation()
+      dirty.clear()
+      const done = chain.then(() => db.clearReputation())
+      chain = done.catch(() => {})
       events.dispatchEvent(new Event('change'))
+      await done
+    },
+    flush() {
+      const h = held
+      release?.()
+      return h ?? write()
     },
     events,
   }
