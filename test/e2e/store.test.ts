@@ -31,14 +31,7 @@ describe('job state writes', () => {
   it('a job ending within its hold-back writes its end only, in one transaction', async () => {
     const r = await page.evaluate(async (JOB_STORES) => {
       const store = await window.__store.openStore('t-collapse')
-      const rec = (status: 'running' | 'verified') => ({
-        id: 'j1',
-        model: 'm',
-        modelName: 'm',
-        status,
-        submittedAt: 1,
-        verified: status === 'verified',
-      })
+      const rec = (status: 'running' | 'verified') => window.__store.jobRecord('j1', status)
       window.__writes = {}
       const begin = store.saveJobState(
         rec('running'),
@@ -65,14 +58,7 @@ describe('job state writes', () => {
   it('a held-back job is on record after its hold-back, and its end deletes its state', async () => {
     const r = await page.evaluate(async () => {
       const store = await window.__store.openStore('t-held')
-      const rec = {
-        id: 'j2',
-        model: 'm',
-        modelName: 'm',
-        status: 'running' as const,
-        submittedAt: 1,
-        verified: false,
-      }
+      const rec = window.__store.jobRecord('j2', 'running')
       const t0 = performance.now()
       await store.saveJobState(
         rec,
@@ -101,14 +87,7 @@ describe('job state writes', () => {
   it('writes made together share one transaction, and a bad record fails only its own job', async () => {
     const r = await page.evaluate(async (JOB_STORES) => {
       const store = await window.__store.openStore('t-group')
-      const rec = (i: number, status: 'running' | 'verified') => ({
-        id: `g${i}`,
-        model: 'm',
-        modelName: 'm',
-        status,
-        submittedAt: i,
-        verified: false,
-      })
+      const rec = (i: number, status: 'running' | 'verified') => window.__store.jobRecord(`g${i}`, status, i)
       window.__writes = {}
       await Promise.all(
         Array.from({ length: 50 }, (_, i) =>
@@ -152,14 +131,7 @@ describe('job state writes', () => {
   it('flushJobStates starts held-back writes at once', async () => {
     const r = await page.evaluate(async () => {
       const store = await window.__store.openStore('t-flush')
-      const rec = {
-        id: 'f1',
-        model: 'm',
-        modelName: 'm',
-        status: 'running' as const,
-        submittedAt: 1,
-        verified: false,
-      }
+      const rec = window.__store.jobRecord('f1', 'running')
       const t0 = performance.now()
       const held = store.saveJobState(
         rec,

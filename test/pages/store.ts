@@ -5,11 +5,21 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { openStore } from '../../src/store/db.ts'
+import { type JobRecord, type JobStatus, openStore } from '../../src/store/db.ts'
 import { verifyCreditLog } from '../../src/trust/credit-log.ts'
 import { createCredits } from '../../src/trust/credits.ts'
 import { type Receipt, signReceipt } from '../../src/trust/receipt.ts'
 import { createReputation } from '../../src/trust/reputation.ts'
+
+/** A job's visible record, as the requester writes it. */
+const jobRecord = (id: string, status: JobStatus, submittedAt = 1): JobRecord => ({
+  id,
+  model: 'm',
+  modelName: 'm',
+  status,
+  submittedAt,
+  verified: status === 'verified',
+})
 
 /** A validly signed receipt for a made-up job `i` (what a contributor appends per served job). */
 async function receiptFor(i: number, key: PrivateKey): Promise<Receipt> {
@@ -42,6 +52,7 @@ declare global {
       verifyCreditLog: typeof verifyCreditLog
       generateKeyPair: typeof generateKeyPair
       receiptFor: typeof receiptFor
+      jobRecord: typeof jobRecord
     }
     /** Readwrite transactions opened since load, by sorted store names. */
     __writes: Record<string, number>
@@ -57,5 +68,13 @@ IDBDatabase.prototype.transaction = function (this: IDBDatabase, names, mode, op
   }
   return transaction.call(this, names, mode, opts)
 } as typeof transaction
-window.__store = { openStore, createReputation, createCredits, verifyCreditLog, generateKeyPair, receiptFor }
+window.__store = {
+  openStore,
+  createReputation,
+  createCredits,
+  verifyCreditLog,
+  generateKeyPair,
+  receiptFor,
+  jobRecord,
+}
 document.body.dataset.ready = 'true'
