@@ -402,6 +402,12 @@ export function createRequester(o: RequesterOptions) {
         .map(async (p) => {
           const job = p.state as StoredJob
           try {
+            // Ended before the reload, its state not yet cleaned up: finish the clean-up only.
+            const rec = await o.store.getJob(p.id)
+            if (rec && rec.status !== 'running') {
+              await o.store.saveJobState(rec, null)
+              return rec.status === 'verified' ? outcomeOf(rec) : undefined
+            }
             // Schema 2 kept the inputs inside the pending state.
             const encoded = job.inputs ?? (await o.store.getJobInputs(p.id))?.inputs
             const live = running.get(p.id) // resumed meanwhile (e.g. by a submit of its id)

@@ -7,7 +7,6 @@ export interface CreditStore {
   /** Appends, in one transaction; rejects with a ConstraintError if a `seq` is taken (another tab appended first). */
   addCredits(recs: CreditRecord[]): Promise<void>
   listCredits(): Promise<CreditRecord[]>
-  countCredits(): Promise<number>
 }
 
 export function creditsAccess(db: Db): CreditStore {
@@ -21,6 +20,5 @@ export function creditsAccess(db: Db): CreditStore {
       await Promise.all([...recs.map((r) => tx.store.add(r)), tx.done])
     },
     listCredits: () => db.getAll('credits'),
-    countCredits: () => db.count('credits'),
   }
 }

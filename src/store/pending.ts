@@ -39,21 +39,32 @@ interface Entry {
   /** Nothing of this job was ever written: an end writes the record alone, deleting nothing. */
   fresh: boolean
   relaxed: boolean
+  /** Its own commit failed: its earlier state (if any) stays for a reload. */
+  failed?: boolean
   dueAt: number
   waiters: { resolve(): void; reject(err: unknown): void }[]
 }
 
+/**
+ * An ended job's pending state and inputs are deleted this long after its end is on record, with
+ * every other job's that ended meanwhile: each transaction that deletes costs Chromium a LevelDB
+ * clean-up and compaction pass. A reload in between finds the state, and the final record beside it.
+ */
+const CLEANUP_DELAY_MS = 2000
+
 export function pendingAccess(db: Db): PendingStore {
   const queue = new Map<string, Entry>()
+  const cleanup = new Map<string, number>() // id → when its deletes are due
   const writing = new Set<string>()
   let busy = false
   let timer: ReturnType<typeof setTimeout> | undefined
   let now = false // flush even held-back entries
+  const idle: (() => void)[] = [] // flushJobStates() callers, until nothing is left to write
 
   function schedule(): void {
-    if (busy || queue.size === 0) return
+    if (busy || (queue.size === 0 && cleanup.size === 0)) return
     clearTimeout(timer)
-    const due = Math.min(...[...queue.values()].map((e) => e.dueAt))
+    const due = Math.min(...[...queue.values()].map((e) => e.dueAt), ...cleanup.values())
     const wait = now ? 0 : due - performance.now()
     // A microtask gathers the writes of one task (a burst of submits) into one transaction.
     if (wait <= 0) queueMicrotask(flush)
@@ -64,18 +75,34 @@ export function pendingAccess(db: Db): PendingStore {
     if (busy) return
     const t = performance.now()
     const batch = [...queue].filter(([, e]) => now || e.dueAt <= t + 1)
-    if (batch.length === 0) return schedule()
+    const deletes = [...cleanup].filter(([, due]) => now || due <= t + 1).map(([id]) => id)
+    if (batch.length === 0 && deletes.length === 0) return schedule()
     busy = true
     for (const [id] of batch) {
       queue.delete(id)
       writing.add(id)
     }
+    for (const id of deletes) cleanup.delete(id)
     try {
-      await commit(batch.map(([, e]) => e)).catch(async (err) => {
+      await commit(
+        batch.map(([, e]) => e),
+        deletes,
+      ).catch(async (err) => {
         // One bad record must not fail the others' jobs: alone, each stands or falls by itself.
-        if (batch.length === 1) throw err
-        await Promise.all(batch.map(([, e]) => commit([e]).catch((err) => settle([e], err))))
+        if (batch.length + deletes.length === 1) throw err
+        if (deletes.length) await commit([], deletes).catch(() => {}) // else a reload cleans up
+        await Promise.all(
+          batch.map(([, e]) =>
+            commit([e], []).catch((err) => {
+              e.failed = true
+              settle([e], err)
+            }),
+          ),
+        )
       })
+      // Ended jobs whose state was ever written: deleted later, together.
+      for (const [id, e] of batch)
+        if (!e.pending && !e.fresh && !e.failed) cleanup.set(id, t + CLEANUP_DELAY_MS)
       settle(batch.map(([, e]) => e))
     } catch (err) {
       settle(
@@ -85,7 +112,10 @@ export function pendingAccess(db: Db): PendingStore {
     } finally {
       for (const [id] of batch) writing.delete(id)
       busy = false
-      if (queue.size === 0) now = false
+      if (queue.size === 0 && cleanup.size === 0) {
+        now = false
+        for (const r of idle.splice(0)) r()
+      }
       schedule()
     }
   }
@@ -95,16 +125,16 @@ export function pendingAccess(db: Db): PendingStore {
       for (const w of e.waiters.splice(0)) err === undefined ? w.resolve() : w.reject(err)
   }
 
-  async function commit(entries: Entry[]): Promise<void> {
+  async function commit(entries: Entry[], deletes: string[]): Promise<void> {
     const durability = entries.every((e) => e.relaxed) ? 'relaxed' : 'default'
     const tx = db.transaction(['jobs', 'pending', 'jobInputs'], 'readwrite', { durability })
     const ops: Promise<unknown>[] = [tx.done]
     try {
+      for (const id of deletes)
+        ops.push(tx.objectStore('pending').delete(id), tx.objectStore('jobInputs').delete(id))
       for (const e of entries) {
         ops.push(tx.objectStore('jobs').put(e.job))
         if (e.pending) ops.push(tx.objectStore('pending').put(e.pending))
-        else if (!e.fresh)
-          ops.push(tx.objectStore('pending').delete(e.job.id), tx.objectStore('jobInputs').delete(e.job.id))
         if (e.inputs && e.pending) ops.push(tx.objectStore('jobInputs').put(e.inputs))
       }
     } catch (err) {
@@ -122,6 +152,7 @@ export function pendingAccess(db: Db): PendingStore {
         const dueAt = performance.now() + (opts.deferMs ?? 0)
         const relaxed = opts.relaxed ?? false
         const e = queue.get(job.id)
+        if (pending) cleanup.delete(job.id) // running again: its state must stay
         if (e) {
           e.job = job
           e.pending = pending
@@ -138,12 +169,11 @@ export function pendingAccess(db: Db): PendingStore {
       })
     },
     flushJobStates() {
-      now = queue.size > 0
-      const all = [...queue.values()].map(
-        (e) => new Promise<void>((r) => e.waiters.push({ resolve: r, reject: r })),
-      )
+      if (queue.size === 0 && cleanup.size === 0 && !busy) return Promise.resolve()
+      now = true
+      const done = new Promise<void>((r) => idle.push(r))
       schedule()
-      return Promise.all(all).then(() => {})
+      return done
     },
     listPending: () => db.getAllFromIndex('pending', 'createdAt'),
     getJobInputs: (id) => db.get('jobInputs', id),

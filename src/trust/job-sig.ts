@@ -4,7 +4,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { InvalidSignatureError, MalformedFrameError } from '../shared/errors.ts'
-import { peerIdOf, verifyByPeerId } from './keys.ts'
+import { peerIdOf, sign, verifyByPeerId } from './keys.ts'
 import { signingBytes } from './signed.ts'
 
 export const JOB_DOMAIN = 'peer-compute/job/1'
@@ -66,7 +66,7 @@ export async function jobCid(body: JobBody): Promise<CID> {
 export async function signJob(body: JobBody, key: PrivateKey): Promise<Uint8Array> {
   const parsed = parseJobBody(body)
   if (peerIdOf(key) !== parsed.requester) throw new InvalidSignatureError('key is not the job requester')
-  return new Uint8Array(await key.sign(signingBytes(JOB_DOMAIN, parsed)))
+  return sign(key, signingBytes(JOB_DOMAIN, parsed))
 }
 
 /** Validates the body and the requester's signature; returns the normalized body. */

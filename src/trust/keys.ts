@@ -39,6 +39,50 @@ export function publicKeyOfPeerId(peerId: string): Ed25519PublicKey {
   return parsed.publicKey
 }
 
+/**
+ * WebCrypto keys, imported once: @libp2p/crypto imports the key again on every sign and verify (two
+ * WebCrypto round trips instead of one). Where WebCrypto lacks Ed25519, the libp2p key is used.
+ */
+const ED25519 = { name: 'Ed25519' }
+type Key = Awaited<ReturnType<typeof crypto.subtle.importKey>> // CryptoKey in DOM and in Node
+const signKeys = new WeakMap<PrivateKey, Promise<Key | undefined>>()
+const verifyKeys = new Map<string, Promise<Key | undefined>>()
+const MAX_VERIFY_KEYS = 1024
+const b64url = (b: Uint8Array) =>
+  btoa(String.fromCharCode(...b))
+    .replace(/\+/g, '-')
+    .replace(/\//g, '_')
+    .replace(/=+$/, '')
+const unsupported = () => undefined
+
+function signKey(key: PrivateKey): Promise<Key | undefined> {
+  let k = signKeys.get(key)
+  if (!k) {
+    const raw = key.raw // Ed25519: 32 bytes of seed, then the 32-byte public key
+    const jwk = { kty: 'OKP', crv: 'Ed25519', d: b64url(raw.subarray(0, 32)), x: b64url(raw.subarray(32)) }
+    k = crypto.subtle.importKey('jwk', jwk, ED25519, false, ['sign']).catch(unsupported)
+    signKeys.set(key, k)
+  }
+  return k
+}
+
+function verifyKey(peerId: string, key: Ed25519PublicKey): Promise<Key | undefined> {
+  let k = verifyKeys.get(peerId)
+  if (!k) {
+    k = crypto.subtle.importKey('raw', new Uint8Array(key.raw), ED25519, false, ['verify']).catch(unsupported)
+    if (verifyKeys.size >= MAX_VERIFY_KEYS) verifyKeys.delete(verifyKeys.keys().next().value!)
+    verifyKeys.set(peerId, k)
+  }
+  return k
+}
+
+/** Signs `data` with an Ed25519 identity. */
+export async function sign(key: PrivateKey, data: Uint8Array): Promise<Uint8Array> {
+  const k = key.type === 'Ed25519' ? await signKey(key) : undefined
+  if (!k) return new Uint8Array(await key.sign(data))
+  return new Uint8Array(await crypto.subtle.sign(ED25519, k, data as Uint8Array<ArrayBuffer>))
+}
+
 /** Checks `sig` over `data` against the key in `peerId`; throws InvalidSignatureError otherwise. */
 export async function verifyByPeerId(peerId: string, data: Uint8Array, sig: Uint8Array): Promise<void> {
   const key = publicKeyOfPeerId(peerId)
@@ -47,7 +91,15 @@ export async function verifyByPeerId(peerId: string, data: Uint8Array, sig: Uint
   }
   let ok = false
   try {
-    ok = await key.verify(data, sig)
+    const k = await verifyKey(peerId, key)
+    ok = k
+      ? await crypto.subtle.verify(
+          ED25519,
+          k,
+          sig as Uint8Array<ArrayBuffer>,
+          data as Uint8Array<ArrayBuffer>,
+        )
+      : await key.verify(data, sig)
   } catch {
     ok = false
   }

@@ -7,7 +7,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { InvalidReceiptError, InvalidSignatureError, OutputMismatchError } from '../shared/errors.ts'
-import { peerIdOf, verifyByPeerId } from './keys.ts'
+import { peerIdOf, sign, verifyByPeerId } from './keys.ts'
 import { signingBytes } from './signed.ts'
 
 export const RECEIPT_DOMAIN = 'peer-compute/receipt/1'
@@ -113,8 +113,7 @@ export function parseReceipt(x: unknown): Receipt {
 export async function signReceipt(body: ReceiptBody, key: PrivateKey): Promise<Receipt> {
   const { body: parsed } = parseReceipt({ body, sig: new Uint8Array() })
   if (peerIdOf(key) !== parsed.worker) throw new InvalidSignatureError('key is not the receipt worker')
-  // copy: Node returns a Buffer, whose slice() aliases
-  return { body: parsed, sig: new Uint8Array(await key.sign(signingBytes(RECEIPT_DOMAIN, parsed))) }
+  return { body: parsed, sig: await sign(key, signingBytes(RECEIPT_DOMAIN, parsed)) }
 }
 
 /**

@@ -55,7 +55,7 @@ describe('job state writes', () => {
     expect(r).toEqual({ before: 0, pending: 0, inputs: null, status: 'verified', txs: 1 })
   })
 
-  it('a held-back job is on record after its hold-back, and its end deletes its state', async () => {
+  it('a held-back job is on record after its hold-back; its end deletes its state ~2 s later', async () => {
     const r = await page.evaluate(async () => {
       const store = await window.__store.openStore('t-held')
       const rec = window.__store.jobRecord('j2', 'running')
@@ -72,16 +72,21 @@ describe('job state writes', () => {
         inputs: await store.getJobInputs('j2'),
       }
       await store.saveJobState({ ...rec, status: 'failed' }, null)
-      const after = {
+      const state = async () => ({
+        status: (await store.getJob('j2'))?.status,
         pending: (await store.listPending()).length,
         inputs: (await store.getJobInputs('j2')) ?? null,
-      }
+      })
+      const ended = await state()
+      await new Promise((r) => setTimeout(r, 2500))
+      const after = await state()
       store.close()
-      return { waited, held, after }
+      return { waited, held, ended, after }
     })
     expect(r.waited).toBeGreaterThanOrEqual(95)
     expect(r.held).toEqual({ pending: ['j2'], inputs: { id: 'j2', inputs: [1, 2, 3] } })
-    expect(r.after).toEqual({ pending: 0, inputs: null })
+    expect(r.ended).toMatchObject({ status: 'failed', pending: 1 }) // clean-up waits for others to join
+    expect(r.after).toEqual({ status: 'failed', pending: 0, inputs: null })
   })
 
   it('writes made together share one transaction, and a bad record fails only its own job', async () => {
@@ -107,13 +112,16 @@ describe('job state writes', () => {
           store.saveJobState({ ...rec(i, 'verified'), ...(i === 7 ? { bad: () => 1 } : {}) }, null),
         ),
       )
+      const endTxs = window.__writes[JOB_STORES] ?? 0
       const out = {
         begins,
         pendingAfterBegin,
         failed: ends.flatMap((e, i) =>
           e.status === 'rejected' ? [`g${i}: ${(e.reason as Error).name}`] : [],
         ),
-        endTxs: window.__writes[JOB_STORES] ?? 0,
+        endTxs,
+        pendingBeforeCleanup: (await store.listPending()).length,
+        cleanupTxs: await store.flushJobStates().then(() => (window.__writes[JOB_STORES] ?? 0) - endTxs),
         pendingLeft: (await store.listPending()).map((p) => p.id),
         verified: (await store.listJobs(100)).filter((j) => j.status === 'verified').length,
       }
@@ -123,6 +131,8 @@ describe('job state writes', () => {
     expect(r.begins).toBe(1)
     expect(r.pendingAfterBegin).toBe(50)
     expect(r.failed).toEqual(['g7: DataCloneError'])
+    expect(r.pendingBeforeCleanup).toBe(50)
+    expect(r.cleanupTxs).toBe(1) // 49 jobs' deletes in one transaction
     expect(r.pendingLeft).toEqual(['g7']) // its state stays: a reload resumes it
     expect(r.verified).toBe(49)
     expect(r.endTxs).toBeLessThanOrEqual(51) // one shared attempt, then one each
