@@ -82,7 +82,7 @@ export async function swarmSections(results: Results, { dist, quick, want, secti
         throughputBench(req, ctrs, ids, {
           // compute-bound with 16 KiB of I/O first (the target's row), then 128 KiB and 3.5 MiB per job
           models: quick ? ['bench-100ms'] : ['bench-100ms', 'bench-deep', 'mlp-l'],
-          perContributor: quick ? 4 : 12,
+          perContributor: quick ? 4 : 24, // long enough that the batch's start and tail weigh little
           counts: quick ? [1, 2] : [1, 2, 3],
           dist,
           nativeRuns: quick ? 30 : 60,
