@@ -223,10 +223,18 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     emit('peers')
   })
   // Switching on or off (or capacity changing) is news at once; slot counts can wait a little.
-  let advertised = { active: admission.active, capacity: admission.capacity }
+  // A change that leaves the advert as it was is no news at all (each advert costs the swarm ~25 ms of CPU).
+  const advertState = () => ({
+    active: admission.active,
+    capacity: admission.capacity,
+    free: admission.free,
+    max: admission.maxSlots,
+  })
+  let advertised = advertState()
   admission.events.addEventListener('change', () => {
-    const now = { active: admission.active, capacity: admission.capacity }
+    const now = advertState()
     const news = now.active !== advertised.active || now.capacity !== advertised.capacity
+    if (!news && now.free === advertised.free && now.max === advertised.max) return
     advertised = now
     discovery.announce(news ? 0 : SLOT_ADVERT_GAP_MS)
   })

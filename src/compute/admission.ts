@@ -86,12 +86,17 @@ export function createAdmission(init: { maxSlots: number; contributing: boolean 
       if (!on) recall('the contributor switched contributing off')
       changed()
     },
+    // Unchanged values are no news: every 'change' may become an advert to the whole swarm.
     setMaxSlots(n) {
-      maxSlots = Math.max(1, Math.floor(n))
+      const next = Math.max(1, Math.floor(n))
+      if (next === maxSlots) return
+      maxSlots = next
       changed()
     },
     setSlotCap(n) {
-      cap = n == null ? undefined : Math.max(0, Math.floor(n))
+      const next = n == null ? undefined : Math.max(0, Math.floor(n))
+      if (next === cap) return
+      cap = next
       changed()
     },
     setHold(reason, on) {

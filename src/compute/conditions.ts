@@ -38,8 +38,13 @@ export function watchConditions(admission: Admission, onChange: () => void): Con
   let capped = false
   const hidden = () => typeof document !== 'undefined' && document.visibilityState === 'hidden'
 
+  let last = ''
   const update = () => {
     if (!settings) return
+    // The pressure observer reports every sample, mostly the same state: only a change is news.
+    const now = JSON.stringify([settings, hidden(), onBattery, pressure])
+    if (now === last) return
+    last = now
     admission.setHold('hidden', settings.runWhen === 'visible' && hidden())
     admission.setHold('battery', settings.pauseOnBattery && onBattery === true)
     // Our own jobs add to the pressure, so back off to one job rather than stop (which would only

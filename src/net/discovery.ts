@@ -22,6 +22,7 @@ export interface DiscoveryOptions {
   privateKey: PrivateKey
   capabilities: () => Capabilities
   log: Logger
+  /** Unchanged adverts are republished this often (changes go out at once); default 15 s. */
   intervalMs?: number
   /** The lower PeerId dials first; the other side dials after this grace period. */
   dialGraceMs?: number
@@ -44,7 +45,9 @@ export interface Discovery {
 
 export function createDiscovery(opts: DiscoveryOptions): Discovery {
   const { node, log } = opts
-  const interval = opts.intervalMs ?? 5000
+  const interval = opts.intervalMs ?? 15_000
+  // Dials are retried (and lapsed peers dropped) more often than adverts repeat.
+  const tick = Math.min(interval, 5000)
   const grace = opts.dialGraceMs ?? 3000
   const self = node.peerId.toString()
   const pubsub = node.services.pubsub
@@ -60,16 +63,15 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   async function publish() {
     clearTimeout(pending)
     pending = undefined
-    lastPublished = Date.now()
-    const body: AdvertBody = {
-      ...opts.capabilities(),
-      v: 1,
-      peer: self,
-      addrs: webrtcAddrs(node),
-      seq: ++seq,
-      ts: Date.now(),
+    const addrs = webrtcAddrs(node)
+    // Nothing dialable yet: a reservation brings addresses (self:peer:update); try again soon anyway.
+    if (addrs.length === 0) {
+      dueAt = Date.now() + 1000
+      pending = setTimeout(publish, 1000)
+      return
     }
-    if (body.addrs.length === 0) return // nothing dialable yet: wait for a reservation
+    lastPublished = Date.now()
+    const body: AdvertBody = { ...opts.capabilities(), v: 1, peer: self, addrs, seq: ++seq, ts: Date.now() }
     try {
       await pubsub.publish(ADVERT_TOPIC, await signAdvert(body, opts.privateKey))
     } catch (err) {
@@ -158,8 +160,8 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
         changed()
       } else void dial(p)
     }
-    void publish()
-  }, interval)
+    if (now - lastPublished >= interval - tick / 2) void publish()
+  }, tick)
 
   return {
     peers: () => [...peers.values()],

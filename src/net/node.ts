@@ -42,6 +42,9 @@ export async function createBrowserNode(opts: NodeOptions) {
     // Loopback and private relays are legitimate here: the relay address comes from our own server.
     connectionGater: { denyDialMultiaddr: () => false },
     connectionManager: { maxConnections: 200 },
+    // Each ping opens a data channel on every link: at the default 10 s that was most of an idle tab's
+    // CPU after adverts. WebRTC reports dead links itself; yamux keep-alives cover the relay socket.
+    connectionMonitor: { pingInterval: 60_000 },
     services: {
       identify: identify(),
       pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
