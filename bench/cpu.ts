@@ -15,14 +15,16 @@ function kindOf(cmdline: string): string {
   return type === 'gpu-process' ? 'gpu process' : type
 }
 
-/** Cumulative CPU ms per kind of descendant process. */
-export function sample(root = process.pid): Record<string, number> {
+/** Cumulative CPU ms of each descendant process, by pid. */
+export type Sample = Map<number, { kind: string; ms: number }>
+
+export function sample(root = process.pid): Sample {
   const procs = new Map<number, { ppid: number; ms: number; kind: string }>()
   let pids: string[]
   try {
     pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p))
   } catch {
-    return {}
+    return new Map()
   }
   for (const p of pids) {
     try {
@@ -36,18 +38,26 @@ export function sample(root = process.pid): Record<string, number> {
       })
     } catch {} // exited meanwhile
   }
-  const out: Record<string, number> = {}
+  const out: Sample = new Map()
   for (const [pid, p] of procs) {
     let a = p.ppid
     while (a > 1 && a !== root) a = procs.get(a)?.ppid ?? 0
-    if (a === root && pid !== root) out[p.kind] = (out[p.kind] ?? 0) + p.ms
+    if (a === root && pid !== root) out.set(pid, { kind: p.kind, ms: p.ms })
   }
   return out
 }
 
-/** CPU ms per kind between two samples (processes that exited in between are missed). */
-export const since = (before: Record<string, number>, after = sample()) =>
-  Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]))
+/**
+ * CPU ms per kind between two samples, process by process: one that exited in between is missed
+ * (its time since `before` is lost), one that started counts in full.
+ */
+export function since(before: Sample, after = sample()): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const [pid, p] of after) out[p.kind] = (out[p.kind] ?? 0) + p.ms - (before.get(pid)?.ms ?? 0)
+  return out
+}
+
+const total = (byKind: Record<string, number>) => Object.values(byKind).reduce((a, b) => a + b, 0)
 
 export interface Settled {
   /** Wall ms until our processes used less than `below` cores over one window (or gave up). */
@@ -63,13 +73,28 @@ export interface Settled {
  */
 export async function settle(o = { below: 0.3, windowMs: 1000, maxMs: 60_000 }): Promise<Settled> {
   const t0 = Date.now()
-  const total = (s: Record<string, number>) => Object.values(s).reduce((a, b) => a + b, 0)
-  const start = total(sample())
+  const start = sample()
   for (;;) {
-    const a = total(sample())
+    const a = sample()
     await new Promise((r) => setTimeout(r, o.windowMs))
-    const b = total(sample())
-    const settled = b - a < o.below * o.windowMs
-    if (settled || Date.now() - t0 > o.maxMs) return { waitedMs: Date.now() - t0, cpuMs: b - start, settled }
+    const b = sample()
+    const settled = total(since(a, b)) < o.below * o.windowMs
+    if (settled || Date.now() - t0 > o.maxMs)
+      return { waitedMs: Date.now() - t0, cpuMs: total(since(start, b)), settled }
   }
+}
+
+/** What our processes use with nothing to do: CPU ms per second of wall time, by kind, and in all. */
+export async function idleCpu(ms = 10_000): Promise<{ cores: number; msPerS: Record<string, number> }> {
+  const before = sample()
+  const t0 = Date.now()
+  await new Promise((r) => setTimeout(r, ms))
+  const used = since(before)
+  const wall = Date.now() - t0
+  const msPerS = Object.fromEntries(
+    Object.entries(used)
+      .filter(([, v]) => v > 0)
+      .map(([k, v]) => [k, (v / wall) * 1000]),
+  )
+  return { cores: total(used) / wall, msPerS }
 }

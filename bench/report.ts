@@ -37,6 +37,8 @@ export interface Results {
   throughput?: Throughput
   /** After each tab's first run: wall and CPU ms until V8's background compilation was done. */
   warmUp?: Settled
+  /** The swarm with no job running (after warm-up): adverts, keep-alives, the relay. */
+  idle?: { cores: number; msPerS: Record<string, number> }
   transport?: { rows: TransportRow[]; echo: EchoRow }
   modelTransfer?: { status: string; rows?: TransferRow[] }
   coldStart?: ColdStart[]
@@ -110,6 +112,14 @@ export function markdown(r: Results): string {
   if (r.warmUp)
     out.push(
       `Warm-up: every tab ran bench-100ms once; V8's background (TurboFan) compilation of ORT's .wasm then kept the machine busy for ${settled({ 'all tabs': r.warmUp })}. Every figure below is measured after it.`,
+    )
+  if (r.idle)
+    out.push(
+      `Idle swarm (4 tabs and the relay, no job running, 10 s): ${r.idle.cores.toFixed(3)} cores (${Object.entries(
+        r.idle.msPerS,
+      )
+        .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+        .join(', ')} ms of CPU per s). Every core-second it takes is missing from the throughput rows.`,
     )
   if (r.dispatch) out.push(dispatch(r, r.dispatch))
   if (r.profile) out.push(profile(r.profile))

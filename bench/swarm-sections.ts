@@ -1,6 +1,7 @@
 /** Sections 1–3 (and 6 when it lands) on one swarm: a requester bench tab plus 1-thread contributor tabs. */
 import type { Page } from 'playwright-core'
 import { peerId, startSwarm, waitForContributors } from '../test/helpers/swarm.ts'
+import { idleCpu } from './cpu.ts'
 import { dispatchBench } from './dispatch.ts'
 import { modelTransferBench } from './model-transfer.ts'
 import type { Results } from './report.ts'
@@ -37,6 +38,7 @@ export async function swarmSections(results: Results, { dist, quick, want, secti
     const [c0, id0] = [ctrs[0]!, ids[0]!]
     // Steady state first: every tab runs the model once, then V8's background compile must finish.
     results.warmUp = await section('warm-up', () => warmTabs(req, ids, 'bench-100ms'))
+    results.idle = await section('idle swarm', () => idleCpu(quick ? 3000 : 10_000))
 
     if (want('dispatch')) {
       // ~1 / 10 / 100 ms of compute with 16 KiB in and out; then 128 KiB to 3.5 MiB of tensors.

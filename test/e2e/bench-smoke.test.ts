@@ -46,6 +46,7 @@ describe('npm run bench -- --quick', () => {
     expect(r.warmUp.waitedMs).toBeGreaterThan(0)
     expect(r.warmUp.cpuMs).toBeGreaterThan(0)
     expect(r.throughput.settled['bench-100ms'].waitedMs).toBeGreaterThan(0)
+    expect(r.idle.cores).toBeGreaterThan(0) // the idle swarm's CPU was read from /proc
     // The native reference ran as two onnxruntime-node processes (timing itself is not judged).
     expect(r.throughput.native['bench-100ms'].msPerRun[2]).toBeGreaterThan(0)
     const two = r.throughput.rows.find((t: { contributors: number }) => t.contributors === 2)
