@@ -166,10 +166,12 @@ export async function rawSend(id: string, total: number, msg: number, high = 4 *
   return { ms, bytes: got }
 }
 
-export async function rawEcho(id: string, n: number, size = 32): Promise<number[]> {
+/** Round trips of `size` bytes, back to back or `gapMs` apart (a dispatch job leaves the channel idle that long). */
+export async function rawEcho(id: string, n: number, size = 32, gapMs = 0): Promise<number[]> {
   const dc = raws.get(id)!.dc!
   const out: number[] = []
   for (let i = 0; i < n; i++) {
+    if (gapMs) await new Promise((r) => setTimeout(r, gapMs))
     const t0 = performance.now()
     const pong = nextMessage(dc)
     dc.send(size === 32 ? 'ping-0123456789abcdef0123456789a' : 'p'.repeat(size))

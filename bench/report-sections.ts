@@ -60,7 +60,10 @@ Bookkeeping = b p50 − client RTT p50: the requester's durable job records (Ind
 function echoFloor(r: Results): string {
   const e = r.transport?.echo
   if (!e?.rawFrame) return ''
-  return `\nFloor for the bench-* rows: a raw RTCDataChannel round trip of ${e.frameBytes} bytes each way takes ${f(e.rawFrame.p50)} ms p50 here (libp2p reused stream ${f(e.libp2pReusedFrame?.p50)} ms).`
+  const idle = e.rawFrameIdle
+    ? `, and ${f(e.rawFrameIdle.p50)} ms when the round trips are 12 ms apart (as dispatch jobs are: the channel idles in between)`
+    : ''
+  return `\nFloor for the bench-* rows: a raw RTCDataChannel round trip of ${e.frameBytes} bytes each way takes ${f(e.rawFrame.p50)} ms p50 back to back here${idle} (libp2p reused stream, back to back: ${f(e.libp2pReusedFrame?.p50)} ms).`
 }
 
 function failed(rows: DispatchRow[]): string {
@@ -159,7 +162,7 @@ ${table(['message', 'MiB sent', 'libp2p stream', 'raw RTCDataChannel', 'ratio'],
 
 32-byte round trip p50 / p95 (ms): raw channel ${d(e.raw)}, libp2p reused stream ${d(e.libp2pReused)}, libp2p new stream each time ${d(e.libp2pNewStream)}${
     e.rawFrame && e.libp2pReusedFrame
-      ? `\n${e.frameBytes}-byte round trip p50 / p95 (ms): raw channel ${d(e.rawFrame)}, libp2p reused stream ${d(e.libp2pReusedFrame)}`
+      ? `\n${e.frameBytes}-byte round trip p50 / p95 (ms): raw channel ${d(e.rawFrame)}${e.rawFrameIdle ? ` (12 ms apart: ${d(e.rawFrameIdle)})` : ''}, libp2p reused stream ${d(e.libp2pReusedFrame)}`
       : ''
   }`
 }

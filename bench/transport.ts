@@ -22,6 +22,8 @@ export interface EchoRow {
   /** Round trips of JOB_FRAME_BYTES each way (a bench-* job and its result): the floor of dispatch. */
   frameBytes?: number
   rawFrame?: Dist
+  /** The same, 12 ms apart: the channel idles between round trips, as between dispatch jobs. */
+  rawFrameIdle?: Dist
   libp2pReusedFrame?: Dist
 }
 
@@ -71,6 +73,10 @@ export async function transportBench(
     })
     const size = JOB_FRAME_BYTES
     const rawFrame = await a.evaluate((x) => window.__bench.rawEcho('t', x.n, x.size), { n: o.echoes, size })
+    const rawFrameIdle = await a.evaluate((x) => window.__bench.rawEcho('t', x.n, x.size, 12), {
+      n: o.echoes,
+      size,
+    })
     const p2pFrame = await a.evaluate((x) => window.__bench.p2pEcho(x.target, x.n, x.size), {
       target: bId,
       n: o.echoes,
@@ -84,6 +90,7 @@ export async function transportBench(
         libp2pNewStream: dist(p2pEcho.fresh.slice(5)),
         frameBytes: size,
         rawFrame: dist(rawFrame.slice(5)),
+        rawFrameIdle: dist(rawFrameIdle.slice(5)),
         libp2pReusedFrame: dist(p2pFrame.reused.slice(5)),
       },
     }
