@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import type { Page } from 'playwright-core'
+import { settle } from './cpu.ts'
 import { type InputSpec, seededInputs } from './inputs.ts'
 import type { EngineRun, EngineSetting } from './page-engine.ts'
 import { median } from './stats.ts'
@@ -97,6 +98,9 @@ async function browser(
     seed: 1,
     settings,
   })
+  // Each setting's worker compiles ORT's .wasm again (TurboFan, in the background, seconds of CPU):
+  // time the runs after that, or the settings compete with compilers that finish at random times.
+  await settle()
   let got: EngineRun[] = []
   for (let b = 0; b < BLOCKS; b++) {
     const n = Math.ceil(runs / BLOCKS)
