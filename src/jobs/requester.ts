@@ -406,7 +406,7 @@ export function createRequester(o: RequesterOptions) {
             const rec = await o.store.getJob(p.id)
             if (rec && rec.status !== 'running') {
               await o.store.saveJobState(rec, null)
-              return rec.status === 'verified' ? outcomeOf(rec) : undefined
+              return rec.status === 'verified' ? await outcomeOf(rec) : undefined
             }
             // Schema 2 kept the inputs inside the pending state.
             const encoded = job.inputs ?? (await o.store.getJobInputs(p.id))?.inputs

@@ -58,25 +58,38 @@ export function pendingAccess(db: Db): PendingStore {
   const writing = new Set<string>()
   let busy = false
   let timer: ReturnType<typeof setTimeout> | undefined
-  let now = false // flush even held-back entries
-  const idle: (() => void)[] = [] // flushJobStates() callers, until nothing is left to write
+  // flushJobStates() calls so far, and how many a finished forced flush has covered: a forced
+  // flush takes everything queued when it starts, deletes ended jobs' state at once, and is finite.
+  let asked = 0
+  let served = 0
+  const idle: { gen: number; resolve(): void }[] = []
 
   function schedule(): void {
-    if (busy || (queue.size === 0 && cleanup.size === 0)) return
+    if (busy || (queue.size === 0 && cleanup.size === 0 && asked === served)) return
     clearTimeout(timer)
     const due = Math.min(...[...queue.values()].map((e) => e.dueAt), ...cleanup.values())
-    const wait = now ? 0 : due - performance.now()
+    const wait = asked > served ? 0 : due - performance.now()
     // A microtask gathers the writes of one task (a burst of submits) into one transaction.
     if (wait <= 0) queueMicrotask(flush)
     else timer = setTimeout(flush, wait)
   }
 
+  /** Ended jobs whose state was ever written: their pending state and inputs must go. */
+  const ended = (e: Entry) => !e.pending && !e.fresh
+
   async function flush(): Promise<void> {
     if (busy) return
+    const gen = asked
+    const force = gen > served
     const t = performance.now()
-    const batch = [...queue].filter(([, e]) => now || e.dueAt <= t + 1)
-    const deletes = [...cleanup].filter(([, due]) => now || due <= t + 1).map(([id]) => id)
-    if (batch.length === 0 && deletes.length === 0) return schedule()
+    const batch = [...queue].filter(([, e]) => force || e.dueAt <= t + 1)
+    const deletes = [...cleanup].filter(([, due]) => force || due <= t + 1).map(([id]) => id)
+    // Forced: ended jobs' state goes in this very commit rather than 2 s later.
+    if (force) for (const [id, e] of batch) if (ended(e)) deletes.push(id)
+    if (batch.length === 0 && deletes.length === 0) {
+      if (force) release(gen)
+      return schedule()
+    }
     busy = true
     for (const [id] of batch) {
       queue.delete(id)
@@ -90,19 +103,24 @@ export function pendingAccess(db: Db): PendingStore {
       ).catch(async (err) => {
         // One bad record must not fail the others' jobs: alone, each stands or falls by itself.
         if (batch.length + deletes.length === 1) throw err
-        if (deletes.length) await commit([], deletes).catch(() => {}) // else a reload cleans up
+        const own = new Set(force ? batch.filter(([, e]) => ended(e)).map(([id]) => id) : [])
+        const others = deletes.filter((id) => !own.has(id))
+        if (others.length) await commit([], others).catch(() => {}) // else a reload cleans up
         await Promise.all(
-          batch.map(([, e]) =>
-            commit([e], []).catch((err) => {
+          batch.map(([id, e]) =>
+            commit([e], own.has(id) ? [id] : []).catch((err) => {
               e.failed = true
               settle([e], err)
             }),
           ),
         )
       })
-      // Ended jobs whose state was ever written: deleted later, together.
-      for (const [id, e] of batch)
-        if (!e.pending && !e.fresh && !e.failed) cleanup.set(id, t + CLEANUP_DELAY_MS)
+      if (!force) {
+        for (const [id, e] of batch) {
+          // A later write of state for this id (queued meanwhile) keeps its state.
+          if (ended(e) && !e.failed && !queue.get(id)?.pending) cleanup.set(id, t + CLEANUP_DELAY_MS)
+        }
+      }
       settle(batch.map(([, e]) => e))
     } catch (err) {
       settle(
@@ -112,12 +130,16 @@ export function pendingAccess(db: Db): PendingStore {
     } finally {
       for (const [id] of batch) writing.delete(id)
       busy = false
-      if (queue.size === 0 && cleanup.size === 0) {
-        now = false
-        for (const r of idle.splice(0)) r()
-      }
+      if (force) release(gen)
       schedule()
     }
+  }
+
+  /** Resolves the flushJobStates() calls up to `gen`, which a forced flush has just covered. */
+  function release(gen: number): void {
+    served = gen
+    for (const w of idle.filter((w) => w.gen <= gen)) w.resolve()
+    idle.splice(0, idle.length, ...idle.filter((w) => w.gen > gen))
   }
 
   function settle(entries: Entry[], err?: unknown): void {
@@ -170,8 +192,8 @@ export function pendingAccess(db: Db): PendingStore {
     },
     flushJobStates() {
       if (queue.size === 0 && cleanup.size === 0 && !busy) return Promise.resolve()
-      now = true
-      const done = new Promise<void>((r) => idle.push(r))
+      const gen = ++asked
+      const done = new Promise<void>((resolve) => idle.push({ gen, resolve }))
       schedule()
       return done
     },

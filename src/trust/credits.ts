@@ -34,7 +34,8 @@ export async function createCredits(o: {
   const refresh = async () => {
     // seq runs 0, 1, 2…: the last entry gives the count without walking the log (count() does)
     const next = (((await o.store.lastCredit())?.seq ?? -1) + 1) * CREDIT_PER_RECEIPT
-    if (next !== total) {
+    // The log only grows: a read that started before our own append landed must not lower it.
+    if (next > total) {
       total = next
       events.dispatchEvent(new Event('change'))
     }
@@ -77,12 +78,14 @@ export async function createCredits(o: {
           append(batch.map((b) => b.bytes)),
         )
         const next = (recs.at(-1)!.seq + 1) * CREDIT_PER_RECEIPT
-        if (next !== total) {
+        if (next > total) {
           total = next
           events.dispatchEvent(new Event('change'))
         }
-        channel.postMessage('change')
         for (const [i, b] of batch.entries()) b.resolve(recs[i]!)
+        try {
+          channel.postMessage('change')
+        } catch {} // closed at stop: the entries are on record all the same
       } catch (err) {
         for (const b of batch) b.reject(err)
       }
@@ -97,7 +100,7 @@ export async function createCredits(o: {
     list: () => o.store.listCredits(),
     export: async () => exportCreditLog(await o.store.listCredits(), o.privateKey),
     events,
-    append(receipt) {
+    async append(receipt) {
       const bytes = encodeReceipt(receipt)
       const rec = new Promise<CreditRecord>((resolve, reject) => queue.push({ bytes, resolve, reject }))
       if (!draining) {

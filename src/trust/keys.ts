@@ -76,11 +76,14 @@ function verifyKey(peerId: string, key: Ed25519PublicKey): Promise<Key | undefin
   return k
 }
 
+/** WebCrypto refuses views of a SharedArrayBuffer (possible in a cross-origin-isolated page): copy those. */
+const own = (b: Uint8Array) => (b.buffer instanceof ArrayBuffer ? b : b.slice()) as Uint8Array<ArrayBuffer>
+
 /** Signs `data` with an Ed25519 identity. */
 export async function sign(key: PrivateKey, data: Uint8Array): Promise<Uint8Array> {
   const k = key.type === 'Ed25519' ? await signKey(key) : undefined
   if (!k) return new Uint8Array(await key.sign(data))
-  return new Uint8Array(await crypto.subtle.sign(ED25519, k, data as Uint8Array<ArrayBuffer>))
+  return new Uint8Array(await crypto.subtle.sign(ED25519, k, own(data)))
 }
 
 /** Checks `sig` over `data` against the key in `peerId`; throws InvalidSignatureError otherwise. */
@@ -92,14 +95,7 @@ export async function verifyByPeerId(peerId: string, data: Uint8Array, sig: Uint
   let ok = false
   try {
     const k = await verifyKey(peerId, key)
-    ok = k
-      ? await crypto.subtle.verify(
-          ED25519,
-          k,
-          sig as Uint8Array<ArrayBuffer>,
-          data as Uint8Array<ArrayBuffer>,
-        )
-      : await key.verify(data, sig)
+    ok = k ? await crypto.subtle.verify(ED25519, k, own(sig), own(data)) : await key.verify(data, sig)
   } catch {
     ok = false
   }

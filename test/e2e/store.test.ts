@@ -161,6 +161,56 @@ describe('job state writes', () => {
   })
 })
 
+describe('forced flush', () => {
+  it('flushJobStates resolves while other jobs keep writing, and deletes ended state at once', async () => {
+    const r = await page.evaluate(async () => {
+      const store = await window.__store.openStore('t-busy')
+      const { jobRecord } = window.__store
+      // j-ended: on record with its state, then ended (its clean-up would wait 2 s)
+      await store.saveJobState(
+        jobRecord('j-ended', 'running'),
+        { id: 'j-ended', createdAt: 1, state: 1 },
+        {
+          id: 'j-ended',
+          inputs: 1,
+        },
+      )
+      await store.saveJobState(jobRecord('j-ended', 'verified'), null)
+      const held = store.saveJobState(
+        jobRecord('j-held', 'running'),
+        { id: 'j-held', createdAt: 1, state: 1 },
+        { id: 'j-held', inputs: 1 },
+        { deferMs: 60_000 },
+      )
+      // other jobs write progress without pause, as a busy requester does
+      let busy = true
+      let writes = 0
+      const writer = (async () => {
+        while (busy) {
+          const id = `b${writes++ % 5}`
+          await store.saveJobState(jobRecord(id, 'running'), { id, createdAt: 1, state: writes }, undefined, {
+            relaxed: true,
+          })
+        }
+      })()
+      await new Promise((r) => setTimeout(r, 50))
+      const t0 = performance.now()
+      await store.flushJobStates()
+      const ms = performance.now() - t0
+      const pending = (await store.listPending()).map((p) => p.id)
+      busy = false
+      await writer
+      await held
+      store.close()
+      return { ms, writes, held: pending.includes('j-held'), ended: pending.includes('j-ended') }
+    })
+    expect(r.writes).toBeGreaterThan(5) // the writer really was busy meanwhile
+    expect(r.ms).toBeLessThan(2000)
+    expect(r.held).toBe(true)
+    expect(r.ended).toBe(false)
+  })
+})
+
 describe('reputation and credits', () => {
   it('reputation writes many changes in one transaction and keeps every count', async () => {
     const r = await page.evaluate(async () => {
