@@ -237,13 +237,14 @@ export function createRequester(o: RequesterOptions) {
     } finally {
       await progress.close()
     }
+    // The end write replaces a submit write still held back: both land in one commit.
+    const end = (final: JobRecord) => Promise.all([o.store.saveJobState(final, null), durable])
     const rec = summary(id, job, q)
     const agreeing = q.replicas.filter((r) => r.status === 'ok' && rec.workers?.includes(r.peer))
     if (q.state === 'verified' && agreeing.length > 0) {
       const members = agreeing.map((r) => ({ receipt: r.result!.receipt, outputs: r.result!.outputs }))
       rec.record = encodeQuorumRecord(buildQuorumRecord(members, q.quorum, policy.compare))
-      // The end write replaces a submit write still held back: both land in one commit.
-      await Promise.all([o.store.saveJobState(rec, null), durable])
+      await end(rec)
       ended = Promise.resolve(rec)
       if (rec.replicas?.some((r, i) => r.status !== q.replicas[i]?.status)) refreshLate()
       o.onChange()
@@ -265,7 +266,7 @@ export function createRequester(o: RequesterOptions) {
         record: rec.record,
       }
     }
-    await Promise.all([o.store.saveJobState(rec, null), durable])
+    await end(rec)
     o.onChange()
     // A deterministic refusal (e.g. unknown model) is the clearest error: surface it as is.
     const refusal = job.target
@@ -405,7 +406,7 @@ export function createRequester(o: RequesterOptions) {
             // Ended before the reload, its state not yet cleaned up: finish the clean-up only.
             const rec = await o.store.getJob(p.id)
             if (rec && rec.status !== 'running') {
-              await o.store.saveJobState(rec, null)
+              o.store.discardJobState(p.id)
               return rec.status === 'verified' ? await outcomeOf(rec) : undefined
             }
             // Schema 2 kept the inputs inside the pending state.

@@ -27,6 +27,8 @@ export interface PendingStore {
   ): Promise<void>
   /** Starts every held-back write now (the page is going away). */
   flushJobStates(): Promise<void>
+  /** Deletes the leftover state of a job whose final record is already stored (with the next clean-up). */
+  discardJobState(id: string): void
   listPending(): Promise<PendingRecord[]>
   getJobInputs(id: string): Promise<JobInputsRecord | undefined>
 }
@@ -189,6 +191,11 @@ export function pendingAccess(db: Db): PendingStore {
         }
         schedule()
       })
+    },
+    discardJobState(id) {
+      if (queue.get(id)?.pending) return // written again since: its state stays
+      cleanup.set(id, performance.now())
+      schedule()
     },
     flushJobStates() {
       if (queue.size === 0 && cleanup.size === 0 && !busy) return Promise.resolve()

@@ -211,6 +211,45 @@ describe('forced flush', () => {
   })
 })
 
+describe('leftover state', () => {
+  it("discardJobState deletes an ended job's state and leaves its record as it is", async () => {
+    const r = await page.evaluate(async () => {
+      const store = await window.__store.openStore('t-discard')
+      const { jobRecord } = window.__store
+      await store.saveJobState(
+        jobRecord('d1', 'running'),
+        { id: 'd1', createdAt: 1, state: 1 },
+        {
+          id: 'd1',
+          inputs: 1,
+        },
+      )
+      // as after a reload that came before the 2 s clean-up: final record and state side by side
+      await store.saveJobState(jobRecord('d1', 'verified'), { id: 'd1', createdAt: 1, state: 2 })
+      const before = (await store.listPending()).length
+      window.__writes = {}
+      store.discardJobState('d1')
+      await store.flushJobStates()
+      const out = {
+        before,
+        after: (await store.listPending()).length,
+        inputs: (await store.getJobInputs('d1')) ?? null,
+        status: (await store.getJob('d1'))?.status,
+        writes: window.__writes,
+      }
+      store.close()
+      return out
+    })
+    expect(r).toEqual({
+      before: 1,
+      after: 0,
+      inputs: null,
+      status: 'verified',
+      writes: { 'jobInputs+jobs+pending': 1 },
+    })
+  })
+})
+
 describe('reputation and credits', () => {
   it('reputation writes many changes in one transaction and keeps every count', async () => {
     const r = await page.evaluate(async () => {
