@@ -176,7 +176,7 @@ export function modelTransfer(t: Results['modelTransfer']): string {
     f(x.mib, 1),
     `${f(x.onePeerMiBs, 1)} (${range(x.runs?.onePeer)})`,
     `${f(x.twoPeersMiBs, 1)} (${range(x.runs?.twoPeers)})`,
-    f(x.rawMiBs, 1),
+    `${f(x.rawMiBs, 1)} (${x.rawMessageKiB ?? '–'} KiB)`,
     f(x.onePeerVsRaw),
     f(x.twoPeersVsRaw),
     f(x.coldOnePeerMiBs, 1),
@@ -191,7 +191,7 @@ export function modelTransfer(t: Results['modelTransfer']): string {
     '2 peers / raw',
     'cold 1 peer MiB/s',
   ]
-  return `### Model transfer (\`/peer-compute/model/1.0.0\`, contributor → requester, median of ${t.rows[0]!.reps}; raw = the faster of 64 and 256 KiB messages, warmed up; cold = a provider's first upload, its read and hashing included)\n\n${table(head, rows)}`
+  return `### Model transfer (\`/peer-compute/model/1.0.0\`, contributor → requester, median of ${t.rows[0]!.reps}; raw = 64 or 256 KiB messages, whichever was faster in a warm-up send of the whole model, which does not count; cold = a provider's first upload, its read and hashing included)\n\n${table(head, rows)}`
 }
 
 export function coldStart(r: Results): string {

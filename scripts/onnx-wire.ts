@@ -3,6 +3,8 @@
  * message are read as raw byte ranges and unknown ones are copied through byte for byte.
  */
 
+import { concat } from '../src/shared/bytes.ts'
+
 export interface WireField {
   no: number
   /** Wire type: 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32. */
@@ -67,15 +69,7 @@ function varint(v: bigint | number): number[] {
   return out
 }
 
-export function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let o = 0
-  for (const p of parts) {
-    out.set(p, o)
-    o += p.length
-  }
-  return out
-}
+export { concat }
 
 /** Field writers: each returns the encoded field, tag included. */
 export const pb = {

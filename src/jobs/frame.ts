@@ -5,6 +5,7 @@
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
+import { concat } from '../shared/bytes.ts'
 import { FrameTooLargeError, MalformedFrameError } from '../shared/errors.ts'
 
 /** 5 varint bytes hold 35 bits, far above any frame limit. */
@@ -41,7 +42,8 @@ export function encodeFrame(msg: Frame, maxFrameBytes = Number.POSITIVE_INFINITY
   return out
 }
 
-function parseBody(body: Uint8Array): Frame {
+/** Decodes a frame body; a protocol may pass a faster parser that falls back to this one. */
+export function parseBody(body: Uint8Array): Frame {
   let msg: unknown
   try {
     msg = dagCbor.decode(body)
@@ -65,6 +67,7 @@ function parseBody(body: Uint8Array): Frame {
  */
 export class FrameDecoder {
   readonly maxFrameBytes: number
+  private readonly parse: (body: Uint8Array[]) => Frame
   private chunks: Uint8Array[] = []
   private buffered = 0
   private bodyLength: number | null = null
@@ -72,8 +75,10 @@ export class FrameDecoder {
   /** Frames decoded but not yet handed out by readFrame. */
   readonly queue: Frame[] = []
 
-  constructor(maxFrameBytes: number) {
+  /** `parse` gets the body as views of the pushed chunks, in order (several when it spans chunks). */
+  constructor(maxFrameBytes: number, parse: (body: Uint8Array[]) => Frame = (b) => parseBody(concat(b))) {
     this.maxFrameBytes = maxFrameBytes
+    this.parse = parse
   }
 
   /** Bytes held that do not yet form a whole frame. */
@@ -100,7 +105,7 @@ export class FrameDecoder {
         const len = this.bodyLength!
         if (this.buffered < len) break
         this.bodyLength = null
-        frames.push(parseBody(this.take(len)))
+        frames.push(this.parse(this.take(len)))
       }
     } catch (err) {
       this.failed = err as Error
@@ -135,25 +140,16 @@ export class FrameDecoder {
     return false
   }
 
-  /** Removes and returns the next `n` buffered bytes, copying only when they span chunks. */
-  private take(n: number): Uint8Array {
-    const first = this.chunks[0]!
-    let out: Uint8Array
-    if (first.byteLength >= n) {
-      out = first.subarray(0, n)
-      if (first.byteLength === n) this.chunks.shift()
-      else this.chunks[0] = first.subarray(n)
-    } else {
-      out = new Uint8Array(n)
-      let off = 0
-      while (off < n) {
-        const c = this.chunks[0]!
-        const k = Math.min(c.byteLength, n - off)
-        out.set(c.subarray(0, k), off)
-        off += k
-        if (k === c.byteLength) this.chunks.shift()
-        else this.chunks[0] = c.subarray(k)
-      }
+  /** Removes and returns the next `n` buffered bytes as views of the pushed chunks. */
+  private take(n: number): Uint8Array[] {
+    const out: Uint8Array[] = []
+    for (let left = n; left > 0; ) {
+      const c = this.chunks[0]!
+      const k = Math.min(c.byteLength, left)
+      out.push(c.subarray(0, k))
+      left -= k
+      if (k === c.byteLength) this.chunks.shift()
+      else this.chunks[0] = c.subarray(k)
     }
     this.buffered -= n
     return out

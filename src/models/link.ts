@@ -14,6 +14,7 @@ import {
   parseChunk,
   parseManifest,
   parseTransferError,
+  type ReceivedChunk,
 } from './transfer.ts'
 
 export interface LinkOptions {
@@ -82,15 +83,15 @@ export class ProviderLink {
     await sendBytes(this.stream, encodeTransfer(msg, MAX_REQUEST_BYTES), this.opts.signal)
   }
 
-  /** The next chunk asked for: index and bytes (shape and length checked, digest not yet). */
-  async next(): Promise<{ index: number; bytes: Uint8Array }> {
+  /** The next chunk asked for, as views of the received data (shape and length checked, digest not yet). */
+  async next(): Promise<ReceivedChunk> {
     const index = this.pending[0]
     if (index === undefined) throw new Error('no chunk requested')
     const frame = await this.reader.next(this.opts.timeoutMs, this.opts.signal)
     if (frame?.t !== 'chunk') throw failure(this.peer, frame)
     const chunk = parseChunk(frame, this.manifest, index)
     this.pending.shift()
-    return { index, bytes: chunk.bytes }
+    return chunk
   }
 
   /** Ends our side cleanly; the provider sees the end of requests and closes. */

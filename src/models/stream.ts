@@ -2,6 +2,7 @@
 import type { Stream } from '@libp2p/interface'
 import { type Frame, FrameDecoder, readFrame } from '../jobs/frame.ts'
 import { AbortError, MalformedFrameError, ModelTransferError } from '../shared/errors.ts'
+import { parseTransferBody } from './transfer.ts'
 
 /**
  * Sends one encoded frame; when `send` says the transport is full, waits for a `drain` event. Not
@@ -39,14 +40,14 @@ export class FrameReader {
     private readonly stream: Stream,
     limit: number,
   ) {
-    this.decoder = new FrameDecoder(limit)
+    this.decoder = new FrameDecoder(limit, parseTransferBody)
   }
 
   /** Changes the frame size limit; only between frames, with nothing queued. */
   setLimit(limit: number): void {
     if (!this.decoder.idle || this.decoder.queue.length > 0)
       throw new MalformedFrameError('peer sent a frame it was not asked for')
-    this.decoder = new FrameDecoder(limit)
+    this.decoder = new FrameDecoder(limit, parseTransferBody)
   }
 
   /** The next frame, or null at a clean end; aborts the stream if none arrives within `timeoutMs`. */

@@ -3,7 +3,8 @@
  * sha2-256 digest per chunk), then for ranges of chunks. Every frame has a size limit and an exact shape.
  */
 import { sha256 } from 'multiformats/hashes/sha2'
-import { encodeFrame, type Frame } from '../jobs/frame.ts'
+import { encodeFrame, type Frame, parseBody } from '../jobs/frame.ts'
+import { concat } from '../shared/bytes.ts'
 import { MalformedFrameError, ModelTooLargeError } from '../shared/errors.ts'
 
 export const MIN_CHUNK_SIZE = 16 * 1024
@@ -77,9 +78,8 @@ function varint(n: number): number[] {
  */
 export function encodeChunkFrame(index: number, bytes: Uint8Array): Uint8Array {
   if (!Number.isSafeInteger(index) || index < 0 || index >= 2 ** 32) throw new RangeError('chunk index')
-  const head = [0xa4, 0x61, ...ascii('t'), 0x65, ...ascii('chunk'), 0x61, ...ascii('v'), 0x01]
-  head.push(0x65, ...ascii('bytes'), ...cborHead(2, bytes.byteLength))
-  const tail = [0x65, ...ascii('index'), ...cborHead(0, index)]
+  const head = [...CHUNK_HEAD, ...cborHead(2, bytes.byteLength)]
+  const tail = [...INDEX_KEY, ...cborHead(0, index)]
   const prefix = varint(head.length + bytes.byteLength + tail.length)
   const out = new Uint8Array(prefix.length + head.length + bytes.byteLength + tail.length)
   out.set(prefix)
@@ -87,6 +87,90 @@ export function encodeChunkFrame(index: number, bytes: Uint8Array): Uint8Array {
   out.set(bytes, prefix.length + head.length)
   out.set(tail, prefix.length + head.length + bytes.byteLength)
   return out
+}
+
+const CHUNK_HEAD = [
+  0xa4,
+  0x61,
+  ...ascii('t'),
+  0x65,
+  ...ascii('chunk'),
+  0x61,
+  ...ascii('v'),
+  0x01,
+  0x65,
+  ...ascii('bytes'),
+]
+const INDEX_KEY = [0x65, ...ascii('index')]
+
+/** A chunk's bytes as views of the received data, in order: only the fast parser makes one. */
+export class ChunkParts {
+  constructor(readonly list: Uint8Array[]) {}
+  get byteLength(): number {
+    return this.list.reduce((n, p) => n + p.byteLength, 0)
+  }
+}
+
+/** Byte access across a body's parts. */
+class Bytes {
+  readonly length: number
+  private readonly starts: number[] = []
+  constructor(private readonly parts: Uint8Array[]) {
+    let n = 0
+    for (const p of parts) {
+      this.starts.push(n)
+      n += p.byteLength
+    }
+    this.length = n
+  }
+  at(i: number): number | undefined {
+    for (let k = this.parts.length - 1; k >= 0; k--)
+      if (i >= this.starts[k]!) return this.parts[k]![i - this.starts[k]!]
+    return undefined
+  }
+  has(at: number, want: number[]): boolean {
+    return at + want.length <= this.length && want.every((b, i) => this.at(at + i) === b)
+  }
+  /** Views of bytes [from, to). */
+  range(from: number, to: number): Uint8Array[] {
+    const out: Uint8Array[] = []
+    this.parts.forEach((p, k) => {
+      const a = Math.max(from - this.starts[k]!, 0)
+      const b = Math.min(to - this.starts[k]!, p.byteLength)
+      if (a < b) out.push(p.subarray(a, b))
+    })
+    return out
+  }
+  /** A CBOR head of `major` in its shortest form at `at`: [value, length], or undefined. */
+  head(at: number, major: number): [number, number] | undefined {
+    const b = this.at(at)
+    if (b === undefined || b >> 5 !== major) return undefined
+    const info = b & 0x1f
+    if (info < 24) return [info, 1]
+    const n = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : 0
+    if (n === 0 || at + 1 + n > this.length) return undefined
+    let v = 0
+    for (let i = 1; i <= n; i++) v = v * 256 + this.at(at + i)!
+    return v < (n === 1 ? 24 : n === 2 ? 0x100 : 0x10000) ? undefined : [v, 1 + n]
+  }
+}
+
+/**
+ * Decodes a frame body. A chunk frame laid out exactly as `encodeChunkFrame` writes it is read in
+ * place: its bytes stay views of the received data (`ChunkParts`), so the fetcher copies them once,
+ * into the model. Anything else goes to dag-cbor.
+ */
+export function parseTransferBody(parts: Uint8Array[]): Frame {
+  const b = new Bytes(parts)
+  if (b.has(0, CHUNK_HEAD)) {
+    const len = b.head(CHUNK_HEAD.length, 2)
+    const start = CHUNK_HEAD.length + (len?.[1] ?? 0)
+    const end = start + (len?.[0] ?? 0)
+    const index = len && b.has(end, INDEX_KEY) ? b.head(end + INDEX_KEY.length, 0) : undefined
+    if (index && end + INDEX_KEY.length + index[1] === b.length)
+      return { t: 'chunk', v: 1, bytes: new ChunkParts(b.range(start, end)), index: index[0] }
+  }
+  return parseBody(concat(parts))
 }
 
 const malformed = (path: string, why: string): never => {
@@ -141,14 +225,24 @@ export function parseRangeRequest(
   return frame as RangeRequest
 }
 
+/** A received chunk: its index and its bytes, possibly in several views (digest not yet checked). */
+export interface ReceivedChunk {
+  index: number
+  parts: Uint8Array[]
+  byteLength: number
+}
+
 /** Checks a chunk's shape, index and length; its digest is checked with `chunkMatches`. */
-export function parseChunk(frame: Frame, manifest: Manifest, index: number): ChunkMessage {
+export function parseChunk(frame: Frame, manifest: Manifest, index: number): ReceivedChunk {
   envelope(frame, 'chunk', ['index', 'bytes'])
   if (frame.index !== index) malformed('chunk.index', `expected ${index}, got ${String(frame.index)}`)
-  if (!(frame.bytes instanceof Uint8Array)) malformed('chunk.bytes', 'must be bytes')
+  const bytes = frame.bytes
+  const parts = bytes instanceof ChunkParts ? bytes.list : bytes instanceof Uint8Array ? [bytes] : undefined
+  if (parts == null) return malformed('chunk.bytes', 'must be bytes')
   const want = chunkLength(manifest.size, manifest.chunkSize, index)
-  if ((frame.bytes as Uint8Array).byteLength !== want) malformed('chunk.bytes', `must be ${want} bytes`)
-  return frame as ChunkMessage
+  const got = parts.reduce((n, p) => n + p.byteLength, 0)
+  if (got !== want) malformed('chunk.bytes', `must be ${want} bytes`)
+  return { index, parts, byteLength: got }
 }
 
 export function parseTransferError(frame: Frame): TransferError {

@@ -1,16 +1,9 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { describe, expect, it } from 'vitest'
 import { encodeFrame, type Frame, FrameDecoder, readFrame } from '../../src/jobs/frame.ts'
+import { concat as join } from '../../src/shared/bytes.ts'
 
-const concat = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let off = 0
-  for (const p of parts) {
-    out.set(p, off)
-    off += p.byteLength
-  }
-  return out
-}
+const concat = (...parts: Uint8Array[]) => join(parts)
 
 /** Raw frame with an arbitrary body, bypassing encodeFrame's checks. */
 const rawFrame = (body: Uint8Array) => concat(Uint8Array.of(body.byteLength), body)

@@ -5,7 +5,7 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { streamPair } from '@libp2p/utils'
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { encodeFrame, FrameDecoder } from '../../src/jobs/frame.ts'
 import { type ChunkStore, type FetchOptions, fetchFromPeers } from '../../src/models/fetcher.ts'
 import { createModelProvider } from '../../src/models/provider.ts'
@@ -20,6 +20,7 @@ import {
   parseManifest,
   parseManifestRequest,
   parseRangeRequest,
+  parseTransferBody,
 } from '../../src/models/transfer.ts'
 import { modelCid } from '../../src/shared/cid.ts'
 import { MODEL_PROTOCOL } from '../../src/shared/protocol.ts'
@@ -142,6 +143,26 @@ describe('model transfer messages', () => {
       }
   })
 
+  it('reads a chunk frame in place, split anywhere, and leaves other encodings to dag-cbor', () => {
+    const bytes = randomBytes(300, 5)
+    const body = (f: Uint8Array) => f.subarray(f.findIndex((b) => b < 0x80) + 1) // drop the varint
+    const frame = body(encodeChunkFrame(70_000, bytes))
+    const m = { size: 70_000 * 300 + 300, chunkSize: 300 } as Manifest
+    for (const cut of [0, 1, 7, 20, 150, frame.length - 4, frame.length - 1]) {
+      const parts = [frame.subarray(0, cut), frame.subarray(cut)].filter((p) => p.length > 0)
+      const chunk = parseChunk(parseTransferBody(parts), m, 70_000)
+      expect(same(Buffer.concat(chunk.parts), bytes)).toBe(true)
+      for (const p of chunk.parts) expect(p.buffer).toBe(frame.buffer) // views, not copies
+    }
+    // Other frames, and chunk frames with other fields, go to dag-cbor and the usual checks.
+    const other = body(encodeTransfer({ t: 'get', v: 1, from: 1, count: 2 }, 1e6))
+    expect(parseTransferBody([other])).toEqual({ t: 'get', v: 1, from: 1, count: 2 })
+    const extra = body(encodeFrame({ t: 'chunk', v: 1, index: 2, bytes: bytes.subarray(0, 10), x: 1 }))
+    expect(() => parseChunk(parseTransferBody([extra]), m, 2)).toThrow(/exactly t, v/)
+    const trailing = Uint8Array.from([...frame, 0])
+    expect(() => parseTransferBody([trailing])).toThrow(/dag-cbor/)
+  })
+
   it('matches chunks against their digests', async () => {
     const bytes = randomBytes(100 * KiB, 1)
     const m = {
@@ -228,6 +249,64 @@ describe('model transfer over in-memory streams', () => {
     expect(same(got, bytes)).toBe(true)
     expect(stats.corrupt).toBe(1)
     expect(stats.transferred).toBe(bytes.length + 64 * KiB)
+  })
+
+  it('checks a sample of chunks; a bad one that was not sampled fails the CID, is found and fetched again', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.99) // sample nothing beyond each provider's first chunks
+    try {
+      let corrupted = 0
+      const corruptChunk = (_: string, i: number) => i === 9 && corrupted++ === 0
+      hooks.__peerComputeTestHooks = { modelTransfer: { corruptChunk } }
+      const { bytes: got, stats } = await fetch({
+        providers: ['a'],
+        open: openVia({ a: provider({ [cid]: bytes }) }),
+      })
+      expect(same(got, bytes)).toBe(true)
+      expect(corrupted).toBe(2) // sent corrupt once, then asked for again
+      expect(stats).toMatchObject({ corrupt: 1, providers: { a: bytes.length } })
+      expect(stats.transferred).toBe(bytes.length + 64 * KiB)
+    } finally {
+      vi.restoreAllMocks()
+    }
+  })
+
+  it('stops asking a provider after its fourth corrupt chunk; the other provider completes the model', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.99)
+    try {
+      const big = randomBytes(8 * 1024 * KiB, 4)
+      const bigCid = (await modelCid(big)).toString()
+      const providers = { bad: provider({ [bigCid]: big }), good: provider({ [bigCid]: big }) }
+      const opened: string[] = []
+      const open: FetchOptions['open'] = async (peer) => {
+        opened.push(peer)
+        const [out, inbound] = await streamPair({ protocol: MODEL_PROTOCOL })
+        if (peer === 'bad') {
+          // Its first two chunks are sound (and checked); every later one has a byte flipped.
+          const send = inbound.send.bind(inbound)
+          let chunks = 0
+          inbound.send = (b) => {
+            if (b.byteLength < 32 * KiB || chunks++ < 2) return send(b)
+            const c = b.subarray().slice()
+            c[500] = c[500]! ^ 1
+            return send(c)
+          }
+        }
+        providers[peer as keyof typeof providers].handler(inbound, fetcherConn)
+        return out
+      }
+      const { bytes: got, stats } = await fetch({
+        cid: bigCid,
+        providers: ['bad', 'good'],
+        open,
+        parallel: 2,
+      })
+      expect(same(got, big)).toBe(true)
+      expect(stats.corrupt).toBeGreaterThan(3)
+      expect(stats.providers).toEqual({ bad: 2 * 64 * KiB, good: big.length - 2 * 64 * KiB })
+      expect(opened.filter((p) => p === 'bad')).toEqual(['bad']) // not asked again
+    } finally {
+      vi.restoreAllMocks()
+    }
   })
 
   it('resumes an aborted transfer from the chunks it saved', async () => {
