@@ -34,7 +34,8 @@ export interface EngineOptions extends Omit<InferenceBridgeOptions, 'init'> {
   calibration?: CalibrationStore
   /**
    * Calibration after the warm-up runs: timed pairs until the verdict is settled and their runs
-   * took `minMs` (300), or `maxPairs` (24), or `maxMs` (3000) once `rules.minPairs` are judged.
+   * took `minMs` (300), or `maxPairs` (24) once settled or past `minMs`, or `maxMs` (3000) once
+   * `rules.minPairs` are judged, or 200 pairs: an unsettled fast model gets more pairs (noisy runs).
    */
   minMs?: number
   maxMs?: number
@@ -59,6 +60,9 @@ export interface Calibrated extends ThreadVerdict {
   warmMs: number
   checks: number
 }
+
+/** Pairs a calibration never exceeds, however fast the model runs. */
+const MAX_PAIRS = 200
 
 /** The N of 'auto': what the worker would use by default (threads need cross-origin isolation). */
 export function maxThreads(): number {
@@ -154,7 +158,9 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
       }
       timed.push(pair)
       verdict = judgeThreads(timed, n, rules, current)
-      if (timed.length >= maxPairs || (verdict.pairs >= rules.minPairs && spent >= maxMs)) break
+      if (timed.length >= MAX_PAIRS || (timed.length >= maxPairs && (verdict.settled || spent >= minMs)))
+        break
+      if (verdict.pairs >= rules.minPairs && spent >= maxMs) break
       if (verdict.settled && spent >= minMs) break
     }
     // A re-check that does not settle pools its pairs with the last calibration's: more evidence,

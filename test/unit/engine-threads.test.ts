@@ -93,6 +93,15 @@ describe("createEngine({ threads: 'auto' })", () => {
     const cheap = stubs((t) => (t === 2 ? 0.5 : 1)) // a 1 ms model: bounded by maxPairs, not time
     await createEngine({ ...opts, makeBridge: cheap.make, maxPairs: 24 }).run({ cid: CID, inputs: { x } })
     expect(seen[2]!.timed.length).toBe(24)
+
+    // A 1.5 ms model whose 2 threads win 6 runs in 10 (bimodal, as measured): past maxPairs it
+    // keeps pairing, since its runs are cheap, until a sign test settles on N.
+    let k = 0
+    const bimodal = stubs((t) => (t === 1 ? 1.5 : [0.9, 1.6, 0.9, 0.9, 1.6][k++ % 5]!))
+    await createEngine({ ...opts, makeBridge: bimodal.make, maxPairs: 24 }).run({ cid: CID, inputs: { x } })
+    expect(seen[3]).toMatchObject({ threads: 2, settled: true })
+    expect(seen[3]!.timed.length).toBeGreaterThan(24)
+    expect(seen[3]!.timed.length).toBeLessThan(200)
   })
 
   it('re-checks once after `recheckAfter` runs and follows a changed winner', async () => {

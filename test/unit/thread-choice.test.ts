@@ -4,7 +4,7 @@
  * fallback (1, or a re-check's current choice).
  */
 import { describe, expect, it } from 'vitest'
-import { judgeThreads, THREAD_RULES, type TimedPair } from '../../src/compute/thread-choice.ts'
+import { coinTail, judgeThreads, THREAD_RULES, type TimedPair } from '../../src/compute/thread-choice.ts'
 
 /** `count` pairs from a 1-thread time and an N/1 ratio, with the load factor `load(i)` on both. */
 const trace = (count: number, one: number, ratio: number, load = (_i: number) => 1): TimedPair[] =>
@@ -60,6 +60,22 @@ describe('judgeThreads', () => {
     ]
     expect(judgeThreads(pairs, 2)).toMatchObject({ lean: 2, settled: false, threads: 1 })
     expect(judgeThreads(pairs, 2, THREAD_RULES, 2).threads).toBe(2)
+  })
+
+  it('settles a bimodal lead once enough pairs make it more than a coin flip', () => {
+    // N wins 6 pairs in 10 by 40 % and loses the rest slightly, as 2 threads did on a 1.5 ms model.
+    const bimodal = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({ one: 1.5, many: i % 5 < 3 ? 0.9 : 1.6 }))
+    expect(judgeThreads(bimodal(11), 2)).toMatchObject({ lean: 2, settled: false, threads: 1 })
+    expect(judgeThreads(bimodal(101), 2)).toMatchObject({ lean: 2, settled: true, threads: 2 })
+  })
+
+  it('coinTail is the upper tail of a fair coin', () => {
+    expect(coinTail(4, 4)).toBe(1 / 16)
+    expect(coinTail(8, 7)).toBe(9 / 256)
+    expect(coinTail(10, 0)).toBeCloseTo(1)
+    expect(coinTail(100, 59)).toBeLessThan(THREAD_RULES.alpha)
+    expect(coinTail(100, 58)).toBeGreaterThan(THREAD_RULES.alpha)
   })
 
   it('N never wins when N is 1', () => {
