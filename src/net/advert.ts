@@ -48,8 +48,11 @@ const isInt = (v: unknown): v is number => Number.isSafeInteger(v) && (v as numb
 const strList = (v: unknown, n: number, max = 512) =>
   Array.isArray(v) && v.length <= n && v.every((s) => isStr(s, max))
 
-/** Decodes and checks an advert from the network; `from` is the gossipsub-authenticated sender. */
-export async function openAdvert(bytes: Uint8Array, from: string): Promise<Advert> {
+/**
+ * Decodes and checks an advert from the network: its signature by the PeerId it names (whoever
+ * forwarded it). `from`, when given, must be that PeerId.
+ */
+export async function openAdvert(bytes: Uint8Array, from?: string): Promise<Advert> {
   if (bytes.byteLength > MAX_ADVERT_BYTES)
     throw new MalformedFrameError(`advert of ${bytes.byteLength} bytes`)
   let raw: unknown
@@ -63,7 +66,8 @@ export async function openAdvert(bytes: Uint8Array, from: string): Promise<Adver
   const ok =
     sig instanceof Uint8Array &&
     b.v === 1 &&
-    b.peer === from &&
+    isStr(b.peer, 128) &&
+    (from === undefined || b.peer === from) &&
     strList(b.addrs, 16) &&
     strList(b.eps, 8, 32) &&
     isStr(b.adapter) &&
@@ -77,7 +81,8 @@ export async function openAdvert(bytes: Uint8Array, from: string): Promise<Adver
     isStr(b.ort, 32) &&
     isInt(b.seq) &&
     isInt(b.ts)
-  if (!ok) throw new MalformedFrameError(`advert from ${from} has a bad shape`)
-  await verifyRecord(ADVERT_DOMAIN, body, sig, from)
+  if (!ok)
+    throw new MalformedFrameError(`advert from ${from ?? String(b.peer).slice(0, 128)} has a bad shape`)
+  await verifyRecord(ADVERT_DOMAIN, body, sig, b.peer as string)
   return { body: body as unknown as AdvertBody, sig }
 }

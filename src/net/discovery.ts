@@ -114,11 +114,11 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
 
   const onMessage = async (evt: CustomEvent) => {
     const msg = evt.detail
-    if (msg.topic !== ADVERT_TOPIC || msg.type !== 'signed') return
-    const from = msg.from.toString()
-    if (from === self) return
+    if (msg.topic !== ADVERT_TOPIC || msg.type !== 'unsigned') return
     try {
-      const { body } = await openAdvert(msg.data, from)
+      const { body } = await openAdvert(msg.data)
+      const from = body.peer
+      if (from === self) return
       const prev = peers.get(from)
       if (prev && prev.advert.seq >= body.seq && prev.advert.ts >= body.ts) return
       const now = Date.now()
@@ -134,7 +134,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
       refresh(from)
       void dial(p)
     } catch (err) {
-      log('dropped advert from %s: %s', from, (err as Error).message)
+      log('dropped an advert: %s', (err as Error).message)
     }
   }
 

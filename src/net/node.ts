@@ -1,6 +1,6 @@
 /** The browser libp2p node: WebSockets to the relay, circuit-relay reservation, direct WebRTC. */
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
-import { gossipsub } from '@libp2p/gossipsub'
+import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import type { Connection, PeerId, PrivateKey } from '@libp2p/interface'
 import { noise } from '@libp2p/noise'
@@ -47,7 +47,12 @@ export async function createBrowserNode(opts: NodeOptions) {
     connectionMonitor: { pingInterval: 60_000 },
     services: {
       identify: identify(),
-      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
+      // Adverts are signed records themselves (src/net/advert.ts): gossipsub's own signature is not needed.
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        globalSignaturePolicy: StrictNoSign,
+      }),
     },
   })
   await node.start()

@@ -1,6 +1,6 @@
 import './polyfill.ts'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
-import { gossipsub } from '@libp2p/gossipsub'
+import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
 import { noise } from '@libp2p/noise'
@@ -39,7 +39,13 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     services: {
       identify: identify(),
       relay: circuitRelayServer({ reservations: { maxReservations: 1024 } }),
-      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, D: 8, Dlo: 4, Dhi: 16 }),
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        D: 8,
+        Dlo: 4,
+        Dhi: 16,
+        globalSignaturePolicy: StrictNoSign, // as the tabs: adverts carry their own signature
+      }),
     },
   })
   node.addEventListener('peer:connect', (e) => log(`connect ${e.detail.toString()}`))

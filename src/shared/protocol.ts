@@ -4,5 +4,9 @@ export const JOB_PROTOCOL = '/peer-compute/job/1.1.0'
 /** 1.0.0: one job per stream; still served, for peers of the earlier version. */
 export const JOB_PROTOCOL_V1 = '/peer-compute/job/1.0.0'
 export const MODEL_PROTOCOL = '/peer-compute/model/1.0.0'
-export const ADVERT_TOPIC = 'peer-compute/adverts/1'
+/**
+ * 2: gossipsub messages are unsigned (StrictNoSign): an advert carries its own Ed25519 signature, so
+ * gossipsub's was a second sign and verify at every hop. /1 peers (signed) cannot read /2 ones.
+ */
+export const ADVERT_TOPIC = 'peer-compute/adverts/2'
 export const SOFTWARE_VERSION = '0.1.0'

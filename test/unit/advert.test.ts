@@ -1,0 +1,78 @@
+/**
+ * Adverts travel as unsigned gossipsub messages: the advert's own signature, by the PeerId it names,
+ * is what authenticates it, so forged, altered and malformed adverts must all fail with typed errors.
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { type AdvertBody, MAX_ADVERT_BYTES, openAdvert, signAdvert } from '../../src/net/advert.ts'
+
+const caps = {
+  eps: ['wasm'],
+  adapter: 'none',
+  threads: 1,
+  slots: 1,
+  maxSlots: 1,
+  contributing: true,
+  models: [],
+  benchUs: 0,
+  version: '0.1.0',
+  ort: '1.0.0',
+}
+
+const errorName = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: Error) => e.name,
+  )
+
+describe('adverts', () => {
+  let key: Awaited<ReturnType<typeof generateKeyPair>>
+  let other: Awaited<ReturnType<typeof generateKeyPair>>
+  let body: AdvertBody
+
+  beforeAll(async () => {
+    key = await generateKeyPair('Ed25519')
+    other = await generateKeyPair('Ed25519')
+    const peer = peerIdFromPrivateKey(key).toString()
+    body = {
+      ...caps,
+      v: 1,
+      peer,
+      addrs: [`/ip4/127.0.0.1/tcp/1/ws/p2p-circuit/webrtc/p2p/${peer}`],
+      seq: 1,
+      ts: 1,
+    }
+  })
+
+  it('opens an advert signed by the peer it names, with or without a sender to match', async () => {
+    const bytes = await signAdvert(body, key)
+    expect((await openAdvert(bytes)).body).toEqual(body)
+    expect((await openAdvert(bytes, body.peer)).body.seq).toBe(1)
+    expect(await errorName(openAdvert(bytes, peerIdFromPrivateKey(other).toString()))).toBe(
+      'MalformedFrameError',
+    )
+  })
+
+  it('refuses an altered advert, and one signed by another key than the PeerId it names', async () => {
+    const { sig } = dagCbor.decode(await signAdvert(body, key)) as { sig: Uint8Array }
+    const altered = dagCbor.encode({ body: { ...body, slots: 4 }, sig })
+    expect(await errorName(openAdvert(altered))).toBe('InvalidSignatureError')
+    const forged = await signAdvert(body, other) // names `key`'s peer, signed by `other`
+    expect(await errorName(openAdvert(forged))).toBe('InvalidSignatureError')
+  })
+
+  it('refuses malformed adverts with typed errors', async () => {
+    const cases = [
+      new Uint8Array(MAX_ADVERT_BYTES + 1),
+      Uint8Array.of(0xff, 0x00),
+      dagCbor.encode({ body: { ...body, slots: -1 }, sig: new Uint8Array(64) }),
+      dagCbor.encode({ body: { ...body, peer: 'not-a-peer-id' }, sig: new Uint8Array(64) }),
+      dagCbor.encode({ body, sig: 'x' }),
+      dagCbor.encode([1, 2]),
+    ]
+    for (const c of cases)
+      expect(await errorName(openAdvert(c))).toMatch(/^(MalformedFrameError|InvalidSignatureError)$/)
+  })
+})
