@@ -35,7 +35,8 @@ export interface EngineOptions extends Omit<InferenceBridgeOptions, 'init'> {
   /**
    * Calibration after the warm-up runs: timed pairs until the verdict is settled and their runs
    * took `minMs` (300), or `maxPairs` (24) once settled or past `minMs`, or `maxMs` (3000) once
-   * `rules.minPairs` are judged, or 200 pairs: an unsettled fast model gets more pairs (noisy runs).
+   * `rules.minPairs` are judged, or 200 pairs (or `maxPairs` if more): an unsettled fast model gets
+   * more pairs (its runs are noisy), until its pairs took `minMs` of wall time.
    */
   minMs?: number
   maxMs?: number
@@ -149,6 +150,7 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
     const timed: TimedPair[] = []
     let verdict: ThreadVerdict
     let spent = 0 // run ms of the timed pairs: the budget scales with the model's run time
+    const pairsFrom = performance.now()
     for (;;) {
       const pair = { one: 0, many: 0 }
       for (const t of timed.length % 2 ? [n, 1] : [1, n]) {
@@ -158,8 +160,10 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
       }
       timed.push(pair)
       verdict = judgeThreads(timed, n, rules, current)
-      if (timed.length >= MAX_PAIRS || (timed.length >= maxPairs && (verdict.settled || spent >= minMs)))
-        break
+      // Past maxPairs only while unsettled and cheap: wall time counts, as worker round trips dominate.
+      const wall = performance.now() - pairsFrom
+      if (timed.length >= Math.max(MAX_PAIRS, maxPairs)) break
+      if (timed.length >= maxPairs && (verdict.settled || Math.max(spent, wall) >= minMs)) break
       if (verdict.pairs >= rules.minPairs && spent >= maxMs) break
       if (verdict.settled && spent >= minMs) break
     }

@@ -175,6 +175,7 @@ class Attempt {
           this.toSave = [] // complete: the caller stores the model and clears the chunks
           return this.out
         }
+        if (this.signal.aborted) throw new AbortError('model fetch aborted')
         if ((await this.recheck()) === 0) return { actual }
         // Bad chunks are queued again: ask every provider in good standing whose link has closed.
         untried = candidates.filter((p) => !this.failed.has(p) && !workers.has(p))
@@ -210,6 +211,7 @@ class Attempt {
       this.requeue([i])
     }
     this.toSave = this.toSave.filter((i) => this.have[i])
+    this.progress()
     return bad
   }
 
@@ -287,6 +289,9 @@ class Attempt {
         }
         this.accept(peer, chunk.index, chunk.byteLength, check)
       }
+      // Struck out by a recheck while its link was open: the catch gives back what it still owed.
+      const struck = this.failed.get(peer)
+      if (struck) throw struck
       void link.close()
     } catch (err) {
       if (link) {
@@ -365,7 +370,6 @@ class Attempt {
     this.held--
     this.loaded -= bytes
     this.stats.providers[peer] = (this.stats.providers[peer] ?? 0) - bytes
-    this.progress()
   }
 
   private requeue(indexes: number[]): void {

@@ -2,11 +2,12 @@
  * Discovery over gossipsub: publishes our signed advert periodically and on change, tracks
  * other peers' adverts, and keeps a direct WebRTC connection to each advertised peer.
  */
+import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Logger, PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { ADVERT_TOPIC } from '../shared/protocol.ts'
-import { type AdvertBody, type Capabilities, openAdvert, signAdvert } from './advert.ts'
+import { type Advert, type AdvertBody, type Capabilities, openAdvert, signAdvert } from './advert.ts'
 import { type BrowserNode, directConnection, webrtcAddrs } from './node.ts'
 
 export interface KnownPeer {
@@ -112,15 +113,37 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     changed()
   }
 
+  // Opened once: by the topic validator (so an invalid advert is not forwarded), then on delivery.
+  const opened = new WeakMap<Uint8Array, Promise<Advert>>()
+  const open = (data: Uint8Array) => {
+    let p = opened.get(data)
+    if (!p) {
+      p = openAdvert(data)
+      opened.set(data, p)
+    }
+    return p
+  }
+  // Ignore, not Reject: the sender is mostly the relay forwarding someone else's advert.
+  pubsub.topicValidators.set(ADVERT_TOPIC, (_peer, msg) =>
+    open(msg.data).then(
+      () => TopicValidatorResult.Accept,
+      () => TopicValidatorResult.Ignore,
+    ),
+  )
+
   const onMessage = async (evt: CustomEvent) => {
     const msg = evt.detail
     if (msg.topic !== ADVERT_TOPIC || msg.type !== 'unsigned') return
     try {
-      const { body } = await openAdvert(msg.data)
+      const { body } = await open(msg.data)
       const from = body.peer
       if (from === self) return
       const prev = peers.get(from)
-      if (prev && prev.advert.seq >= body.seq && prev.advert.ts >= body.ts) return
+      // Newer means a later `ts`, then a higher `seq`: a replayed advert from an earlier session
+      // (a higher `seq`, an older `ts`) does not replace the current one.
+      const older =
+        prev && (body.ts < prev.advert.ts || (body.ts === prev.advert.ts && body.seq <= prev.advert.seq))
+      if (older) return
       const now = Date.now()
       const p: KnownPeer = {
         id: from,
@@ -186,6 +209,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
       clearInterval(timer)
       if (pending) clearTimeout(pending)
       pubsub.removeEventListener('message', onMessage)
+      pubsub.topicValidators.delete(ADVERT_TOPIC)
       pubsub.removeEventListener('subscription-change', onSub)
       node.removeEventListener('connection:open', onConn)
       node.removeEventListener('connection:close', onConn)

@@ -161,6 +161,12 @@ describe('model transfer messages', () => {
     expect(() => parseChunk(parseTransferBody([extra]), m, 2)).toThrow(/exactly t, v/)
     const trailing = Uint8Array.from([...frame, 0])
     expect(() => parseTransferBody([trailing])).toThrow(/dag-cbor/)
+    // A byte-string length not in its shortest form (0x59 0x00 0x0a for 10) is not the fast layout,
+    // and dag-cbor refuses it too.
+    const short = body(encodeChunkFrame(2, bytes.subarray(0, 10)))
+    const at = short.indexOf(0x4a) // the 1-byte head of a 10-byte string
+    const loose = Uint8Array.from([...short.subarray(0, at), 0x59, 0x00, 0x0a, ...short.subarray(at + 1)])
+    expect(() => parseTransferBody([loose])).toThrow(/dag-cbor/)
   })
 
   it('matches chunks against their digests', async () => {
@@ -270,7 +276,7 @@ describe('model transfer over in-memory streams', () => {
     }
   })
 
-  it('stops asking a provider after its fourth corrupt chunk; the other provider completes the model', async () => {
+  it('drops a provider with more than three bad chunks; the other provider completes the model', async () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.99)
     try {
       const big = randomBytes(8 * 1024 * KiB, 4)

@@ -76,6 +76,8 @@ describe('judgeThreads', () => {
     expect(coinTail(10, 0)).toBeCloseTo(1)
     expect(coinTail(100, 59)).toBeLessThan(THREAD_RULES.alpha)
     expect(coinTail(100, 58)).toBeGreaterThan(THREAD_RULES.alpha)
+    expect(coinTail(2000, 1000)).toBeCloseTo(0.509, 3) // no underflow where 0.5 ** n would be 0
+    expect(coinTail(2000, 1100)).toBeLessThan(1e-5)
   })
 
   it('N never wins when N is 1', () => {
