@@ -106,9 +106,6 @@ const INDEX_KEY = [0x65, ...ascii('index')]
 /** A chunk's bytes as views of the received data, in order: only the fast parser makes one. */
 export class ChunkParts {
   constructor(readonly list: Uint8Array[]) {}
-  get byteLength(): number {
-    return this.list.reduce((n, p) => n + p.byteLength, 0)
-  }
 }
 
 /** Byte access across a body's parts. */
