@@ -127,7 +127,9 @@ export function throughput(t: Throughput): string {
     x.contributors,
     x.jobs,
     f(x.jobsPerS),
-    `${f(x.speedup)}×`,
+    x.rounds && x.contributors > 1
+      ? `${f(x.speedup)}× (${x.rounds.speedup.map((v) => f(v)).join(' / ')})`
+      : `${f(x.speedup)}×`,
     f(x.efficiency),
     x.byWorker.join(' / '),
     f(x.computeMsPerJob, 1),
@@ -146,10 +148,19 @@ export function throughput(t: Throughput): string {
 
 ${table([...head, 'compute ms / job', 'CPU ms / job, all processes', 'cores busy'], rows)}
 
-CPU ms per job by process kind${two ? `, ${two.model} on 2 contributors: ${cpu(two.cpuMsPerJob)}` : ''}.
+${roundsLine(t)}CPU ms per job by process kind${two ? `, ${two.model} on 2 contributors: ${cpu(two.cpuMsPerJob)}` : ''}.
 The job path's ceiling (mlp-tiny, ~0 compute, all contributors): ${f(t.ceiling.jobsPerS)} jobs/s, ${f(sum(t.ceiling.cpuMsPerJob), 1)} CPU ms per job (${cpu(t.ceiling.cpuMsPerJob)}), ${f(t.ceiling.coresBusy)} cores busy.
 Native reference, the same counts as onnxruntime-node processes at once (1 thread each, ms per run → speedup): ${nativeLine(t)}.
 Each model ran once on every tab first, and each batch waited for the tabs to go quiet: ${settled(t.settled)}.`
+}
+
+/** Which models ran in interleaved rounds, and how their rows are summarised. */
+function roundsLine(t: Throughput): string {
+  const m = [
+    ...new Set(t.rows.filter((x) => x.rounds).map((x) => `${x.model} (${x.rounds!.jobsPerS.length})`)),
+  ]
+  if (m.length === 0) return ''
+  return `Rounds: ${m.join(', ')} ran its counts in interleaved rounds (1, 2, 3 contributors in turn); its jobs/s is the median, its speedup the median of the speedups paired within each round (in brackets), jobs and CPU are totals over the rounds.\n`
 }
 
 export function transport(t: NonNullable<Results['transport']>): string {

@@ -2,6 +2,7 @@
 import type { Page } from 'playwright-core'
 import { type Settled, sample, settle, since } from './cpu.ts'
 import { type NativeScaling, nativeScaling } from './native-scaling.ts'
+import { median } from './stats.ts'
 
 export interface ThroughputRow {
   model: string
@@ -20,6 +21,8 @@ export interface ThroughputRow {
   coresBusy: number
   /** Jobs that failed and were run again (their errors), if any. */
   failures?: string[]
+  /** Per round, when the counts ran in several interleaved rounds: jobs/s and the paired speedup. */
+  rounds?: { jobsPerS: number[]; speedup: number[] }
 }
 
 export interface Throughput {
@@ -68,7 +71,15 @@ export async function throughputBench(
   req: Page,
   ctrs: Page[],
   ids: string[],
-  o: { models: string[]; perContributor: number; counts: number[]; dist: string; nativeRuns: number },
+  o: {
+    models: string[]
+    perContributor: number
+    counts: number[]
+    dist: string
+    nativeRuns: number
+    /** Interleaved rounds of all counts per model (default 1): each round's speedup is paired. */
+    rounds?: Record<string, number>
+  },
 ): Promise<Throughput> {
   const rows: ThroughputRow[] = []
   const localJobsPerS: Record<string, number> = {}
@@ -79,31 +90,15 @@ export async function throughputBench(
     settled[model] = await warmTabs(req, ids, model)
     const local = await req.evaluate((a) => window.__bench.localBatch(a), { model, n: o.perContributor })
     localJobsPerS[model] = (o.perContributor / local.ms) * 1000
-    let base = 0
-    for (const k of o.counts) {
-      await setContributors(req, ctrs, ids, k)
-      const jobs = o.perContributor * k
-      const cpu0 = sample()
-      const r = await req.evaluate((a) => window.__bench.batch(a), { model, n: jobs })
-      const cpu = since(cpu0)
-      const jobsPerS = (jobs / r.ms) * 1000
-      const cpuMs = Object.values(cpu).reduce((a, b) => a + b, 0)
-      if (k === 1) base = jobsPerS
-      const speedup = base ? jobsPerS / base : Number.NaN
-      rows.push({
-        model,
-        contributors: k,
-        jobs,
-        jobsPerS,
-        speedup,
-        efficiency: speedup / k,
-        byWorker: Object.values(r.byWorker),
-        computeMsPerJob: r.runMs.reduce((a, b) => a + b, 0) / jobs,
-        cpuMsPerJob: Object.fromEntries(Object.entries(cpu).map(([kind, ms]) => [kind, ms / jobs])),
-        coresBusy: cpuMs / r.ms,
-        ...(r.failures.length ? { failures: r.failures } : {}),
-      })
+    const runs = new Map<number, Batch[]>(o.counts.map((k) => [k, []]))
+    for (let round = 0; round < (o.rounds?.[model] ?? 1); round++) {
+      for (const k of o.counts) {
+        await setContributors(req, ctrs, ids, k)
+        runs.get(k)!.push(await batch(req, model, o.perContributor * k))
+      }
     }
+    const base = runs.get(1)?.map((b) => b.jobsPerS)
+    for (const k of o.counts) rows.push(row(model, k, runs.get(k)!, base))
   }
   // The same counts as onnxruntime-node processes, the tabs idle meanwhile: what the cores allow.
   await settle()
@@ -120,4 +115,48 @@ export async function throughputBench(
     coresBusy: Object.values(cpu).reduce((a, b) => a + b, 0) / t.ms,
   }
   return { rows, localJobsPerS, settled, native, ceiling }
+}
+
+interface Batch {
+  jobs: number
+  ms: number
+  jobsPerS: number
+  byWorker: Record<string, number>
+  runMs: number[]
+  failures: string[]
+  cpu: Record<string, number>
+}
+
+async function batch(req: Page, model: string, jobs: number): Promise<Batch> {
+  const cpu0 = sample()
+  const r = await req.evaluate((a) => window.__bench.batch(a), { model, n: jobs })
+  return { jobs, ...r, jobsPerS: (jobs / r.ms) * 1000, cpu: since(cpu0) }
+}
+
+/** One row from a count's rounds: median jobs/s, median of the speedups paired round by round. */
+function row(model: string, k: number, bs: Batch[], base: number[] | undefined): ThroughputRow {
+  const jobs = bs.reduce((n, b) => n + b.jobs, 0)
+  const ms = bs.reduce((n, b) => n + b.ms, 0)
+  const cpu: Record<string, number> = {}
+  for (const b of bs) for (const [kind, v] of Object.entries(b.cpu)) cpu[kind] = (cpu[kind] ?? 0) + v
+  const byWorker = new Map<string, number>()
+  for (const b of bs)
+    for (const [w, n] of Object.entries(b.byWorker)) byWorker.set(w, (byWorker.get(w) ?? 0) + n)
+  const perRound = bs.map((b, i) => (base?.[i] ? b.jobsPerS / base[i] : Number.NaN))
+  const speedup = median(perRound)
+  const failures = bs.flatMap((b) => b.failures)
+  return {
+    model,
+    contributors: k,
+    jobs,
+    jobsPerS: median(bs.map((b) => b.jobsPerS)),
+    speedup,
+    efficiency: speedup / k,
+    byWorker: [...byWorker.values()],
+    computeMsPerJob: bs.flatMap((b) => b.runMs).reduce((a, b) => a + b, 0) / jobs,
+    cpuMsPerJob: Object.fromEntries(Object.entries(cpu).map(([kind, v]) => [kind, v / jobs])),
+    coresBusy: Object.values(cpu).reduce((a, b) => a + b, 0) / ms,
+    ...(failures.length ? { failures } : {}),
+    ...(bs.length > 1 ? { rounds: { jobsPerS: bs.map((b) => b.jobsPerS), speedup: perRound } } : {}),
+  }
 }
