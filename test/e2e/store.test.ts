@@ -141,14 +141,8 @@ describe('job state writes', () => {
   it('flushJobStates starts held-back writes at once', async () => {
     const r = await page.evaluate(async () => {
       const store = await window.__store.openStore('t-flush')
-      const rec = window.__store.jobRecord('f1', 'running')
       const t0 = performance.now()
-      const held = store.saveJobState(
-        rec,
-        { id: 'f1', createdAt: 1, state: 1 },
-        { id: 'f1', inputs: 1 },
-        { deferMs: 60_000 },
-      )
+      const held = window.__store.startJob(store, 'f1', { deferMs: 60_000 })
       await store.flushJobStates()
       await held
       const ms = performance.now() - t0
@@ -165,23 +159,11 @@ describe('forced flush', () => {
   it('flushJobStates resolves while other jobs keep writing, and deletes ended state at once', async () => {
     const r = await page.evaluate(async () => {
       const store = await window.__store.openStore('t-busy')
-      const { jobRecord } = window.__store
+      const { jobRecord, startJob } = window.__store
       // j-ended: on record with its state, then ended (its clean-up would wait 2 s)
-      await store.saveJobState(
-        jobRecord('j-ended', 'running'),
-        { id: 'j-ended', createdAt: 1, state: 1 },
-        {
-          id: 'j-ended',
-          inputs: 1,
-        },
-      )
+      await startJob(store, 'j-ended')
       await store.saveJobState(jobRecord('j-ended', 'verified'), null)
-      const held = store.saveJobState(
-        jobRecord('j-held', 'running'),
-        { id: 'j-held', createdAt: 1, state: 1 },
-        { id: 'j-held', inputs: 1 },
-        { deferMs: 60_000 },
-      )
+      const held = startJob(store, 'j-held', { deferMs: 60_000 })
       // other jobs write progress without pause, as a busy requester does
       let busy = true
       let writes = 0
@@ -215,15 +197,8 @@ describe('leftover state', () => {
   it("discardJobState deletes an ended job's state and leaves its record as it is", async () => {
     const r = await page.evaluate(async () => {
       const store = await window.__store.openStore('t-discard')
-      const { jobRecord } = window.__store
-      await store.saveJobState(
-        jobRecord('d1', 'running'),
-        { id: 'd1', createdAt: 1, state: 1 },
-        {
-          id: 'd1',
-          inputs: 1,
-        },
-      )
+      const { jobRecord, startJob } = window.__store
+      await startJob(store, 'd1')
       // as after a reload that came before the 2 s clean-up: final record and state side by side
       await store.saveJobState(jobRecord('d1', 'verified'), { id: 'd1', createdAt: 1, state: 2 })
       const before = (await store.listPending()).length

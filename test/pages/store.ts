@@ -5,7 +5,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { type JobRecord, type JobStatus, openStore } from '../../src/store/db.ts'
+import { type JobRecord, type JobStatus, openStore, type Store } from '../../src/store/db.ts'
 import { verifyCreditLog } from '../../src/trust/credit-log.ts'
 import { createCredits } from '../../src/trust/credits.ts'
 import { type Receipt, signReceipt } from '../../src/trust/receipt.ts'
@@ -20,6 +20,10 @@ const jobRecord = (id: string, status: JobStatus, submittedAt = 1): JobRecord =>
   submittedAt,
   verified: status === 'verified',
 })
+
+/** A job's first write, as at submit: its running record, a resumable state and its inputs. */
+const startJob = (store: Store, id: string, opts?: Parameters<Store['saveJobState']>[3]) =>
+  store.saveJobState(jobRecord(id, 'running'), { id, createdAt: 1, state: 1 }, { id, inputs: 1 }, opts)
 
 /** A validly signed receipt for a made-up job `i` (what a contributor appends per served job). */
 async function receiptFor(i: number, key: PrivateKey): Promise<Receipt> {
@@ -53,6 +57,7 @@ declare global {
       generateKeyPair: typeof generateKeyPair
       receiptFor: typeof receiptFor
       jobRecord: typeof jobRecord
+      startJob: typeof startJob
     }
     /** Readwrite transactions opened since load, by sorted store names. */
     __writes: Record<string, number>
@@ -76,5 +81,6 @@ window.__store = {
   generateKeyPair,
   receiptFor,
   jobRecord,
+  startJob,
 }
 document.body.dataset.ready = 'true'
