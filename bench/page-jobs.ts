@@ -87,11 +87,18 @@ export function jobsApi(peer: Peer, local: InferenceEngine) {
      * n jobs submitted at once to any contributor under `policy` (default: one replica, no
      * verification replicas); wall ms, replicas per job, and jobs per computing worker.
      */
-    async batch(o: { model: string; n: number; policy?: Partial<VerificationPolicy>; concurrency?: number }) {
+    async batch(o: {
+      model: string
+      n: number
+      policy?: Partial<VerificationPolicy>
+      concurrency?: number
+      persist?: boolean
+    }) {
       const e = entryOf(peer, o.model)
       const inputs = inputsFor(e)
       const policy = o.policy ?? { redundancy: 1, quorum: 1, adaptive: false }
-      const submit = () => peer.submit(e.name, inputs, { policy, timeoutMs: 120_000 })
+      const persist = o.persist ?? true
+      const submit = () => peer.submit(e.name, inputs, { policy, timeoutMs: 120_000, persist })
       const rs: Awaited<ReturnType<typeof submit>>[] = []
       const failures: string[] = []
       let left = o.n

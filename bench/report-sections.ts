@@ -123,7 +123,7 @@ export function throughput(t: Throughput): string {
     .join(', ')
   const sum = (c: Record<string, number>) => Object.values(c).reduce((a, b) => a + b, 0)
   const rows = t.rows.map((x) => [
-    x.model,
+    x.persist === false ? `${x.model}, persist: false` : x.model,
     x.contributors,
     x.jobs,
     f(x.jobsPerS),
@@ -143,12 +143,18 @@ export function throughput(t: Throughput): string {
       .sort((a, b) => b[1] - a[1])
       .map(([k, ms]) => `${k} ${f(ms, 1)}`)
       .join(', ')
-  const two = t.rows.find((x) => x.contributors === 2)
+  const two = t.rows.find((x) => x.contributors === 2 && x.persist !== false)
+  const off = t.rows.find((x) => x.contributors === 2 && x.persist === false)
+  const offLine = off
+    ? `\nThe same with \`persist: false\` (the requester writes nothing to IndexedDB): ${cpu(off.cpuMsPerJob)}.`
+    : ''
   return `## 2. Throughput (1-thread WASM per contributor tab; the requester's own worker alone: ${loc})
+
+The requester is a tab in a Chromium of its own with an on-disk profile, as a person's browser is (the swarm's contexts are off the record, with IndexedDB in memory); the contributors are tabs of the swarm's browser.
 
 ${table([...head, 'compute ms / job', 'CPU ms / job, all processes', 'cores busy'], rows)}
 
-${roundsLine(t)}CPU ms per job by process kind${two ? `, ${two.model} on 2 contributors: ${cpu(two.cpuMsPerJob)}` : ''}.
+${roundsLine(t)}CPU ms per job by process kind${two ? `, ${two.model} on 2 contributors: ${cpu(two.cpuMsPerJob)}` : ''}.${offLine}
 The job path's ceiling (mlp-tiny, ~0 compute, all contributors): ${f(t.ceiling.jobsPerS)} jobs/s, ${f(sum(t.ceiling.cpuMsPerJob), 1)} CPU ms per job (${cpu(t.ceiling.cpuMsPerJob)}), ${f(t.ceiling.coresBusy)} cores busy.
 Native reference, the same counts as onnxruntime-node processes at once (1 thread each, ms per run → speedup): ${nativeLine(t)}.
 Each model ran once on every tab first, and each batch waited for the tabs to go quiet: ${settled(t.settled)}.`
@@ -160,7 +166,7 @@ function roundsLine(t: Throughput): string {
     ...new Set(t.rows.filter((x) => x.rounds).map((x) => `${x.model} (${x.rounds!.jobsPerS.length})`)),
   ]
   if (m.length === 0) return ''
-  return `Rounds: ${m.join(', ')} ran its counts in interleaved rounds (1, 2, 3 contributors in turn); its jobs/s is the median, its speedup the median of the speedups paired within each round (in brackets), jobs and CPU are totals over the rounds.\n`
+  return `Rounds: ${m.join(', ')} ran its counts in interleaved rounds (1, 2, 3 contributors, then the persist: false counts, in turn); its jobs/s is the median, its speedup the median of the speedups paired within each round (in brackets), jobs and CPU are totals over the rounds.\n`
 }
 
 export function transport(t: NonNullable<Results['transport']>): string {

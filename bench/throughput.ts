@@ -23,6 +23,8 @@ export interface ThroughputRow {
   failures?: string[]
   /** Per round, when the counts ran in several interleaved rounds: jobs/s and the paired speedup. */
   rounds?: { jobsPerS: number[]; speedup: number[] }
+  /** Submitted with `persist: false` (no IndexedDB writes); its speedup is over the same kind of 1-contributor batch. */
+  persist?: false
 }
 
 export interface Throughput {
@@ -79,6 +81,8 @@ export async function throughputBench(
     nativeRuns: number
     /** Interleaved rounds of all counts per model (default 1): each round's speedup is paired. */
     rounds?: Record<string, number>
+    /** Per model, counts that also run with `persist: false`, in the same rounds. */
+    unpersisted?: Record<string, number[]>
   },
 ): Promise<Throughput> {
   const rows: ThroughputRow[] = []
@@ -91,14 +95,21 @@ export async function throughputBench(
     const local = await req.evaluate((a) => window.__bench.localBatch(a), { model, n: o.perContributor })
     localJobsPerS[model] = (o.perContributor / local.ms) * 1000
     const runs = new Map<number, Batch[]>(o.counts.map((k) => [k, []]))
+    const off = o.unpersisted?.[model] ?? []
+    const offRuns = new Map<number, Batch[]>(off.map((k) => [k, []]))
     for (let round = 0; round < (o.rounds?.[model] ?? 1); round++) {
-      for (const k of o.counts) {
+      for (const [k, persist] of [
+        ...o.counts.map((k) => [k, true] as const),
+        ...off.map((k) => [k, false] as const),
+      ]) {
         await setContributors(req, ctrs, ids, k)
-        runs.get(k)!.push(await batch(req, model, o.perContributor * k))
+        ;(persist ? runs : offRuns).get(k)!.push(await batch(req, model, o.perContributor * k, persist))
       }
     }
     const base = runs.get(1)?.map((b) => b.jobsPerS)
     for (const k of o.counts) rows.push(row(model, k, runs.get(k)!, base))
+    const offBase = offRuns.get(1)?.map((b) => b.jobsPerS)
+    for (const k of off) rows.push({ ...row(model, k, offRuns.get(k)!, offBase), persist: false })
   }
   // The same counts as onnxruntime-node processes, the tabs idle meanwhile: what the cores allow.
   await settle()
@@ -127,9 +138,9 @@ interface Batch {
   cpu: Record<string, number>
 }
 
-async function batch(req: Page, model: string, jobs: number): Promise<Batch> {
+async function batch(req: Page, model: string, jobs: number, persist = true): Promise<Batch> {
   const cpu0 = sample()
-  const r = await req.evaluate((a) => window.__bench.batch(a), { model, n: jobs })
+  const r = await req.evaluate((a) => window.__bench.batch(a), { model, n: jobs, persist })
   return { jobs, ...r, jobsPerS: (jobs / r.ms) * 1000, cpu: since(cpu0) }
 }
 

@@ -170,8 +170,8 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     onEnd: async (j, outcome) => {
       serving.delete(j.job)
       controls.jobEnded(j, outcome)
-      if (outcome.receipt) await credits.append(outcome.receipt).catch((e) => log.error('credit log: %s', e))
       emit('serving')
+      if (outcome.receipt) await credits.append(outcome.receipt).catch((e) => log.error('credit log: %s', e))
     },
   })
   await node.handle(jobHandler.protocols, jobHandler.handler, { maxInboundStreams: 64 })
@@ -184,8 +184,8 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     },
   })
   const reputation = await createReputation(store)
-  // Held-back writes (new jobs' state, reputation) start now: the page may not get another chance.
-  const flushWrites = () => Promise.all([store.flushJobStates(), reputation.flush()])
+  // Held-back writes (new jobs' state, reputation, credits) start now: the page may not get another chance.
+  const flushWrites = () => Promise.all([store.flushJobStates(), reputation.flush(), credits.flush()])
   const onHide = () => void flushWrites().catch(() => {})
   addEventListener('pagehide', onHide)
   const adaptive = createAdaptive(reputation)
@@ -309,9 +309,9 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
       capacity.stop()
       await node.stop()
       controls.stop()
-      credits.close()
       engine.close()
       await flushWrites().catch((e) => log.error('writes at stop: %s', e))
+      credits.close()
       store.close()
     },
   }

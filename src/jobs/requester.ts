@@ -6,6 +6,7 @@ import type { Logger, PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import { type BrowserNode, directConnection } from '../net/node.ts'
+import { own } from '../shared/bytes.ts'
 import { JobFailedError, JobInconclusiveError, NoPeerAvailableError } from '../shared/errors.ts'
 import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../shared/protocol.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
@@ -37,6 +38,12 @@ export interface SubmitOptions {
   /** Per-replica timeout (default: the policy's). */
   timeoutMs?: number
   signal?: AbortSignal
+  /**
+   * false: nothing of the job is written to IndexedDB. It gets no history entry and does not resume
+   * after a reload, and its `id` is known only while it runs; in return the browser is spared the
+   * writes, the largest per-job cost outside the compute (see README, Performance).
+   */
+  persist?: boolean
 }
 
 export interface JobOutcome {
@@ -84,6 +91,8 @@ interface Run {
   inputs: NamedTensors
   /** The submit write (record, pending state, inputs): the job ends only after it has landed. */
   durable: Promise<void>
+  /** false: the job is never written (SubmitOptions.persist). */
+  persist: boolean
   signal?: AbortSignal
 }
 
@@ -175,13 +184,14 @@ export function createRequester(o: RequesterOptions) {
     }
   }
 
-  async function drive({ id, job, inputs, durable, signal }: Run): Promise<JobOutcome> {
+  async function drive({ id, job, inputs, durable, persist, signal }: Run): Promise<JobOutcome> {
+    const changed = () => persist && o.onChange()
     const policy = job.policy
     const q: QuorumState = fromStored(job.quorum)
     let ended: Promise<JobRecord> | undefined // the final record, once written
     // The visible record follows replicas that end after the verdict (their status only).
     const refreshLate = () => {
-      if (!ended) return
+      if (!ended || !persist) return
       ended = ended.then(async (rec) => {
         const next = { ...rec, replicas: summary(id, job, q).replicas }
         await o.store.putJob(next).catch((err: Error) => o.log.error('job %s: %s', id, err.message))
@@ -200,7 +210,7 @@ export function createRequester(o: RequesterOptions) {
     // write must never resurrect a finished job's pending entry (a reload would run it twice).
     const progress = progressWriter(
       async () => {
-        if (q.state) return
+        if (q.state || !persist) return
         job.quorum = toStored(q)
         const pending = { id, createdAt: job.createdAt, state: job }
         await o.store.saveJobState(summary(id, job, q), pending, undefined, { relaxed: true })
@@ -238,7 +248,9 @@ export function createRequester(o: RequesterOptions) {
       await progress.close()
     }
     // The end write replaces a submit write still held back: both land in one commit.
-    const end = (final: JobRecord) => Promise.all([o.store.saveJobState(final, null), durable])
+    const end = async (final: JobRecord) => {
+      if (persist) await Promise.all([o.store.saveJobState(final, null), durable])
+    }
     const rec = summary(id, job, q)
     const agreeing = q.replicas.filter((r) => r.status === 'ok' && rec.workers?.includes(r.peer))
     if (q.state === 'verified' && agreeing.length > 0) {
@@ -247,7 +259,7 @@ export function createRequester(o: RequesterOptions) {
       await end(rec)
       ended = Promise.resolve(rec)
       if (rec.replicas?.some((r, i) => r.status !== q.replicas[i]?.status)) refreshLate()
-      o.onChange()
+      changed()
       for (const r of agreeing) o.adaptive.observe({ ...r.result!, worker: r.peer })
       const first = agreeing[0]!.result!
       return {
@@ -267,7 +279,7 @@ export function createRequester(o: RequesterOptions) {
       }
     }
     await end(rec)
-    o.onChange()
+    changed()
     // A deterministic refusal (e.g. unknown model) is the clearest error: surface it as is.
     const refusal = job.target
       ? q.replicas.find((r) => r.error)
@@ -322,7 +334,7 @@ export function createRequester(o: RequesterOptions) {
   }
 
   function start(run: Run): Promise<JobOutcome> {
-    const { id, job } = run
+    const { id, job, persist } = run
     const p = drive(run)
       .catch(async (err: Error) => {
         // Our own errors carry the job's end state already; anything else must still end the job.
@@ -339,8 +351,10 @@ export function createRequester(o: RequesterOptions) {
           state: 'failed',
           reason: `internal: ${err.message}`,
         })
-        await o.store.saveJobState(rec, null)
-        o.onChange()
+        if (persist) {
+          await o.store.saveJobState(rec, null)
+          o.onChange()
+        }
         throw new JobFailedError(`job ${id}: internal error: ${err.message}`)
       })
       .finally(() => running.delete(id))
@@ -381,18 +395,21 @@ export function createRequester(o: RequesterOptions) {
       // The pending entry, the visible record and the inputs (written once) are committed while the
       // first replica is already on its way, held back briefly: a job that ends sooner writes only
       // its end. A reload after that resumes the job; a caller's own id is written at once.
-      const durable = o.store
-        .saveJobState(
-          summary(id, job, fromStored(job.quorum)),
-          { id, createdAt: job.createdAt, state: job },
-          { id, inputs: encodeTensors(inputs) },
-          { deferMs: opts.id ? 0 : SUBMIT_DEFER_MS },
-        )
-        .then(o.onChange)
+      const persist = opts.persist !== false
+      const durable = !persist
+        ? Promise.resolve()
+        : o.store
+            .saveJobState(
+              summary(id, job, fromStored(job.quorum)),
+              { id, createdAt: job.createdAt, state: job },
+              { id, inputs: ownedTensors(inputs) },
+              { deferMs: opts.id ? 0 : SUBMIT_DEFER_MS },
+            )
+            .then(o.onChange)
       durable.catch(() => {}) // drive() awaits it and reports the failure
       // A caller's own id may come again after a reload: it must be on record before anything runs.
       if (opts.id) await durable
-      return start({ id, job, inputs, durable, ...(opts.signal ? { signal: opts.signal } : {}) })
+      return start({ id, job, inputs, durable, persist, ...(opts.signal ? { signal: opts.signal } : {}) })
     },
 
     /** Picks up jobs a previous page left unfinished (all, or the given ids). */
@@ -423,7 +440,7 @@ export function createRequester(o: RequesterOptions) {
               throw new JobFailedError(`job ${p.id}: its inputs are missing`)
             }
             const inputs = decodeTensors(encoded as EncodedTensors, { maxElements: Number.POSITIVE_INFINITY }) // our own inputs
-            return await start({ id: p.id, job, inputs, durable: Promise.resolve() })
+            return await start({ id: p.id, job, inputs, durable: Promise.resolve(), persist: true })
           } catch (err) {
             o.log('resumed job %s ended: %s', p.id, (err as Error).message)
             return undefined
@@ -436,6 +453,13 @@ export function createRequester(o: RequesterOptions) {
     /** Closes idle job streams (at stop). */
     close: () => streams.clear(),
   }
+}
+
+/** Encoded inputs to store: views of a caller's larger buffers are copied (`own`). */
+function ownedTensors(inputs: NamedTensors): EncodedTensors {
+  const out = encodeTensors(inputs)
+  for (const t of Object.values(out)) t.data = own(t.data)
+  return out
 }
 
 /** A new job is on record this long after submit at the latest (sooner if it ends sooner). */

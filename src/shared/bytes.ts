@@ -11,3 +11,11 @@ export function concat(parts: Uint8Array[]): Uint8Array {
   }
   return out
 }
+
+/**
+ * `bytes` alone in a buffer of its own size. Structured clone (IndexedDB, postMessage) copies a
+ * view's whole buffer: a 400-byte dag-cbor encoding can sit in an 8 KiB one.
+ */
+export function own(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice()
+}

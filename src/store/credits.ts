@@ -1,4 +1,5 @@
 /** Accessors for the `credits` store: this browser's append-only, hash-linked log of served receipts. */
+import { own } from '../shared/bytes.ts'
 import type { CreditRecord, Db } from './schema.ts'
 
 export interface CreditStore {
@@ -17,7 +18,7 @@ export function creditsAccess(db: Db): CreditStore {
     },
     async addCredits(recs) {
       const tx = db.transaction('credits', 'readwrite')
-      await Promise.all([...recs.map((r) => tx.store.add(r)), tx.done])
+      await Promise.all([...recs.map((r) => tx.store.add({ ...r, receipt: own(r.receipt) })), tx.done])
     },
     listCredits: () => db.getAll('credits'),
   }

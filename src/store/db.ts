@@ -7,7 +7,15 @@ import { type CreditStore, creditsAccess } from './credits.ts'
 import { type ModelStore, modelAccess } from './models.ts'
 import { type PendingStore, pendingAccess } from './pending.ts'
 import { type ReputationStore, reputationAccess } from './reputation.ts'
-import { DB_VERSION, type Db, type JobRecord, type ModelRecord, type Schema, upgrade } from './schema.ts'
+import {
+  DB_VERSION,
+  type Db,
+  type JobRecord,
+  type ModelRecord,
+  ownJobBytes,
+  type Schema,
+  upgrade,
+} from './schema.ts'
 
 export type * from './schema.ts'
 
@@ -50,7 +58,7 @@ export async function openStore(name = 'peer-compute'): Promise<Store> {
     listModelCids: () => db.getAllKeys('models'),
     deleteModel: (cid) => db.delete('models', cid),
     async putJob(rec) {
-      await db.put('jobs', rec)
+      await db.put('jobs', ownJobBytes(rec))
     },
     getJob: (id) => db.get('jobs', id),
     async listJobs(limit = 200) {

@@ -1,5 +1,5 @@
 /** Accessors for the `pending` and `jobInputs` stores: a requester's unfinished jobs, so a reload resumes them. */
-import type { Db, JobInputsRecord, JobRecord, PendingRecord } from './schema.ts'
+import { type Db, type JobInputsRecord, type JobRecord, ownJobBytes, type PendingRecord } from './schema.ts'
 
 export interface SaveOptions {
   /** Progress only: no flush to disk (the browser still commits transactions in order). */
@@ -157,7 +157,7 @@ export function pendingAccess(db: Db): PendingStore {
       for (const id of deletes)
         ops.push(tx.objectStore('pending').delete(id), tx.objectStore('jobInputs').delete(id))
       for (const e of entries) {
-        ops.push(tx.objectStore('jobs').put(e.job))
+        ops.push(tx.objectStore('jobs').put(ownJobBytes(e.job)))
         if (e.pending) ops.push(tx.objectStore('pending').put(e.pending))
         if (e.inputs && e.pending) ops.push(tx.objectStore('jobInputs').put(e.inputs))
       }

@@ -1,5 +1,6 @@
 /** The IndexedDB schema: every store and record type, and one upgrade step per version. */
 import type { DBSchema, IDBPDatabase } from 'idb'
+import { own } from '../shared/bytes.ts'
 
 export interface ModelRecord {
   cid: string
@@ -40,6 +41,15 @@ export interface JobRecord {
   quorum?: number
   /** dag-cbor quorum record (verified jobs): exportable, checkable offline. */
   record?: Uint8Array
+}
+
+/** `rec` with its byte fields in buffers of their own size, for storing (see `own`). */
+export function ownJobBytes(rec: JobRecord): JobRecord {
+  return {
+    ...rec,
+    ...(rec.receipt ? { receipt: own(rec.receipt) } : {}),
+    ...(rec.record ? { record: own(rec.record) } : {}),
+  }
 }
 
 /** A chunk of a model being fetched from peers, kept so an interrupted transfer can resume. */

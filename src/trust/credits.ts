@@ -1,6 +1,7 @@
 /**
  * This browser's credit: appends each served job's receipt to the hash-linked log in IndexedDB
  * (one append at a time across tabs, under a Web Lock) and exports it signed by this tab's key.
+ * Each append tells the other tabs the newest seq, so they need not read the log to follow it.
  */
 import type { PrivateKey } from '@libp2p/interface'
 import type { CreditStore } from '../store/credits.ts'
@@ -19,7 +20,10 @@ export interface Credits {
 }
 
 export interface CreditsInternals extends Credits {
+  /** Resolves once the receipt is on record. */
   append(receipt: Receipt): Promise<CreditRecord>
+  /** Resolves once every receipt appended so far is on record. */
+  flush(): Promise<void>
   close(): void
 }
 
@@ -31,21 +35,32 @@ export async function createCredits(o: {
   const events = new EventTarget()
   const channel = new BroadcastChannel(`${o.storeName}:credits`)
   let total = 0
-  const refresh = async () => {
-    // seq runs 0, 1, 2…: the last entry gives the count without walking the log (count() does)
-    const next = (((await o.store.lastCredit())?.seq ?? -1) + 1) * CREDIT_PER_RECEIPT
-    // The log only grows: a read that started before our own append landed must not lower it.
-    if (next > total) {
-      total = next
-      events.dispatchEvent(new Event('change'))
-    }
-  }
+  // seq runs 0, 1, 2…: the last entry gives the count without walking the log (count() does).
+  // The log only grows: a read that started before our own append landed must not lower it.
+  const refresh = async () => raise((((await o.store.lastCredit())?.seq ?? -1) + 1) * CREDIT_PER_RECEIPT)
   await refresh()
-  channel.onmessage = () => void refresh().catch(() => {})
+  // Another tab appended: its message names the newest seq (the log only grows), else read it.
+  channel.onmessage = (e: MessageEvent) => {
+    const seq = (e.data as { seq?: unknown } | null)?.seq
+    if (!Number.isSafeInteger(seq) || (seq as number) < 0) return void refresh().catch(() => {})
+    raise(((seq as number) + 1) * CREDIT_PER_RECEIPT)
+  }
+  function raise(next: number): void {
+    if (next <= total) return
+    total = next
+    events.dispatchEvent(new Event('change'))
+  }
 
-  // Receipts that arrive while an append runs go together in the next: one lock, one transaction.
+  // Receipts are written at once, not held back: a reload right after a job must not lose its
+  // credit. Those that arrive while an append runs go together in the next: one lock, one transaction.
   let queue: { bytes: Uint8Array; resolve(r: CreditRecord): void; reject(err: unknown): void }[] = []
-  let draining = false
+  let draining: Promise<void> | undefined
+  const start = () => {
+    draining ??= drain().finally(() => {
+      draining = undefined
+      if (queue.length) start() // queued after the drain's last look
+    })
+  }
   let last: CreditRecord | undefined // the newest entry we wrote; another tab's append makes it stale
 
   async function appendOnce(batch: Uint8Array[], fresh: boolean): Promise<CreditRecord[]> {
@@ -77,20 +92,16 @@ export async function createCredits(o: {
         const recs = await navigator.locks.request(`${o.storeName}:credits`, () =>
           append(batch.map((b) => b.bytes)),
         )
-        const next = (recs.at(-1)!.seq + 1) * CREDIT_PER_RECEIPT
-        if (next > total) {
-          total = next
-          events.dispatchEvent(new Event('change'))
-        }
+        const seq = recs.at(-1)!.seq
+        raise((seq + 1) * CREDIT_PER_RECEIPT)
         for (const [i, b] of batch.entries()) b.resolve(recs[i]!)
         try {
-          channel.postMessage('change')
+          channel.postMessage({ seq })
         } catch {} // closed at stop: the entries are on record all the same
       } catch (err) {
         for (const b of batch) b.reject(err)
       }
     }
-    draining = false
   }
 
   return {
@@ -103,11 +114,14 @@ export async function createCredits(o: {
     async append(receipt) {
       const bytes = encodeReceipt(receipt)
       const rec = new Promise<CreditRecord>((resolve, reject) => queue.push({ bytes, resolve, reject }))
-      if (!draining) {
-        draining = true
-        void drain()
-      }
+      start()
       return rec
+    },
+    async flush() {
+      while (draining || queue.length) {
+        if (!draining) start()
+        await draining
+      }
     },
     close: () => channel.close(),
   }

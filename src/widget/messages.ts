@@ -19,7 +19,7 @@ export type HostMethod = (typeof HOST_METHODS)[number]
 export interface SubmitParams {
   model: string
   inputs: NamedTensors
-  options: { peer?: string; timeoutMs?: number }
+  options: { peer?: string; timeoutMs?: number; persist?: boolean }
 }
 
 export type HostRequest =
@@ -86,7 +86,7 @@ function submitParams(x: unknown): SubmitParams {
     inputs[shortString(name, 64, 'input name')] = tensor(x.inputs[name], `params.inputs.${name}`)
   const o = x.options ?? {}
   if (!isObj(o)) return bad('params.options must be an object')
-  onlyKeys(o, ['peer', 'timeoutMs'], 'params.options')
+  onlyKeys(o, ['peer', 'timeoutMs', 'persist'], 'params.options')
   const options: SubmitParams['options'] = {}
   if (o.peer !== undefined) options.peer = shortString(o.peer, 128, 'params.options.peer')
   if (o.timeoutMs !== undefined) {
@@ -95,6 +95,10 @@ function submitParams(x: unknown): SubmitParams {
       Number.isSafeInteger(t) && (t as number) > 0 && (t as number) <= 600_000
         ? (t as number)
         : bad('params.options.timeoutMs must be 1..600000')
+  }
+  if (o.persist !== undefined) {
+    options.persist =
+      typeof o.persist === 'boolean' ? o.persist : bad('params.options.persist must be a boolean')
   }
   return { model, inputs, options }
 }

@@ -84,6 +84,35 @@ describe('swarm', () => {
     expect(workers.size).toBe(2) // both contributors took work
   })
 
+  it('a job submitted with persist: false is verified and leaves no record; the default one does', async () => {
+    const x = Array.from(mlpInput(spec, 900))
+    const r = await swarm.tabs[0]!.evaluate(
+      async ({ x, dims }) => {
+        const peer = window.__peer
+        const inputs = { x: { dtype: 'float32' as const, dims, data: Float32Array.from(x) } }
+        const [off, on] = await Promise.all([
+          peer.submit('mlp-tiny', inputs, { id: 'not-persisted', persist: false }),
+          peer.submit('mlp-tiny', inputs, { id: 'persisted' }),
+        ])
+        const records = await peer.jobs(1000)
+        return {
+          y: Array.from(off.outputs.y!.data as Float32Array),
+          states: [off.state, on.state],
+          stored: [await peer.job('not-persisted'), await peer.job('persisted')].map(
+            (j) => j?.status ?? null,
+          ),
+          listed: records.filter((j) => j.id === 'not-persisted' || j.id === 'persisted').map((j) => j.id),
+        }
+      },
+      { x, dims: tiny.inputs[0]!.dims },
+    )
+    const want = mlpForward(spec, layers, Float32Array.from(x))
+    expect(Math.max(...r.y.map((v, i) => Math.abs(v - want[i]!)))).toBeLessThan(1e-4)
+    expect(r.states).toEqual(['verified', 'verified'])
+    expect(r.stored).toEqual([null, 'verified'])
+    expect(r.listed).toEqual(['persisted'])
+  })
+
   it('keeps working over the open WebRTC connections after the relay stops', async () => {
     await swarm.relay.stop()
     await swarm.tabs[0]!.waitForFunction(() => window.__peer.status().relay === 'disconnected', null, {

@@ -1,5 +1,8 @@
 /** Launches the system Chromium for browser tests: fresh profile per launch, optional WebGPU. */
 
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
 import { findOrInstall } from './debian-tool.ts'
 
@@ -19,17 +22,22 @@ export interface TestBrowser {
   close(): Promise<void>
 }
 
-/** Headless Chromium; Playwright gives it a fresh temporary --user-data-dir and removes it on close. */
+const launchArgs = (opts: { webgpu?: boolean; args?: string[] }) => [
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  ...(opts.webgpu ? WEBGPU_ARGS : []),
+  ...(opts.args ?? []),
+]
+
+/**
+ * Headless Chromium; Playwright gives it a fresh temporary --user-data-dir and removes it on close.
+ * Its contexts are off the record: IndexedDB lives in memory there, not on disk.
+ */
 export async function launchBrowser(opts: { webgpu?: boolean; args?: string[] } = {}): Promise<TestBrowser> {
-  const args = [
-    '--no-sandbox',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    ...(opts.webgpu ? WEBGPU_ARGS : []),
-    ...(opts.args ?? []),
-  ]
+  const args = launchArgs(opts)
   const browser: Browser = await chromium.launch({ executablePath: findChromium(), headless: true, args })
   const context = await browser.newContext()
   return {
@@ -37,5 +45,29 @@ export async function launchBrowser(opts: { webgpu?: boolean; args?: string[] } 
     newPage: () => context.newPage(),
     newIsolatedPage: async () => (await browser.newContext()).newPage(),
     close: () => browser.close(),
+  }
+}
+
+/**
+ * A tab in a Chromium of its own with an on-disk profile (a fresh temporary folder), as a person's
+ * browser is: IndexedDB on disk. Off-the-record contexts keep it in memory, where each write costs
+ * more the more the origin holds.
+ */
+export async function launchProfileTab(
+  opts: { args?: string[] } = {},
+): Promise<{ page: Page; close(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-profile-'))
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: findChromium(),
+    headless: true,
+    args: launchArgs(opts),
+  })
+  const page = context.pages()[0] ?? (await context.newPage())
+  return {
+    page,
+    async close() {
+      await context.close().catch(() => {})
+      rmSync(dir, { recursive: true, force: true })
+    },
   }
 }

@@ -124,9 +124,15 @@ describe('embed messages', () => {
   it('accepts well-formed requests', () => {
     expect(checkHostMessage(msg({ method: 'status' }))).toMatchObject({ ok: true })
     const r = checkHostMessage(
-      msg({ method: 'submit', params: { model: 'mlp-tiny', inputs: { x }, options: { peer: 'p' } } }),
+      msg({
+        method: 'submit',
+        params: { model: 'mlp-tiny', inputs: { x }, options: { peer: 'p', persist: false } },
+      }),
     )
-    expect(r.ok).toBe(true)
+    expect(r.ok && r.value.method === 'submit' && r.value.params.options).toEqual({
+      peer: 'p',
+      persist: false,
+    })
     const fromArray = checkHostMessage(
       msg({ method: 'submit', params: { model: 'm', inputs: { x: { ...x, data: [1, 2, 3, 4] } } } }),
     )
@@ -147,6 +153,7 @@ describe('embed messages', () => {
       msg({ method: 'submit', params: { model: 'm', inputs: { x: { ...x, dtype: 'float64' } } } }),
       msg({ method: 'submit', params: { model: 'm', inputs: { x: { ...x, data: new Int32Array(4) } } } }),
       msg({ method: 'submit', params: { model: 'm', inputs: {} } }),
+      msg({ method: 'submit', params: { model: 'm', inputs: { x }, options: { persist: 'no' } } }),
     ]
     for (const m of bad) {
       const r = checkHostMessage(m)
