@@ -14,6 +14,9 @@ export interface DispatchRow {
   remoteRun: Dist
   /** Client RTT minus the contributor's own time from admitted job to outputs (receipt timing). */
   wire: Dist
+  /** (b) submitted with `persist: false`: no IndexedDB writes on the requester. */
+  unpersisted: Dist
+  addedP50UnpersistedMs: number
   ratioP50: number
   ratioP95: number
   addedP50Ms: number
@@ -36,6 +39,7 @@ export async function dispatchBench(
     })
     const local = dist(r.local)
     const remote = dist(r.remote)
+    const unpersisted = dist(r.unpersisted)
     rows.push({
       model,
       local,
@@ -47,6 +51,8 @@ export async function dispatchBench(
       ratioP50: remote.p50 / local.p50,
       ratioP95: remote.p95 / local.p95,
       addedP50Ms: remote.p50 - local.p50,
+      unpersisted,
+      addedP50UnpersistedMs: unpersisted.p50 - local.p50,
       ...(r.failures.length ? { failures: r.failures } : {}),
     })
   }

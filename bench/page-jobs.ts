@@ -42,7 +42,10 @@ export function jobsApi(peer: Peer, local: InferenceEngine) {
   return {
     inputs: (model: string) => inputsFor(entryOf(peer, model)),
 
-    /** n interleaved pairs: (a) this tab's worker, (b) `target` over WebRTC; wall ms and run ms of each. */
+    /**
+     * n interleaved rounds: (a) this tab's worker, (b) `target` over WebRTC, (c) the same as b with
+     * `persist: false`; wall ms and run ms of each.
+     */
     async dispatch(o: { model: string; target: string; n: number; warmup: number }) {
       const e = entryOf(peer, o.model)
       const inputs = inputsFor(e)
@@ -52,6 +55,7 @@ export function jobsApi(peer: Peer, local: InferenceEngine) {
         remoteRtt: [] as number[],
         remoteRun: [] as number[],
         remoteExec: [] as number[],
+        unpersisted: [] as number[],
       }
       const a = async (keep: boolean) => {
         const t0 = performance.now()
@@ -61,16 +65,23 @@ export function jobsApi(peer: Peer, local: InferenceEngine) {
         out.localRun.push(r.timing.runMs)
       }
       const failures: string[] = []
-      const b = async (keep: boolean): Promise<void> => {
-        const t0 = performance.now()
-        let r: Awaited<ReturnType<Peer['submit']>>
+      const remote = async (persist: boolean): Promise<Awaited<ReturnType<Peer['submit']>>> => {
         try {
-          r = await peer.submit(e.name, inputs, { peer: o.target })
+          return await peer.submit(e.name, inputs, { peer: o.target, persist })
         } catch (err) {
           // Counted and retried: a failed job says nothing about dispatch time.
           if (failures.push(`${(err as Error).name}: ${(err as Error).message}`) > 5) throw err
-          return b(keep)
+          return remote(persist)
         }
+      }
+      const c = async (keep: boolean) => {
+        const t0 = performance.now()
+        await remote(false)
+        if (keep) rem.unpersisted.push(performance.now() - t0)
+      }
+      const b = async (keep: boolean): Promise<void> => {
+        const t0 = performance.now()
+        const r = await remote(true)
         if (!keep) return
         rem.remote.push(performance.now() - t0)
         rem.remoteRtt.push(r.roundTripMs)
@@ -78,8 +89,10 @@ export function jobsApi(peer: Peer, local: InferenceEngine) {
         const t = r.receipt.body.timing
         rem.remoteExec.push((t.queueUs + t.runUs) / 1000)
       }
-      for (let i = 0; i < o.warmup; i++) await a(false).then(() => b(false))
-      for (let i = 0; i < o.n; i++) await (i % 2 ? a(true).then(() => b(true)) : b(true).then(() => a(true)))
+      const arms = [a, b, c]
+      for (let i = 0; i < o.warmup; i++) for (const arm of arms) await arm(false)
+      // Each round starts with the next arm: none always follows another.
+      for (let i = 0; i < o.n; i++) for (let k = 0; k < 3; k++) await arms[(i + k) % 3]!(true)
       return { ...out, ...rem, failures }
     },
 

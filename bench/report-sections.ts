@@ -44,16 +44,18 @@ export function dispatch(r: Results, rows: DispatchRow[]): string {
     f(d.rtt.p50),
     f(d.wire?.p50),
     f(d.remote.p50 - d.rtt.p50),
+    f(d.unpersisted?.p50),
     `${f(d.localRun.p50)} / ${f(d.remoteRun.p50)}`,
   ])
   return `## 1. Dispatch overhead (ms; a = the requester's own worker, b = one remote contributor; 1-thread WASM both)
 
-${table([...head, 'client RTT p50', 'wire + checks p50', 'bookkeeping p50', 'run p50 a / b'], body)}
+${table([...head, 'client RTT p50', 'wire + checks p50', 'bookkeeping p50', 'b p50, persist: false', 'run p50 a / b'], body)}
 
 added = b − a. Transfer floor = (job + result frame bytes) / the raw data channel's MiB/s (64 KiB messages, section 3).${echoFloor(r)}
 Client RTT = sign → verified result (src/jobs/client.ts). Wire + checks = client RTT minus the contributor's
 time from admitted job to outputs (its receipt's queue + run): transfer, digests, signatures, stream hops.
-Bookkeeping = b p50 − client RTT p50: the requester's durable job records (IndexedDB) and quorum logic.${failed(rows)}`
+Bookkeeping = b p50 − client RTT p50: the requester's durable job records (IndexedDB) and quorum logic.
+b p50, persist: false = b submitted with \`persist: false\` (no IndexedDB writes), interleaved with a and b.${failed(rows)}`
 }
 
 /** A lone message's round trip is slower than bytes / bandwidth: the raw echo of a job-sized frame is the floor. */
@@ -166,7 +168,8 @@ function roundsLine(t: Throughput): string {
     ...new Set(t.rows.filter((x) => x.rounds).map((x) => `${x.model} (${x.rounds!.jobsPerS.length})`)),
   ]
   if (m.length === 0) return ''
-  return `Rounds: ${m.join(', ')} ran its counts in interleaved rounds (1, 2, 3 contributors, then the persist: false counts, in turn); its jobs/s is the median, its speedup the median of the speedups paired within each round (in brackets), jobs and CPU are totals over the rounds.\n`
+  const off = t.rows.some((x) => x.rounds && x.persist === false) ? ', then the persist: false counts' : ''
+  return `Rounds: ${m.join(', ')} ran its counts in interleaved rounds (1, 2, 3 contributors${off}, in turn); its jobs/s is the median, its speedup the median of the speedups paired within each round (in brackets), jobs and CPU are totals over the rounds.\n`
 }
 
 export function transport(t: NonNullable<Results['transport']>): string {

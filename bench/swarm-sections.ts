@@ -85,15 +85,15 @@ export async function swarmSections(results: Results, { dist, quick, want, secti
       // Fresh: after the sections above, the first one's IndexedDB holds ~200 MB of outputs and
       // models. On disk: in the swarm's off-the-record contexts IndexedDB is in memory, and there the
       // browser process's CPU per job grew 5 → 19 ms over 300 bench-100ms jobs (5 → 8 ms on disk).
-      const own = await launchProfileTab()
-      try {
-        const fresh = own.page
-        await fresh.goto(`${swarm.web.url}bench/page.html`)
-        await waitReady(fresh)
-        await waitForContributors(fresh, ids)
-        await fresh.waitForTimeout(3000)
-        results.throughput = await section('throughput', () =>
-          throughputBench(fresh, ctrs, ids, {
+      results.throughput = await section('throughput', async () => {
+        const own = await launchProfileTab()
+        try {
+          const fresh = own.page
+          await fresh.goto(`${swarm.web.url}bench/page.html`)
+          await waitReady(fresh)
+          await waitForContributors(fresh, ids)
+          await fresh.waitForTimeout(3000)
+          return await throughputBench(fresh, ctrs, ids, {
             // compute-bound with 16 KiB of I/O first (the target's row), then 128 KiB and 3.5 MiB per job
             models: quick ? ['bench-100ms'] : ['bench-100ms', 'bench-deep', 'mlp-l'],
             perContributor: quick ? 4 : 24, // long enough that the batch's start and tail weigh little
@@ -104,11 +104,11 @@ export async function swarmSections(results: Results, { dist, quick, want, secti
             ...(quick ? {} : { rounds: { 'bench-100ms': 3 } }),
             // What the requester's IndexedDB writes cost: the same batches with `persist: false`.
             unpersisted: { 'bench-100ms': [1, 2] },
-          }),
-        )
-      } finally {
-        await own.close()
-      }
+          })
+        } finally {
+          await own.close()
+        }
+      })
     }
     if (want('verification'))
       results.verification = await section('verification', () => verificationBench(req, 'mlp-m', quick))

@@ -5,7 +5,7 @@ import type { ModelSource } from '../models/store.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { tensorsCid } from '../shared/tensor-codec.ts'
 import { msToUs, type Receipt, signReceipt } from '../trust/receipt.ts'
-import type { CheckedJobRequest } from './messages.ts'
+import type { CheckedJobRequest, ReadJobRequest } from './messages.ts'
 
 export interface ExecutorOptions {
   privateKey: PrivateKey
@@ -26,21 +26,28 @@ export interface Executed {
 export function createExecutor(opts: ExecutorOptions) {
   const loaded = new Set<string>() // the bridge re-sends bytes itself if its worker restarts
 
-  /** `onComputed` fires when the engine is done, before signing: callers free their slot there. */
+  /**
+   * `onComputed` fires when the engine is done, before signing: callers free their slot there. A
+   * job still being checked runs meanwhile (its model must be loaded already), and its receipt is
+   * signed only once the checks hold: a failed check rejects, and nothing is signed.
+   */
   return async function execute(
-    req: CheckedJobRequest,
+    job: CheckedJobRequest | ReadJobRequest,
     requester: string,
     signal: AbortSignal,
     onComputed?: () => void,
   ): Promise<Executed> {
-    const model = req.body.model.toString()
+    const model = job.body.model.toString()
     const queuedAt = performance.now()
+    const checked = 'checked' in job ? job.checked : Promise.resolve(job)
     if (!loaded.has(model)) {
+      await checked // no model is fetched for an unchecked job
       await opts.engine.loadModel(model, await opts.models.get(model, { signal, peers: [requester] }), signal)
       loaded.add(model)
     }
-    const run = await opts.engine.run({ cid: model, inputs: req.inputs }, signal)
+    const run = await opts.engine.run({ cid: model, inputs: job.inputs }, signal)
     onComputed?.()
+    const req = await checked
     const receipt = await signReceipt(
       {
         v: 1,

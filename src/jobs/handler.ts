@@ -12,11 +12,12 @@ import { createExecutor, type Executed, type ExecutorOptions } from './execute.t
 import type { Frame } from './frame.ts'
 import {
   type CheckedJobRequest,
-  checkJobRequest,
   encodeResult,
   type JobReject,
   MAX_REQUEST_BYTES,
+  type ReadJobRequest,
   type RejectCode,
+  readJobRequest,
 } from './messages.ts'
 import { nextFrame, sendFrame } from './stream-io.ts'
 
@@ -108,19 +109,31 @@ export function createJobHandler(opts: JobHandlerOptions) {
       const admitted = opts.admission.tryAcquire()
       if (typeof admitted === 'string') throw new Rejection(admitted, opts.admission.why(admitted))
       release = admitted
-      const req = await checkJobRequest(frame)
-      if (req.body.requester !== requester) {
-        throw new Rejection('bad-request', `job signed by ${req.body.requester} but sent by ${requester}`)
+      const read = readJobRequest(frame)
+      if (read.body.requester !== requester) {
+        throw new Rejection('bad-request', `job signed by ${read.body.requester} but sent by ${requester}`)
       }
-      const budget = req.body.deadline - Date.now()
+      const budget = read.body.deadline - Date.now()
       if (budget <= 0) throw new Rejection('deadline', 'the job deadline has already passed')
-      const model = req.body.model.toString()
-      served = { job: req.jobCid.toString(), model, requester, startedAt: Date.now() }
-      opts.onStart?.(served)
-      const signal = AbortSignal.any([closed, AbortSignal.timeout(budget)])
+      const failed = new AbortController() // a failed check stops a run already under way
+      const signal = AbortSignal.any([closed, AbortSignal.timeout(budget), failed.signal])
       // the compute is done: free the slot before signing and replying so the next job can start
-      const exec = (r: typeof req) => execute(r, requester, signal, () => release?.())
-      const run = await (adversary ? misbehave(adversary, req, exec, stream, connection) : exec(req))
+      const exec = (r: CheckedJobRequest | ReadJobRequest) => execute(r, requester, signal, () => release?.())
+      // The run starts while the signature and input CID are checked; nothing goes out unless both hold.
+      const running = adversary ? undefined : exec(read)
+      running?.catch(() => {})
+      const req = await read.checked.catch((err: Error) => {
+        failed.abort(err)
+        throw err
+      })
+      served = {
+        job: req.jobCid.toString(),
+        model: req.body.model.toString(),
+        requester,
+        startedAt: Date.now(),
+      }
+      opts.onStart?.(served)
+      const run = await (running ?? misbehave(adversary!, req, exec, stream, connection))
       if (run == null) return false
       await sendFrame(stream, encodeResult(run.outputs, run.receipt), signal)
       const bytes = tensorsByteLength(req.inputs) + tensorsByteLength(run.outputs)

@@ -134,21 +134,39 @@ export interface CheckedJobRequest {
   jobCid: CID
 }
 
+/** A request whose shape and tensors are checked; `checked` settles once its signature and input CID are. */
+export interface ReadJobRequest {
+  body: JobBody
+  inputs: NamedTensors
+  checked: Promise<CheckedJobRequest>
+}
+
 /**
- * Contributor side: checks shape, the requester's signature (InvalidSignatureError), the tensors
- * (InvalidTensorError) and that `body.input` is their CID. Deadline policy is left to the caller.
+ * Contributor side: checks shape and tensors at once (MalformedFrameError, InvalidTensorError), then
+ * the requester's signature (InvalidSignatureError) and that `body.input` is the inputs' CID, all
+ * three digests at the same time. The sender is already authenticated by its connection, and a
+ * caller checks `body.requester` against it: a bad signature buys nothing a valid one would not.
+ * Deadline policy is left to the caller.
  */
+export function readJobRequest(frame: Frame, limits: TensorLimits = DEFAULT_LIMITS): ReadJobRequest {
+  const req = parseJobRequest(frame)
+  const inputs = decodeTensors(req.inputs, limits)
+  const checked = Promise.all([verifyJobSig(req.body, req.sig), jobCid(req.body), tensorsCid(inputs)]).then(
+    ([body, job, cid]) => {
+      if (!cid.equals(body.input)) malformed('job.body.input', `is ${body.input}, inputs hash to ${cid}`)
+      return { body, inputs, jobCid: job }
+    },
+  )
+  checked.catch(() => {}) // a caller that fails first never awaits it
+  return { body: req.body, inputs, checked }
+}
+
+/** `readJobRequest` to the end: rejects (never throws) with the first failed check. */
 export async function checkJobRequest(
   frame: Frame,
   limits: TensorLimits = DEFAULT_LIMITS,
 ): Promise<CheckedJobRequest> {
-  const req = parseJobRequest(frame)
-  // The signature first: nobody unauthenticated gets megabytes decoded and hashed.
-  const [body, job] = await Promise.all([verifyJobSig(req.body, req.sig), jobCid(req.body)])
-  const inputs = decodeTensors(req.inputs, limits)
-  const cid = await tensorsCid(inputs)
-  if (!cid.equals(body.input)) malformed('job.body.input', `is ${body.input}, inputs hash to ${cid}`)
-  return { body, inputs, jobCid: job }
+  return readJobRequest(frame, limits).checked
 }
 
 export interface ResultExpectations {

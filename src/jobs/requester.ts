@@ -1,6 +1,7 @@
 /**
  * The durable requester: runs logical jobs under a verification policy (src/jobs/quorum.ts),
- * persists every step in IndexedDB so a reloaded tab resumes, and runs each job id at most once.
+ * persists every step in IndexedDB so a reloaded tab resumes, and runs each job id at most once
+ * (a `persist: false` job: at most once while it runs, and it is never written).
  */
 import type { Logger, PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -32,16 +33,20 @@ const FINAL = Symbol('final')
 export interface SubmitOptions {
   /** Run on this PeerId only: one replica, no reissue. */
   peer?: string
-  /** Idempotency key: a job id runs at most once; submitting it again returns the same outcome. */
+  /**
+   * Idempotency key: a job id runs at most once; submitting it again returns the same outcome
+   * (with `persist: false`, only while the first submit runs: nothing is kept after it).
+   */
   id?: string
   policy?: Partial<VerificationPolicy>
   /** Per-replica timeout (default: the policy's). */
   timeoutMs?: number
   signal?: AbortSignal
   /**
-   * false: nothing of the job is written to IndexedDB. It gets no history entry and does not resume
-   * after a reload, and its `id` is known only while it runs; in return the browser is spared the
-   * writes, the largest per-job cost outside the compute (see README, Performance).
+   * false: no record, state or inputs of the job are written to IndexedDB (the peers' reputation
+   * still is). It gets no history entry and does not resume after a reload, and its `id` is known
+   * only while it runs (an `id` already on record resumes or returns that job as stored). In return
+   * the browser is spared the writes, the largest per-job cost outside the compute (README, Performance).
    */
   persist?: boolean
 }
@@ -98,6 +103,7 @@ interface Run {
 
 export function createRequester(o: RequesterOptions) {
   const running = new Map<string, Promise<JobOutcome>>()
+  const opening = new Map<string, Promise<JobOutcome>>() // caller ids being looked up
   const streams = createStreamPool({ protocols: [JOB_PROTOCOL, JOB_PROTOCOL_V1] })
 
   async function dispatch(
@@ -357,13 +363,100 @@ export function createRequester(o: RequesterOptions) {
         }
         throw new JobFailedError(`job ${id}: internal error: ${err.message}`)
       })
-      .finally(() => running.delete(id))
+      .finally(() => {
+        if (running.get(id) === p) running.delete(id)
+      })
     running.set(id, p)
     return p
   }
 
+  /** submit() past its duplicate check: looks up a caller's own id, else starts the job. */
+  async function open(
+    id: string,
+    model: string,
+    modelName: string,
+    policy: VerificationPolicy,
+    inputs: NamedTensors,
+    opts: SubmitOptions,
+  ): Promise<JobOutcome> {
+    // Only a caller's own id can name an earlier job: a fresh UUID needs no lookup.
+    const existing = opts.id ? await o.store.getJob(id) : undefined
+    if (existing?.status && existing.status !== 'running') return outcomeOf(existing)
+    if (existing) return (await resume([id]))[0] ?? outcomeOf(existing)
+    const job: StoredJob = {
+      v: 1,
+      model,
+      modelName,
+      policy: opts.peer ? { ...policy, redundancy: 1, quorum: 1, maxAttempts: 1, adaptive: false } : policy,
+      createdAt: Date.now(),
+      quorum: toStored({
+        replicas: [],
+        target: opts.peer ? 1 : policy.redundancy,
+        quorum: opts.peer ? 1 : policy.quorum,
+        adaptiveSingle: false,
+      }),
+      ...(opts.peer ? { target: opts.peer } : {}),
+      ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+    }
+    // The pending entry, the visible record and the inputs (written once) are committed while the
+    // first replica is already on its way, held back briefly: a job that ends sooner writes only
+    // its end. A reload after that resumes the job; a caller's own id is written at once.
+    const persist = opts.persist !== false
+    const durable = !persist
+      ? Promise.resolve()
+      : o.store
+          .saveJobState(
+            summary(id, job, fromStored(job.quorum)),
+            { id, createdAt: job.createdAt, state: job },
+            { id, inputs: ownedTensors(inputs) },
+            { deferMs: opts.id ? 0 : SUBMIT_DEFER_MS },
+          )
+          .then(o.onChange)
+    durable.catch(() => {}) // drive() awaits it and reports the failure
+    // A caller's own id may come again after a reload: it must be on record before anything runs.
+    if (opts.id) await durable
+    return start({ id, job, inputs, durable, persist, ...(opts.signal ? { signal: opts.signal } : {}) })
+  }
+
+  /** Picks up jobs a previous page left unfinished (all, or the given ids). */
+  async function resume(ids?: string[]): Promise<JobOutcome[]> {
+    const pending = (await o.store.listPending()).filter((p) => !ids || ids.includes(p.id))
+    const started = pending
+      .filter((p) => !running.has(p.id))
+      .map(async (p) => {
+        const job = p.state as StoredJob
+        try {
+          // Ended before the reload, its state not yet cleaned up: finish the clean-up only.
+          const rec = await o.store.getJob(p.id)
+          if (rec && rec.status !== 'running') {
+            o.store.discardJobState(p.id)
+            return rec.status === 'verified' ? await outcomeOf(rec) : undefined
+          }
+          // Schema 2 kept the inputs inside the pending state.
+          const encoded = job.inputs ?? (await o.store.getJobInputs(p.id))?.inputs
+          const live = running.get(p.id) // resumed meanwhile (e.g. by a submit of its id)
+          if (live) return await live
+          if (encoded == null) {
+            const rec = summary(p.id, job, {
+              ...fromStored(job.quorum),
+              state: 'failed',
+              reason: 'inputs lost',
+            })
+            await o.store.saveJobState(rec, null)
+            throw new JobFailedError(`job ${p.id}: its inputs are missing`)
+          }
+          const inputs = decodeTensors(encoded as EncodedTensors, { maxElements: Number.POSITIVE_INFINITY }) // our own inputs
+          return await start({ id: p.id, job, inputs, durable: Promise.resolve(), persist: true })
+        } catch (err) {
+          o.log('resumed job %s ended: %s', p.id, (err as Error).message)
+          return undefined
+        }
+      })
+    return (await Promise.all(started)).filter((x): x is JobOutcome => x != null)
+  }
+
   return {
-    async submit(
+    submit(
       model: string,
       modelName: string,
       policy: VerificationPolicy,
@@ -371,83 +464,18 @@ export function createRequester(o: RequesterOptions) {
       opts: SubmitOptions = {},
     ): Promise<JobOutcome> {
       const id = opts.id ?? crypto.randomUUID()
-      const live = running.get(id)
+      // A second submit of an id gets the first one's outcome, even while the first looks it up.
+      const live = running.get(id) ?? opening.get(id)
       if (live) return live
-      // Only a caller's own id can name an earlier job: a fresh UUID needs no lookup.
-      const existing = opts.id ? await o.store.getJob(id) : undefined
-      if (existing?.status && existing.status !== 'running') return outcomeOf(existing)
-      if (existing) return (await this.resume([id]))[0] ?? outcomeOf(existing)
-      const job: StoredJob = {
-        v: 1,
-        model,
-        modelName,
-        policy: opts.peer ? { ...policy, redundancy: 1, quorum: 1, maxAttempts: 1, adaptive: false } : policy,
-        createdAt: Date.now(),
-        quorum: toStored({
-          replicas: [],
-          target: opts.peer ? 1 : policy.redundancy,
-          quorum: opts.peer ? 1 : policy.quorum,
-          adaptiveSingle: false,
-        }),
-        ...(opts.peer ? { target: opts.peer } : {}),
-        ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+      const p = open(id, model, modelName, policy, inputs, opts)
+      if (opts.id) {
+        opening.set(id, p)
+        p.finally(() => opening.delete(id)).catch(() => {})
       }
-      // The pending entry, the visible record and the inputs (written once) are committed while the
-      // first replica is already on its way, held back briefly: a job that ends sooner writes only
-      // its end. A reload after that resumes the job; a caller's own id is written at once.
-      const persist = opts.persist !== false
-      const durable = !persist
-        ? Promise.resolve()
-        : o.store
-            .saveJobState(
-              summary(id, job, fromStored(job.quorum)),
-              { id, createdAt: job.createdAt, state: job },
-              { id, inputs: ownedTensors(inputs) },
-              { deferMs: opts.id ? 0 : SUBMIT_DEFER_MS },
-            )
-            .then(o.onChange)
-      durable.catch(() => {}) // drive() awaits it and reports the failure
-      // A caller's own id may come again after a reload: it must be on record before anything runs.
-      if (opts.id) await durable
-      return start({ id, job, inputs, durable, persist, ...(opts.signal ? { signal: opts.signal } : {}) })
+      return p
     },
 
-    /** Picks up jobs a previous page left unfinished (all, or the given ids). */
-    async resume(ids?: string[]): Promise<JobOutcome[]> {
-      const pending = (await o.store.listPending()).filter((p) => !ids || ids.includes(p.id))
-      const started = pending
-        .filter((p) => !running.has(p.id))
-        .map(async (p) => {
-          const job = p.state as StoredJob
-          try {
-            // Ended before the reload, its state not yet cleaned up: finish the clean-up only.
-            const rec = await o.store.getJob(p.id)
-            if (rec && rec.status !== 'running') {
-              o.store.discardJobState(p.id)
-              return rec.status === 'verified' ? await outcomeOf(rec) : undefined
-            }
-            // Schema 2 kept the inputs inside the pending state.
-            const encoded = job.inputs ?? (await o.store.getJobInputs(p.id))?.inputs
-            const live = running.get(p.id) // resumed meanwhile (e.g. by a submit of its id)
-            if (live) return await live
-            if (encoded == null) {
-              const rec = summary(p.id, job, {
-                ...fromStored(job.quorum),
-                state: 'failed',
-                reason: 'inputs lost',
-              })
-              await o.store.saveJobState(rec, null)
-              throw new JobFailedError(`job ${p.id}: its inputs are missing`)
-            }
-            const inputs = decodeTensors(encoded as EncodedTensors, { maxElements: Number.POSITIVE_INFINITY }) // our own inputs
-            return await start({ id: p.id, job, inputs, durable: Promise.resolve(), persist: true })
-          } catch (err) {
-            o.log('resumed job %s ended: %s', p.id, (err as Error).message)
-            return undefined
-          }
-        })
-      return (await Promise.all(started)).filter((x): x is JobOutcome => x != null)
-    },
+    resume,
 
     running: () => [...running.keys()],
     /** Closes idle job streams (at stop). */

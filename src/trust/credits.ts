@@ -42,8 +42,10 @@ export async function createCredits(o: {
   // Another tab appended: its message names the newest seq (the log only grows), else read it.
   channel.onmessage = (e: MessageEvent) => {
     const seq = (e.data as { seq?: unknown } | null)?.seq
-    if (!Number.isSafeInteger(seq) || (seq as number) < 0) return void refresh().catch(() => {})
-    raise(((seq as number) + 1) * CREDIT_PER_RECEIPT)
+    const next = typeof seq === 'number' ? (seq + 1) * CREDIT_PER_RECEIPT : Number.NaN
+    if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(next) || next <= 0)
+      return void refresh().catch(() => {})
+    raise(next)
   }
   function raise(next: number): void {
     if (next <= total) return
@@ -54,10 +56,13 @@ export async function createCredits(o: {
   // Receipts are written at once, not held back: a reload right after a job must not lose its
   // credit. Those that arrive while an append runs go together in the next: one lock, one transaction.
   let queue: { bytes: Uint8Array; resolve(r: CreditRecord): void; reject(err: unknown): void }[] = []
-  let draining: Promise<void> | undefined
+  let busy = false
+  let latest: Promise<unknown> = Promise.resolve() // the last append: batches land in order
   const start = () => {
-    draining ??= drain().finally(() => {
-      draining = undefined
+    if (busy) return
+    busy = true
+    void drain().finally(() => {
+      busy = false
       if (queue.length) start() // queued after the drain's last look
     })
   }
@@ -114,15 +119,11 @@ export async function createCredits(o: {
     async append(receipt) {
       const bytes = encodeReceipt(receipt)
       const rec = new Promise<CreditRecord>((resolve, reject) => queue.push({ bytes, resolve, reject }))
+      latest = rec.catch(() => {})
       start()
       return rec
     },
-    async flush() {
-      while (draining || queue.length) {
-        if (!draining) start()
-        await draining
-      }
-    },
+    flush: async () => void (await latest),
     close: () => channel.close(),
   }
 }

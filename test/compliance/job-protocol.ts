@@ -222,6 +222,20 @@ export function tests(common: HarnessFactory): void {
       await expectServing(h)
     })
 
+    it('answers a bad signature at once, though the run started meanwhile, and stops that run', async () => {
+      // The model is loaded by a first job: only then does a run start before the checks end.
+      await expectServing(h)
+      const release = await h.engine.hold()
+      const job = await craftJob(h)
+      job.sig[0]! ^= 1
+      const reply = await rawExchange(h, encodeMessage(job)) // no result while the run is held
+      expect(reply.code).toBe('bad-signature')
+      await h.engine.runsStarted(2)
+      await vi.waitFor(async () => expect(await h.engine.lastRunAborted()).toBe(true))
+      await release()
+      await expectServing(h)
+    })
+
     it("rejects an input CID that does not match the inputs with 'bad-request'", async () => {
       const other = await tensorsCid(x(7, 7))
       const job = await craftJob(h, (b) => {

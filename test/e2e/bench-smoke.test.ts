@@ -41,6 +41,7 @@ describe('npm run bench -- --quick', () => {
       expect(d.local.n).toBeGreaterThan(0)
       expect(d.remote.p50).toBeGreaterThan(0)
       expect(d.remoteRun.p50).toBeGreaterThan(0) // the contributor really ran the model
+      expect(d.unpersisted.n).toBe(d.remote.n) // the persist: false arm ran as often
     }
     // Measured after the tabs' background compilation: the bench waited, and says how long.
     expect(r.warmUp.waitedMs).toBeGreaterThan(0)

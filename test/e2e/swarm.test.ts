@@ -90,14 +90,18 @@ describe('swarm', () => {
       async ({ x, dims }) => {
         const peer = window.__peer
         const inputs = { x: { dtype: 'float32' as const, dims, data: Float32Array.from(x) } }
-        const [off, on] = await Promise.all([
+        // The same id twice at once: one job, one outcome, persisted or not.
+        const [off, off2, on, on2] = await Promise.all([
           peer.submit('mlp-tiny', inputs, { id: 'not-persisted', persist: false }),
+          peer.submit('mlp-tiny', inputs, { id: 'not-persisted', persist: false }),
+          peer.submit('mlp-tiny', inputs, { id: 'persisted' }),
           peer.submit('mlp-tiny', inputs, { id: 'persisted' }),
         ])
         const records = await peer.jobs(1000)
         return {
           y: Array.from(off.outputs.y!.data as Float32Array),
           states: [off.state, on.state],
+          same: [off.job === off2.job, on.job === on2.job, off.job !== on.job],
           stored: [await peer.job('not-persisted'), await peer.job('persisted')].map(
             (j) => j?.status ?? null,
           ),
@@ -109,6 +113,7 @@ describe('swarm', () => {
     const want = mlpForward(spec, layers, Float32Array.from(x))
     expect(Math.max(...r.y.map((v, i) => Math.abs(v - want[i]!)))).toBeLessThan(1e-4)
     expect(r.states).toEqual(['verified', 'verified'])
+    expect(r.same).toEqual([true, true, true])
     expect(r.stored).toEqual([null, 'verified'])
     expect(r.listed).toEqual(['persisted'])
   })

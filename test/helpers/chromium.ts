@@ -57,17 +57,22 @@ export async function launchProfileTab(
   opts: { args?: string[] } = {},
 ): Promise<{ page: Page; close(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'pc-profile-'))
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: findChromium(),
-    headless: true,
-    args: launchArgs(opts),
-  })
-  const page = context.pages()[0] ?? (await context.newPage())
-  return {
-    page,
-    async close() {
-      await context.close().catch(() => {})
-      rmSync(dir, { recursive: true, force: true })
-    },
+  let context: BrowserContext | undefined
+  const close = async () => {
+    await context?.close().catch(() => {})
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
+    } catch {} // a leftover temporary folder must not fail the caller
+  }
+  try {
+    context = await chromium.launchPersistentContext(dir, {
+      executablePath: findChromium(),
+      headless: true,
+      args: launchArgs(opts),
+    })
+    return { page: context.pages()[0] ?? (await context.newPage()), close }
+  } catch (err) {
+    await close()
+    throw err
   }
 }
