@@ -1,12 +1,13 @@
 import './polyfill.ts'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
-import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
+import { gossipsub, StrictNoSign, TopicValidatorResult } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
 import { noise } from '@libp2p/noise'
 import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p, type Libp2p } from 'libp2p'
+import { openAdvert } from '../net/advert.ts'
 import { ADVERT_TOPIC } from '../shared/protocol.ts'
 
 export interface RelayOptions {
@@ -25,7 +26,9 @@ export interface Relay {
 /**
  * A circuit-relay-v2 server and gossipsub hub for browser peers. It carries WebRTC signalling
  * and adverts only: it subscribes to the advert topic so it can forward them, and registers no
- * job or model protocol, so job payloads cannot pass through it.
+ * job or model protocol, so job payloads cannot pass through it. It forwards only adverts that
+ * open (size, shape, and the signature of the peer they name); a peer that sends others is
+ * rejected, which counts against it in gossipsub.
  */
 export async function createRelay(opts: RelayOptions): Promise<Relay> {
   const log = opts.log ?? (() => {})
@@ -50,6 +53,18 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   })
   node.addEventListener('peer:connect', (e) => log(`connect ${e.detail.toString()}`))
   node.addEventListener('peer:disconnect', (e) => log(`disconnect ${e.detail.toString()}`))
+  let refused = 0
+  node.services.pubsub.topicValidators.set(ADVERT_TOPIC, (peer, msg) =>
+    openAdvert(msg.data).then(
+      () => TopicValidatorResult.Accept,
+      (err: Error) => {
+        // one line per 100 refusals: a peer that floods bad adverts must not flood the log too
+        if (refused++ % 100 === 0)
+          log(`refused an advert from ${peer.toString()}: ${err.name}: ${err.message}`)
+        return TopicValidatorResult.Reject
+      },
+    ),
+  )
   node.services.pubsub.subscribe(ADVERT_TOPIC)
   await node.start()
   const multiaddrs = node.getMultiaddrs().map((ma) => ma.toString())

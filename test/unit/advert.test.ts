@@ -7,19 +7,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { type AdvertBody, MAX_ADVERT_BYTES, openAdvert, signAdvert } from '../../src/net/advert.ts'
-
-const caps = {
-  eps: ['wasm'],
-  adapter: 'none',
-  threads: 1,
-  slots: 1,
-  maxSlots: 1,
-  contributing: true,
-  models: [],
-  benchUs: 0,
-  version: '0.1.0',
-  ort: '1.0.0',
-}
+import { advertBody } from '../helpers/advert.ts'
 
 const errorName = (p: Promise<unknown>) =>
   p.then(
@@ -36,14 +24,11 @@ describe('adverts', () => {
     key = await generateKeyPair('Ed25519')
     other = await generateKeyPair('Ed25519')
     const peer = peerIdFromPrivateKey(key).toString()
-    body = {
-      ...caps,
-      v: 1,
-      peer,
-      addrs: [`/ip4/127.0.0.1/tcp/1/ws/p2p-circuit/webrtc/p2p/${peer}`],
+    body = advertBody(key, {
       seq: 1,
       ts: 1,
-    }
+      addrs: [`/ip4/127.0.0.1/tcp/1/ws/p2p-circuit/webrtc/p2p/${peer}`],
+    })
   })
 
   it('opens an advert signed by the peer it names, with or without a sender to match', async () => {
