@@ -46,6 +46,7 @@ export function createExecutor(opts: ExecutorOptions) {
       loaded.add(model)
     }
     const run = await opts.engine.run({ cid: model, inputs: job.inputs }, signal)
+    const ranAt = performance.now()
     onComputed?.()
     const req = await checked
     const receipt = await signReceipt(
@@ -60,7 +61,7 @@ export function createExecutor(opts: ExecutorOptions) {
         ep: run.ep,
         adapter: opts.adapter(),
         timing: {
-          queueUs: msToUs(Math.max(0, performance.now() - queuedAt - run.timing.runMs)),
+          queueUs: msToUs(Math.max(0, ranAt - queuedAt - run.timing.runMs)),
           runUs: msToUs(run.timing.runMs),
         },
         ts: Date.now(),

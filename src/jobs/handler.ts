@@ -15,9 +15,10 @@ import {
   encodeResult,
   type JobReject,
   MAX_REQUEST_BYTES,
+  parseJobRequest,
   type ReadJobRequest,
   type RejectCode,
-  readJobRequest,
+  startJobChecks,
 } from './messages.ts'
 import { nextFrame, sendFrame } from './stream-io.ts'
 
@@ -109,12 +110,13 @@ export function createJobHandler(opts: JobHandlerOptions) {
       const admitted = opts.admission.tryAcquire()
       if (typeof admitted === 'string') throw new Rejection(admitted, opts.admission.why(admitted))
       release = admitted
-      const read = readJobRequest(frame)
-      if (read.body.requester !== requester) {
-        throw new Rejection('bad-request', `job signed by ${read.body.requester} but sent by ${requester}`)
+      const parsed = parseJobRequest(frame)
+      if (parsed.body.requester !== requester) {
+        throw new Rejection('bad-request', `job signed by ${parsed.body.requester} but sent by ${requester}`)
       }
-      const budget = read.body.deadline - Date.now()
+      const budget = parsed.body.deadline - Date.now()
       if (budget <= 0) throw new Rejection('deadline', 'the job deadline has already passed')
+      const read = startJobChecks(parsed) // digests start only for a job we would run
       const failed = new AbortController() // a failed check stops a run already under way
       const signal = AbortSignal.any([closed, AbortSignal.timeout(budget), failed.signal])
       // the compute is done: free the slot before signing and replying so the next job can start

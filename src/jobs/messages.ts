@@ -149,7 +149,11 @@ export interface ReadJobRequest {
  * Deadline policy is left to the caller.
  */
 export function readJobRequest(frame: Frame, limits: TensorLimits = DEFAULT_LIMITS): ReadJobRequest {
-  const req = parseJobRequest(frame)
+  return startJobChecks(parseJobRequest(frame), limits)
+}
+
+/** `readJobRequest` for a request already parsed: a caller can refuse it on its fields first. */
+export function startJobChecks(req: JobRequest, limits: TensorLimits = DEFAULT_LIMITS): ReadJobRequest {
   const inputs = decodeTensors(req.inputs, limits)
   const checked = Promise.all([verifyJobSig(req.body, req.sig), jobCid(req.body), tensorsCid(inputs)]).then(
     ([body, job, cid]) => {

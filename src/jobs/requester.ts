@@ -382,7 +382,13 @@ export function createRequester(o: RequesterOptions) {
     // Only a caller's own id can name an earlier job: a fresh UUID needs no lookup.
     const existing = opts.id ? await o.store.getJob(id) : undefined
     if (existing?.status && existing.status !== 'running') return outcomeOf(existing)
-    if (existing) return (await resume([id]))[0] ?? outcomeOf(existing)
+    if (existing) {
+      // Resumed meanwhile (the page's own resume at start): that run's outcome. If resuming ends
+      // it without one, its final record says why.
+      const live = running.get(id)
+      if (live) return live
+      return (await resume([id]))[0] ?? running.get(id) ?? outcomeOf((await o.store.getJob(id)) ?? existing)
+    }
     const job: StoredJob = {
       v: 1,
       model,

@@ -27,8 +27,8 @@ export interface Relay {
  * A circuit-relay-v2 server and gossipsub hub for browser peers. It carries WebRTC signalling
  * and adverts only: it subscribes to the advert topic so it can forward them, and registers no
  * job or model protocol, so job payloads cannot pass through it. It forwards only adverts that
- * open (size, shape, and the signature of the peer they name); a peer that sends others is
- * rejected, which counts against it in gossipsub.
+ * open (size, shape, and the signature of the peer they name) and rejects the rest; no peer
+ * scoring is configured, so a rejection drops the message and costs its sender nothing more.
  */
 export async function createRelay(opts: RelayOptions): Promise<Relay> {
   const log = opts.log ?? (() => {})
@@ -53,14 +53,22 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   })
   node.addEventListener('peer:connect', (e) => log(`connect ${e.detail.toString()}`))
   node.addEventListener('peer:disconnect', (e) => log(`disconnect ${e.detail.toString()}`))
-  let refused = 0
+  // At most one log line per 10 s: a peer that floods bad adverts must not flood the log too.
+  let loggedAt = Number.NEGATIVE_INFINITY
+  let unlogged = 0
   node.services.pubsub.topicValidators.set(ADVERT_TOPIC, (peer, msg) =>
     openAdvert(msg.data).then(
       () => TopicValidatorResult.Accept,
       (err: Error) => {
-        // one line per 100 refusals: a peer that floods bad adverts must not flood the log too
-        if (refused++ % 100 === 0)
-          log(`refused an advert from ${peer.toString()}: ${err.name}: ${err.message}`)
+        if (Date.now() - loggedAt < 10_000) unlogged++
+        else {
+          const more = unlogged ? ` (and ${unlogged} more since the last line)` : ''
+          log(
+            `refused an advert from ${peer.toString()}: ${JSON.stringify(`${err.name}: ${err.message}`.slice(0, 200))}${more}`,
+          )
+          loggedAt = Date.now()
+          unlogged = 0
+        }
         return TopicValidatorResult.Reject
       },
     ),

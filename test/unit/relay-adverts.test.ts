@@ -53,20 +53,23 @@ describe('relay advert validation', () => {
     b.services.pubsub.addEventListener('message', (e) => {
       if (e.detail.topic === ADVERT_TOPIC) received.push(e.detail.data)
     })
-    // The relay forwards to its mesh, which a heartbeat (1 s) fills.
+    // The relay forwards to its mesh, which a heartbeat (1 s) fills; `a` must know the relay subscribes.
     await vi.waitFor(
       () => {
         const pubsub = (
           relay.node.services as { pubsub: GossipSub & { getMeshPeers(topic: string): string[] } }
         ).pubsub
         expect(pubsub.getMeshPeers(ADVERT_TOPIC)).toContain(b.peerId.toString())
+        expect(a.services.pubsub.getSubscribers(ADVERT_TOPIC).map(String)).toContain(
+          relay.node.peerId.toString(),
+        )
       },
       { timeout: 15_000, interval: 100 },
     )
   }, 30_000)
 
   afterAll(async () => {
-    await Promise.all([a?.stop(), b?.stop()])
+    await Promise.allSettled([a?.stop(), b?.stop()])
     await relay?.stop()
   })
 
