@@ -43,6 +43,11 @@ export interface PeerOptions {
   /** Start no inference worker until this tab contributes or runs a job of its own. */
   lazyEngine?: boolean
   advertIntervalMs?: number
+  /**
+   * Ended jobs whose records (outputs included) stay in IndexedDB, newest first (default 1000):
+   * older ones are deleted, so an `id` whose record is gone runs again.
+   */
+  jobHistory?: number
   /** Test-only adversarial behaviour (src/jobs/adversary.ts). The UI never sets it. */
   testHooks?: TestHooks
 }
@@ -91,6 +96,8 @@ export interface Peer {
   resume(): Promise<JobOutcome[]>
   stop(): Promise<void>
 }
+
+const DEFAULT_JOB_HISTORY = 1000
 
 export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   const log = logger('peer-compute:peer')
@@ -207,6 +214,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     capacityChanged: (signal) => capacity.wait(signal),
     redial: (peer, signal) => discovery.redial(peer, signal),
     onChange: () => emit('jobs'),
+    jobHistory: opts.jobHistory ?? DEFAULT_JOB_HISTORY,
   })
 
   const refreshStatus = () => {

@@ -87,6 +87,8 @@ export interface RequesterOptions {
   /** Replaces the direct WebRTC link to `peer`: closes it and dials its advertised addresses. */
   redial(peer: string, signal: AbortSignal): Promise<void>
   onChange(): void
+  /** Ended jobs' records kept (newest first); older ones are pruned now and then. */
+  jobHistory: number
 }
 
 /** One job as the requester drives it. */
@@ -104,6 +106,13 @@ interface Run {
 export function createRequester(o: RequesterOptions) {
   const running = new Map<string, Promise<JobOutcome>>()
   const opening = new Map<string, Promise<JobOutcome>>() // caller ids being looked up
+  // Old records go at start and then once per PRUNE_EVERY ended jobs, in one transaction each.
+  let endedSincePrune = 0
+  const prune = () => {
+    endedSincePrune = 0
+    o.store.pruneJobs(o.jobHistory).catch((err: Error) => o.log.error('pruning job records: %s', err.message))
+  }
+  prune()
   const streams = createStreamPool({ protocols: [JOB_PROTOCOL, JOB_PROTOCOL_V1] })
 
   async function dispatch(
@@ -255,7 +264,9 @@ export function createRequester(o: RequesterOptions) {
     }
     // The end write replaces a submit write still held back: both land in one commit.
     const end = async (final: JobRecord) => {
-      if (persist) await Promise.all([o.store.saveJobState(final, null), durable])
+      if (!persist) return
+      await Promise.all([o.store.saveJobState(final, null), durable])
+      if (++endedSincePrune >= PRUNE_EVERY) prune()
     }
     const rec = summary(id, job, q)
     const agreeing = q.replicas.filter((r) => r.status === 'ok' && rec.workers?.includes(r.peer))
@@ -495,6 +506,9 @@ function ownedTensors(inputs: NamedTensors): EncodedTensors {
   for (const t of Object.values(out)) t.data = own(t.data)
   return out
 }
+
+/** Ended jobs between two prunes of old job records. */
+const PRUNE_EVERY = 100
 
 /** A new job is on record this long after submit at the latest (sooner if it ends sooner). */
 const SUBMIT_DEFER_MS = 200

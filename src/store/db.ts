@@ -29,6 +29,11 @@ export interface Store extends ReputationStore, PendingStore, ModelStore, Credit
   putJob(rec: JobRecord): Promise<void>
   getJob(id: string): Promise<JobRecord | undefined>
   listJobs(limit?: number): Promise<JobRecord[]>
+  /**
+   * Deletes the records of ended jobs past the newest `keep` (by submit time), outputs included;
+   * a job still pending (resumable) is never deleted. Resolves with how many were deleted.
+   */
+  pruneJobs(keep: number): Promise<number>
   getSetting<T>(key: string): Promise<T | undefined>
   putSetting(key: string, value: unknown): Promise<void>
   close(): void
@@ -69,6 +74,20 @@ export async function openStore(name = 'peer-compute'): Promise<Store> {
         cursor = await cursor.continue()
       }
       return out
+    },
+    async pruneJobs(keep) {
+      const tx = db.transaction(['jobs', 'pending'], 'readwrite')
+      const pending = tx.objectStore('pending')
+      let cursor = await tx.objectStore('jobs').index('submittedAt').openKeyCursor(null, 'prev')
+      if (cursor && keep > 0) cursor = await cursor.advance(keep) // keys only: no outputs are read
+      let deleted = 0
+      for (; cursor; cursor = await cursor.continue()) {
+        if ((await pending.count(cursor.primaryKey)) > 0) continue
+        await tx.objectStore('jobs').delete(cursor.primaryKey)
+        deleted++
+      }
+      await tx.done
+      return deleted
     },
     getSetting: async <T>(key: string) => (await db.get('settings', key)) as T | undefined,
     async putSetting(key, value) {

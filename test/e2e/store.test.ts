@@ -225,6 +225,27 @@ describe('leftover state', () => {
   })
 })
 
+describe('job history', () => {
+  it('pruneJobs deletes ended records past the newest N, and never a pending job', async () => {
+    const r = await page.evaluate(async () => {
+      const store = await window.__store.openStore('t-prune')
+      const { jobRecord, startJob } = window.__store
+      await startJob(store, 'old-running') // the oldest (submitted at 1), still resumable
+      for (let i = 0; i < 12; i++) await store.putJob(jobRecord(`j${i}`, 'verified', 10 + i))
+      const deleted = await store.pruneJobs(5)
+      const again = await store.pruneJobs(5)
+      const left = (await store.listJobs(100)).map((j) => j.id)
+      const pending = (await store.listPending()).map((p) => p.id)
+      store.close()
+      return { deleted, again, left, pending }
+    })
+    expect(r.deleted).toBe(7) // j0 … j6
+    expect(r.again).toBe(0)
+    expect(r.left).toEqual(['j11', 'j10', 'j9', 'j8', 'j7', 'old-running'])
+    expect(r.pending).toEqual(['old-running'])
+  })
+})
+
 describe('reputation and credits', () => {
   it('reputation writes many changes in one transaction and keeps every count', async () => {
     const r = await page.evaluate(async () => {
