@@ -16,7 +16,7 @@ import type { Capabilities } from './net/advert.ts'
 import { createDiscovery, type KnownPeer } from './net/discovery.ts'
 import { type BrowserNode, connectRelays, createBrowserNode, isDirect, webrtcAddrs } from './net/node.ts'
 import { resolveRelays } from './net/relays.ts'
-import { UnknownModelError } from './shared/errors.ts'
+import { InvalidOptionError, UnknownModelError } from './shared/errors.ts'
 import { SOFTWARE_VERSION } from './shared/protocol.ts'
 import type { NamedTensors } from './shared/tensor.ts'
 import { type JobRecord, openStore } from './store/db.ts'
@@ -100,6 +100,10 @@ export interface Peer {
 const DEFAULT_JOB_HISTORY = 1000
 
 export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
+  const history = opts.jobHistory ?? DEFAULT_JOB_HISTORY
+  if (!Number.isSafeInteger(history) || history < 0) {
+    throw new InvalidOptionError(`jobHistory must be a whole number ≥ 0, got ${String(history)}`)
+  }
   const log = logger('peer-compute:peer')
   const events = new EventTarget()
   const emit = (type: string) => events.dispatchEvent(new Event(type))
@@ -214,7 +218,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     capacityChanged: (signal) => capacity.wait(signal),
     redial: (peer, signal) => discovery.redial(peer, signal),
     onChange: () => emit('jobs'),
-    jobHistory: opts.jobHistory ?? DEFAULT_JOB_HISTORY,
+    jobHistory: history,
   })
 
   const refreshStatus = () => {

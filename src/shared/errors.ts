@@ -40,6 +40,7 @@ export const SessionEvictedError = named('SessionEvictedError')
 // network
 export const RelayUnavailableError = named('RelayUnavailableError')
 export const InvalidPolicyError = named('InvalidPolicyError')
+export const InvalidOptionError = named('InvalidOptionError')
 // model hub
 export const NotOnnxError = named('NotOnnxError')
 export const ModelTooLargeError = named('ModelTooLargeError')
