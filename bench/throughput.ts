@@ -94,22 +94,27 @@ export async function throughputBench(
     settled[model] = await warmTabs(req, ids, model)
     const local = await req.evaluate((a) => window.__bench.localBatch(a), { model, n: o.perContributor })
     localJobsPerS[model] = (o.perContributor / local.ms) * 1000
-    const runs = new Map<number, Batch[]>(o.counts.map((k) => [k, []]))
-    const off = o.unpersisted?.[model] ?? []
-    const offRuns = new Map<number, Batch[]>(off.map((k) => [k, []]))
+    // The counts, then those that also run with `persist: false`; each set's speedups over its own 1.
+    const sets = [
+      { persist: true, counts: o.counts },
+      { persist: false, counts: o.unpersisted?.[model] ?? [] },
+    ].map((s) => ({ ...s, runs: new Map<number, Batch[]>(s.counts.map((k) => [k, []])) }))
     for (let round = 0; round < (o.rounds?.[model] ?? 1); round++) {
-      for (const [k, persist] of [
-        ...o.counts.map((k) => [k, true] as const),
-        ...off.map((k) => [k, false] as const),
-      ]) {
-        await setContributors(req, ctrs, ids, k)
-        ;(persist ? runs : offRuns).get(k)!.push(await batch(req, model, o.perContributor * k, persist))
+      for (const s of sets) {
+        for (const k of s.counts) {
+          await setContributors(req, ctrs, ids, k)
+          s.runs.get(k)!.push(await batch(req, model, o.perContributor * k, s.persist))
+        }
       }
     }
-    const base = runs.get(1)?.map((b) => b.jobsPerS)
-    for (const k of o.counts) rows.push(row(model, k, runs.get(k)!, base))
-    const offBase = offRuns.get(1)?.map((b) => b.jobsPerS)
-    for (const k of off) rows.push({ ...row(model, k, offRuns.get(k)!, offBase), persist: false })
+    for (const s of sets) {
+      const base = s.runs.get(1)?.map((b) => b.jobsPerS)
+      for (const k of s.counts)
+        rows.push({
+          ...row(model, k, s.runs.get(k)!, base),
+          ...(s.persist ? {} : { persist: false as const }),
+        })
+    }
   }
   // The same counts as onnxruntime-node processes, the tabs idle meanwhile: what the cores allow.
   await settle()

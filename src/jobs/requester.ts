@@ -98,21 +98,40 @@ interface Run {
   inputs: NamedTensors
   /** The submit write (record, pending state, inputs): the job ends only after it has landed. */
   durable: Promise<void>
-  /** false: the job is never written (SubmitOptions.persist). */
-  persist: boolean
+  /** Where its state goes: the store, or nowhere (SubmitOptions.persist false). */
+  writes: JobWrites
   signal?: AbortSignal
 }
+
+/** A job's writes; each tells the page its records changed once it has landed. */
+interface JobWrites {
+  save(...a: Parameters<Store['saveJobState']>): Promise<void>
+  put(rec: JobRecord): Promise<void>
+}
+
+const NO_WRITES: JobWrites = { save: async () => {}, put: async () => {} }
 
 export function createRequester(o: RequesterOptions) {
   const running = new Map<string, Promise<JobOutcome>>()
   const opening = new Map<string, Promise<JobOutcome>>() // caller ids being looked up
-  // Old records go at start and then once per PRUNE_EVERY ended jobs, in one transaction each.
-  let endedSincePrune = 0
-  const prune = () => {
-    endedSincePrune = 0
-    o.store.pruneJobs(o.jobHistory).catch((err: Error) => o.log.error('pruning job records: %s', err.message))
+  // Old records go with the first ended job and then once per PRUNE_EVERY, in one transaction each.
+  let endsBeforePrune = 1
+  const stored: JobWrites = {
+    async save(job, pending, inputs, opts) {
+      await o.store.saveJobState(job, pending, inputs, opts)
+      o.onChange()
+      if (pending === null && --endsBeforePrune === 0) {
+        endsBeforePrune = PRUNE_EVERY
+        o.store
+          .pruneJobs(o.jobHistory)
+          .catch((err: Error) => o.log.error('pruning job records: %s', err.message))
+      }
+    },
+    async put(rec) {
+      await o.store.putJob(rec)
+      o.onChange()
+    },
   }
-  prune()
   const streams = createStreamPool({ protocols: [JOB_PROTOCOL, JOB_PROTOCOL_V1] })
 
   async function dispatch(
@@ -199,18 +218,16 @@ export function createRequester(o: RequesterOptions) {
     }
   }
 
-  async function drive({ id, job, inputs, durable, persist, signal }: Run): Promise<JobOutcome> {
-    const changed = () => persist && o.onChange()
+  async function drive({ id, job, inputs, durable, writes, signal }: Run): Promise<JobOutcome> {
     const policy = job.policy
     const q: QuorumState = fromStored(job.quorum)
     let ended: Promise<JobRecord> | undefined // the final record, once written
     // The visible record follows replicas that end after the verdict (their status only).
     const refreshLate = () => {
-      if (!ended || !persist) return
+      if (!ended) return
       ended = ended.then(async (rec) => {
         const next = { ...rec, replicas: summary(id, job, q).replicas }
-        await o.store.putJob(next).catch((err: Error) => o.log.error('job %s: %s', id, err.message))
-        o.onChange()
+        await writes.put(next).catch((err: Error) => o.log.error('job %s: %s', id, err.message))
         return next
       })
     }
@@ -225,11 +242,10 @@ export function createRequester(o: RequesterOptions) {
     // write must never resurrect a finished job's pending entry (a reload would run it twice).
     const progress = progressWriter(
       async () => {
-        if (q.state || !persist) return
+        if (q.state) return
         job.quorum = toStored(q)
         const pending = { id, createdAt: job.createdAt, state: job }
-        await o.store.saveJobState(summary(id, job, q), pending, undefined, { relaxed: true })
-        o.onChange()
+        await writes.save(summary(id, job, q), pending, undefined, { relaxed: true })
       },
       (err) => o.log.error('job %s: progress not saved: %s', id, err.message),
     )
@@ -263,11 +279,7 @@ export function createRequester(o: RequesterOptions) {
       await progress.close()
     }
     // The end write replaces a submit write still held back: both land in one commit.
-    const end = async (final: JobRecord) => {
-      if (!persist) return
-      await Promise.all([o.store.saveJobState(final, null), durable])
-      if (++endedSincePrune >= PRUNE_EVERY) prune()
-    }
+    const end = (final: JobRecord) => Promise.all([writes.save(final, null), durable])
     const rec = summary(id, job, q)
     const agreeing = q.replicas.filter((r) => r.status === 'ok' && rec.workers?.includes(r.peer))
     if (q.state === 'verified' && agreeing.length > 0) {
@@ -276,7 +288,6 @@ export function createRequester(o: RequesterOptions) {
       await end(rec)
       ended = Promise.resolve(rec)
       if (rec.replicas?.some((r, i) => r.status !== q.replicas[i]?.status)) refreshLate()
-      changed()
       for (const r of agreeing) o.adaptive.observe({ ...r.result!, worker: r.peer })
       const first = agreeing[0]!.result!
       return {
@@ -296,7 +307,6 @@ export function createRequester(o: RequesterOptions) {
       }
     }
     await end(rec)
-    changed()
     // A deterministic refusal (e.g. unknown model) is the clearest error: surface it as is.
     const refusal = job.target
       ? q.replicas.find((r) => r.error)
@@ -351,7 +361,7 @@ export function createRequester(o: RequesterOptions) {
   }
 
   function start(run: Run): Promise<JobOutcome> {
-    const { id, job, persist } = run
+    const { id, job, writes } = run
     const p = drive(run)
       .catch(async (err: Error) => {
         // Our own errors carry the job's end state already; anything else must still end the job.
@@ -368,10 +378,7 @@ export function createRequester(o: RequesterOptions) {
           state: 'failed',
           reason: `internal: ${err.message}`,
         })
-        if (persist) {
-          await o.store.saveJobState(rec, null)
-          o.onChange()
-        }
+        await writes.save(rec, null)
         throw new JobFailedError(`job ${id}: internal error: ${err.message}`)
       })
       .finally(() => {
@@ -418,21 +425,20 @@ export function createRequester(o: RequesterOptions) {
     // The pending entry, the visible record and the inputs (written once) are committed while the
     // first replica is already on its way, held back briefly: a job that ends sooner writes only
     // its end. A reload after that resumes the job; a caller's own id is written at once.
-    const persist = opts.persist !== false
-    const durable = !persist
-      ? Promise.resolve()
-      : o.store
-          .saveJobState(
+    const writes = opts.persist === false ? NO_WRITES : stored
+    const durable =
+      writes === stored
+        ? stored.save(
             summary(id, job, fromStored(job.quorum)),
             { id, createdAt: job.createdAt, state: job },
             { id, inputs: ownedTensors(inputs) },
             { deferMs: opts.id ? 0 : SUBMIT_DEFER_MS },
           )
-          .then(o.onChange)
+        : Promise.resolve() // nothing to encode for a job never written
     durable.catch(() => {}) // drive() awaits it and reports the failure
     // A caller's own id may come again after a reload: it must be on record before anything runs.
     if (opts.id) await durable
-    return start({ id, job, inputs, durable, persist, ...(opts.signal ? { signal: opts.signal } : {}) })
+    return start({ id, job, inputs, durable, writes, ...(opts.signal ? { signal: opts.signal } : {}) })
   }
 
   /** Picks up jobs a previous page left unfinished (all, or the given ids). */
@@ -459,11 +465,11 @@ export function createRequester(o: RequesterOptions) {
               state: 'failed',
               reason: 'inputs lost',
             })
-            await o.store.saveJobState(rec, null)
+            await stored.save(rec, null)
             throw new JobFailedError(`job ${p.id}: its inputs are missing`)
           }
           const inputs = decodeTensors(encoded as EncodedTensors, { maxElements: Number.POSITIVE_INFINITY }) // our own inputs
-          return await start({ id: p.id, job, inputs, durable: Promise.resolve(), persist: true })
+          return await start({ id: p.id, job, inputs, durable: Promise.resolve(), writes: stored })
         } catch (err) {
           o.log('resumed job %s ended: %s', p.id, (err as Error).message)
           return undefined
