@@ -69,8 +69,6 @@ function varint(v: bigint | number): number[] {
   return out
 }
 
-export { concat }
-
 /** Field writers: each returns the encoded field, tag included. */
 export const pb = {
   int: (no: number, v: bigint | number) => Uint8Array.from([...varint(no << 3), ...varint(v)]),

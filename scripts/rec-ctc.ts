@@ -3,7 +3,8 @@
  * appended to its graph, so a job returns [N,T] class ids and their probabilities instead of the
  * [N,T,6625] probabilities: about 3,300× less to send back, the same greedy CTC decoding.
  */
-import { attrInt, attrInts, concat, ELEM, fieldString, node, pb, readFields, valueInfo } from './onnx-wire.ts'
+import { concat } from '../src/shared/bytes.ts'
+import { attrInt, attrInts, ELEM, fieldString, node, pb, readFields, valueInfo } from './onnx-wire.ts'
 
 const MODEL_GRAPH = 7
 const G = { node: 1, output: 12 } as const

@@ -7,10 +7,10 @@
  *
  * The sample rate is fixed to 16 kHz by an initializer that the body reads from the outer scope.
  */
+import { concat } from '../src/shared/bytes.ts'
 import {
   attrGraph,
   attrInt,
-  concat,
   ELEM,
   fieldString,
   initializer,
