@@ -2,6 +2,7 @@
 import { logger } from '@libp2p/logger'
 import type { Capabilities as EngineCapabilities, InferenceEngine } from './compute/bridge.ts'
 import { type Controls, createControls } from './compute/controls.ts'
+import { settleSlots } from './compute/settled-slots.ts'
 import { createAdaptive } from './jobs/adaptive.ts'
 import type { TestHooks } from './jobs/adversary.ts'
 import { createCapacityWaiters } from './jobs/capacity.ts'
@@ -27,6 +28,8 @@ import { createReputation, type Reputation } from './trust/reputation.ts'
 
 /** Free-slot adverts at most this often (trailing): requesters count their own jobs in between. */
 const SLOT_ADVERT_GAP_MS = 500
+/** A rise in free slots is advertised once it has held this long (src/compute/settled-slots.ts). */
+const SLOT_SETTLE_MS = 1000
 
 export interface PeerOptions {
   /** Relay multiaddrs; by default read from `peer-compute.json` next to the page. */
@@ -140,6 +143,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   })
   const { admission, engine } = controls
   const credits = await createCredits({ store, storeName, privateKey })
+  const slots = settleSlots({ read: () => admission.free, settleMs: SLOT_SETTLE_MS })
   const adapterClass = () => {
     const a = caps?.adapter
     return a ? `${a.architecture || a.vendor || 'unknown'}${a.isFallback ? ' (fallback)' : ''}` : 'none'
@@ -148,7 +152,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     eps: caps?.eps ?? [],
     adapter: adapterClass(),
     threads: caps?.threads ?? 0,
-    slots: admission.free,
+    slots: slots.value,
     maxSlots: admission.maxSlots,
     contributing: admission.active,
     models: cached.slice(0, 256),
@@ -239,17 +243,22 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   const advertState = () => ({
     active: admission.active,
     capacity: admission.capacity,
-    free: admission.free,
+    free: slots.value,
     max: admission.maxSlots,
   })
   let advertised = advertState()
-  admission.events.addEventListener('change', () => {
+  const onAdmission = () => {
     const now = advertState()
     const news = now.active !== advertised.active || now.capacity !== advertised.capacity
     if (!news && now.free === advertised.free && now.max === advertised.max) return
     advertised = now
     discovery.announce(news ? 0 : SLOT_ADVERT_GAP_MS)
+  }
+  admission.events.addEventListener('change', () => {
+    slots.update() // may change slots.value, whose event then announces
+    onAdmission()
   })
+  slots.events.addEventListener('change', onAdmission)
 
   const relays = opts.relays ?? (await resolveRelays())
   const relayPeers = new Set(relays.map((r) => r.split('/p2p/').pop()))
@@ -317,6 +326,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     async stop() {
       removeEventListener('pagehide', onHide)
       discovery.stop()
+      slots.stop()
       requester.close()
       capacity.stop()
       await node.stop()
