@@ -18,8 +18,26 @@ function kindOf(cmdline: string): string {
 /** Cumulative CPU ms of each descendant process, by pid. */
 export type Sample = Map<number, { kind: string; ms: number }>
 
-export function sample(root = process.pid): Sample {
-  const procs = new Map<number, { ppid: number; ms: number; kind: string }>()
+/** `stat` fields from 3 (state) on, of a process or a thread. */
+const statFields = (path: string) => {
+  const stat = readFileSync(path, 'utf8')
+  return {
+    name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
+    f: stat.slice(stat.lastIndexOf(')') + 2).split(' '),
+  }
+}
+const cpuMs = (f: string[]) => (Number(f[11]) + Number(f[12])) * TICK_MS
+
+interface Proc {
+  ppid: number
+  ms: number
+  kind: string
+  cmd: string
+}
+
+/** Every descendant of `root`, with its CPU ms, kind and command line. */
+function descendants(root: number): Map<number, Proc> {
+  const procs = new Map<number, Proc>()
   let pids: string[]
   try {
     pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p))
@@ -28,21 +46,65 @@ export function sample(root = process.pid): Sample {
   }
   for (const p of pids) {
     try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ') // fields from 3 (state) on
+      const { f } = statFields(`/proc/${p}/stat`)
       const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ')
-      procs.set(Number(p), {
-        ppid: Number(f[1]),
-        ms: (Number(f[11]) + Number(f[12])) * TICK_MS,
-        kind: kindOf(cmd),
-      })
+      procs.set(Number(p), { ppid: Number(f[1]), ms: cpuMs(f), kind: kindOf(cmd), cmd })
     } catch {} // exited meanwhile
   }
-  const out: Sample = new Map()
+  const out = new Map<number, Proc>()
   for (const [pid, p] of procs) {
     let a = p.ppid
     while (a > 1 && a !== root) a = procs.get(a)?.ppid ?? 0
-    if (a === root && pid !== root) out.set(pid, { kind: p.kind, ms: p.ms })
+    if (a === root && pid !== root) out.set(pid, p)
+  }
+  return out
+}
+
+export function sample(root = process.pid): Sample {
+  return new Map([...descendants(root)].map(([pid, p]) => [pid, { kind: p.kind, ms: p.ms }]))
+}
+
+/**
+ * Cumulative CPU ms of every thread of our descendants, by `pid:tid`, labelled `<kind>/<thread>`
+ * (`main` for a process's first thread), prefixed `<role> ` when the process or an ancestor has
+ * `marker` in its command line (e.g. the requester's own browser, by its profile folder).
+ */
+export function threadSample(
+  o: { marker?: string; role?: string } = {},
+): Map<string, { label: string; ms: number }> {
+  const procs = descendants(process.pid)
+  const marked = (pid: number): boolean => {
+    for (let p = procs.get(pid), a = pid; p; a = p.ppid, p = procs.get(a))
+      if (o.marker && p.cmd.includes(o.marker)) return true
+    return false
+  }
+  const out = new Map<string, { label: string; ms: number }>()
+  for (const [pid, p] of procs) {
+    const role = marked(pid) ? `${o.role ?? 'marked'} ` : ''
+    let tids: string[] = []
+    try {
+      tids = readdirSync(`/proc/${pid}/task`)
+    } catch {}
+    for (const tid of tids) {
+      try {
+        const { name, f } = statFields(`/proc/${pid}/task/${tid}/stat`)
+        const thread = Number(tid) === pid ? 'main' : name
+        out.set(`${pid}:${tid}`, { label: `${role}${p.kind}/${thread}`, ms: cpuMs(f) })
+      } catch {}
+    }
+  }
+  return out
+}
+
+/** CPU ms per thread label between two thread samples (a thread that started in between counts in full). */
+export function threadsSince(
+  before: ReturnType<typeof threadSample>,
+  after: ReturnType<typeof threadSample>,
+): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const [id, t] of after) {
+    const ms = t.ms - (before.get(id)?.ms ?? 0)
+    if (ms > 0) out[t.label] = (out[t.label] ?? 0) + ms
   }
   return out
 }

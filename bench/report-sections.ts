@@ -157,9 +157,38 @@ The requester is a tab in a Chromium of its own with an on-disk profile, as a pe
 ${table([...head, 'compute ms / job', 'CPU ms / job, all processes', 'cores busy'], rows)}
 
 ${roundsLine(t)}CPU ms per job by process kind${two ? `, ${two.model} on 2 contributors: ${cpu(two.cpuMsPerJob)}` : ''}.${offLine}
+${two ? `By thread, that row (ms per job; the requester's browser + the contributors' browser): ${byThread(two.cpuMsPerJobByThread)}.` : ''}${off ? `\nWith \`persist: false\`: ${byThread(off.cpuMsPerJobByThread)}.` : ''}
 The job path's ceiling (mlp-tiny, ~0 compute, all contributors): ${f(t.ceiling.jobsPerS)} jobs/s, ${f(sum(t.ceiling.cpuMsPerJob), 1)} CPU ms per job (${cpu(t.ceiling.cpuMsPerJob)}), ${f(t.ceiling.coresBusy)} cores busy.
 Native reference, the same counts as onnxruntime-node processes at once (1 thread each, ms per run → speedup): ${nativeLine(t)}.
 Each model ran once on every tab first, and each batch waited for the tabs to go quiet: ${settled(t.settled)}.`
+}
+
+/** Thread labels (bench/cpu.ts `threadSample`) by what they do for a job; the rest is 'other'. */
+const THREAD_GROUPS: [string, RegExp][] = [
+  ['inference workers', /\/DedicatedWorker$/],
+  ['page main threads', /renderer\/main$/],
+  ['WebRTC and I/O threads (sockets, IPC)', /WebRTC|ChildIOT|IOThread|network service\//],
+  ['browser thread pools (IndexedDB)', /browser process\/ThreadPool/],
+  ['renderer thread pools (WebCrypto, GC)', /renderer\/ThreadPool/],
+  ['browser main threads', /browser process\/main$/],
+  ['relay', /^relay\//],
+  ["the bench's DevTools pipe", /DevToolsPipe/],
+]
+
+function byThread(c: Record<string, number> | undefined): string {
+  if (!c) return '–'
+  const groups = new Map<string, { req: number; rest: number }>()
+  for (const [label, ms] of Object.entries(c)) {
+    const name = THREAD_GROUPS.find(([, re]) => re.test(label))?.[0] ?? 'other'
+    const g = groups.get(name) ?? { req: 0, rest: 0 }
+    if (label.startsWith('requester ')) g.req += ms
+    else g.rest += ms
+    groups.set(name, g)
+  }
+  return [...groups]
+    .sort((a, b) => b[1].req + b[1].rest - (a[1].req + a[1].rest))
+    .map(([name, g]) => `${name} ${f(g.req + g.rest, 1)} (${f(g.req, 1)} + ${f(g.rest, 1)})`)
+    .join(', ')
 }
 
 /** Which models ran in interleaved rounds, and how their rows are summarised. */

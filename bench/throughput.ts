@@ -1,6 +1,7 @@
 /** 2. Throughput scaling: a batch of compute-bound jobs on 1, 2 and 3 contributor tabs (1-thread WASM each). */
 import type { Page } from 'playwright-core'
-import { type Settled, sample, settle, since } from './cpu.ts'
+import { PROFILE_DIR_PREFIX } from '../test/helpers/chromium.ts'
+import { type Settled, sample, settle, since, threadSample, threadsSince } from './cpu.ts'
 import { type NativeScaling, nativeScaling } from './native-scaling.ts'
 import { median } from './stats.ts'
 
@@ -17,6 +18,8 @@ export interface ThroughputRow {
   /** Inference ms per job (worker-side), and every process's CPU ms per job by kind (/proc). */
   computeMsPerJob: number
   cpuMsPerJob: Record<string, number>
+  /** The same by thread, `[requester ]<kind>/<thread>`: which threads the non-compute CPU went to. */
+  cpuMsPerJobByThread: Record<string, number>
   /** Our processes' CPU time over the batch's wall time: 2 = both cores of this machine. */
   coresBusy: number
   /** Jobs that failed and were run again (their errors), if any. */
@@ -141,20 +144,39 @@ interface Batch {
   runMs: number[]
   failures: string[]
   cpu: Record<string, number>
+  threads: Record<string, number>
 }
+
+/** Threads of the requester's own browser (launchProfileTab) are labelled 'requester'. */
+const threadsNow = () => threadSample({ marker: PROFILE_DIR_PREFIX, role: 'requester' })
 
 async function batch(req: Page, model: string, jobs: number, persist = true): Promise<Batch> {
   const cpu0 = sample()
+  const threads0 = threadsNow()
   const r = await req.evaluate((a) => window.__bench.batch(a), { model, n: jobs, persist })
-  return { jobs, ...r, jobsPerS: (jobs / r.ms) * 1000, cpu: since(cpu0) }
+  return {
+    jobs,
+    ...r,
+    jobsPerS: (jobs / r.ms) * 1000,
+    cpu: since(cpu0),
+    threads: threadsSince(threads0, threadsNow()),
+  }
+}
+
+const perJob = (totals: Batch['cpu'][], jobs: number) => {
+  const out: Record<string, number> = {}
+  for (const t of totals) for (const [k, v] of Object.entries(t)) out[k] = (out[k] ?? 0) + v / jobs
+  return out
 }
 
 /** One row from a count's rounds: median jobs/s, median of the speedups paired round by round. */
 function row(model: string, k: number, bs: Batch[], base: number[] | undefined): ThroughputRow {
   const jobs = bs.reduce((n, b) => n + b.jobs, 0)
   const ms = bs.reduce((n, b) => n + b.ms, 0)
-  const cpu: Record<string, number> = {}
-  for (const b of bs) for (const [kind, v] of Object.entries(b.cpu)) cpu[kind] = (cpu[kind] ?? 0) + v
+  const cpu = perJob(
+    bs.map((b) => b.cpu),
+    1,
+  )
   const byWorker = new Map<string, number>()
   for (const b of bs)
     for (const [w, n] of Object.entries(b.byWorker)) byWorker.set(w, (byWorker.get(w) ?? 0) + n)
@@ -170,7 +192,11 @@ function row(model: string, k: number, bs: Batch[], base: number[] | undefined):
     efficiency: speedup / k,
     byWorker: [...byWorker.values()],
     computeMsPerJob: bs.flatMap((b) => b.runMs).reduce((a, b) => a + b, 0) / jobs,
-    cpuMsPerJob: Object.fromEntries(Object.entries(cpu).map(([kind, v]) => [kind, v / jobs])),
+    cpuMsPerJob: perJob([cpu], jobs),
+    cpuMsPerJobByThread: perJob(
+      bs.map((b) => b.threads),
+      jobs,
+    ),
     coresBusy: Object.values(cpu).reduce((a, b) => a + b, 0) / ms,
     ...(failures.length ? { failures } : {}),
     ...(bs.length > 1 ? { rounds: { jobsPerS: bs.map((b) => b.jobsPerS), speedup: perRound } } : {}),

@@ -54,6 +54,10 @@ describe('npm run bench -- --quick', () => {
     const two = r.throughput.rows.find((t: Row) => t.contributors === 2 && t.persist !== false)
     expect(two.jobsPerS).toBeGreaterThan(0)
     expect(two.byWorker).toHaveLength(2) // both contributors took work
+    // Per-thread CPU was read, the requester's browser told apart from the contributors'.
+    const threads = Object.keys(two.cpuMsPerJobByThread)
+    expect(threads).toContain('renderer/DedicatedWorker') // the contributors' inference workers
+    expect(threads.filter((t) => t.startsWith('requester ')).length).toBeGreaterThan(0)
     // The same batch with persist: false, for what the requester's IndexedDB writes cost.
     const off = r.throughput.rows.find((t: Row) => t.contributors === 2 && t.persist === false)
     expect(off.jobsPerS).toBeGreaterThan(0)

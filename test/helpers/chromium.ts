@@ -53,10 +53,13 @@ export async function launchBrowser(opts: { webgpu?: boolean; args?: string[] } 
  * browser is: IndexedDB on disk. Off-the-record contexts keep it in memory, where each write costs
  * more the more the origin holds.
  */
+/** The profile folder's name prefix: it is on the command line of that browser's processes. */
+export const PROFILE_DIR_PREFIX = 'pc-profile-'
+
 export async function launchProfileTab(
   opts: { args?: string[] } = {},
 ): Promise<{ page: Page; close(): Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'pc-profile-'))
+  const dir = mkdtempSync(join(tmpdir(), PROFILE_DIR_PREFIX))
   let context: BrowserContext | undefined
   const close = async () => {
     await context?.close().catch(() => {})
