@@ -46,6 +46,9 @@ export async function engineSection(
       runs: quick ? 3 : 10,
       webgpuModels: ['mlp-s'],
       webgpuRuns: quick ? 2 : 3,
+      // Where PP-OCR detection's time goes, op type by op type (mlp-m in quick mode).
+      profileModels: quick ? ['mlp-m'] : ['ppocr-det'],
+      profileRuns: quick ? 2 : 5,
       log,
     })
     if (!quick && !pick && !models.some((m) => m.name === 'ppocr-det'))

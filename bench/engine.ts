@@ -3,12 +3,14 @@
  * (SwiftShader here, small model only), each against onnxruntime-node on the same input. Browser
  * rounds and native rounds alternate in blocks, so load drift on a shared machine hits both.
  */
-import { readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import type { Page } from 'playwright-core'
 import { settle } from './cpu.ts'
 import { type InputSpec, seededInputs } from './inputs.ts'
+import { eventsFromText, type OpProfile, opProfile } from './op-profile.ts'
 import type { EngineRun, EngineSetting } from './page-engine.ts'
 import { median } from './stats.ts'
 
@@ -55,6 +57,8 @@ export interface EngineRow {
   /** Largest |diff| between browser settings (0 = bitwise equal). */
   maxAbsDiffWeb: number
   eps: Record<string, string>
+  /** ORT's profiler, 1 thread each side: ms per op type per run, browser WASM and native. */
+  ops?: { web: OpProfile; native: OpProfile }
 }
 
 const BLOCKS = 3
@@ -82,6 +86,33 @@ async function nativeSessions(bytes: Uint8Array, m: EngineModel, threads: number
       }
     },
     release: () => Promise.all(sessions.map((s) => s.release())),
+  }
+}
+
+/** onnxruntime-node with its profiler on (1 thread): ms per op type per run. */
+async function nativeOpProfile(bytes: Uint8Array, m: EngineModel, runs: number): Promise<OpProfile> {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-ort-profile-'))
+  try {
+    const session = await ort.InferenceSession.create(bytes, {
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+      enableProfiling: true,
+      profileFilePrefix: join(dir, 'ort'),
+    })
+    const feeds = Object.fromEntries(
+      Object.entries(seededInputs(m.inputs, 1)).map(([k, t]) => [
+        k,
+        new ort.Tensor('float32', t.data, t.dims),
+      ]),
+    )
+    for (let i = 0; i <= runs; i++) await session.run(feeds)
+    session.endProfiling()
+    await session.release()
+    const [file] = readdirSync(dir)
+    if (!file) throw new Error('onnxruntime-node wrote no profile')
+    return opProfile(eventsFromText(readFileSync(join(dir, file), 'utf8')))
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
   }
 }
 
@@ -115,7 +146,15 @@ export async function engineBench(
   page: Page,
   dist: string,
   models: EngineModel[],
-  o: { runs: number; webgpuModels: string[]; webgpuRuns: number; log?: (s: string) => void },
+  o: {
+    runs: number
+    webgpuModels: string[]
+    webgpuRuns: number
+    /** Models also run under ORT's profiler on both sides, and how many runs after a warm-up. */
+    profileModels?: string[]
+    profileRuns?: number
+    log?: (s: string) => void
+  },
 ): Promise<{ rows: EngineRow[]; maxThreads: number; swiftShaderAutoEp?: string }> {
   const rows: EngineRow[] = []
   let maxThreads = 1
@@ -156,6 +195,18 @@ export async function engineBench(
       )
       gpu.runs.forEach(note)
       swiftShaderAutoEp = gpu.runs[1]?.ep
+    }
+    let ops: EngineRow['ops']
+    if (o.profileModels?.includes(m.name)) {
+      await settle()
+      const runs = o.profileRuns ?? 5
+      const web = await page.evaluate((a) => window.__bench.engineOpProfile(a), {
+        url: `/${m.file}`,
+        inputs: m.inputs,
+        seed: 1,
+        runs,
+      })
+      ops = { web, native: await nativeOpProfile(readFileSync(resolve(dist, m.file)), m, runs) }
     }
     let diff = 0
     for (let i = 0; i < nat.output.length; i++)
@@ -198,6 +249,7 @@ export async function engineBench(
       maxAbsDiffNative: diff,
       maxAbsDiffWeb: Math.max(...web.runs.map((r) => r.maxAbsDiff)),
       eps,
+      ...(ops ? { ops } : {}),
     })
   }
   return { rows, maxThreads, ...(swiftShaderAutoEp ? { swiftShaderAutoEp } : {}) }

@@ -2,6 +2,7 @@
  * Bench page, engine: one model on onnxruntime-web with fixed settings (WASM 1 / N threads, WebGPU)
  * and with the contributor's 'auto' engine, runs interleaved so load noise hits every setting alike.
  */
+import { wrap } from 'comlink'
 import { createInferenceBridge, type InferenceEngine } from '../src/compute/bridge.ts'
 import { type Calibrated, createEngine, maxThreads } from '../src/compute/engine.ts'
 import { modelCid } from '../src/shared/cid.ts'
@@ -9,6 +10,7 @@ import type { TensorData } from '../src/shared/tensor.ts'
 import { calibrationStore } from '../src/store/calibration.ts'
 import { openStore } from '../src/store/db.ts'
 import { type InputSpec, seededInputs } from './inputs.ts'
+import type { OpProfileApi } from './op-profile.worker.ts'
 
 export interface EngineSetting {
   label: string
@@ -122,4 +124,16 @@ async function noteChoice(o: Open): Promise<void> {
 export function engineClose(): void {
   for (const e of open?.engines ?? []) e.close()
   open = undefined
+}
+
+/** ORT's profiler on one model, WASM 1 thread, in a worker of its own (bench/op-profile.worker.ts). */
+export async function engineOpProfile(o: { url: string; inputs: InputSpec[]; seed: number; runs: number }) {
+  const bytes = new Uint8Array(await (await fetch(o.url)).arrayBuffer())
+  const feeds = seededInputs(o.inputs, o.seed)
+  const worker = new Worker(new URL('./op-profile.worker.ts', import.meta.url), { type: 'module' })
+  try {
+    return await wrap<OpProfileApi>(worker).profile(bytes, feeds, o.runs)
+  } finally {
+    worker.terminate()
+  }
 }

@@ -8,7 +8,7 @@ import { createInferenceBridge } from '../src/compute/bridge.ts'
 import { createEngine } from '../src/compute/engine.ts'
 import { createPeer, type Peer } from '../src/index.ts'
 import { resolveRelays } from '../src/net/relays.ts'
-import { engineClose, engineOpen, engineRounds } from './page-engine.ts'
+import { engineClose, engineOpen, engineOpProfile, engineRounds } from './page-engine.ts'
 import { jobsApi } from './page-jobs.ts'
 import { installProbes, probes } from './page-probe.ts'
 import * as transport from './page-transport.ts'
@@ -44,6 +44,7 @@ async function main() {
     engineOpen,
     engineRounds,
     engineClose,
+    engineOpProfile,
     probes,
     p2pSend: (target: string, total: number, msg: number) => transport.p2pSend(node(), target, total, msg),
     p2pEcho: (target: string, n: number, size?: number) => transport.p2pEcho(node(), target, n, size),

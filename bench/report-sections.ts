@@ -3,6 +3,7 @@
 import type { ColdStart } from './cold-start.ts'
 import type { Settled } from './cpu.ts'
 import type { DispatchRow } from './dispatch.ts'
+import type { EngineRow } from './engine.ts'
 import type { Results } from './report.ts'
 import { MiB, median, round } from './stats.ts'
 import type { Throughput } from './throughput.ts'
@@ -303,7 +304,29 @@ export function engine(e: NonNullable<Results['engine']>): string {
     'max |web − native|',
     'web 1 vs N thr',
   ]
-  return `## 5. Engine (p50 run ms in the worker; N = ${e.maxThreads}; webgpu = SwiftShader's fallback adapter; 'auto' re-checks after 4 runs here, 50 in the app)\n\n${table(['model', ...head], rows)}`
+  const ops = e.rows.filter((x) => x.ops).map((x) => opsTable(x.model, x.ops!))
+  return [
+    `## 5. Engine (p50 run ms in the worker; N = ${e.maxThreads}; webgpu = SwiftShader's fallback adapter; 'auto' re-checks after 4 runs here, 50 in the app)\n\n${table(['model', ...head], rows)}`,
+    ...ops,
+  ].join('\n\n')
+}
+
+/** ORT's profiler on both sides: the op types that take the browser's time, against native. */
+function opsTable(model: string, o: NonNullable<EngineRow['ops']>): string {
+  const sum = (m: Record<string, number>) => Object.values(m).reduce((a, b) => a + b, 0)
+  const web = sum(o.web.msByOp)
+  const nat = sum(o.native.msByOp)
+  const types = Object.keys({ ...o.web.msByOp, ...o.native.msByOp }).sort(
+    (a, b) => (o.web.msByOp[b] ?? 0) - (o.web.msByOp[a] ?? 0),
+  )
+  const rows = types.map((t) => {
+    const w = o.web.msByOp[t] ?? 0
+    const n = o.native.msByOp[t] ?? 0
+    return [t, f(w, 1), f(n, 1), w && n ? f(w / n) : '–', `${f((100 * w) / web, 0)} %`]
+  })
+  rows.push(['all kernels', f(web, 1), f(nat, 1), f(web / nat), '100 %'])
+  rows.push(["ORT's run", f(o.web.runMs, 1), f(o.native.runMs, 1), f(o.web.runMs / o.native.runMs), '–'])
+  return `### Where ${model}'s time goes (ORT's profiler, 1 thread each side, ms per run over ${o.web.runs} runs; native may fuse ops the browser build runs apart, and converts layouts for its NCHWc kernels)\n\n${table(['op type', 'browser WASM', 'native', 'ratio', 'share of browser'], rows)}`
 }
 
 export function verification(v: NonNullable<Results['verification']>): string {
