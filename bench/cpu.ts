@@ -96,7 +96,10 @@ export function threadSample(
   return out
 }
 
-/** CPU ms per thread label between two thread samples (a thread that started in between counts in full). */
+/**
+ * CPU ms per thread label between two thread samples: a thread that started in between counts in
+ * full, one that exited in between is missed (Chromium's pool threads come and go).
+ */
 export function threadsSince(
   before: ReturnType<typeof threadSample>,
   after: ReturnType<typeof threadSample>,

@@ -92,8 +92,9 @@ async function nativeSessions(bytes: Uint8Array, m: EngineModel, threads: number
 /** onnxruntime-node with its profiler on (1 thread): ms per op type per run. */
 async function nativeOpProfile(bytes: Uint8Array, m: EngineModel, runs: number): Promise<OpProfile> {
   const dir = mkdtempSync(join(tmpdir(), 'pc-ort-profile-'))
+  let session: ort.InferenceSession | undefined
   try {
-    const session = await ort.InferenceSession.create(bytes, {
+    session = await ort.InferenceSession.create(bytes, {
       intraOpNumThreads: 1,
       interOpNumThreads: 1,
       enableProfiling: true,
@@ -107,11 +108,11 @@ async function nativeOpProfile(bytes: Uint8Array, m: EngineModel, runs: number):
     )
     for (let i = 0; i <= runs; i++) await session.run(feeds)
     session.endProfiling()
-    await session.release()
     const [file] = readdirSync(dir)
     if (!file) throw new Error('onnxruntime-node wrote no profile')
     return opProfile(eventsFromText(readFileSync(join(dir, file), 'utf8')))
   } finally {
+    await session?.release().catch(() => {})
     rmSync(dir, { recursive: true, force: true })
   }
 }

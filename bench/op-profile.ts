@@ -25,7 +25,12 @@ export function eventsFromText(text: string): TraceEvent[] {
   const a = text.indexOf('[')
   const b = text.lastIndexOf(']')
   if (a < 0 || b < a) throw new Error('no profile (JSON event array) in the output')
-  return JSON.parse(text.slice(a, b + 1).replace(/,\s*\]$/, ']')) as TraceEvent[]
+  try {
+    return JSON.parse(text.slice(a, b + 1).replace(/,\s*\]$/, ']')) as TraceEvent[]
+  } catch (err) {
+    // ORT writes node names unescaped: a quote or backslash in one breaks the JSON.
+    throw new Error(`profile is not valid JSON: ${(err as Error).message}`)
+  }
 }
 
 export function opProfile(events: TraceEvent[]): OpProfile {

@@ -324,6 +324,11 @@ function opsTable(model: string, o: NonNullable<EngineRow['ops']>): string {
     const n = o.native.msByOp[t] ?? 0
     return [t, f(w, 1), f(n, 1), w && n ? f(w / n) : '–', `${f((100 * w) / web, 0)} %`]
   })
+  // Native's NCHWc Conv carries its activation inside; the browser's runs it as FusedConv.
+  const conv = (m: Record<string, number>) => (m.Conv ?? 0) + (m.FusedConv ?? 0)
+  const [wc, nc] = [conv(o.web.msByOp), conv(o.native.msByOp)]
+  if (o.web.msByOp.FusedConv)
+    rows.push(['Conv + FusedConv', f(wc, 1), f(nc, 1), nc ? f(wc / nc) : '–', `${f((100 * wc) / web, 0)} %`])
   rows.push(['all kernels', f(web, 1), f(nat, 1), f(web / nat), '100 %'])
   rows.push(["ORT's run", f(o.web.runMs, 1), f(o.native.runMs, 1), f(o.web.runMs / o.native.runMs), '–'])
   return `### Where ${model}'s time goes (ORT's profiler, 1 thread each side, ms per run over ${o.web.runs} runs; native may fuse ops the browser build runs apart, and converts layouts for its NCHWc kernels)\n\n${table(['op type', 'browser WASM', 'native', 'ratio', 'share of browser'], rows)}`

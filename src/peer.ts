@@ -2,7 +2,7 @@
 import { logger } from '@libp2p/logger'
 import type { Capabilities as EngineCapabilities, InferenceEngine } from './compute/bridge.ts'
 import { type Controls, createControls } from './compute/controls.ts'
-import { settleSlots } from './compute/settled-slots.ts'
+import { settleUsed } from './compute/settled-slots.ts'
 import { createAdaptive } from './jobs/adaptive.ts'
 import type { TestHooks } from './jobs/adversary.ts'
 import { createCapacityWaiters } from './jobs/capacity.ts'
@@ -28,8 +28,8 @@ import { createReputation, type Reputation } from './trust/reputation.ts'
 
 /** Free-slot adverts at most this often (trailing): requesters count their own jobs in between. */
 const SLOT_ADVERT_GAP_MS = 500
-/** A rise in free slots is advertised once it has held this long (src/compute/settled-slots.ts). */
-const SLOT_SETTLE_MS = 1000
+/** Time constant of the advertised busy count's average (src/compute/settled-slots.ts). */
+const BUSY_AVERAGE_MS = 500
 
 export interface PeerOptions {
   /** Relay multiaddrs; by default read from `peer-compute.json` next to the page. */
@@ -143,7 +143,8 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   })
   const { admission, engine } = controls
   const credits = await createCredits({ store, storeName, privateKey })
-  const slots = settleSlots({ read: () => admission.free, settleMs: SLOT_SETTLE_MS })
+  const busy = settleUsed({ read: () => admission.used, tauMs: BUSY_AVERAGE_MS })
+  const advertisedFree = () => (admission.active ? Math.max(0, admission.capacity - busy.value) : 0)
   const adapterClass = () => {
     const a = caps?.adapter
     return a ? `${a.architecture || a.vendor || 'unknown'}${a.isFallback ? ' (fallback)' : ''}` : 'none'
@@ -152,7 +153,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     eps: caps?.eps ?? [],
     adapter: adapterClass(),
     threads: caps?.threads ?? 0,
-    slots: slots.value,
+    slots: advertisedFree(),
     maxSlots: admission.maxSlots,
     contributing: admission.active,
     models: cached.slice(0, 256),
@@ -243,7 +244,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   const advertState = () => ({
     active: admission.active,
     capacity: admission.capacity,
-    free: slots.value,
+    free: advertisedFree(),
     max: admission.maxSlots,
   })
   let advertised = advertState()
@@ -255,10 +256,10 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     discovery.announce(news ? 0 : SLOT_ADVERT_GAP_MS)
   }
   admission.events.addEventListener('change', () => {
-    slots.update() // may change slots.value, whose event then announces
+    busy.update() // may change busy.value, whose event then announces
     onAdmission()
   })
-  slots.events.addEventListener('change', onAdmission)
+  busy.events.addEventListener('change', onAdmission)
 
   const relays = opts.relays ?? (await resolveRelays())
   const relayPeers = new Set(relays.map((r) => r.split('/p2p/').pop()))
@@ -326,7 +327,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     async stop() {
       removeEventListener('pagehide', onHide)
       discovery.stop()
-      slots.stop()
+      busy.stop()
       requester.close()
       capacity.stop()
       await node.stop()

@@ -1,17 +1,19 @@
 /**
- * The free-slot count a contributor advertises: a drop counts at once, a rise only once it has held
- * for `settleMs`. Under a steady stream of jobs the instant count flips between 0 and 1 with every job,
- * and each flip would be an advert (signed, relayed and checked by every tab); as settled it stays at
- * its low and the adverts stop until the contributor is really freer.
+ * The busy-slot count a contributor advertises: the time average of its used slots (an exponential
+ * average, time constant `tauMs`), rounded with hysteresis. Under a steady stream of jobs the instant
+ * count flips between 0 and 1 with every job, and each flip was an advert (signed, relayed and checked
+ * by every tab); averaged, a stream that keeps a slot three-quarters busy reads as busy, one that keeps
+ * it a quarter busy or less as free, and the count moves only when that changes. Free slots are
+ * `capacity − value`: switching on or off and capacity changes still show at once.
  *
  * @example
- * const slots = settleSlots({ read: () => admission.free, settleMs: 1000 })
- * admission.events.addEventListener('change', slots.update)
- * slots.events.addEventListener('change', () => discovery.announce())
+ * const busy = settleUsed({ read: () => admission.used, tauMs: 500 })
+ * admission.events.addEventListener('change', busy.update)
+ * busy.events.addEventListener('change', () => discovery.announce())
  */
 
-export interface SettledSlots {
-  /** The count to advertise. */
+export interface SettledUsed {
+  /** The busy count to advertise. */
   readonly value: number
   /** Call on every change of the instant count. */
   update(): void
@@ -20,32 +22,35 @@ export interface SettledSlots {
   stop(): void
 }
 
-export function settleSlots(o: { read(): number; settleMs: number }): SettledSlots {
-  const events = new EventTarget()
-  let value = o.read()
-  let low = value // lowest count since the pending rise began
-  let timer: ReturnType<typeof setTimeout> | undefined
+/** How far the average must move past the advertised count before it changes (0.5 would flip on noise). */
+const BAND = 0.75
 
-  const set = (v: number) => {
-    if (v === value) return
-    value = v
-    events.dispatchEvent(new Event('change'))
-  }
-  const rise = () => {
-    timer = undefined
-    set(low)
-    update() // higher still: that rise must hold as well
-  }
+export function settleUsed(o: { read(): number; tauMs: number; now?: () => number }): SettledUsed {
+  const now = o.now ?? (() => performance.now())
+  const events = new EventTarget()
+  let current = o.read() // the instant count since `at`
+  let avg = current
+  let at = now()
+  let value = current
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let stopped = false
+
   function update() {
-    const now = o.read()
-    if (now <= value) {
-      clearTimeout(timer)
-      timer = undefined
-      set(now)
-    } else if (timer === undefined) {
-      low = now
-      timer = setTimeout(rise, o.settleMs)
-    } else low = Math.min(low, now)
+    if (stopped) return
+    const t = now()
+    avg = current + (avg - current) * Math.exp(-(t - at) / o.tauMs)
+    at = t
+    current = o.read()
+    const before = value
+    while (avg >= value + BAND) value++
+    while (avg <= value - BAND) value--
+    clearTimeout(timer)
+    timer = undefined
+    // The average heads for `current`: wake when it crosses the next band edge on the way.
+    const edge = current > value ? value + BAND : current < value ? value - BAND : undefined
+    if (edge !== undefined && Math.abs(current - value) >= 1)
+      timer = setTimeout(update, Math.max(1, o.tauMs * Math.log((current - avg) / (current - edge))))
+    if (value !== before) events.dispatchEvent(new Event('change'))
   }
 
   return {
@@ -54,6 +59,9 @@ export function settleSlots(o: { read(): number; settleMs: number }): SettledSlo
     },
     update,
     events,
-    stop: () => clearTimeout(timer),
+    stop() {
+      stopped = true
+      clearTimeout(timer)
+    },
   }
 }

@@ -2,8 +2,11 @@
 import type { KnownPeer } from '../net/discovery.ts'
 
 const STALE_ADVERT_MS = 12_000
-/** An advert seen within this long after one of our jobs on that peer ended may still count it. */
-const ADVERT_LAG_MS = 1_000
+/**
+ * An advert seen within this long after one of our jobs on that peer ended may still count it: the
+ * advertised busy count is a 0.5 s average (about 0.7 s to fall to free), published up to 0.5 s late.
+ */
+const ADVERT_LAG_MS = 2_000
 
 export interface PeerDirectory {
   peers(): KnownPeer[]
