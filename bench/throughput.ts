@@ -130,7 +130,7 @@ export async function throughputBench(
   const cpu = since(cpu0)
   const ceiling = {
     jobsPerS: (n / t.ms) * 1000,
-    cpuMsPerJob: Object.fromEntries(Object.entries(cpu).map(([kind, ms]) => [kind, ms / n])),
+    cpuMsPerJob: perJob([cpu], n),
     coresBusy: Object.values(cpu).reduce((a, b) => a + b, 0) / t.ms,
   }
   return { rows, localJobsPerS, settled, native, ceiling }
@@ -173,9 +173,9 @@ const perJob = (totals: Batch['cpu'][], jobs: number) => {
 function row(model: string, k: number, bs: Batch[], base: number[] | undefined): ThroughputRow {
   const jobs = bs.reduce((n, b) => n + b.jobs, 0)
   const ms = bs.reduce((n, b) => n + b.ms, 0)
-  const cpu = perJob(
+  const cpuMsPerJob = perJob(
     bs.map((b) => b.cpu),
-    1,
+    jobs,
   )
   const byWorker = new Map<string, number>()
   for (const b of bs)
@@ -192,12 +192,12 @@ function row(model: string, k: number, bs: Batch[], base: number[] | undefined):
     efficiency: speedup / k,
     byWorker: [...byWorker.values()],
     computeMsPerJob: bs.flatMap((b) => b.runMs).reduce((a, b) => a + b, 0) / jobs,
-    cpuMsPerJob: perJob([cpu], jobs),
+    cpuMsPerJob,
     cpuMsPerJobByThread: perJob(
       bs.map((b) => b.threads),
       jobs,
     ),
-    coresBusy: Object.values(cpu).reduce((a, b) => a + b, 0) / ms,
+    coresBusy: (Object.values(cpuMsPerJob).reduce((a, b) => a + b, 0) * jobs) / ms,
     ...(failures.length ? { failures } : {}),
     ...(bs.length > 1 ? { rounds: { jobsPerS: bs.map((b) => b.jobsPerS), speedup: perRound } } : {}),
   }

@@ -2,7 +2,7 @@
 import { logger } from '@libp2p/logger'
 import type { Capabilities as EngineCapabilities, InferenceEngine } from './compute/bridge.ts'
 import { type Controls, createControls } from './compute/controls.ts'
-import { settleUsed } from './compute/settled-slots.ts'
+import { settleUsed } from './compute/settled-used.ts'
 import { createAdaptive } from './jobs/adaptive.ts'
 import type { TestHooks } from './jobs/adversary.ts'
 import { createCapacityWaiters } from './jobs/capacity.ts'
@@ -28,7 +28,7 @@ import { createReputation, type Reputation } from './trust/reputation.ts'
 
 /** Free-slot adverts at most this often (trailing): requesters count their own jobs in between. */
 const SLOT_ADVERT_GAP_MS = 500
-/** Time constant of the advertised busy count's average (src/compute/settled-slots.ts). */
+/** Time constant of the advertised busy count's average (src/compute/settled-used.ts). */
 const BUSY_AVERAGE_MS = 500
 
 export interface PeerOptions {

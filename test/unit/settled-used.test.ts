@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { settleUsed } from '../../src/compute/settled-slots.ts'
+import { settleUsed } from '../../src/compute/settled-used.ts'
 
 describe('settled busy count', () => {
   beforeEach(() => vi.useFakeTimers())
