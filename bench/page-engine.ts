@@ -45,7 +45,10 @@ interface Open {
 }
 let open: Open | undefined
 
-/** Creates one engine per setting, loads the model, and times each one's first run (session, calibration). */
+/**
+ * Creates one engine per setting and loads the model; nothing runs yet. 'auto' starts warm and
+ * waits for it, as a contributor's engine does when contributing starts, long before its first job.
+ */
 export async function engineOpen(o: {
   url: string
   inputs: InputSpec[]
@@ -55,7 +58,6 @@ export async function engineOpen(o: {
   engineClose()
   const bytes = new Uint8Array(await (await fetch(o.url)).arrayBuffer())
   const cid = (await modelCid(bytes)).toString()
-  const inputs = seededInputs(o.inputs, o.seed)
   const calibration = calibrationStore(await store)
   const calibrations: Omit<Calibrated, 'cid'>[] = []
   const onCalibrated = ({ cid: _, ...c }: Calibrated) => void calibrations.push(c)
@@ -64,6 +66,7 @@ export async function engineOpen(o: {
       ? createEngine({
           threads: 'auto',
           allowWebGpu: false,
+          warm: true,
           calibration,
           idleTimeoutMs: 0,
           recheckAfter: 4,
@@ -74,28 +77,43 @@ export async function engineOpen(o: {
           idleTimeoutMs: 0,
         }),
   )
+  const inputs = seededInputs(o.inputs, o.seed)
   open = { cid, inputs, settings: o.settings, engines, runs: [], calibrations }
+  for (const [i, s] of o.settings.entries()) {
+    if (s.threads === 'auto') await engines[i]!.warm?.()
+    await engines[i]!.loadModel(cid, bytes)
+  }
+  return { maxThreads: maxThreads() }
+}
+
+/** Times each setting's first run (session creation, and calibration for 'auto'); returns the first output. */
+export async function engineFirst() {
+  const o = open!
   let reference: TensorData | undefined
   for (const [i, s] of o.settings.entries()) {
-    const eng = engines[i]!
-    await eng.loadModel(cid, bytes)
     const t0 = performance.now()
-    const r = await eng.run({ cid, inputs, ep: s.ep })
+    const r = await o.engines[i]!.run({ cid: o.cid, inputs: o.inputs, ep: s.ep })
     const out = Object.values(r.outputs)[0]!.data
     reference ??= out
     let diff = 0
     for (let k = 0; k < out.length; k++)
       diff = Math.max(diff, Math.abs(Number(out[k]) - Number(reference[k])))
-    open.runs.push({ label: s.label, ep: r.ep, firstMs: performance.now() - t0, runMs: [], maxAbsDiff: diff })
+    o.runs.push({ label: s.label, ep: r.ep, firstMs: performance.now() - t0, runMs: [], maxAbsDiff: diff })
   }
-  await noteChoice(open)
-  return { output: Array.from(reference as Float32Array), maxThreads: maxThreads() }
+  await noteChoice(o)
+  return { output: Array.from(reference as Float32Array) }
 }
 
 /**
+ * A pause before each timed run: a multi-threaded run's pool threads spin on after it, and a run of
+ * another setting started at once shared the cores with them (mlp-m on 2 threads: 9.2–10.3 ms so,
+ * 7.6 ms apart). A contributor's next job runs on the same pool, which that spinning does not slow.
+ */
+const GAP_MS = 30
+
+/**
  * `n` more rounds, every setting once per round, so load drift hits all settings alike. The order
- * rotates each round, so no setting always runs right after the same one (a multi-threaded run's
- * pool threads can still be spinning when the next run starts).
+ * rotates each round, so no setting always runs right after the same one.
  */
 export async function engineRounds(n: number): Promise<EngineRun[]> {
   const o = open!
@@ -104,6 +122,7 @@ export async function engineRounds(n: number): Promise<EngineRun[]> {
     const first = o.runs[0]!.runMs.length % count
     for (let j = 0; j < count; j++) {
       const i = (first + j) % count
+      await new Promise((r) => setTimeout(r, GAP_MS))
       const r = await o.engines[i]!.run({ cid: o.cid, inputs: o.inputs, ep: o.settings[i]!.ep })
       o.runs[i]!.runMs.push(r.timing.runMs)
     }
@@ -121,6 +140,17 @@ async function noteChoice(o: Open): Promise<void> {
   }
 }
 
+/** `n` runs of one setting back to back, as a contributor's jobs come: ms of each. */
+export async function engineSustain(label: string, n: number): Promise<number[]> {
+  const o = open!
+  const i = o.settings.findIndex((s) => s.label === label)
+  if (i < 0) throw new Error(`no setting ${label}`)
+  const out: number[] = []
+  for (let k = 0; k < n; k++)
+    out.push((await o.engines[i]!.run({ cid: o.cid, inputs: o.inputs, ep: o.settings[i]!.ep })).timing.runMs)
+  return out
+}
+
 export function engineClose(): void {
   for (const e of open?.engines ?? []) e.close()
   open = undefined
@@ -130,7 +160,10 @@ export function engineClose(): void {
 export async function engineOpProfile(o: { url: string; inputs: InputSpec[]; seed: number; runs: number }) {
   const bytes = new Uint8Array(await (await fetch(o.url)).arrayBuffer())
   const feeds = seededInputs(o.inputs, o.seed)
-  const worker = new Worker(new URL('./op-profile.worker.ts', import.meta.url), { type: 'module' })
+  const worker = new Worker(new URL('./op-profile.worker.ts', import.meta.url), {
+    type: 'module',
+    name: 'inference',
+  })
   try {
     return await wrap<OpProfileApi>(worker).profile(bytes, feeds, o.runs)
   } finally {

@@ -8,7 +8,14 @@ import { createInferenceBridge } from '../src/compute/bridge.ts'
 import { createEngine } from '../src/compute/engine.ts'
 import { createPeer, type Peer } from '../src/index.ts'
 import { resolveRelays } from '../src/net/relays.ts'
-import { engineClose, engineOpen, engineOpProfile, engineRounds } from './page-engine.ts'
+import {
+  engineClose,
+  engineFirst,
+  engineOpen,
+  engineOpProfile,
+  engineRounds,
+  engineSustain,
+} from './page-engine.ts'
 import { jobsApi } from './page-jobs.ts'
 import { installProbes, probes } from './page-probe.ts'
 import * as transport from './page-transport.ts'
@@ -42,7 +49,9 @@ async function main() {
   const api = {
     ...(peer ? jobsApi(peer, local) : undefined),
     engineOpen,
+    engineFirst,
     engineRounds,
+    engineSustain,
     engineClose,
     engineOpProfile,
     probes,

@@ -282,7 +282,7 @@ export function engine(e: NonNullable<Results['engine']>): string {
   const rows = e.rows.map((x) => [
     x.model,
     ...cols.map((c) => f(x.p50[c])),
-    x.autoThreads ? `${x.autoThreads} thr` : '–',
+    x.calibrations?.length ? `${x.calibrations.map((c) => c.threads).join(' → ')} thr` : '–',
     f(x.choiceVsBest),
     f(x.autoVsBest),
     f(x.wasmVsNative),
@@ -295,7 +295,7 @@ export function engine(e: NonNullable<Results['engine']>): string {
   ])
   const head = [
     ...cols,
-    'auto chose',
+    'auto chose (each calibration)',
     'chosen / best',
     'auto runs / best',
     'best WASM / native',
@@ -305,10 +305,19 @@ export function engine(e: NonNullable<Results['engine']>): string {
     'web 1 vs N thr',
   ]
   const ops = e.rows.filter((x) => x.ops).map((x) => opsTable(x.model, x.ops!))
-  return [
-    `## 5. Engine (p50 run ms in the worker; N = ${e.maxThreads}; webgpu = SwiftShader's fallback adapter; 'auto' re-checks after 4 runs here, 50 in the app)\n\n${table(['model', ...head], rows)}`,
-    ...ops,
-  ].join('\n\n')
+  const sustained = e.rows.flatMap((x) => {
+    const st = x.sustained
+    if (!st) return []
+    const first = f(median(st.runMs.slice(0, 10)), 0)
+    const n = st.after + st.runMs.length
+    return [
+      `${x.model}, ${st.label}, ${st.runMs.length} more runs back to back: runs ${st.after + 1}–${st.after + 10} ${first} ms, runs ${n - 9}–${n} ${f(st.p50Last10, 0)} ms (p50).`,
+    ]
+  })
+  const title =
+    `## 5. Engine (p50 run ms in the worker; N = ${e.maxThreads}; webgpu = SwiftShader's fallback adapter; ` +
+    `'auto' in a tab of its own, started warm, re-checks after 4 runs here (8 in the app); each timed run starts 30 ms after the last)`
+  return [`${title}\n\n${table(['model', ...head], rows)}`, ...sustained, ...ops].join('\n\n')
 }
 
 /** ORT's profiler on both sides: the op types that take the browser's time, against native. */

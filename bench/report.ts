@@ -103,6 +103,12 @@ export function targets(r: Results): string {
       same <= 2.5,
     )
     add('PP-OCR det: best browser WASM / best native', f(det.wasmVsNative), 'report')
+    const st = det.sustained
+    if (st) {
+      const n = st.after + st.runMs.length
+      const got = `${f(st.p50Last10 / det.p50['node-N']!)} (${f(st.p50Last10, 0)} ms)`
+      add(`PP-OCR det: ${st.label} runs ${n - 9}–${n} back to back / native N`, got, 'report')
+    }
   }
   const ep = r.engine?.swiftShaderAutoEp
   if (ep) add("'auto' EP when only a fallback adapter exists", ep, 'wasm', ep === 'wasm')

@@ -44,7 +44,11 @@ export interface EngineOptions extends Omit<InferenceBridgeOptions, 'init'> {
   rules?: ThreadRules
   /** Told of every calibration (for the bench): the verdict, its pairs, and its wall time. */
   onCalibrated?: (c: Calibrated) => void
-  /** Runs of a model after which its choice is measured once more (default 50). */
+  /**
+   * Runs of a model after which its choice is measured again (default 8), then 8x as many after
+   * each re-check (64, 512, …): a first calibration runs while V8 still compiles the model's kernels,
+   * and ORT's 2-thread pool can later slow to 1-thread speed (PP-OCR detection after ~24 runs).
+   */
   recheckAfter?: number
   /** Builds the engine for one thread count (default: a worker bridge); for tests. */
   makeBridge?: (numThreads: number) => InferenceEngine
@@ -64,6 +68,8 @@ export interface Calibrated extends ThreadVerdict {
 
 /** Pairs a calibration never exceeds, however fast the model runs. */
 const MAX_PAIRS = 200
+/** Each re-check comes this many times more runs after the last one. */
+const RECHECK_GROWTH = 8
 
 /** The N of 'auto': what the worker would use by default (threads need cross-origin isolation). */
 export function maxThreads(): number {
@@ -81,7 +87,7 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
     maxPairs = 24,
     rules = THREAD_RULES,
     onCalibrated,
-    recheckAfter = 50,
+    recheckAfter = 8,
     makeBridge,
     threadsMax,
     ...bridgeOpts
@@ -209,10 +215,10 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
       choice = { threads: Promise.resolve(stored.threads), runs: 0, checks: stored.checks ?? 1 }
       choices.set(cid, choice)
     }
-    // One re-check once the model is warm in this worker: by then the first calibration's
-    // conditions (fresh workers, start-up load) have passed.
-    if (++choice.runs === recheckAfter && choice.checks < 2)
-      return calibrateOnce(params, 2, signal, await choice.threads.catch(() => undefined))
+    // Re-checks once the model is warm in this worker (the first calibration's conditions, fresh
+    // workers and kernels still compiling, have passed), then ever more rarely as conditions drift.
+    if (++choice.runs === recheckAfter * RECHECK_GROWTH ** (choice.checks - 1))
+      return calibrateOnce(params, choice.checks + 1, signal, await choice.threads.catch(() => undefined))
     let t: number
     try {
       t = await choice.threads

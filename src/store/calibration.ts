@@ -13,7 +13,7 @@ export interface CalibrationRecord {
   maxThreads: number
   /** Median run time (ms) per measured thread count, e.g. { 1: 10.2, 2: 6.1 }. */
   medianMs: Record<number, number>
-  /** Calibrations so far: 1 on the first run, 2 after the re-check once the model is warm. */
+  /** Calibrations so far: 1 on the first run, then one more per re-check (engine.ts, recheckAfter). */
   checks?: number
   at: number
 }

@@ -104,7 +104,7 @@ describe("createEngine({ threads: 'auto' })", () => {
     expect(seen[3]!.timed.length).toBeLessThan(200)
   })
 
-  it('re-checks once after `recheckAfter` runs and follows a changed winner', async () => {
+  it('re-checks after `recheckAfter` runs, then 8x as many after each, following a changed winner', async () => {
     let fast = 1
     const s = stubs((t) => (t === fast ? 5 : 10))
     const calibration = memoryStore()
@@ -114,6 +114,14 @@ describe("createEngine({ threads: 'auto' })", () => {
     fast = 2
     for (let i = 0; i < 3; i++) await engine.run({ cid: CID, inputs: { x } })
     expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 2 })
+    // e.g. the 2-thread pool slowed down: the next re-check, 24 runs later, goes back to 1 thread
+    fast = 1
+    for (let i = 0; i < 23; i++) await engine.run({ cid: CID, inputs: { x } })
+    expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 2 })
+    const before = s.runs.get(1)
+    await engine.run({ cid: CID, inputs: { x } })
+    expect(calibration.recs.get(CID)).toMatchObject({ threads: 1, checks: 3 })
+    expect(s.runs.get(1)).toBeGreaterThan(before!)
   })
 
   it('a re-check that does not settle pools its pairs with the first calibration', async () => {
