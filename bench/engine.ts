@@ -205,6 +205,7 @@ export async function engineBench(
   let maxThreads = 1
   let swiftShaderAutoEp: string | undefined
   const page = pages[0]
+  if (!page) throw new Error('the engine section needs its tabs')
   for (const m of models) {
     o.log?.(`engine: ${m.name}`)
     const n = await page.evaluate(() =>
