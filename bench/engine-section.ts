@@ -54,7 +54,7 @@ export async function engineSection(
       // Where PP-OCR detection's time goes, op type by op type (mlp-m in quick mode).
       profileModels: quick ? ['mlp-m'] : ['ppocr-det'],
       profileRuns: quick ? 2 : 5,
-      // 30 more 2-thread runs of PP-OCR detection: past the ~24 after which ORT's pool slows down.
+      // 30 more N-thread runs of PP-OCR detection: past the ~24 after which ORT's pool slows down.
       sustainModels: quick ? [] : ['ppocr-det'],
       log,
     })

@@ -61,7 +61,7 @@ export interface EngineRow {
   ops?: { web: OpProfile; native: OpProfile }
   /**
    * More runs of one setting back to back after the timed rounds (`after` runs in that worker by
-   * then): ORT's 2-thread pool on PP-OCR detection falls to 1-thread speed after about 24 runs.
+   * then; a fixed setting only): ORT's 2-thread pool on PP-OCR detection falls to 1-thread speed after ~24 runs.
    */
   sustained?: { label: string; after: number; runMs: number[]; p50Last10: number }
 }
@@ -135,7 +135,7 @@ async function browser(
   settings: EngineSetting[],
   runs: number,
   between?: (n: number) => Promise<void>,
-  sustain?: { label: string; runs: number },
+  sustain?: { label: 'wasm-N'; runs: number },
 ) {
   if (pages.length < settings.length) throw new Error(`${settings.length} settings need as many tabs`)
   const groups = settings.map((s, i) => ({ page: pages[i]!, list: [s] }))
@@ -195,7 +195,7 @@ export async function engineBench(
     /** Models also run under ORT's profiler on both sides, and how many runs after a warm-up. */
     profileModels?: string[]
     profileRuns?: number
-    /** Models whose N-thread setting then runs `sustainRuns` (30) more times back to back. */
+    /** Models whose N-thread setting then runs `sustainRuns` (30, at least 10) more times back to back. */
     sustainModels?: string[]
     sustainRuns?: number
     log?: (s: string) => void
@@ -219,7 +219,7 @@ export async function engineBench(
       { label: 'auto', threads: 'auto', ep: 'auto' },
     ]
     const sustain = o.sustainModels?.includes(m.name)
-      ? { label: 'wasm-N', runs: o.sustainRuns ?? 30 }
+      ? { label: 'wasm-N' as const, runs: Math.max(10, o.sustainRuns ?? 30) }
       : undefined
     const web = await browser(pages, m, settings, o.runs, (k) => nat.rounds(k), sustain)
     await nat.release()

@@ -94,11 +94,11 @@ export function targets(r: Results): string {
     add(`auto threads: chosen / best fixed, ${e.model}`, got, '≤ 1.05', e.choiceVsBest <= 1.05)
     const st = e.sustained
     if (st?.label === 'wasm-N' && e.autoThreads) {
-      // After its ~24th run the 2-thread setting runs at its sustained speed: best fixed from then on.
+      // After its ~24th run the N-thread setting runs at its sustained speed: best fixed from then on.
       const best = Math.min(e.p50['wasm-1']!, st.p50Last10)
       const chosen = e.autoThreads === 1 ? e.p50['wasm-1']! : st.p50Last10
       const got = `${f(chosen / best)} (own runs ${f(e.p50.auto! / best)})`
-      add(`auto threads: chosen / best fixed, ${e.model}, 2 threads sustained`, got, 'report')
+      add(`auto threads: chosen / best fixed, ${e.model}, N threads sustained`, got, 'report')
     }
   }
   const det = r.engine?.rows.find((e) => e.model === 'ppocr-det')

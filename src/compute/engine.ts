@@ -47,7 +47,7 @@ export interface EngineOptions extends Omit<InferenceBridgeOptions, 'init'> {
   /**
    * Runs of a model after which its choice is measured again (default 8), then 8x as many after
    * each re-check (64, 512, …): a first calibration runs while V8 still compiles the model's kernels,
-   * and ORT's 2-thread pool can later slow to 1-thread speed (PP-OCR detection after ~24 runs).
+   * and ORT's 2-thread pool can later slow to 1-thread speed (PP-OCR detection after 10–25 runs).
    */
   recheckAfter?: number
   /** Builds the engine for one thread count (default: a worker bridge); for tests. */

@@ -27,7 +27,13 @@ const key = (cid: string) => `calibration/${cid}`
 
 function isRecord(x: unknown): x is CalibrationRecord {
   const r = x as CalibrationRecord | undefined
-  return r?.v === 1 && typeof r.cid === 'string' && Number.isInteger(r.threads) && r.threads > 0
+  return (
+    r?.v === 1 &&
+    typeof r.cid === 'string' &&
+    Number.isInteger(r.threads) &&
+    r.threads > 0 &&
+    (r.checks === undefined || (Number.isInteger(r.checks) && r.checks >= 1))
+  )
 }
 
 export function calibrationStore(store: Pick<Store, 'getSetting' | 'putSetting'>): CalibrationStore {

@@ -1,6 +1,6 @@
 /**
  * The 'auto' thread engine (src/compute/engine.ts) over stub bridges: it calibrates a model once on
- * its first run, caches the choice per CID, re-checks it once warm, and leaves WebGPU alone.
+ * its first run, caches the choice per CID, re-checks it after 8, 64, 512… runs, and leaves WebGPU alone.
  */
 import { describe, expect, it } from 'vitest'
 import type { InferenceEngine, RunResult } from '../../src/compute/bridge.ts'
@@ -139,6 +139,17 @@ describe("createEngine({ threads: 'auto' })", () => {
     k = 0
     for (let i = 0; i < 2; i++) await engine.run({ cid: CID, inputs: { x } })
     expect(calibration.recs.get(CID)).toMatchObject({ threads: 1, checks: 2 })
+  })
+
+  it('after a reload, the stored count of checks sets when the next re-check comes', async () => {
+    const s = stubs((t) => (t === 2 ? 5 : 10))
+    const calibration = memoryStore()
+    await calibration.put({ v: 1, cid: CID, threads: 2, maxThreads: 2, medianMs: {}, checks: 2, at: 0 })
+    const engine = createEngine({ threadsMax: 2, makeBridge: s.make, calibration, recheckAfter: 2 })
+    for (let i = 0; i < 15; i++) await engine.run({ cid: CID, inputs: { x } })
+    expect(s.runs.get(1) ?? 0).toBe(0) // not after 2 runs: this choice was checked twice already
+    await engine.run({ cid: CID, inputs: { x } })
+    expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 3 })
   })
 
   it('after a reload, a re-check that does not settle keeps the current choice', async () => {
