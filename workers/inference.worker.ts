@@ -4,9 +4,7 @@
  */
 import { expose, transfer } from 'comlink'
 import { CID } from 'multiformats/cid'
-// The bundle Vite serves locally; wasmPaths stays unset (but in a cross-origin embed) so the .wasm is found next to it (no CDN).
-import * as ort from 'onnxruntime-web'
-import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url'
+import type * as Ort from 'onnxruntime-web'
 import { modelCid } from '../src/shared/cid.ts'
 import {
   AbortError,
@@ -16,6 +14,7 @@ import {
   UnknownModelError,
 } from '../src/shared/errors.ts'
 import { DTYPES, type DType, elementCount, type NamedTensors, type TensorData } from '../src/shared/tensor.ts'
+import { type OrtApi, ortFor } from './ort-builds.ts'
 
 export type Ep = 'webgpu' | 'wasm'
 export type InitOptions = {
@@ -50,7 +49,11 @@ type GpuNavigator = { gpu?: { requestAdapter(): Promise<GpuAdapter | null> } }
 
 const MAX_SESSIONS = 2
 const models = new Map<string, Uint8Array>()
-type CachedSession = { session: Promise<ort.InferenceSession>; busy: number; evicted: boolean }
+type CachedSession = {
+  session: Promise<{ ort: OrtApi; session: Ort.InferenceSession }>
+  busy: number
+  evicted: boolean
+}
 const sessions = new Map<string, CachedSession>() // key `${cid}|${ep}`, insertion order = LRU order
 const webGpuFailed = new Set<string>()
 // Runs execute one at a time, in order; sessions are created inside runs, so also one at a time.
@@ -71,29 +74,31 @@ function ensureInit(opts: InitOptions = {}): Required<InitOptions> {
     allowWebGpu: opts.allowWebGpu ?? true,
     warm: opts.warm ?? false,
   }
-  // Must be set before the first session: ORT reads it once when the WASM module starts.
-  ort.env.wasm.numThreads = crossOriginIsolated ? initOpts.numThreads : 1
-  // Embedded in another site, this worker runs from a blob of the page's origin (src/compute/spawn-worker.ts)
-  // and ORT refuses its bundled module unless told where the .wasm is: next to this file, not the page.
-  if (new URL(import.meta.url).origin !== self.location.origin)
-    ort.env.wasm.wasmPaths = { wasm: new URL(ortWasmUrl, import.meta.url).href }
   if (initOpts.warm) void warmUp()
   return initOpts
 }
+
+/** The onnxruntime-web build for `ep` (workers/ort-builds.ts), with this worker's thread count. */
+const ortBuild = (ep: Ep) => ortFor(ep, crossOriginIsolated ? ensureInit().numThreads : 1)
 
 /** A one-node ONNX graph (Relu on float32[1]), used only to start the WASM runtime. */
 const WARM_MODEL = 'CAg6MwoMCgF4EgF5IgRSZWx1EgF3Wg8KAXgSCgoICAESBAoCCAFiDwoBeRIKCggIARIECgIIAUICEBE='
 
 /**
- * The first session pays for fetching and compiling ORT's 28 MB .wasm and starting its threads
- * (about 1 s here). Doing it at init, queued like a run, takes that off the first job's path.
+ * The first session pays for fetching and compiling ORT's .wasm and starting its threads (about 1 s
+ * here). Doing it at init, queued like a run, takes that off the first job's path: for the build the
+ * first job will use ('auto' picks WebGPU only on a real adapter).
  */
 let warmed: Promise<void> | undefined
 function warmUp(): Promise<void> {
   if (warmed) return warmed
   const bytes = Uint8Array.from(atob(WARM_MODEL), (c) => c.charCodeAt(0))
   const work = runQueue.then(async () => {
-    const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] })
+    const adapter = await probeAdapter()
+    const ep: Ep = adapter && !summarize(adapter).isFallback ? 'webgpu' : 'wasm'
+    const session = await (await ortBuild(ep)).InferenceSession.create(bytes, {
+      executionProviders: ['wasm'],
+    })
     await session.release()
   })
   warmed = work.catch(() => {}) // a failed warm-up only means the first real session pays instead
@@ -133,7 +138,7 @@ async function capabilities(): Promise<Capabilities> {
     adapter: adapter ? summarize(adapter) : null,
     threads: crossOriginIsolated ? opts.numThreads : 1,
     crossOriginIsolated,
-    ortVersion: ort.env.versions.web ?? ort.env.versions.common,
+    ortVersion: await ortBuild('wasm').then((ort) => ort.env.versions.web ?? ort.env.versions.common),
   }
 }
 
@@ -149,7 +154,7 @@ function cidKey(cid: string): string {
 async function releaseEntry(entry: CachedSession): Promise<void> {
   entry.evicted = true
   if (entry.busy > 0) return // released by the last run that uses it
-  await entry.session.then((s) => s.release()).catch(() => {})
+  await entry.session.then((s) => s.session.release()).catch(() => {})
 }
 
 function evictSessions(cid: string): void {
@@ -172,10 +177,13 @@ function sessionFor(cid: string, ep: Ep): CachedSession {
   }
   const bytes = models.get(cid)
   if (!bytes) throw new UnknownModelError(`model ${cid} is not loaded`)
-  const session = ort.InferenceSession.create(bytes, {
-    executionProviders: [ep],
-    graphOptimizationLevel: 'all',
-  })
+  const session = ortBuild(ep).then(async (ort) => ({
+    ort,
+    session: await ort.InferenceSession.create(bytes, {
+      executionProviders: [ep],
+      graphOptimizationLevel: 'all',
+    }),
+  }))
   const entry: CachedSession = { session, busy: 0, evicted: false }
   sessions.set(key, entry)
   session.catch(() => sessions.get(key) === entry && sessions.delete(key))
@@ -198,14 +206,18 @@ async function pickEp(cid: string, wanted: Ep | 'auto'): Promise<Ep> {
   return adapter && !summarize(adapter).isFallback && !webGpuFailed.has(cid) ? 'webgpu' : 'wasm'
 }
 
-function validateInputs(session: ort.InferenceSession, inputs: NamedTensors): Record<string, ort.Tensor> {
+function validateInputs(
+  ort: OrtApi,
+  session: Ort.InferenceSession,
+  inputs: NamedTensors,
+): Record<string, Ort.Tensor> {
   const names = Object.keys(inputs)
   const missing = session.inputNames.filter((n) => !(n in inputs))
   const extra = names.filter((n) => !session.inputNames.includes(n))
   if (missing.length || extra.length) {
     throw new InvalidTensorError(`inputs mismatch: missing [${missing}] unexpected [${extra}]`)
   }
-  const feeds: Record<string, ort.Tensor> = {}
+  const feeds: Record<string, Ort.Tensor> = {}
   for (const meta of session.inputMetadata) {
     const t = inputs[meta.name]!
     if (meta.isTensor && meta.type !== t.dtype) {
@@ -219,7 +231,7 @@ function validateInputs(session: ort.InferenceSession, inputs: NamedTensors): Re
   return feeds
 }
 
-function toOutputs(results: ort.InferenceSession.ReturnType): {
+function toOutputs(results: Ort.InferenceSession.ReturnType): {
   outputs: NamedTensors
   buffers: ArrayBuffer[]
 } {
@@ -244,21 +256,22 @@ async function execute(req: RunRequest, state: { cancelled: boolean }): Promise<
   let ep = await pickEp(cid, req.ep ?? 'auto')
   const t0 = performance.now()
   let entry = sessionFor(cid, ep)
-  let session: ort.InferenceSession
+  let opened: { ort: OrtApi; session: Ort.InferenceSession }
   try {
-    session = await entry.session
+    opened = await entry.session
   } catch (err) {
     if (ep !== 'webgpu' || req.ep === 'webgpu') throw new InferenceError(`session: ${(err as Error).message}`)
     webGpuFailed.add(cid) // auto: fall back to WASM and stop trying WebGPU for this model
     ep = 'wasm'
     entry = sessionFor(cid, ep)
-    session = await entry.session.catch((e: Error) => {
+    opened = await entry.session.catch((e: Error) => {
       throw new InferenceError(`session: ${e.message}`)
     })
   }
   const sessionMs = performance.now() - t0
   if (state.cancelled) throw new AbortError(`run ${req.runId} cancelled`)
-  const feeds = validateInputs(session, req.inputs)
+  const { ort, session } = opened
+  const feeds = validateInputs(ort, session, req.inputs)
   entry.busy++
   const t1 = performance.now()
   try {
