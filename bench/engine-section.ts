@@ -49,6 +49,8 @@ export async function engineSection(
     }
     results.engine = await engineBench(pages, dist, models, {
       runs: quick ? 3 : 10,
+      // The plain WASM build's 2-thread PP-OCR detection speeds up from ~150 to ~120 ms around run 28.
+      warmRuns: quick ? 0 : 30,
       webgpuModels: ['mlp-s'],
       webgpuRuns: quick ? 2 : 3,
       // Where PP-OCR detection's time goes, op type by op type (mlp-m in quick mode).

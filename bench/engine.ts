@@ -33,7 +33,7 @@ export interface EngineRow {
   autoThreads?: number
   /** What 'auto' measured while calibrating: median ms per thread count over the judged pairs. */
   calibration?: Record<number, number>
-  /** Each calibration 'auto' ran (first run, then the re-check): its choice, median N/1 ratio, pairs, wall ms. */
+  /** Each calibration 'auto' ran (first run, then each re-check): its choice, median N/1 ratio, pairs, wall ms. */
   calibrations?: {
     threads: number
     ratio: number
@@ -136,6 +136,7 @@ async function browser(
   runs: number,
   between?: (n: number) => Promise<void>,
   sustain?: { label: 'wasm-N'; runs: number },
+  warmRuns = 0,
 ) {
   if (pages.length < settings.length) throw new Error(`${settings.length} settings need as many tabs`)
   const groups = settings.map((s, i) => ({ page: pages[i]!, list: [s] }))
@@ -159,6 +160,11 @@ async function browser(
     // time the runs after that, or the settings compete with compilers that finish at random times.
     await settle()
   }
+  // Timed from a worker's steady state, as a contributor serving jobs has (and past 'auto's first re-check).
+  if (warmRuns > 0) {
+    for (const g of groups) await g.page.evaluate((n) => window.__bench.engineWarm(n), warmRuns)
+    await settle()
+  }
   const got: EngineRun[][] = groups.map(() => [])
   for (let b = 0; b < BLOCKS; b++) {
     const n = Math.ceil(runs / BLOCKS)
@@ -175,7 +181,7 @@ async function browser(
   let sustained: EngineRow['sustained']
   if (sustain) {
     const tab = groups.find((g) => g.list.some((s) => s.label === sustain.label))!
-    const after = 1 + BLOCKS * Math.ceil(runs / BLOCKS)
+    const after = 1 + warmRuns + BLOCKS * Math.ceil(runs / BLOCKS)
     const runMs = await tab.page.evaluate((a) => window.__bench.engineSustain(a.label, a.runs), sustain)
     sustained = { label: sustain.label, after, runMs, p50Last10: median(runMs.slice(-10)) }
   }
@@ -198,6 +204,8 @@ export async function engineBench(
     /** Models whose N-thread setting then runs `sustainRuns` (30, at least 10) more times back to back. */
     sustainModels?: string[]
     sustainRuns?: number
+    /** Untimed runs of every setting before the timed rounds (V8 tiers ORT's code up meanwhile). */
+    warmRuns?: number
     log?: (s: string) => void
   },
 ): Promise<{ rows: EngineRow[]; maxThreads: number; swiftShaderAutoEp?: string }> {
@@ -221,7 +229,7 @@ export async function engineBench(
     const sustain = o.sustainModels?.includes(m.name)
       ? { label: 'wasm-N' as const, runs: Math.max(10, o.sustainRuns ?? 30) }
       : undefined
-    const web = await browser(pages, m, settings, o.runs, (k) => nat.rounds(k), sustain)
+    const web = await browser(pages, m, settings, o.runs, (k) => nat.rounds(k), sustain, o.warmRuns)
     await nat.release()
     const p50: Record<string, number> = { 'node-1': median(nat.times[0]!), 'node-N': median(nat.times[1]!) }
     const firstMs: Record<string, number> = {}

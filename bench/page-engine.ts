@@ -29,7 +29,7 @@ export interface EngineRun {
   maxAbsDiff: number
   /** For 'auto': the thread count it chose and the medians it measured. */
   chosen?: { threads: number; medianMs: Record<number, number> }
-  /** For 'auto': every calibration so far (the first run's, then the re-check's). */
+  /** For 'auto': every calibration so far (the first run's, then each re-check's). */
   calibrations?: Omit<Calibrated, 'cid'>[]
 }
 
@@ -69,7 +69,6 @@ export async function engineOpen(o: {
           warm: true,
           calibration,
           idleTimeoutMs: 0,
-          recheckAfter: 4,
           onCalibrated,
         })
       : createInferenceBridge({
@@ -138,6 +137,13 @@ async function noteChoice(o: Open): Promise<void> {
     if (rec) o.runs[i]!.chosen = { threads: rec.threads, medianMs: rec.medianMs }
     o.runs[i]!.calibrations = o.calibrations
   }
+}
+
+/** `n` untimed runs of every setting: V8 tiers ORT's code up over a worker's first few dozen runs. */
+export async function engineWarm(n: number): Promise<void> {
+  const o = open!
+  for (const [i, s] of o.settings.entries())
+    for (let k = 0; k < n; k++) await o.engines[i]!.run({ cid: o.cid, inputs: o.inputs, ep: s.ep })
 }
 
 /** `n` runs of one setting back to back, as a contributor's jobs come: ms of each. */

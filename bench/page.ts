@@ -15,6 +15,7 @@ import {
   engineOpProfile,
   engineRounds,
   engineSustain,
+  engineWarm,
 } from './page-engine.ts'
 import { jobsApi } from './page-jobs.ts'
 import { installProbes, probes } from './page-probe.ts'
@@ -52,6 +53,7 @@ async function main() {
     engineFirst,
     engineRounds,
     engineSustain,
+    engineWarm,
     engineClose,
     engineOpProfile,
     probes,

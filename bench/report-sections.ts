@@ -316,7 +316,7 @@ export function engine(e: NonNullable<Results['engine']>): string {
   })
   const title =
     `## 5. Engine (p50 run ms in the worker; N = ${e.maxThreads}; webgpu = SwiftShader's fallback adapter; ` +
-    `'auto' in a tab of its own, started warm, re-checks after 4 runs here (8 in the app); each timed run starts 30 ms after the last)`
+    `each setting in a tab of its own; 'auto' started warm, re-checking after 8 and 64 runs as in the app; timed after 30 untimed runs of each (quick mode: none); each timed run starts 30 ms after the last)`
   return [`${title}\n\n${table(['model', ...head], rows)}`, ...sustained, ...ops].join('\n\n')
 }
 
