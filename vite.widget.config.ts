@@ -1,7 +1,7 @@
 /**
  * The embeddable widget: ONE ES module, `dist/widget.js`, defining `<peer-compute>`. Run after the
  * app build (it adds to the same outDir). Not Vite's library mode, which inlines every asset: that
- * would put onnxruntime's 28 MB .wasm into the worker as base64. Here the worker and the .wasm are
+ * would put onnxruntime's .wasm files (14 and 28 MB) into the worker as base64. Here the worker and the .wasm are
  * emitted under assets/ and found at run time relative to widget.js's own URL (src/compute/spawn-worker.ts).
  */
 import { resolve } from 'node:path'

@@ -61,7 +61,8 @@ export interface EngineRow {
   ops?: { web: OpProfile; native: OpProfile }
   /**
    * More runs of one setting back to back after the timed rounds (`after` runs in that worker by
-   * then; a fixed setting only): ORT's 2-thread pool on PP-OCR detection falls to 1-thread speed after ~24 runs.
+   * then; a fixed setting only): under the JSEP build, ORT's 2-thread PP-OCR detection fell to 1-thread
+   * speed after ~24 runs; this watches the plain build for the same (workers/ort-builds.ts).
    */
   sustained?: { label: string; after: number; runMs: number[]; p50Last10: number }
 }

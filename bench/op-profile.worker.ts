@@ -1,5 +1,5 @@
 /**
- * Bench worker: one model on onnxruntime-web (WASM, 1 thread) with ORT's profiler on. ORT prints the
+ * Bench worker: one model on onnxruntime-web's plain WASM build (1 thread) with ORT's profiler on. ORT prints the
  * profile through a console.log it bound when its module loaded, so console.log is replaced first
  * and onnxruntime-web imported after that.
  */
@@ -8,7 +8,7 @@ import { eventsFromText, type OpProfile, opProfile } from './op-profile.ts'
 
 const printed: string[] = []
 console.log = (...a: unknown[]) => void printed.push(a.map(String).join(' '))
-const ortLoaded = import('onnxruntime-web')
+const ortLoaded = import('onnxruntime-web/wasm') // the build the app runs WASM sessions on
 
 async function profile(
   bytes: Uint8Array,

@@ -138,7 +138,9 @@ async function capabilities(): Promise<Capabilities> {
     adapter: adapter ? summarize(adapter) : null,
     threads: crossOriginIsolated ? opts.numThreads : 1,
     crossOriginIsolated,
-    ortVersion: await ortBuild('wasm').then((ort) => ort.env.versions.web ?? ort.env.versions.common),
+    // '+wasm': WASM sessions run on the plain build (workers/ort-builds.ts), so exact comparison of
+    // results does not group this peer with releases that ran them on the JSEP build.
+    ortVersion: `${await ortBuild('wasm').then((ort) => ort.env.versions.web ?? ort.env.versions.common)}+wasm`,
   }
 }
 

@@ -9,6 +9,7 @@
 import type * as Ort from 'onnxruntime-web'
 import jsepWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url'
 import wasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.wasm?url'
+import { InferenceError } from '../src/shared/errors.ts'
 
 export type OrtApi = typeof Ort
 export type OrtEp = 'webgpu' | 'wasm'
@@ -31,6 +32,10 @@ export function ortFor(ep: OrtEp, numThreads: number): Promise<OrtApi> {
       return ort
     })
     builds.set(ep, build)
+    // A chunk that failed to load (a network error) is fetched again on the next call.
+    build.catch(() => builds.get(ep) === build && builds.delete(ep))
   }
-  return build
+  return build.catch((err: Error) => {
+    throw new InferenceError(`onnxruntime-web ${ep} build failed to load: ${err.message}`)
+  })
 }

@@ -1,6 +1,6 @@
 /**
  * The widget's bundle budget (run after `npm run build`; PC_DIST picks another build). One ES module;
- * onnxruntime stays out of it: its worker and 28 MB .wasm are separate files found from widget.js's URL.
+ * onnxruntime stays out of it: its worker, ORT's chunks and .wasm files are separate, found from widget.js's URL.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
@@ -27,7 +27,7 @@ describe('widget bundle', () => {
     expect(text).not.toMatch(/^\s*import\s/m) // no static imports of other chunks: one module
   })
 
-  it('loads its worker relative to its own URL, and the worker finds the .wasm next to it', () => {
+  it('loads its worker relative to its own URL, and the worker finds its chunks and both .wasm builds next to it', () => {
     expect(existsSync(file), `${file} is missing: run \`npm run build\``).toBe(true)
     const text = readFileSync(file, 'utf8')
     const workers = [
@@ -37,8 +37,16 @@ describe('widget bundle', () => {
     for (const w of new Set(workers)) {
       expect(existsSync(resolve(DIST, w))).toBe(true)
       const worker = readFileSync(resolve(DIST, w), 'utf8')
-      const wasm = worker.match(/new URL\(`(ort-wasm[\w.-]+\.wasm)`,\s*import\.meta\.url\)/)?.[1]
-      expect(wasm && existsSync(resolve(DIST, 'assets', wasm))).toBe(true)
+      const wasm = [...worker.matchAll(/new URL\(`(ort-wasm[\w.-]+\.wasm)`,\s*import\.meta\.url\)/g)].map(
+        (m) => m[1]!,
+      )
+      expect(new Set(wasm).size).toBe(2) // the plain build and the JSEP one (workers/ort-builds.ts)
+      for (const f of wasm) expect(existsSync(resolve(DIST, 'assets', f)), f).toBe(true)
+      const chunks = [...worker.matchAll(/(?:import\(|from\s*)["'`]\.\/([\w.-]+\.js)["'`]/g)].map(
+        (m) => m[1]!,
+      )
+      expect(chunks.length).toBeGreaterThan(0)
+      for (const c of chunks) expect(existsSync(resolve(DIST, 'assets', c)), c).toBe(true)
     }
   })
 })
