@@ -140,19 +140,19 @@ async function browser(
   warmRuns = 0,
 ) {
   if (pages.length < settings.length) throw new Error(`${settings.length} settings need as many tabs`)
-  const groups = settings.map((s, i) => ({ page: pages[i]!, list: [s] }))
+  const tabs = settings.map((setting, i) => ({ page: pages[i]!, setting }))
   let output: number[] | undefined
   const diffs: number[] = [] // each tab's first output against the first tab's (the reference)
-  for (const g of groups) {
-    await g.page.evaluate((a) => window.__bench.engineOpen(a), {
+  for (const { page, setting } of tabs) {
+    await page.evaluate((a) => window.__bench.engineOpen(a), {
       url: `/${m.file}`,
       inputs: m.inputs,
       seed: 1,
-      settings: g.list,
+      settings: [setting],
     })
     // 'auto' started warm: its first run is a contributor's first job, long after contributing began.
-    if (g.list.some((s) => s.threads === 'auto')) await settle()
-    const first = await g.page.evaluate(() => window.__bench.engineFirst())
+    if (setting.threads === 'auto') await settle()
+    const first = await page.evaluate(() => window.__bench.engineFirst())
     output ??= first.output
     let diff = 0
     for (let i = 0; i < output.length; i++) diff = Math.max(diff, Math.abs(first.output[i]! - output[i]!))
@@ -161,32 +161,34 @@ async function browser(
     // time the runs after that, or the settings compete with compilers that finish at random times.
     await settle()
   }
+  const backToBack = (t: (typeof tabs)[number], n: number) =>
+    t.page.evaluate((a) => window.__bench.engineSustain(a.label, a.n), { label: t.setting.label, n })
   // Timed from a worker's steady state, as a contributor serving jobs has (and past 'auto's first re-check).
   if (warmRuns > 0) {
-    for (const g of groups) await g.page.evaluate((n) => window.__bench.engineWarm(n), warmRuns)
+    for (const t of tabs) await backToBack(t, warmRuns)
     await settle()
   }
-  const got: EngineRun[][] = groups.map(() => [])
+  const got: EngineRun[][] = tabs.map(() => [])
   for (let b = 0; b < BLOCKS; b++) {
     const n = Math.ceil(runs / BLOCKS)
     for (let k = 0; k < n; k++) {
       // One run in each tab per round, the order rotating, so no setting always follows the same one.
       const at = b * n + k
-      for (let j = 0; j < groups.length; j++) {
-        const i = (at + j) % groups.length
-        got[i] = await groups[i]!.page.evaluate(() => window.__bench.engineRounds(1))
+      for (let j = 0; j < tabs.length; j++) {
+        const i = (at + j) % tabs.length
+        got[i] = await tabs[i]!.page.evaluate(() => window.__bench.engineRounds(1))
       }
     }
     await between?.(n)
   }
   let sustained: EngineRow['sustained']
-  if (sustain) {
-    const tab = groups.find((g) => g.list.some((s) => s.label === sustain.label))!
+  const tab = tabs.find((t) => t.setting.label === sustain?.label)
+  if (sustain && tab) {
     const after = 1 + warmRuns + BLOCKS * Math.ceil(runs / BLOCKS)
-    const runMs = await tab.page.evaluate((a) => window.__bench.engineSustain(a.label, a.runs), sustain)
+    const runMs = await backToBack(tab, sustain.runs)
     sustained = { label: sustain.label, after, runMs, p50Last10: median(runMs.slice(-10)) }
   }
-  for (const g of groups) await g.page.evaluate(() => window.__bench.engineClose())
+  for (const t of tabs) await t.page.evaluate(() => window.__bench.engineClose())
   const all = got.flatMap((r, i) => r.map((x) => ({ ...x, maxAbsDiff: Math.max(x.maxAbsDiff, diffs[i]!) })))
   return { output: output!, runs: all, sustained }
 }

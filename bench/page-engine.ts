@@ -139,14 +139,7 @@ async function noteChoice(o: Open): Promise<void> {
   }
 }
 
-/** `n` untimed runs of every setting: V8 tiers ORT's code up over a worker's first few dozen runs. */
-export async function engineWarm(n: number): Promise<void> {
-  const o = open!
-  for (const [i, s] of o.settings.entries())
-    for (let k = 0; k < n; k++) await o.engines[i]!.run({ cid: o.cid, inputs: o.inputs, ep: s.ep })
-}
-
-/** `n` runs of one setting back to back, as a contributor's jobs come: ms of each. */
+/** `n` runs of one setting back to back, as a contributor's jobs come (untimed warm-up, or sustained runs): ms of each. */
 export async function engineSustain(label: string, n: number): Promise<number[]> {
   const o = open!
   const i = o.settings.findIndex((s) => s.label === label)

@@ -15,7 +15,6 @@ import {
   engineOpProfile,
   engineRounds,
   engineSustain,
-  engineWarm,
 } from './page-engine.ts'
 import { jobsApi } from './page-jobs.ts'
 import { installProbes, probes } from './page-probe.ts'
@@ -53,7 +52,6 @@ async function main() {
     engineFirst,
     engineRounds,
     engineSustain,
-    engineWarm,
     engineClose,
     engineOpProfile,
     probes,

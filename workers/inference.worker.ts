@@ -94,8 +94,7 @@ function warmUp(): Promise<void> {
   if (warmed) return warmed
   const bytes = Uint8Array.from(atob(WARM_MODEL), (c) => c.charCodeAt(0))
   const work = runQueue.then(async () => {
-    const adapter = await probeAdapter()
-    const ep: Ep = adapter && !summarize(adapter).isFallback ? 'webgpu' : 'wasm'
+    const ep: Ep = usable(await probeAdapter()) ? 'webgpu' : 'wasm'
     const session = await (await ortBuild(ep)).InferenceSession.create(bytes, {
       executionProviders: ['wasm'],
     })
@@ -204,9 +203,11 @@ async function pickEp(cid: string, wanted: Ep | 'auto'): Promise<Ep> {
     if (!adapter) throw new InferenceError('WebGPU is not available in this worker')
     return 'webgpu'
   }
-  // SwiftShader-style fallback adapters are ~100x slower than WASM: auto never picks them.
-  return adapter && !summarize(adapter).isFallback && !webGpuFailed.has(cid) ? 'webgpu' : 'wasm'
+  return usable(adapter) && !webGpuFailed.has(cid) ? 'webgpu' : 'wasm'
 }
+
+/** Whether 'auto' may run on this adapter: SwiftShader-style fallback adapters are ~100x slower than WASM. */
+const usable = (adapter: GpuAdapter | null) => adapter != null && !summarize(adapter).isFallback
 
 function validateInputs(
   ort: OrtApi,
