@@ -28,6 +28,7 @@ export interface Election {
 }
 
 const STALE_MS = 3000
+const RETRY_MS = 500
 
 export function createElection(name: string): Election {
   const events = new EventTarget()
@@ -36,6 +37,7 @@ export function createElection(name: string): Election {
   let status: LeaderStatus | undefined
   let queued: AbortController | undefined
   let stepDown: (() => void) | undefined
+  let closed = false
   const changed = () => events.dispatchEvent(new Event('change'))
 
   channel.onmessage = (e: MessageEvent) => {
@@ -66,9 +68,19 @@ export function createElection(name: string): Election {
           stepDown = resolve
         })
       })
-      .catch(() => {}) // aborted while queued
+      .catch((err: unknown) => {
+        if (ctl.signal.aborted) return // left the queue
+        // Not ours (e.g. the browser's lock service dropped the request): queue again while wanted.
+        console.warn('compute-tab election: lock request failed, queuing again', err)
+        setTimeout(() => {
+          if (queued === ctl) {
+            queued = undefined
+            if (!closed) queue()
+          }
+        }, RETRY_MS)
+      })
       .finally(() => {
-        if (queued === ctl) queued = undefined
+        if (queued === ctl && ctl.signal.aborted) queued = undefined
         if (leader) {
           leader = false
           channel.postMessage({ t: 'leaving' })
@@ -101,6 +113,7 @@ export function createElection(name: string): Election {
     send: (msg) => channel.postMessage(msg),
     events,
     close() {
+      closed = true
       this.want(false)
       clearInterval(staleTimer)
       channel.close()
