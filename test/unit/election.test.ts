@@ -24,6 +24,14 @@ function fakeLocks() {
   return { locks, pending }
 }
 
+function setup() {
+  vi.useFakeTimers()
+  const { locks, pending } = fakeLocks()
+  vi.stubGlobal('navigator', { locks })
+  const warn = vi.spyOn(console, 'warn').mockImplementation(() => {})
+  return { pending, warn, e: createElection(`t-${Math.random()}`) }
+}
+
 describe('compute-tab election', () => {
   afterEach(() => {
     vi.unstubAllGlobals()
@@ -31,11 +39,7 @@ describe('compute-tab election', () => {
   })
 
   it('queues again when the lock request fails for a reason of the browser, and leads once granted', async () => {
-    vi.useFakeTimers()
-    const { locks, pending } = fakeLocks()
-    vi.stubGlobal('navigator', { locks })
-    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {})
-    const e = createElection(`t-${Math.random()}`)
+    const { pending, warn, e } = setup()
     e.want(true)
     expect(pending).toHaveLength(1)
     pending[0]!.reject(new DOMException('lock service gone', 'AbortError'))
@@ -52,11 +56,7 @@ describe('compute-tab election', () => {
   })
 
   it('does not queue again after leaving the queue or closing', async () => {
-    vi.useFakeTimers()
-    const { locks, pending } = fakeLocks()
-    vi.stubGlobal('navigator', { locks })
-    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {})
-    const e = createElection(`t-${Math.random()}`)
+    const { pending, warn, e } = setup()
     e.want(true)
     e.want(false) // aborts the queued request: our own doing, not retried
     await vi.advanceTimersByTimeAsync(600)
