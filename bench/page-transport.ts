@@ -161,9 +161,10 @@ export async function rawSend(id: string, total: number, msg: number, high = 4 *
   const ack = nextMessage(dc)
   dc.send('end')
   const got = Number((await ack).slice(3))
-  const ms = performance.now() - t0
+  const t1 = performance.now()
   if (got !== Math.ceil(total / msg) * msg) throw new Error(`raw peer got ${got} bytes`)
-  return { ms, bytes: got }
+  // Absolute start and end (ms since the epoch), to time sends from two tabs at once on one clock.
+  return { ms: t1 - t0, bytes: got, start: performance.timeOrigin + t0, end: performance.timeOrigin + t1 }
 }
 
 /** Round trips of `size` bytes, back to back or `gapMs` apart (a dispatch job leaves the channel idle that long). */

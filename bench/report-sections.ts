@@ -227,8 +227,10 @@ export function modelTransfer(t: Results['modelTransfer']): string {
     `${f(x.onePeerMiBs, 1)} (${range(x.runs?.onePeer)})`,
     `${f(x.twoPeersMiBs, 1)} (${range(x.runs?.twoPeers)})`,
     `${f(x.rawMiBs, 1)} (${x.rawMessageKiB ?? '–'} KiB)`,
+    `${f(x.twoRawMiBs, 1)} (${range(x.runs?.twoRaw)})`,
     f(x.onePeerVsRaw),
     f(x.twoPeersVsRaw),
+    f(x.twoRawVsRaw),
     f(x.coldOnePeerMiBs, 1),
   ])
   const head = [
@@ -237,11 +239,13 @@ export function modelTransfer(t: Results['modelTransfer']): string {
     '1 peer MiB/s (range)',
     '2 peers MiB/s (range)',
     'raw channel MiB/s',
+    '2 raw channels at once MiB/s',
     '1 peer / raw',
     '2 peers / raw',
+    '2 raw / raw',
     'cold 1 peer MiB/s',
   ]
-  return `### Model transfer (\`/peer-compute/model/1.0.0\`, contributor → requester, median of ${t.rows[0]!.reps}; raw = 64 or 256 KiB messages, whichever was faster in a warm-up send of the whole model, which does not count; cold = a provider's first upload, its read and hashing included)\n\n${table(head, rows)}`
+  return `### Model transfer (\`/peer-compute/model/1.0.0\`, contributor → requester, median of ${t.rows[0]!.reps}; raw = 64 or 256 KiB messages, whichever was faster in a warm-up send of the whole model, which does not count; cold = a provider's first upload, its read and hashing included)\n\n${table(head, rows)}\n\n2 raw channels at once = each contributor sends half the model on a raw channel of its own, at the same time: what a second peer can add on this machine at all. Where 2 raw / raw is not above 1, no 2-peer fetch can beat one raw channel here.`
 }
 
 export function coldStart(r: Results): string {

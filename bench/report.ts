@@ -55,6 +55,14 @@ export function targets(r: Results): string {
     add('dispatch b/a p50, bench-10ms (16 KiB in/out)', f(m.ratioP50), '≤ 1.10', m.ratioP50 <= 1.1)
     add('dispatch added p50, bench-10ms', `${f(m.addedP50Ms, 1)} ms`, '≤ 2 ms', m.addedP50Ms <= 2)
     add('the same, submitted with `persist: false`', `${f(m.addedP50UnpersistedMs, 1)} ms`, 'report')
+    const e = r.transport?.echo
+    const floor = e?.rawFrameIdle ?? e?.rawFrame
+    if (floor)
+      add(
+        `the floor: a raw data-channel round trip of the job's bytes (${e?.frameBytes} B each way${e?.rawFrameIdle ? ', 12 ms apart' : ''})`,
+        `${f(floor.p50, 1)} ms`,
+        'report',
+      )
   }
   for (const d of r.dispatch ?? []) {
     if (d.model !== 'bench-10ms') add(`dispatch added p50, ${d.model}`, `${f(d.addedP50Ms, 1)} ms`, 'report')
@@ -81,6 +89,18 @@ export function targets(r: Results): string {
   for (const t of r.modelTransfer?.rows ?? []) {
     add(`model transfer / raw channel, ${t.model}, 1 peer`, f(t.onePeerVsRaw), '≥ 0.9', t.onePeerVsRaw >= 0.9)
     add(`model transfer / raw channel, ${t.model}, 2 peers`, f(t.twoPeersVsRaw), '> 1', t.twoPeersVsRaw > 1)
+    if (t.twoRawMiBs) {
+      add(
+        `the ceiling: 2 raw channels at once / 1 raw channel, ${t.model} (what a second peer can add here)`,
+        f(t.twoRawVsRaw),
+        'report',
+      )
+      add(
+        `model transfer, 2 peers / 2 raw channels at once, ${t.model}`,
+        f(t.twoPeersMiBs / t.twoRawMiBs),
+        'report',
+      )
+    }
   }
   if (!r.modelTransfer?.rows) add('model transfer / raw', r.modelTransfer?.status ?? 'not run', '≥ 0.9')
   if (r.coldStart?.length) {
