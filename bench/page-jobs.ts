@@ -19,6 +19,8 @@ import type { VerificationPolicy } from '../src/trust/policy.ts'
 import { signReceipt } from '../src/trust/receipt.ts'
 import { seededInputs } from './inputs.ts'
 import { probes } from './page-probe.ts'
+import { bytesRunner, rawJobBatch, serveRawJobs } from './page-rawjobs.ts'
+import { rawAnswer } from './page-transport.ts'
 
 export function entryOf(peer: Peer, model: string): CatalogEntry {
   const e = peer.catalog.byName(model) ?? peer.catalog.byCid(model)
@@ -143,6 +145,19 @@ export function jobsApi(peer: Peer, local: InferenceEngine) {
       const t0 = performance.now()
       for (let i = 0; i < o.n; i++) await localRun(e, inputs)
       return { ms: performance.now() - t0 }
+    },
+
+    /** Contributor side of raw-channel jobs: answers `offer`, runs each input in this tab's worker. */
+    rawJobsAnswer(o: { id: string; offer: string; model: string }) {
+      const e = entryOf(peer, o.model)
+      const run = bytesRunner(inputsFor(e), async (i) => (await localRun(e, i)).outputs)
+      return rawAnswer(o.id, o.offer, serveRawJobs(run))
+    },
+
+    /** Requester side: n jobs of `model`'s input bytes over the raw channels (rawOffer + rawConnect). */
+    rawJobBatch(o: { model: string; channels: string[]; n: number }) {
+      const d = Object.values(inputsFor(entryOf(peer, o.model)))[0]!.data as Float32Array
+      return rawJobBatch(o.channels, new Uint8Array(d.buffer, d.byteOffset, d.byteLength), o.n)
     },
 
     profile: (o: { model: string; n: number }) => profileSteps(entryOf(peer, o.model), localRun, o.n),

@@ -125,9 +125,14 @@ export async function rawOffer(id: string): Promise<string> {
   return gathered(pc)
 }
 
-export async function rawAnswer(id: string, offer: string): Promise<string> {
+/** Answers `offer`; the offered channel is served by `serve` (default: count bytes and echo). */
+export async function rawAnswer(
+  id: string,
+  offer: string,
+  serve: (dc: RTCDataChannel) => void = serveChannel,
+): Promise<string> {
   const pc = new RTCPeerConnection({ iceServers: [] })
-  pc.ondatachannel = (e) => serveChannel(e.channel)
+  pc.ondatachannel = (e) => serve(e.channel)
   raws.set(id, { pc })
   await pc.setRemoteDescription({ type: 'offer', sdp: offer })
   await pc.setLocalDescription(await pc.createAnswer())
@@ -180,6 +185,13 @@ export async function rawEcho(id: string, n: number, size = 32, gapMs = 0): Prom
     out.push(performance.now() - t0)
   }
   return out
+}
+
+/** The offering side's open channel `id` (rawOffer + rawConnect). */
+export function rawChannel(id: string): RTCDataChannel {
+  const dc = raws.get(id)?.dc
+  if (dc?.readyState !== 'open') throw new Error(`raw channel ${id} is not open`)
+  return dc
 }
 
 export function rawClose(id: string): void {

@@ -160,8 +160,21 @@ ${table([...head, 'compute ms / job', 'CPU ms / job, all processes', 'cores busy
 ${roundsLine(t)}CPU ms per job by process kind${two ? `, ${two.model} on 2 contributors: ${cpu(two.cpuMsPerJob)}` : ''}.${offLine}
 ${two ? `By thread, that row (ms per job; the requester's browser + the contributors' browser): ${byThread(two.cpuMsPerJobByThread)}.` : ''}${off ? `\nWith \`persist: false\`: ${byThread(off.cpuMsPerJobByThread)}.` : ''}
 The job path's ceiling (mlp-tiny, ~0 compute, all contributors): ${f(t.ceiling.jobsPerS)} jobs/s, ${f(sum(t.ceiling.cpuMsPerJob), 1)} CPU ms per job (${cpu(t.ceiling.cpuMsPerJob)}), ${f(t.ceiling.coresBusy)} cores busy.
-Native reference, the same counts as onnxruntime-node processes at once (1 thread each, ms per run → speedup): ${nativeLine(t)}.
+Native reference, the same counts as onnxruntime-node processes at once (1 thread each, ms per run → speedup): ${nativeLine(t)}.${rawLine(t)}
 Each model ran once on every tab first, and each batch waited for the tabs to go quiet: ${settled(t.settled)}.`
+}
+
+/** The raw-channel batches: what tabs, WebRTC and ORT-web allow without the job protocol. */
+function rawLine(t: Throughput): string {
+  if (!t.raw) return ''
+  const sum = (c: Record<string, number>) => Object.values(c).reduce((a, b) => a + b, 0)
+  const rows = t.raw.rows
+    .map(
+      (r) =>
+        `${r.contributors}: ${f(r.jobsPerS)} jobs/s → ${f(r.speedup)}× (${r.rounds.map((v) => f(v)).join(' / ')}), ${f(sum(r.cpuMsPerJob), 1)} CPU ms/job`,
+    )
+    .join('; ')
+  return `\nRaw-channel reference, ${t.raw.model} (the input's bytes over a raw RTCDataChannel to each contributor tab, its worker runs it, the output's bytes back; no libp2p, signatures, CIDs or records): ${rows}.`
 }
 
 /** Thread labels (bench/cpu.ts `threadSample`) by what they do for a job; the rest is 'other'. */

@@ -82,6 +82,13 @@ export function targets(r: Results): string {
     const native = r.throughput?.native[two.model]?.speedup[2]
     if (native)
       add(`the same on 2 onnxruntime-node processes (what the cores allow)`, `${f(native)}×`, 'report')
+    const raw = r.throughput?.raw?.rows.find((x) => x.contributors === 2)
+    if (raw && r.throughput?.raw?.model === two.model)
+      add(
+        'the same over raw data channels between the same tabs (no job protocol: what Chromium and ORT-web allow)',
+        `${f(raw.speedup)}×`,
+        'report',
+      )
   }
   for (const t of r.transport?.rows ?? []) {
     add(`libp2p stream / raw channel, ${t.msgKiB} KiB messages`, f(t.ratio), '≥ 0.9', t.ratio >= 0.9)

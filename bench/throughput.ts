@@ -37,6 +37,8 @@ export interface Throughput {
   settled: Record<string, Settled>
   /** Per model: k onnxruntime-node processes (1 thread each) at once, for the same counts. */
   native: Record<string, NativeScaling>
+  /** The first model's batches over raw data channels, no job protocol: what Chromium's WebRTC and ORT-web allow. */
+  raw?: RawScaling
   /** mlp-tiny on all contributors: what the job path alone sustains, and its CPU per job. */
   ceiling: { jobsPerS: number; cpuMsPerJob: Record<string, number>; coresBusy: number }
 }
@@ -122,6 +124,8 @@ export async function throughputBench(
   // The same counts as onnxruntime-node processes, the tabs idle meanwhile: what the cores allow.
   await settle()
   for (const model of o.models) native[model] = await nativeScaling(o.dist, model, o.counts, o.nativeRuns)
+  const first = o.models[0]!
+  const raw = await rawScaling(req, ctrs, first, o.counts, o.perContributor, o.rounds?.[first] ?? 1)
   await setContributors(req, ctrs, ids, ctrs.length)
   // The job path's own ceiling: near-zero compute (mlp-tiny) on every contributor.
   const n = o.perContributor * 4
@@ -133,7 +137,7 @@ export async function throughputBench(
     cpuMsPerJob: perJob([cpu], n),
     coresBusy: Object.values(cpu).reduce((a, b) => a + b, 0) / t.ms,
   }
-  return { rows, localJobsPerS, settled, native, ceiling }
+  return { rows, localJobsPerS, settled, native, ceiling, raw }
 }
 
 interface Batch {
@@ -200,5 +204,73 @@ function row(model: string, k: number, bs: Batch[], base: number[] | undefined):
     coresBusy: (Object.values(cpuMsPerJob).reduce((a, b) => a + b, 0) * jobs) / ms,
     ...(failures.length ? { failures } : {}),
     ...(bs.length > 1 ? { rounds: { jobsPerS: bs.map((b) => b.jobsPerS), speedup: perRound } } : {}),
+  }
+}
+
+export interface RawScaling {
+  model: string
+  rows: {
+    contributors: number
+    jobsPerS: number
+    speedup: number
+    rounds: number[]
+    cpuMsPerJob: Record<string, number>
+  }[]
+}
+
+/**
+ * `model`'s batches on 1…k contributor tabs over raw RTCDataChannels (bench/page-rawjobs.ts): the
+ * input's bytes out, the output's back, 1-thread WASM in each tab's own worker, in interleaved rounds.
+ */
+async function rawScaling(
+  req: Page,
+  ctrs: Page[],
+  model: string,
+  counts: number[],
+  perContributor: number,
+  rounds: number,
+): Promise<RawScaling> {
+  const channels = ctrs.map((_, i) => `j${i}`)
+  for (const [i, c] of ctrs.entries()) {
+    const offer = await req.evaluate((id) => window.__bench.rawOffer(id), channels[i]!)
+    const answer = await c.evaluate((a) => window.__bench.rawJobsAnswer(a), { id: 'j', offer, model })
+    await req.evaluate((a) => window.__bench.rawConnect(a.id, a.answer), { id: channels[i]!, answer })
+  }
+  try {
+    // Every contributor's worker loads the model and runs it once, then the tabs go quiet.
+    await req.evaluate((a) => window.__bench.rawJobBatch(a), { model, channels, n: channels.length })
+    await settle()
+    const runs = new Map(counts.map((k) => [k, [] as { jobsPerS: number; cpu: Batch['cpu']; n: number }[]]))
+    for (let r = 0; r < rounds; r++) {
+      for (const k of counts) {
+        const n = perContributor * k
+        const cpu0 = sample()
+        const b = await req.evaluate((a) => window.__bench.rawJobBatch(a), {
+          model,
+          channels: channels.slice(0, k),
+          n,
+        })
+        runs.get(k)!.push({ jobsPerS: (n / b.ms) * 1000, cpu: since(cpu0), n })
+      }
+    }
+    const base = runs.get(counts[0]!)!.map((b) => b.jobsPerS)
+    const rows = counts.map((k) => {
+      const bs = runs.get(k)!
+      const rounds = bs.map((b, i) => b.jobsPerS / base[i]!)
+      return {
+        contributors: k,
+        jobsPerS: median(bs.map((b) => b.jobsPerS)),
+        speedup: median(rounds),
+        rounds,
+        cpuMsPerJob: perJob(
+          bs.map((b) => b.cpu),
+          bs.reduce((a, b) => a + b.n, 0),
+        ),
+      }
+    })
+    return { model, rows }
+  } finally {
+    for (const c of ctrs) await c.evaluate(() => window.__bench.rawClose('j'))
+    await req.evaluate((ids) => ids.forEach(window.__bench.rawClose), channels)
   }
 }

@@ -1,0 +1,62 @@
+/**
+ * Bench page, jobs over raw RTCDataChannels: the input's bytes one way, the output's bytes back,
+ * 1-thread WASM in the contributor tab's own worker. No libp2p, no signatures, no CIDs, no records:
+ * what Chromium's WebRTC and onnxruntime-web in tabs allow, the physical reference for throughput.
+ */
+import type { NamedTensors } from '../src/shared/tensor.ts'
+import { rawChannel } from './page-transport.ts'
+
+type RunBytes = (input: Uint8Array) => Promise<Uint8Array>
+
+/** A run of `inputs`' one float32 input with new data, answered as its first output's bytes. */
+export function bytesRunner(inputs: NamedTensors, run: (i: NamedTensors) => Promise<NamedTensors>): RunBytes {
+  const [name, spec] = Object.entries(inputs)[0]!
+  return async (bytes) => {
+    const data = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
+    const out = Object.values(await run({ [name]: { ...spec, data } }))[0]!
+    const d = out.data as ArrayBufferView
+    return new Uint8Array(d.buffer, d.byteOffset, d.byteLength)
+  }
+}
+
+/** Contributor side: one job per binary message, in order; the answer is the output's bytes. */
+export function serveRawJobs(run: RunBytes): (dc: RTCDataChannel) => void {
+  return (dc) => {
+    dc.binaryType = 'arraybuffer'
+    let chain = Promise.resolve()
+    dc.onmessage = (e) => {
+      const input = new Uint8Array(e.data as ArrayBuffer)
+      chain = chain
+        .then(async () => dc.send((await run(input)) as Uint8Array<ArrayBuffer>))
+        .catch((err) => {
+          dc.send(`error: ${(err as Error).message}`)
+        })
+    }
+  }
+}
+
+/** Requester side: `n` jobs over the channels, one outstanding per channel (as one slot each); wall ms. */
+export async function rawJobBatch(channels: string[], input: Uint8Array, n: number) {
+  let left = n
+  let outBytes: number | undefined
+  const lane = async (id: string) => {
+    const dc = rawChannel(id)
+    dc.binaryType = 'arraybuffer'
+    let done = 0
+    while (left-- > 0) {
+      const answer = new Promise<unknown>((ok) =>
+        dc.addEventListener('message', (e) => ok(e.data), { once: true }),
+      )
+      dc.send(input as Uint8Array<ArrayBuffer>)
+      const got = await answer
+      outBytes ??= got instanceof ArrayBuffer ? got.byteLength : undefined
+      if (!(got instanceof ArrayBuffer) || got.byteLength !== outBytes || !outBytes)
+        throw new Error(`raw job on ${id}: ${typeof got === 'string' ? got : 'wrong output size'}`)
+      done++
+    }
+    return done
+  }
+  const t0 = performance.now()
+  const byChannel = await Promise.all(channels.map(lane))
+  return { ms: performance.now() - t0, byChannel }
+}
