@@ -155,9 +155,9 @@ export function jobsApi(peer: Peer, local: InferenceEngine) {
     },
 
     /** Requester side: n jobs of `model`'s input bytes over the raw channels (rawOffer + rawConnect). */
-    rawJobBatch(o: { model: string; channels: string[]; n: number }) {
+    rawJobBatch(o: { model: string; channels: string[]; n: number; depth: number }) {
       const d = Object.values(inputsFor(entryOf(peer, o.model)))[0]!.data as Float32Array
-      return rawJobBatch(o.channels, new Uint8Array(d.buffer, d.byteOffset, d.byteLength), o.n)
+      return rawJobBatch(o.channels, new Uint8Array(d.buffer, d.byteOffset, d.byteLength), o.n, o.depth)
     },
 
     profile: (o: { model: string; n: number }) => profileSteps(entryOf(peer, o.model), localRun, o.n),

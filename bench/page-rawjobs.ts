@@ -35,28 +35,34 @@ export function serveRawJobs(run: RunBytes): (dc: RTCDataChannel) => void {
   }
 }
 
-/** Requester side: `n` jobs over the channels, one outstanding per channel (as one slot each); wall ms. */
-export async function rawJobBatch(channels: string[], input: Uint8Array, n: number) {
+/**
+ * Requester side: `n` jobs over the channels, `depth` outstanding per channel (a contributor's
+ * slots: the swarm's contributors take 2 jobs at once, the second waiting in the worker's queue);
+ * wall ms and jobs per channel.
+ */
+export async function rawJobBatch(channels: string[], input: Uint8Array, n: number, depth: number) {
   let left = n
   let outBytes: number | undefined
-  const lane = async (id: string) => {
+  const lanes = channels.map((id) => {
     const dc = rawChannel(id)
     dc.binaryType = 'arraybuffer'
+    const waiting: ((data: unknown) => void)[] = [] // answers come in order: FIFO
+    dc.onmessage = (e) => waiting.shift()?.(e.data)
     let done = 0
-    while (left-- > 0) {
-      const answer = new Promise<unknown>((ok) =>
-        dc.addEventListener('message', (e) => ok(e.data), { once: true }),
-      )
-      dc.send(input as Uint8Array<ArrayBuffer>)
-      const got = await answer
-      outBytes ??= got instanceof ArrayBuffer ? got.byteLength : undefined
-      if (!(got instanceof ArrayBuffer) || got.byteLength !== outBytes || !outBytes)
-        throw new Error(`raw job on ${id}: ${typeof got === 'string' ? got : 'wrong output size'}`)
-      done++
+    const lane = async () => {
+      while (left-- > 0) {
+        const answer = new Promise<unknown>((ok) => waiting.push(ok))
+        dc.send(input as Uint8Array<ArrayBuffer>)
+        const got = await answer
+        outBytes ??= got instanceof ArrayBuffer ? got.byteLength : undefined
+        if (!(got instanceof ArrayBuffer) || got.byteLength !== outBytes || !outBytes)
+          throw new Error(`raw job on ${id}: ${typeof got === 'string' ? got : 'wrong output size'}`)
+        done++
+      }
     }
-    return done
-  }
+    return { lanes: Array.from({ length: depth }, lane), done: () => done }
+  })
   const t0 = performance.now()
-  const byChannel = await Promise.all(channels.map(lane))
-  return { ms: performance.now() - t0, byChannel }
+  await Promise.all(lanes.flatMap((l) => l.lanes))
+  return { ms: performance.now() - t0, byChannel: lanes.map((l) => l.done()) }
 }

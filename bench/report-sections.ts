@@ -174,7 +174,11 @@ function rawLine(t: Throughput): string {
         `${r.contributors}: ${f(r.jobsPerS)} jobs/s → ${f(r.speedup)}× (${r.rounds.map((v) => f(v)).join(' / ')}), ${f(sum(r.cpuMsPerJob), 1)} CPU ms/job`,
     )
     .join('; ')
-  return `\nRaw-channel reference, ${t.raw.model} (the input's bytes over a raw RTCDataChannel to each contributor tab, its worker runs it, the output's bytes back; no libp2p, signatures, CIDs or records): ${rows}.`
+  const two = t.raw.rows.find((r) => r.contributors === 2)
+  const threads = two?.cpuMsPerJobByThread
+    ? `\nBy thread, its 2-contributor batches: ${byThread(two.cpuMsPerJobByThread)}.`
+    : ''
+  return `\nRaw-channel reference, ${t.raw.model} (the input's bytes over a raw RTCDataChannel to each contributor tab, its worker runs it, the output's bytes back; no libp2p, signatures, CIDs or records): ${rows}.${threads}`
 }
 
 /** Thread labels (bench/cpu.ts `threadSample`) by what they do for a job; the rest is 'other'. */

@@ -215,8 +215,12 @@ export interface RawScaling {
     speedup: number
     rounds: number[]
     cpuMsPerJob: Record<string, number>
+    cpuMsPerJobByThread: Record<string, number>
   }[]
 }
+
+/** Jobs outstanding per raw channel: as many as a swarm contributor's slots (2 by default). */
+const RAW_DEPTH = 2
 
 /**
  * `model`'s batches on 1…k contributor tabs over raw RTCDataChannels (bench/page-rawjobs.ts): the
@@ -238,19 +242,30 @@ async function rawScaling(
   }
   try {
     // Every contributor's worker loads the model and runs it once, then the tabs go quiet.
-    await req.evaluate((a) => window.__bench.rawJobBatch(a), { model, channels, n: channels.length })
+    await req.evaluate((a) => window.__bench.rawJobBatch(a), {
+      model,
+      channels,
+      n: channels.length,
+      depth: 1,
+    })
     await settle()
-    const runs = new Map(counts.map((k) => [k, [] as { jobsPerS: number; cpu: Batch['cpu']; n: number }[]]))
+    type RawBatch = { jobsPerS: number; cpu: Batch['cpu']; threads: Batch['threads']; n: number }
+    const runs = new Map(counts.map((k) => [k, [] as RawBatch[]]))
     for (let r = 0; r < rounds; r++) {
       for (const k of counts) {
         const n = perContributor * k
         const cpu0 = sample()
+        const threads0 = threadsNow()
         const b = await req.evaluate((a) => window.__bench.rawJobBatch(a), {
           model,
           channels: channels.slice(0, k),
           n,
+          depth: RAW_DEPTH,
         })
-        runs.get(k)!.push({ jobsPerS: (n / b.ms) * 1000, cpu: since(cpu0), n })
+        const cpu = since(cpu0)
+        runs
+          .get(k)!
+          .push({ jobsPerS: (n / b.ms) * 1000, cpu, threads: threadsSince(threads0, threadsNow()), n })
       }
     }
     const base = runs.get(counts[0]!)!.map((b) => b.jobsPerS)
@@ -264,6 +279,10 @@ async function rawScaling(
         rounds,
         cpuMsPerJob: perJob(
           bs.map((b) => b.cpu),
+          bs.reduce((a, b) => a + b.n, 0),
+        ),
+        cpuMsPerJobByThread: perJob(
+          bs.map((b) => b.threads),
           bs.reduce((a, b) => a + b.n, 0),
         ),
       }

@@ -62,6 +62,12 @@ describe('npm run bench -- --quick', () => {
     const off = r.throughput.rows.find((t: Row) => t.contributors === 2 && t.persist === false)
     expect(off.jobsPerS).toBeGreaterThan(0)
     expect(off.byWorker).toHaveLength(2)
+    // The raw-channel reference ran on 1 and 2 contributors, its inference in their workers.
+    const raw = r.throughput.raw
+    expect(raw.model).toBe('bench-100ms')
+    expect(raw.rows.map((x: { contributors: number }) => x.contributors)).toEqual([1, 2])
+    expect(raw.rows[1].jobsPerS).toBeGreaterThan(0)
+    expect(raw.rows[1].cpuMsPerJobByThread['renderer/DedicatedWorker']).toBeGreaterThan(0)
     expect(log).toContain('## Targets')
   }, 400_000)
 })
