@@ -47,17 +47,17 @@ export async function modelTransferBench(req: Page, ctrs: Page[], ids: string[],
   const has = await req.evaluate(() => typeof window.__peer.models?.fetchFromPeers === 'function')
   if (!has) return { status: 'skipped: the peer API has no models.fetchFromPeers yet' }
   const [c0, c1] = [ctrs[0]!, ctrs[1]!]
-  for (const [i, c] of [c0, c1].entries()) {
-    const offer = await c.evaluate(() => window.__bench.rawOffer('m'))
-    const answer = await req.evaluate((x) => window.__bench.rawAnswer(`m${x.i}`, x.offer), { i, offer })
-    await c.evaluate((sdp) => window.__bench.rawConnect('m', sdp), answer)
-  }
-  for (const msg of RAW_MESSAGES) {
-    await c0.evaluate((x) => window.__bench.rawSend('m', x.bytes, x.msg), { bytes: 8 * MiB, msg }) // warm-up
-  }
-  await c1.evaluate((bytes) => window.__bench.rawSend('m', bytes, 64 * 1024), 8 * MiB)
   const rows: TransferRow[] = []
   try {
+    for (const [i, c] of [c0, c1].entries()) {
+      const offer = await c.evaluate(() => window.__bench.rawOffer('m'))
+      const answer = await req.evaluate((x) => window.__bench.rawAnswer(`m${x.i}`, x.offer), { i, offer })
+      await c.evaluate((sdp) => window.__bench.rawConnect('m', sdp), answer)
+    }
+    for (const msg of RAW_MESSAGES) {
+      await c0.evaluate((x) => window.__bench.rawSend('m', x.bytes, x.msg), { bytes: 8 * MiB, msg }) // warm-up
+    }
+    await c1.evaluate((bytes) => window.__bench.rawSend('m', bytes, 64 * 1024), 8 * MiB)
     for (const m of quick ? XFER_MODELS.slice(0, 1) : XFER_MODELS) {
       const url = `/bench/models/${m.name}.onnx`
       const infos = await Promise.all(

@@ -19,18 +19,23 @@ export function bytesRunner(inputs: NamedTensors, run: (i: NamedTensors) => Prom
   }
 }
 
-/** Contributor side: one job per binary message, in order; the answer is the output's bytes. */
+/**
+ * Contributor side: one job per binary message. Each run is posted to the worker at once (its queue
+ * holds the next job while one runs, as for a swarm contributor's second slot); answers go in order.
+ */
 export function serveRawJobs(run: RunBytes): (dc: RTCDataChannel) => void {
   return (dc) => {
     dc.binaryType = 'arraybuffer'
-    let chain = Promise.resolve()
+    let prev: Promise<void> = Promise.resolve()
     dc.onmessage = (e) => {
-      const input = new Uint8Array(e.data as ArrayBuffer)
-      chain = chain
-        .then(async () => dc.send((await run(input)) as Uint8Array<ArrayBuffer>))
-        .catch((err) => {
-          dc.send(`error: ${(err as Error).message}`)
-        })
+      const out = run(new Uint8Array(e.data as ArrayBuffer))
+      out.catch(() => {}) // answered below, in turn
+      prev = prev
+        .then(() => out)
+        .then(
+          (bytes) => dc.send(bytes as Uint8Array<ArrayBuffer>),
+          (err: Error) => dc.send(`error: ${err.message}`),
+        )
     }
   }
 }
@@ -43,11 +48,15 @@ export function serveRawJobs(run: RunBytes): (dc: RTCDataChannel) => void {
 export async function rawJobBatch(channels: string[], input: Uint8Array, n: number, depth: number) {
   let left = n
   let outBytes: number | undefined
+  const t0 = performance.now()
   const lanes = channels.map((id) => {
     const dc = rawChannel(id)
     dc.binaryType = 'arraybuffer'
     const waiting: ((data: unknown) => void)[] = [] // answers come in order: FIFO
     dc.onmessage = (e) => waiting.shift()?.(e.data)
+    dc.onclose = () => {
+      for (const w of waiting.splice(0)) w('channel closed')
+    }
     let done = 0
     const lane = async () => {
       while (left-- > 0) {
@@ -55,14 +64,15 @@ export async function rawJobBatch(channels: string[], input: Uint8Array, n: numb
         dc.send(input as Uint8Array<ArrayBuffer>)
         const got = await answer
         outBytes ??= got instanceof ArrayBuffer ? got.byteLength : undefined
-        if (!(got instanceof ArrayBuffer) || got.byteLength !== outBytes || !outBytes)
+        if (!(got instanceof ArrayBuffer) || got.byteLength !== outBytes || !outBytes) {
+          left = 0 // the other lanes stop too
           throw new Error(`raw job on ${id}: ${typeof got === 'string' ? got : 'wrong output size'}`)
+        }
         done++
       }
     }
     return { lanes: Array.from({ length: depth }, lane), done: () => done }
   })
-  const t0 = performance.now()
   await Promise.all(lanes.flatMap((l) => l.lanes))
   return { ms: performance.now() - t0, byChannel: lanes.map((l) => l.done()) }
 }

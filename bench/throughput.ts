@@ -216,6 +216,8 @@ export interface RawScaling {
     rounds: number[]
     cpuMsPerJob: Record<string, number>
     cpuMsPerJobByThread: Record<string, number>
+    /** Jobs each contributor ran, over the rounds. */
+    byChannel: number[]
   }[]
 }
 
@@ -249,7 +251,13 @@ async function rawScaling(
       depth: 1,
     })
     await settle()
-    type RawBatch = { jobsPerS: number; cpu: Batch['cpu']; threads: Batch['threads']; n: number }
+    type RawBatch = {
+      jobsPerS: number
+      cpu: Batch['cpu']
+      threads: Batch['threads']
+      n: number
+      byChannel: number[]
+    }
     const runs = new Map(counts.map((k) => [k, [] as RawBatch[]]))
     for (let r = 0; r < rounds; r++) {
       for (const k of counts) {
@@ -263,15 +271,15 @@ async function rawScaling(
           depth: RAW_DEPTH,
         })
         const cpu = since(cpu0)
-        runs
-          .get(k)!
-          .push({ jobsPerS: (n / b.ms) * 1000, cpu, threads: threadsSince(threads0, threadsNow()), n })
+        const threads = threadsSince(threads0, threadsNow())
+        runs.get(k)!.push({ jobsPerS: (n / b.ms) * 1000, cpu, threads, n, byChannel: b.byChannel })
       }
     }
-    const base = runs.get(counts[0]!)!.map((b) => b.jobsPerS)
+    const base = runs.get(1)?.map((b) => b.jobsPerS) ?? []
     const rows = counts.map((k) => {
       const bs = runs.get(k)!
-      const rounds = bs.map((b, i) => b.jobsPerS / base[i]!)
+      const rounds = bs.map((b, i) => b.jobsPerS / (base[i] ?? Number.NaN))
+      const jobs = bs.reduce((a, b) => a + b.n, 0)
       return {
         contributors: k,
         jobsPerS: median(bs.map((b) => b.jobsPerS)),
@@ -279,12 +287,13 @@ async function rawScaling(
         rounds,
         cpuMsPerJob: perJob(
           bs.map((b) => b.cpu),
-          bs.reduce((a, b) => a + b.n, 0),
+          jobs,
         ),
         cpuMsPerJobByThread: perJob(
           bs.map((b) => b.threads),
-          bs.reduce((a, b) => a + b.n, 0),
+          jobs,
         ),
+        byChannel: channels.slice(0, k).map((_, i) => bs.reduce((a, b) => a + (b.byChannel[i] ?? 0), 0)),
       }
     })
     return { model, rows }

@@ -29,6 +29,8 @@ export interface Election {
 
 const STALE_MS = 3000
 const RETRY_MS = 500
+const RETRY_MAX_MS = 30_000
+const PERMANENT = new Set(['SecurityError', 'NotSupportedError', 'InvalidStateError'])
 
 export function createElection(name: string): Election {
   const events = new EventTarget()
@@ -37,7 +39,8 @@ export function createElection(name: string): Election {
   let status: LeaderStatus | undefined
   let queued: AbortController | undefined
   let stepDown: (() => void) | undefined
-  let closed = false
+  let wanted = false
+  let retryMs = RETRY_MS
   const changed = () => events.dispatchEvent(new Event('change'))
 
   channel.onmessage = (e: MessageEvent) => {
@@ -62,31 +65,40 @@ export function createElection(name: string): Election {
     queued = ctl
     navigator.locks
       .request(`${name}:compute-leader`, { signal: ctl.signal }, () => {
+        retryMs = RETRY_MS
         leader = true
         changed()
         return new Promise<void>((resolve) => {
           stepDown = resolve
         })
       })
-      .catch((err: unknown) => {
-        if (ctl.signal.aborted) return // left the queue
-        // Not ours (e.g. the browser's lock service dropped the request): queue again while wanted.
-        console.warn('compute-tab election: lock request failed, queuing again', err)
-        setTimeout(() => {
-          if (queued === ctl) {
-            queued = undefined
-            if (!closed) queue()
-          }
-        }, RETRY_MS)
-      })
-      .finally(() => {
-        if (queued === ctl && ctl.signal.aborted) queued = undefined
+      .then(
+        () => undefined,
+        (err: unknown) => (ctl.signal.aborted ? undefined : (err as Error)), // aborted: we left the queue
+      )
+      .then((err) => {
+        if (queued === ctl) queued = undefined
         if (leader) {
           leader = false
           channel.postMessage({ t: 'leaving' })
           changed()
         }
+        if (err) retryAfter(err)
       })
+  }
+
+  /**
+   * A request failed, not by our doing (say the browser's lock service dropped it): queue again
+   * while wanted, backing off 0.5 → 30 s. Errors that cannot pass (no lock access here) end it.
+   */
+  function retryAfter(err: Error): void {
+    if (PERMANENT.has(err.name)) {
+      console.warn('compute-tab election: no lock access, this tab cannot compute', err)
+      return
+    }
+    if (retryMs === RETRY_MS) console.warn('compute-tab election: lock request failed, queuing again', err)
+    setTimeout(() => wanted && !queued && queue(), retryMs)
+    retryMs = Math.min(retryMs * 2, RETRY_MAX_MS)
   }
 
   return {
@@ -97,6 +109,7 @@ export function createElection(name: string): Election {
       return status
     },
     want(on) {
+      wanted = on
       if (on && !queued) queue()
       if (!on && queued) {
         queued.abort()
@@ -113,7 +126,6 @@ export function createElection(name: string): Election {
     send: (msg) => channel.postMessage(msg),
     events,
     close() {
-      closed = true
       this.want(false)
       clearInterval(staleTimer)
       channel.close()

@@ -67,6 +67,7 @@ describe('one compute tab per browser', () => {
     await elected
       .locator('#ctl-state', { hasText: 'this is the compute tab of this browser' })
       .waitFor({ timeout: 5000 })
+    expect([await isLeader(elected), await isLeader(standby)]).toEqual([true, false]) // and it held
   })
 
   it('hands over to the other tab within 2 s when the elected tab closes', async () => {
