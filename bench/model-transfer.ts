@@ -12,6 +12,7 @@
 import type { Page } from 'playwright-core'
 import { XFER_MODELS } from './models.ts'
 import { MiB, median } from './stats.ts'
+import { connectRaw } from './transport.ts'
 
 /** Raw message sizes tried; the faster one is the baseline. */
 const RAW_MESSAGES = [64 * 1024, 256 * 1024]
@@ -50,9 +51,9 @@ export async function modelTransferBench(req: Page, ctrs: Page[], ids: string[],
   const rows: TransferRow[] = []
   try {
     for (const [i, c] of [c0, c1].entries()) {
-      const offer = await c.evaluate(() => window.__bench.rawOffer('m'))
-      const answer = await req.evaluate((x) => window.__bench.rawAnswer(`m${x.i}`, x.offer), { i, offer })
-      await c.evaluate((sdp) => window.__bench.rawConnect('m', sdp), answer)
+      await connectRaw(c, 'm', (offer) =>
+        req.evaluate((x) => window.__bench.rawAnswer(`m${x.i}`, x.offer), { i, offer }),
+      )
     }
     for (const msg of RAW_MESSAGES) {
       await c0.evaluate((x) => window.__bench.rawSend('m', x.bytes, x.msg), { bytes: 8 * MiB, msg }) // warm-up

@@ -4,6 +4,7 @@ import { PROFILE_DIR_PREFIX } from '../test/helpers/chromium.ts'
 import { type Settled, sample, settle, since, threadSample, threadsSince } from './cpu.ts'
 import { type NativeScaling, nativeScaling } from './native-scaling.ts'
 import { median } from './stats.ts'
+import { connectRaw } from './transport.ts'
 
 export interface ThroughputRow {
   model: string
@@ -237,12 +238,12 @@ async function rawScaling(
   rounds: number,
 ): Promise<RawScaling> {
   const channels = ctrs.map((_, i) => `j${i}`)
-  for (const [i, c] of ctrs.entries()) {
-    const offer = await req.evaluate((id) => window.__bench.rawOffer(id), channels[i]!)
-    const answer = await c.evaluate((a) => window.__bench.rawJobsAnswer(a), { id: 'j', offer, model })
-    await req.evaluate((a) => window.__bench.rawConnect(a.id, a.answer), { id: channels[i]!, answer })
-  }
   try {
+    for (const [i, c] of ctrs.entries()) {
+      await connectRaw(req, channels[i]!, (offer) =>
+        c.evaluate((a) => window.__bench.rawJobsAnswer(a), { id: 'j', offer, model }),
+      )
+    }
     // Every contributor's worker loads the model and runs it once, then the tabs go quiet.
     await req.evaluate((a) => window.__bench.rawJobBatch(a), {
       model,

@@ -30,15 +30,20 @@ export interface EchoRow {
 /** About the job and result frame of the bench-* dispatch models (16 KiB of float32 plus framing). */
 export const JOB_FRAME_BYTES = 17_000
 
+/** A raw RTCDataChannel `id` from `offerer` to the page whose side `answer` sets up (rawAnswer or a variant). */
+export async function connectRaw(offerer: Page, id: string, answer: (offer: string) => Promise<string>) {
+  const offer = await offerer.evaluate((i) => window.__bench.rawOffer(i), id)
+  const sdp = await answer(offer)
+  await offerer.evaluate((x) => window.__bench.rawConnect(x.id, x.sdp), { id, sdp })
+}
+
 export async function transportBench(
   a: Page,
   b: Page,
   bId: string,
   o: { mib: number; reps: number; sizesKiB: number[]; echoes: number },
 ): Promise<{ rows: TransportRow[]; echo: EchoRow }> {
-  const offer = await a.evaluate(() => window.__bench.rawOffer('t'))
-  const answer = await b.evaluate((sdp) => window.__bench.rawAnswer('t', sdp), offer)
-  await a.evaluate((sdp) => window.__bench.rawConnect('t', sdp), answer)
+  await connectRaw(a, 't', (offer) => b.evaluate((sdp) => window.__bench.rawAnswer('t', sdp), offer))
   try {
     const rows: TransportRow[] = []
     const total = o.mib * MiB
