@@ -124,7 +124,6 @@ export function throughput(t: Throughput): string {
   const loc = Object.entries(t.localJobsPerS)
     .map(([m, v]) => `${m} ${f(v)} jobs/s`)
     .join(', ')
-  const sum = (c: Record<string, number>) => Object.values(c).reduce((a, b) => a + b, 0)
   const rows = t.rows.map((x) => [
     x.persist === false ? `${x.model}, persist: false` : x.model,
     x.contributors,
@@ -164,20 +163,19 @@ Native reference, the same counts as onnxruntime-node processes at once (1 threa
 Each model ran once on every tab first, and each batch waited for the tabs to go quiet: ${settled(t.settled)}.`
 }
 
+const sum = (c: Record<string, number>) => Object.values(c).reduce((a, b) => a + b, 0)
+
 /** The raw-channel batches: what tabs, WebRTC and ORT-web allow without the job protocol. */
 function rawLine(t: Throughput): string {
   if (!t.raw) return ''
-  const sum = (c: Record<string, number>) => Object.values(c).reduce((a, b) => a + b, 0)
   const rows = t.raw.rows
     .map(
       (r) =>
-        `${r.contributors}: ${f(r.jobsPerS)} jobs/s → ${f(r.speedup)}× (${r.rounds.map((v) => f(v)).join(' / ')}), ${f(sum(r.cpuMsPerJob), 1)} CPU ms/job`,
+        `${r.contributors}: ${f(r.jobsPerS)} jobs/s → ${f(r.speedup)}× (${(r.rounds?.speedup ?? [r.speedup]).map((v) => f(v)).join(' / ')}), ${f(sum(r.cpuMsPerJob), 1)} CPU ms/job`,
     )
     .join('; ')
   const two = t.raw.rows.find((r) => r.contributors === 2)
-  const threads = two?.cpuMsPerJobByThread
-    ? `\nBy thread, its 2-contributor batches: ${byThread(two.cpuMsPerJobByThread)}.`
-    : ''
+  const threads = two ? `\nBy thread, its 2-contributor batches: ${byThread(two.cpuMsPerJobByThread)}.` : ''
   return `\nRaw-channel reference, ${t.raw.model} (the input's bytes over a raw RTCDataChannel to each contributor tab, its worker runs it, the output's bytes back; no libp2p, signatures, CIDs or records): ${rows}.${threads}`
 }
 
@@ -343,7 +341,6 @@ export function engine(e: NonNullable<Results['engine']>): string {
 
 /** ORT's profiler on both sides: the op types that take the browser's time, against native. */
 function opsTable(model: string, o: NonNullable<EngineRow['ops']>): string {
-  const sum = (m: Record<string, number>) => Object.values(m).reduce((a, b) => a + b, 0)
   const web = sum(o.web.msByOp)
   const nat = sum(o.native.msByOp)
   const types = Object.keys({ ...o.web.msByOp, ...o.native.msByOp }).sort(

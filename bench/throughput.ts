@@ -155,10 +155,16 @@ interface Batch {
 /** Threads of the requester's own browser (launchProfileTab) are labelled 'requester'. */
 const threadsNow = () => threadSample({ marker: PROFILE_DIR_PREFIX, role: 'requester' })
 
-async function batch(req: Page, model: string, jobs: number, persist = true): Promise<Batch> {
+type BatchRun = Pick<Batch, 'ms' | 'byWorker' | 'runMs' | 'failures'>
+
+const batch = (req: Page, model: string, jobs: number, persist = true) =>
+  measured(jobs, () => req.evaluate((a) => window.__bench.batch(a), { model, n: jobs, persist }))
+
+/** `run` (a batch of `jobs`) with every process's and thread's CPU over it. */
+async function measured(jobs: number, run: () => Promise<BatchRun>): Promise<Batch> {
   const cpu0 = sample()
   const threads0 = threadsNow()
-  const r = await req.evaluate((a) => window.__bench.batch(a), { model, n: jobs, persist })
+  const r = await run()
   return {
     jobs,
     ...r,
@@ -188,6 +194,7 @@ function row(model: string, k: number, bs: Batch[], base: number[] | undefined):
   const perRound = bs.map((b, i) => (base?.[i] ? b.jobsPerS / base[i] : Number.NaN))
   const speedup = median(perRound)
   const failures = bs.flatMap((b) => b.failures)
+  const runMs = bs.flatMap((b) => b.runMs)
   return {
     model,
     contributors: k,
@@ -196,7 +203,8 @@ function row(model: string, k: number, bs: Batch[], base: number[] | undefined):
     speedup,
     efficiency: speedup / k,
     byWorker: [...byWorker.values()],
-    computeMsPerJob: bs.flatMap((b) => b.runMs).reduce((a, b) => a + b, 0) / jobs,
+    // NaN where the batches report no run times (raw channels).
+    computeMsPerJob: runMs.length ? runMs.reduce((a, b) => a + b, 0) / jobs : Number.NaN,
     cpuMsPerJob,
     cpuMsPerJobByThread: perJob(
       bs.map((b) => b.threads),
@@ -210,16 +218,8 @@ function row(model: string, k: number, bs: Batch[], base: number[] | undefined):
 
 export interface RawScaling {
   model: string
-  rows: {
-    contributors: number
-    jobsPerS: number
-    speedup: number
-    rounds: number[]
-    cpuMsPerJob: Record<string, number>
-    cpuMsPerJobByThread: Record<string, number>
-    /** Jobs each contributor ran, over the rounds. */
-    byChannel: number[]
-  }[]
+  /** As the swarm's rows; byWorker counts jobs per contributor's channel, computeMsPerJob is NaN. */
+  rows: ThroughputRow[]
 }
 
 /** Jobs outstanding per raw channel: as many as a swarm contributor's slots (2 by default). */
@@ -252,51 +252,27 @@ async function rawScaling(
       depth: 1,
     })
     await settle()
-    type RawBatch = {
-      jobsPerS: number
-      cpu: Batch['cpu']
-      threads: Batch['threads']
-      n: number
-      byChannel: number[]
-    }
-    const runs = new Map(counts.map((k) => [k, [] as RawBatch[]]))
+    const runs = new Map(counts.map((k) => [k, [] as Batch[]]))
     for (let r = 0; r < rounds; r++) {
       for (const k of counts) {
         const n = perContributor * k
-        const cpu0 = sample()
-        const threads0 = threadsNow()
-        const b = await req.evaluate((a) => window.__bench.rawJobBatch(a), {
-          model,
-          channels: channels.slice(0, k),
-          n,
-          depth: RAW_DEPTH,
-        })
-        const cpu = since(cpu0)
-        const threads = threadsSince(threads0, threadsNow())
-        runs.get(k)!.push({ jobsPerS: (n / b.ms) * 1000, cpu, threads, n, byChannel: b.byChannel })
+        const some = channels.slice(0, k)
+        runs.get(k)!.push(
+          await measured(n, async () => {
+            const b = await req.evaluate((a) => window.__bench.rawJobBatch(a), {
+              model,
+              channels: some,
+              n,
+              depth: RAW_DEPTH,
+            })
+            const byWorker = Object.fromEntries(some.map((id, i) => [id, b.byChannel[i] ?? 0]))
+            return { ms: b.ms, byWorker, runMs: [], failures: [] }
+          }),
+        )
       }
     }
-    const base = runs.get(1)?.map((b) => b.jobsPerS) ?? []
-    const rows = counts.map((k) => {
-      const bs = runs.get(k)!
-      const rounds = bs.map((b, i) => b.jobsPerS / (base[i] ?? Number.NaN))
-      const jobs = bs.reduce((a, b) => a + b.n, 0)
-      return {
-        contributors: k,
-        jobsPerS: median(bs.map((b) => b.jobsPerS)),
-        speedup: median(rounds),
-        rounds,
-        cpuMsPerJob: perJob(
-          bs.map((b) => b.cpu),
-          jobs,
-        ),
-        cpuMsPerJobByThread: perJob(
-          bs.map((b) => b.threads),
-          jobs,
-        ),
-        byChannel: channels.slice(0, k).map((_, i) => bs.reduce((a, b) => a + (b.byChannel[i] ?? 0), 0)),
-      }
-    })
+    const base = runs.get(1)?.map((b) => b.jobsPerS)
+    const rows = counts.map((k) => row(model, k, runs.get(k)!, base))
     return { model, rows }
   } finally {
     for (const c of ctrs) await c.evaluate(() => window.__bench.rawClose('j'))

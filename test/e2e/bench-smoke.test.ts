@@ -67,8 +67,8 @@ describe('npm run bench -- --quick', () => {
     expect(raw.model).toBe('bench-100ms')
     expect(raw.rows.map((x: { contributors: number }) => x.contributors)).toEqual([1, 2])
     expect(raw.rows[1].jobsPerS).toBeGreaterThan(0)
-    expect(raw.rows[1].byChannel).toHaveLength(2)
-    for (const n of raw.rows[1].byChannel) expect(n).toBeGreaterThan(0) // both contributors ran jobs
+    expect(raw.rows[1].byWorker).toHaveLength(2)
+    for (const n of raw.rows[1].byWorker) expect(n).toBeGreaterThan(0) // both contributors ran jobs
     expect(log).toContain('## Targets')
   }, 400_000)
 })
