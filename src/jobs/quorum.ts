@@ -95,8 +95,16 @@ export async function runQuorum(
   const inflight = new Map<Replica, Promise<void>>()
   let finalReject: Replica | undefined
 
+  // The loop saves only what changed since the state it was given (on record already) or its last
+  // save: a job waiting for capacity wakes at every change of anyone's capacity, and rewriting its
+  // unchanged state each time cost a batch several writes per job. Replicas that end save on their own.
+  let changed = false
   // Replicas in flight when the page went away are lost: they do not count as attempts.
-  for (const r of s.replicas) if (r.status === 'dispatched') r.status = 'lost'
+  for (const r of s.replicas) {
+    if (r.status !== 'dispatched') continue
+    r.status = 'lost'
+    changed = true
+  }
   const counts = (r: Replica) => r.status !== 'lost' && r.status !== 'busy'
   const attempts = () => s.replicas.filter(counts).length
   const ok = () => s.replicas.filter((r) => r.status === 'ok')
@@ -117,6 +125,7 @@ export async function runQuorum(
   const launch = (peer: string) => {
     const rep: Replica = { peer, status: 'dispatched', startedAt: Date.now() }
     s.replicas.push(rep)
+    changed = true
     const timeout = Math.min(policy.replicaTimeoutMs, Math.max(100, deadline - Date.now()))
     const p = fx
       .dispatch(peer, timeout, dispatchSignal)
@@ -149,6 +158,7 @@ export async function runQuorum(
   const wanted = () => Math.max(s.target - ok().length - inflight.size, s.quorum - best() - inflight.size, 0)
 
   const escalate = () => {
+    changed = true
     s.adaptiveSingle = false
     s.target = policy.redundancy
     s.quorum = policy.quorum
@@ -180,7 +190,10 @@ export async function runQuorum(
       }
       launch(peer)
     }
-    await fx.save(s)
+    if (changed) {
+      changed = false
+      await fx.save(s)
+    }
     if (jobSignal.aborted) break
     if (inflight.size > 0) {
       await Promise.race([...inflight.values(), timedOut])

@@ -149,6 +149,28 @@ describe('runQuorum', () => {
     expect(h.dispatched).toHaveLength(1)
   })
 
+  it('saves a job waiting for capacity once, not at every capacity change', async () => {
+    const p = policyFor('tensor', { redundancy: 1, quorum: 1, adaptive: false })
+    const h = harness(['honest'])
+    let free = false
+    let wakes = 0
+    const saves: string[] = []
+    const pick = h.fx.pick
+    h.fx.pick = (exclude, same) => (free ? pick(exclude, same) : undefined)
+    h.fx.capacityChanged = async () => {
+      await new Promise((r) => setTimeout(r, 1))
+      if (++wakes === 20) free = true // someone else's capacity changes 19 times first
+    }
+    h.fx.save = async (st) => {
+      saves.push(st.state ?? (st.replicas.map((r) => r.status).join(',') || 'waiting'))
+    }
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(wakes).toBe(20)
+    // The dispatch, the replica's end and the verdict: nothing while it waited (its state was given).
+    expect(saves).toEqual(['dispatched', 'ok', 'verified'])
+  })
+
   it('resumes a saved state: lost replicas are redone, finished ones kept', async () => {
     const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false })
     const first = await result(0, 0.5)
