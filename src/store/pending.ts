@@ -6,7 +6,8 @@ export interface SaveOptions {
   relaxed?: boolean
   /**
    * Hold the write back this long, so that a later write of the same job (its end) replaces it:
-   * a job that ends sooner never writes its pending state or its inputs at all.
+   * a job that ends sooner never writes its pending state or its inputs at all. An end held back
+   * (to share a commit with other ends) goes with the first commit that starts meanwhile.
    */
   deferMs?: number
 }
@@ -84,8 +85,12 @@ export function pendingAccess(db: Db): PendingStore {
     const gen = asked
     const force = gen > served
     const t = performance.now()
-    const batch = [...queue].filter(([, e]) => force || e.dueAt <= t + 1)
-    const deletes = [...cleanup].filter(([, due]) => force || due <= t + 1).map(([id]) => id)
+    // Ends held back only to share a commit go with any commit; held-back starts wait their turn.
+    const batch = [...queue].filter(([, e]) => force || e.dueAt <= t + 1 || e.pending === null)
+    // Once the oldest clean-up is due, every ended job's goes with it (each end is on record already):
+    // one deleting commit per CLEANUP_DELAY_MS however many jobs end, not one per job.
+    const cleanupDue = force || [...cleanup.values()].some((due) => due <= t + 1)
+    const deletes = cleanupDue ? [...cleanup.keys()] : []
     // Forced: ended jobs' state goes in this very commit rather than 2 s later.
     if (force) for (const [id, e] of batch) if (ended(e)) deletes.push(id)
     if (batch.length === 0 && deletes.length === 0) {

@@ -89,6 +89,44 @@ describe('job state writes', () => {
     expect(r.after).toEqual({ status: 'failed', pending: 0, inputs: null })
   })
 
+  it('jobs that end at different times have their state deleted in one clean-up commit', async () => {
+    const r = await page.evaluate(async (JOB_STORES) => {
+      const store = await window.__store.openStore('t-stagger')
+      const ids = ['s0', 's1', 's2', 's3']
+      await Promise.all(
+        ids.map((id, i) =>
+          store.saveJobState(
+            window.__store.jobRecord(id, 'running', i),
+            { id, createdAt: i, state: i },
+            { id, inputs: i },
+          ),
+        ),
+      )
+      window.__writes = {}
+      for (const [i, id] of ids.entries()) {
+        await store.saveJobState(window.__store.jobRecord(id, 'verified', i), null)
+        await new Promise((r) => setTimeout(r, 400)) // ends 0.4 s apart, all within one 2 s delay
+      }
+      const endTxs = window.__writes[JOB_STORES] ?? 0
+      const pendingBefore = (await store.listPending()).length
+      await new Promise((r) => setTimeout(r, 2500))
+      const out = {
+        endTxs,
+        pendingBefore,
+        cleanupTxs: (window.__writes[JOB_STORES] ?? 0) - endTxs,
+        pendingAfter: (await store.listPending()).length,
+        inputsAfter: (await Promise.all(ids.map((id) => store.getJobInputs(id)))).filter(Boolean).length,
+      }
+      store.close()
+      return out
+    }, JOB_STORES)
+    expect(r.endTxs).toBe(4)
+    expect(r.pendingBefore).toBe(4)
+    expect(r.cleanupTxs).toBe(1) // was one per job, each 2 s after its own end
+    expect(r.pendingAfter).toBe(0)
+    expect(r.inputsAfter).toBe(0)
+  })
+
   it('writes made together share one transaction, and a bad record fails only its own job', async () => {
     const r = await page.evaluate(async (JOB_STORES) => {
       const store = await window.__store.openStore('t-group')
