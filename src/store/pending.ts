@@ -49,9 +49,10 @@ interface Entry {
 }
 
 /**
- * An ended job's pending state and inputs are deleted this long after its end is on record, with
- * every other job's that ended meanwhile: each transaction that deletes costs Chromium a LevelDB
- * clean-up and compaction pass. A reload in between finds the state, and the final record beside it.
+ * An ended job's pending state and inputs are deleted at most this long after its end is on record,
+ * with the oldest waiting job's and every other's that ended since: each transaction that deletes
+ * costs Chromium a LevelDB clean-up and compaction pass. A reload in between finds the state, and
+ * the final record beside it.
  */
 const CLEANUP_DELAY_MS = 2000
 

@@ -104,8 +104,8 @@ describe('job state writes', () => {
       )
       window.__writes = {}
       for (const [i, id] of ids.entries()) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 300)) // ends 0.3 s apart, within one 2 s delay
         await store.saveJobState(window.__store.jobRecord(id, 'verified', i), null)
-        await new Promise((r) => setTimeout(r, 400)) // ends 0.4 s apart, all within one 2 s delay
       }
       const endTxs = window.__writes[JOB_STORES] ?? 0
       const pendingBefore = (await store.listPending()).length
@@ -125,6 +125,51 @@ describe('job state writes', () => {
     expect(r.cleanupTxs).toBe(1) // was one per job, each 2 s after its own end
     expect(r.pendingAfter).toBe(0)
     expect(r.inputsAfter).toBe(0)
+  })
+
+  it('a held-back end goes with the next commit that starts; a held-back start waits its turn', async () => {
+    const r = await page.evaluate(async (JOB_STORES) => {
+      const store = await window.__store.openStore('t-join')
+      const rec = (id: string, status: 'running' | 'verified') => window.__store.jobRecord(id, status)
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+      await store.saveJobState(rec('jb', 'running'), { id: 'jb', createdAt: 2, state: 2 }, { id: 'jb', inputs: 2 })
+      window.__writes = {}
+      // ja's start and jb's end are both held back a minute
+      void store.saveJobState(
+        rec('ja', 'running'),
+        { id: 'ja', createdAt: 1, state: 1 },
+        { id: 'ja', inputs: 1 },
+        { deferMs: 60_000 },
+      )
+      let bEnded = false
+      const bEnd = store
+        .saveJobState(rec('jb', 'verified'), null, undefined, { deferMs: 60_000 })
+        .then(() => {
+          bEnded = true
+        })
+      await sleep(100)
+      const endedBeforeC = bEnded
+      // jc's write, due now, starts a commit
+      await store.saveJobState(rec('jc', 'running'), { id: 'jc', createdAt: 3, state: 3 }, { id: 'jc', inputs: 3 })
+      await Promise.race([bEnd, sleep(3000)])
+      const out = {
+        endedBeforeC,
+        bEnded,
+        txs: window.__writes[JOB_STORES] ?? 0,
+        b: (await store.getJob('jb'))?.status,
+        a: (await store.getJob('ja'))?.status ?? null,
+        pending: (await store.listPending()).map((p) => p.id).sort(),
+      }
+      await store.flushJobStates() // ja's start goes now: nothing is left queued
+      store.close()
+      return out
+    }, JOB_STORES)
+    expect(r.endedBeforeC).toBe(false)
+    expect(r.bEnded).toBe(true)
+    expect(r.txs).toBe(1) // jc's commit carried jb's end
+    expect(r.b).toBe('verified')
+    expect(r.a).toBeNull() // not written: its hold-back is not over
+    expect(r.pending).toEqual(['jb', 'jc']) // jb's state goes with its clean-up
   })
 
   it('writes made together share one transaction, and a bad record fails only its own job', async () => {
