@@ -132,7 +132,11 @@ describe('job state writes', () => {
       const store = await window.__store.openStore('t-join')
       const rec = (id: string, status: 'running' | 'verified') => window.__store.jobRecord(id, status)
       const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-      await store.saveJobState(rec('jb', 'running'), { id: 'jb', createdAt: 2, state: 2 }, { id: 'jb', inputs: 2 })
+      await store.saveJobState(
+        rec('jb', 'running'),
+        { id: 'jb', createdAt: 2, state: 2 },
+        { id: 'jb', inputs: 2 },
+      )
       window.__writes = {}
       // ja's start and jb's end are both held back a minute
       void store.saveJobState(
@@ -150,7 +154,11 @@ describe('job state writes', () => {
       await sleep(100)
       const endedBeforeC = bEnded
       // jc's write, due now, starts a commit
-      await store.saveJobState(rec('jc', 'running'), { id: 'jc', createdAt: 3, state: 3 }, { id: 'jc', inputs: 3 })
+      await store.saveJobState(
+        rec('jc', 'running'),
+        { id: 'jc', createdAt: 3, state: 3 },
+        { id: 'jc', inputs: 3 },
+      )
       await Promise.race([bEnd, sleep(3000)])
       const out = {
         endedBeforeC,
