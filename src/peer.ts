@@ -205,10 +205,13 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   const onHide = () => void flushWrites().catch(() => {})
   addEventListener('pagehide', onHide)
   const adaptive = createAdaptive(reputation)
-  const capacity = createCapacityWaiters([
-    [discovery.events, 'change'],
-    [scheduler.events, 'release'],
-  ])
+  const capacity = createCapacityWaiters(
+    [
+      [discovery.events, 'change'],
+      [scheduler.events, 'release'],
+    ],
+    { free: () => scheduler.freeSlots() },
+  )
   const requester = createRequester({
     node,
     privateKey,

@@ -35,6 +35,8 @@ export interface Scheduler {
    */
   begin(peer: string): (held?: boolean) => void
   inflight(peer: string): number
+  /** Slots free now across direct contributors, for any model (what a freed-slot wake-up can use). */
+  freeSlots(): number
   /** Fires 'release' when one of our jobs on some peer ends, freeing capacity. */
   events: EventTarget
 }
@@ -95,6 +97,8 @@ export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
       }
     },
     inflight: ours,
+    freeSlots: () =>
+      dir.peers().reduce((n, p) => n + (p.id !== selfId && p.direct ? Math.max(0, free(p)) : 0), 0),
     events,
   }
 }

@@ -55,4 +55,20 @@ describe('scheduler: free slots between throttled adverts', () => {
     s.begin('B')(false) // a 'busy' reply: it held no slot there
     expect(s.pick('m', new Set())).toBeUndefined()
   })
+
+  it('counts the slots free across direct contributors, less our own jobs there', () => {
+    vi.useFakeTimers({ now: 100_000 })
+    const far = { ...peer('D', 2, 0), direct: false }
+    const off = peer('E', 2, 0)
+    off.advert = { ...off.advert, contributing: false }
+    const peers = [peer('B', 2, 0), peer('C', 1, 0), far, off, peer('A', 2, 0)]
+    const s = createScheduler({ peers: () => peers }, 'A')
+    expect(s.freeSlots()).toBe(4) // B 2 + C 2 (its advert is stale); not D (relayed), E (off) or A (us)
+    const done = s.begin('B')
+    s.begin('C')
+    s.begin('C')
+    expect(s.freeSlots()).toBe(1)
+    done()
+    expect(s.freeSlots()).toBe(2)
+  })
 })
