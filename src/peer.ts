@@ -210,7 +210,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
       [discovery.events, 'change'],
       [scheduler.events, 'release'],
     ],
-    { free: () => scheduler.freeSlots() },
+    { free: () => scheduler.freeSlots(reputation.trusted) },
   )
   const requester = createRequester({
     node,

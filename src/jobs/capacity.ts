@@ -1,19 +1,23 @@
 /**
- * Jobs waiting for a free contributor slot, woken in the order they began to wait. A trigger wakes
- * as many as there are free slots (at least one); a woken job that waits again (it could use none of
- * them) passes its turn to the next in line. Every `tickMs` all of them wake, so each re-checks its
- * deadline and signal. A queue of thousands of jobs thus costs a few wake-ups per freed slot, not one
- * per queued job: with every job woken at every change, a batch cost O(n²).
+ * Jobs waiting for a free contributor slot, woken about in the order they began to wait. A trigger
+ * wakes as many as there are free slots (at least one); a woken job that waits again (it could use
+ * none of them) passes its turn to the next in line and goes to the back. Every `tickMs` all of them
+ * wake, so each re-checks its deadline. A queue of thousands of jobs thus costs a few wake-ups per
+ * freed slot, not one per queued job: with every job woken at every change, a batch cost O(n²).
  */
 export interface CapacityWaiters {
-  /** Resolves when this job's turn comes at a trigger, or at the next tick; at once if `signal` is aborted. */
+  /**
+   * Resolves when this job's turn comes at a trigger, at the next tick, or when `signal` aborts. A job
+   * passes one signal of its own, and waits once at a time: the signal is how its turn is known.
+   */
   wait(signal: AbortSignal): Promise<void>
   readonly waiting: number
+  /** Wakes every waiter; later waits resolve at once. */
   stop(): void
 }
 
 export interface CapacityOptions {
-  /** Slots free now across the swarm (for any job); default: unknown, so a trigger wakes everyone. */
+  /** Slots free now that some job could use; default: unknown, so a trigger wakes everyone. */
   free?(): number
   tickMs?: number
 }
@@ -21,6 +25,7 @@ export interface CapacityOptions {
 interface Waiter {
   signal: AbortSignal
   resolve(): void
+  onAbort(): void
 }
 
 export function createCapacityWaiters(
@@ -31,11 +36,15 @@ export function createCapacityWaiters(
   const free = o.free ?? (() => Number.POSITIVE_INFINITY)
   let queue: Waiter[] = []
   let woken = new WeakSet<AbortSignal>() // jobs woken since the last trigger or tick
+  let unwoken = 0 // queued jobs not woken this round: those a passed-on turn can go to
   let ticker: ReturnType<typeof setInterval> | undefined
+  let stopped = false
 
   const release = (take: Waiter[]) => {
     for (const w of take) {
+      if (!woken.has(w.signal)) unwoken--
       woken.add(w.signal)
+      w.signal.removeEventListener('abort', w.onAbort)
       w.resolve()
     }
     if (queue.length === 0) {
@@ -45,6 +54,7 @@ export function createCapacityWaiters(
   }
   const round = (n: number) => {
     woken = new WeakSet()
+    unwoken = queue.length
     release(queue.splice(0, n))
   }
   const onTrigger = () => round(Math.max(1, free()))
@@ -52,13 +62,24 @@ export function createCapacityWaiters(
 
   return {
     wait(signal) {
-      if (signal.aborted) return Promise.resolve()
+      if (signal.aborted || stopped) return Promise.resolve()
       return new Promise<void>((resolve) => {
-        queue.push({ signal, resolve })
+        // A job that gives up while queued leaves at once: its place must not take a freed slot's turn.
+        const onAbort = () => {
+          const i = queue.indexOf(w)
+          if (i >= 0) release(queue.splice(i, 1))
+        }
+        const w: Waiter = { signal, resolve, onAbort }
+        signal.addEventListener('abort', onAbort, { once: true })
+        queue.push(w)
         ticker ??= setInterval(() => round(queue.length), tickMs)
+        if (!woken.has(signal)) {
+          unwoken++
+          return
+        }
         // Woken this round, it found nothing it could use: the next one not yet woken gets its turn.
-        if (!woken.has(signal) || free() <= 0) return
-        const next = queue.findIndex((w) => !woken.has(w.signal))
+        if (unwoken === 0 || free() <= 0) return
+        const next = queue.findIndex((x) => !woken.has(x.signal))
         if (next >= 0) release(queue.splice(next, 1))
       })
     },
@@ -66,6 +87,7 @@ export function createCapacityWaiters(
       return queue.length
     },
     stop() {
+      stopped = true
       for (const [target, type] of triggers) target.removeEventListener(type, onTrigger)
       const all = queue
       queue = []

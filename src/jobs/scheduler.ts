@@ -35,8 +35,11 @@ export interface Scheduler {
    */
   begin(peer: string): (held?: boolean) => void
   inflight(peer: string): number
-  /** Slots free now across direct contributors, for any model (what a freed-slot wake-up can use). */
-  freeSlots(): number
+  /**
+   * Slots free now across direct contributors that `accept` allows (the reputation gate), for any
+   * model: how many queued jobs a freed slot is worth waking.
+   */
+  freeSlots(accept?: (peer: string) => boolean): number
   /** Fires 'release' when one of our jobs on some peer ends, freeing capacity. */
   events: EventTarget
 }
@@ -97,8 +100,13 @@ export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
       }
     },
     inflight: ours,
-    freeSlots: () =>
-      dir.peers().reduce((n, p) => n + (p.id !== selfId && p.direct ? Math.max(0, free(p)) : 0), 0),
+    freeSlots: (accept) =>
+      dir
+        .peers()
+        .reduce(
+          (n, p) => n + (p.id !== selfId && p.direct && (accept?.(p.id) ?? true) ? Math.max(0, free(p)) : 0),
+          0,
+        ),
     events,
   }
 }

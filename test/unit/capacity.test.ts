@@ -60,6 +60,43 @@ describe('capacity waiters', () => {
     w.stop()
   })
 
+  it('lets a job that gives up while queued leave at once, so a freed slot goes to the next', async () => {
+    const release = new EventTarget()
+    const w = createCapacityWaiters([[release, 'release']], { free: () => 1, tickMs: 60_000 })
+    const first = new AbortController()
+    const woken: string[] = []
+    void w.wait(first.signal).then(() => woken.push('first'))
+    void w.wait(new AbortController().signal).then(() => woken.push('second'))
+    first.abort() // its deadline passed while it waited
+    await tick()
+    expect(woken).toEqual(['first'])
+    expect(w.waiting).toBe(1)
+    release.dispatchEvent(new Event('release'))
+    await tick()
+    expect(woken).toEqual(['first', 'second'])
+    w.stop()
+  })
+
+  it('passes nothing on after a tick woke everyone, and resolves every wait after stop()', async () => {
+    let frees = 0
+    const w = createCapacityWaiters([[new EventTarget(), 'change']], {
+      free: () => {
+        frees++
+        return 5
+      },
+      tickMs: 20,
+    })
+    const { signals, waits } = queueJobs(w, 3)
+    await Promise.all(waits) // the tick
+    frees = 0
+    for (const s of signals) void w.wait(s) // all woken this round: none has a turn to pass on
+    expect(frees).toBe(0)
+    expect(w.waiting).toBe(3)
+    w.stop()
+    expect(w.waiting).toBe(0)
+    await w.wait(new AbortController().signal) // would hang on a stopped queue otherwise
+  })
+
   it('wakes everyone at the next tick without a trigger, and an aborted signal at once', async () => {
     const w = createCapacityWaiters([[new EventTarget(), 'change']], { free: () => 0, tickMs: 20 })
     const t0 = Date.now()

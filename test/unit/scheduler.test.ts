@@ -61,9 +61,13 @@ describe('scheduler: free slots between throttled adverts', () => {
     const far = { ...peer('D', 2, 0), direct: false }
     const off = peer('E', 2, 0)
     off.advert = { ...off.advert, contributing: false }
-    const peers = [peer('B', 2, 0), peer('C', 1, 0), far, off, peer('A', 2, 0)]
+    const busy = peer('F', 0, Date.now()) // a fresh advert of no free slot: busy with others' work
+    const peers = [peer('B', 2, 0), peer('C', 1, 0), far, off, busy, peer('A', 2, 0)]
     const s = createScheduler({ peers: () => peers }, 'A')
-    expect(s.freeSlots()).toBe(4) // B 2 + C 2 (its advert is stale); not D (relayed), E (off) or A (us)
+    // B 2 + C 2 (maxSlots less our jobs: a non-zero advert is not a cap); not D (relayed), E (off),
+    // F (busy elsewhere) or A (us)
+    expect(s.freeSlots()).toBe(4)
+    expect(s.freeSlots((id) => id !== 'C')).toBe(2) // the reputation gate
     const done = s.begin('B')
     s.begin('C')
     s.begin('C')
