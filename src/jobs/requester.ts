@@ -250,7 +250,8 @@ export function createRequester(o: RequesterOptions) {
       },
       (err) => o.log.error('job %s: progress not saved: %s', id, err.message),
     )
-    if (writes === stored) computing++
+    const counted = writes === stored // its end will write: others may hold theirs for it
+    if (counted) computing++
     try {
       await runQuorum(
         q,
@@ -279,7 +280,7 @@ export function createRequester(o: RequesterOptions) {
       )
     } finally {
       await progress.close()
-      if (writes === stored) computing--
+      if (counted) computing--
     }
     // The end write replaces a submit write still held back: both land in one commit. While other
     // stored jobs still compute (their ends to come), it waits up to END_HOLD_MS to share theirs.

@@ -65,13 +65,16 @@ export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
     return a.maxSlots - ours(p.id)
   }
 
+  /** A peer a job may go to at all (not us, direct, past the reputation gate), free slots aside. */
+  const open = (p: KnownPeer, accept?: (peer: string) => boolean) =>
+    p.id !== selfId && p.direct && (accept?.(p.id) ?? true)
+
   return {
     pick(model, exclude, opts = {}) {
       const peers = dir.peers()
       const classes = new Set(peers.filter((p) => opts.sameClassAs?.includes(p.id)).map((p) => peerClass(p)))
       const ranked = peers
-        .filter((p) => p.id !== selfId && p.direct && !exclude.has(p.id) && free(p) > 0)
-        .filter((p) => opts.accept?.(p.id) ?? true)
+        .filter((p) => !exclude.has(p.id) && free(p) > 0 && open(p, opts.accept))
         .map((p) => ({
           p,
           same: classes.size === 0 || classes.has(peerClass(p)) ? 1 : 0,
@@ -100,13 +103,7 @@ export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
       }
     },
     inflight: ours,
-    freeSlots: (accept) =>
-      dir
-        .peers()
-        .reduce(
-          (n, p) => n + (p.id !== selfId && p.direct && (accept?.(p.id) ?? true) ? Math.max(0, free(p)) : 0),
-          0,
-        ),
+    freeSlots: (accept) => dir.peers().reduce((n, p) => n + (open(p, accept) ? Math.max(0, free(p)) : 0), 0),
     events,
   }
 }
