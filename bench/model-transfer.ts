@@ -98,7 +98,7 @@ export async function modelTransferBench(req: Page, ctrs: Page[], ids: string[],
       const twoRaw: number[] = []
       const one: number[] = []
       const two: number[] = []
-      const reps = quick ? 1 : 5
+      const reps = quick ? 1 : 7
       for (let i = 0; i < reps; i++) {
         raw.push(await rawSend(rawMessageKiB * 1024))
         one.push(rate(await fetch([ids[0]!])))

@@ -219,11 +219,19 @@ function roundsLine(t: Throughput): string {
 
 export function transport(t: NonNullable<Results['transport']>): string {
   const e = t.echo
-  const rows = t.rows.map((x) => [`${x.msgKiB} KiB`, x.mib, f(x.libp2pMiBs, 1), f(x.rawMiBs, 1), f(x.ratio)])
+  const range = (v?: number[]) => (v?.length ? `${f(Math.min(...v))}–${f(Math.max(...v))}` : '–')
+  const rows = t.rows.map((x) => [
+    `${x.msgKiB} KiB`,
+    x.mib,
+    f(x.libp2pMiBs, 1),
+    f(x.rawMiBs, 1),
+    f(x.ratio),
+    range(x.pairRatios),
+  ])
   const d = (x: { p50: number; p95: number }) => `${f(x.p50)} / ${f(x.p95)}`
-  return `## 3. Transport (MiB/s between the same two tabs, median of the repetitions)
+  return `## 3. Transport (MiB/s between the same two tabs, median of ${t.rows[0]?.reps ?? 0} alternating sends each)
 
-${table(['message', 'MiB sent', 'libp2p stream', 'raw RTCDataChannel', 'ratio'], rows)}
+${table(['message', 'MiB sent', 'libp2p stream', 'raw RTCDataChannel', 'ratio', 'ratio of single pairs'], rows)}
 
 32-byte round trip p50 / p95 (ms): raw channel ${d(e.raw)}, libp2p reused stream ${d(e.libp2pReused)}, libp2p new stream each time ${d(e.libp2pNewStream)}${
     e.rawFrame && e.libp2pReusedFrame

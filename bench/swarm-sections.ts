@@ -73,7 +73,7 @@ export async function swarmSections(results: Results, { dist, quick, want, secti
       results.transport = await section('transport', () =>
         transportBench(req, c0, id0, {
           mib: quick ? 8 : 32,
-          reps: quick ? 1 : 3,
+          reps: quick ? 1 : 7, // 3 left single slow samples deciding the median on a busy machine
           sizesKiB: [16, 64, 256],
           echoes: quick ? 30 : 100,
         }),

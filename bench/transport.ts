@@ -12,6 +12,8 @@ export interface TransportRow {
   rawMiBs: number
   ratio: number
   reps: number
+  /** libp2p / raw of each back-to-back pair, in order: how far single pairs stray on this machine. */
+  pairRatios?: number[]
 }
 
 export interface EchoRow {
@@ -69,7 +71,16 @@ export async function transportBench(
         p2p.push(p.bytes / MiB / (p.ms / 1000))
       }
       const [libp2pMiBs, rawMiBs] = [median(p2p), median(raw)]
-      rows.push({ msgKiB: kib, mib: o.mib, libp2pMiBs, rawMiBs, ratio: libp2pMiBs / rawMiBs, reps: o.reps })
+      const pairRatios = p2p.map((x, i) => x / raw[i]!)
+      rows.push({
+        msgKiB: kib,
+        mib: o.mib,
+        libp2pMiBs,
+        rawMiBs,
+        ratio: libp2pMiBs / rawMiBs,
+        reps: o.reps,
+        pairRatios,
+      })
     }
     const rawEcho = await a.evaluate((n) => window.__bench.rawEcho('t', n), o.echoes)
     const p2pEcho = await a.evaluate((x) => window.__bench.p2pEcho(x.target, x.n), {
