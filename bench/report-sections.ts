@@ -229,7 +229,7 @@ export function transport(t: NonNullable<Results['transport']>): string {
     range(x.pairRatios),
   ])
   const d = (x: { p50: number; p95: number }) => `${f(x.p50)} / ${f(x.p95)}`
-  return `## 3. Transport (MiB/s between the same two tabs, median of ${t.rows[0]?.reps ?? 0} alternating sends each)
+  return `## 3. Transport (MiB/s between the same two tabs, median of ${t.rows[0]?.reps ?? 0} pairs, each pair in the other order from the last)
 
 ${table(['message', 'MiB sent', 'libp2p stream', 'raw RTCDataChannel', 'ratio', 'ratio of single pairs'], rows)}
 

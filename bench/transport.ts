@@ -51,22 +51,19 @@ export async function transportBench(
     const total = o.mib * MiB
     for (const kib of o.sizesKiB) {
       const msg = kib * 1024
+      const rawOnce = (n = total) => a.evaluate((x) => window.__bench.rawSend('t', x.n, x.msg), { n, msg })
+      const p2pOnce = (n = total) =>
+        a.evaluate((x) => window.__bench.p2pSend(x.target, x.n, x.msg), { target: bId, n, msg })
       // Warm both paths once, then alternate so machine load hits both alike.
-      await a.evaluate((x) => window.__bench.rawSend('t', x.total, x.msg), { total: 2 * MiB, msg })
-      await a.evaluate((x) => window.__bench.p2pSend(x.target, x.total, x.msg), {
-        target: bId,
-        total: 2 * MiB,
-        msg,
-      })
+      await rawOnce(2 * MiB)
+      await p2pOnce(2 * MiB)
       const p2p: number[] = []
       const raw: number[] = []
       for (let i = 0; i < o.reps; i++) {
-        const r = await a.evaluate((x) => window.__bench.rawSend('t', x.total, x.msg), { total, msg })
-        const p = await a.evaluate((x) => window.__bench.p2pSend(x.target, x.total, x.msg), {
-          target: bId,
-          total,
-          msg,
-        })
+        // Each pair runs in the other order from the last, so neither side always follows the other.
+        const first = i % 2 ? await p2pOnce() : await rawOnce()
+        const second = i % 2 ? await rawOnce() : await p2pOnce()
+        const [r, p] = i % 2 ? [second, first] : [first, second]
         raw.push(r.bytes / MiB / (r.ms / 1000))
         p2p.push(p.bytes / MiB / (p.ms / 1000))
       }

@@ -3,8 +3,10 @@
  * limit. Runs libp2p's own stream over a fake RTCDataChannel; a second stream decodes what it sent.
  */
 import { defaultLogger } from '@libp2p/logger'
+import * as lengthPrefixed from 'it-length-prefixed'
 import { describe, expect, it } from 'vitest'
 // Internal module (not in the package's exports): the file the patch changes.
+import { Message } from '../../node_modules/@libp2p/webrtc/dist/src/private-to-public/pb/message.js'
 import { createStream } from '../../node_modules/@libp2p/webrtc/dist/src/stream.js'
 import '../../src/relay/polyfill.ts'
 
@@ -73,6 +75,30 @@ describe('patched @libp2p/webrtc stream', () => {
     for (const m of ch.sent) expect(m.byteLength).toBeLessThanOrEqual(256 * 1024)
     expect(ch.sent.reduce((n, m) => n + m.byteLength, 0)).toBeLessThan(size + 8 * messages)
     expect(Buffer.from(await received(ch.sent, size)).equals(data)).toBe(true)
+  })
+
+  // Byte for byte what the unpatched library wrote (in two sends), across varint boundaries and up to
+  // the largest frame that fits one 256 KiB message.
+  it.each([1, 127, 128, 16_384, 262_137])('encodes a %i-byte frame as the library did', (size) => {
+    const ch = new FakeChannel()
+    const data = bytes(size)
+    open(ch, 'outbound').send(data)
+    expect(ch.sent).toHaveLength(1)
+    const before = lengthPrefixed.encode.single(Message.encode({ message: data })).subarray()
+    expect(Buffer.from(ch.sent[0]!).equals(before)).toBe(true)
+  })
+
+  it('waits for drain while the channel holds 2 MiB and resumes on bufferedamountlow', () => {
+    const ch = new FakeChannel()
+    const tx = open(ch, 'outbound')
+    ch.bufferedAmount = 3 * 1024 * 1024
+    expect(tx.send(bytes(1024))).toBe(false)
+    expect(tx.writableNeedsDrain).toBe(true)
+    let drained = 0
+    tx.addEventListener('drain', () => drained++)
+    ch.bufferedAmount = 1024 * 1024 // the browser fires the event at the threshold
+    ch.onbufferedamountlow?.()
+    expect(drained).toBe(1)
   })
 
   it('sends a flag as one message and drains at half the buffer limit', async () => {
