@@ -19,6 +19,8 @@ export interface EngineModel {
   /** Path under the built site. */
   file: string
   inputs: InputSpec[]
+  /** Timed rounds for this model instead of the section's `runs`. */
+  runs?: number
 }
 
 export interface EngineRow {
@@ -232,7 +234,7 @@ export async function engineBench(
     const sustain = o.sustainModels?.includes(m.name)
       ? { label: 'wasm-N' as const, runs: Math.max(10, o.sustainRuns ?? 30) }
       : undefined
-    const web = await browser(pages, m, settings, o.runs, (k) => nat.rounds(k), sustain, o.warmRuns)
+    const web = await browser(pages, m, settings, m.runs ?? o.runs, (k) => nat.rounds(k), sustain, o.warmRuns)
     await nat.release()
     const p50: Record<string, number> = { 'node-1': median(nat.times[0]!), 'node-N': median(nat.times[1]!) }
     const firstMs: Record<string, number> = {}
