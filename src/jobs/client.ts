@@ -3,6 +3,7 @@ import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import {
   AbortError,
+  describeError,
   JobNotSentError,
   JobRejectedError,
   JobTimeoutError,
@@ -112,12 +113,12 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
     } catch (err) {
       const e = err as Error
       if (answered && e.name === 'JobRejectedError') await stream.close().catch(() => {})
-      else stream.abort(e instanceof Error ? e : new Error(describe(e)))
+      else stream.abort(e instanceof Error ? e : new Error(describeError(e)))
       // Failed before the job was handed over, for a reason that is neither ours nor the peer's
       // (a data channel that closed before it opened aborts its stream with a bare Event).
       if (!sent && !signal.aborted && !ANSWERED.has(e.name)) {
-        if (reused) throw new StaleStreamError(describe(e))
-        throw new JobNotSentError(`job stream failed before the job was sent: ${describe(e)}`)
+        if (reused) throw new StaleStreamError(describeError(e))
+        throw new JobNotSentError(`job stream failed before the job was sent: ${describeError(e)}`)
       }
       throw err
     } finally {
@@ -129,7 +130,7 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
   // with a bare Event): that job never reached the contributor.
   const notSent = (e: unknown): never => {
     if (signal.aborted) throw e
-    throw new JobNotSentError(`could not open a job stream: ${describe(e)}`)
+    throw new JobNotSentError(`could not open a job stream: ${describeError(e)}`)
   }
   const open = () => connection.newStream([JOB_PROTOCOL, JOB_PROTOCOL_V1], { signal }).catch(notSent)
   const first = opts.streams
@@ -143,10 +144,4 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
     // fresh one. Past the send, a failure stands (the job may be running there).
     return await exchange(await open(), false)
   }
-}
-
-function describe(e: unknown): string {
-  if (e instanceof Error) return `${e.name}: ${e.message}`
-  const type = (e as { type?: unknown })?.type
-  return typeof type === 'string' ? `'${type}' event` : String(e)
 }

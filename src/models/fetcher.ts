@@ -7,7 +7,7 @@
  */
 import type { Logger, Stream } from '@libp2p/interface'
 import { modelCid } from '../shared/cid.ts'
-import { AbortError, ModelTransferError, UnknownModelError } from '../shared/errors.ts'
+import { AbortError, describeError, ModelTransferError, UnknownModelError } from '../shared/errors.ts'
 import { ProviderLink, sameManifest } from './link.ts'
 import {
   chunkCount,
@@ -72,6 +72,9 @@ const CHECK_FIRST = 2
  * Each is checked against the manifest again when loaded.
  */
 const SAVE_EVERY_MS = 10_000
+/** Links opened to one provider whose streams fail with a bare Event (see `work`). */
+const LINK_TRIES = 2
+const LINK_RETRY_MS = 200
 /** `have` value of a chunk copied into place and being checked; 1 means held. */
 const CHECKING = 2
 
@@ -243,8 +246,34 @@ class Attempt {
     return this.manifest != null && this.held === this.have.length
   }
 
-  /** Downloads from one provider until every chunk is held, or the provider fails. */
+  /**
+   * Downloads from one provider until every chunk is held, or the provider fails. A stream that fails
+   * with a bare Event (its data channel closed under it, before or after it opened) is the transport's
+   * doing, not the provider's: its link is opened again, up to `LINK_TRIES` in all.
+   */
   private async work(peer: string): Promise<void> {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await this.download(peer)
+      } catch (thrown) {
+        if (this.signal.aborted) throw new AbortError('model fetch aborted')
+        const transport = !(thrown instanceof Error)
+        const err = transport
+          ? new ModelTransferError(`stream to ${peer} failed: ${describeError(thrown)}`)
+          : thrown
+        this.o.log?.('model fetch from %s failed: %s', peer, err.message)
+        if (transport && tries < LINK_TRIES && !this.done) {
+          await new Promise((r) => setTimeout(r, LINK_RETRY_MS)) // a closing connection goes meanwhile
+          continue
+        }
+        this.failed.set(peer, err)
+        throw err
+      }
+    }
+  }
+
+  /** One link to `peer`: what it still owed is queued again when it fails. */
+  private async download(peer: string): Promise<void> {
     let link: ProviderLink | undefined
     let received = 0
     try {
@@ -296,11 +325,8 @@ class Attempt {
     } catch (err) {
       if (link) {
         this.requeue(link.pending.filter((i) => !this.have[i]))
-        link.abort(err as Error)
+        link.abort(err instanceof Error ? err : new ModelTransferError(describeError(err)))
       }
-      if (this.signal.aborted) throw new AbortError('model fetch aborted')
-      this.failed.set(peer, err as Error)
-      this.o.log?.('model fetch from %s failed: %s', peer, (err as Error).message)
       throw err
     }
   }

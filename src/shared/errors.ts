@@ -9,6 +9,16 @@ export class PeerComputeError extends Error {
   }
 }
 
+/**
+ * Anything thrown, in words. A WebRTC data channel that closes before it opens fails its libp2p
+ * stream with a bare Event, which has no message.
+ */
+export function describeError(e: unknown): string {
+  if (e instanceof Error) return `${e.name}: ${e.message}`
+  const type = (e as { type?: unknown })?.type
+  return typeof type === 'string' ? `'${type}' event` : String(e)
+}
+
 const named = (name: string) =>
   class extends PeerComputeError {
     static readonly NAME = name

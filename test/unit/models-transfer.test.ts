@@ -244,6 +244,60 @@ describe('model transfer over in-memory streams', () => {
     expect(stats.providers.b).toBeGreaterThan(0)
   })
 
+  // A WebRTC data channel that closes before (or while) it is open fails its stream with a bare Event.
+  it('opens a link again when its stream fails with a bare Event', async () => {
+    const inner = openVia({ a: provider({ [cid]: bytes }) })
+    let opens = 0
+    const open: FetchOptions['open'] = async (peer, signal) => {
+      if (opens++ === 0) throw new Event('close')
+      return inner(peer, signal)
+    }
+    const { bytes: got, stats } = await fetch({ providers: ['a'], open })
+    expect(same(got, bytes)).toBe(true)
+    expect(opens).toBe(2)
+    expect(stats.providers).toEqual({ a: bytes.length })
+  })
+
+  it('keeps the chunks of a link that failed mid-transfer and asks the next link for the rest', async () => {
+    const p = provider({ [cid]: bytes })
+    let opens = 0
+    const open: FetchOptions['open'] = async () => {
+      const first = opens++ === 0
+      const [out, inbound] = await streamPair({ protocol: MODEL_PROTOCOL })
+      const send = inbound.send.bind(inbound)
+      let chunks = 0
+      inbound.send = (b) => {
+        // After 3 chunks, the fetcher's end fails as a closed data channel fails it.
+        if (first && b.byteLength > 32 * KiB && ++chunks > 3) {
+          out.abort(new Event('close') as unknown as Error)
+          return true
+        }
+        return send(b)
+      }
+      p.handler(inbound, fetcherConn)
+      return out
+    }
+    const { bytes: got, stats } = await fetch({ providers: ['a'], open })
+    expect(same(got, bytes)).toBe(true)
+    expect(opens).toBe(2)
+    expect(stats.transferred).toBe(bytes.length) // the 3 chunks it had are not fetched again
+  })
+
+  it('gives up on a provider whose second link fails too, and says why', async () => {
+    let opens = 0
+    const open: FetchOptions['open'] = async () => {
+      opens++
+      throw new Event('close')
+    }
+    await expect(fetch({ providers: ['a'], open })).rejects.toThrow(
+      expect.objectContaining({
+        name: 'ModelTransferError',
+        message: expect.stringContaining("a failed: 'close' event"),
+      }),
+    )
+    expect(opens).toBe(2)
+  })
+
   it('detects a corrupt chunk and fetches it again', async () => {
     let corrupted = 0
     const corruptChunk = (_: string, i: number) => i === 3 && corrupted++ === 0 // once
