@@ -248,8 +248,8 @@ class Attempt {
 
   /**
    * Downloads from one provider until every chunk is held, or the provider fails. A stream that fails
-   * with a bare Event (its data channel closed under it, before or after it opened) is the transport's
-   * doing, not the provider's: its link is opened again, up to `LINK_TRIES` in all.
+   * with a bare Event (its data channel closed while opening) is the transport's doing, not the
+   * provider's: its link is opened again, up to `LINK_TRIES` in all.
    */
   private async work(peer: string): Promise<void> {
     for (let tries = 1; ; tries++) {
@@ -258,12 +258,14 @@ class Attempt {
       } catch (thrown) {
         if (this.signal.aborted) throw new AbortError('model fetch aborted')
         const transport = !(thrown instanceof Error)
-        const err = transport
-          ? new ModelTransferError(`stream to ${peer} failed: ${describeError(thrown)}`)
-          : thrown
+        const err = transport ? new ModelTransferError(`stream failed: ${describeError(thrown)}`) : thrown
         this.o.log?.('model fetch from %s failed: %s', peer, err.message)
         if (transport && tries < LINK_TRIES && !this.done) {
           await new Promise((r) => setTimeout(r, LINK_RETRY_MS)) // a closing connection goes meanwhile
+          if (this.signal.aborted) throw new AbortError('model fetch aborted')
+          if (this.done) return // the other providers finished meanwhile
+          const struck = this.failed.get(peer) // by a recheck meanwhile
+          if (struck) throw struck
           continue
         }
         this.failed.set(peer, err)
