@@ -51,6 +51,11 @@ export interface PeerOptions {
    * older ones are deleted, so an `id` whose record is gone runs again.
    */
   jobHistory?: number
+  /**
+   * …and at most this many bytes of them (default 256 MiB; `Infinity` for no byte limit). The newest
+   * record is kept whatever its size.
+   */
+  jobHistoryBytes?: number
   /** Test-only adversarial behaviour (src/jobs/adversary.ts). The UI never sets it. */
   testHooks?: TestHooks
 }
@@ -101,11 +106,16 @@ export interface Peer {
 }
 
 const DEFAULT_JOB_HISTORY = 1000
+const DEFAULT_JOB_HISTORY_BYTES = 256 * 1024 * 1024
 
 export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   const history = opts.jobHistory ?? DEFAULT_JOB_HISTORY
   if (!Number.isSafeInteger(history) || history < 0) {
     throw new InvalidOptionError(`jobHistory must be a whole number ≥ 0, got ${String(history)}`)
+  }
+  const historyBytes = opts.jobHistoryBytes ?? DEFAULT_JOB_HISTORY_BYTES
+  if (typeof historyBytes !== 'number' || !(historyBytes >= 0)) {
+    throw new InvalidOptionError(`jobHistoryBytes must be a number ≥ 0, got ${String(historyBytes)}`)
   }
   const log = logger('peer-compute:peer')
   const events = new EventTarget()
@@ -227,6 +237,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     redial: (peer, signal) => discovery.redial(peer, signal),
     onChange: () => emit('jobs'),
     jobHistory: history,
+    jobHistoryBytes: historyBytes,
   })
 
   const refreshStatus = () => {

@@ -89,6 +89,8 @@ export interface RequesterOptions {
   onChange(): void
   /** Ended jobs' records kept (newest first); older ones are pruned now and then. */
   jobHistory: number
+  /** …and at most this many bytes of them (receipts and quorum records, the outputs included). */
+  jobHistoryBytes?: number
 }
 
 /** One job as the requester drives it. */
@@ -124,7 +126,7 @@ export function createRequester(o: RequesterOptions) {
       if (pending === null && --endsBeforePrune === 0) {
         endsBeforePrune = PRUNE_EVERY
         o.store
-          .pruneJobs(o.jobHistory)
+          .pruneJobs(o.jobHistory, o.jobHistoryBytes)
           .catch((err: Error) => o.log.error('pruning job records: %s', err.message))
       }
     },

@@ -30,10 +30,12 @@ export interface Store extends ReputationStore, PendingStore, ModelStore, Credit
   getJob(id: string): Promise<JobRecord | undefined>
   listJobs(limit?: number): Promise<JobRecord[]>
   /**
-   * Deletes the records of ended jobs past the newest `keep` (by submit time), outputs included;
-   * a job still pending (resumable) is never deleted. Resolves with how many were deleted.
+   * Keeps the newest job records (by submit time) while they number at most `keep` and their bytes
+   * (`JobRecord.bytes`) sum to at most `maxBytes`, the newest always; deletes the older ones of ended
+   * jobs, outputs included. A job still pending (resumable) is never deleted. Resolves with how many
+   * were deleted.
    */
-  pruneJobs(keep: number): Promise<number>
+  pruneJobs(keep: number, maxBytes?: number): Promise<number>
   getSetting<T>(key: string): Promise<T | undefined>
   putSetting(key: string, value: unknown): Promise<void>
   close(): void
@@ -41,7 +43,7 @@ export interface Store extends ReputationStore, PendingStore, ModelStore, Credit
 
 export async function openStore(name = 'peer-compute'): Promise<Store> {
   const db: Db = await openDB<Schema>(name, DB_VERSION, {
-    upgrade: (db, oldVersion) => upgrade(db, oldVersion),
+    upgrade: (db, oldVersion, _, tx) => upgrade(db, oldVersion, tx),
     // A newer page wants to upgrade the schema: let go, or this tab would block it forever.
     blocking: () => db.close(),
   })
@@ -75,15 +77,21 @@ export async function openStore(name = 'peer-compute'): Promise<Store> {
       }
       return out
     },
-    async pruneJobs(keep) {
+    async pruneJobs(keep, maxBytes = Number.POSITIVE_INFINITY) {
       const tx = db.transaction(['jobs', 'pending'], 'readwrite')
-      const pending = tx.objectStore('pending')
-      let cursor = await tx.objectStore('jobs').index('submittedAt').openKeyCursor(null, 'prev')
-      if (cursor && keep > 0) cursor = await cursor.advance(keep) // keys only: no outputs are read
-      let deleted = 0
-      for (; cursor; cursor = await cursor.continue()) {
-        if ((await pending.count(cursor.primaryKey)) > 0) continue
-        await tx.objectStore('jobs').delete(cursor.primaryKey)
+      const [jobs, pending] = [tx.objectStore('jobs'), tx.objectStore('pending')]
+      let [kept, bytes, deleted] = [0, 0, 0]
+      let full = keep === 0
+      // Keys only ([submittedAt, bytes]): no outputs are read.
+      for (let c = await jobs.index('history').openKeyCursor(null, 'prev'); c; c = await c.continue()) {
+        const size = c.key[1]
+        full ||= kept === keep || (kept > 0 && bytes + size > maxBytes)
+        if (!full || (await pending.count(c.primaryKey)) > 0) {
+          kept++
+          bytes += size
+          continue
+        }
+        await jobs.delete(c.primaryKey)
         deleted++
       }
       await tx.done

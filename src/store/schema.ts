@@ -1,5 +1,5 @@
 /** The IndexedDB schema: every store and record type, and one upgrade step per version. */
-import type { DBSchema, IDBPDatabase } from 'idb'
+import type { DBSchema, IDBPDatabase, IDBPObjectStore, IDBPTransaction, StoreNames } from 'idb'
 import { own } from '../shared/bytes.ts'
 
 export interface ModelRecord {
@@ -41,14 +41,20 @@ export interface JobRecord {
   quorum?: number
   /** dag-cbor quorum record (verified jobs): exportable, checkable offline. */
   record?: Uint8Array
+  /** Bytes of `receipt` and `record` (the outputs), set when stored: job history's byte budget. */
+  bytes?: number
 }
 
-/** `rec` with its byte fields in buffers of their own size, for storing (see `own`). */
+/** Bytes a job record holds in its byte fields. */
+export const jobBytes = (rec: JobRecord) => (rec.receipt?.byteLength ?? 0) + (rec.record?.byteLength ?? 0)
+
+/** `rec` with its byte fields in buffers of their own size (see `own`) and their size, for storing. */
 export function ownJobBytes(rec: JobRecord): JobRecord {
   return {
     ...rec,
     ...(rec.receipt ? { receipt: own(rec.receipt) } : {}),
     ...(rec.record ? { record: own(rec.record) } : {}),
+    bytes: jobBytes(rec),
   }
 }
 
@@ -101,7 +107,7 @@ export interface CreditRecord {
 export interface Schema extends DBSchema {
   identity: { key: string; value: { privateKey: Uint8Array; createdAt: number } }
   models: { key: string; value: ModelRecord; indexes: { lastUsed: number } }
-  jobs: { key: string; value: JobRecord; indexes: { submittedAt: number } }
+  jobs: { key: string; value: JobRecord; indexes: { submittedAt: number; history: [number, number] } }
   settings: { key: string; value: unknown }
   modelChunks: { key: [string, number]; value: ModelChunkRecord; indexes: { cid: string } }
   reputation: { key: string; value: ReputationRecord }
@@ -112,10 +118,14 @@ export interface Schema extends DBSchema {
 
 export type Db = IDBPDatabase<Schema>
 
-export const DB_VERSION = 3
+export const DB_VERSION = 4
 
 /** One step per version; never edit a past step. */
-export function upgrade(db: Db, oldVersion: number): void {
+export function upgrade(
+  db: Db,
+  oldVersion: number,
+  tx: IDBPTransaction<Schema, StoreNames<Schema>[], 'versionchange'>,
+): void {
   if (oldVersion < 1) {
     db.createObjectStore('identity')
     db.createObjectStore('models', { keyPath: 'cid' }).createIndex('lastUsed', 'lastUsed')
@@ -129,4 +139,16 @@ export function upgrade(db: Db, oldVersion: number): void {
     db.createObjectStore('credits', { keyPath: 'seq' })
   }
   if (oldVersion < 3) db.createObjectStore('jobInputs', { keyPath: 'id' })
+  if (oldVersion < 4) {
+    // Submit time and size by key alone, so pruning reads no outputs. Records written before v4
+    // get their size here, in the upgrade's own transaction: openDB resolves only after it.
+    const jobs = tx.objectStore('jobs')
+    jobs.createIndex('history', ['submittedAt', 'bytes'])
+    if (oldVersion >= 1) sizeJobs(jobs).catch(() => {}) // a failure aborts the upgrade: openDB rejects
+  }
+}
+
+async function sizeJobs(jobs: IDBPObjectStore<Schema, StoreNames<Schema>[], 'jobs', 'versionchange'>) {
+  for (let c = await jobs.openCursor(); c; c = await c.continue())
+    if (c.value.bytes === undefined) await c.update({ ...c.value, bytes: jobBytes(c.value) })
 }

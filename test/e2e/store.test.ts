@@ -335,6 +335,71 @@ describe('job history', () => {
     expect(r.left).toEqual(['j11', 'j10', 'j9', 'j8', 'j7', 'old-running'])
     expect(r.pending).toEqual(['old-running'])
   })
+  it('pruneJobs keeps the newest records within a byte budget, the newest always, and never a pending job', async () => {
+    const r = await page.evaluate(async () => {
+      const store = await window.__store.openStore('t-prune-bytes')
+      const { jobRecord, startJob } = window.__store
+      await startJob(store, 'old-running') // the oldest, still resumable
+      const sized = (id: string, at: number, kib: number) => ({
+        ...jobRecord(id, 'verified', at),
+        record: new Uint8Array(kib * 1024),
+      })
+      // Oldest first: j0 … j5 of 100 KiB, then a 600 KiB one.
+      for (let i = 0; i < 6; i++) await store.putJob(sized(`j${i}`, 10 + i, 100))
+      await store.putJob(sized('big', 20, 600))
+      const bytes = (await store.getJob('big'))?.bytes
+      const first = await store.pruneJobs(100, 1000 * 1024) // big + j5 … j2 fit; j1, j0 do not
+      const afterFirst = (await store.listJobs(100)).map((j) => j.id)
+      const second = await store.pruneJobs(100, 100 * 1024) // big alone is over: kept, as the newest
+      const left = (await store.listJobs(100)).map((j) => j.id)
+      store.close()
+      return { bytes, first, afterFirst, second, left }
+    })
+    expect(r.bytes).toBe(600 * 1024)
+    expect(r.first).toBe(2)
+    expect(r.afterFirst).toEqual(['big', 'j5', 'j4', 'j3', 'j2', 'old-running'])
+    expect(r.second).toBe(4)
+    expect(r.left).toEqual(['big', 'old-running'])
+  })
+
+  it('upgrading a version 3 database sizes its job records, so pruning sees them', async () => {
+    const r = await page.evaluate(async () => {
+      const name = 't-upgrade-v3'
+      // The version 3 schema's jobs store, with two records that have no `bytes`.
+      await new Promise<void>((ok, fail) => {
+        const req = indexedDB.open(name, 3)
+        req.onupgradeneeded = () => {
+          const db = req.result
+          db.createObjectStore('jobs', { keyPath: 'id' }).createIndex('submittedAt', 'submittedAt')
+          for (const s of ['identity', 'settings']) db.createObjectStore(s)
+          db.createObjectStore('reputation', { keyPath: 'peer' })
+          db.createObjectStore('credits', { keyPath: 'seq' })
+          db.createObjectStore('models', { keyPath: 'cid' }).createIndex('lastUsed', 'lastUsed')
+          db.createObjectStore('modelChunks', { keyPath: ['cid', 'index'] }).createIndex('cid', 'cid')
+          db.createObjectStore('pending', { keyPath: 'id' }).createIndex('createdAt', 'createdAt')
+          db.createObjectStore('jobInputs', { keyPath: 'id' })
+          const jobs = req.transaction!.objectStore('jobs')
+          for (const [id, at] of [
+            ['a', 1],
+            ['b', 2],
+          ] as const)
+            jobs.put({ ...window.__store.jobRecord(id, 'verified', at), receipt: new Uint8Array(10) })
+        }
+        req.onsuccess = () => {
+          req.result.close()
+          ok()
+        }
+        req.onerror = () => fail(req.error)
+      })
+      const store = await window.__store.openStore(name)
+      const sizes = [(await store.getJob('a'))?.bytes, (await store.getJob('b'))?.bytes]
+      const deleted = await store.pruneJobs(1)
+      const left = (await store.listJobs(10)).map((j) => j.id)
+      store.close()
+      return { sizes, deleted, left }
+    })
+    expect(r).toEqual({ sizes: [10, 10], deleted: 1, left: ['b'] })
+  })
 })
 
 describe('reputation and credits', () => {
