@@ -30,10 +30,10 @@ export interface Store extends ReputationStore, PendingStore, ModelStore, Credit
   getJob(id: string): Promise<JobRecord | undefined>
   listJobs(limit?: number): Promise<JobRecord[]>
   /**
-   * Keeps the newest job records (by submit time) while they number at most `keep` and their bytes
-   * (`JobRecord.bytes`) sum to at most `maxBytes`, the newest always; deletes the older ones of ended
-   * jobs, outputs included. A job still pending (resumable) is never deleted. Resolves with how many
-   * were deleted.
+   * Keeps the newest `keep` job records (by submit time, as listJobs orders them) while the ended
+   * ones' bytes (`JobRecord.bytes`) sum to at most `maxBytes`, the newest ended one whatever its
+   * size (unless `keep` is 0); deletes the older ended ones, outputs included. A job still pending
+   * (resumable) is never deleted. Resolves with how many were deleted.
    */
   pruneJobs(keep: number, maxBytes?: number): Promise<number>
   getSetting<T>(key: string): Promise<T | undefined>
@@ -79,15 +79,18 @@ export async function openStore(name = 'peer-compute'): Promise<Store> {
     },
     async pruneJobs(keep, maxBytes = Number.POSITIVE_INFINITY) {
       const tx = db.transaction(['jobs', 'pending'], 'readwrite')
-      const [jobs, pending] = [tx.objectStore('jobs'), tx.objectStore('pending')]
-      let [kept, bytes, deleted] = [0, 0, 0]
-      let full = keep === 0
-      // Keys only ([submittedAt, bytes]): no outputs are read.
+      const jobs = tx.objectStore('jobs')
+      const running = new Set(await tx.objectStore('pending').getAllKeys())
+      let [kept, ended, bytes, deleted] = [0, 0, 0, 0]
+      let full = false
+      // Keys only ([submittedAt, id, bytes]), in listJobs' order: no outputs are read.
       for (let c = await jobs.index('history').openKeyCursor(null, 'prev'); c; c = await c.continue()) {
-        const size = c.key[1]
-        full ||= kept === keep || (kept > 0 && bytes + size > maxBytes)
-        if (!full || (await pending.count(c.primaryKey)) > 0) {
-          kept++
+        kept++ // a running job counts toward `keep`, as shown in the list, but not toward the budget
+        if (running.has(c.primaryKey)) continue
+        const size = c.key[2]
+        full ||= kept > keep || (ended > 0 && bytes + size > maxBytes)
+        if (!full) {
+          ended++
           bytes += size
           continue
         }

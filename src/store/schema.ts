@@ -107,7 +107,7 @@ export interface CreditRecord {
 export interface Schema extends DBSchema {
   identity: { key: string; value: { privateKey: Uint8Array; createdAt: number } }
   models: { key: string; value: ModelRecord; indexes: { lastUsed: number } }
-  jobs: { key: string; value: JobRecord; indexes: { submittedAt: number; history: [number, number] } }
+  jobs: { key: string; value: JobRecord; indexes: { submittedAt: number; history: [number, string, number] } }
   settings: { key: string; value: unknown }
   modelChunks: { key: [string, number]; value: ModelChunkRecord; indexes: { cid: string } }
   reputation: { key: string; value: ReputationRecord }
@@ -140,11 +140,17 @@ export function upgrade(
   }
   if (oldVersion < 3) db.createObjectStore('jobInputs', { keyPath: 'id' })
   if (oldVersion < 4) {
-    // Submit time and size by key alone, so pruning reads no outputs. Records written before v4
-    // get their size here, in the upgrade's own transaction: openDB resolves only after it.
+    // Submit time (ties by id, as listJobs orders them) and size by key alone, so pruning reads no
+    // outputs. Records written before v4 get their size here, in the upgrade's own transaction:
+    // openDB resolves only after it, and a failure aborts it (openDB rejects).
     const jobs = tx.objectStore('jobs')
-    jobs.createIndex('history', ['submittedAt', 'bytes'])
-    if (oldVersion >= 1) sizeJobs(jobs).catch(() => {}) // a failure aborts the upgrade: openDB rejects
+    jobs.createIndex('history', ['submittedAt', 'id', 'bytes'])
+    if (oldVersion >= 1)
+      sizeJobs(jobs).catch(() => {
+        try {
+          tx.abort()
+        } catch {} // already ended
+      })
   }
 }
 

@@ -347,19 +347,26 @@ describe('job history', () => {
       // Oldest first: j0 … j5 of 100 KiB, then a 600 KiB one.
       for (let i = 0; i < 6; i++) await store.putJob(sized(`j${i}`, 10 + i, 100))
       await store.putJob(sized('big', 20, 600))
+      // The newest: still running, so it neither counts toward the budget nor goes.
+      const id = 'new-running'
+      await store.saveJobState(
+        jobRecord(id, 'running', 30),
+        { id, createdAt: 30, state: 1 },
+        { id, inputs: 1 },
+      )
       const bytes = (await store.getJob('big'))?.bytes
       const first = await store.pruneJobs(100, 1000 * 1024) // big + j5 … j2 fit; j1, j0 do not
       const afterFirst = (await store.listJobs(100)).map((j) => j.id)
-      const second = await store.pruneJobs(100, 100 * 1024) // big alone is over: kept, as the newest
+      const second = await store.pruneJobs(100, 100 * 1024) // big alone is over: kept, as the newest ended
       const left = (await store.listJobs(100)).map((j) => j.id)
       store.close()
       return { bytes, first, afterFirst, second, left }
     })
     expect(r.bytes).toBe(600 * 1024)
     expect(r.first).toBe(2)
-    expect(r.afterFirst).toEqual(['big', 'j5', 'j4', 'j3', 'j2', 'old-running'])
+    expect(r.afterFirst).toEqual(['new-running', 'big', 'j5', 'j4', 'j3', 'j2', 'old-running'])
     expect(r.second).toBe(4)
-    expect(r.left).toEqual(['big', 'old-running'])
+    expect(r.left).toEqual(['new-running', 'big', 'old-running'])
   })
 
   it('upgrading a version 3 database sizes its job records, so pruning sees them', async () => {
