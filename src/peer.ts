@@ -52,8 +52,8 @@ export interface PeerOptions {
    */
   jobHistory?: number
   /**
-   * …and at most this many bytes of them (default 256 MiB; `Infinity` for no byte limit). The newest
-   * record is kept whatever its size.
+   * …and at most this many bytes of them (default 256 MiB; `Infinity` for no byte limit), a soft cap:
+   * the newest ended job's record is kept whatever its size.
    */
   jobHistoryBytes?: number
   /** Test-only adversarial behaviour (src/jobs/adversary.ts). The UI never sets it. */

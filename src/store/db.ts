@@ -30,7 +30,7 @@ export interface Store extends ReputationStore, PendingStore, ModelStore, Credit
   getJob(id: string): Promise<JobRecord | undefined>
   listJobs(limit?: number): Promise<JobRecord[]>
   /**
-   * Keeps the newest `keep` job records (by submit time, as listJobs orders them) while the ended
+   * Keeps the newest `keep` job records (by submit time, then id, as listJobs) while the ended
    * ones' bytes (`JobRecord.bytes`) sum to at most `maxBytes`, the newest ended one whatever its
    * size (unless `keep` is 0); deletes the older ended ones, outputs included. A job still pending
    * (resumable) is never deleted. Resolves with how many were deleted.
@@ -70,7 +70,7 @@ export async function openStore(name = 'peer-compute'): Promise<Store> {
     getJob: (id) => db.get('jobs', id),
     async listJobs(limit = 200) {
       const out: JobRecord[] = []
-      let cursor = await db.transaction('jobs').store.index('submittedAt').openCursor(null, 'prev')
+      let cursor = await db.transaction('jobs').store.index('history').openCursor(null, 'prev')
       while (cursor && out.length < limit) {
         out.push(cursor.value)
         cursor = await cursor.continue()
@@ -83,7 +83,7 @@ export async function openStore(name = 'peer-compute'): Promise<Store> {
       const running = new Set(await tx.objectStore('pending').getAllKeys())
       let [kept, ended, bytes, deleted] = [0, 0, 0, 0]
       let full = false
-      // Keys only ([submittedAt, id, bytes]), in listJobs' order: no outputs are read.
+      // Keys only ([submittedAt, id, bytes]): no outputs are read.
       for (let c = await jobs.index('history').openKeyCursor(null, 'prev'); c; c = await c.continue()) {
         kept++ // a running job counts toward `keep`, as shown in the list, but not toward the budget
         if (running.has(c.primaryKey)) continue

@@ -107,7 +107,7 @@ export interface CreditRecord {
 export interface Schema extends DBSchema {
   identity: { key: string; value: { privateKey: Uint8Array; createdAt: number } }
   models: { key: string; value: ModelRecord; indexes: { lastUsed: number } }
-  jobs: { key: string; value: JobRecord; indexes: { submittedAt: number; history: [number, string, number] } }
+  jobs: { key: string; value: JobRecord; indexes: { history: [number, string, number] } }
   settings: { key: string; value: unknown }
   modelChunks: { key: [string, number]; value: ModelChunkRecord; indexes: { cid: string } }
   reputation: { key: string; value: ReputationRecord }
@@ -129,7 +129,7 @@ export function upgrade(
   if (oldVersion < 1) {
     db.createObjectStore('identity')
     db.createObjectStore('models', { keyPath: 'cid' }).createIndex('lastUsed', 'lastUsed')
-    db.createObjectStore('jobs', { keyPath: 'id' }).createIndex('submittedAt', 'submittedAt')
+    db.createObjectStore('jobs', { keyPath: 'id' }).createIndex('submittedAt' as never, 'submittedAt') // until v4
     db.createObjectStore('settings')
   }
   if (oldVersion < 2) {
@@ -140,11 +140,13 @@ export function upgrade(
   }
   if (oldVersion < 3) db.createObjectStore('jobInputs', { keyPath: 'id' })
   if (oldVersion < 4) {
-    // Submit time (ties by id, as listJobs orders them) and size by key alone, so pruning reads no
-    // outputs. Records written before v4 get their size here, in the upgrade's own transaction:
-    // openDB resolves only after it, and a failure aborts it (openDB rejects).
+    // Submit time, then id, and size by key alone: listJobs walks it, and pruning reads no outputs.
+    // It replaces the submittedAt index (the same order), so a write updates one index. Records
+    // written before v4 get their size here, in the upgrade's own transaction: openDB resolves only
+    // after it, and a failure aborts it (openDB rejects).
     const jobs = tx.objectStore('jobs')
     jobs.createIndex('history', ['submittedAt', 'id', 'bytes'])
+    jobs.deleteIndex('submittedAt' as never) // gone from the schema type since v4
     if (oldVersion >= 1)
       sizeJobs(jobs).catch(() => {
         try {
