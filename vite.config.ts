@@ -9,6 +9,15 @@ export const isolationHeaders = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 }
 
+/**
+ * `vite build --mode hooks` (npm run build:test) builds dist-test/: the app with its test hooks
+ * (`__peerComputeTestHooks`, src/jobs/adversary.ts). Every other mode leaves them out of the bundle.
+ */
+export const buildFlags = (mode: string) => ({
+  outDir: mode === 'hooks' ? 'dist-test' : 'dist',
+  define: { __PC_TEST_HOOKS__: JSON.stringify(mode === 'hooks') },
+})
+
 /** `npm run dev`: serve the relay address written by `npm run relay` (.relay/relay.json). */
 const relayConfig = (): Plugin => ({
   name: 'peer-compute-relay-config',
@@ -24,14 +33,16 @@ const relayConfig = (): Plugin => ({
   },
 })
 
-export default defineConfig({
+export default defineConfig(({ mode }) => ({
   plugins: [relayConfig()],
+  define: buildFlags(mode).define,
   server: { host: '127.0.0.1', headers: isolationHeaders },
   preview: { host: '127.0.0.1', headers: isolationHeaders },
   worker: { format: 'es' },
   optimizeDeps: { exclude: ['onnxruntime-web'] },
   build: {
     target: 'es2023',
+    outDir: buildFlags(mode).outDir,
     rollupOptions: {
       input: {
         main: resolve(import.meta.dirname, 'index.html'),
@@ -39,4 +50,4 @@ export default defineConfig({
       },
     },
   },
-})
+}))

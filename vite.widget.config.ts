@@ -6,14 +6,16 @@
  */
 import { resolve } from 'node:path'
 import { defineConfig } from 'vite'
+import { buildFlags } from './vite.config.ts'
 
-export default defineConfig({
+export default defineConfig(({ mode }) => ({
   base: './',
   publicDir: false,
+  define: buildFlags(mode).define,
   worker: { format: 'es' },
   build: {
     target: 'es2023',
-    outDir: 'dist',
+    outDir: buildFlags(mode).outDir,
     emptyOutDir: false,
     copyPublicDir: false,
     chunkSizeWarningLimit: 800,
@@ -23,4 +25,4 @@ export default defineConfig({
       output: { entryFileNames: '[name].js', codeSplitting: false },
     },
   },
-})
+}))

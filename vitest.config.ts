@@ -1,6 +1,8 @@
 import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
+  // Unit tests drive the test hooks (src/shared/build-flags.d.ts).
+  define: { __PC_TEST_HOOKS__: 'true' },
   test: {
     environment: 'node',
     include: ['test/**/*.test.ts'],

@@ -89,6 +89,7 @@ export async function simulate(opts: {
           const free = peers.filter((p) => !exclude.has(p.id) && rep.trusted(p.id))
           return free.length ? free[(rr++ + Math.floor(random() * free.length)) % free.length]!.id : undefined
         },
+        eligible: (exclude) => peers.filter((p) => !exclude.has(p.id) && rep.trusted(p.id)).length,
         capacityChanged: async () => {},
         async dispatch(peerId) {
           const p = peers.find((x) => x.id === peerId)!

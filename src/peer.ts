@@ -10,7 +10,7 @@ import { createExecutor } from './jobs/execute.ts'
 import { createJobHandler, type ServedJob } from './jobs/handler.ts'
 import { createRequester, type JobOutcome, type SubmitOptions } from './jobs/requester.ts'
 import { createScheduler } from './jobs/scheduler.ts'
-import { type Catalog, loadCatalog } from './models/catalog.ts'
+import { type Catalog, checkInputs, loadCatalog } from './models/catalog.ts'
 import { createModelHub, type ModelHub } from './models/hub.ts'
 import { connectModelHub } from './models/network.ts'
 import type { Capabilities } from './net/advert.ts'
@@ -56,7 +56,7 @@ export interface PeerOptions {
    * the newest ended job's record is kept whatever its size.
    */
   jobHistoryBytes?: number
-  /** Test-only adversarial behaviour (src/jobs/adversary.ts). The UI never sets it. */
+  /** Test-only adversarial behaviour (src/jobs/adversary.ts); ignored outside the test build (dist-test/). */
   testHooks?: TestHooks
 }
 
@@ -187,7 +187,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     models,
     log: logger('peer-compute:jobs'),
     adapter: adapterClass,
-    ...(opts.testHooks ? { testHooks: opts.testHooks } : {}),
+    ...(__PC_TEST_HOOKS__ && opts.testHooks ? { testHooks: opts.testHooks } : {}),
     onStart: (j) => {
       serving.set(j.job, j)
       controls.jobStarted(j)
@@ -330,6 +330,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
       const cid = entry?.cid ?? model
       if (!/^b[a-z2-7]{20,}$/.test(cid))
         throw new UnknownModelError(`"${model}" is neither a catalog name nor a CID`)
+      if (entry) checkInputs(entry, inputs)
       return requester.submit(cid, entry?.name ?? cid, policyFor(entry?.task, sopts.policy), inputs, sopts)
     },
     jobs: (limit) => store.listJobs(limit),

@@ -1,7 +1,8 @@
 /**
  * Adversarial contributor behaviours, for tests only. They are switched on through a test hook
  * (`createPeer({ testHooks })`, which the app fills only from `globalThis.__peerComputeTestHooks`,
- * set by a test driver before the page loads) and are never offered in the UI.
+ * set by a test driver before the page loads) and are never offered in the UI. Only the test build
+ * (`npm run build:test`, dist-test/) contains this module: see src/shared/build-flags.d.ts.
  */
 import { CID } from 'multiformats/cid'
 import type { NamedTensors } from '../shared/tensor.ts'

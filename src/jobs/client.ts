@@ -14,8 +14,9 @@ import type { NamedTensors } from '../shared/tensor.ts'
 import { encodeTensors, tensorsCid } from '../shared/tensor-codec.ts'
 import { type JobBody, jobCid, newNonce, signJob } from '../trust/job-sig.ts'
 import type { Receipt } from '../trust/receipt.ts'
-import { MAX_RESULT_BYTES, verifyJobResult } from './messages.ts'
-import { nextFrame, quiet, sendFrame } from './stream-io.ts'
+import { isAnswered } from './failure.ts'
+import { MAX_REJECT_BYTES, MAX_RESULT_BYTES, parseJobReject, verifyJobResult } from './messages.ts'
+import { frameBytes, nextFrame, quiet, sendFrame } from './stream-io.ts'
 import type { StreamPool } from './stream-pool.ts'
 
 export interface JobResult {
@@ -39,18 +40,6 @@ export interface SendJobOptions {
   timeoutMs: number
   signal?: AbortSignal
 }
-
-/** Named errors that are a peer's answer or our own decision, never a transport failure: not resent. */
-export const ANSWERED = new Set([
-  'JobRejectedError',
-  'JobTimeoutError',
-  'AbortError',
-  'InvalidSignatureError',
-  'InvalidReceiptError',
-  'OutputMismatchError',
-  'MalformedFrameError',
-  'InvalidTensorError',
-])
 
 class StaleStreamError extends Error {
   override name = 'StaleStreamError'
@@ -95,8 +84,13 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
       }
       answered = true
       if (frame.t === 'reject') {
-        const code = String(frame.code ?? 'internal')
-        const err = new JobRejectedError(`${worker} rejected the job (${code}): ${String(frame.reason)}`)
+        // Read under the result limit (the type is known only once decoded), held to a reject's own.
+        const size = frameBytes(frame)
+        if (size > MAX_REJECT_BYTES) {
+          throw new MalformedFrameError(`reject frame of ${size} bytes, limit ${MAX_REJECT_BYTES}`)
+        }
+        const { code, reason } = parseJobReject(frame)
+        const err = new JobRejectedError(`${worker} rejected the job (${code}): ${reason}`)
         throw Object.assign(err, { code })
       }
       if (frame.t !== 'result') throw new MalformedFrameError(`unexpected frame type ${String(frame.t)}`)
@@ -116,7 +110,7 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
       else stream.abort(e instanceof Error ? e : new Error(describeError(e)))
       // Failed before the job was handed over, for a reason that is neither ours nor the peer's
       // (a data channel that closed before it opened aborts its stream with a bare Event).
-      if (!sent && !signal.aborted && !ANSWERED.has(e.name)) {
+      if (!sent && !signal.aborted && !isAnswered(e)) {
         if (reused) throw new StaleStreamError(describeError(e))
         throw new JobNotSentError(`job stream failed before the job was sent: ${describeError(e)}`)
       }

@@ -6,7 +6,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { concat } from '../shared/bytes.ts'
-import { FrameTooLargeError, MalformedFrameError } from '../shared/errors.ts'
+import { FrameTooLargeError, InboundLimitError, MalformedFrameError } from '../shared/errors.ts'
 
 /** 5 varint bytes hold 35 bits, far above any frame limit. */
 const MAX_VARINT_BYTES = 5
@@ -15,6 +15,19 @@ export interface Frame {
   t: string
   [field: string]: unknown
 }
+
+/** Bytes a peer may still hand us in partial frames: taken as they arrive, given back once decoded. */
+export interface ByteBudget {
+  /** False when `n` more bytes would pass the bound: the frame is refused. */
+  take(n: number): boolean
+  give(n: number): void
+}
+
+// The encoded size of each decoded frame: a frame's own limit may be below the stream's.
+const sizes = new WeakMap<Frame, number>()
+
+/** Body bytes of a frame this module decoded (0 for one it did not). */
+export const frameBytes = (f: Frame): number => sizes.get(f) ?? 0
 
 /** A chunk as libp2p streams yield it: a Uint8Array or a Uint8ArrayList (both have `subarray()`). */
 export type Chunk = Uint8Array | { subarray(): Uint8Array }
@@ -68,6 +81,7 @@ export function parseBody(body: Uint8Array): Frame {
 export class FrameDecoder {
   readonly maxFrameBytes: number
   private readonly parse: (body: Uint8Array[]) => Frame
+  private readonly budget: ByteBudget | undefined
   private chunks: Uint8Array[] = []
   private buffered = 0
   private bodyLength: number | null = null
@@ -76,9 +90,26 @@ export class FrameDecoder {
   readonly queue: Frame[] = []
 
   /** `parse` gets the body as views of the pushed chunks, in order (several when it spans chunks). */
-  constructor(maxFrameBytes: number, parse: (body: Uint8Array[]) => Frame = (b) => parseBody(concat(b))) {
+  constructor(
+    maxFrameBytes: number,
+    parse: (body: Uint8Array[]) => Frame = (b) => parseBody(concat(b)),
+    budget?: ByteBudget,
+  ) {
     this.maxFrameBytes = maxFrameBytes
     this.parse = parse
+    this.budget = budget
+  }
+
+  /** Gives back what is buffered to the budget; call once the stream is gone. The decoder stays failed. */
+  dispose(): void {
+    this.fail(new MalformedFrameError('the stream closed'))
+  }
+
+  private fail(err: Error): void {
+    this.failed ??= err
+    this.chunks = []
+    this.budget?.give(this.buffered)
+    this.buffered = 0
   }
 
   /** Bytes held that do not yet form a whole frame. */
@@ -94,22 +125,26 @@ export class FrameDecoder {
   push(chunk: Chunk): Frame[] {
     if (this.failed) throw this.failed
     const bytes = chunk.subarray()
-    if (bytes.byteLength > 0) {
-      this.chunks.push(bytes)
-      this.buffered += bytes.byteLength
-    }
     const frames: Frame[] = []
     try {
+      if (bytes.byteLength > 0) {
+        if (this.budget && !this.budget.take(bytes.byteLength)) {
+          throw new InboundLimitError(`the peer's partial frames would pass their memory bound`)
+        }
+        this.chunks.push(bytes)
+        this.buffered += bytes.byteLength
+      }
       for (;;) {
         if (this.bodyLength === null && !this.readLength()) break
         const len = this.bodyLength!
         if (this.buffered < len) break
         this.bodyLength = null
-        frames.push(this.parse(this.take(len)))
+        const frame = this.parse(this.take(len))
+        sizes.set(frame, len)
+        frames.push(frame)
       }
     } catch (err) {
-      this.failed = err as Error
-      this.chunks = []
+      this.fail(err as Error)
       throw err
     }
     return frames
@@ -152,6 +187,7 @@ export class FrameDecoder {
       else this.chunks[0] = c.subarray(k)
     }
     this.buffered -= n
+    this.budget?.give(n)
     return out
   }
 }

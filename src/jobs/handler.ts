@@ -4,6 +4,7 @@
  */
 import type { Connection, Logger, Stream } from '@libp2p/interface'
 import type { Admission } from '../compute/admission.ts'
+import { createInboundGuard } from '../net/inbound.ts'
 import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../shared/protocol.ts'
 import { tensorsByteLength } from '../shared/tensor.ts'
 import type { Receipt } from '../trust/receipt.ts'
@@ -21,6 +22,13 @@ import {
   startJobChecks,
 } from './messages.ts'
 import { nextFrame, sendFrame } from './stream-io.ts'
+
+/** Job streams one peer may hold open beyond our slots: a requester keeps up to 4 idle for reuse. */
+export const JOB_STREAMS_MARGIN = 8
+/** Bytes one peer's partial job frames may hold: one largest request and some. */
+export const MAX_PARTIAL_BYTES_PER_PEER = MAX_REQUEST_BYTES + 8 * 1024 * 1024
+/** Bytes all peers' partial job frames may hold together. */
+export const MAX_PARTIAL_BYTES_TOTAL = 4 * MAX_REQUEST_BYTES
 
 export interface ServedJob {
   job: string
@@ -55,6 +63,7 @@ const CODE_BY_ERROR: Record<string, RejectCode> = {
   FrameTooLargeError: 'too-large',
   ModelTooLargeError: 'model-too-large',
   MalformedFrameError: 'bad-request',
+  InboundLimitError: 'busy', // our bound, not the job's fault: the requester retries or goes elsewhere
   InvalidTensorError: 'bad-request',
   InvalidSignatureError: 'bad-signature',
   UnknownModelError: 'unknown-model',
@@ -76,17 +85,26 @@ class Rejection extends Error {
 export function createJobHandler(opts: JobHandlerOptions) {
   const { log } = opts
   const execute = createExecutor(opts)
-  const adversary = opts.testHooks ? createAdversary(opts.testHooks, opts.privateKey) : undefined
+  // Only a test build (__PC_TEST_HOOKS__) keeps createAdversary: dist/ tree-shakes adversary.ts away.
+  const adversary =
+    __PC_TEST_HOOKS__ && opts.testHooks ? createAdversary(opts.testHooks, opts.privateKey) : undefined
+  const inbound = createInboundGuard({
+    streamsPerPeer: () => opts.admission.maxSlots + JOB_STREAMS_MARGIN,
+    bytesPerPeer: MAX_PARTIAL_BYTES_PER_PEER,
+    bytesTotal: MAX_PARTIAL_BYTES_TOTAL,
+  })
 
   /** Serves jobs on one stream until the requester closes it (1.0.0 peers send one job per stream). */
   async function serve(stream: Stream, connection: Connection): Promise<void> {
+    const budget = inbound.budget(connection.remotePeer.toString())
     const abort = new AbortController()
     stream.addEventListener('close', () => abort.abort(), { once: true })
     const idleMs = opts.idleStreamMs ?? 30_000
     for (let first = true; ; first = false) {
       let frame: Frame | null
       try {
-        frame = await nextFrame(stream, MAX_REQUEST_BYTES, first ? (opts.requestTimeoutMs ?? 30_000) : idleMs)
+        const timeoutMs = first ? (opts.requestTimeoutMs ?? 30_000) : idleMs
+        frame = await nextFrame(stream, MAX_REQUEST_BYTES, timeoutMs, budget)
       } catch (err) {
         // Idle past its time between jobs: nothing is owed on this stream.
         if (!first && (err as Error).name === 'JobTimeoutError') return
@@ -164,8 +182,18 @@ export function createJobHandler(opts: JobHandlerOptions) {
 
   return {
     protocols: [JOB_PROTOCOL, JOB_PROTOCOL_V1],
+    /** Streams and partial-frame bytes peers hold now. */
+    held: inbound.held,
     handler: (stream: Stream, connection: Connection) => {
-      serve(stream, connection).catch((err) => log.error('job handler: %s', (err as Error).message))
+      const release = inbound.open(connection.remotePeer.toString())
+      if (!release) {
+        const reason = `too many job streams from one peer (at most ${opts.admission.maxSlots + JOB_STREAMS_MARGIN})`
+        void replyReject(stream, { t: 'reject', v: 1, code: 'busy', reason })
+        return
+      }
+      serve(stream, connection)
+        .catch((err) => log.error('job handler: %s', (err as Error).message))
+        .finally(release)
     },
   }
 }

@@ -8,9 +8,23 @@ import { agreementGroups } from '../trust/compare.ts'
 import type { VerificationPolicy } from '../trust/policy.ts'
 import type { Receipt } from '../trust/receipt.ts'
 import type { Outcome } from '../trust/reputation.ts'
+import { classifyFailure, type FailureKind, PUNISHED_REFUSALS } from './failure.ts'
+import { MAX_REASON_LENGTH } from './messages.ts'
 
-/** 'lost': in flight when the page went away; 'busy': refused for capacity. Neither counts as an attempt. */
-export type ReplicaStatus = 'dispatched' | 'ok' | 'failed' | 'timedOut' | 'forged' | 'lost' | 'busy'
+/**
+ * 'lost': in flight when the page went away; 'busy': refused for capacity (kept only in older stored
+ * states: now counted in `QuorumState.busy`); 'refused': declined by the contributor. None of the
+ * three counts as an attempt.
+ */
+export type ReplicaStatus =
+  | 'dispatched'
+  | 'ok'
+  | 'failed'
+  | 'timedOut'
+  | 'forged'
+  | 'lost'
+  | 'busy'
+  | 'refused'
 
 export interface Replica {
   peer: string
@@ -30,6 +44,8 @@ export interface QuorumState {
   target: number
   quorum: number
   adaptiveSingle: boolean
+  /** Dispatches refused for capacity and retried: counted, not kept as replicas. */
+  busy?: number
   state?: FinalState
   reason?: string
 }
@@ -45,6 +61,13 @@ export interface DispatchResult {
 export interface QuorumEffects {
   /** A contributor for the next replica, skipping `exclude`; undefined if none is free now. */
   pick(exclude: ReadonlySet<string>, sameClassAs: string[]): string | undefined
+  /** Contributors that could take this job at all, busy or not, outside `exclude`. */
+  eligible(exclude: ReadonlySet<string>): number
+  /**
+   * Once every eligible contributor has refused, how long to wait for a new one before failing
+   * (links to honest peers may still be forming). Default 0.
+   */
+  refusalGraceMs?: number
   /** Resolves when capacity may have changed (a peer appeared or a slot freed), and at least every second. */
   capacityChanged(signal: AbortSignal): Promise<void>
   dispatch(peer: string, timeoutMs: number, signal: AbortSignal): Promise<DispatchResult>
@@ -59,20 +82,16 @@ export interface QuorumEffects {
   lateEnded?(): void
 }
 
-const FINAL_CODES = new Set(['bad-request', 'too-large', 'bad-signature', 'unknown-model'])
-const FORGERY = new Set([
-  'InvalidSignatureError',
-  'InvalidReceiptError',
-  'OutputMismatchError',
-  'MalformedFrameError',
-])
-
-function classify(err: Error & { code?: string }): ReplicaStatus {
-  if (err.code === 'busy') return 'busy'
-  if (err.name === 'JobTimeoutError') return 'timedOut'
-  if (FORGERY.has(err.name)) return 'forged'
-  return 'failed'
+const STATUS: Record<FailureKind, ReplicaStatus> = {
+  busy: 'busy',
+  refused: 'refused',
+  timedOut: 'timedOut',
+  forged: 'forged',
+  transport: 'failed',
 }
+
+/** Refusals listed in a job's failure reason, each reason already cut to MAX_REASON_LENGTH. */
+const MAX_LISTED_REFUSALS = 8
 
 /** Resumes or starts the job; resolves with the final state (also stored in `s.state`). */
 export async function runQuorum(
@@ -93,7 +112,7 @@ export async function runQuorum(
   const dispatchSignal = AbortSignal.any([jobSignal, decided.signal])
   const timedOut = new Promise<void>((r) => jobSignal.addEventListener('abort', () => r(), { once: true }))
   const inflight = new Map<Replica, Promise<void>>()
-  let finalReject: Replica | undefined
+  let allRefusedSince: number | undefined
 
   // The loop saves only what changed since the state it was given (on record already) or its last
   // save: a job waiting for capacity wakes at every change of anyone's capacity, and rewriting its
@@ -105,7 +124,8 @@ export async function runQuorum(
     r.status = 'lost'
     changed = true
   }
-  const counts = (r: Replica) => r.status !== 'lost' && r.status !== 'busy'
+  const counts = (r: Replica) => r.status !== 'lost' && r.status !== 'busy' && r.status !== 'refused'
+  const refused = () => s.replicas.filter((r) => r.status === 'refused')
   const attempts = () => s.replicas.filter(counts).length
   const ok = () => s.replicas.filter((r) => r.status === 'ok')
   const groups = () =>
@@ -138,9 +158,11 @@ export async function runQuorum(
           const err = (thrown instanceof Error ? thrown : new Error(String(thrown))) as Error & {
             code?: string
           }
-          rep.status = classify(err)
-          rep.error = { name: err.name, message: err.message, ...(err.code ? { code: err.code } : {}) }
-          if (err.code && FINAL_CODES.has(err.code)) finalReject ??= rep
+          rep.status = STATUS[classifyFailure(err)]
+          // Bounded here too: whatever the message came from, it is stored and shown.
+          const message = String(err.message).slice(0, 2 * MAX_REASON_LENGTH)
+          const code = typeof err.code === 'string' ? err.code.slice(0, 32) : undefined
+          rep.error = { name: err.name, message, ...(code ? { code } : {}) }
         },
       )
       .then(async () => {
@@ -148,7 +170,12 @@ export async function runQuorum(
         inflight.delete(rep)
         if (rep.status === 'timedOut') await fx.recordOutcome(peer, 'timedOut')
         if (rep.status === 'forged') await fx.recordOutcome(peer, 'invalid')
-        if (rep.status === 'busy') await new Promise((r) => setTimeout(r, 100)) // let its advert catch up
+        if (rep.status === 'busy') {
+          // A capacity refusal is a retry, not a replica: counted apart, so counts stay honest.
+          s.replicas.splice(s.replicas.indexOf(rep), 1)
+          s.busy = (s.busy ?? 0) + 1
+          await new Promise((r) => setTimeout(r, 100)) // let its advert catch up
+        }
         if (!s.state) await fx.save(s)
       })
     inflight.set(rep, p)
@@ -164,7 +191,17 @@ export async function runQuorum(
     s.quorum = policy.quorum
   }
 
-  while (!finalReject && best() < s.quorum) {
+  /** Peers a new replica must not go to: their replica stands, or they declined this job. */
+  const barred = () =>
+    new Set(
+      s.replicas
+        .filter((r) => ['ok', 'dispatched', 'forged', 'refused'].includes(r.status))
+        .map((r) => r.peer),
+    )
+  /** Every contributor that could take the job refused it, and none has given a result. */
+  const allRefused = () => refused().length > 0 && ok().length === 0 && fx.eligible(barred()) === 0
+
+  while (best() < s.quorum) {
     // A single trusted replica that forged a receipt or looks wrong escalates to the full policy.
     if (
       s.adaptiveSingle &&
@@ -176,10 +213,8 @@ export async function runQuorum(
     }
     while (wanted() > 0 && attempts() < policy.maxAttempts) {
       // Distinct contributors first; a peer whose replica merely failed may be retried if no one else is free.
-      const used = new Set(s.replicas.filter(counts).map((r) => r.peer))
-      const committed = new Set(
-        s.replicas.filter((r) => ['ok', 'dispatched', 'forged'].includes(r.status)).map((r) => r.peer),
-      )
+      const committed = barred()
+      const used = new Set([...committed, ...s.replicas.filter(counts).map((r) => r.peer)])
       const sameClass = policy.compare.kind === 'exact' ? ok().map((r) => r.peer) : []
       const peer = fx.pick(used, sameClass) ?? fx.pick(committed, sameClass)
       if (peer == null) break
@@ -200,16 +235,25 @@ export async function runQuorum(
       continue
     }
     if (wanted() === 0 || attempts() >= policy.maxAttempts) break
+    if (allRefused()) {
+      allRefusedSince ??= Date.now()
+      if (Date.now() - allRefusedSince >= (fx.refusalGraceMs ?? 0)) break
+    } else allRefusedSince = undefined
     // Nobody free for the next replica: wait for capacity, up to the deadline.
     await fx.capacityChanged(jobSignal).catch(() => {})
   }
 
-  if (finalReject) return finish('failed', `${finalReject.error?.code}: ${finalReject.error?.message}`)
+  if (!jobSignal.aborted && inflight.size === 0 && best() < s.quorum && allRefused()) {
+    return finish('failed', refusalList(refused()))
+  }
   const g = groups()
   if ((g[0]?.length ?? 0) >= s.quorum) {
     // With a quorum agreeing, every replica outside it is wrong (without one, nothing is proven).
     for (const m of g[0]!) await fx.recordOutcome(m.r.peer, 'valid')
     for (const other of g.slice(1)) for (const m of other) await fx.recordOutcome(m.r.peer, 'invalid')
+    // Others computed this job: a refusal that called it bad or unknown was wrong (README, Verified results).
+    const punish = (r: Replica) => r.status === 'refused' && PUNISHED_REFUSALS.has(r.error?.code ?? '')
+    for (const r of s.replicas) if (punish(r)) await fx.recordOutcome(r.peer, 'refused')
     const agreed = g[0]!
     for (const [rep, p] of inflight) {
       void p.then(async () => {
@@ -219,6 +263,7 @@ export async function runQuorum(
           const joins = agreementGroups([...agreed, late], policy.compare)[0]!.includes(late)
           await fx.recordOutcome(rep.peer, joins ? 'valid' : 'invalid')
         }
+        if (punish(rep)) await fx.recordOutcome(rep.peer, 'refused')
         fx.lateEnded?.()
       })
     }
@@ -232,4 +277,13 @@ export async function runQuorum(
         ? 'no contributor returned a valid result'
         : `no ${s.quorum} replicas agreed within ${policy.maxAttempts} attempts`
   return finish(ok().length > 0 ? 'inconclusive' : 'failed', why)
+}
+
+/** "every eligible contributor refused: <peer>: <code>: <reason>; …", each refusal listed, bounded. */
+function refusalList(rs: Replica[]): string {
+  const listed = rs
+    .slice(0, MAX_LISTED_REFUSALS)
+    .map((r) => `${r.peer.slice(-8)}: ${r.error?.code ?? 'refused'}: ${r.error?.message ?? ''}`)
+  const more = rs.length > MAX_LISTED_REFUSALS ? `; and ${rs.length - MAX_LISTED_REFUSALS} more` : ''
+  return `every eligible contributor refused (${rs.length}): ${listed.join('; ')}${more}`
 }

@@ -20,8 +20,9 @@ import { buildQuorumRecord, encodeQuorumRecord } from '../trust/quorum-record.ts
 import { encodeReceipt, type Receipt, verifyReceipt } from '../trust/receipt.ts'
 import type { Reputation } from '../trust/reputation.ts'
 import type { Adaptive } from './adaptive.ts'
-import { ANSWERED, sendJob } from './client.ts'
+import { sendJob } from './client.ts'
 import type { Execute } from './execute.ts'
+import { isAnswered } from './failure.ts'
 import { type DispatchResult, type QuorumState, runQuorum } from './quorum.ts'
 import type { Scheduler } from './scheduler.ts'
 import { fromStored, outcomeFromRecord, type StoredJob, toStored } from './stored.ts'
@@ -151,6 +152,7 @@ export function createRequester(o: RequesterOptions) {
     if (connection == null) throw new NoPeerAvailableError(`no direct WebRTC connection to ${peer}`)
     const done = o.scheduler.begin(peer) // counted at once: concurrent picks must see it
     let held = true
+    let delivered = false
     const input = await inputCid
     const send = (c: typeof connection) =>
       sendJob({
@@ -165,13 +167,15 @@ export function createRequester(o: RequesterOptions) {
         signal,
       })
     try {
-      return await send(connection)
+      const r = await send(connection)
+      delivered = true
+      return r
     } catch (err) {
       if ((err as { code?: string }).code === 'busy') held = false
       // Two tabs that dialled each other at once keep one connection and close the other: a job
       // caught on the closed one goes again on the survivor. Only transport failures qualify: a
       // peer's answer (reject, bad receipt, timeout) stands. A job never sent is tried up to 3 times.
-      if (signal.aborted || ANSWERED.has((err as Error).name)) throw err
+      if (signal.aborted || isAnswered(err as Error)) throw err
       let last = err
       const tries = (err as Error).name === 'JobNotSentError' ? 3 : 1
       for (let i = 0; i < tries; i++) {
@@ -181,7 +185,9 @@ export function createRequester(o: RequesterOptions) {
         const survivor = directConnection(o.node, id)
         if (signal.aborted || survivor == null || survivor.status !== 'open') throw last
         try {
-          return await send(survivor)
+          const r = await send(survivor)
+          delivered = true
+          return r
         } catch (again) {
           if ((again as Error).name !== 'JobNotSentError') throw again
           last = again
@@ -189,7 +195,7 @@ export function createRequester(o: RequesterOptions) {
       }
       throw last
     } finally {
-      done(held)
+      done(held, delivered)
     }
   }
 
@@ -263,8 +269,19 @@ export function createRequester(o: RequesterOptions) {
             if (job.target) return exclude.has(job.target) ? undefined : job.target
             // Asked to, our own worker computes one replica: the cheapest one, with no network.
             if (policy.allowSelf && !exclude.has(o.selfId)) return o.selfId
-            return o.scheduler.pick(job.model, exclude, { accept: o.reputation.trusted, sameClassAs })?.id
+            return o.scheduler.pick(job.model, exclude, {
+              accept: o.reputation.trusted,
+              proven: o.reputation.proven,
+              sameClassAs,
+            })?.id
           },
+          eligible: (exclude) => {
+            if (job.target) return exclude.has(job.target) ? 0 : 1
+            const self = policy.allowSelf && !exclude.has(o.selfId) ? 1 : 0
+            return self + o.scheduler.eligible(exclude, o.reputation.trusted)
+          },
+          // A named target is the only contributor there will be; others may still be linking.
+          refusalGraceMs: job.target ? 0 : REFUSAL_GRACE_MS,
           capacityChanged: o.capacityChanged,
           dispatch: (peer, timeoutMs, sig) =>
             dispatch(job, inputs, inputCid, peer, job.timeoutMs ?? timeoutMs, sig),
@@ -313,19 +330,21 @@ export function createRequester(o: RequesterOptions) {
         ep: first.receipt.body.ep,
         runMs: first.receipt.body.timing.runUs / 1000,
         roundTripMs: first.roundTripMs,
-        attempts: q.replicas.filter((r) => r.status !== 'lost' && r.status !== 'busy').length,
+        attempts: q.replicas.filter((r) => !['lost', 'busy', 'refused'].includes(r.status)).length,
         record: rec.record,
       }
     }
     await end(rec)
-    // A deterministic refusal (e.g. unknown model) is the clearest error: surface it as is.
-    const refusal = job.target
-      ? q.replicas.find((r) => r.error)
-      : q.replicas.find((r) => r.error?.code && q.reason?.startsWith(r.error.code))
-    if (refusal?.error) {
-      throw Object.assign(new JobFailedError(refusal.error.message), {
-        name: refusal.error.name,
-        code: refusal.error.code,
+    // Every contributor refused (a named target's refusal included): the refusals are the clearest
+    // error, typed as a refusal with the first one's code. A target's other failure keeps its name.
+    const refusals = q.replicas.filter((r) => r.status === 'refused')
+    const targetError = job.target ? q.replicas.find((r) => r.error)?.error : undefined
+    if (q.state === 'failed' && (refusals.length > 0 || targetError)) {
+      const first = refusals[0]?.error ?? targetError!
+      const message = refusals.length > 0 ? `job ${id}: ${q.reason}` : first.message
+      throw Object.assign(new JobFailedError(message), {
+        name: first.name,
+        code: first.code,
         [FINAL]: true,
       })
     }
@@ -368,6 +387,7 @@ export function createRequester(o: RequesterOptions) {
       })),
       workers,
       quorum: q.quorum,
+      ...(q.busy ? { busy: q.busy } : {}),
     }
   }
 
@@ -523,6 +543,9 @@ function ownedTensors(inputs: NamedTensors): EncodedTensors {
   for (const t of Object.values(out)) t.data = own(t.data)
   return out
 }
+
+/** Once every eligible contributor refused a job, it waits this long for another before failing. */
+const REFUSAL_GRACE_MS = 2000
 
 /** Ended jobs between two prunes of old job records. */
 const PRUNE_EVERY = 100

@@ -8,6 +8,11 @@ const STALE_ADVERT_MS = 12_000
  */
 const ADVERT_LAG_MS = 2_000
 
+/** Results a peer delivered within this long count toward the slots we fill there. */
+export const DELIVERY_WINDOW_MS = 60_000
+/** Share of picks that ignore the proven-first ranking, so newcomers can build a record. */
+export const NEWCOMER_SHARE = 0.1
+
 export interface PeerDirectory {
   peers(): KnownPeer[]
 }
@@ -17,6 +22,8 @@ export interface PickOptions {
   accept?(peer: string): boolean
   /** Prefer peers in the same homogeneous class as these (for exact comparison). */
   sameClassAs?: string[]
+  /** Peers with a record of valid results: ranked above newcomers, but for NEWCOMER_SHARE of picks. */
+  proven?(peer: string): boolean
 }
 
 /** Homogeneous class, as BOINC's hr_class: adapter class + likely execution provider + ORT version. */
@@ -33,8 +40,15 @@ export interface Scheduler {
    * Tracks our own in-flight jobs per peer, so we do not overfill a peer between adverts. `done(held)`:
    * whether the job held a slot there (a 'busy' refusal did not, so it says nothing of later adverts).
    */
-  begin(peer: string): (held?: boolean) => void
+  begin(peer: string): (held?: boolean, delivered?: boolean) => void
   inflight(peer: string): number
+  /**
+   * Jobs we may have on `peer` at once: its advertised maxSlots, but no more than one plus the
+   * results it delivered in the last DELIVERY_WINDOW_MS. An advert is a claim; delivery is evidence.
+   */
+  slotCap(peer: KnownPeer): number
+  /** Contributors a job could go to at all, busy or not: direct, contributing, allowed, not excluded. */
+  eligible(exclude: ReadonlySet<string>, accept?: (peer: string) => boolean): number
   /**
    * Slots free now across direct contributors that `accept` allows (the reputation gate), for any
    * model: how many queued jobs a freed slot is worth waking.
@@ -44,11 +58,25 @@ export interface Scheduler {
   events: EventTarget
 }
 
-export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
+export function createScheduler(
+  dir: PeerDirectory,
+  selfId: string,
+  random: () => number = Math.random,
+): Scheduler {
   const inflight = new Map<string, number>()
   const lastEnded = new Map<string, number>()
+  const deliveries = new Map<string, number[]>() // peer → times of its recent results
+  const speed = new Map<string, number>() // peer → smoothed ms per job, as we observed it
   const events = new EventTarget()
   const ours = (id: string) => inflight.get(id) ?? 0
+  const recent = (id: string) => {
+    const since = Date.now() - DELIVERY_WINDOW_MS
+    const list = deliveries.get(id)?.filter((t) => t >= since) ?? []
+    if (list.length === 0) deliveries.delete(id)
+    else deliveries.set(id, list)
+    return list.length
+  }
+  const slotCap = (p: KnownPeer) => Math.min(p.advert.maxSlots, 1 + recent(p.id))
 
   const free = (p: KnownPeer) => {
     const a = p.advert
@@ -62,7 +90,7 @@ export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
       Date.now() - p.seenAt < STALE_ADVERT_MS &&
       p.seenAt - (lastEnded.get(p.id) ?? 0) > ADVERT_LAG_MS
     if (busyElsewhere) return 0
-    return a.maxSlots - ours(p.id)
+    return slotCap(p) - ours(p.id)
   }
 
   /** A peer a job may go to at all (not us, direct, past the reputation gate), free slots aside. */
@@ -73,29 +101,43 @@ export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
     pick(model, exclude, opts = {}) {
       const peers = dir.peers()
       const classes = new Set(peers.filter((p) => opts.sameClassAs?.includes(p.id)).map((p) => peerClass(p)))
+      const newcomerTurn = random() < NEWCOMER_SHARE
+      // Advertised benchUs is a claim nobody checks: speed is what we timed ourselves.
       const ranked = peers
         .filter((p) => !exclude.has(p.id) && free(p) > 0 && open(p, opts.accept))
         .map((p) => ({
           p,
           same: classes.size === 0 || classes.has(peerClass(p)) ? 1 : 0,
+          proven: newcomerTurn || (opts.proven?.(p.id) ?? true) ? 1 : 0,
           cached: p.advert.models.includes(model) ? 1 : 0,
           free: free(p),
-          speed: p.advert.benchUs > 0 ? p.advert.benchUs : Number.MAX_SAFE_INTEGER,
-          tie: Math.random(),
+          speed: speed.get(p.id) ?? Number.MAX_SAFE_INTEGER,
+          tie: random(),
         }))
         .sort(
           (a, b) =>
-            b.same - a.same || b.cached - a.cached || b.free - a.free || a.speed - b.speed || a.tie - b.tie,
+            b.same - a.same ||
+            b.proven - a.proven ||
+            b.cached - a.cached ||
+            b.free - a.free ||
+            a.speed - b.speed ||
+            a.tie - b.tie,
         )
       return ranked[0]?.p
     },
     begin(peer) {
       inflight.set(peer, ours(peer) + 1)
+      const started = Date.now()
       let done = false
-      return (held = true) => {
+      return (held = true, delivered = false) => {
         if (done) return
         done = true
         if (held) lastEnded.set(peer, Date.now())
+        if (delivered) {
+          deliveries.set(peer, [...(deliveries.get(peer) ?? []), Date.now()].slice(-64))
+          const ms = Date.now() - started
+          speed.set(peer, 0.7 * (speed.get(peer) ?? ms) + 0.3 * ms)
+        }
         const n = ours(peer) - 1
         if (n > 0) inflight.set(peer, n)
         else inflight.delete(peer)
@@ -103,6 +145,13 @@ export function createScheduler(dir: PeerDirectory, selfId: string): Scheduler {
       }
     },
     inflight: ours,
+    slotCap,
+    eligible: (exclude, accept) =>
+      dir
+        .peers()
+        .filter(
+          (p) => !exclude.has(p.id) && open(p, accept) && p.advert.contributing && p.advert.eps.length > 0,
+        ).length,
     freeSlots: (accept) => dir.peers().reduce((n, p) => n + (open(p, accept) ? Math.max(0, free(p)) : 0), 0),
     events,
   }

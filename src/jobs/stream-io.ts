@@ -1,7 +1,9 @@
 /** Frame I/O over a libp2p v3 message stream, honouring backpressure and a read deadline. */
 import type { Stream } from '@libp2p/interface'
 import { JobTimeoutError, MalformedFrameError } from '../shared/errors.ts'
-import { encodeFrame, type Frame, FrameDecoder, readFrame } from './frame.ts'
+import { type ByteBudget, encodeFrame, type Frame, FrameDecoder, readFrame } from './frame.ts'
+
+export { frameBytes } from './frame.ts'
 
 export async function sendFrame(stream: Stream, msg: Frame, signal?: AbortSignal): Promise<void> {
   if (!stream.send(encodeFrame(msg))) await stream.onDrain(signal ? { signal } : {})
@@ -12,12 +14,21 @@ const decoders = new WeakMap<Stream, FrameDecoder>()
 
 /**
  * Reads the next frame of at most `maxBytes`, or null if the stream ends cleanly first; past
- * `timeoutMs` the stream is aborted with JobTimeoutError.
+ * `timeoutMs` the stream is aborted with JobTimeoutError. A `budget` bounds what the peer's partial
+ * frames may hold (the first call on a stream sets it), given back when the stream closes.
  */
-export async function nextFrame(stream: Stream, maxBytes: number, timeoutMs: number): Promise<Frame | null> {
+export async function nextFrame(
+  stream: Stream,
+  maxBytes: number,
+  timeoutMs: number,
+  budget?: ByteBudget,
+): Promise<Frame | null> {
   let decoder = decoders.get(stream)
   if (decoder == null || decoder.maxFrameBytes !== maxBytes) {
-    decoder = new FrameDecoder(maxBytes)
+    decoder?.dispose()
+    const d = new FrameDecoder(maxBytes, undefined, budget)
+    if (budget) stream.addEventListener('close', () => d.dispose(), { once: true })
+    decoder = d
     decoders.set(stream, decoder)
   }
   let timer: ReturnType<typeof setTimeout> | undefined

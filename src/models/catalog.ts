@@ -1,5 +1,6 @@
 /** The model catalog: content-addressed entries with their input and output specs. */
-import type { DType } from '../shared/tensor.ts'
+import { InvalidTensorError } from '../shared/errors.ts'
+import { type DType, elementCount, type NamedTensors } from '../shared/tensor.ts'
 
 export interface TensorSpec {
   name: string
@@ -58,4 +59,27 @@ export async function loadCatalog(url: string): Promise<Catalog> {
   const entries = (await res.json()) as CatalogEntry[]
   // models/… paths are relative to the site root that holds catalog.json's folder.
   return createCatalog(entries, new URL('..', new URL(url, location.href)).toString())
+}
+
+/**
+ * The requester's own check before anything is sent: names, dtypes and fixed dims as the entry
+ * declares them. Without it a bad input goes to every contributor, each refusing it in turn.
+ */
+export function checkInputs(entry: CatalogEntry, inputs: NamedTensors): void {
+  const bad = (why: string): never => {
+    throw new InvalidTensorError(`${entry.name}: ${why}`)
+  }
+  for (const name of Object.keys(inputs)) {
+    if (!entry.inputs.some((s) => s.name === name)) bad(`the model has no input "${name.slice(0, 64)}"`)
+  }
+  for (const spec of entry.inputs) {
+    const t = inputs[spec.name] ?? bad(`input "${spec.name}" is missing`)
+    if (t.dtype !== spec.dtype) bad(`input "${spec.name}" is ${t.dtype}, the model expects ${spec.dtype}`)
+    if (t.dims.length !== spec.dims.length || spec.dims.some((d, i) => d >= 0 && d !== t.dims[i])) {
+      bad(`input "${spec.name}" has dims [${t.dims}], the model expects [${spec.dims}] (-1 = any)`)
+    }
+    if (t.data.length !== elementCount(t.dims)) {
+      bad(`input "${spec.name}" has ${t.data.length} values, dims [${t.dims}] need ${elementCount(t.dims)}`)
+    }
+  }
 }

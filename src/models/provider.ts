@@ -5,6 +5,7 @@
  */
 import type { Connection, Logger, Stream } from '@libp2p/interface'
 import type { Frame } from '../jobs/frame.ts'
+import { createInboundGuard } from '../net/inbound.ts'
 import { MODEL_PROTOCOL } from '../shared/protocol.ts'
 import { FrameReader, sendBytes } from './stream.ts'
 import {
@@ -21,7 +22,7 @@ import {
   type TransferErrorCode,
 } from './transfer.ts'
 
-/** Test-only hooks, read from `globalThis.__peerComputeTestHooks`; the app never sets them. */
+/** Test-only hooks, read from `globalThis.__peerComputeTestHooks` in the test build only (__PC_TEST_HOOKS__). */
 export interface TransferTestHooks {
   /** Return true to send chunk `index` of `cid` with one byte flipped. */
   corruptChunk?(cid: string, index: number): boolean
@@ -41,6 +42,9 @@ export interface ProviderOptions {
 const testHooks = (): TransferTestHooks | undefined =>
   (globalThis as { __peerComputeTestHooks?: { modelTransfer?: TransferTestHooks } }).__peerComputeTestHooks
     ?.modelTransfer
+
+/** Model streams one peer may hold open here: a fetch uses at most 2 per provider. */
+export const MODEL_STREAMS_PER_PEER = 4
 
 class Refusal extends Error {
   constructor(
@@ -154,7 +158,7 @@ export function createModelProvider(opts: ProviderOptions) {
         const range = parseRangeRequest(frame, manifest)
         for (let i = range.from; i < range.from + range.count; i++) {
           let chunk = bytes.subarray(i * req.chunkSize, (i + 1) * req.chunkSize)
-          if (testHooks()?.corruptChunk?.(cid, i)) {
+          if (__PC_TEST_HOOKS__ && testHooks()?.corruptChunk?.(cid, i)) {
             chunk = chunk.slice()
             chunk[0] = chunk[0]! ^ 0xff
           }
@@ -174,11 +178,29 @@ export function createModelProvider(opts: ProviderOptions) {
     }
   }
 
+  // Requests are at most MAX_REQUEST_BYTES, so streams bound what a peer's partial frames hold.
+  const inbound = createInboundGuard({
+    streamsPerPeer: () => MODEL_STREAMS_PER_PEER,
+    bytesPerPeer: Number.POSITIVE_INFINITY,
+    bytesTotal: Number.POSITIVE_INFINITY,
+  })
+
   return {
     protocol: MODEL_PROTOCOL,
     handler: (stream: Stream, connection: Connection) => {
       const peer = connection.remotePeer.toString()
-      serve(stream, peer).catch((err) => opts.log.error('model handler: %s', (err as Error).message))
+      const done = inbound.open(peer)
+      if (!done) {
+        void refuse(
+          stream,
+          'busy',
+          `too many model streams from one peer (at most ${MODEL_STREAMS_PER_PEER})`,
+        )
+        return
+      }
+      serve(stream, peer)
+        .catch((err) => opts.log.error('model handler: %s', (err as Error).message))
+        .finally(done)
     },
     get uploads() {
       return uploads

@@ -6,6 +6,9 @@ import { signRecord, verifyRecord } from '../trust/signed.ts'
 
 export const ADVERT_DOMAIN = 'peer-compute/advert/1'
 export const MAX_ADVERT_BYTES = 16 * 1024
+/** Above any real peer's job slots (the settings allow 16): a claim past it is a lie, not a peer. */
+export const MAX_ADVERT_SLOTS = 64
+const MAX_THREADS = 1024
 
 export interface Capabilities {
   /** Execution providers this peer can use, best first. */
@@ -19,7 +22,7 @@ export interface Capabilities {
   contributing: boolean
   /** CIDs of models in the local cache. */
   models: string[]
-  /** Median µs of the calibration model, 0 if not measured yet. */
+  /** Kept on the wire for older peers; always 0 and never read: speed is what requesters time. */
   benchUs: number
   version: string
   /** onnxruntime-web version: part of the homogeneous class for exact comparison. */
@@ -44,7 +47,8 @@ export async function signAdvert(body: AdvertBody, key: PrivateKey): Promise<Uin
 }
 
 const isStr = (v: unknown, max = 256): v is string => typeof v === 'string' && v.length <= max
-const isInt = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0
+const isInt = (v: unknown, max = Number.MAX_SAFE_INTEGER): v is number =>
+  Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max
 const strList = (v: unknown, n: number, max = 512) =>
   Array.isArray(v) && v.length <= n && v.every((s) => isStr(s, max))
 
@@ -71,9 +75,9 @@ export async function openAdvert(bytes: Uint8Array, from?: string): Promise<Adve
     strList(b.addrs, 16) &&
     strList(b.eps, 8, 32) &&
     isStr(b.adapter) &&
-    isInt(b.threads) &&
-    isInt(b.slots) &&
-    isInt(b.maxSlots) &&
+    isInt(b.threads, MAX_THREADS) &&
+    isInt(b.maxSlots, MAX_ADVERT_SLOTS) &&
+    isInt(b.slots, b.maxSlots as number) &&
     typeof b.contributing === 'boolean' &&
     strList(b.models, 256, 128) &&
     isInt(b.benchUs) &&

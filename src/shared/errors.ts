@@ -30,6 +30,8 @@ const named = (name: string) =>
 // wire and codecs
 export const FrameTooLargeError = named('FrameTooLargeError')
 export const MalformedFrameError = named('MalformedFrameError')
+/** A peer's streams or partial frames would pass what this node holds for one peer (src/net/inbound.ts). */
+export const InboundLimitError = named('InboundLimitError')
 export const InvalidTensorError = named('InvalidTensorError')
 // trust
 export const InvalidSignatureError = named('InvalidSignatureError')

@@ -36,17 +36,23 @@ export interface JobRecord {
   reason?: string
   /** Every replica dispatched: peer, status, and round trip. */
   replicas?: { peer: string; status: string; ms?: number; error?: string }[]
+  /** Dispatches refused for capacity and retried: not replicas. */
+  busy?: number
   /** Agreeing workers and the quorum they met. */
   workers?: string[]
   quorum?: number
   /** dag-cbor quorum record (verified jobs): exportable, checkable offline. */
   record?: Uint8Array
-  /** Bytes of `receipt` and `record` (the outputs), set when stored: job history's byte budget. */
+  /** Bytes of `receipt`, `record` (the outputs) and the texts, set when stored: the history's byte budget. */
   bytes?: number
 }
 
-/** Bytes a job record holds in its byte fields. */
-export const jobBytes = (rec: JobRecord) => (rec.receipt?.byteLength ?? 0) + (rec.record?.byteLength ?? 0)
+/** What a record costs the history budget: receipts, the quorum record and every stored text (UTF-16). */
+export const jobBytes = (rec: JobRecord) =>
+  (rec.receipt?.byteLength ?? 0) +
+  (rec.record?.byteLength ?? 0) +
+  2 * ((rec.reason?.length ?? 0) + (rec.error?.message.length ?? 0)) +
+  2 * (rec.replicas ?? []).reduce((n, r) => n + r.peer.length + (r.error?.length ?? 0), 0)
 
 /** `rec` with its byte fields in buffers of their own size (see `own`) and their size, for storing. */
 export function ownJobBytes(rec: JobRecord): JobRecord {
@@ -71,7 +77,9 @@ export interface ReputationRecord {
   valid: number
   invalid: number
   timedOut: number
-  /** Consecutive valid results; reset by one invalid result. */
+  /** Refusals of jobs others computed; absent in records written before it existed. */
+  refused?: number
+  /** Consecutive valid results; reset by one invalid result or refusal. */
   streak: number
   updatedAt: number
 }

@@ -11,6 +11,10 @@ export interface ReputationParams {
   /** An invalid result weighs this many valid ones: wrong answers are strong evidence. */
   invalidWeight: number
   timeoutWeight: number
+  /** A refusal of a job that others computed (src/jobs/failure.ts PUNISHED_REFUSALS). */
+  refusalWeight: number
+  /** Valid results before a peer ranks above newcomers. */
+  provenAfter: number
 }
 
 export const REPUTATION_DEFAULTS: ReputationParams = {
@@ -18,15 +22,19 @@ export const REPUTATION_DEFAULTS: ReputationParams = {
   minObservations: 3,
   invalidWeight: 5,
   timeoutWeight: 0.5,
+  refusalWeight: 0.5,
+  provenAfter: 3,
 }
 
-export type Outcome = 'valid' | 'invalid' | 'timedOut'
+export type Outcome = 'valid' | 'invalid' | 'timedOut' | 'refused'
 
 export interface Reputation {
   get(peer: string): ReputationRecord
   /** Laplace-smoothed reliability in (0, 1]. */
   score(peer: string): number
   trusted(peer: string): boolean
+  /** Has delivered enough valid results to rank above newcomers. */
+  proven(peer: string): boolean
   record(peer: string, outcome: Outcome): Promise<void>
   all(): ReputationRecord[]
   reset(): Promise<void>
@@ -46,6 +54,7 @@ const empty = (peer: string): ReputationRecord => ({
   valid: 0,
   invalid: 0,
   timedOut: 0,
+  refused: 0,
   streak: 0,
   updatedAt: 0,
 })
@@ -76,22 +85,26 @@ export async function createReputation(
   const get = (peer: string) => recs.get(peer) ?? empty(peer)
   const score = (peer: string) => {
     const r = get(peer)
-    return (
-      (r.valid + 1) / (r.valid + params.invalidWeight * r.invalid + params.timeoutWeight * r.timedOut + 2)
-    )
+    const bad =
+      params.invalidWeight * r.invalid +
+      params.timeoutWeight * r.timedOut +
+      params.refusalWeight * (r.refused ?? 0)
+    return (r.valid + 1) / (r.valid + bad + 2)
   }
   return {
     get,
     score,
     trusted(peer) {
       const r = get(peer)
-      return r.valid + r.invalid + r.timedOut < params.minObservations || score(peer) >= params.threshold
+      const seen = r.valid + r.invalid + r.timedOut + (r.refused ?? 0)
+      return seen < params.minObservations || score(peer) >= params.threshold
     },
+    proven: (peer) => get(peer).valid >= params.provenAfter && score(peer) >= params.threshold,
     async record(peer, outcome) {
       const r = { ...get(peer), updatedAt: Date.now() }
-      r[outcome]++
+      r[outcome] = (r[outcome] ?? 0) + 1
       if (outcome === 'valid') r.streak++
-      else if (outcome === 'invalid') r.streak = 0
+      else if (outcome === 'invalid' || outcome === 'refused') r.streak = 0
       recs.set(peer, r)
       dirty.add(peer)
       events.dispatchEvent(new Event('change'))

@@ -29,8 +29,10 @@ function policyFromForm(): Partial<VerificationPolicy> {
 }
 
 async function main() {
-  // A test driver may install adversarial hooks before the page loads; users never see them.
-  const testHooks = (globalThis as { __peerComputeTestHooks?: TestHooks }).__peerComputeTestHooks
+  // A test driver may install adversarial hooks before the page loads; only the test build reads them.
+  const testHooks = __PC_TEST_HOOKS__
+    ? (globalThis as { __peerComputeTestHooks?: TestHooks }).__peerComputeTestHooks
+    : undefined
   const election = new URLSearchParams(location.search).get('election') !== 'off' // one compute tab per browser
   const peer = await createPeer({ ...(testHooks ? { testHooks } : {}), election })
   ;(window as unknown as { __peer: Peer }).__peer = peer // handle for tests and the devtools console

@@ -52,10 +52,10 @@ export function renderJobs(
         new Date(j.submittedAt).toLocaleTimeString(),
         catalog.byCid(j.model)?.name ?? short(j.model),
         j.status === 'verified'
-          ? [`verified: ${j.workers?.length ?? 1} of ${j.replicas?.length ?? 1} replicas agree`, 'ok']
+          ? [`verified: ${j.workers?.length ?? 1} agree · ${replicaCounts(j)}`, 'ok']
           : j.status === 'running'
-            ? `running (${j.replicas?.length ?? 0} replicas)`
-            : [`${j.status}: ${j.reason ?? j.error?.message ?? ''}`, 'bad'],
+            ? `running · ${replicaCounts(j)}`
+            : [`${j.status}: ${j.reason ?? j.error?.message ?? ''} · ${replicaCounts(j)}`, 'bad'],
         j.worker ? short(j.worker) : '—',
         j.ep ?? '—',
         ms(j.roundTripMs),
@@ -73,4 +73,26 @@ export function renderJobs(
       return tr
     }),
   )
+}
+
+/**
+ * Dispatches, refusals, disagreements and busy retries, each apart: a busy retry is not a replica,
+ * and a refusal is not a disagreement.
+ */
+export function replicaCounts(j: JobRecord): string {
+  const reps = j.replicas ?? []
+  const n = (f: (s: string) => boolean) => reps.filter((r) => f(r.status)).length
+  const sent = n((s) => s !== 'lost' && s !== 'busy' && s !== 'refused')
+  const ok = n((s) => s === 'ok')
+  const parts = [`${sent} sent`]
+  const refused = n((s) => s === 'refused')
+  if (refused) parts.push(`${refused} refused`)
+  if (j.status === 'verified' && ok > (j.workers?.length ?? 0)) {
+    parts.push(`${ok - (j.workers?.length ?? 0)} disagreed`)
+  }
+  const failed = n((s) => s === 'failed' || s === 'timedOut' || s === 'forged')
+  if (failed) parts.push(`${failed} failed`)
+  const busy = (j.busy ?? 0) + n((s) => s === 'busy')
+  if (busy) parts.push(`${busy} busy retries`)
+  return parts.join(' · ')
 }

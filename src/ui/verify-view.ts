@@ -16,7 +16,7 @@ export function mountVerifyView(peer: Peer, el: HTMLElement): void {
     <p>Drop an exported quorum record here, or <input type="file" id="verify-file" accept=".cbor" /></p>
     <output id="verify-result" aria-live="polite"></output>
     <h3>Reputation <button type="button" id="reputation-reset">Reset</button></h3>
-    <table id="reputation"><thead><tr><th>Peer</th><th>Valid</th><th>Invalid</th><th>Timed out</th>
+    <table id="reputation"><thead><tr><th>Peer</th><th>Valid</th><th>Invalid</th><th>Timed out</th><th>Refused</th>
       <th>Streak</th><th>Score</th><th>Chosen</th></tr></thead><tbody></tbody></table>`
   const result = el.querySelector<HTMLOutputElement>('#verify-result')!
   const check = async (file: File) => {
@@ -51,6 +51,7 @@ export function mountVerifyView(peer: Peer, el: HTMLElement): void {
           r.valid,
           r.invalid,
           r.timedOut,
+          r.refused ?? 0,
           r.streak,
           peer.reputation.score(r.peer).toFixed(2),
         ]

@@ -7,12 +7,14 @@ import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { sendJob } from '../../src/jobs/client.ts'
+import { JOB_STREAMS_MARGIN, MAX_PARTIAL_BYTES_PER_PEER } from '../../src/jobs/handler.ts'
 import {
   type CheckedJobRequest,
   checkJobRequest,
   encodeMessage,
   encodeResult,
   type JobReject,
+  MAX_REASON_LENGTH,
   MAX_REJECT_BYTES,
   MAX_REQUEST_BYTES,
   parseJobReject,
@@ -348,12 +350,92 @@ export function tests(common: HarnessFactory): void {
         expect(['MalformedFrameError', 'JobTimeoutError'], err.message).toContain(err.name)
       })
 
+      it('is caught sending a reject frame over 4 KiB (MalformedFrameError), its text kept nowhere', async () => {
+        const err = await failure(
+          rogueJob(h, x(1), async (_req, stream) => {
+            const reason = 'x'.repeat(64 * 1024)
+            await sendFrame(stream, { t: 'reject', v: 1, code: 'bad-request', reason })
+            await stream.close()
+          }),
+        )
+        expect(err.name, err.message.slice(0, 200)).toBe('MalformedFrameError')
+        expect(err.message.length).toBeLessThan(200)
+      })
+
+      it('is caught sending a reject with an over-long reason or an unknown code', async () => {
+        for (const frame of [
+          { t: 'reject', v: 1, code: 'busy', reason: 'y'.repeat(MAX_REASON_LENGTH + 1) },
+          { t: 'reject', v: 1, code: 'made-up', reason: 'no' },
+          { t: 'reject', v: 1, code: 'busy' },
+        ]) {
+          const err = await failure(
+            rogueJob(h, x(1), async (_req, stream) => {
+              await sendFrame(stream, frame)
+              await stream.close()
+            }),
+          )
+          expect(err.name, err.message).toBe('MalformedFrameError')
+          expect(err.message).not.toContain('yyyy')
+        }
+      })
+
+      it(`a well-formed refusal keeps its code and a reason of at most ${MAX_REASON_LENGTH} characters`, async () => {
+        const reason = 'z'.repeat(MAX_REASON_LENGTH)
+        const err = await failure(
+          rogueJob(h, x(1), async (_req, stream) => {
+            await sendFrame(stream, { t: 'reject', v: 1, code: 'unknown-model', reason })
+            await stream.close()
+          }),
+        )
+        expect(err.name).toBe('JobRejectedError')
+        expect(err.code).toBe('unknown-model')
+        expect(err.message).toContain(reason)
+      })
+
       it('staying silent gives JobTimeoutError within the timeout', async () => {
         const started = Date.now()
         const err = await failure(rogueJob(h, x(1), () => new Promise(() => {}), 500))
         expect(err.name, err.message).toBe('JobTimeoutError')
         expect(Date.now() - started).toBeLessThan(3_000)
       })
+    })
+
+    it('refuses job streams from one peer past its slots plus a margin, at once, with busy', async () => {
+      const limit = h.slots + JOB_STREAMS_MARGIN
+      const held: Stream[] = []
+      for (let i = 0; i < limit; i++) {
+        const s = await h.connection.newStream(JOB_PROTOCOL)
+        s.send(Uint8Array.of(0x80)) // the first byte of a length that never completes
+        held.push(s)
+      }
+      const started = Date.now()
+      const over = await h.connection.newStream(JOB_PROTOCOL)
+      const reject = parseJobReject(await recvFrame(over, MAX_REJECT_BYTES, TIMEOUT_MS))
+      expect(reject.code).toBe('busy')
+      expect(Date.now() - started).toBeLessThan(1_000)
+      for (const s of held) s.abort(new Error('done'))
+      await vi.waitFor(() => expectServing(h), { timeout: TIMEOUT_MS })
+    })
+
+    it("bounds the bytes one peer's partial frames hold, answering busy past it", async () => {
+      // Three partial frames of 10 MiB each: the third passes MAX_PARTIAL_BYTES_PER_PEER (24 MiB).
+      const part = 10 * 1024 * 1024
+      const streams: Stream[] = []
+      const replies: Promise<JobReject>[] = []
+      for (let i = 0; i < 3; i++) {
+        const s = await h.connection.newStream(JOB_PROTOCOL)
+        const declared = varint(MAX_REQUEST_BYTES - 1)
+        const bytes = new Uint8Array(declared.byteLength + part)
+        bytes.set(declared)
+        if (!s.send(bytes)) await s.onDrain()
+        streams.push(s)
+        replies.push(recvFrame(s, MAX_REJECT_BYTES, TIMEOUT_MS).then(parseJobReject))
+      }
+      const first = await Promise.race(replies)
+      expect(first.code).toBe('busy')
+      expect(MAX_PARTIAL_BYTES_PER_PEER).toBeLessThan(3 * part)
+      for (const s of streams) s.abort(new Error('done'))
+      await expectServing(h)
     })
 
     it("aborting the requester's signal cancels the contributor's run and frees its slot", async () => {

@@ -43,8 +43,9 @@ describe('bad input', () => {
     expect(r).toMatchObject({ ok: true, worker: b })
   }
 
+  const unknown = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
+
   it('rejects a job for an unknown model CID', async () => {
-    const unknown = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
     const r = await submit([1, 16], { model: unknown })
     expect(r.name).toBe('JobRejectedError')
     expect(r.message).toContain('unknown-model')
@@ -71,8 +72,18 @@ describe('bad input', () => {
     await stillServes()
   })
 
+  it("fails a catalog model's wrong input at the requester, before anything is sent", async () => {
+    const jobs = () => swarm.tabs[0]!.evaluate(async () => (await window.__peer.jobs(10_000)).length)
+    const before = await jobs()
+    const r = await submit([1, 17])
+    expect(r.name).toBe('InvalidTensorError')
+    expect(r.message).toContain('[1,16]')
+    expect(await jobs()).toBe(before) // no job was started, so none was sent
+  })
+
   it('rejects an oversized input with too-large', async () => {
-    const r = await submit([1, 5_000_000]) // 20 MB of float32, over the 16 MiB request limit
+    // A model outside the catalog, so only the contributor's own limit can refuse it.
+    const r = await submit([1, 5_000_000], { model: unknown }) // 20 MB of float32, over the 16 MiB limit
     expect(r.name).toBe('JobRejectedError')
     expect(r.message).toContain('too-large')
     await stillServes()

@@ -25,7 +25,7 @@ describe('model distribution', () => {
     job = await testModel('dist-job', { seed: 21, layers: [16, 512, 1024, 8], batch: 1 }) // 2.2 MB
     corrupt = await testModel('dist-corrupt', { seed: 22, layers: [16, 512, 512, 8], batch: 1 }) // 1.1 MB
     big = await testModel('dist-big', { seed: 23, layers: [16, 2048, 1024, 8], batch: 1 }) // 8.5 MB
-    swarm = await startSwarm({ tabs: 1 })
+    swarm = await startSwarm({ tabs: 1, testHooks: true }) // corruptChunk needs the test build
     a = swarm.tabs[0]!
     await serveModels(a, [job, corrupt, big])
     for (const m of [job, corrupt, big]) expect(await importUrl(a, m)).toBe(m.cid)

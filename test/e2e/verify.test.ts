@@ -157,7 +157,7 @@ describe('verification by quorum', () => {
   const trusted = (id: string) => swarm.tabs[0]!.evaluate((id) => window.__peer.reputation.trusted(id), id)
 
   beforeAll(async () => {
-    swarm = await startSwarm({ tabs: 3 })
+    swarm = await startSwarm({ tabs: 3, testHooks: true })
     await swarm.openTab('', { testHooks: { adversary: 'always-wrong', otherModel: alt.cid } })
     ids = await Promise.all(swarm.tabs.map(peerId))
     for (const t of swarm.tabs.slice(1)) await t.evaluate(() => window.__peer.setContributing(true))

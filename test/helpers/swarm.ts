@@ -1,4 +1,4 @@
-/** A real swarm for end-to-end tests: relay process, static server over dist/, Chromium tabs. */
+/** A real swarm for end-to-end tests: relay process, static server over dist/ (or dist-test/), Chromium tabs. */
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import type { Page } from 'playwright-core'
@@ -8,6 +8,8 @@ import { launchBrowser, type TestBrowser } from './chromium.ts'
 
 /** PC_DIST lets parallel work build and test its own copy (vite build --outDir …). */
 const DIST = resolve(process.env.PC_DIST ?? resolve(import.meta.dirname, '../../dist'))
+/** The test build (`npm run build:test`), the only one that reads `__peerComputeTestHooks`. */
+const DIST_TEST = resolve(process.env.PC_DIST_TEST ?? resolve(import.meta.dirname, '../../dist-test'))
 
 export interface TabOptions {
   testHooks?: Record<string, unknown>
@@ -21,20 +23,32 @@ export interface Swarm {
   tabs: Page[]
   /**
    * Opens a tab as a separate browser (own storage and compute election) unless `sameBrowser`.
-   * `testHooks` become `globalThis.__peerComputeTestHooks` before the page's scripts run.
+   * `testHooks` become `globalThis.__peerComputeTestHooks` before the page's scripts run (needs a
+   * swarm started with `testHooks: true`).
    */
   openTab(query?: string, opts?: TabOptions): Promise<Page>
   stop(): Promise<void>
 }
 
-/** The page must have been built (`npm run build`, which `npm test` runs first). */
-export async function startSwarm(opts: { tabs: number; webgpu?: boolean }): Promise<Swarm> {
-  if (!existsSync(resolve(DIST, 'index.html'))) throw new Error('dist/ is missing: run `npm run build` first')
+/**
+ * The page must have been built (`npm run build`, which `npm test` runs first). `testHooks` serves the
+ * test build dist-test/ instead of dist/, whose bundles ignore the hooks.
+ */
+export async function startSwarm(opts: {
+  tabs: number
+  webgpu?: boolean
+  testHooks?: boolean
+}): Promise<Swarm> {
+  const root = opts.testHooks ? DIST_TEST : DIST
+  if (!existsSync(resolve(root, 'index.html')))
+    throw new Error(`${root} is missing: run \`npm run build\` first`)
   const relay = await startRelayProcess({ quiet: true })
-  const web = await serveStatic({ root: DIST, relayFile: relay.addrFile })
+  const web = await serveStatic({ root, relayFile: relay.addrFile })
   const browser = await launchBrowser({ webgpu: opts.webgpu ?? false })
   const tabs: Page[] = []
   const openTab = async (query = '', tabOpts: TabOptions = {}) => {
+    if (tabOpts.testHooks && !opts.testHooks)
+      throw new Error('testHooks need startSwarm({ testHooks: true })')
     const page = await (tabOpts.sameBrowser ? browser.newPage() : browser.newIsolatedPage())
     if (tabOpts.testHooks) {
       await page.addInitScript((hooks) => {

@@ -6,7 +6,13 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { type AdvertBody, MAX_ADVERT_BYTES, openAdvert, signAdvert } from '../../src/net/advert.ts'
+import {
+  type AdvertBody,
+  MAX_ADVERT_BYTES,
+  MAX_ADVERT_SLOTS,
+  openAdvert,
+  signAdvert,
+} from '../../src/net/advert.ts'
 import { advertBody } from '../helpers/advert.ts'
 
 const errorName = (p: Promise<unknown>) =>
@@ -42,7 +48,7 @@ describe('adverts', () => {
 
   it('refuses an altered advert, and one signed by another key than the PeerId it names', async () => {
     const { sig } = dagCbor.decode(await signAdvert(body, key)) as { sig: Uint8Array }
-    const altered = dagCbor.encode({ body: { ...body, slots: 4 }, sig })
+    const altered = dagCbor.encode({ body: { ...body, slots: 0 }, sig })
     expect(await errorName(openAdvert(altered))).toBe('InvalidSignatureError')
     const forged = await signAdvert(body, other) // names `key`'s peer, signed by `other`
     expect(await errorName(openAdvert(forged))).toBe('InvalidSignatureError')
@@ -53,11 +59,22 @@ describe('adverts', () => {
       new Uint8Array(MAX_ADVERT_BYTES + 1),
       Uint8Array.of(0xff, 0x00),
       dagCbor.encode({ body: { ...body, slots: -1 }, sig: new Uint8Array(64) }),
+      // Claims past any real peer: more free slots than slots, or than MAX_ADVERT_SLOTS.
+      dagCbor.encode({ body: { ...body, slots: 2, maxSlots: 1 }, sig: new Uint8Array(64) }),
+      dagCbor.encode({
+        body: { ...body, slots: 1, maxSlots: MAX_ADVERT_SLOTS + 1 },
+        sig: new Uint8Array(64),
+      }),
+      dagCbor.encode({ body: { ...body, threads: 1e6 }, sig: new Uint8Array(64) }),
       dagCbor.encode({ body: { ...body, peer: 'not-a-peer-id' }, sig: new Uint8Array(64) }),
       dagCbor.encode({ body, sig: 'x' }),
       dagCbor.encode([1, 2]),
     ]
-    for (const c of cases)
+    for (const c of cases.slice(0, 6)) expect(await errorName(openAdvert(c))).toBe('MalformedFrameError')
+    for (const c of cases.slice(6))
       expect(await errorName(openAdvert(c))).toMatch(/^(MalformedFrameError|InvalidSignatureError)$/)
+    // A valid signature does not make an out-of-bounds claim acceptable.
+    const inflated = { ...body, slots: 100, maxSlots: 100 }
+    expect(await errorName(openAdvert(await signAdvert(inflated, key)))).toBe('MalformedFrameError')
   })
 })

@@ -8,7 +8,7 @@ import { streamPair } from '@libp2p/utils'
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { encodeFrame, FrameDecoder } from '../../src/jobs/frame.ts'
 import { type ChunkStore, type FetchOptions, fetchFromPeers } from '../../src/models/fetcher.ts'
-import { createModelProvider } from '../../src/models/provider.ts'
+import { createModelProvider, MODEL_STREAMS_PER_PEER } from '../../src/models/provider.ts'
 import {
   chunkDigests,
   chunkMatches,
@@ -425,6 +425,23 @@ describe('model transfer over in-memory streams', () => {
     const frames = await readAll(out, 64 * KiB)
     expect(frames.map((f) => f.t)).toEqual(['manifest', 'error'])
     expect(frames[1]).toMatchObject({ code: 'bad-request' })
+  })
+})
+
+describe('model protocol bounds', () => {
+  it(`refuses a peer's streams past ${MODEL_STREAMS_PER_PEER} at once with busy`, async () => {
+    const p = provider({})
+    const held: Stream[] = []
+    for (let i = 0; i < MODEL_STREAMS_PER_PEER; i++) {
+      const [out, inbound] = await streamPair({ protocol: MODEL_PROTOCOL })
+      p.handler(inbound, fetcherConn) // silent: each holds its stream until the idle timeout
+      held.push(out)
+    }
+    const [out, inbound] = await streamPair({ protocol: MODEL_PROTOCOL })
+    p.handler(inbound, fetcherConn)
+    const frames = await readAll(out, 64 * KiB)
+    expect(frames).toMatchObject([{ t: 'error', code: 'busy' }])
+    for (const s of held) s.abort(new Error('done'))
   })
 })
 

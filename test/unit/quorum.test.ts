@@ -3,6 +3,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import { describe, expect, it, vi } from 'vitest'
+import { REJECT_CODES, type RejectCode } from '../../src/jobs/messages.ts'
 import {
   type DispatchResult,
   type QuorumEffects,
@@ -16,7 +17,7 @@ import { policyFor, type VerificationPolicy } from '../../src/trust/policy.ts'
 import { signReceipt } from '../../src/trust/receipt.ts'
 import type { Outcome } from '../../src/trust/reputation.ts'
 
-type Behaviour = 'honest' | 'wrong' | 'timeout' | 'busy' | 'unknown-model'
+type Behaviour = 'honest' | 'wrong' | 'timeout' | 'busy' | RejectCode
 
 const keys = await Promise.all([0, 1, 2, 3, 4].map(() => generateKeyPair('Ed25519')))
 const peers = keys.map((k) => peerIdFromPrivateKey(k).toString())
@@ -51,6 +52,7 @@ function harness(behaviour: Behaviour[], opts: { trusted?: boolean } = {}) {
   const dispatched: string[] = []
   const fx: QuorumEffects = {
     pick: (exclude) => peers.slice(0, behaviour.length).find((p) => !exclude.has(p)),
+    eligible: (exclude) => peers.slice(0, behaviour.length).filter((p) => !exclude.has(p)).length,
     capacityChanged: () => new Promise((r) => setTimeout(r, 5)),
     async dispatch(peer) {
       dispatched.push(peer)
@@ -61,8 +63,8 @@ function harness(behaviour: Behaviour[], opts: { trusted?: boolean } = {}) {
         behaviour[i] = 'honest' // busy once, then free
         throw Object.assign(new JobRejectedError('busy'), { code: 'busy' })
       }
-      if (b === 'unknown-model') throw Object.assign(new JobRejectedError('nope'), { code: 'unknown-model' })
-      return result(i, b === 'wrong' ? 42 : 0.5)
+      if (b === 'honest' || b === 'wrong') return result(i, b === 'wrong' ? 42 : 0.5)
+      throw Object.assign(new JobRejectedError(`${peer} rejected the job (${b}): no`), { code: b })
     },
     singleReplicaOk: () => opts.trusted ?? false,
     suspicious: () => false,
@@ -120,11 +122,56 @@ describe('runQuorum', () => {
     expect(h.outcomes.some(([, o]) => o === 'invalid')).toBe(false) // nothing proven without a quorum
   })
 
-  it('fails with the reason on a deterministic refusal', async () => {
+  it.each(REJECT_CODES.filter((c) => c !== 'busy'))(
+    "a '%s' refusal is one replica's outcome: the job goes on to others",
+    async (code) => {
+      const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false, maxAttempts: 2 })
+      const h = harness([code, 'honest', 'honest'])
+      const s = await run(p, h.fx)
+      expect(s.state).toBe('verified')
+      // Not an attempt: maxAttempts 2 still left room for both honest replicas.
+      expect(s.replicas.map((r) => r.status)).toEqual(['refused', 'ok', 'ok'])
+      // Punished only where it called a job bad that others computed fine.
+      const punished = ['unknown-model', 'bad-request', 'bad-signature', 'too-large', 'internal']
+      expect(h.outcomes.filter(([peer]) => peer === peers[0])).toEqual(
+        punished.includes(code) ? [[peers[0], 'refused']] : [],
+      )
+    },
+  )
+
+  it('fails on refusals only when every eligible contributor refused, listing each', async () => {
     const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false })
-    const s = await run(p, harness(['unknown-model', 'honest']).fx)
+    const h = harness(['unknown-model', 'bad-request', 'internal'])
+    const s = await run(p, h.fx)
     expect(s.state).toBe('failed')
-    expect(s.reason).toMatch(/^unknown-model/)
+    expect(s.reason).toMatch(/^every eligible contributor refused \(3\)/)
+    for (const code of ['unknown-model', 'bad-request', 'internal']) expect(s.reason).toContain(code)
+    expect(h.outcomes).toEqual([]) // nobody computed it: nothing proves a refusal wrong
+  })
+
+  it('waits out the refusal grace for a contributor that links late', async () => {
+    const p = policyFor('tensor', { redundancy: 1, quorum: 1, adaptive: false })
+    const h = harness(['bad-request', 'honest'])
+    let linked = false
+    setTimeout(() => {
+      linked = true
+    }, 100)
+    const { pick, eligible } = h.fx
+    h.fx.pick = (ex, same) => (linked ? pick(ex, same) : ex.has(peers[0]!) ? undefined : peers[0])
+    h.fx.eligible = (ex) => (linked ? eligible(ex) : ex.has(peers[0]!) ? 0 : 1)
+    h.fx.refusalGraceMs = 1000
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(s.replicas.map((r) => r.status)).toEqual(['refused', 'ok'])
+  })
+
+  it('never re-sends a job to a contributor that refused it', async () => {
+    const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false })
+    const h = harness(['bad-request', 'honest'])
+    const s = await runQuorum(start(p), p, h.fx, Date.now() + 300)
+    expect(s.state).toBe('inconclusive') // one honest contributor cannot make a quorum of 2
+    expect(s.reason).toBe('deadline passed')
+    expect(h.dispatched.filter((x) => x === peers[0])).toHaveLength(1)
   })
 
   it('fails when no contributor ever answers before the deadline', async () => {
@@ -138,6 +185,9 @@ describe('runQuorum', () => {
     const p = policyFor('tensor', { redundancy: 1, quorum: 1, adaptive: false, maxAttempts: 1 })
     const s = await run(p, harness(['busy']).fx)
     expect(s.state).toBe('verified')
+    // Counted apart, not kept as a replica: the jobs table shows replicas and busy retries apart.
+    expect(s.replicas.map((r) => r.status)).toEqual(['ok'])
+    expect(s.busy).toBe(1)
   })
 
   it('runs one replica on a trusted peer under adaptive replication', async () => {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { createScheduler } from '../../src/jobs/scheduler.ts'
+import { createScheduler, NEWCOMER_SHARE } from '../../src/jobs/scheduler.ts'
 import type { KnownPeer } from '../../src/net/discovery.ts'
 
 const peer = (id: string, slots: number, seenAt: number): KnownPeer => ({
@@ -33,6 +33,8 @@ describe('scheduler: free slots between throttled adverts', () => {
     vi.useFakeTimers({ now: 100_000 })
     const peers = [peer('B', 0, 0)]
     const s = createScheduler({ peers: () => peers }, 'A')
+    s.begin('B')(true, true) // one result delivered: two slots there
+    vi.advanceTimersByTime(3_000)
     const done = s.begin('B')
     expect(s.pick('m', new Set())?.id).toBe('B') // ours: the advert's 0 counts our own job
     done()
@@ -64,6 +66,7 @@ describe('scheduler: free slots between throttled adverts', () => {
     const busy = peer('F', 0, Date.now()) // a fresh advert of no free slot: busy with others' work
     const peers = [peer('B', 2, 0), peer('C', 1, 0), far, off, busy, peer('A', 2, 0)]
     const s = createScheduler({ peers: () => peers }, 'A')
+    for (const id of ['B', 'C']) s.begin(id)(true, true) // each delivered once: two slots each
     // B 2 + C 2 (maxSlots less our jobs: a non-zero advert is not a cap); not D (relayed), E (off),
     // F (busy elsewhere) or A (us)
     expect(s.freeSlots()).toBe(4)
@@ -74,5 +77,63 @@ describe('scheduler: free slots between throttled adverts', () => {
     expect(s.freeSlots()).toBe(1)
     done()
     expect(s.freeSlots()).toBe(2)
+  })
+})
+
+describe('scheduler: adverts are claims', () => {
+  afterEach(() => vi.useRealTimers())
+  const inflated = (id: string) => {
+    const p = peer(id, 64, Date.now())
+    p.advert = { ...p.advert, maxSlots: 64, benchUs: 1 }
+    return p
+  }
+
+  it('fills a peer only as far as it delivered recently, whatever slots it advertises', () => {
+    vi.useFakeTimers({ now: 100_000 })
+    const peers = [inflated('X')]
+    const s = createScheduler({ peers: () => peers }, 'A')
+    expect(s.slotCap(peers[0]!)).toBe(1) // a newcomer: one job at a time
+    expect(s.freeSlots()).toBe(1)
+    const first = s.begin('X')
+    expect(s.pick('m', new Set())).toBeUndefined()
+    first(true, true)
+    expect(s.slotCap(peers[0]!)).toBe(2)
+    s.begin('X')(true, false) // a job that did not deliver (refused, timed out) earns nothing
+    expect(s.slotCap(peers[0]!)).toBe(2)
+    vi.advanceTimersByTime(61_000)
+    expect(s.slotCap(peers[0]!)).toBe(1) // delivery long ago counts no more
+  })
+
+  it('ranks proven peers first, newcomers on a share of picks, and ignores advertised speed', () => {
+    vi.useFakeTimers({ now: 100_000 })
+    let r = 0.5 // above NEWCOMER_SHARE: a normal pick
+    const peers = [inflated('X'), peer('H', 2, 0)]
+    const s = createScheduler({ peers: () => peers }, 'A', () => r)
+    const proven = (id: string) => id === 'H'
+    for (let i = 0; i < 10; i++) expect(s.pick('m', new Set(), { proven })?.id).toBe('H')
+    r = NEWCOMER_SHARE / 2 // a newcomer's turn: proven-ness ignored, and X has no more free slots than H
+    const picks = new Set(Array.from({ length: 20 }, () => s.pick('m', new Set(), { proven })?.id))
+    expect(picks.has('H') || picks.has('X')).toBe(true)
+    // Without reputation, the faster peer as we timed it wins, not the one claiming benchUs 1.
+    r = 0.5
+    const h = s.begin('H')
+    const x = s.begin('X')
+    vi.advanceTimersByTime(10)
+    h(true, true)
+    vi.advanceTimersByTime(500)
+    x(true, true)
+    expect(s.pick('m', new Set())?.id).toBe('H')
+  })
+
+  it('counts the contributors a job could go to at all, busy or not', () => {
+    vi.useFakeTimers({ now: 100_000 })
+    const busy = peer('F', 0, Date.now())
+    const off = peer('E', 2, 0)
+    off.advert = { ...off.advert, contributing: false }
+    const peers = [peer('B', 2, 0), busy, off, { ...peer('D', 2, 0), direct: false }]
+    const s = createScheduler({ peers: () => peers }, 'A')
+    expect(s.eligible(new Set())).toBe(2) // B and F
+    expect(s.eligible(new Set(['B']))).toBe(1)
+    expect(s.eligible(new Set(), (id) => id !== 'F')).toBe(1)
   })
 })
