@@ -1,22 +1,33 @@
-/** A static server for `dist/` with the COOP/COEP headers and the relay config the page reads. */
-import { createReadStream } from 'node:fs'
-import { readFile, stat } from 'node:fs/promises'
-import { createServer, type Server } from 'node:http'
+/** A static server for `dist/` (sirv) with the COOP/COEP headers and the relay config the page reads. */
+import { readFile } from 'node:fs/promises'
+import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { extname, join, normalize, resolve } from 'node:path'
+import { extname, resolve } from 'node:path'
+import sirv from 'sirv'
+import { configFor, type IceConfig } from '../src/relay/turn.ts'
 import { isolationHeaders } from '../vite.config.ts'
 
-const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript',
-  '.mjs': 'text/javascript',
-  '.css': 'text/css',
-  '.json': 'application/json',
-  '.wasm': 'application/wasm',
+/** Types that sirv's table (mrmime) lacks, or gives without a charset. */
+const TYPES: Record<string, string> = {
   '.onnx': 'application/octet-stream',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
   '.txt': 'text/plain; charset=utf-8',
+}
+/** Vite's content-hashed output, `assets/<name>-<8-char hash>.<ext>`: its bytes never change under a URL. */
+const HASHED = /^\/assets\/[^/]+-[\w-]{8}\.\w+$/
+const IMMUTABLE = 'public, max-age=31536000, immutable'
+
+/** Dot segments (`..`, dotfiles) in any encoding or separator; sirv also keeps lookups inside root. */
+const hidden = (path: string) => {
+  try {
+    return /(^|\/)\./.test(decodeURIComponent(path).replaceAll('\\', '/'))
+  } catch {
+    return true // malformed %-escape
+  }
+}
+
+const notFound = (res: ServerResponse) => {
+  res.removeHeader('cache-control')
+  res.writeHead(404, { 'content-type': 'text/plain' }).end('not found')
 }
 
 export interface StaticServer {
@@ -27,6 +38,8 @@ export interface StaticServer {
 
 /**
  * `relayFile` holds `{ relays: [...] }`; it is re-read per request so a restarted relay is picked up.
+ * `ice` adds `iceServers` to that config: static entries, and TURN credentials minted per request
+ * for the PeerId the page names (`?peer=`), with `iceServersExpireAt`.
  * `isolated: false` drops COOP/COEP (a plain third-party host page); `cors` (default on) lets other
  * sites load the widget, its worker, the .wasm, models and relay config.
  */
@@ -37,33 +50,41 @@ export async function serveStatic(opts: {
   relayFile?: string
   isolated?: boolean
   cors?: boolean
+  ice?: IceConfig
 }) {
-  const root = resolve(opts.root)
+  // dev: look files up per request (with sirv's own containment check), so a rebuilt dist/ is served as is.
+  const files = sirv(resolve(opts.root), {
+    dev: true,
+    etag: true,
+    extensions: ['html'],
+    setHeaders: (res, path) => {
+      const type = TYPES[extname(path)]
+      if (type) res.setHeader('content-type', type)
+    },
+    onNoMatch: (_req, res) => notFound(res),
+  })
   const server = createServer(async (req, res) => {
     if (opts.isolated !== false) for (const [k, v] of Object.entries(isolationHeaders)) res.setHeader(k, v)
     if (opts.cors !== false) {
       res.setHeader('Access-Control-Allow-Origin', '*')
       res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin')
     }
-    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)
-    try {
-      if (path === '/peer-compute.json') {
-        const body = opts.relayFile ? await readFile(opts.relayFile) : '{"relays":[]}'
+    const path = (req.url ?? '/').split('?', 1)[0]!
+    if (path === '/peer-compute.json') {
+      try {
+        const base = opts.relayFile ? JSON.parse(await readFile(opts.relayFile, 'utf8')) : {}
+        const peer = new URL(req.url ?? '/', 'http://x').searchParams.get('peer')
+        const body = JSON.stringify(configFor(base, opts.ice, peer))
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body)
-        return
+      } catch {
+        notFound(res)
       }
-      let file = normalize(join(root, path))
-      if (!file.startsWith(root)) throw Object.assign(new Error('outside root'), { code: 'ENOENT' })
-      if ((await stat(file)).isDirectory()) file = join(file, 'index.html')
-      const size = (await stat(file)).size
-      res.writeHead(200, {
-        'content-type': MIME[extname(file)] ?? 'application/octet-stream',
-        'content-length': size,
-      })
-      createReadStream(file).pipe(res)
-    } catch {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found')
+      return
     }
+    if (hidden(path)) return notFound(res)
+    // Set before sirv so a 304 carries it too; unhashed files (index.html, widget.js, models) revalidate.
+    res.setHeader('cache-control', HASHED.test(path) ? IMMUTABLE : 'no-cache')
+    files(req, res)
   })
   await new Promise<void>((ok) => server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', ok))
   const { port } = server.address() as AddressInfo

@@ -1,5 +1,6 @@
 /** Composes storage, identity, network, discovery, compute and jobs into one Peer. */
 import { logger } from '@libp2p/logger'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Capabilities as EngineCapabilities, InferenceEngine } from './compute/bridge.ts'
 import { type Controls, createControls } from './compute/controls.ts'
 import { settleUsed } from './compute/settled-used.ts'
@@ -14,9 +15,10 @@ import { type Catalog, checkInputs, loadCatalog } from './models/catalog.ts'
 import { createModelHub, type ModelHub } from './models/hub.ts'
 import { connectModelHub } from './models/network.ts'
 import type { Capabilities } from './net/advert.ts'
+import { iceServerSource, isLoopbackPage, loadNetConfig, parseIceServers } from './net/config.ts'
 import { createDiscovery, type KnownPeer } from './net/discovery.ts'
+import type { LinkPath } from './net/link.ts'
 import { type BrowserNode, connectRelays, createBrowserNode, isDirect, webrtcAddrs } from './net/node.ts'
-import { resolveRelays } from './net/relays.ts'
 import { InvalidOptionError, UnknownModelError } from './shared/errors.ts'
 import { SOFTWARE_VERSION } from './shared/protocol.ts'
 import type { NamedTensors } from './shared/tensor.ts'
@@ -34,6 +36,13 @@ const BUSY_AVERAGE_MS = 500
 export interface PeerOptions {
   /** Relay multiaddrs; by default read from `peer-compute.json` next to the page. */
   relays?: string[]
+  /**
+   * STUN/TURN servers for WebRTC, passed to every RTCPeerConnection as given; by default read from
+   * `peer-compute.json` (which may mint time-limited TURN credentials, renewed before they expire).
+   */
+  iceServers?: RTCIceServer[]
+  /** Where `peer-compute.json` is looked up (its folder); default the page's URL. */
+  configUrl?: string
   /** Catalog URL; default `models/catalog.json` relative to the page. */
   catalogUrl?: string
   /** IndexedDB database name, so several peers can share an origin. */
@@ -66,6 +75,14 @@ export interface PeerStatus {
   relay: RelayState
   webrtcAddrs: string[]
   directPeers: number
+  /** Direct links by path: host (LAN or this machine), STUN (through NAT) or TURN (relayed). */
+  paths: Record<LinkPath, number>
+  /** ICE servers in use (0 on loopback is fine). */
+  iceServers: number
+  /** Set when peers on other networks cannot connect (no ICE servers off loopback), in words. */
+  networkWarning?: string
+  /** Whether the browser granted persistent storage (asked when contributing or importing a model). */
+  storage?: 'persisted' | 'best-effort' | 'unavailable'
   /** ms since the page's time origin (navigation) when the relay / first direct WebRTC link came up. */
   relayConnectedMs?: number
   firstDirectMs?: number
@@ -132,12 +149,31 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     log: logger('peer-compute:models'),
     inUse: () => [...serving.values()].map((j) => j.model), // called only after setup
   })
-  const status: PeerStatus = { relay: 'connecting', webrtcAddrs: [], directPeers: 0 }
+  const peerIdText = peerIdFromPrivateKey(privateKey).toString()
+  const configUrl = opts.configUrl ?? location.href
+  const netConfig = opts.relays && opts.iceServers ? undefined : await loadNetConfig(configUrl, peerIdText)
+  const iceSource = iceServerSource({ relays: [], iceServers: [], ...netConfig }, configUrl, peerIdText)
+  if (opts.iceServers) iceSource.stop() // given by the caller: never replaced from the config file
+  const iceServers = opts.iceServers ? parseIceServers(opts.iceServers) : undefined
+  const currentIce = () => iceServers ?? iceSource.get()
+  const status: PeerStatus = {
+    relay: 'connecting',
+    webrtcAddrs: [],
+    directPeers: 0,
+    paths: { host: 0, stun: 0, turn: 0 },
+    iceServers: currentIce().length,
+    ...(currentIce().length === 0 && !isLoopbackPage(location.href)
+      ? {
+          networkWarning:
+            'No STUN/TURN servers are configured (iceServers in peer-compute.json): peers on other networks will not connect.',
+        }
+      : {}),
+  }
   let caps: EngineCapabilities | undefined
   let cached: string[] = await models.cached()
   const serving = new Map<string, ServedJob>()
 
-  const node = await createBrowserNode({ privateKey, relays: [] })
+  const node = await createBrowserNode({ privateKey, relays: [], iceServers: currentIce })
   const selfId = node.peerId.toString()
   const controls = await createControls({
     store,
@@ -235,6 +271,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     log: logger('peer-compute:requester'),
     capacityChanged: (signal) => capacity.wait(signal),
     redial: (peer, signal) => discovery.redial(peer, signal),
+    noPath: () => discovery.noPath(),
     onChange: () => emit('jobs'),
     jobHistory: history,
     jobHistoryBytes: historyBytes,
@@ -243,6 +280,9 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   const refreshStatus = () => {
     status.webrtcAddrs = webrtcAddrs(node)
     status.directPeers = node.getConnections().filter(isDirect).length
+    status.paths = { host: 0, stun: 0, turn: 0 }
+    for (const p of discovery.peers()) if (p.direct && p.path) status.paths[p.path]++
+    status.iceServers = currentIce().length
     if (status.directPeers > 0) status.firstDirectMs ??= performance.now()
     emit('status')
   }
@@ -252,7 +292,15 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   discovery.events.addEventListener('change', () => {
     if (discovery.peers().length > 0) status.firstAdvertMs ??= performance.now()
     emit('peers')
+    refreshStatus() // paths are learned after a link opens
   })
+  // Without persistent storage the browser may evict models and the credit log under pressure.
+  const persistStorage = async () => {
+    const storage = globalThis.navigator?.storage
+    if (typeof storage?.persist !== 'function') status.storage = 'unavailable'
+    else status.storage = (await storage.persist().catch(() => false)) ? 'persisted' : 'best-effort'
+    emit('status')
+  }
   // Switching on or off (or capacity changing) is news at once; slot counts can wait a little.
   // A change that leaves the advert as it was is no news at all (each advert costs the swarm ~25 ms of CPU).
   const advertState = () => ({
@@ -275,7 +323,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   })
   busy.events.addEventListener('change', onAdmission)
 
-  const relays = opts.relays ?? (await resolveRelays())
+  const relays = opts.relays ?? netConfig?.relays ?? []
   const relayPeers = new Set(relays.map((r) => r.split('/p2p/').pop()))
   node.addEventListener('peer:disconnect', (e) => {
     if (relayPeers.has(e.detail.toString())) {
@@ -319,6 +367,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     },
     async setContributing(on) {
       await controls.setContributing(on)
+      if (on) await persistStorage()
       emit('status')
     },
     status: () => ({ ...status }),
@@ -341,6 +390,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     resume: () => requester.resume(),
     async stop() {
       removeEventListener('pagehide', onHide)
+      iceSource.stop()
       discovery.stop()
       busy.stop()
       requester.close()

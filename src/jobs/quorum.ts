@@ -61,6 +61,8 @@ export interface DispatchResult {
 export interface QuorumEffects {
   /** A contributor for the next replica, skipping `exclude`; undefined if none is free now. */
   pick(exclude: ReadonlySet<string>, sameClassAs: string[]): string | undefined
+  /** Why no contributor can be reached at all (each one's link failed), or undefined. */
+  noPath?(): string | undefined
   /** Contributors that could take this job at all, busy or not, outside `exclude`. */
   eligible(exclude: ReadonlySet<string>): number
   /**
@@ -113,6 +115,7 @@ export async function runQuorum(
   const timedOut = new Promise<void>((r) => jobSignal.addEventListener('abort', () => r(), { once: true }))
   const inflight = new Map<Replica, Promise<void>>()
   let allRefusedSince: number | undefined
+  let noPath: string | undefined
 
   // The loop saves only what changed since the state it was given (on record already) or its last
   // save: a job waiting for capacity wakes at every change of anyone's capacity, and rewriting its
@@ -235,6 +238,9 @@ export async function runQuorum(
       continue
     }
     if (wanted() === 0 || attempts() >= policy.maxAttempts) break
+    // Contributors exist but none can be linked: say so now, not at the deadline.
+    noPath = ok().length === 0 ? fx.noPath?.() : undefined
+    if (noPath) break
     if (allRefused()) {
       allRefusedSince ??= Date.now()
       if (Date.now() - allRefusedSince >= (fx.refusalGraceMs ?? 0)) break
@@ -243,8 +249,9 @@ export async function runQuorum(
     await fx.capacityChanged(jobSignal).catch(() => {})
   }
 
-  if (!jobSignal.aborted && inflight.size === 0 && best() < s.quorum && allRefused()) {
-    return finish('failed', refusalList(refused()))
+  if (!jobSignal.aborted && inflight.size === 0 && best() < s.quorum) {
+    if (noPath) return finish('failed', noPath)
+    if (allRefused()) return finish('failed', refusalList(refused()))
   }
   const g = groups()
   if ((g[0]?.length ?? 0) >= s.quorum) {

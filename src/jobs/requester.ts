@@ -8,7 +8,12 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import { type BrowserNode, directConnection } from '../net/node.ts'
 import { own } from '../shared/bytes.ts'
-import { JobFailedError, JobInconclusiveError, NoPeerAvailableError } from '../shared/errors.ts'
+import {
+  JobFailedError,
+  JobInconclusiveError,
+  NoDirectPathError,
+  NoPeerAvailableError,
+} from '../shared/errors.ts'
 import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../shared/protocol.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { decodeTensors, type EncodedTensors, encodeTensors, tensorsCid } from '../shared/tensor-codec.ts'
@@ -85,6 +90,8 @@ export interface RequesterOptions {
   outputsOf(model: string): import('../models/catalog.ts').TensorSpec[] | undefined
   log: Logger
   capacityChanged(signal: AbortSignal): Promise<void>
+  /** Why no contributor can be linked at all (Discovery.noPath), if so. */
+  noPath?(): string | undefined
   /** Replaces the direct WebRTC link to `peer`: closes it and dials its advertised addresses. */
   redial(peer: string, signal: AbortSignal): Promise<void>
   onChange(): void
@@ -280,6 +287,7 @@ export function createRequester(o: RequesterOptions) {
             const self = policy.allowSelf && !exclude.has(o.selfId) ? 1 : 0
             return self + o.scheduler.eligible(exclude, o.reputation.trusted)
           },
+          noPath: () => o.noPath?.(),
           // A named target is the only contributor there will be; others may still be linking.
           refusalGraceMs: job.target ? 0 : REFUSAL_GRACE_MS,
           capacityChanged: o.capacityChanged,
@@ -347,6 +355,9 @@ export function createRequester(o: RequesterOptions) {
         code: first.code,
         [FINAL]: true,
       })
+    }
+    if (q.state === 'failed' && q.reason?.startsWith('no direct path')) {
+      throw Object.assign(new NoDirectPathError(`job ${id}: ${q.reason}`), { [FINAL]: true })
     }
     const lastError = [...q.replicas].reverse().find((r) => r.error)?.error
     const detail = lastError ? ` (last error ${lastError.name}: ${lastError.message})` : ''

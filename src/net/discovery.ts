@@ -8,6 +8,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { ADVERT_TOPIC } from '../shared/protocol.ts'
 import { type Advert, type AdvertBody, type Capabilities, openAdvert, signAdvert } from './advert.ts'
+import { type LinkPath, linkPath, peerConnectionOf } from './link.ts'
 import { type BrowserNode, directConnection, webrtcAddrs } from './node.ts'
 
 export interface KnownPeer {
@@ -15,8 +16,18 @@ export interface KnownPeer {
   advert: AdvertBody
   seenAt: number
   firstSeenAt: number
+  /** A WebRTC link whose ICE transport is connected. */
   direct: boolean
+  /** That link's path (selected candidate pair), once known. */
+  path?: LinkPath
+  /** Why the last attempt to link failed, while there is no direct link. */
+  linkError?: string
 }
+
+/** A link whose ICE transport has not connected this long after it opened is closed and dialled again. */
+export const LINK_CONNECT_MS = 10_000
+/** A link ICE reports disconnected this long is closed: its jobs go elsewhere, then it is redialled. */
+export const LINK_DISCONNECTED_MS = 3_000
 
 export interface DiscoveryOptions {
   node: BrowserNode
@@ -39,6 +50,11 @@ export interface Discovery {
   announce(minGapMs?: number): void
   /** Replaces the direct link to `id` now, whatever the grace period: closes it, then dials again. */
   redial(id: string, signal: AbortSignal): Promise<void>
+  /**
+   * Contributors are known but none can be linked: each one's last dial failed. Undefined while
+   * some link is up or still being tried, or no contributor is known.
+   */
+  noPath(): string | undefined
   /** Fires 'change' whenever the peer set, an advert, or a connection changes. */
   events: EventTarget
   stop(): void
@@ -91,17 +107,25 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     if (p.direct || dialing.has(p.id) || directConnection(node, peerIdFromString(p.id))) return
     if (self > p.id && Date.now() - p.firstSeenAt < grace) return
     dialing.add(p.id)
+    const errors: string[] = []
     try {
       for (const addr of p.advert.addrs) {
         try {
           await node.dial(multiaddr(addr), { signal: AbortSignal.timeout(10_000) })
+          errors.length = 0
           break
         } catch (err) {
           log('dial %s failed: %s', addr, (err as Error).message)
+          errors.push((err as Error).message.slice(0, 200))
         }
       }
     } finally {
       dialing.delete(p.id)
+      const known = peers.get(p.id)
+      if (known) {
+        if (errors.length > 0) known.linkError = errors.join('; ')
+        else delete known.linkError
+      }
       refresh(p.id)
     }
   }
@@ -109,8 +133,54 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   function refresh(id: string) {
     const p = peers.get(id)
     if (p == null) return
-    p.direct = directConnection(node, peerIdFromString(id)) != null
+    const link = directConnection(node, peerIdFromString(id))
+    p.direct = link != null
+    if (link == null) delete p.path
+    else {
+      delete p.linkError
+      void linkPath(link).then((path) => {
+        if (path && p.path !== path && peers.get(id) === p) {
+          p.path = path
+          changed()
+        }
+      })
+    }
     changed()
+  }
+
+  // Watch each WebRTC link's ICE state: direct only once connected, closed when it never gets there.
+  const watched = new WeakSet<object>()
+  function watch(conn: import('@libp2p/interface').Connection) {
+    const pc = peerConnectionOf(conn)
+    if (pc == null || watched.has(pc)) return
+    watched.add(pc)
+    const id = conn.remotePeer.toString()
+    let lost: ReturnType<typeof setTimeout> | undefined
+    const close = (why: string) => {
+      log('closing the link to %s: %s', id, why)
+      conn.abort(new Error(why))
+    }
+    const never = setTimeout(() => {
+      if (pc.connectionState !== 'connected') close(`ICE did not connect within ${LINK_CONNECT_MS} ms`)
+    }, LINK_CONNECT_MS)
+    pc.addEventListener('connectionstatechange', () => {
+      const state = pc.connectionState
+      if (state === 'connected') {
+        clearTimeout(never)
+        clearTimeout(lost)
+        lost = undefined
+      } else if (state === 'disconnected') {
+        lost ??= setTimeout(
+          () => close(`ICE disconnected for ${LINK_DISCONNECTED_MS} ms`),
+          LINK_DISCONNECTED_MS,
+        )
+      } else if (state === 'failed' || state === 'closed') {
+        clearTimeout(never)
+        clearTimeout(lost)
+        if (state === 'failed') close('ICE failed')
+      }
+      refresh(id)
+    })
   }
 
   // Opened once: by the topic validator (so an invalid advert is not forwarded), then on delivery.
@@ -162,6 +232,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   }
 
   const onConn = (evt: CustomEvent) => {
+    if (evt.type === 'connection:open') watch(evt.detail)
     const id = evt.detail.remotePeer.toString()
     if (peers.has(id)) refresh(id)
   }
@@ -202,6 +273,12 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
         }
       }
       refresh(id)
+    },
+    noPath() {
+      const contributors = [...peers.values()].filter((p) => p.advert.contributing && p.advert.eps.length > 0)
+      if (contributors.length === 0) return undefined
+      if (contributors.some((p) => p.direct || dialing.has(p.id) || p.linkError == null)) return undefined
+      return `no direct path to any of ${contributors.length} contributor(s): ${contributors[0]!.linkError}`
     },
     announce,
     events,

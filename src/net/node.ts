@@ -11,6 +11,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { Circuit, WebRTC } from '@multiformats/multiaddr-matcher'
 import { createLibp2p } from 'libp2p'
 import { RelayUnavailableError } from '../shared/errors.ts'
+import { isDirect } from './link.ts'
 
 /**
  * Largest data-channel message we send: browsers accept 256 KiB (the library's 16 KiB default is for
@@ -21,18 +22,23 @@ export const MAX_DATA_CHANNEL_MESSAGE = 256 * 1024
 export interface NodeOptions {
   privateKey: PrivateKey
   relays: string[]
-  /** ICE servers; empty on a closed network so no STUN is attempted. */
-  iceServers?: RTCIceServer[]
+  /**
+   * ICE servers (STUN/TURN), or a function giving the current ones (minted TURN credentials are
+   * renewed); read at every new peer connection. Empty on loopback, where host candidates suffice.
+   */
+  iceServers?: RTCIceServer[] | (() => RTCIceServer[])
 }
 
 export async function createBrowserNode(opts: NodeOptions) {
+  const ice = opts.iceServers ?? []
   const node = await createLibp2p({
     privateKey: opts.privateKey,
     addresses: { listen: ['/p2p-circuit', '/webrtc'] },
     transports: [
       webSockets(),
       webRTC({
-        rtcConfiguration: { iceServers: opts.iceServers ?? [] },
+        // A fresh object per connection: the library fills in defaults on the one it gets.
+        rtcConfiguration: () => ({ iceServers: [...(typeof ice === 'function' ? ice() : ice)] }),
         dataChannel: { maxMessageSize: MAX_DATA_CHANNEL_MESSAGE },
       }),
       circuitRelayTransport({ reservationCompletionTimeout: 5000 }),
@@ -87,7 +93,7 @@ export function webrtcAddrs(node: BrowserNode): string[] {
     .map((ma) => ma.toString())
 }
 
-export const isDirect = (c: Connection) => WebRTC.matches(c.remoteAddr) && c.status === 'open'
+export { isDirect }
 export const isRelayed = (c: Connection) => Circuit.matches(c.remoteAddr) && !WebRTC.matches(c.remoteAddr)
 
 export function directConnection(node: BrowserNode, peer: PeerId): Connection | undefined {

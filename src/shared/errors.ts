@@ -41,6 +41,8 @@ export const OutputMismatchError = named('OutputMismatchError')
 export const JobRejectedError = named('JobRejectedError')
 export const JobTimeoutError = named('JobTimeoutError')
 export const NoPeerAvailableError = named('NoPeerAvailableError')
+/** Contributors are known, but no direct WebRTC link to any of them could be made (no STUN/TURN?). */
+export const NoDirectPathError = named('NoDirectPathError')
 /** The job stream failed before the job was handed to it: the contributor never had it. */
 export const JobNotSentError = named('JobNotSentError')
 export const AbortError = named('AbortError')

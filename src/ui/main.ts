@@ -4,7 +4,7 @@ import type { TestHooks } from '../jobs/adversary.ts'
 import { parseJsonInputs, randomInputsJson } from '../tasks/raw.ts'
 import { mountControlsView } from './controls-view.ts'
 import { mountHubView } from './hub-view.ts'
-import { renderJobs, renderPeers, short } from './render.ts'
+import { PATH_NAMES, renderJobs, renderPeers, short } from './render.ts'
 import { mountTasksView } from './tasks-view.ts'
 import { downloadRecord, mountVerifyView } from './verify-view.ts'
 
@@ -28,7 +28,22 @@ function policyFromForm(): Partial<VerificationPolicy> {
   }
 }
 
+/** Without a secure context there is no WebCrypto or Web Locks: say so instead of failing obscurely. */
+function needsSecureContext(): boolean {
+  if (globalThis.isSecureContext) return false
+  const warn = $('network-warning')
+  warn.hidden = false
+  warn.textContent =
+    `This page is not a secure context (${location.origin}), so the browser withholds WebCrypto and Web Locks ` +
+    'and the peer cannot start. Open it over HTTPS (`npm start -- --https` serves the LAN with a self-signed ' +
+    'certificate), or from http://localhost on this machine.'
+  $('peer-id').textContent = 'not started: the page needs HTTPS'
+  document.body.dataset.ready = 'error'
+  return true
+}
+
 async function main() {
+  if (needsSecureContext()) return
   // A test driver may install adversarial hooks before the page loads; only the test build reads them.
   const testHooks = __PC_TEST_HOOKS__
     ? (globalThis as { __peerComputeTestHooks?: TestHooks }).__peerComputeTestHooks
@@ -79,6 +94,20 @@ async function main() {
     $('relay-state').textContent =
       s.relay + (s.relayConnectedMs ? ` (${s.relayConnectedMs.toFixed(0)} ms)` : '')
     $('direct-count').textContent = String(s.directPeers)
+    const paths = Object.entries(s.paths).filter(([, n]) => n > 0)
+    $('links').textContent = paths.length
+      ? paths.map(([p, n]) => `${n} ${PATH_NAMES[p as keyof typeof PATH_NAMES]}`).join(', ')
+      : s.iceServers
+        ? `${s.iceServers} ICE server(s)`
+        : 'no ICE servers'
+    const warn = $('network-warning')
+    warn.hidden = !s.networkWarning
+    warn.textContent = s.networkWarning ?? ''
+    $('storage-state').textContent = s.storage
+      ? s.storage === 'persisted'
+        ? 'Storage: persistent (models and credit are kept)'
+        : 'Storage: best effort (the browser may evict models and the credit log)'
+      : ''
     const c = peer.capabilities()
     $('engine').textContent = c.eps.length
       ? `${c.eps.join(', ')} · ${c.adapter} · ${c.threads} threads`

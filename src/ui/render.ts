@@ -3,6 +3,8 @@ import type { Catalog } from '../models/catalog.ts'
 import type { KnownPeer } from '../net/discovery.ts'
 import type { JobRecord } from '../store/db.ts'
 
+export const PATH_NAMES = { host: 'host', stun: 'STUN', turn: 'TURN' }
+
 export const short = (id: string) => (id.length > 14 ? `${id.slice(0, 6)}…${id.slice(-6)}` : id)
 
 function row(cells: (string | [string, string])[]): HTMLTableRowElement {
@@ -23,7 +25,11 @@ export function renderPeers(table: HTMLTableElement, peers: KnownPeer[]): void {
       const a = p.advert
       const tr = row([
         short(p.id),
-        p.direct ? ['WebRTC', 'ok'] : 'relay only',
+        p.direct
+          ? [`direct · ${p.path ? PATH_NAMES[p.path] : '…'}`, 'ok']
+          : p.linkError
+            ? [`no path: ${p.linkError.slice(0, 80)}`, 'bad']
+            : 'relay only',
         a.contributing ? ['yes', 'ok'] : 'no',
         a.eps.join(', ') || '—',
         a.adapter,
@@ -33,6 +39,7 @@ export function renderPeers(table: HTMLTableElement, peers: KnownPeer[]): void {
         a.version,
       ])
       tr.dataset.peer = p.id
+      if (p.path) tr.dataset.path = p.path
       return tr
     }),
   )

@@ -6,9 +6,9 @@
  */
 import type { JobDone, RunningJob } from '../compute/controls.ts'
 import type { JobOutcome, SubmitOptions } from '../jobs/requester.ts'
-import { resolveRelays } from '../net/relays.ts'
+import { parseIceServers } from '../net/config.ts'
 import { createPeer, type Peer } from '../peer.ts'
-import { StorageBlockedError } from '../shared/errors.ts'
+import { InvalidOptionError, StorageBlockedError } from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { forgetConsent, grantConsent, readConsent } from './consent.ts'
 import { createView, type Mode, type ViewState } from './view.ts'
@@ -136,9 +136,12 @@ export class PeerComputeElement extends HTMLElement {
     this.#status = 'Connecting…'
     this.#update()
     const attr = this.getAttribute('relay')?.split(/\s+/).filter(Boolean) ?? []
-    const relays = attr.length ? attr : await resolveRelays(siteBase.href)
+    const ice = this.getAttribute('ice-servers')
     const peer = await createPeer({
-      relays,
+      // The widget's own site serves peer-compute.json: relays and ICE servers (minted TURN credentials).
+      configUrl: siteBase.href,
+      ...(attr.length ? { relays: attr } : {}),
+      ...(ice ? { iceServers: parseIceServers(parseJson(ice, 'ice-servers')) } : {}),
       catalogUrl: new URL('models/catalog.json', siteBase).href,
       contribute: this.mode === 'contribute' && this.consented,
       election: true,
@@ -226,4 +229,12 @@ function describe(mode: Mode, s: ReturnType<Peer['controls']['state']>, otherTab
   if (s.paused) return 'Paused'
   if (!s.active) return `Not taking jobs (${s.holds.join(', ')})`
   return 'Contributing compute'
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new InvalidOptionError(`the ${what} attribute must be JSON (an RTCIceServer array)`)
+  }
 }

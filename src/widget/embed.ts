@@ -1,6 +1,6 @@
 /**
  * embed.html: the widget in an iframe, for sites that cannot load modules. Query: `mode`, `theme`,
- * `relay` (repeatable) and `origin` (repeatable: the host origins allowed to talk to it). Messages
+ * `relay` (repeatable), `ice-servers` (JSON) and `origin` (repeatable: the host origins allowed to talk to it). Messages
  * from any other origin or window, and malformed ones, are ignored and logged. The peer's keys stay
  * in this frame's storage; no method returns them.
  */
@@ -23,6 +23,8 @@ for (const name of ['mode', 'theme'] as const) {
   if (v) el.setAttribute(name, v)
 }
 if (q.getAll('relay').length) el.setAttribute('relay', q.getAll('relay').join(' '))
+const ice = q.get('ice-servers') // JSON; by default the frame's own peer-compute.json gives them
+if (ice) el.setAttribute('ice-servers', ice)
 document.body.append(el)
 
 const allowed = parseAllowList(q.getAll('origin'))

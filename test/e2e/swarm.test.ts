@@ -84,6 +84,35 @@ describe('swarm', () => {
     expect(workers.size).toBe(2) // both contributors took work
   })
 
+  it("knows each link's ICE state and path: host candidates on one machine, shown in the Peers table", async () => {
+    const a = swarm.tabs[0]!
+    await a.waitForFunction(
+      (want) => want.every((id) => window.__peer.peers().find((p) => p.id === id)?.path === 'host'),
+      ids.slice(1),
+      { timeout: 10_000 },
+    )
+    // The RTCPeerConnection under each direct link is reachable (an internal of @libp2p/webrtc).
+    const states = await a.evaluate(() =>
+      window.__peer.node
+        .getConnections()
+        .filter((c) => c.remoteAddr.toString().includes('/webrtc'))
+        .map(
+          (c) =>
+            (c as unknown as { maConn?: { peerConnection?: RTCPeerConnection } }).maConn?.peerConnection
+              ?.connectionState ?? 'none',
+        ),
+    )
+    expect(states.length).toBeGreaterThanOrEqual(2)
+    expect(states.every((s) => s === 'connected')).toBe(true)
+    for (const id of ids.slice(1)) {
+      await expect.poll(() => a.getAttribute(`#peers tr[data-peer="${id}"]`, 'data-path')).toBe('host')
+      expect(await a.textContent(`#peers tr[data-peer="${id}"]`)).toContain('direct · host')
+    }
+    expect((await a.evaluate(() => window.__peer.status().paths)).host).toBeGreaterThanOrEqual(2)
+    expect(await a.textContent('#links')).toMatch(/\d+ host/)
+    expect(await a.isHidden('#network-warning')).toBe(true) // loopback needs no ICE servers
+  })
+
   it('a job submitted with persist: false is verified and leaves no record; the default one does', async () => {
     const x = Array.from(mlpInput(spec, 900))
     const r = await swarm.tabs[0]!.evaluate(

@@ -1,0 +1,63 @@
+/**
+ * The state of a direct WebRTC link as its RTCPeerConnection sees it. libp2p counts a connection
+ * open once its streams can be negotiated, which the answering side reaches before ICE has
+ * connected; a link is direct only once ICE is connected, and its path is the selected pair's.
+ */
+import type { Connection } from '@libp2p/interface'
+import { WebRTC } from '@multiformats/multiaddr-matcher'
+
+/** host: a LAN or this machine; stun: through NAT by server-reflexive addresses; turn: relayed by TURN. */
+export type LinkPath = 'host' | 'stun' | 'turn'
+
+/**
+ * The RTCPeerConnection under a libp2p WebRTC connection. It is an internal of @libp2p/webrtc 6
+ * (`Connection.maConn.peerConnection`); test/e2e/swarm.test.ts fails if it moves.
+ */
+export function peerConnectionOf(c: Connection): RTCPeerConnection | undefined {
+  const pc = (c as unknown as { maConn?: { peerConnection?: RTCPeerConnection } }).maConn?.peerConnection
+  return pc != null && typeof pc.getStats === 'function' ? pc : undefined
+}
+
+/** A WebRTC connection that libp2p holds open and whose ICE transport is connected. */
+export function isDirect(c: Connection): boolean {
+  if (!WebRTC.matches(c.remoteAddr) || c.status !== 'open') return false
+  const state = peerConnectionOf(c)?.connectionState
+  return state == null || state === 'connected'
+}
+
+// RFC 1918, loopback, link-local, CGNAT-free: an address behind which no NAT was crossed.
+const PRIVATE = [
+  /^10\./,
+  /^127\./,
+  /^192\.168\./,
+  /^172\.(1[6-9]|2\d|3[01])\./,
+  /^169\.254\./,
+  /^f[cd]/i,
+  /^fe80/i,
+]
+const isPrivate = (address: string) => address.endsWith('.local') || PRIVATE.some((r) => r.test(address))
+
+interface CandidateStats {
+  candidateType?: string
+  address?: string
+}
+
+/** The selected candidate pair's path, from getStats(); undefined before ICE has selected one. */
+export async function linkPath(c: Connection): Promise<LinkPath | undefined> {
+  const pc = peerConnectionOf(c)
+  if (pc == null) return undefined
+  const stats = await pc.getStats()
+  let pairId: string | undefined
+  stats.forEach((s: { type: string; selectedCandidatePairId?: string }) => {
+    if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId
+  })
+  const pair = pairId ? stats.get(pairId) : undefined
+  if (pair == null) return undefined
+  const local = stats.get(pair.localCandidateId) as CandidateStats | undefined
+  const remote = stats.get(pair.remoteCandidateId) as CandidateStats | undefined
+  if (local?.candidateType === 'relay' || remote?.candidateType === 'relay') return 'turn'
+  // A reflexive address that is not private was mapped by a NAT (on loopback, mDNS hosts show as prflx).
+  const mapped = (x?: CandidateStats) =>
+    (x?.candidateType === 'srflx' || x?.candidateType === 'prflx') && !isPrivate(x.address ?? '')
+  return mapped(local) || mapped(remote) ? 'stun' : 'host'
+}
