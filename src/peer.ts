@@ -148,6 +148,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     catalog,
     log: logger('peer-compute:models'),
     inUse: () => [...serving.values()].map((j) => j.model), // called only after setup
+    onImport: () => void persistStorage(), // called only after setup
   })
   const peerIdText = peerIdFromPrivateKey(privateKey).toString()
   const configUrl = opts.configUrl ?? location.href

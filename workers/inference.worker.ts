@@ -15,6 +15,7 @@ import {
 } from '../src/shared/errors.ts'
 import { DTYPES, type DType, elementCount, type NamedTensors, type TensorData } from '../src/shared/tensor.ts'
 import { type OrtApi, ortFor } from './ort-builds.ts'
+import { installRunStop, onRunStop, RUN_MARK, type RunStop } from './ort-stop.ts'
 
 export type Ep = 'webgpu' | 'wasm'
 export type InitOptions = {
@@ -41,6 +42,12 @@ export interface Capabilities {
 }
 export type RunRequest = { runId: string; cid: string; inputs: NamedTensors; ep?: Ep | 'auto' }
 export type RunResult = { outputs: NamedTensors; ep: Ep; timing: { sessionMs: number; runMs: number } }
+/**
+ * Posted outside comlink, for the bridge to stop a started run (ORT cannot be interrupted from this
+ * thread while it computes): as a run leaves the queue, and as ORT starts computing it, with the
+ * run's stop flag in shared memory (workers/ort-stop.ts). Without a flag the bridge terminates the worker.
+ */
+export type WorkerNote = { runStarted: string } | ({ runStop: string } & RunStop)
 
 /** Minimal WebGPU typing: TS's DOM/WebWorker libs carry no GPU types. */
 type GpuAdapterInfo = Partial<Omit<AdapterSummary, 'isFallback'>> & { isFallbackAdapter?: boolean }
@@ -59,6 +66,13 @@ const webGpuFailed = new Set<string>()
 // Runs execute one at a time, in order; sessions are created inside runs, so also one at a time.
 let runQueue: Promise<unknown> = Promise.resolve()
 const runs = new Map<string, { cancelled: boolean; abort: (e: Error) => void }>()
+
+/** The run now inside ORT, whose stop flag goes to the bridge. */
+let computing: string | undefined
+installRunStop()
+onRunStop((stop) => {
+  if (computing) self.postMessage({ runStop: computing, ...stop } satisfies WorkerNote)
+})
 
 let initOpts: Required<InitOptions> | undefined
 let probed: Promise<GpuAdapter | null> | undefined
@@ -229,6 +243,15 @@ function validateInputs(
     if (t.data.length !== elementCount(t.dims)) {
       throw new InvalidTensorError(`input ${meta.name}: ${t.data.length} values for dims [${t.dims}]`)
     }
+    // Fixed dims checked here: ORT's own message would come back as a failed run, not a bad input.
+    const shape = meta.isTensor ? meta.shape : []
+    if (
+      shape.length &&
+      (shape.length !== t.dims.length ||
+        shape.some((d, i) => typeof d === 'number' && d >= 0 && d !== t.dims[i]))
+    ) {
+      throw new InvalidTensorError(`input ${meta.name}: dims [${t.dims}], the model takes [${shape}]`)
+    }
     feeds[meta.name] = new ort.Tensor(t.dtype, t.data, t.dims)
   }
   return feeds
@@ -254,6 +277,7 @@ function toOutputs(results: Ort.InferenceSession.ReturnType): {
 
 async function execute(req: RunRequest, state: { cancelled: boolean }): Promise<RunResult> {
   if (state.cancelled) throw new AbortError(`run ${req.runId} cancelled`)
+  self.postMessage({ runStarted: req.runId } satisfies WorkerNote)
   const cid = cidKey(req.cid)
   if (!models.has(cid)) throw new UnknownModelError(`model ${req.cid} is not loaded`)
   let ep = await pickEp(cid, req.ep ?? 'auto')
@@ -278,8 +302,8 @@ async function execute(req: RunRequest, state: { cancelled: boolean }): Promise<
   entry.busy++
   const t1 = performance.now()
   try {
-    // ORT-web cannot interrupt a run mid-kernel: a cancel during this await only discards the result.
-    const results = await session.run(feeds)
+    computing = req.runId
+    const results = await session.run(feeds, { logVerbosityLevel: RUN_MARK })
     const runMs = performance.now() - t1
     if (state.cancelled) throw new AbortError(`run ${req.runId} cancelled`)
     const { outputs, buffers } = toOutputs(results)
@@ -288,6 +312,7 @@ async function execute(req: RunRequest, state: { cancelled: boolean }): Promise<
     if ((err as Error).name === AbortError.NAME || (err as Error).name === InferenceError.NAME) throw err
     throw new InferenceError(`run: ${(err as Error).message}`)
   } finally {
+    computing = undefined
     entry.busy--
     if (entry.evicted && entry.busy === 0) void releaseEntry(entry)
   }
@@ -333,13 +358,22 @@ const api = {
     }
   },
 
-  /** Queued runs are dropped; an in-flight run finishes in ORT but its result is discarded. */
+  /** Queued runs are dropped; a started one goes on in ORT unless the bridge terminates the worker. */
   async cancel(runId: string): Promise<boolean> {
     const state = runs.get(runId)
     if (!state) return false
     state.cancelled = true
     state.abort(new AbortError(`run ${runId} cancelled`))
     return true
+  },
+
+  /** Creates a model's session ahead of its next run (in a restarted worker), queued like a run. */
+  async prepare(cid: string, ep: Ep | 'auto' = 'auto'): Promise<void> {
+    ensureInit()
+    const key = cidKey(cid)
+    const work = runQueue.then(async () => void (await sessionFor(key, await pickEp(key, ep)).session))
+    runQueue = work.catch(() => {})
+    await work
   },
 
   /** Drops the model bytes and releases its sessions. */

@@ -114,6 +114,8 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
         threads: init.numThreads ?? 'auto',
         ...(init.allowWebGpu === undefined ? {} : { allowWebGpu: init.allowWebGpu }),
         calibration: calibrationStore(o.store),
+        // A paused contributor's stopped worker restarts on resume (start()), not at once.
+        restartNow: () => admission.active,
         modelSource: (cid) => o.modelSource(cid),
         createWorker: spawnInferenceWorker,
       }),
@@ -153,11 +155,15 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
       totals,
     } satisfies ComputeTabStatus)
 
-  /** Contributing: start the engine and its runtime now, so the first job does not pay for them. */
+  /**
+   * Contributing (again, or on a new worker): start the engine, its runtime and the sessions a pause
+   * stopped now, so the next job does not pay for them.
+   */
   const start = () => {
     engine.activate()
     engine.warm?.().catch(() => {})
   }
+  let wasActive = false
 
   /** Applies settings and leadership to admission, the election queue and the engine. */
   const apply = () => {
@@ -168,12 +174,13 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
     admission.setMaxSlots(settings.maxJobs)
     admission.setContributing(settings.contribute)
     engine.configure(initOf(settings))
-    if (admission.active) start()
     publish()
     emit('change')
   }
+  // On becoming active only: 'change' also comes with every job.
   admission.events.addEventListener('change', () => {
-    if (admission.active) start()
+    if (admission.active && !wasActive) start()
+    wasActive = admission.active
   })
   election?.events.addEventListener('change', () => {
     admission.setHold('standby', !election.leader)
@@ -187,7 +194,10 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
     apply()
     void pushLimits(settings).catch(() => {})
   })
-  engine.events.addEventListener('change', () => emit('engine'))
+  engine.events.addEventListener('change', () => {
+    if (admission.active) start()
+    emit('engine')
+  })
   const timer = election ? setInterval(publish, STATUS_EVERY_MS) : undefined
   apply()
 

@@ -56,6 +56,13 @@ export interface EngineOptions extends Omit<InferenceBridgeOptions, 'init'> {
   threadsMax?: number
 }
 
+/** A model's thread count (pending while looked up or calibrated), runs since, calibrations so far. */
+interface Choice {
+  threads: Promise<number>
+  runs: number
+  checks: number
+}
+
 export interface Calibrated extends ThreadVerdict {
   cid: string
   timed: TimedPair[]
@@ -113,8 +120,7 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
   /** Bytes for bridges that have not loaded a model yet (only without a modelSource). */
   const pending = new Map<string, Uint8Array>()
   const loadedIn = new Map<number, Set<string>>([...pool.keys()].map((t) => [t, new Set<string>()]))
-  /** Per model: the thread count (pending while calibrating), runs since, calibrations so far. */
-  const choices = new Map<string, { threads: Promise<number>; runs: number; checks: number }>()
+  const choices = new Map<string, Choice>()
   /** Per model: the last calibration's timed pairs, pooled into a re-check that does not settle. */
   const lastTimed = new Map<string, TimedPair[]>()
 
@@ -195,45 +201,93 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
     return [verdict.threads, last]
   }
 
-  /** Single flight: concurrent runs of a model wait for its one calibration, then use the choice. */
-  async function calibrateOnce(params: RunParams, checks: number, signal?: AbortSignal, current?: number) {
-    const calibrated = calibrate(params, checks, signal, current)
-    const decided = calibrated.then(([t]) => t)
-    choices.set(params.cid, { threads: decided, runs: 0, checks })
-    decided.catch(() => choices.get(params.cid)?.threads === decided && choices.delete(params.cid))
-    return (await calibrated)[1]
+  /**
+   * Single flight: one decision per model at a time (the stored choice, else a calibration on this
+   * job's input), which later jobs wait on. If it fails, `undo` runs first and only this job gets the
+   * error: the waiters try again on their own input.
+   */
+  async function decide<R>(
+    cid: string,
+    checks: number,
+    work: (choice: Choice) => Promise<[number, R]>,
+    undo: () => void,
+  ): Promise<R> {
+    let settle = { resolve: (_: number) => {}, reject: (_: unknown) => {} }
+    const threads = new Promise<number>((resolve, reject) => {
+      settle = { resolve, reject }
+    })
+    threads.catch(() => {})
+    const choice: Choice = { threads, runs: 0, checks }
+    choices.set(cid, choice)
+    try {
+      const [t, result] = await work(choice)
+      settle.resolve(t)
+      return result
+    } catch (err) {
+      if (choices.get(cid) === choice) undo()
+      settle.reject(err)
+      throw err
+    }
+  }
+
+  /** A model's first run here: the stored choice, else a calibration on this job's input. */
+  const first = (params: RunParams, signal?: AbortSignal) =>
+    decide<RunResult | undefined>(
+      params.cid,
+      1,
+      async (choice) => {
+        const stored = await calibration?.get(params.cid).catch(() => undefined)
+        if (!(stored && stored.maxThreads === n && pool.has(stored.threads)))
+          return calibrate(params, 1, signal)
+        choice.checks = stored.checks ?? 1
+        return [stored.threads, undefined]
+      },
+      () => choices.delete(params.cid), // nothing was decided: the next job decides
+    )
+
+  /** A re-check; one that fails (bad input, cancelled) keeps the choice, and the next job re-checks. */
+  const recheck = (choice: Choice, due: number, current: number, params: RunParams, signal?: AbortSignal) =>
+    decide(
+      params.cid,
+      choice.checks + 1,
+      () => calibrate(params, choice.checks + 1, signal, current),
+      () => {
+        choice.runs = due - 1
+        choices.set(params.cid, choice)
+      },
+    )
+
+  /** The choice's thread count, or undefined if the job deciding it failed: that error is its own. */
+  async function decided(choice: Choice, signal?: AbortSignal): Promise<number | undefined> {
+    try {
+      return await choice.threads
+    } catch {
+      if (signal?.aborted) throw new AbortError('aborted')
+      return undefined
+    }
   }
 
   async function run(params: RunParams, signal?: AbortSignal): Promise<RunResult> {
     if (params.ep === 'webgpu') return runOn(n, params, signal)
-    const cid = params.cid
-    let choice = choices.get(cid)
-    if (!choice) {
-      const stored = await calibration?.get(cid).catch(() => undefined)
-      if (!(stored && stored.maxThreads === n && pool.has(stored.threads)))
-        return calibrateOnce(params, 1, signal)
-      choice = { threads: Promise.resolve(stored.threads), runs: 0, checks: stored.checks ?? 1 }
-      choices.set(cid, choice)
-    }
+    const choice = choices.get(params.cid)
+    if (!choice) return (await first(params, signal)) ?? run(params, signal)
     // Re-checks once the model is warm in this worker (the first calibration's conditions, fresh
     // workers and kernels still compiling, have passed), then ever more rarely as conditions drift.
-    if (++choice.runs === recheckAfter * RECHECK_GROWTH ** (choice.checks - 1))
-      return calibrateOnce(params, choice.checks + 1, signal, await choice.threads.catch(() => undefined))
-    let t: number
-    try {
-      t = await choice.threads
-    } catch (err) {
-      if (signal?.aborted) throw new AbortError('aborted')
-      // Another job's calibration was cancelled: calibrate with this one instead.
-      if ((err as Error).name === AbortError.NAME) return run(params, signal)
-      throw err
-    }
+    const due = recheckAfter * RECHECK_GROWTH ** (choice.checks - 1)
+    const recheckNow = ++choice.runs === due
+    const t = await decided(choice, signal)
+    if (t === undefined) return run(params, signal) // decide again, on this job's input
+    if (recheckNow) return recheck(choice, due, t, params, signal)
     return runOn(t, params, signal)
   }
 
   return {
     capabilities: (signal) => primary.capabilities(signal),
-    warm: async (signal) => primary.warm?.(signal),
+    // Both workers once both ran the models (a pause terminates the ones running): resuming re-creates them.
+    async warm(signal) {
+      const used = [...pool].filter(([t]) => t === n || loadedIn.get(t)!.size > 0)
+      await Promise.all(used.map(([, eng]) => eng.warm?.(signal)))
+    },
     async loadModel(cid, bytes, signal) {
       await primary.loadModel(cid, bytes, signal) // checks the hash once
       loadedIn.get(n)!.add(cid)

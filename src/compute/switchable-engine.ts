@@ -33,7 +33,6 @@ interface Slot {
   calls: number
   retired: boolean
   loaded: Set<string>
-  warmed?: boolean
 }
 
 export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEngine {
@@ -88,13 +87,8 @@ export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEn
       await ready
       return use((s) => s.engine.capabilities(signal))
     },
-    /** Once per worker: its runtime starts before the first job rather than during it. */
-    warm: (signal) =>
-      use(async (s) => {
-        if (s.warmed) return
-        s.warmed = true
-        await s.engine.warm?.(signal)
-      }),
+    /** Its runtime (and sessions a stopped worker held) start before the next job rather than during it. */
+    warm: (signal) => use(async (s) => s.engine.warm?.(signal)),
     loadModel: (cid, bytes, signal) => {
       activate()
       return use(async (s) => {

@@ -91,6 +91,8 @@ export interface ModelHubOptions {
   log: Logger
   /** Models that running jobs hold, protected from eviction. */
   inUse?: () => Iterable<string>
+  /** A person imported a model (URL, file or catalog): the peer asks for persistent storage. */
+  onImport?: () => void
 }
 
 const asOptions = (o?: AbortSignal | GetOptions): GetOptions =>
@@ -231,11 +233,13 @@ export async function createModelHub(opts: ModelHubOptions): Promise<ModelHubSer
       return metas.map((m) => ({ ...m, inUse: cache.inUse(m.cid) })).sort((a, b) => b.lastUsed - a.lastUsed)
     },
     async importUrl(url, o = {}) {
+      opts.onImport?.()
       const name =
         o.name ?? (decodeURIComponent(new URL(url, location.href).pathname.split('/').pop() ?? '') || url)
       return info((await fromUrl(url, name, o.cid, o.signal)).cid)
     },
     async importFile(file, o = {}) {
+      opts.onImport?.()
       const name = o.name ?? (file instanceof File ? file.name : 'model.onnx')
       cache.checkSize(file instanceof Blob ? file.size : file.byteLength, name) // before reading it all
       return info(
@@ -243,6 +247,7 @@ export async function createModelHub(opts: ModelHubOptions): Promise<ModelHubSer
       )
     },
     async importCatalog(nameOrCid, o = {}) {
+      opts.onImport?.()
       const entry = catalog.byName(nameOrCid) ?? catalog.byCid(nameOrCid)
       if (entry == null) throw new UnknownModelError(`"${nameOrCid}" is not in the catalog`)
       if (await cache.read(entry.cid)) return info(entry.cid)

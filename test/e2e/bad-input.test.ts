@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FrameDecoder } from '../../src/jobs/frame.ts'
 import { JOB_PROTOCOL } from '../../src/shared/protocol.ts'
+import { importUrl, serveModels, testModel } from '../helpers/models.ts'
 import { peerId, type Swarm, startSwarm, waitForContributors } from '../helpers/swarm.ts'
 
 describe('bad input', () => {
@@ -96,5 +97,34 @@ describe('bad input', () => {
     expect(r.message).toContain('not-contributing')
     await swarm.tabs[1]!.evaluate(() => window.__peer.setContributing(true))
     await stillServes()
+  })
+
+  it('concurrent good and malformed jobs on a fresh contributor: each gets its own outcome', async () => {
+    // A fresh tab calibrates its thread count on its first job (threads 'auto'); jobs that come
+    // meanwhile wait on that run, and a malformed one must fail alone. The model is not a catalog
+    // one (the requester checks those itself); eight slots let the jobs run at once.
+    const m = await testModel('bad-input-mlp', { seed: 5, layers: [16, 32, 8], batch: 1 })
+    const c = await swarm.openTab()
+    const cId = await peerId(c)
+    for (const t of [swarm.tabs[0]!, c]) {
+      await serveModels(t, [m])
+      await importUrl(t, m)
+    }
+    await c.evaluate(async () => {
+      await window.__peer.controls.update({ maxJobs: 8 })
+      await window.__peer.setContributing(true)
+    })
+    await waitForContributors(swarm.tabs[0]!, [cId])
+    // The model takes [1, 16]; the first job, which calibrates, is malformed.
+    const widths = [17, 16, 16, 18, 16, 16, 19, 16, 16, 20, 16, 16, 21, 16, 16, 22]
+    const results = await Promise.all(widths.map((w) => submit([1, w], { peer: cId, model: m.cid })))
+    for (const [i, r] of results.entries()) {
+      if (widths[i] === 16) expect(r).toMatchObject({ ok: true, worker: cId })
+      else {
+        expect(r.name).toBe('JobRejectedError')
+        expect(r.message).toContain('bad-request')
+        expect(r.message).toContain(`dims [1,${widths[i]}]`) // its own input, no other job's
+      }
+    }
   })
 })

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest'
 import type { InferenceEngine, RunResult } from '../../src/compute/bridge.ts'
 import { type Calibrated, createEngine } from '../../src/compute/engine.ts'
+import { InvalidTensorError } from '../../src/shared/errors.ts'
 import type { CalibrationRecord, CalibrationStore } from '../../src/store/calibration.ts'
 
 const CID = 'bafkreidyllbzbuwb2fdgttvsc6notidx5yr5wgl6z2qhcptapjy3pkxbja'
@@ -205,5 +206,108 @@ describe("createEngine({ threads: 'auto' })", () => {
     const engine = createEngine({ threads: 1, threadsMax: 2, makeBridge: s.make })
     await engine.run({ cid: CID, inputs: { x } })
     expect([...s.runs.keys()]).toEqual([1])
+  })
+})
+
+describe('errors stay with their own job', () => {
+  /** Stubs whose runs take 1 ms and refuse a malformed input (dims [2]) with an error naming its job. */
+  function strict(ms: (threads: number) => number) {
+    const s = stubs(ms)
+    const make = (threads: number): InferenceEngine => {
+      const eng = s.make(threads)
+      return {
+        ...eng,
+        run: async (p) => {
+          await new Promise((r) => setTimeout(r, 1))
+          const t = p.inputs.x!
+          if (t.dims[0] !== 1)
+            throw new InvalidTensorError(`job ${t.data[0]}: ${t.data.length} values for dims [1]`)
+          return eng.run(p)
+        },
+      }
+    }
+    return { ...s, make }
+  }
+  const job = (id: number, bad: boolean) => ({
+    cid: CID,
+    inputs: {
+      x: { dtype: 'float32' as const, dims: [bad ? 2 : 1], data: new Float32Array(bad ? 2 : 1).fill(id) },
+    },
+  })
+  const outcome = (p: Promise<unknown>) =>
+    p.then(
+      () => 'ok',
+      (e: Error) => `${e.name}: ${e.message}`,
+    )
+
+  it('concurrent good and malformed jobs on a fresh engine: good ones run, bad ones get their own error', async () => {
+    const s = strict((t) => (t === 2 ? 5 : 10))
+    const calibration = memoryStore()
+    const seen: Calibrated[] = []
+    const engine = createEngine({
+      threadsMax: 2,
+      makeBridge: s.make,
+      calibration,
+      onCalibrated: (c) => seen.push(c),
+    })
+    const bad = (i: number) => i % 3 === 0 // jobs 0, 3, 6, …: the first job, the calibrating one, is bad
+    const results = await Promise.all(
+      Array.from({ length: 24 }, (_, i) => outcome(engine.run(job(i, bad(i))))),
+    )
+    for (const [i, r] of results.entries())
+      expect(r).toBe(bad(i) ? `InvalidTensorError: job ${i}: 2 values for dims [1]` : 'ok')
+    expect(seen).toHaveLength(1) // one calibration, on a good job's input, for all the waiting jobs
+    expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 1 })
+  })
+
+  it('a malformed job on a fresh engine with a stored choice fails alone', async () => {
+    const s = strict(() => 1)
+    const calibration = memoryStore()
+    await calibration.put({ v: 1, cid: CID, threads: 2, maxThreads: 2, medianMs: {}, checks: 1, at: 0 })
+    const engine = createEngine({ threadsMax: 2, makeBridge: s.make, calibration })
+    const results = await Promise.all([0, 1, 2].map((i) => outcome(engine.run(job(i, i === 0)))))
+    expect(results).toEqual(['InvalidTensorError: job 0: 2 values for dims [1]', 'ok', 'ok'])
+    expect(s.runs.get(1) ?? 0).toBe(0) // no calibration: the stored choice stands
+  })
+
+  it('a re-check on a malformed job keeps the choice; the next good job re-checks', async () => {
+    const s = strict((t) => (t === 2 ? 5 : 10))
+    const calibration = memoryStore()
+    const engine = createEngine({ threadsMax: 2, makeBridge: s.make, calibration, recheckAfter: 2 })
+    await engine.run(job(0, false))
+    expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 1 })
+    await engine.run(job(1, false))
+    // The 2nd run after the calibration is due to re-check: a bad one, with a good one waiting on it.
+    const [bad, good] = await Promise.all([
+      outcome(engine.run(job(2, true))),
+      outcome(engine.run(job(3, false))),
+    ])
+    expect(bad).toBe('InvalidTensorError: job 2: 2 values for dims [1]')
+    expect(good).toBe('ok')
+    expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 1 })
+    await engine.run(job(4, false))
+    expect(calibration.recs.get(CID)).toMatchObject({ threads: 2, checks: 2 }) // job 4 re-checked
+  })
+
+  it('concurrent first runs read the stored choice once and calibrate once', async () => {
+    const s = strict((t) => (t === 2 ? 5 : 10))
+    const calibration = memoryStore()
+    let reads = 0
+    const counted = {
+      ...calibration,
+      get: (cid: string) => {
+        reads++
+        return calibration.get(cid)
+      },
+    }
+    const seen: Calibrated[] = []
+    const engine = createEngine({
+      threadsMax: 2,
+      makeBridge: s.make,
+      calibration: counted,
+      onCalibrated: (c) => seen.push(c),
+    })
+    await Promise.all(Array.from({ length: 4 }, (_, i) => engine.run(job(i, false))))
+    expect([reads, seen.length]).toEqual([1, 1])
   })
 })
