@@ -14,13 +14,28 @@ export interface RelayProcess {
 const ROOT = resolve(import.meta.dirname, '..')
 
 export async function startRelayProcess(
-  opts: { port?: number; keyFile?: string; addrFile?: string; quiet?: boolean } = {},
+  opts: {
+    port?: number
+    /** Listen address; default 127.0.0.1. */
+    host?: string
+    keyFile?: string
+    addrFile?: string
+    quiet?: boolean
+    /** More flags (`--peer …`, limits); see `npm run relay -- --help`. */
+    args?: string[]
+  } = {},
 ) {
   const dir = await mkdtemp(join(tmpdir(), 'pc-relay-'))
   const addrFile = opts.addrFile ?? join(dir, 'relay.json')
   await rm(addrFile, { force: true })
-  const args = ['--import', 'tsx', join(ROOT, 'src/relay/main.ts'), '--port', String(opts.port ?? 0)]
-  args.push('--key-file', opts.keyFile ?? join(dir, 'key'), '--addr-file', addrFile)
+  const args = [
+    '--import',
+    'tsx',
+    join(ROOT, 'src/relay/main.ts'),
+    '--listen',
+    `${opts.host ?? '127.0.0.1'}:${opts.port ?? 0}`,
+  ]
+  args.push('--key-file', opts.keyFile ?? join(dir, 'key'), '--addr-file', addrFile, ...(opts.args ?? []))
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   const out = opts.quiet ? () => {} : (b: Buffer) => process.stdout.write(b)
   child.stdout?.on('data', out)

@@ -1,6 +1,7 @@
 /** A static server for `dist/` (sirv) with the COOP/COEP headers and the relay config the page reads. */
 import { readFile } from 'node:fs/promises'
-import { createServer, type Server, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { extname, resolve } from 'node:path'
 import sirv from 'sirv'
@@ -51,6 +52,8 @@ export async function serveStatic(opts: {
   isolated?: boolean
   cors?: boolean
   ice?: IceConfig
+  /** Serve HTTPS with this certificate (a LAN page needs a secure context). */
+  tls?: { cert: string; key: string }
 }) {
   // dev: look files up per request (with sirv's own containment check), so a rebuilt dist/ is served as is.
   const files = sirv(resolve(opts.root), {
@@ -63,7 +66,7 @@ export async function serveStatic(opts: {
     },
     onNoMatch: (_req, res) => notFound(res),
   })
-  const server = createServer(async (req, res) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
     if (opts.isolated !== false) for (const [k, v] of Object.entries(isolationHeaders)) res.setHeader(k, v)
     if (opts.cors !== false) {
       res.setHeader('Access-Control-Allow-Origin', '*')
@@ -85,11 +88,14 @@ export async function serveStatic(opts: {
     // Set before sirv so a 304 carries it too; unhashed files (index.html, widget.js, models) revalidate.
     res.setHeader('cache-control', HASHED.test(path) ? IMMUTABLE : 'no-cache')
     files(req, res)
-  })
+  }
+  const server: Server = opts.tls
+    ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, handle)
+    : createServer(handle)
   await new Promise<void>((ok) => server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', ok))
   const { port } = server.address() as AddressInfo
   return {
-    url: `http://127.0.0.1:${port}/`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}/`,
     server,
     close: () => new Promise<void>((ok) => server.close(() => ok())),
   } satisfies StaticServer

@@ -325,17 +325,22 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   busy.events.addEventListener('change', onAdmission)
 
   const relays = opts.relays ?? netConfig?.relays ?? []
+  const relayKeeper = connectRelays(node, relays, log) // reservations on up to two, replaced when one goes
   const relayPeers = new Set(relays.map((r) => r.split('/p2p/').pop()))
-  node.addEventListener('peer:disconnect', (e) => {
-    if (relayPeers.has(e.detail.toString())) {
-      status.relay = 'disconnected'
-      refreshStatus()
-    }
-  })
+  // Connected while any configured relay is: a tab on two relays loses nothing when one goes.
+  const onRelayPeer = (id: string) => {
+    const up = relayKeeper.connected().length > 0
+    if (!relayPeers.has(id) || up === (status.relay === 'connected')) return
+    status.relay = up ? 'connected' : 'disconnected'
+    if (up) status.relayConnectedMs ??= performance.now()
+    refreshStatus()
+  }
+  node.addEventListener('peer:connect', (e) => onRelayPeer(e.detail.toString()))
+  node.addEventListener('peer:disconnect', (e) => onRelayPeer(e.detail.toString()))
   try {
-    await connectRelays(node, relays)
+    await relayKeeper.ready
     status.relay = 'connected'
-    status.relayConnectedMs = performance.now()
+    status.relayConnectedMs ??= performance.now()
   } catch (err) {
     status.relay = 'disconnected'
     log.error('%s', (err as Error).message)
@@ -392,6 +397,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     async stop() {
       removeEventListener('pagehide', onHide)
       iceSource.stop()
+      relayKeeper.stop()
       discovery.stop()
       busy.stop()
       requester.close()

@@ -121,11 +121,10 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
       }
     } finally {
       dialing.delete(p.id)
+      // A dial can resolve with a link still connecting (the peer's own, reused): the last error
+      // stands until a link connects (refresh) or the watch closes it with a reason of its own.
       const known = peers.get(p.id)
-      if (known) {
-        if (errors.length > 0) known.linkError = errors.join('; ')
-        else delete known.linkError
-      }
+      if (known && errors.length > 0) known.linkError = errors.join('; ')
       refresh(p.id)
     }
   }
@@ -158,6 +157,8 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     let lost: ReturnType<typeof setTimeout> | undefined
     const close = (why: string) => {
       log('closing the link to %s: %s', id, why)
+      const known = peers.get(id)
+      if (known) known.linkError = why
       conn.abort(new Error(why))
     }
     const never = setTimeout(() => {
@@ -221,6 +222,8 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
         seenAt: now,
         firstSeenAt: prev?.firstSeenAt ?? now,
         direct: false,
+        // A new advert does not make the last failed attempt to link succeed.
+        ...(prev?.linkError ? { linkError: prev.linkError } : {}),
       }
       peers.set(from, p)
       if (prev == null) announce() // let the newcomer learn about us quickly

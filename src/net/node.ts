@@ -2,16 +2,15 @@
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
-import type { Connection, PeerId, PrivateKey } from '@libp2p/interface'
+import type { Connection, Logger, PeerId, PrivateKey } from '@libp2p/interface'
 import { noise } from '@libp2p/noise'
 import { webRTC } from '@libp2p/webrtc'
 import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
-import { multiaddr } from '@multiformats/multiaddr'
 import { Circuit, WebRTC } from '@multiformats/multiaddr-matcher'
 import { createLibp2p } from 'libp2p'
-import { RelayUnavailableError } from '../shared/errors.ts'
 import { isDirect } from './link.ts'
+import { keepRelays, RELAY_RESERVATIONS, type RelayKeeper } from './relays.ts'
 
 /**
  * Largest data-channel message we send: browsers accept 256 KiB (the library's 16 KiB default is for
@@ -33,7 +32,8 @@ export async function createBrowserNode(opts: NodeOptions) {
   const ice = opts.iceServers ?? []
   const node = await createLibp2p({
     privateKey: opts.privateKey,
-    addresses: { listen: ['/p2p-circuit', '/webrtc'] },
+    // One `/p2p-circuit` per reservation wanted: the circuit transport fills each from a connected relay.
+    addresses: { listen: [...Array(RELAY_RESERVATIONS).fill('/p2p-circuit'), '/webrtc'] },
     transports: [
       webSockets(),
       webRTC({
@@ -41,7 +41,11 @@ export async function createBrowserNode(opts: NodeOptions) {
         rtcConfiguration: () => ({ iceServers: [...(typeof ice === 'function' ? ice() : ice)] }),
         dataChannel: { maxMessageSize: MAX_DATA_CHANNEL_MESSAGE },
       }),
-      circuitRelayTransport({ reservationCompletionTimeout: 5000 }),
+      // Two at once, so a reservation attempt on a relay that just died does not hold up its replacement.
+      circuitRelayTransport({
+        reservationCompletionTimeout: 5000,
+        reservationConcurrency: RELAY_RESERVATIONS,
+      }),
     ],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
@@ -67,22 +71,12 @@ export async function createBrowserNode(opts: NodeOptions) {
 
 export type BrowserNode = Awaited<ReturnType<typeof createBrowserNode>>
 
-/** Dials each relay until one connects; the circuit transport then takes a reservation on it. */
-export async function connectRelays(
-  node: BrowserNode,
-  relays: string[],
-  signal?: AbortSignal,
-): Promise<void> {
-  const errors: string[] = []
-  for (const addr of relays) {
-    try {
-      await node.dial(multiaddr(addr), { signal: signal ?? AbortSignal.timeout(10_000) })
-      return
-    } catch (err) {
-      errors.push(`${addr}: ${(err as Error).message}`)
-    }
-  }
-  throw new RelayUnavailableError(`no relay reachable: ${errors.join('; ') || 'none configured'}`)
+/**
+ * Keeps reservations on up to two of `relays` (src/net/relays.ts); `ready` settles after the first
+ * round of dials: resolved once one relay connects, else RelayUnavailableError (it keeps trying).
+ */
+export function connectRelays(node: BrowserNode, relays: string[], log?: Logger): RelayKeeper {
+  return keepRelays(node, relays, log ? { log } : {})
 }
 
 /** Our dialable `/p2p-circuit/webrtc` addresses, once a reservation exists. */

@@ -1,35 +1,40 @@
 #!/usr/bin/env node
-/** `npm run relay` entry: flags --port, --host, --key-file, --addr-file (all optional). */
+/** The relay's entry: `node dist-relay/relay.mjs --help` (built), or `npm run relay -- --help` (source). */
 import './polyfill.ts'
-import { mkdir, rename, writeFile } from 'node:fs/promises'
-import { dirname } from 'node:path'
-import { parseArgs } from 'node:util'
+import { writeAddrFile } from './addr-file.ts'
+import { parseRelayArgs, RELAY_HELP, type RelayConfig } from './config.ts'
+import { serveConfig } from './config-http.ts'
 import { loadOrCreateKey } from './key.ts'
 import { createRelay } from './relay.ts'
-
-const { values } = parseArgs({
-  options: {
-    port: { type: 'string', default: process.env.RELAY_PORT ?? '9090' },
-    host: { type: 'string', default: '127.0.0.1' },
-    'key-file': { type: 'string', default: '.relay/key' },
-    'addr-file': { type: 'string', default: '.relay/relay.json' },
-  },
-})
+import { iceConfigFromEnv } from './turn.ts'
 
 const stamp = () => new Date().toISOString()
-const relay = await createRelay({
-  privateKey: await loadOrCreateKey(values['key-file']),
-  host: values.host,
-  port: Number(values.port),
-  log: (line) => console.log(`${stamp()} relay ${line}`),
-})
-await mkdir(dirname(values['addr-file']), { recursive: true })
-// Write then rename, so a reader never sees a half-written file.
-await writeFile(`${values['addr-file']}.tmp`, JSON.stringify({ relays: relay.multiaddrs }))
-await rename(`${values['addr-file']}.tmp`, values['addr-file'])
-console.log(`${stamp()} relay listening ${relay.multiaddrs.join(' ')}`)
+const say = (line: string) => console.log(`${stamp()} relay ${line}`)
+let cfg: RelayConfig
+try {
+  const parsed = parseRelayArgs(process.argv.slice(2), process.env)
+  if (parsed.help) {
+    console.log(RELAY_HELP)
+    process.exit(0)
+  }
+  cfg = parsed.config
+} catch (err) {
+  console.error(`relay: ${(err as Error).message}\n\n${RELAY_HELP}`)
+  process.exit(2)
+}
+const ice = cfg.http ? iceConfigFromEnv() : undefined // read (and checked) only where it is served
+
+const relay = await createRelay({ ...cfg, privateKey: await loadOrCreateKey(cfg.keyFile), log: say })
+await writeAddrFile(cfg.addrFile, relay.multiaddrs)
+say(`listening ${cfg.listen.join(' ')}`)
+say(`announcing ${relay.multiaddrs.join(' ')} (written to ${cfg.addrFile})`)
+const config = cfg.http
+  ? await serveConfig({ ...cfg.http, addrFile: cfg.addrFile, ...(ice ? { ice } : {}) })
+  : undefined
+if (config) say(`serving ${config.url}${ice?.turn ? ' with minted TURN credentials' : ''}`)
 
 const shutdown = async () => {
+  await config?.close()
   await relay.stop()
   process.exit(0)
 }

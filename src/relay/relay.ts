@@ -1,86 +1,209 @@
 import './polyfill.ts'
+import { BlockList, isIP } from 'node:net'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { gossipsub, StrictNoSign, TopicValidatorResult } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
-import type { PrivateKey } from '@libp2p/interface'
+import type { Connection, PeerId, PrivateKey } from '@libp2p/interface'
 import { noise } from '@libp2p/noise'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
+import { WebSocket as NodeWebSocket } from 'ws'
 import { openAdvert } from '../net/advert.ts'
 import { ADVERT_TOPIC } from '../shared/protocol.ts'
+import { createAdvertGate } from './advert-gate.ts'
+import { RELAY_DEFAULTS } from './config.ts'
 
 export interface RelayOptions {
   privateKey: PrivateKey
-  host?: string
-  port?: number
+  /** `/ws` multiaddrs; default one free port on 127.0.0.1. */
+  listen?: string[]
+  /** Advertised instead of the listen addresses (a TLS proxy's `/dns4/…/tcp/443/wss`). */
+  announce?: string[]
+  /** Other relays, each ending `/p2p/<id>`: dialled, redialled while down, and sent every advert. */
+  peers?: string[]
+  maxReservations?: number
+  maxConnsPerIp?: number
+  /** CIDRs free of maxConnsPerIp; default loopback (a reverse proxy on this host). */
+  exemptIps?: string[]
+  /** Adverts per minute forwarded per advertising peer. */
+  advertRate?: number
   log?: (line: string) => void
 }
 
 export interface Relay {
   node: Libp2p
+  /** The announced (else listen) addresses, each with `/p2p/<id>`: what peer-compute.json lists. */
   multiaddrs: string[]
   stop(): Promise<void>
+}
+
+// Node 20 has no global WebSocket, which @libp2p/websockets dials with (relays dial their peers).
+globalThis.WebSocket ??= NodeWebSocket as unknown as typeof WebSocket
+
+/** Redial a peer relay at most this often while it is down (doubling from 1 s). */
+const MAX_PEER_BACKOFF_MS = 30_000
+
+const ipOf = (ma: Multiaddr) => ma.getComponents().find((c) => c.name === 'ip4' || c.name === 'ip6')?.value
+
+/** At most one line per 10 s per kind: a flood must not flood the log too. */
+function quietLog(log: (line: string) => void) {
+  const last = new Map<string, { at: number; unlogged: number }>()
+  return (kind: string, line: string) => {
+    const s = last.get(kind) ?? { at: Number.NEGATIVE_INFINITY, unlogged: 0 }
+    last.set(kind, s)
+    if (Date.now() - s.at < 10_000) {
+      s.unlogged++
+      return
+    }
+    log(`${line}${s.unlogged ? ` (and ${s.unlogged} more since the last line)` : ''}`)
+    s.at = Date.now()
+    s.unlogged = 0
+  }
 }
 
 /**
  * A circuit-relay-v2 server and gossipsub hub for browser peers. It carries WebRTC signalling
  * and adverts only: it subscribes to the advert topic so it can forward them, and registers no
- * job or model protocol, so job payloads cannot pass through it. It forwards only adverts that
- * open (size, shape, and the signature of the peer they name) and rejects the rest; no peer
- * scoring is configured, so a rejection drops the message and costs its sender nothing more.
+ * job or model protocol, so job payloads cannot pass through it. Circuit-relay-v2's default
+ * per-circuit limits (2 min, 128 KiB) stay: enough for signalling, useless for bulk traffic.
+ * It forwards only adverts that open (size, shape, and the signature of the peer they name), and
+ * of those at most `advertRate` a minute per advertising peer; no peer scoring is configured.
  */
 export async function createRelay(opts: RelayOptions): Promise<Relay> {
   const log = opts.log ?? (() => {})
+  const quiet = quietLog(log)
+  const maxReservations = opts.maxReservations ?? RELAY_DEFAULTS.maxReservations
+  const maxPerIp = opts.maxConnsPerIp ?? RELAY_DEFAULTS.maxConnsPerIp
+  const exempt = new BlockList()
+  for (const c of opts.exemptIps ?? RELAY_DEFAULTS.exemptIps) {
+    const [ip = '', bits] = c.split('/')
+    const type = isIP(ip) === 6 ? 'ipv6' : 'ipv4'
+    exempt.addSubnet(ip, Number(bits ?? (type === 'ipv6' ? 128 : 32)), type)
+  }
+  const peers = (opts.peers ?? []).map((a) => {
+    const ma = multiaddr(a)
+    return { ma, id: peerIdFromString(ma.getComponents().at(-1)?.value ?? '') }
+  })
+  const self = peerIdFromPrivateKey(opts.privateKey)
+  const others = peers.filter((p) => !p.id.equals(self)) // one shared --peer list may name us
+  let connections: () => Connection[] = () => []
   const node = await createLibp2p({
     privateKey: opts.privateKey,
-    addresses: { listen: [`/ip4/${opts.host ?? '127.0.0.1'}/tcp/${opts.port ?? 0}/ws`] },
+    addresses: {
+      listen: opts.listen ?? ['/ip4/127.0.0.1/tcp/0/ws'],
+      ...(opts.announce?.length ? { announce: opts.announce } : {}),
+    },
     transports: [webSockets()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionManager: { maxConnections: 1024 },
+    // Room beyond the reservations for tabs that only pass through to signal, and for peer relays.
+    connectionManager: { maxConnections: maxReservations + 256 },
+    connectionGater: {
+      // libp2p has no per-IP connection cap (only a per-IP rate), so count open connections here.
+      denyInboundConnection: (maConn) => {
+        const ip = ipOf(maConn.remoteAddr)
+        if (ip == null || exempt.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4')) return false
+        const open = connections().filter((c) => ipOf(c.remoteAddr) === ip).length
+        if (open < maxPerIp) return false
+        quiet('per-ip', `refused a connection from ${ip}: ${open} open, --max-conns-per-ip ${maxPerIp}`)
+        return true
+      },
+    },
     services: {
       identify: identify(),
-      relay: circuitRelayServer({ reservations: { maxReservations: 1024 } }),
+      relay: circuitRelayServer({ reservations: { maxReservations } }),
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
         D: 8,
         Dlo: 4,
         Dhi: 16,
         globalSignaturePolicy: StrictNoSign, // as the tabs: adverts carry their own signature
+        // Peer relays get every advert, outside the mesh, whatever its size.
+        directPeers: others.map((p) => ({ id: p.id, addrs: [p.ma] })),
       }),
     },
   })
+  connections = () => node.getConnections()
   node.addEventListener('peer:connect', (e) => log(`connect ${e.detail.toString()}`))
   node.addEventListener('peer:disconnect', (e) => log(`disconnect ${e.detail.toString()}`))
-  // At most one log line per 10 s: a peer that floods bad adverts must not flood the log too.
-  let loggedAt = Number.NEGATIVE_INFINITY
-  let unlogged = 0
-  node.services.pubsub.topicValidators.set(ADVERT_TOPIC, (peer, msg) =>
-    openAdvert(msg.data).then(
-      () => TopicValidatorResult.Accept,
-      (err: Error) => {
-        if (Date.now() - loggedAt < 10_000) unlogged++
-        else {
-          const more = unlogged ? ` (and ${unlogged} more since the last line)` : ''
-          log(
-            `refused an advert from ${peer.toString()}: ${JSON.stringify(`${err.name}: ${err.message}`.slice(0, 200))}${more}`,
-          )
-          loggedAt = Date.now()
-          unlogged = 0
-        }
-        return TopicValidatorResult.Reject
-      },
-    ),
-  )
-  node.services.pubsub.subscribe(ADVERT_TOPIC)
+
+  const gate = createAdvertGate({ perMinute: opts.advertRate ?? RELAY_DEFAULTS.advertRate })
+  const pubsub = node.services.pubsub
+  pubsub.topicValidators.set(ADVERT_TOPIC, async (peer, msg) => {
+    let advert: Awaited<ReturnType<typeof openAdvert>>
+    try {
+      advert = await openAdvert(msg.data)
+    } catch (err) {
+      const e = err as Error
+      quiet(
+        'invalid',
+        `refused an advert from ${peer}: ${JSON.stringify(`${e.name}: ${e.message}`.slice(0, 200))}`,
+      )
+      return TopicValidatorResult.Reject
+    }
+    const { peer: from, ts, seq } = advert.body
+    if ((await gate.admit(from, [ts, seq])) === 'accept') return TopicValidatorResult.Accept
+    quiet('rate', `dropped adverts over --advert-rate (${gate.dropped} so far), the latest from ${from}`)
+    return TopicValidatorResult.Ignore
+  })
+  pubsub.subscribe(ADVERT_TOPIC)
   await node.start()
-  const multiaddrs = node.getMultiaddrs().map((ma) => ma.toString())
+
+  const peering = keepPeered(node, others, log)
   return {
     node,
-    multiaddrs,
+    multiaddrs: node.getMultiaddrs().map((ma) => ma.toString()),
     stop: async () => {
+      peering.stop()
+      gate.stop()
       await node.stop()
+    },
+  }
+}
+
+/** Keeps a connection to every peer relay: dials at start, then redials with backoff while down. */
+function keepPeered(node: Libp2p, peers: { ma: Multiaddr; id: PeerId }[], log: (line: string) => void) {
+  const state = new Map(
+    peers.map((p) => [p.id.toString(), { ...p, backoff: 1000, nextAt: 0, dialing: false }]),
+  )
+  const tick = () => {
+    for (const p of state.values()) {
+      if (p.dialing || Date.now() < p.nextAt || node.getConnections(p.id).length > 0) continue
+      p.dialing = true
+      node
+        .dial(p.ma, { signal: AbortSignal.timeout(10_000) })
+        .then(
+          () => {
+            log(`peered with relay ${p.ma}`)
+            p.backoff = 1000
+          },
+          (err: Error) => {
+            if (p.backoff === 1000) log(`relay ${p.ma} unreachable (${err.message}); retrying`)
+            p.nextAt = Date.now() + p.backoff
+            p.backoff = Math.min(MAX_PEER_BACKOFF_MS, p.backoff * 2)
+          },
+        )
+        .finally(() => {
+          p.dialing = false
+        })
+    }
+  }
+  const onDisconnect = (e: CustomEvent<PeerId>) => {
+    const p = state.get(e.detail.toString())
+    if (p == null) return
+    log(`lost peer relay ${p.ma}`)
+    p.nextAt = Date.now() + 1000 // a restarting relay needs a moment to listen again
+  }
+  node.addEventListener('peer:disconnect', onDisconnect)
+  tick()
+  const timer = setInterval(tick, 500)
+  return {
+    stop() {
+      clearInterval(timer)
+      node.removeEventListener('peer:disconnect', onDisconnect)
     },
   }
 }

@@ -36,9 +36,12 @@ const launchArgs = (opts: { webgpu?: boolean; args?: string[] }) => [
  * Headless Chromium; Playwright gives it a fresh temporary --user-data-dir and removes it on close.
  * Its contexts are off the record: IndexedDB lives in memory there, not on disk.
  */
-export async function launchBrowser(opts: { webgpu?: boolean; args?: string[] } = {}): Promise<TestBrowser> {
+export async function launchBrowser(
+  opts: { webgpu?: boolean; args?: string[]; executablePath?: string } = {},
+): Promise<TestBrowser> {
   const args = launchArgs(opts)
-  const browser: Browser = await chromium.launch({ executablePath: findChromium(), headless: true, args })
+  const executablePath = opts.executablePath ?? findChromium() // a wrapper, e.g. into a lab namespace
+  const browser: Browser = await chromium.launch({ executablePath, headless: true, args })
   const context = await browser.newContext()
   return {
     context,
@@ -57,7 +60,7 @@ export async function launchBrowser(opts: { webgpu?: boolean; args?: string[] } 
 export const PROFILE_DIR_PREFIX = 'pc-profile-'
 
 export async function launchProfileTab(
-  opts: { args?: string[] } = {},
+  opts: { args?: string[]; executablePath?: string } = {},
 ): Promise<{ page: Page; close(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), PROFILE_DIR_PREFIX))
   let context: BrowserContext | undefined
@@ -69,7 +72,7 @@ export async function launchProfileTab(
   }
   try {
     context = await chromium.launchPersistentContext(dir, {
-      executablePath: findChromium(),
+      executablePath: opts.executablePath ?? findChromium(),
       headless: true,
       args: launchArgs(opts),
     })

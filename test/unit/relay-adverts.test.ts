@@ -43,7 +43,7 @@ describe('relay advert validation', () => {
   const received: Uint8Array[] = []
 
   beforeAll(async () => {
-    relay = await createRelay({ privateKey: await generateKeyPair('Ed25519'), host: '127.0.0.1', port: 0 })
+    relay = await createRelay({ privateKey: await generateKeyPair('Ed25519') })
     a = await client()
     b = await client()
     for (const c of [a, b]) {

@@ -1,0 +1,123 @@
+/**
+ * Several relays, with Node peers over real WebSockets on 127.0.0.1: a client keeps reservations on
+ * two of three relays and replaces a lost one within 5 s, and regains one on a relay that comes
+ * back. And the relay's cap on connections per IP address.
+ */
+import '../../src/relay/polyfill.ts'
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import type { PrivateKey } from '@libp2p/interface'
+import { noise } from '@libp2p/noise'
+import { webSockets } from '@libp2p/websockets'
+import { yamux } from '@libp2p/yamux'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { WebSocket as NodeWebSocket } from 'ws'
+import { keepRelays, type RelayKeeper } from '../../src/net/relays.ts'
+import { createRelay, type Relay } from '../../src/relay/relay.ts'
+
+globalThis.WebSocket ??= NodeWebSocket as unknown as typeof WebSocket
+
+const client = () =>
+  createLibp2p({
+    addresses: { listen: ['/p2p-circuit', '/p2p-circuit'] },
+    transports: [
+      webSockets(),
+      circuitRelayTransport({ reservationCompletionTimeout: 5000, reservationConcurrency: 2 }),
+    ],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: { denyDialMultiaddr: () => false },
+    services: {
+      identify: identify(),
+      pubsub: gossipsub({ globalSignaturePolicy: StrictNoSign, allowPublishToZeroTopicPeers: true }),
+    },
+  })
+type Client = Awaited<ReturnType<typeof client>>
+
+describe('relay keeper', () => {
+  const relays: Relay[] = []
+  const clients: Client[] = []
+  const keepers: RelayKeeper[] = []
+  afterEach(async () => {
+    for (const k of keepers.splice(0)) k.stop()
+    await Promise.allSettled(clients.splice(0).map((c) => c.stop()))
+    await Promise.allSettled(relays.splice(0).map((r) => r.stop()))
+  })
+
+  const startRelay = async (key?: PrivateKey, port = 0) => {
+    const r = await createRelay({
+      privateKey: key ?? (await generateKeyPair('Ed25519')),
+      listen: [`/ip4/127.0.0.1/tcp/${port}/ws`],
+    })
+    relays.push(r)
+    return r
+  }
+
+  it('holds two reservations and replaces a lost relay within 5 s', async () => {
+    const rs = [await startRelay(), await startRelay(), await startRelay()]
+    const c = await client()
+    clients.push(c)
+    const k = keepRelays(
+      c,
+      rs.map((r) => r.multiaddrs[0]!),
+    )
+    keepers.push(k)
+    await k.ready
+    await vi.waitFor(() => expect(k.reserved()).toHaveLength(2), { timeout: 10_000, interval: 50 })
+    const [gone] = k.reserved()
+    const victim = rs.find((r) => r.node.peerId.toString() === gone)!
+    const t0 = Date.now()
+    await victim.stop()
+    await vi.waitFor(
+      () => {
+        expect(k.reserved()).toHaveLength(2)
+        expect(k.reserved()).not.toContain(gone)
+      },
+      { timeout: 5000, interval: 20 },
+    )
+    console.log(`re-reserved in ${Date.now() - t0} ms`)
+  }, 30_000)
+
+  it('regains a reservation on a relay that comes back', async () => {
+    const key = await generateKeyPair('Ed25519')
+    const r1 = await startRelay(key)
+    const port = Number(r1.multiaddrs[0]!.split('/tcp/')[1]!.split('/')[0])
+    const r2 = await startRelay()
+    const c = await client()
+    clients.push(c)
+    const k = keepRelays(c, [r1.multiaddrs[0]!, r2.multiaddrs[0]!], { maxBackoffMs: 1000 })
+    keepers.push(k)
+    await vi.waitFor(() => expect(k.reserved()).toHaveLength(2), { timeout: 10_000, interval: 50 })
+    await r1.stop()
+    await vi.waitFor(() => expect(k.reserved()).toEqual([r2.node.peerId.toString()]), { timeout: 5000 })
+    await new Promise((r) => setTimeout(r, 1500)) // a failed redial or two
+    await startRelay(key, port)
+    await vi.waitFor(() => expect(k.reserved()).toHaveLength(2), { timeout: 10_000, interval: 50 })
+  }, 30_000)
+
+  it('refuses connections beyond --max-conns-per-ip from one address, except exempt ones', async () => {
+    const key = await generateKeyPair('Ed25519')
+    const capped = await createRelay({ privateKey: key, maxConnsPerIp: 2, exemptIps: ['10.0.0.0/8'] })
+    relays.push(capped)
+    const cs = [await client(), await client(), await client()]
+    clients.push(...cs)
+    const dial = (c: Client) =>
+      c.dial(multiaddr(capped.multiaddrs[0]!), { signal: AbortSignal.timeout(5000) }).then(
+        () => 'open',
+        () => 'refused',
+      )
+    expect([await dial(cs[0]!), await dial(cs[1]!), await dial(cs[2]!)]).toEqual(['open', 'open', 'refused'])
+    await cs[0]!.stop()
+    await vi.waitFor(() => expect(capped.node.getConnections()).toHaveLength(1), { timeout: 5000 })
+    expect(await dial(cs[2]!)).toBe('open') // a slot freed
+
+    const exempt = await createRelay({ privateKey: await generateKeyPair('Ed25519'), maxConnsPerIp: 1 })
+    relays.push(exempt) // loopback is exempt by default: a proxy on the same host
+    for (const c of [cs[1]!, cs[2]!]) await c.dial(multiaddr(exempt.multiaddrs[0]!))
+    await vi.waitFor(() => expect(exempt.node.getConnections()).toHaveLength(2), { timeout: 5000 })
+  }, 30_000)
+})
