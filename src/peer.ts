@@ -1,14 +1,16 @@
 /** Composes storage, identity, network, discovery, compute and jobs into one Peer. */
 import { logger } from '@libp2p/logger'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import type { Capabilities as EngineCapabilities, InferenceEngine } from './compute/bridge.ts'
 import { type Controls, createControls } from './compute/controls.ts'
 import { settleUsed } from './compute/settled-used.ts'
 import { createAdaptive } from './jobs/adaptive.ts'
 import type { TestHooks } from './jobs/adversary.ts'
 import { createCapacityWaiters } from './jobs/capacity.ts'
+import { createDispatcher } from './jobs/dispatch.ts'
 import { createExecutor } from './jobs/execute.ts'
 import { createJobHandler, type ServedJob } from './jobs/handler.ts'
+import { createStoreJournal } from './jobs/journal.ts'
 import { createRequester, type JobOutcome, type SubmitOptions } from './jobs/requester.ts'
 import { createScheduler } from './jobs/scheduler.ts'
 import { type Catalog, checkInputs, loadCatalog } from './models/catalog.ts'
@@ -18,7 +20,14 @@ import type { Capabilities } from './net/advert.ts'
 import { iceServerSource, isLoopbackPage, loadNetConfig, parseIceServers } from './net/config.ts'
 import { createDiscovery, type KnownPeer } from './net/discovery.ts'
 import type { LinkPath } from './net/link.ts'
-import { type BrowserNode, connectRelays, createBrowserNode, isDirect, webrtcAddrs } from './net/node.ts'
+import {
+  type BrowserNode,
+  connectRelays,
+  createBrowserNode,
+  directConnection,
+  isDirect,
+  webrtcAddrs,
+} from './net/node.ts'
 import { InvalidOptionError, UnknownModelError } from './shared/errors.ts'
 import { SOFTWARE_VERSION } from './shared/protocol.ts'
 import type { NamedTensors } from './shared/tensor.ts'
@@ -260,22 +269,31 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     { free: () => scheduler.freeSlots(reputation.trusted) },
   )
   const requester = createRequester({
-    node,
-    privateKey,
+    dispatcher: createDispatcher({
+      links: {
+        direct: (peer) => directConnection(node, peerIdFromString(peer)),
+        redial: (peer, signal) => discovery.redial(peer, signal),
+      },
+      privateKey,
+      selfId,
+      scheduler,
+      execute: createExecutor({ privateKey, selfId, engine, models, adapter: adapterClass }),
+    }),
     selfId,
     scheduler,
-    store,
+    journal: createStoreJournal({
+      store,
+      log: logger('peer-compute:requester'),
+      onChange: () => emit('jobs'),
+      jobHistory: history,
+      jobHistoryBytes: historyBytes,
+    }),
     reputation,
     adaptive,
-    execute: createExecutor({ privateKey, selfId, engine, models, adapter: adapterClass }),
     outputsOf: (cid) => catalog.byCid(cid)?.outputs,
     log: logger('peer-compute:requester'),
     capacityChanged: (signal) => capacity.wait(signal),
-    redial: (peer, signal) => discovery.redial(peer, signal),
     noPath: () => discovery.noPath(),
-    onChange: () => emit('jobs'),
-    jobHistory: history,
-    jobHistoryBytes: historyBytes,
   })
 
   const refreshStatus = () => {

@@ -10,7 +10,7 @@ import type { VerificationPolicy } from '../trust/policy.ts'
 import type { QuorumRecord } from '../trust/quorum-record.ts'
 import { decodeReceipt, encodeReceipt, parseReceipt } from '../trust/receipt.ts'
 import type { QuorumState, Replica } from './quorum.ts'
-import type { JobOutcome } from './requester.ts'
+import type { JobOutcome } from './types.ts'
 
 type StoredReplica = Omit<Replica, 'result'> & {
   result?: {

@@ -222,6 +222,8 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
         seenAt: now,
         firstSeenAt: prev?.firstSeenAt ?? now,
         direct: false,
+        // The link's path does not change with an advert: kept until refresh learns otherwise.
+        ...(prev?.path ? { path: prev.path } : {}),
         // A new advert does not make the last failed attempt to link succeed.
         ...(prev?.linkError ? { linkError: prev.linkError } : {}),
       }

@@ -25,21 +25,8 @@ export function isDirect(c: Connection): boolean {
   return state == null || state === 'connected'
 }
 
-// RFC 1918, loopback, link-local, CGNAT-free: an address behind which no NAT was crossed.
-const PRIVATE = [
-  /^10\./,
-  /^127\./,
-  /^192\.168\./,
-  /^172\.(1[6-9]|2\d|3[01])\./,
-  /^169\.254\./,
-  /^f[cd]/i,
-  /^fe80/i,
-]
-const isPrivate = (address: string) => address.endsWith('.local') || PRIVATE.some((r) => r.test(address))
-
 interface CandidateStats {
   candidateType?: string
-  address?: string
 }
 
 /** The selected candidate pair's path, from getStats(); undefined before ICE has selected one. */
@@ -56,8 +43,8 @@ export async function linkPath(c: Connection): Promise<LinkPath | undefined> {
   const local = stats.get(pair.localCandidateId) as CandidateStats | undefined
   const remote = stats.get(pair.remoteCandidateId) as CandidateStats | undefined
   if (local?.candidateType === 'relay' || remote?.candidateType === 'relay') return 'turn'
-  // A reflexive address that is not private was mapped by a NAT (on loopback, mDNS hosts show as prflx).
-  const mapped = (x?: CandidateStats) =>
-    (x?.candidateType === 'srflx' || x?.candidateType === 'prflx') && !isPrivate(x.address ?? '')
-  return mapped(local) || mapped(remote) ? 'stun' : 'host'
+  // Our side went out through a NAT mapping (reflexive), or the peer signalled its mapped address.
+  // A remote peer-reflexive one alone proves nothing: mDNS-hidden host addresses show up as prflx.
+  const reflexive = local?.candidateType === 'srflx' || local?.candidateType === 'prflx'
+  return reflexive || remote?.candidateType === 'srflx' ? 'stun' : 'host'
 }

@@ -89,7 +89,7 @@ describe('swarm', () => {
     await a.waitForFunction(
       (want) => want.every((id) => window.__peer.peers().find((p) => p.id === id)?.path === 'host'),
       ids.slice(1),
-      { timeout: 10_000 },
+      { timeout: 20_000 },
     )
     // The RTCPeerConnection under each direct link is reachable (an internal of @libp2p/webrtc).
     const states = await a.evaluate(() =>
@@ -111,6 +111,10 @@ describe('swarm', () => {
     expect((await a.evaluate(() => window.__peer.status().paths)).host).toBeGreaterThanOrEqual(2)
     expect(await a.textContent('#links')).toMatch(/\d+ host/)
     expect(await a.isHidden('#network-warning')).toBe(true) // loopback needs no ICE servers
+    // Contributing asked for persistent storage, and the header says what the browser granted.
+    const b = swarm.tabs[1]!
+    expect(['persisted', 'best-effort']).toContain(await b.evaluate(() => window.__peer.status().storage))
+    expect(await b.textContent('#storage-state')).toMatch(/^Storage: (persistent|best effort)/)
   })
 
   it('a job submitted with persist: false is verified and leaves no record; the default one does', async () => {

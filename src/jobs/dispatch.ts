@@ -1,0 +1,153 @@
+/**
+ * Sends one replica of a job: to a contributor over its direct link (with the retry and redial
+ * rules for links that fail before the job was handed over), or to this peer's own worker.
+ */
+import type { Connection, PrivateKey } from '@libp2p/interface'
+import { CID } from 'multiformats/cid'
+import { NoPeerAvailableError } from '../shared/errors.ts'
+import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../shared/protocol.ts'
+import type { NamedTensors } from '../shared/tensor.ts'
+import { tensorsCid } from '../shared/tensor-codec.ts'
+import { type JobBody, jobCid, newNonce, signJob } from '../trust/job-sig.ts'
+import { verifyReceipt } from '../trust/receipt.ts'
+import { sendJob } from './client.ts'
+import type { Execute } from './execute.ts'
+import { isAnswered } from './failure.ts'
+import type { DispatchResult } from './quorum.ts'
+import type { Scheduler } from './scheduler.ts'
+import { createStreamPool } from './stream-pool.ts'
+
+/** The narrow view of the network a dispatcher needs. */
+export interface Links {
+  /** The direct (ICE-connected) link to `peer`, if any. */
+  direct(peer: string): Connection | undefined
+  /** Replaces the link to `peer`: closes it and dials its advertised addresses. */
+  redial(peer: string, signal: AbortSignal): Promise<void>
+}
+
+export interface DispatcherOptions {
+  links: Links
+  privateKey: PrivateKey
+  selfId: string
+  /** Counts our jobs per peer, and which of them delivered. */
+  scheduler: Pick<Scheduler, 'begin'>
+  /** Runs a replica in this peer's own worker (policy.allowSelf). */
+  execute: Execute
+  /** First retry of a job never sent, doubled each time. */
+  retryMs?: number
+}
+
+export interface Dispatcher {
+  send(
+    model: string,
+    inputs: NamedTensors,
+    inputCid: Promise<CID>,
+    peer: string,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<DispatchResult>
+  /** Closes idle job streams (at stop). */
+  close(): void
+}
+
+/** A job never sent is tried this many more times; any other transport failure once more. */
+const NOT_SENT_TRIES = 3
+
+export function createDispatcher(o: DispatcherOptions): Dispatcher {
+  const streams = createStreamPool({ protocols: [JOB_PROTOCOL, JOB_PROTOCOL_V1] })
+  const retryMs = o.retryMs ?? 250
+
+  async function remote(
+    model: string,
+    inputs: NamedTensors,
+    inputCid: Promise<CID>,
+    peer: string,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<DispatchResult> {
+    const connection = o.links.direct(peer)
+    if (connection == null) throw new NoPeerAvailableError(`no direct WebRTC connection to ${peer}`)
+    const done = o.scheduler.begin(peer) // counted at once: concurrent picks must see it
+    let held = true
+    let delivered = false
+    const input = await inputCid
+    const send = async (c: Connection) => {
+      const r = await sendJob({
+        connection: c,
+        privateKey: o.privateKey,
+        selfId: o.selfId,
+        model,
+        inputs,
+        inputCid: input,
+        streams,
+        timeoutMs,
+        signal,
+      })
+      delivered = true
+      return r
+    }
+    try {
+      return await send(connection)
+    } catch (err) {
+      if ((err as { code?: string }).code === 'busy') held = false
+      // Two tabs that dialled each other at once keep one connection and close the other: a job
+      // caught on the closed one goes again on the survivor. Only transport failures qualify: a
+      // peer's answer (reject, bad receipt, timeout) stands.
+      if (signal.aborted || isAnswered(err as Error)) throw err
+      let last = err
+      const tries = (err as Error).name === 'JobNotSentError' ? NOT_SENT_TRIES : 1
+      for (let i = 0; i < tries; i++) {
+        await new Promise((r) => setTimeout(r, retryMs * 2 ** i))
+        // The same link failed to open a stream twice: have discovery replace it.
+        if (i > 0 && o.links.direct(peer) === connection) await o.links.redial(peer, signal).catch(() => {})
+        const survivor = o.links.direct(peer)
+        if (signal.aborted || survivor == null || survivor.status !== 'open') throw last
+        try {
+          return await send(survivor)
+        } catch (again) {
+          if ((again as Error).name !== 'JobNotSentError') throw again
+          last = again
+        }
+      }
+      throw last
+    } finally {
+      done(held, delivered)
+    }
+  }
+
+  async function local(
+    model: string,
+    inputs: NamedTensors,
+    input: CID,
+    signal: AbortSignal,
+  ): Promise<DispatchResult> {
+    const started = performance.now()
+    const body: JobBody = {
+      v: 1,
+      model: CID.parse(model),
+      input,
+      requester: o.selfId,
+      deadline: Date.now() + 60_000,
+      nonce: newNonce(),
+    }
+    const cid = await jobCid(body)
+    await signJob(body, o.privateKey)
+    const r = await o.execute({ body, inputs, jobCid: cid }, o.selfId, signal)
+    await verifyReceipt(r.receipt, { job: cid, output: await tensorsCid(r.outputs) })
+    return {
+      job: cid.toString(),
+      worker: o.selfId,
+      outputs: r.outputs,
+      receipt: r.receipt,
+      roundTripMs: performance.now() - started,
+    }
+  }
+
+  return {
+    async send(model, inputs, inputCid, peer, timeoutMs, signal) {
+      if (peer === o.selfId) return local(model, inputs, await inputCid, signal)
+      return remote(model, inputs, inputCid, peer, timeoutMs, signal)
+    },
+    close: () => streams.clear(),
+  }
+}
