@@ -46,8 +46,9 @@ export interface Results {
   verification?: { status: string; model?: string; rows?: VerificationRow[] }
 }
 
-export function targets(r: Results): string {
-  const rows: (string | number)[][] = []
+/** [figure, measured, target, verdict] for every target and reference figure the run has. */
+function targetRows(r: Results): string[][] {
+  const rows: string[][] = []
   const add = (figure: string, measured: string, target: string, ok?: boolean) =>
     rows.push([figure, measured, target, verdict(ok)])
   const m = r.dispatch?.find((d) => d.model === 'bench-10ms')
@@ -155,11 +156,27 @@ export function targets(r: Results): string {
     )
   }
   if (!r.verification?.rows) add('verification cost', r.verification?.status ?? 'not run', 'report')
-  return table(['figure', 'measured', 'target', ''], rows)
+  return rows
 }
 
-export function markdown(r: Results): string {
-  const out = [`## Targets\n\n${targets(r)}`]
+/** The targets table; with a baseline run, its figure for each row beside this run's. */
+export function targets(r: Results, base?: Results): string {
+  const rows = targetRows(r)
+  if (!base) return table(['figure', 'measured', 'target', ''], rows)
+  const was = new Map(targetRows(base).map(([figure, measured]) => [figure, measured]))
+  const head = ['figure', 'measured', 'baseline', 'target', '']
+  return table(
+    head,
+    rows.map(([figure = '', measured = '', ...rest]) => [figure, measured, was.get(figure) ?? '–', ...rest]),
+  )
+}
+
+/** `base`: the committed baseline run (bench/results/baseline.json), compared in the targets table. */
+export function markdown(r: Results, base?: Results): string {
+  const against = base
+    ? `\n\nBaseline: the run of ${base.meta.date} (${base.meta.machine}${base.meta.quick ? ', quick' : ''}).`
+    : ''
+  const out = [`## Targets${against}\n\n${targets(r, base)}`]
   if (r.warmUp)
     out.push(
       `Warm-up: every tab ran bench-100ms once; V8's background (TurboFan) compilation of ORT's .wasm then kept the machine busy for ${settled({ 'all tabs': r.warmUp })}. Every figure below is measured after it.`,

@@ -1,11 +1,12 @@
 /**
- * `npm run bench [-- --quick] [--only=dispatch,transport,throughput,verification,cold,engine] [--no-build] [--out=dir]`
+ * `npm run bench [-- --quick] [--only=dispatch,transport,throughput,verification,cold,engine] [--no-build] [--out=dir] [--baseline=file]`
  * Builds the site with the bench page into PC_DIST (default dist/), starts a relay and headless
  * Chromium tabs, measures every section side by side, writes bench/results/<timestamp>.json and
- * prints markdown. Figures never fail the run; only errors do.
+ * prints markdown, the targets beside the committed baseline run (bench/results/baseline.json).
+ * Figures never fail the run; only errors do.
  */
 import '../src/relay/polyfill.ts'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { resolve } from 'node:path'
 import { markdown, type Results } from './report.ts'
@@ -80,7 +81,12 @@ if (want('engine')) {
   await section('engine', () => engineSection(results, DIST, quick, log))
 }
 save()
-console.log(markdown(results))
+const baseFile = resolve(
+  args.find((a) => a.startsWith('--baseline='))?.slice(11) ?? resolve(ROOT, 'bench/results/baseline.json'),
+)
+const base = existsSync(baseFile) ? (JSON.parse(readFileSync(baseFile, 'utf8')) as Results) : undefined
+if (!base) log(`no baseline at ${baseFile}: the report compares with nothing`)
+console.log(markdown(results, base))
 log(`wrote ${file}`)
 if (errors.length) {
   console.error(errors.join('\n'))

@@ -9,7 +9,7 @@ import protobuf from 'protobufjs'
 import { modelCid } from '../src/shared/cid.ts'
 import { type MlpSpec, mlpWeights } from '../src/shared/mlp.ts'
 
-/** Bench sizes were picked with onnxruntime-node (1 thread); see the README / report for timings. */
+/** Bench sizes were picked with onnxruntime-node (1 thread); see bench/README.md for timings. */
 export const MODELS: { name: string; description: string; spec: MlpSpec }[] = [
   { name: 'mlp-tiny', description: 'Tiny MLP for tests', spec: { seed: 1, layers: [16, 32, 8], batch: 1 } },
   // Same shapes, other weights: what a contributor "running a different model" computes in tests.

@@ -258,7 +258,7 @@ export async function runQuorum(
     // With a quorum agreeing, every replica outside it is wrong (without one, nothing is proven).
     for (const m of g[0]!) await fx.recordOutcome(m.r.peer, 'valid')
     for (const other of g.slice(1)) for (const m of other) await fx.recordOutcome(m.r.peer, 'invalid')
-    // Others computed this job: a refusal that called it bad or unknown was wrong (README, Verified results).
+    // Others computed this job: a refusal that called it bad or unknown was wrong (DESIGN.md, Verification).
     const punish = (r: Replica) => r.status === 'refused' && PUNISHED_REFUSALS.has(r.error?.code ?? '')
     for (const r of s.replicas) if (punish(r)) await fx.recordOutcome(r.peer, 'refused')
     const agreed = g[0]!

@@ -19,7 +19,7 @@ export interface SubmitOptions {
    * false: no record, state or inputs of the job are written to IndexedDB (the peers' reputation
    * still is). It gets no history entry and does not resume after a reload, and its `id` is known
    * only while it runs (an `id` already on record resumes or returns that job as stored). In return
-   * the browser is spared the writes, the largest per-job cost outside the compute (README, Performance).
+   * the browser is spared the writes, the largest per-job cost outside the compute (bench/README.md).
    */
   persist?: boolean
 }

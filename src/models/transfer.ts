@@ -9,7 +9,7 @@ import { MalformedFrameError, ModelTooLargeError } from '../shared/errors.ts'
 
 export const MIN_CHUNK_SIZE = 16 * 1024
 export const MAX_CHUNK_SIZE = 4 * 1024 * 1024
-/** Measured best of 64 KiB / 256 KiB / 1 MiB between two tabs (see README). */
+/** Measured best of 64 KiB / 256 KiB / 1 MiB between two tabs (bench/README.md). */
 export const DEFAULT_CHUNK_SIZE = 256 * 1024
 /** Chunks one `get` may ask for. */
 export const MAX_RANGE = 64

@@ -164,6 +164,9 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     const never = setTimeout(() => {
       if (pc.connectionState !== 'connected') close(`ICE did not connect within ${LINK_CONNECT_MS} ms`)
     }, LINK_CONNECT_MS)
+    // A dialled link opens already connected: no event clears the timer, and a blip in its 10th
+    // second would close it as never connected, without the disconnect grace.
+    if (pc.connectionState === 'connected') clearTimeout(never)
     pc.addEventListener('connectionstatechange', () => {
       const state = pc.connectionState
       if (state === 'connected') {

@@ -121,6 +121,11 @@ describe('relay peering', () => {
       interval: 100,
     })
     const got = seen.filter((s) => s.peer === from).map((s) => s.seq)
-    expect(got).toEqual([10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 30])
+    // Which 9 of the burst take the tokens depends on the order their signature checks finish.
+    expect(got).toHaveLength(11)
+    expect(got[0]).toBe(10)
+    expect(got.at(-1)).toBe(30)
+    expect(new Set(got).size).toBe(11)
+    expect(got.slice(1, -1).every((s) => s > 10 && s < 30)).toBe(true)
   }, 30_000)
 })
