@@ -25,14 +25,21 @@ const tiny = catalog.find((e) => e.name === 'mlp-tiny')!
 const spec = tiny.mlp!
 const layers = mlpWeights(spec)
 
-const freePort = () =>
-  new Promise<number>((ok, fail) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => ok(port))
+/**
+ * A free port below Linux's ephemeral range (32768+): a port the kernel handed out and took back
+ * can go to any outgoing socket (Chromium opens many) before the relay binds it.
+ */
+async function freePort(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000)
+    const free = await new Promise<boolean>((ok) => {
+      const s = createServer()
+      s.once('error', () => ok(false))
+      s.listen(port, '127.0.0.1', () => s.close(() => ok(true)))
     })
-    s.on('error', fail)
-  })
+    if (free) return port
+  }
+}
 
 /** Runs `n` mlp-tiny jobs on `worker` from `tab`, `conc` at a time; `window.__done` counts them. */
 function startBatch(tab: Page, worker: string, n: number, seed0: number, conc = 4) {
