@@ -4,7 +4,7 @@
  * (a `persist: false` job: at most once while it runs, and it is never written).
  */
 import type { Logger } from '@libp2p/interface'
-import { JobFailedError, JobInconclusiveError, NoDirectPathError } from '../shared/errors.ts'
+import { JobFailedError, JobInconclusiveError, NoDirectPathError, namedError } from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { tensorsCid } from '../shared/tensor-codec.ts'
 import type { JobRecord } from '../store/db.ts'
@@ -162,11 +162,9 @@ export function createRequester(o: RequesterOptions) {
     if (q.state === 'failed' && (refusals.length > 0 || targetError)) {
       const first = refusals[0]?.error ?? targetError!
       const message = refusals.length > 0 ? `job ${id}: ${q.reason}` : first.message
-      throw Object.assign(new JobFailedError(message), {
-        name: first.name,
-        code: first.code,
-        [FINAL]: true,
-      })
+      // Of its own class (JobRejectedError for refusals), never a renamed JobFailedError.
+      const err = namedError(first.name, message)
+      throw Object.assign(err, { ...(first.code ? { code: first.code } : {}), [FINAL]: true })
     }
     if (q.state === 'failed' && q.reason?.startsWith('no direct path')) {
       throw Object.assign(new NoDirectPathError(`job ${id}: ${q.reason}`), { [FINAL]: true })

@@ -19,13 +19,25 @@ export function describeError(e: unknown): string {
   return typeof type === 'string' ? `'${type}' event` : String(e)
 }
 
-const named = (name: string) =>
-  class extends PeerComputeError {
+/** Every named class, by name: an error that crossed a boundary is rebuilt as its own class. */
+const byName = new Map<string, new (message: string) => PeerComputeError>()
+
+const named = (name: string) => {
+  const cls = class extends PeerComputeError {
     static readonly NAME = name
     constructor(message: string) {
       super(message, name)
     }
   }
+  byName.set(name, cls)
+  return cls
+}
+
+/** An error of the named class (PeerComputeError for a name this module does not know). */
+export function namedError(name: string, message: string): PeerComputeError {
+  const cls = byName.get(name)
+  return cls ? new cls(message) : new PeerComputeError(message, name)
+}
 
 // wire and codecs
 export const FrameTooLargeError = named('FrameTooLargeError')

@@ -199,6 +199,7 @@ describe('requester', () => {
       .submit(cid.toString(), 'm', policy, x)
       .catch((e: Error & { code?: string }) => e)
     expect(err).toMatchObject({ name: 'JobRejectedError', code: 'bad-request' })
+    expect(err).toBeInstanceOf(JobRejectedError) // its own class, not a renamed JobFailedError
     expect((err as Error).message).toMatch(/every eligible contributor refused \(2\)/)
   })
 
