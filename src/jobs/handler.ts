@@ -125,10 +125,11 @@ export function createJobHandler(opts: JobHandlerOptions) {
     let release: (() => void) | undefined
     let served: ServedJob | undefined
     try {
+      // Shape first: a malformed frame must not take a compute slot, even for the time of its reply.
+      const parsed = parseJobRequest(frame)
       const admitted = opts.admission.tryAcquire()
       if (typeof admitted === 'string') throw new Rejection(admitted, opts.admission.why(admitted))
       release = admitted
-      const parsed = parseJobRequest(frame)
       if (parsed.body.requester !== requester) {
         throw new Rejection('bad-request', `job signed by ${parsed.body.requester} but sent by ${requester}`)
       }
@@ -160,6 +161,7 @@ export function createJobHandler(opts: JobHandlerOptions) {
       opts.onEnd?.(served, { ok: true, runMs: run.runMs, ep: run.ep, receipt: run.receipt, bytes })
       return true
     } catch (err) {
+      release?.() // the slot is free while the refusal goes out (up to 5 s to a slow peer)
       await answerFailure(stream, connection, served, err as Error)
       return false
     } finally {
@@ -199,14 +201,23 @@ export function createJobHandler(opts: JobHandlerOptions) {
 }
 
 async function replyReject(stream: Stream, msg: JobReject): Promise<void> {
+  // Nothing more is read from a refused stream: a peer that keeps sending is reset at a small
+  // buffer instead of libp2p's 4 MiB, and a graceful close gets 1 s, not 5.
+  stream.maxReadBufferLength = REFUSED_READ_BUFFER
   try {
     if (stream.writeStatus !== 'writable') return
     await sendFrame(stream, msg, AbortSignal.timeout(5000))
-    await stream.close({ signal: AbortSignal.timeout(5000) })
+    await stream.close({ signal: AbortSignal.timeout(REFUSED_CLOSE_MS) })
+    // Our side is done and the reject delivered; a peer that keeps its side open gets a reset.
+    if (stream.status !== 'closed') stream.abort(new Error('refused'))
   } catch {
     stream.abort(new Error('could not deliver rejection'))
   }
 }
+
+/** What a refused stream may still buffer, and how long its graceful close may take. */
+const REFUSED_READ_BUFFER = 64 * 1024
+const REFUSED_CLOSE_MS = 1000
 
 /** Applies a test adversary; resolves undefined when it chose not to reply at all. */
 async function misbehave(

@@ -6,6 +6,7 @@ import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Logger, PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { WebRTC } from '@multiformats/multiaddr-matcher'
 import { ADVERT_TOPIC } from '../shared/protocol.ts'
 import { type Advert, type AdvertBody, type Capabilities, openAdvert, signAdvert } from './advert.ts'
 import { type LinkPath, linkPath, peerConnectionOf } from './link.ts'
@@ -26,6 +27,10 @@ export interface KnownPeer {
 
 /** A link whose ICE transport has not connected this long after it opened is closed and dialled again. */
 export const LINK_CONNECT_MS = 10_000
+/** Invalid adverts a directly linked peer may send before it is cut off, and for how long. */
+export const MAX_INVALID_ADVERTS = 16
+const BLOCK_MS = 10 * 60_000
+
 /** A link ICE reports disconnected this long is closed: its jobs go elsewhere, then it is redialled. */
 export const LINK_DISCONNECTED_MS = 3_000
 
@@ -104,7 +109,8 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   }
 
   async function dial(p: KnownPeer) {
-    if (p.direct || dialing.has(p.id) || directConnection(node, peerIdFromString(p.id))) return
+    if (p.direct || dialing.has(p.id) || isBlocked(p.id)) return
+    if (directConnection(node, peerIdFromString(p.id))) return
     if (self > p.id && Date.now() - p.firstSeenAt < grace) return
     dialing.add(p.id)
     const errors: string[] = []
@@ -197,11 +203,32 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     }
     return p
   }
-  // Ignore, not Reject: the sender is mostly the relay forwarding someone else's advert.
-  pubsub.topicValidators.set(ADVERT_TOPIC, (_peer, msg) =>
+  // Ignore, not Reject: the sender is mostly the relay forwarding someone else's advert. A peer on a
+  // direct link forwards nothing it did not check, so invalid adverts from one are its own: past
+  // MAX_INVALID_ADVERTS it is cut off, as gossipsub keeps state for every message it saw for 2 min.
+  const invalid = new Map<string, number>()
+  const blocked = new Map<string, number>() // peer → until
+  const isBlocked = (id: string) => (blocked.get(id) ?? 0) > Date.now()
+  const cutOff = (id: string) => {
+    blocked.set(id, Date.now() + BLOCK_MS)
+    invalid.delete(id)
+    log('cutting off %s: more than %d invalid adverts', id, MAX_INVALID_ADVERTS)
+    for (const c of node.getConnections(peerIdFromString(id))) {
+      if (WebRTC.matches(c.remoteAddr)) c.abort(new Error('invalid adverts'))
+    }
+    changed()
+  }
+  pubsub.topicValidators.set(ADVERT_TOPIC, (peer, msg) =>
     open(msg.data).then(
       () => TopicValidatorResult.Accept,
-      () => TopicValidatorResult.Ignore,
+      () => {
+        const id = peer.toString()
+        const direct = node.getConnections(peer).some((c) => WebRTC.matches(c.remoteAddr))
+        const n = (invalid.get(id) ?? 0) + 1
+        if (direct) invalid.set(id, n)
+        if (direct && n > MAX_INVALID_ADVERTS) cutOff(id)
+        return TopicValidatorResult.Ignore
+      },
     ),
   )
 
@@ -240,8 +267,12 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   }
 
   const onConn = (evt: CustomEvent) => {
-    if (evt.type === 'connection:open') watch(evt.detail)
     const id = evt.detail.remotePeer.toString()
+    if (evt.type === 'connection:open' && isBlocked(id) && WebRTC.matches(evt.detail.remoteAddr)) {
+      evt.detail.abort(new Error('cut off for invalid adverts'))
+      return
+    }
+    if (evt.type === 'connection:open') watch(evt.detail)
     if (peers.has(id)) refresh(id)
   }
   const onSelf = () => announce()
