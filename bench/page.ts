@@ -30,6 +30,7 @@ async function main() {
   if (q.get('peer') !== '0') {
     peer = await createPeer({
       relays: await resolveRelays(new URL('..', location.href).toString()), // the site root's config
+      configUrl: new URL('..', location.href).toString(), // ICE servers from the same file
       contribute: q.get('contribute') === '1',
       catalogUrl: new URL('catalog.json', location.href).toString(),
       engine: createEngine({

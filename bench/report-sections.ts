@@ -4,6 +4,7 @@ import type { ColdStart } from './cold-start.ts'
 import type { Settled } from './cpu.ts'
 import type { DispatchRow } from './dispatch.ts'
 import type { EngineRow } from './engine.ts'
+import type { NatBench } from './nat.ts'
 import type { Results } from './report.ts'
 import { MiB, median, round } from './stats.ts'
 import type { Throughput } from './throughput.ts'
@@ -390,4 +391,29 @@ export function verification(v: NonNullable<Results['verification']>): string {
     'vs r=1',
   ]
   return `## 6. Verification cost (${v.model}, 3 contributors, 3 jobs in flight)\n\n${table(head, rows)}`
+}
+
+export function nat(n: NatBench): string {
+  const ms = (xs: number[]) => `${f(median(xs), 0)} (${xs.map((x) => f(x, 0)).join(', ')})`
+  const link = Object.entries(n.link ?? {}).map(([path, l]) => [
+    path,
+    l.path ?? '–',
+    ms(l.directMs),
+    ms(l.resultMs),
+  ])
+  const tp = n.throughput
+  const cpu = n.turnCpu
+  return [
+    '### Across NAT (the lab: plain NAT over STUN, symmetric NAT over TURN)',
+    'A fresh requester tab per sample, after one unrecorded warm-up; ms from the first advert either tab saw of the other.',
+    table(['path', 'link path', 'advert → direct, p50 (samples)', 'advert → first result (bench-1ms)'], link),
+    tp
+      ? `${tp.model}, ${tp.jobs} jobs per batch on one contributor, 4 outstanding: through STUN ${tp.stun.map((x) => f(x, 1)).join(', ')} jobs/s, through TURN ${tp.turn.map((x) => f(x, 1)).join(', ')} jobs/s; TURN / STUN ${f(tp.turnVsStun)}.`
+      : '',
+    cpu
+      ? `coturn over the TURN batches: ${f(cpu.cpuMs, 0)} ms of CPU for ${f(cpu.mib, 1)} MiB of UDP received (relayed, plus STUN checks): ${f(cpu.msPerMiB, 1)} ms per MiB.`
+      : '',
+  ]
+    .filter(Boolean)
+    .join('\n\n')
 }

@@ -5,6 +5,7 @@ import type { Settled } from './cpu.ts'
 import type { DispatchRow } from './dispatch.ts'
 import type { EngineRow } from './engine.ts'
 import type { TransferRow } from './model-transfer.ts'
+import type { NatBench } from './nat.ts'
 import {
   coldStart,
   cs,
@@ -12,6 +13,7 @@ import {
   engine,
   f,
   modelTransfer,
+  nat,
   probes,
   profile,
   settled,
@@ -21,6 +23,7 @@ import {
   verdict,
   verification,
 } from './report-sections.ts'
+import { median } from './stats.ts'
 import type { Throughput } from './throughput.ts'
 import type { EchoRow, TransportRow } from './transport.ts'
 import type { VerificationRow } from './verification.ts'
@@ -44,6 +47,7 @@ export interface Results {
   coldStart?: ColdStart[]
   engine?: { rows: EngineRow[]; maxThreads: number; swiftShaderAutoEp?: string }
   verification?: { status: string; model?: string; rows?: VerificationRow[] }
+  nat?: NatBench
 }
 
 /** [figure, measured, target, verdict] for every target and reference figure the run has. */
@@ -156,6 +160,19 @@ function targetRows(r: Results): string[][] {
     )
   }
   if (!r.verification?.rows) add('verification cost', r.verification?.status ?? 'not run', 'report')
+  if (r.nat?.skipped) add('across NAT', r.nat.skipped, 'report')
+  const targetMs = { loopback: 1000, stun: 1500, turn: 2500 }
+  for (const [path, ms] of Object.entries(targetMs) as [keyof typeof targetMs, number][]) {
+    const l = r.nat?.link?.[path]
+    if (!l) continue
+    const p50 = median(l.resultMs)
+    add(`advert seen → first job result, ${path} (p50)`, `${f(p50, 0)} ms`, `≤ ${ms} ms`, p50 <= ms)
+  }
+  const tp = r.nat?.throughput
+  if (tp)
+    add(`${tp.model} jobs/s through TURN / through STUN`, f(tp.turnVsStun), '≥ 0.8', tp.turnVsStun >= 0.8)
+  const cpu = r.nat?.turnCpu
+  if (cpu) add('coturn CPU per MiB relayed', `${f(cpu.msPerMiB, 1)} ms`, 'report')
   return rows
 }
 
@@ -198,6 +215,7 @@ export function markdown(r: Results, base?: Results): string {
   if (r.coldStart?.length) out.push(coldStart(r))
   if (r.engine) out.push(engine(r.engine))
   if (r.verification) out.push(verification(r.verification))
+  if (r.nat && !r.nat.skipped) out.push(nat(r.nat))
   out.push(`Machine: ${r.meta.machine}. ${r.meta.gpu}.`)
   return out.join('\n\n')
 }

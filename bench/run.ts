@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only=dispatch,transport,throughput,verification,cold,engine] [--no-build] [--out=dir] [--baseline=file]`
+ * `npm run bench [-- --quick] [--only=dispatch,transport,throughput,verification,cold,engine,nat] [--no-build] [--out=dir] [--baseline=file]`
  * Builds the site with the bench page into PC_DIST (default dist/), starts a relay and headless
  * Chromium tabs, measures every section side by side, writes bench/results/<timestamp>.json and
  * prints markdown, the targets beside the committed baseline run (bench/results/baseline.json).
@@ -79,6 +79,10 @@ if (want('cold')) {
 if (want('engine')) {
   const { engineSection } = await import('./engine-section.ts')
   await section('engine', () => engineSection(results, DIST, quick, log))
+}
+if (want('nat')) {
+  const { natBench } = await import('./nat.ts')
+  results.nat = await section('nat', () => natBench(DIST, quick, log))
 }
 save()
 const baseFile = resolve(

@@ -121,6 +121,9 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
         Dlo: 4,
         Dhi: 16,
         globalSignaturePolicy: StrictNoSign, // as the tabs: adverts carry their own signature
+        // Tabs behind one NAT or proxy share an IP, and gossipsub counts each one seen in the last
+        // hour: past 10 its default scoring shut every such tab out of the mesh and its gossip.
+        scoreParams: { IPColocationFactorWeight: 0 },
         // Peer relays get every advert, outside the mesh, whatever its size.
         directPeers: others.map((p) => ({ id: p.id, addrs: [p.ma] })),
       }),
