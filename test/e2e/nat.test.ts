@@ -271,6 +271,50 @@ describe('swarm across NAT', () => {
     expect(await c.evaluate((id) => window.__peer.peers().find((p) => p.id === id)?.path, ids.a)).toBe('turn')
   })
 
+  it('(g) a link that dies mid-batch: its jobs go to another contributor within seconds', async () => {
+    await waitLink(a, ids.b, 'stun')
+    await waitLink(a, ids.c, 'turn')
+    const router = lab.homes[1]!.router
+    // B's home loses its uplink; for a few seconds B's link still looks connected, and jobs go to it.
+    lab.exec(router, ['iptables', '-I', 'FORWARD', '1', '-j', 'DROP'])
+    const cut = Date.now()
+    const inputs = Array.from({ length: 16 }, (_, i) => Array.from(mlpInput(spec, 700 + i)))
+    // One replica per job, to whichever contributor is free: B or C.
+    const ran = a.evaluate(
+      ({ inputs, dims, policy }) =>
+        Promise.all(
+          inputs.map(async (x) => {
+            const r = await window.__peer.submit(
+              'mlp-tiny',
+              { x: { dtype: 'float32', dims, data: Float32Array.from(x) } },
+              { policy },
+            )
+            return { worker: r.worker, attempts: r.attempts, at: Date.now() }
+          }),
+        ),
+      { inputs, dims: tiny.inputs[0]!.dims, policy: SINGLE },
+    )
+    try {
+      const done = await ran
+      const tookMs = Math.max(...done.map((d) => d.at)) - cut
+      // B's jobs were reissued: some took a second attempt, all ended, none waited for the 30 s
+      // replica timeout. The link is closed once ICE reports it disconnected for 3 s.
+      expect(done).toHaveLength(16)
+      expect(done.some((d) => d.attempts > 1)).toBe(true)
+      expect(done.filter((d) => d.attempts > 1).every((d) => d.worker === ids.c)).toBe(true)
+      expect(tookMs).toBeLessThan(20_000)
+      await a.waitForFunction(
+        (id) => window.__peer.peers().find((p) => p.id === id)?.direct !== true,
+        ids.b,
+        {
+          timeout: 15_000,
+        },
+      )
+    } finally {
+      lab.exec(router, ['iptables', '-D', 'FORWARD', '1'])
+    }
+  })
+
   it('(c) across NAT with no ICE servers, the page and submit say there is no path, within seconds', async () => {
     // D (home 1) and E (home 2) on the server without ICE servers, and on a relay of their own.
     const [d, e] = await Promise.all([open(browsers[0]!, bare.url, 'D'), open(browsers[1]!, bare.url, 'E')])
