@@ -315,6 +315,23 @@ describe('swarm across NAT', () => {
     }
   })
 
+  it('(h) over plain http from a network address the page says it needs HTTPS, and does not start', async () => {
+    const plain = await launchLabBrowser(lab, lab.homes[0]!, { origins: [] }) // no secure-context exemption
+    browsers.push(plain)
+    const page = await plain.newIsolatedPage()
+    const errors: string[] = []
+    page.on('pageerror', (e) => errors.push(e.message))
+    await page.goto(web.url)
+    await page.waitForFunction(() => document.body.dataset.ready, null, { timeout: 15_000 })
+    expect(await page.evaluate(() => [globalThis.isSecureContext, document.body.dataset.ready])).toEqual([
+      false,
+      'error',
+    ])
+    expect(await page.isVisible('#network-warning')).toBe(true)
+    expect(await page.textContent('#network-warning')).toMatch(/not a secure context.*HTTPS/s)
+    expect(errors).toEqual([]) // said plainly, not "Cannot read properties of undefined"
+  })
+
   it('(c) across NAT with no ICE servers, the page and submit say there is no path, within seconds', async () => {
     // D (home 1) and E (home 2) on the server without ICE servers, and on a relay of their own.
     const [d, e] = await Promise.all([open(browsers[0]!, bare.url, 'D'), open(browsers[1]!, bare.url, 'E')])
