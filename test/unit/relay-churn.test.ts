@@ -5,33 +5,17 @@
  */
 import '../../src/relay/polyfill.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { type GossipSub, gossipsub, StrictNoSign } from '@libp2p/gossipsub'
-import { identify } from '@libp2p/identify'
-import { noise } from '@libp2p/noise'
-import { webSockets } from '@libp2p/websockets'
-import { yamux } from '@libp2p/yamux'
+import type { GossipSub } from '@libp2p/gossipsub'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p } from 'libp2p'
 import { afterAll, expect, it, vi } from 'vitest'
-import { WebSocket as NodeWebSocket } from 'ws'
 import { signAdvert } from '../../src/net/advert.ts'
 import { createRelay, type Relay } from '../../src/relay/relay.ts'
 import { ADVERT_TOPIC } from '../../src/shared/protocol.ts'
 import { advertBody } from '../helpers/advert.ts'
-
-globalThis.WebSocket ??= NodeWebSocket as unknown as typeof WebSocket
+import { relayClient } from '../helpers/relay-client.ts'
 
 const client = async (relay: Relay) => {
-  const c = await createLibp2p({
-    transports: [webSockets()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionGater: { denyDialMultiaddr: () => false },
-    services: {
-      identify: identify(),
-      pubsub: gossipsub({ globalSignaturePolicy: StrictNoSign, allowPublishToZeroTopicPeers: true }),
-    },
-  })
+  const c = await relayClient()
   c.services.pubsub.subscribe(ADVERT_TOPIC)
   await c.dial(multiaddr(relay.multiaddrs[0]!))
   return c

@@ -4,38 +4,15 @@
  * back. And the relay's cap on connections per IP address.
  */
 import '../../src/relay/polyfill.ts'
-import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
-import { identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
-import { noise } from '@libp2p/noise'
-import { webSockets } from '@libp2p/websockets'
-import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p } from 'libp2p'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { WebSocket as NodeWebSocket } from 'ws'
 import { keepRelays, type RelayKeeper } from '../../src/net/relays.ts'
 import { createRelay, type Relay } from '../../src/relay/relay.ts'
+import { relayClient } from '../helpers/relay-client.ts'
 
-globalThis.WebSocket ??= NodeWebSocket as unknown as typeof WebSocket
-
-const client = () =>
-  createLibp2p({
-    addresses: { listen: ['/p2p-circuit', '/p2p-circuit'] },
-    transports: [
-      webSockets(),
-      circuitRelayTransport({ reservationCompletionTimeout: 5000, reservationConcurrency: 2 }),
-    ],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionGater: { denyDialMultiaddr: () => false },
-    services: {
-      identify: identify(),
-      pubsub: gossipsub({ globalSignaturePolicy: StrictNoSign, allowPublishToZeroTopicPeers: true }),
-    },
-  })
+const client = () => relayClient({ reservations: true })
 type Client = Awaited<ReturnType<typeof client>>
 
 describe('relay keeper', () => {

@@ -5,34 +5,16 @@
  */
 import '../../src/relay/polyfill.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
-import { identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
-import { noise } from '@libp2p/noise'
-import { webSockets } from '@libp2p/websockets'
-import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p } from 'libp2p'
 import { afterAll, describe, expect, it, vi } from 'vitest'
-import { WebSocket as NodeWebSocket } from 'ws'
 import { openAdvert, signAdvert } from '../../src/net/advert.ts'
 import { createRelay, type Relay } from '../../src/relay/relay.ts'
 import { ADVERT_TOPIC } from '../../src/shared/protocol.ts'
 import { advertBody } from '../helpers/advert.ts'
+import { relayClient } from '../helpers/relay-client.ts'
 
-globalThis.WebSocket ??= NodeWebSocket as unknown as typeof WebSocket
-
-const client = () =>
-  createLibp2p({
-    transports: [webSockets()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionGater: { denyDialMultiaddr: () => false },
-    services: {
-      identify: identify(),
-      pubsub: gossipsub({ globalSignaturePolicy: StrictNoSign, allowPublishToZeroTopicPeers: true }),
-    },
-  })
+const client = () => relayClient()
 type Client = Awaited<ReturnType<typeof client>>
 
 describe('relay peering', () => {
