@@ -7,7 +7,6 @@
 import { createInferenceBridge } from '../src/compute/bridge.ts'
 import { createEngine } from '../src/compute/engine.ts'
 import { createPeer, type Peer } from '../src/index.ts'
-import { resolveRelays } from '../src/net/relays.ts'
 import {
   engineClose,
   engineFirst,
@@ -29,8 +28,7 @@ async function main() {
   let peer: Peer | undefined
   if (q.get('peer') !== '0') {
     peer = await createPeer({
-      relays: await resolveRelays(new URL('..', location.href).toString()), // the site root's config
-      configUrl: new URL('..', location.href).toString(), // ICE servers from the same file
+      configUrl: new URL('..', location.href).toString(), // relays and ICE servers: the site root's config
       contribute: q.get('contribute') === '1',
       catalogUrl: new URL('catalog.json', location.href).toString(),
       engine: createEngine({

@@ -162,10 +162,15 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   const peerIdText = peerIdFromPrivateKey(privateKey).toString()
   const configUrl = opts.configUrl ?? location.href
   const netConfig = opts.relays && opts.iceServers ? undefined : await loadNetConfig(configUrl, peerIdText)
-  const iceSource = iceServerSource({ relays: [], iceServers: [], ...netConfig }, configUrl, peerIdText)
-  if (opts.iceServers) iceSource.stop() // given by the caller: never replaced from the config file
-  const iceServers = opts.iceServers ? parseIceServers(opts.iceServers) : undefined
-  const currentIce = () => iceServers ?? iceSource.get()
+  // A caller's ICE servers are used as given; the config file's may be minted and renewed.
+  const iceSource = iceServerSource(
+    opts.iceServers
+      ? { relays: [], iceServers: parseIceServers(opts.iceServers) }
+      : { relays: [], iceServers: [], ...netConfig },
+    configUrl,
+    peerIdText,
+  )
+  const currentIce = iceSource.get
   const status: PeerStatus = {
     relay: 'connecting',
     webrtcAddrs: [],
@@ -308,10 +313,19 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   node.addEventListener('self:peer:update', refreshStatus)
   node.addEventListener('connection:open', refreshStatus)
   node.addEventListener('connection:close', refreshStatus)
+  // Paths are learned after a link opens; adverts come far more often and change none of them.
+  let pathKey = ''
   discovery.events.addEventListener('change', () => {
     if (discovery.peers().length > 0) status.firstAdvertMs ??= performance.now()
     emit('peers')
-    refreshStatus() // paths are learned after a link opens
+    const key = discovery
+      .peers()
+      .map((p) => (p.direct ? (p.path ?? '?') : '-'))
+      .join()
+    if (key !== pathKey) {
+      pathKey = key
+      refreshStatus()
+    }
   })
   // Without persistent storage the browser may evict models and the credit log under pressure.
   const persistStorage = async () => {

@@ -57,14 +57,7 @@ export function createDispatcher(o: DispatcherOptions): Dispatcher {
   const streams = createStreamPool({ protocols: [JOB_PROTOCOL, JOB_PROTOCOL_V1] })
   const retryMs = o.retryMs ?? 250
 
-  async function remote(
-    model: string,
-    inputs: NamedTensors,
-    inputCid: Promise<CID>,
-    peer: string,
-    timeoutMs: number,
-    signal: AbortSignal,
-  ): Promise<DispatchResult> {
+  const remote: Dispatcher['send'] = async (model, inputs, inputCid, peer, timeoutMs, signal) => {
     const connection = o.links.direct(peer)
     if (connection == null) throw new NoPeerAvailableError(`no direct WebRTC connection to ${peer}`)
     const done = o.scheduler.begin(peer) // counted at once: concurrent picks must see it

@@ -1,5 +1,5 @@
 /**
- * Relays: where they are, and keeping reservations on them. A tab holds reservations on up to
+ * Relays: keeping reservations on them (where they are: src/net/config.ts). A tab holds reservations on up to
  * RELAY_RESERVATIONS relays at once; each reservation gives it a `/p2p-circuit/webrtc` address.
  * When a relay goes, another takes its place and the new address goes into the next advert.
  */
@@ -9,20 +9,6 @@ import { RelayUnavailableError } from '../shared/errors.ts'
 
 /** Reservations a tab keeps (one `/p2p-circuit` listen address each, see src/net/node.ts). */
 export const RELAY_RESERVATIONS = 2
-
-/** Where the relay is: `?relay=` on the page URL, else `peer-compute.json` served next to the page. */
-export async function resolveRelays(pageUrl: string = location.href): Promise<string[]> {
-  const fromQuery = new URL(pageUrl).searchParams.getAll('relay')
-  if (fromQuery.length > 0) return fromQuery
-  try {
-    const res = await fetch(new URL('peer-compute.json', pageUrl), { cache: 'no-store' })
-    if (!res.ok) return []
-    const cfg = (await res.json()) as { relays?: unknown }
-    return Array.isArray(cfg.relays) ? cfg.relays.filter((r): r is string => typeof r === 'string') : []
-  } catch {
-    return []
-  }
-}
 
 /** The relays we hold a reservation on: the relay PeerIds in our own circuit addresses. */
 export function reservedRelays(node: Pick<Libp2p, 'getMultiaddrs'>): string[] {
