@@ -1,11 +1,11 @@
 /** A static server for `dist/` (sirv) with the COOP/COEP headers and the relay config the page reads. */
-import { readFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { extname, resolve } from 'node:path'
 import sirv from 'sirv'
-import { configFor, type IceConfig } from '../src/relay/turn.ts'
+import { configDocument } from '../src/relay/config-http.ts'
+import type { IceConfig } from '../src/relay/turn.ts'
 import { isolationHeaders } from '../vite.config.ts'
 
 /** Types that sirv's table (mrmime) lacks, or gives without a charset. */
@@ -56,6 +56,7 @@ export async function serveStatic(opts: {
   tls?: { cert: string; key: string }
 }) {
   // dev: look files up per request (with sirv's own containment check), so a rebuilt dist/ is served as is.
+  const config = configDocument(opts.relayFile, opts.ice)
   const files = sirv(resolve(opts.root), {
     dev: true,
     etag: true,
@@ -74,14 +75,9 @@ export async function serveStatic(opts: {
     }
     const path = (req.url ?? '/').split('?', 1)[0]!
     if (path === '/peer-compute.json') {
-      try {
-        const base = opts.relayFile ? JSON.parse(await readFile(opts.relayFile, 'utf8')) : {}
-        const peer = new URL(req.url ?? '/', 'http://x').searchParams.get('peer')
-        const body = JSON.stringify(configFor(base, opts.ice, peer))
-        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body)
-      } catch {
-        notFound(res)
-      }
+      const body = await config(new URL(req.url ?? '/', 'http://x').searchParams.get('peer'))
+      if (body == null) return notFound(res)
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body)
       return
     }
     if (hidden(path)) return notFound(res)

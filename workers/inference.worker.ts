@@ -47,7 +47,7 @@ export type RunResult = { outputs: NamedTensors; ep: Ep; timing: { sessionMs: nu
  * thread while it computes): as a run leaves the queue, and as ORT starts computing it, with the
  * run's stop flag in shared memory (workers/ort-stop.ts). Without a flag the bridge terminates the worker.
  */
-export type WorkerNote = { runStarted: string } | ({ runStop: string } & RunStop)
+export type WorkerNote = { runStarted: string } | { runEnded: string } | ({ runStop: string } & RunStop)
 
 /** Minimal WebGPU typing: TS's DOM/WebWorker libs carry no GPU types. */
 type GpuAdapterInfo = Partial<Omit<AdapterSummary, 'isFallback'>> & { isFallbackAdapter?: boolean }
@@ -278,6 +278,15 @@ function toOutputs(results: Ort.InferenceSession.ReturnType): {
 async function execute(req: RunRequest, state: { cancelled: boolean }): Promise<RunResult> {
   if (state.cancelled) throw new AbortError(`run ${req.runId} cancelled`)
   self.postMessage({ runStarted: req.runId } satisfies WorkerNote)
+  // The caller may have had its answer already (a cancel rejects it at once): this says the thread is free.
+  try {
+    return await executeStarted(req, state)
+  } finally {
+    self.postMessage({ runEnded: req.runId } satisfies WorkerNote)
+  }
+}
+
+async function executeStarted(req: RunRequest, state: { cancelled: boolean }): Promise<RunResult> {
   const cid = cidKey(req.cid)
   if (!models.has(cid)) throw new UnknownModelError(`model ${req.cid} is not loaded`)
   let ep = await pickEp(cid, req.ep ?? 'auto')

@@ -160,6 +160,9 @@ export function createInferenceBridge(opts: InferenceBridgeOptions = {}): Infere
       } else if (note && 'runStarted' in note) {
         inst.started = note.runStarted
         if (inst.cancelled.delete(note.runStarted)) stopStarted(inst, note.runStarted) // cancelled on the way
+      } else if (note && 'runEnded' in note) {
+        // Not the call's answer: a cancel answers it at once while ORT may still hold the thread.
+        if (inst.started === note.runEnded) inst.started = undefined
       }
     })
     return inst
@@ -304,7 +307,6 @@ export function createInferenceBridge(opts: InferenceBridgeOptions = {}): Infere
             if (known.has(params.cid)) remember(params.cid, result.ep)
             return result
           } finally {
-            if (inst.started === runId) inst.started = undefined
             inst.cancelled.delete(runId)
             inst.flags.delete(runId)
             inst.stopping.delete(runId)

@@ -286,11 +286,10 @@ export async function runQuorum(
   return finish(ok().length > 0 ? 'inconclusive' : 'failed', why)
 }
 
-/** "every eligible contributor refused: <peer>: <code>: <reason>; …", each refusal listed, bounded. */
+/** "every eligible contributor refused (n): <peer> rejected the job (<code>): <reason>; …", bounded. */
 function refusalList(rs: Replica[]): string {
-  const listed = rs
-    .slice(0, MAX_LISTED_REFUSALS)
-    .map((r) => `${r.peer.slice(-8)}: ${r.error?.code ?? 'refused'}: ${r.error?.message ?? ''}`)
+  // Each message already names its peer and code (src/jobs/client.ts).
+  const listed = rs.slice(0, MAX_LISTED_REFUSALS).map((r) => r.error?.message ?? `${r.peer} refused`)
   const more = rs.length > MAX_LISTED_REFUSALS ? `; and ${rs.length - MAX_LISTED_REFUSALS} more` : ''
   return `every eligible contributor refused (${rs.length}): ${listed.join('; ')}${more}`
 }

@@ -68,7 +68,8 @@ export async function loadNetConfig(pageUrl: string = location.href, peer?: stri
   }
   const expire = cfg.iceServersExpireAt
   return {
-    relays: fromQuery.length > 0 ? fromQuery : (relays as string[]),
+    // A crafted link must not make a tab dial any number of relays.
+    relays: fromQuery.length > 0 ? fromQuery.slice(0, MAX_RELAYS) : (relays as string[]),
     iceServers,
     ...(typeof expire === 'number' && Number.isFinite(expire) ? { iceServersExpireAt: expire } : {}),
   }

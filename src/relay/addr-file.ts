@@ -23,6 +23,8 @@ export async function writeAddrFile(file: string, addrs: string[]): Promise<void
     ? prev.relays.filter((r): r is string => typeof r === 'string' && !ours.has(idOf(r)))
     : []
   await mkdir(dirname(file), { recursive: true })
-  await writeFile(`${file}.tmp`, `${JSON.stringify({ ...prev, relays: [...addrs, ...kept] }, null, 2)}\n`)
-  await rename(`${file}.tmp`, file)
+  // A temporary name of our own: relays sharing one file must not write each other's half.
+  const tmp = `${file}.${process.pid}.tmp`
+  await writeFile(tmp, `${JSON.stringify({ ...prev, relays: [...addrs, ...kept] }, null, 2)}\n`)
+  await rename(tmp, file)
 }

@@ -65,9 +65,16 @@ export function iceConfigFromEnv(env: NodeJS.ProcessEnv = process.env): IceConfi
           turn: {
             urls: turn,
             secret: env.PC_TURN_SECRET!,
-            ...(env.PC_TURN_TTL ? { ttlSeconds: Number(env.PC_TURN_TTL) } : {}),
+            ...(env.PC_TURN_TTL ? { ttlSeconds: ttl(env.PC_TURN_TTL) } : {}),
           },
         }
       : {}),
   }
+}
+
+/** A typo would mint `NaN:peer` usernames that coturn refuses: TURN would fail without a word. */
+function ttl(v: string): number {
+  const n = Number(v)
+  if (!Number.isSafeInteger(n) || n < 60) throw new Error(`PC_TURN_TTL must be whole seconds ≥ 60, got ${v}`)
+  return n
 }

@@ -30,6 +30,7 @@ function stubWorkers(runMs: number, flags = false) {
     const w: StubWorker = { log: [], terminated: false }
     made.push(w)
     const cancelled = new Set<string>()
+    const answerNow = new Map<string, (e: Error) => void>() // as the worker's cancel rejects a call at once
     let queue: Promise<unknown> = Promise.resolve()
     const caps = { eps: ['wasm'], adapter: null, threads: 1, crossOriginIsolated: false, ortVersion: 'x' }
     expose(
@@ -44,23 +45,29 @@ function stubWorkers(runMs: number, flags = false) {
             if (cancelled.has(req.runId)) throw new AbortError(`run ${req.runId} cancelled`)
             port2.postMessage({ runStarted: req.runId })
             w.log.push(`start ${req.runId}`)
-            const flag = new Uint8Array(new SharedArrayBuffer(8))
-            if (flags) port2.postMessage({ runStop: req.runId, buffer: flag.buffer, at: 3 })
-            for (let t = 0; t < runMs; t += 5) {
-              if (Atomics.load(flag, 3)) {
-                w.log.push(`stopped ${req.runId}`)
-                throw new InferenceError('Exiting due to terminate flag being set to true.')
+            try {
+              const flag = new Uint8Array(new SharedArrayBuffer(8))
+              if (flags) port2.postMessage({ runStop: req.runId, buffer: flag.buffer, at: 3 })
+              for (let t = 0; t < runMs; t += 5) {
+                if (Atomics.load(flag, 3)) {
+                  w.log.push(`stopped ${req.runId}`)
+                  throw new InferenceError('Exiting due to terminate flag being set to true.')
+                }
+                await sleep(5)
               }
-              await sleep(5)
+              w.log.push(`end ${req.runId}`)
+              return { outputs: { y: x }, ep: 'wasm', timing: { sessionMs: 0, runMs } }
+            } finally {
+              port2.postMessage({ runEnded: req.runId })
             }
-            w.log.push(`end ${req.runId}`)
-            return { outputs: { y: x }, ep: 'wasm', timing: { sessionMs: 0, runMs } }
           })
           queue = work.catch(() => {})
-          return work
+          const early = new Promise<never>((_, reject) => answerNow.set(req.runId, reject))
+          return Promise.race([work, early]).finally(() => answerNow.delete(req.runId))
         },
         cancel: async (runId: string) => {
           cancelled.add(runId)
+          answerNow.get(runId)?.(new AbortError(`run ${runId} cancelled`))
           return true
         },
         evict: async () => true,

@@ -71,6 +71,9 @@ describe('minted TURN credentials (coturn use-auth-secret)', () => {
       servers: [{ urls: ['stun:a', 'stun:b'] }],
     })
     expect(() => iceConfigFromEnv({ PC_TURN_URLS: 'turn:a' })).toThrow(/PC_TURN_SECRET/)
+    expect(() =>
+      iceConfigFromEnv({ PC_TURN_URLS: 'turn:a', PC_TURN_SECRET: 'k', PC_TURN_TTL: '1d' }),
+    ).toThrow(/PC_TURN_TTL/)
     expect(iceConfigFromEnv({ PC_TURN_URLS: 'turn:a', PC_TURN_SECRET: 'k' })?.turn?.urls).toEqual(['turn:a'])
   })
 })
