@@ -190,7 +190,9 @@ export function createJobHandler(opts: JobHandlerOptions) {
       const release = inbound.open(connection.remotePeer.toString())
       if (!release) {
         const reason = `too many job streams from one peer (at most ${opts.admission.maxSlots + JOB_STREAMS_MARGIN})`
-        void replyReject(stream, { t: 'reject', v: 1, code: 'busy', reason })
+        // Refused as it opens: the requester may still be writing its job, then reads `busy` and
+        // retries; a reset here would look to it like a stream that failed before the job went out.
+        void replyReject(stream, { t: 'reject', v: 1, code: 'busy', reason }, { reset: false })
         return
       }
       serve(stream, connection)
@@ -200,7 +202,7 @@ export function createJobHandler(opts: JobHandlerOptions) {
   }
 }
 
-async function replyReject(stream: Stream, msg: JobReject): Promise<void> {
+async function replyReject(stream: Stream, msg: JobReject, o = { reset: true }): Promise<void> {
   // Nothing more is read from a refused stream: a peer that keeps sending is reset at a small
   // buffer instead of libp2p's 4 MiB, and a graceful close gets 1 s, not 5.
   stream.maxReadBufferLength = REFUSED_READ_BUFFER
@@ -209,7 +211,7 @@ async function replyReject(stream: Stream, msg: JobReject): Promise<void> {
     await sendFrame(stream, msg, AbortSignal.timeout(5000))
     await stream.close({ signal: AbortSignal.timeout(REFUSED_CLOSE_MS) })
     // Our side is done and the reject delivered; a peer that keeps its side open gets a reset.
-    if (stream.status !== 'closed') stream.abort(new Error('refused'))
+    if (o.reset && stream.status !== 'closed') stream.abort(new Error('refused'))
   } catch {
     stream.abort(new Error('could not deliver rejection'))
   }
