@@ -119,7 +119,7 @@ describe('bad input', () => {
     const widths = [17, 16, 16, 18, 16, 16, 19, 16, 16, 20, 16, 16, 21, 16, 16, 22]
     const results = await Promise.all(widths.map((w) => submit([1, w], { peer: cId, model: m.cid })))
     for (const [i, r] of results.entries()) {
-      if (widths[i] === 16) expect(r).toMatchObject({ ok: true, worker: cId })
+      if (widths[i] === 16) expect(r, r.message).toMatchObject({ ok: true, worker: cId })
       else {
         expect(r.name).toBe('JobRejectedError')
         expect(r.message).toContain('bad-request')
