@@ -93,8 +93,10 @@ export function createDispatcher(o: DispatcherOptions): Dispatcher {
         await new Promise((r) => setTimeout(r, retryMs * 2 ** i))
         // The same link failed to open a stream twice: have discovery replace it.
         if (i > 0 && o.links.direct(peer) === connection) await o.links.redial(peer, signal).catch(() => {})
+        if (signal.aborted) throw last
+        // The surviving link may still be connecting its ICE (not yet direct): the next try waits longer.
         const survivor = o.links.direct(peer)
-        if (signal.aborted || survivor == null || survivor.status !== 'open') throw last
+        if (survivor == null || survivor.status !== 'open') continue
         try {
           return await send(survivor)
         } catch (again) {
