@@ -331,6 +331,12 @@ describe('a hostile stranger', () => {
           heldBytes: held.reduce((n, s) => n + s.sent, 0),
           growth: heap1 - heap0,
           slowestRefusalMs: Math.round(Math.max(0, ...streams.map((s) => s.endedMs ?? 0))),
+          codes: Object.fromEntries(
+            [...new Set(streams.map((s) => s.code ?? 'none'))].map((c) => [
+              c,
+              streams.filter((s) => (s.code ?? 'none') === c).length,
+            ]),
+          ),
         }
         // A refused stream must end at the tab too, not wait half-open with what it buffered.
         await expect
@@ -347,16 +353,15 @@ describe('a hostile stranger', () => {
           report.open,
         )
         expect(report.growth, what).toBeLessThanOrEqual(MAX_PARTIAL_BYTES_PER_PEER + 8 * MiB)
-        // Past the stream bound at once; past the byte bound as the bytes arrive, which on a busy
-        // machine takes seconds for these 30 MiB.
-        const ends = streams
-          .flatMap((s) => (s.endedMs === undefined ? [] : [s.endedMs]))
-          .sort((x, y) => x - y)
+        // Past the stream bound, refused as they open, with `busy` (the requester retries elsewhere);
+        // past the byte bound as the bytes arrive, which on a busy machine takes seconds for these
+        // 30 MiB. Both well before a frame's time limit.
         const overCount = streams.length - (maxSlots + JOB_STREAMS_MARGIN)
-        expect(
-          ends[overCount - 1] ?? 0,
-          `streams past the stream bound are refused at once: ${what}`,
-        ).toBeLessThan(2000)
+        const atOpen = streams.filter((s) => s.code === 'busy' && /too many job streams/.test(s.reason ?? ''))
+        // Fewer than overCount when a stream refused for bytes freed its slot before the last ones opened.
+        const said = `streams past the stream bound are refused as they open: ${what}`
+        expect(atOpen.length, said).toBeGreaterThan(0)
+        expect(atOpen.length, said).toBeLessThanOrEqual(overCount)
         expect(report.slowestRefusalMs, what).toBeLessThan(JOB_STREAM_LIMIT_MS)
       } finally {
         for (const p of parts) p.release()

@@ -269,6 +269,10 @@ export interface HeldStream {
   sent: number
   /** When the tab ended the stream (ms after it opened), if it did. */
   endedMs?: number
+  /** The code of the reject frame the tab answered with, if it answered one. */
+  code?: string
+  /** Its reason. */
+  reason?: string
 }
 
 /**
@@ -291,10 +295,17 @@ export async function holdPartialFrames(
     }
     const h: HeldStream = { stream, sent: 0 }
     held.push(h)
-    // Drain what the tab answers, and note when it ends the stream.
+    // Read what the tab answers (a reject frame, if anything), and note when it ends the stream.
     void (async () => {
+      const answer = new FrameDecoder(64 * 1024)
       try {
-        for await (const _ of stream) {
+        for await (const chunk of stream) {
+          if (h.code !== undefined) continue
+          const reject = answer.push(chunk)[0] as { code?: unknown; reason?: unknown } | undefined
+          if (reject) {
+            h.code = String(reject.code)
+            h.reason = String(reject.reason)
+          }
         }
       } catch {}
       h.endedMs = performance.now() - opened
