@@ -1,4 +1,5 @@
 /** Composes storage, identity, network, discovery, compute and jobs into one Peer. */
+import type { PrivateKey } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import type { Capabilities as EngineCapabilities, InferenceEngine } from './compute/bridge.ts'
@@ -31,8 +32,9 @@ import {
 import { InvalidOptionError, UnknownModelError } from './shared/errors.ts'
 import { SOFTWARE_VERSION } from './shared/protocol.ts'
 import type { NamedTensors } from './shared/tensor.ts'
-import { type JobRecord, openStore } from './store/db.ts'
-import { type Credits, createCredits } from './trust/credits.ts'
+import type { Download } from './models/download.ts'
+import { type JobRecord, openStore, type Store } from './store/db.ts'
+import { type Credits, createCredits, type Locks } from './trust/credits.ts'
 import { loadOrCreateIdentity } from './trust/identity.ts'
 import { policyFor } from './trust/policy.ts'
 import { createReputation, type Reputation } from './trust/reputation.ts'
@@ -76,6 +78,21 @@ export interface PeerOptions {
   jobHistoryBytes?: number
   /** Test-only adversarial behaviour (src/jobs/adversary.ts); ignored outside the test build (dist-test/). */
   testHooks?: TestHooks
+  /** For a peer outside a tab (node/peer.ts): what it has in place of the tab's platform. */
+  runtime?: PeerRuntime
+}
+
+/**
+ * What a tab takes from the browser (IndexedDB, an identity slot, catalog.json, Web Locks), given
+ * instead by a peer that runs elsewhere. Everything else is the same code on both.
+ */
+export interface PeerRuntime {
+  store: Store
+  privateKey: PrivateKey
+  catalog: Catalog
+  locks: Locks
+  /** Model URL fetches (a Node peer also reads `file:` URLs). */
+  download?: Download
 }
 
 export type RelayState = 'connecting' | 'connected' | 'disconnected'
@@ -131,6 +148,12 @@ export interface Peer {
   stop(): Promise<void>
 }
 
+/** A page on loopback, or (outside a page) relays all on loopback: host candidates suffice. */
+function onLoopback(pageUrl: string | undefined, relays: string[]): boolean {
+  if (pageUrl) return isLoopbackPage(pageUrl)
+  return relays.every((r) => /^\/(ip4\/127\.|ip6\/::1\/|dns4?\/localhost\/)/.test(r))
+}
+
 const DEFAULT_JOB_HISTORY = 1000
 const DEFAULT_JOB_HISTORY_BYTES = 256 * 1024 * 1024
 
@@ -147,20 +170,23 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   const events = new EventTarget()
   const emit = (type: string) => events.dispatchEvent(new Event(type))
   const storeName = opts.storeName ?? 'peer-compute'
-  const store = await openStore(storeName)
-  const privateKey = await loadOrCreateIdentity(store, storeName)
-  const catalog = await loadCatalog(
-    opts.catalogUrl ?? new URL('models/catalog.json', location.href).toString(),
-  )
+  const rt = opts.runtime
+  const store = rt?.store ?? (await openStore(storeName))
+  const privateKey = rt?.privateKey ?? (await loadOrCreateIdentity(store, storeName))
+  const catalog =
+    rt?.catalog ??
+    (await loadCatalog(opts.catalogUrl ?? new URL('models/catalog.json', location.href).toString()))
   const models = await createModelHub({
     store,
     catalog,
     log: logger('peer-compute:models'),
+    ...(rt?.download ? { download: rt.download } : {}),
     inUse: () => [...serving.values()].map((j) => j.model), // called only after setup
     onImport: () => void persistStorage(), // called only after setup
   })
   const peerIdText = peerIdFromPrivateKey(privateKey).toString()
-  const configUrl = opts.configUrl ?? location.href
+  const pageUrl = globalThis.location?.href
+  const configUrl = opts.configUrl ?? pageUrl ?? ''
   const netConfig = opts.relays && opts.iceServers ? undefined : await loadNetConfig(configUrl, peerIdText)
   // A caller's ICE servers are used as given; the config file's may be minted and renewed.
   const iceSource = iceServerSource(
@@ -177,7 +203,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     directPeers: 0,
     paths: { host: 0, stun: 0, turn: 0 },
     iceServers: currentIce().length,
-    ...(currentIce().length === 0 && !isLoopbackPage(location.href)
+    ...(currentIce().length === 0 && !onLoopback(pageUrl, opts.relays ?? netConfig?.relays ?? [])
       ? {
           networkWarning:
             'No STUN/TURN servers are configured (iceServers in peer-compute.json): peers on other networks will not connect.',
@@ -203,7 +229,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     lazyEngine: opts.lazyEngine,
   })
   const { admission, engine } = controls
-  const credits = await createCredits({ store, storeName, privateKey })
+  const credits = await createCredits({ store, storeName, privateKey, ...(rt ? { locks: rt.locks } : {}) })
   const busy = settleUsed({ read: () => admission.used, tauMs: BUSY_AVERAGE_MS })
   const advertisedFree = () => (admission.active ? Math.max(0, admission.capacity - busy.value) : 0)
   const adapterClass = () => {
@@ -264,7 +290,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   // Held-back writes (new jobs' state, reputation, credits) start now: the page may not get another chance.
   const flushWrites = () => Promise.all([store.flushJobStates(), reputation.flush(), credits.flush()])
   const onHide = () => void flushWrites().catch(() => {})
-  addEventListener('pagehide', onHide)
+  globalThis.addEventListener?.('pagehide', onHide)
   const adaptive = createAdaptive(reputation)
   const capacity = createCapacityWaiters(
     [
@@ -427,7 +453,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     credits,
     resume: () => requester.resume(),
     async stop() {
-      removeEventListener('pagehide', onHide)
+      globalThis.removeEventListener?.('pagehide', onHide)
       iceSource.stop()
       relayKeeper.stop()
       discovery.stop()

@@ -11,23 +11,22 @@
  */
 import { type Remote, wrap } from 'comlink'
 import type {
-  Capabilities,
   Ep,
   InferenceApi,
   InitOptions,
-  RunResult,
+  Capabilities as WorkerCapabilities,
   WorkerNote,
+  RunResult as WorkerRunResult,
 } from '../../workers/inference.worker.ts'
 import * as errors from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 
-export type {
-  AdapterSummary,
-  Capabilities,
-  Ep,
-  InitOptions,
-  RunResult,
-} from '../../workers/inference.worker.ts'
+export type { AdapterSummary, Ep, InitOptions } from '../../workers/inference.worker.ts'
+
+/** Where an engine runs: the worker's EPs, or onnxruntime-node's CPU EP (node/engine.ts). */
+export type EngineEp = Ep | 'cpu'
+export type Capabilities = Omit<WorkerCapabilities, 'eps'> & { eps: EngineEp[] }
+export type RunResult = Omit<WorkerRunResult, 'ep'> & { ep: EngineEp }
 
 export interface RunParams {
   cid: string

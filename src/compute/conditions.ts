@@ -55,15 +55,16 @@ export function watchConditions(admission: Admission, onChange: () => void): Con
   }
 
   const onVisibility = () => update()
-  document.addEventListener('visibilitychange', onVisibility)
+  // A Node peer has no page and no battery API: neither hold applies there.
+  globalThis.document?.addEventListener('visibilitychange', onVisibility)
 
-  const nav = navigator as Navigator & { getBattery?: () => Promise<BatteryManager> }
+  const nav = globalThis.navigator as (Navigator & { getBattery?: () => Promise<BatteryManager> }) | undefined
   const onCharging = () => {
     onBattery = battery ? !battery.charging : undefined
     update()
   }
   nav
-    .getBattery?.()
+    ?.getBattery?.()
     .then((b) => {
       battery = b
       b.addEventListener('chargingchange', onCharging)
@@ -101,7 +102,7 @@ export function watchConditions(admission: Admission, onChange: () => void): Con
       update()
     },
     stop() {
-      document.removeEventListener('visibilitychange', onVisibility)
+      globalThis.document?.removeEventListener('visibilitychange', onVisibility)
       battery?.removeEventListener('chargingchange', onCharging)
       observer?.disconnect()
     },

@@ -218,7 +218,11 @@ export async function runQuorum(
       // Distinct contributors first; a peer whose replica merely failed may be retried if no one else is free.
       const committed = barred()
       const used = new Set([...committed, ...s.replicas.filter(counts).map((r) => r.peer)])
-      const sameClass = policy.compare.kind === 'exact' ? ok().map((r) => r.peer) : []
+      // Bit-exact agreement is sound only within one class: replicas sent together stay in the first's.
+      const sameClass =
+        policy.compare.kind === 'exact'
+          ? s.replicas.filter((r) => r.status === 'ok' || r.status === 'dispatched').map((r) => r.peer)
+          : []
       const peer = fx.pick(used, sameClass) ?? fx.pick(committed, sameClass)
       if (peer == null) break
       if (attempts() === 0 && policy.adaptive && s.target > 1 && fx.singleReplicaOk(peer)) {

@@ -29,7 +29,8 @@ export interface PickOptions {
 /** Homogeneous class, as BOINC's hr_class: adapter class + likely execution provider + ORT version. */
 export function peerClass(p: KnownPeer): string {
   const a = p.advert
-  const ep = a.eps.includes('webgpu') && !a.adapter.includes('fallback') ? 'webgpu' : 'wasm'
+  const ep =
+    a.eps.includes('webgpu') && !a.adapter.includes('fallback') ? 'webgpu' : a.eps.includes('cpu') ? 'cpu' : 'wasm'
   return `${a.adapter}|${ep}|${a.ort}`
 }
 

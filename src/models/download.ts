@@ -10,6 +10,9 @@ export interface DownloadOptions {
 /** Progress is reported at most every this many bytes (and at the end). */
 const PROGRESS_STEP = 256 * 1024
 
+/** How the model hub fetches a URL's bytes (this file's `download` by default). */
+export type Download = (url: string, opts: DownloadOptions) => Promise<Uint8Array>
+
 export async function download(url: string, opts: DownloadOptions): Promise<Uint8Array> {
   const res = await fetch(url, opts.signal ? { signal: opts.signal } : {})
   if (!res.ok) throw new UnknownModelError(`${url}: HTTP ${res.status}`)

@@ -12,7 +12,7 @@ import { ModelIntegrityError, UnknownModelError } from '../shared/errors.ts'
 import type { Store } from '../store/db.ts'
 import type { ModelMeta } from '../store/models.ts'
 import type { Catalog } from './catalog.ts'
-import { download } from './download.ts'
+import { type Download, download } from './download.ts'
 import { type ChunkStore, type FetchStats, fetchFromPeers } from './fetcher.ts'
 import { assertOnnx } from './onnx.ts'
 import { createModelProvider } from './provider.ts'
@@ -93,6 +93,8 @@ export interface ModelHubOptions {
   inUse?: () => Iterable<string>
   /** A person imported a model (URL, file or catalog): the peer asks for persistent storage. */
   onImport?: () => void
+  /** Fetches a model URL (default: HTTP download); the Node peer also reads `file:` URLs. */
+  download?: Download
 }
 
 const asOptions = (o?: AbortSignal | GetOptions): GetOptions =>
@@ -135,7 +137,7 @@ export async function createModelHub(opts: ModelHubOptions): Promise<ModelHubSer
   }
 
   async function fromUrl(url: string, name: string, expect: string | undefined, signal?: AbortSignal) {
-    const bytes = await download(url, {
+    const bytes = await (opts.download ?? download)(url, {
       maxBytes: Math.min(cache.maxModelBytes(), cache.quota()),
       ...(signal ? { signal } : {}),
       onProgress: (loaded, total) =>

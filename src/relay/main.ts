@@ -1,42 +1,6 @@
 #!/usr/bin/env node
 /** The relay's entry: `node dist-relay/relay.mjs --help` (built), or `npm run relay -- --help` (source). */
 import './polyfill.ts'
-import { writeAddrFile } from './addr-file.ts'
-import { parseRelayArgs, RELAY_HELP, type RelayConfig } from './config.ts'
-import { serveConfig } from './config-http.ts'
-import { loadOrCreateKey } from './key.ts'
-import { createRelay } from './relay.ts'
-import { iceConfigFromEnv } from './turn.ts'
+import { runRelay } from './run.ts'
 
-const stamp = () => new Date().toISOString()
-const say = (line: string) => console.log(`${stamp()} relay ${line}`)
-let cfg: RelayConfig
-try {
-  const parsed = parseRelayArgs(process.argv.slice(2), process.env)
-  if (parsed.help) {
-    console.log(RELAY_HELP)
-    process.exit(0)
-  }
-  cfg = parsed.config
-} catch (err) {
-  console.error(`relay: ${(err as Error).message}\n\n${RELAY_HELP}`)
-  process.exit(2)
-}
-const ice = cfg.http ? iceConfigFromEnv() : undefined // read (and checked) only where it is served
-
-const relay = await createRelay({ ...cfg, privateKey: await loadOrCreateKey(cfg.keyFile), log: say })
-await writeAddrFile(cfg.addrFile, relay.multiaddrs)
-say(`listening ${cfg.listen.join(' ')}`)
-say(`announcing ${relay.multiaddrs.join(' ')} (written to ${cfg.addrFile})`)
-const config = cfg.http
-  ? await serveConfig({ ...cfg.http, addrFile: cfg.addrFile, ...(ice ? { ice } : {}) })
-  : undefined
-if (config) say(`serving ${config.url}${ice?.turn ? ' with minted TURN credentials' : ''}`)
-
-const shutdown = async () => {
-  await config?.close()
-  await relay.stop()
-  process.exit(0)
-}
-process.on('SIGINT', shutdown)
-process.on('SIGTERM', shutdown)
+process.exit(await runRelay(process.argv.slice(2)))

@@ -78,3 +78,5 @@ export const JobInconclusiveError = named('JobInconclusiveError')
 export const JobHandedBackError = named('JobHandedBackError')
 export const InvalidCreditLogError = named('InvalidCreditLogError')
 export const StorageBlockedError = named('StorageBlockedError')
+/** Another live process has a Node peer's store folder open (node/store). */
+export const StoreLockedError = named('StoreLockedError')

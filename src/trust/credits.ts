@@ -27,11 +27,18 @@ export interface CreditsInternals extends Credits {
   close(): void
 }
 
+/** The part of the Web Locks API that appends use; a Node peer passes an in-process one. */
+export interface Locks {
+  request<T>(name: string, fn: () => Promise<T>): Promise<T>
+}
+
 export async function createCredits(o: {
   store: CreditStore
   storeName: string
   privateKey: PrivateKey
+  locks?: Locks
 }): Promise<CreditsInternals> {
+  const locks: Locks = o.locks ?? navigator.locks
   const events = new EventTarget()
   const channel = new BroadcastChannel(`${o.storeName}:credits`)
   let total = 0
@@ -94,7 +101,7 @@ export async function createCredits(o: {
       const batch = queue
       queue = []
       try {
-        const recs = await navigator.locks.request(`${o.storeName}:credits`, () =>
+        const recs = await locks.request(`${o.storeName}:credits`, () =>
           append(batch.map((b) => b.bytes)),
         )
         const seq = recs.at(-1)!.seq

@@ -1,0 +1,83 @@
+/**
+ * A peer outside the browser: the app's own createPeer (src/peer.ts) with a data directory for its
+ * state, a key file, onnxruntime-node for compute, and node-datachannel under @libp2p/webrtc.
+ *
+ * @example
+ * const peer = await createNodePeer({ dir: '/var/lib/peer-compute', relays: [relayAddr], contribute: true })
+ * await peer.submit('mlp-tiny', { x })
+ */
+import './polyfills.ts'
+import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createPeer, type Peer } from '../src/peer.ts'
+import { InvalidOptionError } from '../src/shared/errors.ts'
+import { createNodeEngine } from './engine.ts'
+import { createLocks, downloadAny, loadCatalogFrom, loadKey } from './runtime.ts'
+import { createFileStore } from './store/index.ts'
+
+export interface NodePeerOptions {
+  /** Data directory: key, model cache, jobs, reputation, credit log. One process at a time. */
+  dir: string
+  /** Key file (default `<dir>/peer.key`); the PeerId survives restarts. */
+  keyFile?: string
+  relays?: string[]
+  iceServers?: RTCIceServer[]
+  /** Where peer-compute.json is served (a site URL), for relays and (minted) ICE servers. */
+  configUrl?: string
+  /** catalog.json file or URL (default: the one this package ships). */
+  catalog?: string
+  contribute?: boolean
+  maxSlots?: number
+  /** onnxruntime-node intra-op threads per session. */
+  threads?: number
+  /** Model cache quota and largest model, in bytes. */
+  cacheBytes?: number
+  maxModelBytes?: number
+  advertIntervalMs?: number
+}
+
+export interface NodePeer extends Peer {
+  readonly dir: string
+}
+
+/** catalog.json next to this module's package: the built app's, else the sources'. */
+export function packagedCatalog(): string {
+  const here = fileURLToPath(new URL('.', import.meta.url))
+  const found = ['../dist/models/catalog.json', '../public/models/catalog.json']
+    .map((p) => join(here, p))
+    .find((p) => existsSync(p))
+  if (!found) throw new InvalidOptionError('no catalog.json found: pass --catalog <file or URL>')
+  return found
+}
+
+export async function createNodePeer(o: NodePeerOptions): Promise<NodePeer> {
+  await mkdir(o.dir, { recursive: true })
+  const store = await createFileStore(o.dir)
+  try {
+    const [privateKey, catalog] = await Promise.all([
+      loadKey(o.keyFile ?? join(o.dir, 'peer.key')),
+      loadCatalogFrom(o.catalog ?? packagedCatalog()),
+    ])
+    const peer = await createPeer({
+      runtime: { store, privateKey, catalog, locks: createLocks(), download: downloadAny },
+      storeName: 'peer-compute',
+      engine: createNodeEngine(o.threads ? { threads: o.threads } : {}),
+      ...(o.relays ? { relays: o.relays } : {}),
+      ...(o.iceServers ? { iceServers: o.iceServers } : {}),
+      ...(o.configUrl ? { configUrl: o.configUrl } : {}),
+      contribute: o.contribute ?? false,
+      ...(o.maxSlots ? { maxSlots: o.maxSlots } : {}),
+      ...(o.advertIntervalMs ? { advertIntervalMs: o.advertIntervalMs } : {}),
+      election: false,
+      lazyEngine: !o.contribute,
+    })
+    if (o.cacheBytes !== undefined) await peer.models.setQuota(o.cacheBytes)
+    if (o.maxModelBytes !== undefined) await peer.models.setMaxModelBytes(o.maxModelBytes)
+    return Object.assign(peer, { dir: o.dir })
+  } catch (err) {
+    store.close()
+    throw err
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * A mixed swarm: Chromium tabs and Node peers (`peer-compute contribute` / `submit`, the built CLI)
+ * on one relay, over real WebRTC (node-datachannel on the Node side) and real onnxruntime (web in
+ * the tabs, node in the processes). A requests; B and C contribute in tabs; N1 and N2 are Node contributors.
+ */
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import catalog from '../../public/models/catalog.json' with { type: 'json' }
+import { mlpForward, mlpInput, mlpWeights } from '../../src/shared/mlp.ts'
+import { readNpy } from '../../src/tasks/npy.ts'
+import { type CliContributor, runCli, startCliContributor } from '../helpers/cli.ts'
+import { peerId, type Swarm, startSwarm, waitForContributors } from '../helpers/swarm.ts'
+
+const tiny = catalog.find((e) => e.name === 'mlp-tiny')!
+const spec = tiny.mlp!
+const layers = mlpWeights(spec)
+
+interface Ran {
+  seed: number
+  workers: string[]
+  y: number[]
+}
+
+/** Submits `n` seeded mlp-tiny jobs from tab A under `policy`; each job's workers and output. */
+function batch(swarm: Swarm, seeds: number[], policy: Record<string, unknown>): Promise<Ran[]> {
+  const inputs = seeds.map((s) => Array.from(mlpInput(spec, s)))
+  return swarm.tabs[0]!.evaluate(
+    async ({ inputs, seeds, dims, policy }) =>
+      Promise.all(
+        inputs.map(async (x, i) => {
+          const r = await window.__peer.submit(
+            'mlp-tiny',
+            { x: { dtype: 'float32', dims, data: Float32Array.from(x) } },
+            { policy },
+          )
+          return { seed: seeds[i]!, workers: r.workers, y: Array.from(r.outputs.y!.data as Float32Array) }
+        }),
+      ),
+    { inputs, seeds, dims: tiny.inputs[0]!.dims, policy },
+  )
+}
+
+function expectCorrect(ran: Ran[]) {
+  for (const r of ran) {
+    const want = mlpForward(spec, layers, mlpInput(spec, r.seed))
+    expect(Math.max(...r.y.map((v, i) => Math.abs(v - want[i]!)))).toBeLessThan(1e-4)
+  }
+}
+
+describe('Node peers in a browser swarm', () => {
+  let swarm: Swarm
+  let ids: string[]
+  let nodes: CliContributor[] = []
+  const relay = () => swarm.relay.multiaddrs[0]!
+
+  beforeAll(async () => {
+    swarm = await startSwarm({ tabs: 3 })
+    ids = await Promise.all(swarm.tabs.map(peerId))
+    for (const t of swarm.tabs.slice(1)) await t.evaluate(() => window.__peer.setContributing(true))
+    nodes = await Promise.all(
+      [0, 1].map(() => startCliContributor({ relay: relay(), args: ['--slots', '2'] })),
+    )
+    await waitForContributors(swarm.tabs[0]!, [...ids.slice(1), ...nodes.map((n) => n.id)])
+  })
+
+  afterAll(async () => {
+    for (const n of nodes) {
+      await n.kill()
+      await n.remove()
+    }
+    await swarm?.stop()
+  })
+
+  it('verifies across runtimes under tolerance, and exactly within one', async () => {
+    const [b, c, n1, n2] = [ids[1]!, ids[2]!, nodes[0]!.id, nodes[1]!.id]
+    // Four replicas must agree: every job is computed by both tabs and both Node peers.
+    const across = await batch(swarm, [1, 2, 3, 4], { redundancy: 4, quorum: 4, adaptive: false })
+    expectCorrect(across)
+    for (const r of across) expect(new Set(r.workers)).toEqual(new Set([b, c, n1, n2]))
+    // Exact comparison is sound only within a class: each agreeing pair is both tabs or both Node peers.
+    const exact = await batch(swarm, [5, 6, 7, 8, 9, 10, 11, 12], {
+      redundancy: 2,
+      quorum: 2,
+      adaptive: false,
+      compare: { kind: 'exact' },
+    })
+    expectCorrect(exact)
+    const pairs = exact.map((r) => [...r.workers].sort().join())
+    for (const p of pairs) expect([[b, c].sort().join(), [n1, n2].sort().join()]).toContain(p)
+    const advert = await swarm.tabs[0]!.evaluate(
+      (id) => window.__peer.peers().find((p) => p.id === id)?.advert,
+      n1,
+    )
+    expect(advert?.eps).toEqual(['cpu'])
+  })
+
+  it('a Node contributor killed mid-batch: every job completes', async () => {
+    const victim = nodes[1]!
+    const running = batch(
+      swarm,
+      Array.from({ length: 24 }, (_, i) => 100 + i),
+      { redundancy: 2, quorum: 2, adaptive: false },
+    )
+    // Dies once it has taken work.
+    for (let t = 0; t < 300 && !/job \S+ done/.test(victim.output()); t++)
+      await new Promise((r) => setTimeout(r, 50))
+    await victim.kill()
+    const ran = await running
+    expect(ran).toHaveLength(24)
+    expectCorrect(ran)
+  })
+
+  it('a Node requester submits to browser contributors; its record and the credit log verify offline', async () => {
+    // SIGTERM: it hands back what runs, writes its credit log and exits 0 (N2 was killed above).
+    expect(await nodes[0]!.stop()).toBe(0)
+    const dir = await mkdtemp(join(tmpdir(), 'pc-submit-'))
+    try {
+      const out = join(dir, 'out')
+      const r = await runCli([
+        'submit',
+        'mlp-tiny',
+        '--random',
+        '--relay',
+        relay(),
+        '--dir',
+        join(dir, 'state'),
+        '--redundancy',
+        '2',
+        '--quorum',
+        '2',
+        '--no-adaptive',
+        '--out',
+        out,
+        '--json',
+      ])
+      expect(r.code, r.err).toBe(0)
+      const outcome = JSON.parse(r.out.trim().split('\n').at(-1)!) as { workers: string[] }
+      expect(new Set(outcome.workers)).toEqual(new Set(ids.slice(1)))
+      expect((await readdir(out)).sort()).toEqual(['outputs.json', 'record.cbor', 'y.npy'])
+      expect(readNpy(new Uint8Array(await readFile(join(out, 'y.npy')))).dims).toEqual([1, 8])
+      const checked = await runCli(['verify', '--quorum', '2', join(out, 'record.cbor')])
+      expect(checked.code, checked.err).toBe(0)
+      expect(checked.out).toMatch(/valid quorum record: 2 agreeing receipts/)
+      // The contributor that served the first test's jobs left its signed credit log behind.
+      const log = join(nodes[0]!.dir, 'credit-log.json')
+      const credit = await runCli(['verify', log])
+      expect(credit.code, credit.err).toBe(0)
+      expect(credit.out).toMatch(/valid credit log: [1-9]\d* signed receipts/)
+      // A flipped byte is caught.
+      const bytes = await readFile(join(out, 'record.cbor'))
+      bytes[bytes.length - 40]! ^= 1
+      await writeFile(join(out, 'bad.cbor'), bytes)
+      expect((await runCli(['verify', join(out, 'bad.cbor')])).code).toBe(1)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
