@@ -17,6 +17,7 @@ export const PEER_FLAGS = {
   dir: { type: 'string' },
   catalog: { type: 'string' },
   threads: { type: 'string' },
+  'max-links': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options']
 
@@ -25,7 +26,8 @@ export const PEER_HELP = `  --relay <multiaddr>       a relay to join (repeat fo
   --ice <url>               a STUN or TURN URL (repeat); TURN needs --ice-username and --ice-credential
   --dir <path>              data directory: key, model cache, jobs, credit log (default ~/.peer-compute)
   --catalog <file|url>      catalog.json (default: the one shipped with peer-compute)
-  --threads <n>             onnxruntime-node threads per model`
+  --threads <n>             onnxruntime-node threads per model
+  --max-links <n>           direct links this peer dials at most (default 32)`
 
 type PeerValues = {
   [K in keyof typeof PEER_FLAGS]?: (typeof PEER_FLAGS)[K] extends { multiple: true }
@@ -75,6 +77,8 @@ export async function peerOptions(v: PeerValues): Promise<NodePeerOptions> {
   if (v.catalog) o.catalog = v.catalog
   const threads = intFlag('threads', v.threads, 1, 256)
   if (threads) o.threads = threads
+  const maxLinks = intFlag('max-links', v['max-links'], 1, 512)
+  if (maxLinks) o.maxLinks = maxLinks
   let relays = v.relay ?? []
   let ice: RTCIceServer[] = []
   if (v.config && /^https?:\/\//.test(v.config)) o.configUrl = v.config

@@ -36,6 +36,8 @@ export interface NodePeerOptions {
   cacheBytes?: number
   maxModelBytes?: number
   advertIntervalMs?: number
+  /** Direct links dialled at most (src/net/link-plan.ts). */
+  maxLinks?: number
 }
 
 export interface NodePeer extends Peer {
@@ -70,6 +72,7 @@ export async function createNodePeer(o: NodePeerOptions): Promise<NodePeer> {
       contribute: o.contribute ?? false,
       ...(o.maxSlots ? { maxSlots: o.maxSlots } : {}),
       ...(o.advertIntervalMs ? { advertIntervalMs: o.advertIntervalMs } : {}),
+      ...(o.maxLinks ? { maxLinks: o.maxLinks } : {}),
       election: false,
       lazyEngine: !o.contribute,
     })

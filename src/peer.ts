@@ -15,12 +15,14 @@ import { createStoreJournal } from './jobs/journal.ts'
 import { createRequester, type JobOutcome, type SubmitOptions } from './jobs/requester.ts'
 import { createScheduler } from './jobs/scheduler.ts'
 import { type Catalog, checkInputs, loadCatalog } from './models/catalog.ts'
+import type { Download } from './models/download.ts'
 import { createModelHub, type ModelHub } from './models/hub.ts'
 import { connectModelHub } from './models/network.ts'
 import type { Capabilities } from './net/advert.ts'
 import { iceServerSource, isLoopbackPage, loadNetConfig, parseIceServers } from './net/config.ts'
 import { createDiscovery, type KnownPeer } from './net/discovery.ts'
 import type { LinkPath } from './net/link.ts'
+import { linkPlanDefaults } from './net/link-plan.ts'
 import {
   type BrowserNode,
   connectRelays,
@@ -32,7 +34,6 @@ import {
 import { InvalidOptionError, UnknownModelError } from './shared/errors.ts'
 import { SOFTWARE_VERSION } from './shared/protocol.ts'
 import type { NamedTensors } from './shared/tensor.ts'
-import type { Download } from './models/download.ts'
 import { type JobRecord, openStore, type Store } from './store/db.ts'
 import { type Credits, createCredits, type Locks } from './trust/credits.ts'
 import { loadOrCreateIdentity } from './trust/identity.ts'
@@ -66,6 +67,8 @@ export interface PeerOptions {
   /** Start no inference worker until this tab contributes or runs a job of its own. */
   lazyEngine?: boolean
   advertIntervalMs?: number
+  /** Direct links this peer dials at most (default 32; a quarter of them kept with no jobs to place). */
+  maxLinks?: number
   /**
    * Ended jobs whose records (outputs included) stay in IndexedDB, newest first (default 1000):
    * older ones are deleted, so an `id` whose record is gone runs again.
@@ -166,6 +169,14 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   if (typeof historyBytes !== 'number' || !(historyBytes >= 0)) {
     throw new InvalidOptionError(`jobHistoryBytes must be a number ≥ 0, got ${String(historyBytes)}`)
   }
+  if (
+    opts.maxLinks !== undefined &&
+    !(Number.isSafeInteger(opts.maxLinks) && opts.maxLinks >= 1 && opts.maxLinks <= 512)
+  ) {
+    throw new InvalidOptionError(
+      `maxLinks must be a whole number from 1 to 512, got ${String(opts.maxLinks)}`,
+    )
+  }
   const log = logger('peer-compute:peer')
   const events = new EventTarget()
   const emit = (type: string) => events.dispatchEvent(new Event(type))
@@ -254,6 +265,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     capabilities,
     log: logger('peer-compute:discovery'),
     ...(opts.advertIntervalMs ? { intervalMs: opts.advertIntervalMs } : {}),
+    ...(opts.maxLinks ? { links: linkPlanDefaults(opts.maxLinks) } : {}),
   })
   const scheduler = createScheduler(discovery, selfId)
   const jobHandler = createJobHandler({
@@ -444,6 +456,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
       if (!/^b[a-z2-7]{20,}$/.test(cid))
         throw new UnknownModelError(`"${model}" is neither a catalog name nor a CID`)
       if (entry) checkInputs(entry, inputs)
+      discovery.want(cid)
       return requester.submit(cid, entry?.name ?? cid, policyFor(entry?.task, sopts.policy), inputs, sopts)
     },
     jobs: (limit) => store.listJobs(limit),

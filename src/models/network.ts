@@ -24,11 +24,13 @@ export async function connectModelHub(hub: ModelHubService, o: ConnectOptions): 
       if (conn == null) throw new ModelTransferError(`no direct WebRTC connection to ${peer}`)
       return conn.newStream(MODEL_PROTOCOL, { signal })
     },
-    advertisers: (cid) =>
-      o.discovery
+    advertisers(cid) {
+      o.discovery.want(cid) // holders of a model we fetch rank first for links
+      return o.discovery
         .peers()
         .filter((p) => p.direct && p.advert.models.includes(cid))
-        .map((p) => p.id),
+        .map((p) => p.id)
+    },
   })
   hub.events.addEventListener('change', () => {
     hub.cached().then(o.onCached, () => {})

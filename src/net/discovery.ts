@@ -1,6 +1,7 @@
 /**
  * Discovery over gossipsub: publishes our signed advert periodically and on change, tracks
- * other peers' adverts, and keeps a direct WebRTC connection to each advertised peer.
+ * other peers' adverts, and keeps direct WebRTC links to the most useful of them, within a budget
+ * (src/net/link-plan.ts): more, and to holders of the models we use, while we submit.
  */
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Logger, PrivateKey } from '@libp2p/interface'
@@ -10,6 +11,7 @@ import { WebRTC } from '@multiformats/multiaddr-matcher'
 import { ADVERT_TOPIC } from '../shared/protocol.ts'
 import { type Advert, type AdvertBody, type Capabilities, openAdvert, signAdvert } from './advert.ts'
 import { type LinkPath, linkPath, peerConnectionOf } from './link.ts'
+import { type LinkPlanOptions, linkPlanDefaults, planLinks } from './link-plan.ts'
 import { type BrowserNode, directConnection, webrtcAddrs } from './node.ts'
 
 export interface KnownPeer {
@@ -43,7 +45,12 @@ export interface DiscoveryOptions {
   intervalMs?: number
   /** The lower PeerId dials first; the other side dials after this grace period. */
   dialGraceMs?: number
+  /** Link budget (src/net/link-plan.ts); default 32 dialled, 8 of them kept warm with no demand. */
+  links?: Partial<Omit<LinkPlanOptions, 'wanted'>>
 }
+
+/** A model we submitted counts as wanted (more links, to its holders first) this long. */
+const WANT_MS = 5 * 60_000
 
 export interface Discovery {
   peers(): KnownPeer[]
@@ -53,6 +60,8 @@ export interface Discovery {
    * changes come with every job, and each advert costs a signature here and a check at every peer.
    */
   announce(minGapMs?: number): void
+  /** We are about to use `model` (a job, a fetch): link its holders and contributors with free slots. */
+  want(model: string): void
   /** Replaces the direct link to `id` now, whatever the grace period: closes it, then dials again. */
   redial(id: string, signal: AbortSignal): Promise<void>
   /**
@@ -77,6 +86,9 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   const dialing = new Set<string>()
   const events = new EventTarget()
   const changed = () => events.dispatchEvent(new Event('change'))
+  const linkOpts = { ...linkPlanDefaults(opts.links?.budget), ...opts.links }
+  const wanted = new Map<string, number>() // model → when last wanted
+  const activeAt = new Map<string, number>() // peer → when its link last carried a job or model stream
   let seq = 0
   let pending: ReturnType<typeof setTimeout> | undefined
   let dueAt = 0
@@ -132,6 +144,41 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
       const known = peers.get(p.id)
       if (known && errors.length > 0) known.linkError = errors.join('; ')
       refresh(p.id)
+    }
+  }
+
+  /** Dials the links the plan wants and closes the ones it does not. */
+  function plan() {
+    const now = Date.now()
+    for (const [m, at] of wanted) if (now - at > WANT_MS) wanted.delete(m)
+    const candidates = [...peers.values()]
+      .filter((p) => !isBlocked(p.id))
+      .map((p) => {
+        const link = directConnection(node, peerIdFromString(p.id))
+        const busy = link?.streams.some((st) => st.protocol?.startsWith('/peer-compute/')) ?? false
+        if (link && (busy || !activeAt.has(p.id))) activeAt.set(p.id, now)
+        if (!link) activeAt.delete(p.id)
+        return {
+          id: p.id,
+          contributing: p.advert.contributing && p.advert.eps.length > 0,
+          free: p.advert.slots,
+          models: p.advert.models,
+          firstSeenAt: p.firstSeenAt,
+          linked: link != null,
+          outbound: link?.direction === 'outbound',
+          idleMs: link ? now - (activeAt.get(p.id) ?? now) : 0,
+        }
+      })
+    const { dial: toDial, close } = planLinks(candidates, { ...linkOpts, wanted: new Set(wanted.keys()) })
+    for (const id of close) {
+      log('closing the idle link to %s (link budget)', id)
+      void directConnection(node, peerIdFromString(id))
+        ?.close()
+        .catch(() => {})
+    }
+    for (const id of toDial) {
+      const p = peers.get(id)
+      if (p) void dial(p)
     }
   }
 
@@ -260,7 +307,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
       peers.set(from, p)
       if (prev == null) announce() // let the newcomer learn about us quickly
       refresh(from)
-      void dial(p)
+      plan()
     } catch (err) {
       log('dropped an advert: %s', (err as Error).message)
     }
@@ -291,14 +338,20 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
       if (!p.direct && now - p.seenAt > interval * 3) {
         peers.delete(p.id)
         changed()
-      } else void dial(p)
+      }
     }
+    plan()
     if (now - lastPublished >= interval - tick / 2) void publish()
   }, tick)
 
   return {
     peers: () => [...peers.values()],
     get: (id) => peers.get(id),
+    want(model) {
+      const fresh = !wanted.has(model)
+      wanted.set(model, Date.now())
+      if (fresh) plan()
+    },
     async redial(id, signal) {
       const stale = directConnection(node, peerIdFromString(id))
       await stale?.close().catch(() => stale.abort(new Error('replaced: it could not open streams')))
