@@ -1,21 +1,39 @@
 /**
  * The `peer-compute` CLI: `vite build -c vite.cli.config.ts` bundles node/cli.ts and the app code it
- * shares into dist-node/cli.mjs, which plain `node` runs. Packages stay external, so `npm ci
+ * shares into dist-node/cli.mjs, which plain `node` runs, and then the engine's ORT worker
+ * (node/ort.worker.ts) into dist-node/ort.worker.mjs beside it (node/engine-pool.ts loads it from
+ * there). Two builds, as one input each keeps each file whole. Packages stay external, so `npm ci
  * --omit=dev` supplies them; nothing at run time needs a dev dependency.
  */
 import { resolve } from 'node:path'
-import { defineConfig } from 'vite'
+import { build, defineConfig, type InlineConfig } from 'vite'
+
+/** One SSR build of `entry` into dist-node/`file`. */
+const bundle = (entry: string, file: string, emptyOutDir: boolean) =>
+  ({
+    root: import.meta.dirname,
+    publicDir: false,
+    logLevel: 'warn',
+    define: { __PC_TEST_HOOKS__: 'false' },
+    build: {
+      ssr: resolve(import.meta.dirname, entry),
+      outDir: 'dist-node',
+      emptyOutDir,
+      target: 'node20',
+      minify: false,
+      rolldownOptions: { output: { entryFileNames: file, codeSplitting: false } },
+    },
+  }) satisfies InlineConfig
 
 export default defineConfig({
-  publicDir: false,
-  logLevel: 'warn',
-  define: { __PC_TEST_HOOKS__: 'false' },
-  build: {
-    ssr: resolve(import.meta.dirname, 'node/cli.ts'),
-    outDir: 'dist-node',
-    emptyOutDir: true,
-    target: 'node20',
-    minify: false,
-    rolldownOptions: { output: { entryFileNames: 'cli.mjs', codeSplitting: false } },
-  },
+  ...bundle('node/cli.ts', 'cli.mjs', true),
+  plugins: [
+    {
+      name: 'peer-compute:ort-worker',
+      apply: 'build',
+      async closeBundle() {
+        await build({ ...bundle('node/ort.worker.ts', 'ort.worker.mjs', false), configFile: false })
+      },
+    },
+  ],
 })

@@ -62,10 +62,15 @@ export async function createNodePeer(o: NodePeerOptions): Promise<NodePeer> {
       loadKey(o.keyFile ?? join(o.dir, 'peer.key')),
       loadCatalogFrom(o.catalog ?? packagedCatalog()),
     ])
+    // One worker thread per slot: jobs compute in parallel, and the network never waits on ORT.
+    const engine = createNodeEngine({
+      ...(o.threads ? { threads: o.threads } : {}),
+      workers: o.maxSlots ?? 1,
+    })
     const peer = await createPeer({
       runtime: { store, privateKey, catalog, locks: createLocks(), download: downloadAny },
       storeName: 'peer-compute',
-      engine: createNodeEngine(o.threads ? { threads: o.threads } : {}),
+      engine,
       ...(o.relays ? { relays: o.relays } : {}),
       ...(o.iceServers ? { iceServers: o.iceServers } : {}),
       ...(o.configUrl ? { configUrl: o.configUrl } : {}),
@@ -78,7 +83,13 @@ export async function createNodePeer(o: NodePeerOptions): Promise<NodePeer> {
     })
     if (o.cacheBytes !== undefined) await peer.models.setQuota(o.cacheBytes)
     if (o.maxModelBytes !== undefined) await peer.models.setMaxModelBytes(o.maxModelBytes)
-    return Object.assign(peer, { dir: o.dir })
+    const stopPeer = peer.stop.bind(peer)
+    // A thread inside ORT ends only with its run: exiting the process before then aborts it.
+    const stop = async () => {
+      await stopPeer()
+      await engine.closed()
+    }
+    return Object.assign(peer, { dir: o.dir, stop })
   } catch (err) {
     store.close()
     throw err

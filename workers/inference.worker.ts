@@ -13,7 +13,7 @@ import {
   ModelIntegrityError,
   UnknownModelError,
 } from '../src/shared/errors.ts'
-import { DTYPES, type DType, elementCount, type NamedTensors, type TensorData } from '../src/shared/tensor.ts'
+import { elementCount, type NamedTensors, ownedOutput } from '../src/shared/tensor.ts'
 import { type OrtApi, ortFor } from './ort-builds.ts'
 import { installRunStop, onRunStop, RUN_MARK, type RunStop } from './ort-stop.ts'
 
@@ -264,13 +264,9 @@ function toOutputs(results: Ort.InferenceSession.ReturnType): {
   const outputs: NamedTensors = {}
   const buffers: ArrayBuffer[] = []
   for (const [name, value] of Object.entries(results)) {
-    const dtype = value.type as DType
-    if (!DTYPES.includes(dtype)) throw new InferenceError(`output ${name}: unsupported dtype ${value.type}`)
-    let data = value.data as TensorData
-    // Own the whole buffer so it can be transferred without detaching anything ORT still uses.
-    if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice()
-    outputs[name] = { dtype, dims: [...value.dims], data }
-    buffers.push(data.buffer as ArrayBuffer)
+    const t = ownedOutput(name, value)
+    outputs[name] = t
+    buffers.push(t.data.buffer as ArrayBuffer)
   }
   return { outputs, buffers }
 }

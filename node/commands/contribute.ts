@@ -49,9 +49,7 @@ export async function contribute(argv: string[], say: (line: string) => void): P
   peer.controls.events.addEventListener('job-done', (e) => {
     const d = (e as CustomEvent<{ job: string; model: string; ok: boolean; code?: string; runMs?: number }>)
       .detail
-    say(
-      `job ${d.job.slice(-12)} ${d.ok ? `done in ${d.runMs ?? 0} ms` : `refused (${d.code})`}; credit ${peer.credits.total}`,
-    )
+    say(`job ${d.job.slice(-12)} ${d.ok ? `done in ${(d.runMs ?? 0).toFixed(1)} ms` : `refused (${d.code})`}`)
   })
   // The signed credit log beside the state, for `peer-compute verify`: rewritten after each job (at
   // most once a second) and at exit.
@@ -89,8 +87,14 @@ export async function contribute(argv: string[], say: (line: string) => void): P
     say(`stopped; credit log in ${logFile}`)
     done()
   }
-  process.once('SIGINT', () => void stop('SIGINT'))
-  process.once('SIGTERM', () => void stop('SIGTERM'))
+  // A second signal does not wait for runs still inside ORT (their threads end only with the run).
+  let signals = 0
+  const onSignal = (signal: string) => {
+    if (signals++ === 0) void stop(signal)
+    else process.kill(process.pid, 'SIGKILL')
+  }
+  process.on('SIGINT', () => onSignal('SIGINT'))
+  process.on('SIGTERM', () => onSignal('SIGTERM'))
   await stopped
   return 0
 }

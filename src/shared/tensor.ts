@@ -1,4 +1,5 @@
 /** Tensor types shared by the main thread and workers. No DOM or worker globals here. */
+import { InferenceError } from './errors.ts'
 
 export const DTYPES = ['float32', 'int32', 'int64', 'uint8', 'int8', 'bool'] as const
 export type DType = (typeof DTYPES)[number]
@@ -35,3 +36,18 @@ export function elementCount(dims: readonly number[]): number {
 /** Total data bytes of named tensors: what a job moves over the wire, framing aside. */
 export const tensorsByteLength = (named: NamedTensors): number =>
   Object.values(named).reduce((n, t) => n + t.data.byteLength, 0)
+
+/**
+ * An ORT output (web or node) as a Tensor that owns its whole buffer, so it can be transferred
+ * without detaching anything ORT still uses; InferenceError for a dtype we do not carry.
+ */
+export function ownedOutput(
+  name: string,
+  value: { type: string; dims: readonly number[]; data: unknown },
+): Tensor {
+  const dtype = value.type as DType
+  if (!DTYPES.includes(dtype)) throw new InferenceError(`output ${name}: unsupported dtype ${value.type}`)
+  let data = value.data as TensorData
+  if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice()
+  return { dtype, dims: [...value.dims], data }
+}

@@ -3,14 +3,14 @@
  * on one relay, over real WebRTC (node-datachannel on the Node side) and real onnxruntime (web in
  * the tabs, node in the processes). A requests; B and C contribute in tabs; N1 and N2 are Node contributors.
  */
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import catalog from '../../public/models/catalog.json' with { type: 'json' }
 import { mlpForward, mlpInput, mlpWeights } from '../../src/shared/mlp.ts'
-import { readNpy } from '../../src/tasks/npy.ts'
-import { type CliContributor, runCli, startCliContributor } from '../helpers/cli.ts'
+import { readNpy, writeNpy } from '../../src/tasks/npy.ts'
+import { type CliContributor, runCli, spawnCli, startCliContributor } from '../helpers/cli.ts'
 import { peerId, type Swarm, startSwarm, waitForContributors } from '../helpers/swarm.ts'
 
 const tiny = catalog.find((e) => e.name === 'mlp-tiny')!
@@ -94,6 +94,60 @@ describe('Node peers in a browser swarm', () => {
       n1,
     )
     expect(advert?.eps).toEqual(['cpu'])
+  })
+
+  it('peer-compute map, killed midway and run again: every item once, each record verifies offline', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pc-map-'))
+    const served = async () => {
+      const tabs = await Promise.all(
+        swarm.tabs.slice(1).map((t) => t.evaluate(() => window.__peer.controls.totals().jobs)),
+      )
+      const node = nodes.map((n) => n.output().match(/job \S+ done/g)?.length ?? 0)
+      return [...tabs, ...node].reduce((a, b) => a + b, 0)
+    }
+    try {
+      const items = 30
+      await mkdir(join(dir, 'in'))
+      for (let i = 0; i < items; i++) {
+        const x = { dtype: 'float32' as const, dims: tiny.inputs[0]!.dims, data: mlpInput(spec, 500 + i) }
+        await writeFile(join(dir, 'in', `x${String(i).padStart(2, '0')}.npy`), writeNpy(x))
+      }
+      const args = ['map', 'mlp-tiny', join(dir, 'in'), '--out', join(dir, 'out'), '--relay', relay()]
+      const policy = ['--redundancy', '2', '--quorum', '2', '--no-adaptive', '--concurrency', '4']
+      const before = await served()
+      const first = spawnCli([...args, ...policy, '--dir', join(dir, 'state')])
+      // Killed (no chance to tidy up) once about a third is written.
+      for (let t = 0; t < 1200 && !/\] (1\d|[2-9]\d)\/30/.test(first.output()); t++)
+        await new Promise((r) => setTimeout(r, 25))
+      first.child.kill('SIGKILL')
+      await first.ended
+      const doneFirst = (await readdir(join(dir, 'out'))).length
+      expect(doneFirst, first.output()).toBeGreaterThan(0)
+      expect(doneFirst).toBeLessThan(items)
+      const second = await runCli([...args, ...policy, '--dir', join(dir, 'state')])
+      expect(second.code, second.out + second.err).toBe(0)
+      expect(second.out).toMatch(new RegExp(`${items} items, (\\d+) already done`))
+      const third = await runCli([...args, '--dir', join(dir, 'state')])
+      expect(third.out).toMatch(new RegExp(`${items} items, ${items} already done, 0 to run`))
+      // Two replicas an item; the jobs in flight at the kill (4 at most) may have run again.
+      const replicas = (await served()) - before
+      expect(replicas).toBeGreaterThanOrEqual(2 * items)
+      expect(replicas).toBeLessThanOrEqual(2 * items + 2 * 4)
+      const records = (await readdir(join(dir, 'out'))).map((f) => join(dir, 'out', f, 'record.cbor'))
+      expect(records).toHaveLength(items)
+      const checked = await runCli(['verify', '--quorum', '2', ...records])
+      expect(checked.code, checked.err).toBe(0)
+      expect(checked.out.match(/valid quorum record/g)).toHaveLength(items)
+      for (const [i, f] of records.entries()) {
+        const y = readNpy(new Uint8Array(await readFile(join(f, '..', 'y.npy'))))
+        const want = mlpForward(spec, layers, mlpInput(spec, 500 + i))
+        expect(
+          Math.max(...Array.from(y.data as Float32Array, (v, k) => Math.abs(v - want[k]!))),
+        ).toBeLessThan(1e-4)
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   it('a Node contributor killed mid-batch: every job completes', async () => {

@@ -96,3 +96,22 @@ export function runCli(
     )
   })
 }
+
+/** Starts one CLI command; `output()` is what it printed so far, `ended` its exit status (null: a signal). */
+export function spawnCli(args: string[]): {
+  child: ChildProcess
+  output(): string
+  ended: Promise<number | null>
+} {
+  needCli()
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout?.on('data', (b: Buffer) => {
+    out += b.toString()
+  })
+  child.stderr?.on('data', (b: Buffer) => {
+    out += b.toString()
+  })
+  const ended = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)))
+  return { child, output: () => out, ended }
+}

@@ -5,13 +5,17 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import * as ort from 'onnxruntime-node'
-import protobuf from 'protobufjs'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { createNodeEngine } from '../../node/engine.ts'
-import type { InferenceEngine } from '../../src/compute/bridge.ts'
+import {
+  createNodeEngine,
+  type NodeEngine,
+  type NodeEngineEvent,
+  type NodeEngineOptions,
+} from '../../node/engine.ts'
 import { modelCid } from '../../src/shared/cid.ts'
 import { type MlpSpec, mlpForward, mlpInput, mlpWeights } from '../../src/shared/mlp.ts'
-import { ARRAY_TYPES, DTYPES, type DType, type NamedTensors } from '../../src/shared/tensor.ts'
+import { ARRAY_TYPES, DTYPES, type NamedTensors } from '../../src/shared/tensor.ts'
+import { identityModel } from '../helpers/onnx-graph.ts'
 
 interface Entry {
   name: string
@@ -28,9 +32,6 @@ const model = (name: string) => {
 const tiny = model('mlp-tiny')
 const alt = model('mlp-tiny-alt')
 const small = model('mlp-s')
-/** The class behind ort.InferenceSession (typed as a factory): what the spies below wrap. */
-const proto = (ort.InferenceSession as unknown as { prototype: ort.InferenceSession }).prototype
-const ortRun = proto.run as (...args: unknown[]) => Promise<unknown>
 
 const inputOf = (spec: MlpSpec): NamedTensors => ({
   x: { dtype: 'float32', dims: [spec.batch, spec.layers[0]!], data: mlpInput(spec) },
@@ -39,71 +40,32 @@ const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
   Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0)
 const refOf = (spec: MlpSpec) => mlpForward(spec, mlpWeights(spec), mlpInput(spec))
 
-/** Identity on one input per dtype (`in_<dtype>` → `out_<dtype>`, dims [2, 3]): the tensor conversions. */
-const ELEM_TYPE: Record<DType, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9 }
-function identityModel(): Uint8Array {
-  const root = protobuf.Root.fromJSON({
-    nested: {
-      Model: {
-        fields: {
-          irVersion: { type: 'int64', id: 1 },
-          graph: { type: 'Graph', id: 7 },
-          opsetImport: { rule: 'repeated', type: 'Opset', id: 8 },
-        },
-      },
-      Opset: { fields: { domain: { type: 'string', id: 1 }, version: { type: 'int64', id: 2 } } },
-      Graph: {
-        fields: {
-          node: { rule: 'repeated', type: 'Node', id: 1 },
-          name: { type: 'string', id: 2 },
-          input: { rule: 'repeated', type: 'Value', id: 11 },
-          output: { rule: 'repeated', type: 'Value', id: 12 },
-        },
-      },
-      Node: {
-        fields: {
-          input: { rule: 'repeated', type: 'string', id: 1 },
-          output: { rule: 'repeated', type: 'string', id: 2 },
-          opType: { type: 'string', id: 4 },
-        },
-      },
-      Value: { fields: { name: { type: 'string', id: 1 }, type: { type: 'Type', id: 2 } } },
-      Type: { fields: { tensorType: { type: 'TensorType', id: 1 } } },
-      TensorType: { fields: { elemType: { type: 'int32', id: 1 }, shape: { type: 'Shape', id: 2 } } },
-      Shape: { fields: { dim: { rule: 'repeated', type: 'Dim', id: 1 } } },
-      Dim: { fields: { dimValue: { type: 'int64', id: 1 } } },
-    },
-  })
-  const value = (name: string, d: DType) => ({
-    name,
-    type: { tensorType: { elemType: ELEM_TYPE[d], shape: { dim: [{ dimValue: 2 }, { dimValue: 3 }] } } },
-  })
-  const Model = root.lookupType('Model')
-  const graph = {
-    name: 'identity',
-    node: DTYPES.map((d) => ({ opType: 'Identity', input: [`in_${d}`], output: [`out_${d}`] })),
-    input: DTYPES.map((d) => value(`in_${d}`, d)),
-    output: DTYPES.map((d) => value(`out_${d}`, d)),
-  }
-  return Model.encode(Model.fromObject({ irVersion: 8, opsetImport: [{ version: 17 }], graph })).finish()
-}
-
 describe('node engine', () => {
-  let engine: InferenceEngine
-  afterEach(() => {
+  let engine: NodeEngine | undefined
+  /** What the workers said (NodeEngineOptions.onEvent): where the ORT calls are seen from this thread. */
+  let events: NodeEngineEvent[] = []
+  const start = (o: NodeEngineOptions = {}): NodeEngine => {
+    engine = createNodeEngine({ ...o, onEvent: (e) => events.push(e) })
+    return engine
+  }
+  const count = (type: NodeEngineEvent['type'], ok?: boolean) =>
+    events.filter((e) => e.type === type && (ok === undefined || ('ok' in e && e.ok === ok))).length
+  afterEach(async () => {
     engine?.close()
-    vi.restoreAllMocks()
+    await engine?.closed()
+    engine = undefined
+    events = []
   })
 
   it('reports the CPU EP, its threads and the ORT version', async () => {
-    engine = createNodeEngine({ threads: 2 })
+    const engine = start({ threads: 2 })
     const caps = await engine.capabilities()
     expect(caps).toMatchObject({ eps: ['cpu'], adapter: null, threads: 2, crossOriginIsolated: false })
     expect(caps.ortVersion).toBe(`${ort.env.versions.common}+cpu`)
   })
 
   it('runs a model loaded by its CID and matches the JS reference within 1e-5', async () => {
-    engine = createNodeEngine({ threads: 1 })
+    const engine = start({ threads: 1 })
     await engine.loadModel(tiny.cid, tiny.bytes)
     const first = await engine.run({ cid: tiny.cid, inputs: inputOf(tiny.spec) })
     expect(first.ep).toBe('cpu')
@@ -120,8 +82,8 @@ describe('node engine', () => {
   })
 
   it('passes every tensor dtype through unchanged', async () => {
-    engine = createNodeEngine({ threads: 1 })
-    const bytes = identityModel()
+    const engine = start({ threads: 1 })
+    const bytes = identityModel(DTYPES)
     const cid = (await modelCid(bytes)).toString()
     await engine.loadModel(cid, bytes)
     const inputs: NamedTensors = {}
@@ -144,7 +106,7 @@ describe('node engine', () => {
   })
 
   it('refuses bytes that do not hash to the CID, and keeps nothing', async () => {
-    engine = createNodeEngine({ threads: 1 })
+    const engine = start({ threads: 1 })
     await expect(engine.loadModel(tiny.cid, alt.bytes)).rejects.toMatchObject({ name: 'ModelIntegrityError' })
     await expect(engine.run({ cid: tiny.cid, inputs: inputOf(tiny.spec) })).rejects.toMatchObject({
       name: 'UnknownModelError',
@@ -152,35 +114,36 @@ describe('node engine', () => {
   })
 
   it('fails the run of bytes that are not ONNX with InferenceError, and caches no session', async () => {
-    engine = createNodeEngine({ threads: 1 })
+    const engine = start({ threads: 1 })
     const bytes = new TextEncoder().encode('not a model')
     const cid = (await modelCid(bytes)).toString()
     await engine.loadModel(cid, bytes)
     const inputs = inputOf(tiny.spec)
     await expect(engine.run({ cid, inputs })).rejects.toMatchObject({ name: 'InferenceError' })
-    const create = vi.spyOn(ort.InferenceSession, 'create')
+    expect(count('session', false)).toBe(1)
     await expect(engine.run({ cid, inputs })).rejects.toMatchObject({ name: 'InferenceError' })
-    expect(create).toHaveBeenCalledTimes(1) // tried again, not a cached failure
+    expect(count('session', false)).toBe(2) // tried again, not a cached failure
+    expect(count('session', true)).toBe(0)
   })
 
   it('answers UnknownModelError for a model never loaded, and after evict', async () => {
-    engine = createNodeEngine({ threads: 1 })
+    const engine = start({ threads: 1 })
     await expect(engine.run({ cid: alt.cid, inputs: inputOf(alt.spec) })).rejects.toMatchObject({
       name: 'UnknownModelError',
     })
     await engine.loadModel(tiny.cid, tiny.bytes)
     await engine.run({ cid: tiny.cid, inputs: inputOf(tiny.spec) })
-    const release = vi.spyOn(proto, 'release')
+    expect(count('released')).toBe(0)
     expect(await engine.evict(tiny.cid)).toBe(true)
     expect(await engine.evict(tiny.cid)).toBe(false)
-    await vi.waitFor(() => expect(release).toHaveBeenCalledTimes(1))
+    await vi.waitFor(() => expect(count('released')).toBe(1))
     await expect(engine.run({ cid: tiny.cid, inputs: inputOf(tiny.spec) })).rejects.toMatchObject({
       name: 'UnknownModelError',
     })
   })
 
   it('refuses bad inputs with InvalidTensorError, and runs the next good one', async () => {
-    engine = createNodeEngine({ threads: 1 })
+    const engine = start({ threads: 1 })
     await engine.loadModel(tiny.cid, tiny.bytes)
     const x = mlpInput(tiny.spec)
     const bad: NamedTensors[] = [
@@ -199,18 +162,22 @@ describe('node engine', () => {
         name: 'InvalidTensorError',
       })
     }
+    // Only the first reached a worker (no session yet, so its inputs were unknown here): ORT ran none.
+    expect(count('session', true)).toBe(1)
+    expect(count('started')).toBe(0)
     const { outputs } = await engine.run({ cid: tiny.cid, inputs: inputOf(tiny.spec) })
     expect(maxDiff(outputs.y!.data as Float32Array, refOf(tiny.spec))).toBeLessThan(1e-5)
+    expect(count('started')).toBe(1)
   })
 
   it('rejects AbortError for a signal aborted before the run, while queued, and during the run', async () => {
-    engine = createNodeEngine({ threads: 1 })
+    const engine = start({ threads: 1 })
     await engine.loadModel(tiny.cid, tiny.bytes)
     const inputs = inputOf(tiny.spec)
     await expect(engine.run({ cid: tiny.cid, inputs }, AbortSignal.abort())).rejects.toMatchObject({
       name: 'AbortError',
     })
-    const run = vi.spyOn(proto, 'run')
+    expect(count('spawned')).toBe(0)
     // Queued behind another run: dropped before ORT sees it.
     const queued = new AbortController()
     const ahead = engine.run({ cid: tiny.cid, inputs })
@@ -218,40 +185,28 @@ describe('node engine', () => {
     queued.abort()
     await expect(dropped).rejects.toMatchObject({ name: 'AbortError' })
     await ahead
-    expect(run).toHaveBeenCalledTimes(1)
-    // Inside ORT (which cannot be stopped): rejected at once, the result discarded.
-    run.mockRestore()
+    expect(count('started')).toBe(1)
+    // Inside ORT (which cannot be stopped): rejected at once, the result discarded, the worker gone.
     const during = new AbortController()
-    const abortInside = function (this: ort.InferenceSession, ...args: unknown[]) {
-      const result = ortRun.apply(this, args)
-      during.abort() // ORT's work is queued on the thread: it runs to its end after this
-      return result
+    const onEvent = events.push.bind(events)
+    events.push = (...e: NodeEngineEvent[]) => {
+      if (e.some((x) => x.type === 'started')) during.abort()
+      return onEvent(...e)
     }
-    vi.spyOn(proto, 'run').mockImplementation(abortInside as ort.InferenceSession['run'])
     await expect(engine.run({ cid: tiny.cid, inputs }, during.signal)).rejects.toMatchObject({
       name: 'AbortError',
     })
-    vi.restoreAllMocks()
+    expect(count('started')).toBe(2)
     const { outputs } = await engine.run({ cid: tiny.cid, inputs })
     expect(maxDiff(outputs.y!.data as Float32Array, refOf(tiny.spec))).toBeLessThan(1e-5)
+    expect(count('spawned')).toBe(2) // a fresh worker ran it
+    await vi.waitFor(() =>
+      expect(events).toContainEqual({ worker: 1, type: 'exited', code: 0, expected: true }),
+    )
   })
 
   it('keeps at most maxSessions resident, creates them one at a time, and re-creates an evicted one', async () => {
-    engine = createNodeEngine({ threads: 1, maxSessions: 1 })
-    const release = vi.spyOn(proto, 'release')
-    let creating = 0
-    let most = 0
-    const create = ort.InferenceSession.create
-    vi.spyOn(ort.InferenceSession, 'create').mockImplementation((async (
-      ...args: Parameters<typeof create>
-    ) => {
-      most = Math.max(most, ++creating)
-      try {
-        return await (create as (...a: Parameters<typeof create>) => ReturnType<typeof create>)(...args)
-      } finally {
-        creating--
-      }
-    }) as typeof create)
+    const engine = start({ threads: 1, maxSessions: 1 })
     await engine.loadModel(tiny.cid, tiny.bytes)
     await engine.loadModel(alt.cid, alt.bytes)
     const results = await Promise.all(
@@ -261,20 +216,31 @@ describe('node engine', () => {
       const spec = [tiny, alt, tiny][i]!.spec
       expect(maxDiff(r.outputs.y!.data as Float32Array, refOf(spec))).toBeLessThan(1e-5)
     })
-    expect(most).toBe(1)
-    expect(ort.InferenceSession.create).toHaveBeenCalledTimes(3)
-    await vi.waitFor(() => expect(release).toHaveBeenCalledTimes(2))
+    // One worker, whose thread creates one session at a time: each released before the next is created.
+    const sessions = events.filter((e) => e.type === 'session' || e.type === 'released')
+    expect(sessions.map((e) => `${e.type} ${'cid' in e ? e.cid : ''}`)).toEqual([
+      `session ${tiny.cid}`,
+      `released ${tiny.cid}`,
+      `session ${alt.cid}`,
+      `released ${alt.cid}`,
+      `session ${tiny.cid}`,
+    ])
+    expect(new Set(sessions.map((e) => e.worker))).toEqual(new Set([1]))
   })
 
-  it('close releases every session and refuses later calls', async () => {
-    engine = createNodeEngine({ threads: 1 })
+  it('close releases every session, ends every worker and refuses later calls', async () => {
+    const engine = start({ threads: 1 })
     await engine.loadModel(tiny.cid, tiny.bytes)
     await engine.loadModel(alt.cid, alt.bytes)
     await engine.run({ cid: tiny.cid, inputs: inputOf(tiny.spec) })
     await engine.run({ cid: alt.cid, inputs: inputOf(alt.spec) })
-    const release = vi.spyOn(proto, 'release')
+    expect(count('released')).toBe(0)
     engine.close()
-    await vi.waitFor(() => expect(release).toHaveBeenCalledTimes(2))
+    await engine.closed()
+    expect(count('released')).toBe(2)
+    expect(events.filter((e) => e.type === 'exited')).toEqual([
+      { worker: 1, type: 'exited', code: 0, expected: true },
+    ])
     await expect(engine.run({ cid: tiny.cid, inputs: inputOf(tiny.spec) })).rejects.toMatchObject({
       name: 'InferenceError',
     })
