@@ -1,34 +1,24 @@
 /**
  * A requester's pending states (pending/) and inputs (inputs/), written by the browser's own
- * group-commit queue (src/store/pending.ts) over a stand-in for the few idb calls it makes, so
- * deferral, collapsing and clean-up behave exactly alike. One commit is one batch of files, renamed
+ * group-commit queue (src/store/pending.ts jobStateQueue) over a commit of files, so deferral,
+ * collapsing and clean-up behave exactly alike. One commit is one batch of files, renamed
  * inputs, pending states, records, then deletes: a crash midway leaves a state the journal already
  * meets after a reload (a state beside its final record), never a running record without its state.
  */
 import type { Store } from '../../src/store/db.ts'
-import { pendingAccess } from '../../src/store/pending.ts'
-import type { Db, JobInputsRecord, JobRecord, PendingRecord } from '../../src/store/schema.ts'
+import { type JobStateCommit, jobStateQueue } from '../../src/store/pending.ts'
+import {
+  type JobInputsRecord,
+  type JobRecord,
+  ownJobBytes,
+  type PendingRecord,
+} from '../../src/store/schema.ts'
 import { encodeValue } from './codec.ts'
 import { type Ctx, closedError } from './context.ts'
 import { type FileOp, writeBatch } from './files.ts'
 import { checkId, type JobTables, readRecord } from './jobs.ts'
 
 type Name = 'jobs' | 'pending' | 'jobInputs'
-
-/** The part of idb's API that pendingAccess uses. */
-interface DbSubset {
-  transaction(
-    names: Name[],
-    mode: 'readwrite',
-    opts?: { durability?: 'default' | 'relaxed' | 'strict' },
-  ): {
-    objectStore(name: Name): { put(value: unknown): Promise<unknown>; delete(id: string): Promise<unknown> }
-    done: Promise<void>
-    abort(): void
-  }
-  getAllFromIndex(store: 'pending', index: 'createdAt'): Promise<PendingRecord[]>
-  get(store: 'jobInputs', id: string): Promise<JobInputsRecord | undefined>
-}
 
 interface Op {
   name: Name
@@ -70,37 +60,31 @@ export function pendingFiles(ctx: Ctx, t: JobTables): PendingPart {
     await writeBatch([...last.values()].sort((a, b) => rank(a) - rank(b)).map(fileOp), { sync })
   }
 
-  const db: DbSubset = {
-    transaction(_names, _mode, opts) {
-      if (ctx.closed()) throw closedError()
-      const ops: Op[] = []
-      let aborted = false
-      // Runs after the caller has queued its requests: they are all made synchronously, as IDB wants.
-      const done = ctx.run('jobs', async () => {
-        if (aborted) throw new DOMException('the transaction was aborted', 'AbortError')
-        await apply(ops, opts?.durability !== 'relaxed')
-      })
-      const request = () => done.then(() => undefined)
-      return {
-        objectStore: (name) => ({
-          put(value) {
-            checkId(value as { id?: unknown })
-            // Encoded now: a value that cannot be stored throws here, as IDB's put does.
-            ops.push({ name, id: (value as { id: string }).id, data: encodeValue(value), value })
-            return request()
-          },
-          delete(id) {
-            ops.push({ name, id, data: null })
-            return request()
-          },
-        }),
-        done,
-        abort() {
-          aborted = true
-        },
+  // The values are encoded before anything is written: one that cannot be stored fails the commit
+  // at once, as IDB's put does, and nothing of it lands.
+  const commit: JobStateCommit = (entries, deletes, relaxed) => {
+    if (ctx.closed()) return Promise.reject(closedError())
+    const ops: Op[] = []
+    const put = (name: Name, value: { id: string }) => {
+      checkId(value)
+      ops.push({ name, id: value.id, data: encodeValue(value), value })
+    }
+    try {
+      for (const id of deletes)
+        ops.push({ name: 'pending', id, data: null }, { name: 'jobInputs', id, data: null })
+      for (const e of entries) {
+        put('jobs', ownJobBytes(e.job))
+        if (e.pending) put('pending', e.pending)
+        if (e.inputs && e.pending) put('jobInputs', e.inputs)
       }
-    },
-    getAllFromIndex: () =>
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return ctx.run('jobs', () => apply(ops, !relaxed))
+  }
+  return {
+    ...jobStateQueue(commit),
+    listPending: () =>
       ctx.run('jobs', async () => {
         const out: PendingRecord[] = []
         for (const id of t.pendingIds) {
@@ -109,7 +93,6 @@ export function pendingFiles(ctx: Ctx, t: JobTables): PendingPart {
         }
         return out.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
       }),
-    get: (_, id) => ctx.run('jobs', () => readRecord<JobInputsRecord>(t.file('inputs', id))),
+    getJobInputs: (id) => ctx.run('jobs', () => readRecord<JobInputsRecord>(t.file('inputs', id))),
   }
-  return pendingAccess(db as unknown as Db)
 }

@@ -56,7 +56,60 @@ interface Entry {
  */
 const CLEANUP_DELAY_MS = 2000
 
+/** One job's queued state as a commit writes it. */
+export interface JobStateWrite {
+  job: JobRecord
+  pending: PendingRecord | null
+  inputs?: JobInputsRecord
+  relaxed: boolean
+}
+
+/**
+ * Writes entries (the record, its pending state unless ended, its inputs if given) and deletes the
+ * pending state and inputs of `deletes`, all or nothing; rejects at once, writing nothing, for a value
+ * it cannot store. `relaxed`: no entry needs to be durable before it resolves.
+ */
+export type JobStateCommit = (entries: JobStateWrite[], deletes: string[], relaxed: boolean) => Promise<void>
+
 export function pendingAccess(db: Db): PendingStore {
+  return {
+    ...jobStateQueue(idbCommit(db)),
+    listPending: () => db.getAllFromIndex('pending', 'createdAt'),
+    getJobInputs: (id) => db.get('jobInputs', id),
+  }
+}
+
+function idbCommit(db: Db): JobStateCommit {
+  return async (entries, deletes, relaxed) => {
+    const tx = db.transaction(['jobs', 'pending', 'jobInputs'], 'readwrite', {
+      durability: relaxed ? 'relaxed' : 'default',
+    })
+    const ops: Promise<unknown>[] = [tx.done]
+    try {
+      for (const id of deletes)
+        ops.push(tx.objectStore('pending').delete(id), tx.objectStore('jobInputs').delete(id))
+      for (const e of entries) {
+        ops.push(tx.objectStore('jobs').put(ownJobBytes(e.job)))
+        if (e.pending) ops.push(tx.objectStore('pending').put(e.pending))
+        if (e.inputs && e.pending) ops.push(tx.objectStore('jobInputs').put(e.inputs))
+      }
+    } catch (err) {
+      // A value that cannot be cloned throws at once: none of this batch may land.
+      tx.abort()
+      await Promise.allSettled(ops)
+      throw err
+    }
+    await Promise.all(ops)
+  }
+}
+
+/**
+ * The group-commit queue behind saveJobState, over any storage's commit (IndexedDB here, files in
+ * the Node peer's store): deferral, collapsing and clean-up timing are the same everywhere.
+ */
+export function jobStateQueue(
+  write: JobStateCommit,
+): Pick<PendingStore, 'saveJobState' | 'flushJobStates' | 'discardJobState'> {
   const queue = new Map<string, Entry>()
   const cleanup = new Map<string, number>() // id → when its deletes are due
   const writing = new Set<string>()
@@ -155,26 +208,12 @@ export function pendingAccess(db: Db): PendingStore {
       for (const w of e.waiters.splice(0)) err === undefined ? w.resolve() : w.reject(err)
   }
 
-  async function commit(entries: Entry[], deletes: string[]): Promise<void> {
-    const durability = entries.every((e) => e.relaxed) ? 'relaxed' : 'default'
-    const tx = db.transaction(['jobs', 'pending', 'jobInputs'], 'readwrite', { durability })
-    const ops: Promise<unknown>[] = [tx.done]
-    try {
-      for (const id of deletes)
-        ops.push(tx.objectStore('pending').delete(id), tx.objectStore('jobInputs').delete(id))
-      for (const e of entries) {
-        ops.push(tx.objectStore('jobs').put(ownJobBytes(e.job)))
-        if (e.pending) ops.push(tx.objectStore('pending').put(e.pending))
-        if (e.inputs && e.pending) ops.push(tx.objectStore('jobInputs').put(e.inputs))
-      }
-    } catch (err) {
-      // A value that cannot be cloned throws at once: none of this batch may land.
-      tx.abort()
-      await Promise.allSettled(ops)
-      throw err
-    }
-    await Promise.all(ops)
-  }
+  const commit = (entries: Entry[], deletes: string[]) =>
+    write(
+      entries,
+      deletes,
+      entries.every((e) => e.relaxed),
+    )
 
   return {
     saveJobState(job, pending, inputs, opts = {}) {
@@ -210,7 +249,5 @@ export function pendingAccess(db: Db): PendingStore {
       schedule()
       return done
     },
-    listPending: () => db.getAllFromIndex('pending', 'createdAt'),
-    getJobInputs: (id) => db.get('jobInputs', id),
   }
 }
