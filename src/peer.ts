@@ -21,16 +21,9 @@ import { connectModelHub } from './models/network.ts'
 import type { Capabilities } from './net/advert.ts'
 import { iceServerSource, isLoopbackPage, loadNetConfig, parseIceServers } from './net/config.ts'
 import { createDiscovery, type KnownPeer } from './net/discovery.ts'
-import type { LinkPath } from './net/link.ts'
 import { linkPlanDefaults } from './net/link-plan.ts'
-import {
-  type BrowserNode,
-  connectRelays,
-  createBrowserNode,
-  directConnection,
-  isDirect,
-  webrtcAddrs,
-} from './net/node.ts'
+import { type BrowserNode, connectRelays, createBrowserNode, directConnection } from './net/node.ts'
+import { type PeerStatus, type RelayState, trackStatus } from './peer-status.ts'
 import { InvalidOptionError, UnknownModelError } from './shared/errors.ts'
 import { SOFTWARE_VERSION } from './shared/protocol.ts'
 import type { NamedTensors } from './shared/tensor.ts'
@@ -40,8 +33,6 @@ import { loadOrCreateIdentity } from './trust/identity.ts'
 import { policyFor } from './trust/policy.ts'
 import { createReputation, type Reputation } from './trust/reputation.ts'
 
-/** Free-slot adverts at most this often (trailing): requesters count their own jobs in between. */
-const SLOT_ADVERT_GAP_MS = 500
 /** Time constant of the advertised busy count's average (src/compute/settled-used.ts). */
 const BUSY_AVERAGE_MS = 500
 
@@ -98,26 +89,7 @@ export interface PeerRuntime {
   download?: Download
 }
 
-export type RelayState = 'connecting' | 'connected' | 'disconnected'
-
-export interface PeerStatus {
-  relay: RelayState
-  webrtcAddrs: string[]
-  directPeers: number
-  /** Direct links by path: host (LAN or this machine), STUN (through NAT) or TURN (relayed). */
-  paths: Record<LinkPath, number>
-  /** ICE servers in use (0 on loopback is fine). */
-  iceServers: number
-  /** Set when peers on other networks cannot connect (no ICE servers off loopback), in words. */
-  networkWarning?: string
-  /** Whether the browser granted persistent storage (asked when contributing or importing a model). */
-  storage?: 'persisted' | 'best-effort' | 'unavailable'
-  /** ms since the page's time origin (navigation) when the relay / first direct WebRTC link came up. */
-  relayConnectedMs?: number
-  firstDirectMs?: number
-  firstAdvertMs?: number
-  engineReadyMs?: number
-}
+export type { PeerStatus, RelayState }
 
 export interface Peer {
   readonly id: string
@@ -193,7 +165,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     log: logger('peer-compute:models'),
     ...(rt?.download ? { download: rt.download } : {}),
     inUse: () => [...serving.values()].map((j) => j.model), // called only after setup
-    onImport: () => void persistStorage(), // called only after setup
+    onImport: () => void tracker.persistStorage(), // called only after setup
   })
   const peerIdText = peerIdFromPrivateKey(privateKey).toString()
   const pageUrl = globalThis.location?.href
@@ -208,19 +180,10 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     peerIdText,
   )
   const currentIce = iceSource.get
-  const status: PeerStatus = {
-    relay: 'connecting',
-    webrtcAddrs: [],
-    directPeers: 0,
-    paths: { host: 0, stun: 0, turn: 0 },
-    iceServers: currentIce().length,
-    ...(currentIce().length === 0 && !onLoopback(pageUrl, opts.relays ?? netConfig?.relays ?? [])
-      ? {
-          networkWarning:
-            'No STUN/TURN servers are configured (iceServers in peer-compute.json): peers on other networks will not connect.',
-        }
-      : {}),
-  }
+  const warning =
+    currentIce().length === 0 && !onLoopback(pageUrl, opts.relays ?? netConfig?.relays ?? [])
+      ? 'No STUN/TURN servers are configured (iceServers in peer-compute.json): peers on other networks will not connect.'
+      : undefined
   let caps: EngineCapabilities | undefined
   let cached: string[] = await models.cached()
   const serving = new Map<string, ServedJob>()
@@ -339,83 +302,25 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     noPath: () => discovery.noPath(),
   })
 
-  const refreshStatus = () => {
-    status.webrtcAddrs = webrtcAddrs(node)
-    status.directPeers = node.getConnections().filter(isDirect).length
-    status.paths = { host: 0, stun: 0, turn: 0 }
-    for (const p of discovery.peers()) if (p.direct && p.path) status.paths[p.path]++
-    status.iceServers = currentIce().length
-    if (status.directPeers > 0) status.firstDirectMs ??= performance.now()
-    emit('status')
-  }
-  node.addEventListener('self:peer:update', refreshStatus)
-  node.addEventListener('connection:open', refreshStatus)
-  node.addEventListener('connection:close', refreshStatus)
-  // Paths are learned after a link opens; adverts come far more often and change none of them.
-  let pathKey = ''
-  discovery.events.addEventListener('change', () => {
-    if (discovery.peers().length > 0) status.firstAdvertMs ??= performance.now()
-    emit('peers')
-    const key = discovery
-      .peers()
-      .map((p) => (p.direct ? (p.path ?? '?') : '-'))
-      .join()
-    if (key !== pathKey) {
-      pathKey = key
-      refreshStatus()
-    }
-  })
-  // Without persistent storage the browser may evict models and the credit log under pressure.
-  const persistStorage = async () => {
-    const storage = globalThis.navigator?.storage
-    if (typeof storage?.persist !== 'function') status.storage = 'unavailable'
-    else status.storage = (await storage.persist().catch(() => false)) ? 'persisted' : 'best-effort'
-    emit('status')
-  }
-  // Switching on or off (or capacity changing) is news at once; slot counts can wait a little.
-  // A change that leaves the advert as it was is no news at all (each advert costs the swarm ~25 ms of CPU).
-  const advertState = () => ({
-    active: admission.active,
-    capacity: admission.capacity,
-    free: advertisedFree(),
-    max: admission.maxSlots,
-  })
-  let advertised = advertState()
-  const onAdmission = () => {
-    const now = advertState()
-    const news = now.active !== advertised.active || now.capacity !== advertised.capacity
-    if (!news && now.free === advertised.free && now.max === advertised.max) return
-    advertised = now
-    discovery.announce(news ? 0 : SLOT_ADVERT_GAP_MS)
-  }
   admission.events.addEventListener('change', () => {
-    busy.update() // may change busy.value, whose event then announces
-    onAdmission()
+    busy.update() // may change busy.value, whose event then tells discovery
+    discovery.capabilitiesChanged()
   })
-  busy.events.addEventListener('change', onAdmission)
+  busy.events.addEventListener('change', () => discovery.capabilitiesChanged())
 
   const relays = opts.relays ?? netConfig?.relays ?? []
   const relayKeeper = connectRelays(node, relays, log) // reservations on up to two, replaced when one goes
-  const relayPeers = new Set(relays.map((r) => r.split('/p2p/').pop()))
-  // Connected while any configured relay is: a tab on two relays loses nothing when one goes.
-  const onRelayPeer = (id: string) => {
-    const up = relayKeeper.connected().length > 0
-    if (!relayPeers.has(id) || up === (status.relay === 'connected')) return
-    status.relay = up ? 'connected' : 'disconnected'
-    if (up) status.relayConnectedMs ??= performance.now()
-    refreshStatus()
-  }
-  node.addEventListener('peer:connect', (e) => onRelayPeer(e.detail.toString()))
-  node.addEventListener('peer:disconnect', (e) => onRelayPeer(e.detail.toString()))
-  try {
-    await relayKeeper.ready
-    status.relay = 'connected'
-    status.relayConnectedMs ??= performance.now()
-  } catch (err) {
-    status.relay = 'disconnected'
-    log.error('%s', (err as Error).message)
-  }
-  refreshStatus()
+  const tracker = trackStatus({
+    node,
+    discovery,
+    relays: { keeper: relayKeeper, addrs: relays },
+    iceServers: currentIce,
+    ...(warning ? { warning } : {}),
+    emit,
+    log,
+  })
+  const status = tracker.status
+  await tracker.relayReady()
   // Jobs a previous page of this tab left unfinished carry on, each at most once.
   void requester.resume()
   // Probe the engine in the background: adverts gain eps/adapter once it answers (again after a settings change).
@@ -443,7 +348,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     },
     async setContributing(on) {
       await controls.setContributing(on)
-      if (on) await persistStorage()
+      if (on) await tracker.persistStorage()
       emit('status')
     },
     status: () => ({ ...status }),
@@ -467,6 +372,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     resume: () => requester.resume(),
     async stop() {
       globalThis.removeEventListener?.('pagehide', onHide)
+      tracker.stop()
       iceSource.stop()
       relayKeeper.stop()
       discovery.stop()

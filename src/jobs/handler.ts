@@ -4,13 +4,13 @@
  */
 import type { Connection, Logger, Stream } from '@libp2p/interface'
 import type { Admission } from '../compute/admission.ts'
+import type { Frame } from '../net/frame.ts'
 import { createInboundGuard } from '../net/inbound.ts'
 import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../shared/protocol.ts'
 import { tensorsByteLength } from '../shared/tensor.ts'
 import type { Receipt } from '../trust/receipt.ts'
 import { type Adversary, createAdversary, type TestHooks } from './adversary.ts'
 import { createExecutor, type Executed, type ExecutorOptions } from './execute.ts'
-import type { Frame } from './frame.ts'
 import {
   type CheckedJobRequest,
   encodeResult,

@@ -3,6 +3,7 @@
  * Shape errors are MalformedFrameError naming the field path; tensor contents give InvalidTensorError.
  */
 import type { CID } from 'multiformats/cid'
+import { encodeFrame, type Frame } from '../net/frame.ts'
 import { MalformedFrameError, OutputMismatchError } from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import {
@@ -14,7 +15,6 @@ import {
 } from '../shared/tensor-codec.ts'
 import { type JobBody, jobCid, parseJobBody, verifyJobSig } from '../trust/job-sig.ts'
 import { type Receipt, verifyReceipt } from '../trust/receipt.ts'
-import { encodeFrame, type Frame } from './frame.ts'
 
 export const MAX_REQUEST_BYTES = 16 * 1024 * 1024
 export const MAX_RESULT_BYTES = 16 * 1024 * 1024

@@ -30,7 +30,11 @@ export interface PickOptions {
 export function peerClass(p: KnownPeer): string {
   const a = p.advert
   const ep =
-    a.eps.includes('webgpu') && !a.adapter.includes('fallback') ? 'webgpu' : a.eps.includes('cpu') ? 'cpu' : 'wasm'
+    a.eps.includes('webgpu') && !a.adapter.includes('fallback')
+      ? 'webgpu'
+      : a.eps.includes('cpu')
+        ? 'cpu'
+        : 'wasm'
   return `${a.adapter}|${ep}|${a.ort}`
 }
 

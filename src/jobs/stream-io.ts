@@ -1,9 +1,9 @@
 /** Frame I/O over a libp2p v3 message stream, honouring backpressure and a read deadline. */
 import type { Stream } from '@libp2p/interface'
+import { type ByteBudget, encodeFrame, type Frame, FrameDecoder, readFrame } from '../net/frame.ts'
 import { JobTimeoutError, MalformedFrameError } from '../shared/errors.ts'
-import { type ByteBudget, encodeFrame, type Frame, FrameDecoder, readFrame } from './frame.ts'
 
-export { frameBytes } from './frame.ts'
+export { frameBytes } from '../net/frame.ts'
 
 export async function sendFrame(stream: Stream, msg: Frame, signal?: AbortSignal): Promise<void> {
   if (!stream.send(encodeFrame(msg))) await stream.onDrain(signal ? { signal } : {})

@@ -1,6 +1,6 @@
 /** The fetcher's end of one provider stream: ask for the manifest, then pipeline range requests. */
 import type { Stream } from '@libp2p/interface'
-import type { Frame } from '../jobs/frame.ts'
+import type { Frame } from '../net/frame.ts'
 import { MalformedFrameError, ModelTransferError } from '../shared/errors.ts'
 import { FrameReader, sendBytes } from './stream.ts'
 import {

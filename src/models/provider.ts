@@ -4,7 +4,7 @@
  * that overlap or follow within `holdMs` share one read: peers often fetch a new model together.
  */
 import type { Connection, Logger, Stream } from '@libp2p/interface'
-import type { Frame } from '../jobs/frame.ts'
+import type { Frame } from '../net/frame.ts'
 import { createInboundGuard } from '../net/inbound.ts'
 import { MODEL_PROTOCOL } from '../shared/protocol.ts'
 import { FrameReader, sendBytes } from './stream.ts'

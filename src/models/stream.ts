@@ -1,6 +1,6 @@
 /** Multi-frame I/O on one libp2p stream: a persistent decoder, a per-read deadline, and backpressure. */
 import type { Stream } from '@libp2p/interface'
-import { type Frame, FrameDecoder, readFrame } from '../jobs/frame.ts'
+import { type Frame, FrameDecoder, readFrame } from '../net/frame.ts'
 import { AbortError, MalformedFrameError, ModelTransferError } from '../shared/errors.ts'
 import { parseTransferBody } from './transfer.ts'
 

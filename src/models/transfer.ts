@@ -3,7 +3,7 @@
  * sha2-256 digest per chunk), then for ranges of chunks. Every frame has a size limit and an exact shape.
  */
 import { sha256 } from 'multiformats/hashes/sha2'
-import { encodeFrame, type Frame, parseBody } from '../jobs/frame.ts'
+import { encodeFrame, type Frame, parseBody } from '../net/frame.ts'
 import { concat } from '../shared/bytes.ts'
 import { MalformedFrameError, ModelTooLargeError } from '../shared/errors.ts'
 

@@ -49,6 +49,9 @@ export interface DiscoveryOptions {
   links?: Partial<Omit<LinkPlanOptions, 'wanted'>>
 }
 
+/** Free-slot changes are published at most this often (trailing): requesters count their own jobs in between. */
+export const SLOT_ADVERT_GAP_MS = 500
+
 /** A model we submitted counts as wanted (more links, to its holders first) this long. */
 const WANT_MS = 5 * 60_000
 
@@ -60,6 +63,11 @@ export interface Discovery {
    * changes come with every job, and each advert costs a signature here and a check at every peer.
    */
   announce(minGapMs?: number): void
+  /**
+   * Our capabilities may have changed: published at once if what we offer changed (switched on or
+   * off, slots, models, engine), within SLOT_ADVERT_GAP_MS if only the free count did, else not at all.
+   */
+  capabilitiesChanged(): void
   /** We are about to use `model` (a job, a fetch): link its holders and contributors with free slots. */
   want(model: string): void
   /** Replaces the direct link to `id` now, whatever the grace period: closes it, then dials again. */
@@ -93,6 +101,16 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   let pending: ReturnType<typeof setTimeout> | undefined
   let dueAt = 0
   let lastPublished = 0
+  let published: Capabilities | undefined
+  // Each advert costs the swarm a signature check at every peer (~25 ms of CPU in all): an unchanged one is no news.
+  const capabilitiesChanged = () => {
+    const now = opts.capabilities()
+    if (published === undefined) return announce()
+    const { slots, ...offer } = now
+    const { slots: was, ...before } = published
+    if (JSON.stringify(offer) !== JSON.stringify(before)) announce()
+    else if (slots !== was) announce(SLOT_ADVERT_GAP_MS)
+  }
 
   async function publish() {
     clearTimeout(pending)
@@ -105,7 +123,9 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
       return
     }
     lastPublished = Date.now()
-    const body: AdvertBody = { ...opts.capabilities(), v: 1, peer: self, addrs, seq: ++seq, ts: Date.now() }
+    const caps = opts.capabilities()
+    published = caps
+    const body: AdvertBody = { ...caps, v: 1, peer: self, addrs, seq: ++seq, ts: Date.now() }
     try {
       await pubsub.publish(ADVERT_TOPIC, await signAdvert(body, opts.privateKey))
     } catch (err) {
@@ -373,6 +393,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
       return `no direct path to any of ${contributors.length} contributor(s): ${contributors[0]!.linkError}`
     },
     announce,
+    capabilitiesChanged,
     events,
     stop() {
       clearInterval(timer)

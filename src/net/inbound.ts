@@ -3,7 +3,7 @@
  * protocol, and bytes in partial frames per peer and in total. A stream over a bound is refused at
  * once; a frame that would pass a byte bound fails its stream. Honest peers never come near them.
  */
-import type { ByteBudget } from '../jobs/frame.ts'
+import type { ByteBudget } from './frame.ts'
 
 export interface InboundLimits {
   /** Concurrent inbound streams one peer may hold open on this protocol. */

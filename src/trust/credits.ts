@@ -101,9 +101,7 @@ export async function createCredits(o: {
       const batch = queue
       queue = []
       try {
-        const recs = await locks.request(`${o.storeName}:credits`, () =>
-          append(batch.map((b) => b.bytes)),
-        )
+        const recs = await locks.request(`${o.storeName}:credits`, () => append(batch.map((b) => b.bytes)))
         const seq = recs.at(-1)!.seq
         raise((seq + 1) * CREDIT_PER_RECEIPT)
         for (const [i, b] of batch.entries()) b.resolve(recs[i]!)

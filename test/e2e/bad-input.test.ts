@@ -3,7 +3,7 @@
  * the contributor tab serves the next job.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { FrameDecoder } from '../../src/jobs/frame.ts'
+import { FrameDecoder } from '../../src/net/frame.ts'
 import { JOB_PROTOCOL } from '../../src/shared/protocol.ts'
 import { importUrl, serveModels, testModel } from '../helpers/models.ts'
 import { peerId, type Swarm, startSwarm, waitForContributors } from '../helpers/swarm.ts'

@@ -160,7 +160,7 @@ describe('credit log', () => {
       expect(ok.stdout).toMatch(/valid credit log: 5 signed receipts, credit 5/)
       const bad = verify('bad.json')
       expect(bad.status).toBe(1)
-      expect(bad.stderr).toMatch(/INVALID: InvalidCreditLogError: head\.count/)
+      expect(bad.stderr).toMatch(/INVALID: \S*bad\.json: InvalidCreditLogError: head\.count/)
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }

@@ -1,6 +1,6 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { describe, expect, it } from 'vitest'
-import { encodeFrame, type Frame, FrameDecoder, readFrame } from '../../src/jobs/frame.ts'
+import { encodeFrame, type Frame, FrameDecoder, readFrame } from '../../src/net/frame.ts'
 import { concat as join } from '../../src/shared/bytes.ts'
 
 const concat = (...parts: Uint8Array[]) => join(parts)

@@ -1,6 +1,6 @@
 /** Per-peer bounds on inbound streams and partial-frame bytes, and the frame decoder drawing on them. */
 import { describe, expect, it } from 'vitest'
-import { encodeFrame, FrameDecoder } from '../../src/jobs/frame.ts'
+import { encodeFrame, FrameDecoder } from '../../src/net/frame.ts'
 import { createInboundGuard } from '../../src/net/inbound.ts'
 
 const limits = { streamsPerPeer: () => 2, bytesPerPeer: 100, bytesTotal: 150 }

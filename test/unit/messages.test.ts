@@ -1,7 +1,6 @@
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { type Frame, FrameDecoder } from '../../src/jobs/frame.ts'
 import {
   checkJobRequest,
   encodeMessage,
@@ -10,6 +9,7 @@ import {
   parseJobReject,
   verifyJobResult,
 } from '../../src/jobs/messages.ts'
+import { type Frame, FrameDecoder } from '../../src/net/frame.ts'
 import type { NamedTensors } from '../../src/shared/tensor.ts'
 import { encodeTensors, tensorsCid } from '../../src/shared/tensor-codec.ts'
 import { type JobBody, jobCid, newNonce, signJob, verifyJobSig } from '../../src/trust/job-sig.ts'

@@ -6,7 +6,6 @@ import type { Connection, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { streamPair } from '@libp2p/utils'
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
-import { encodeFrame, FrameDecoder } from '../../src/jobs/frame.ts'
 import { type ChunkStore, type FetchOptions, fetchFromPeers } from '../../src/models/fetcher.ts'
 import { createModelProvider, MODEL_STREAMS_PER_PEER } from '../../src/models/provider.ts'
 import {
@@ -22,6 +21,7 @@ import {
   parseRangeRequest,
   parseTransferBody,
 } from '../../src/models/transfer.ts'
+import { encodeFrame, FrameDecoder } from '../../src/net/frame.ts'
 import { modelCid } from '../../src/shared/cid.ts'
 import { MODEL_PROTOCOL } from '../../src/shared/protocol.ts'
 
