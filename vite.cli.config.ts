@@ -1,8 +1,9 @@
 /**
  * The `peer-compute` CLI: `vite build -c vite.cli.config.ts` bundles node/cli.ts and the app code it
- * shares into dist-node/cli.mjs, which plain `node` runs, and then the engine's ORT worker
+ * shares into dist-node/cli.mjs, which plain `node` runs, then the engine's ORT worker
  * (node/ort.worker.ts) into dist-node/ort.worker.mjs beside it (node/engine-pool.ts loads it from
- * there). Two builds, as one input each keeps each file whole. Packages stay external, so `npm ci
+ * there), and the package's Node entry (node/index.ts, `peer-compute/node`) into dist-node/index.mjs.
+ * Three builds, as one input each keeps each file whole. Packages stay external, so `npm ci
  * --omit=dev` supplies them; nothing at run time needs a dev dependency.
  */
 import { resolve } from 'node:path'
@@ -29,10 +30,11 @@ export default defineConfig({
   ...bundle('node/cli.ts', 'cli.mjs', true),
   plugins: [
     {
-      name: 'peer-compute:ort-worker',
+      name: 'peer-compute:ort-worker-and-entry',
       apply: 'build',
       async closeBundle() {
         await build({ ...bundle('node/ort.worker.ts', 'ort.worker.mjs', false), configFile: false })
+        await build({ ...bundle('node/index.ts', 'index.mjs', false), configFile: false })
       },
     },
   ],

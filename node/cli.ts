@@ -8,7 +8,9 @@ import { runRelay } from '../src/relay/run.ts'
 import { describeError } from '../src/shared/errors.ts'
 import { contribute } from './commands/contribute.ts'
 import { map } from './commands/map.ts'
+import { ocr } from './commands/ocr.ts'
 import { submit } from './commands/submit.ts'
+import { vad } from './commands/vad.ts'
 import { verify } from './commands/verify.ts'
 
 export const HELP = `usage: peer-compute <command> [flags]   (peer-compute <command> --help for its flags)
@@ -18,6 +20,8 @@ commands:
   contribute   serve jobs from this machine with onnxruntime-node, earning signed credit
   submit       run one job on contributors and print the outputs a quorum agreed on
   map          run a model over a folder of inputs; resumes where an interrupted run stopped
+  ocr          read the text in PNG and JPEG images (PP-OCRv4 on contributors)
+  vad          find speech in WAV files (Silero VAD on contributors)
   verify       check quorum records and credit logs offline
 
 exit status: 0 done; 1 a job failed or a record is invalid; 2 a usage error (a flag, an input,
@@ -49,6 +53,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   contribute: (a) => contribute(a, console.log),
   submit: (a) => submit(a, console.log),
   map: (a) => map(a, console.log),
+  ocr: (a) => ocr(a, console.log),
+  vad: (a) => vad(a, console.log),
   verify: (a) => verify(a, console.log, console.error),
 }
 
@@ -74,6 +80,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 const code = await main(process.argv.slice(2))
+// The command has stopped its peer (ORT threads included); closed WebRTC connections' timers and
+// native threads would hold the process for seconds more. Exit once what was printed is written.
 process.exitCode = code
-// WebRTC's native threads may outlive a stopped node for a moment; nothing is left to do by then.
-setTimeout(() => process.exit(code), 2000).unref()
+process.stdout.write('', () => process.stderr.write('', () => process.exit(code)))

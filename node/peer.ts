@@ -87,6 +87,7 @@ export async function createNodePeer(o: NodePeerOptions): Promise<NodePeer> {
     // A thread inside ORT ends only with its run: exiting the process before then aborts it.
     const stop = async () => {
       await stopPeer()
+      await store.shutdown() // writes started before the stop land, then the lock goes
       await engine.closed()
     }
     return Object.assign(peer, { dir: o.dir, stop })

@@ -3,7 +3,7 @@
  * from the sources. Exit status 0 when valid, 1 when not (the reason is printed), 2 on usage errors.
  */
 import '../src/relay/polyfill.ts'
-import { verify, VERIFY_HELP } from '../node/commands/verify.ts'
+import { VERIFY_HELP, verify } from '../node/commands/verify.ts'
 
 try {
   process.exitCode = await verify(process.argv.slice(2), console.log, console.error)

@@ -37,6 +37,15 @@ export const POLICY_FLAGS = {
   timeout: { type: 'string' },
 } as const
 
+/** What submit, ocr and vad all take: where the swarm is, the policy, and how to report. */
+export const TASK_FLAGS = {
+  ...PEER_FLAGS,
+  ...POLICY_FLAGS,
+  json: { type: 'boolean' },
+  out: { type: 'string' },
+  verbose: { type: 'boolean', short: 'v' },
+} as const
+
 /** The policy the flags ask for (the rest from the model's task defaults). */
 export function policyFlags(v: {
   redundancy?: string

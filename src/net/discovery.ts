@@ -325,7 +325,9 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
         ...(prev?.linkError ? { linkError: prev.linkError } : {}),
       }
       peers.set(from, p)
-      if (prev == null) announce() // let the newcomer learn about us quickly
+      // Let a newcomer learn about us quickly; a peer back with a new session (its seq starts again)
+      // is one too, though we knew its PeerId: it forgot our advert, and the next repeat is 15 s off.
+      if (prev == null || body.seq < prev.advert.seq) announce()
       refresh(from)
       plan()
     } catch (err) {

@@ -3,45 +3,14 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { type Pcm, parseWav } from '../../src/tasks/vad/wav.ts'
 import { findOrInstall } from './debian-tool.ts'
+
+export type { Pcm }
 
 /** ESPEAK_PATH or /usr/bin/espeak-ng; as root, installs Debian's espeak-ng; otherwise throws. */
 export const findEspeak = (): string =>
   findOrInstall({ env: 'ESPEAK_PATH', path: '/usr/bin/espeak-ng', pkg: 'espeak-ng', label: 'espeak-ng' })
-
-export interface Pcm {
-  rate: number
-  samples: Float32Array
-}
-
-/** Reads 16-bit PCM mono or stereo WAV (stereo is averaged). */
-export function parseWav(bytes: Uint8Array): Pcm {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  const tag = (o: number) => String.fromCharCode(...bytes.subarray(o, o + 4))
-  if (tag(0) !== 'RIFF' || tag(8) !== 'WAVE') throw new Error('not a WAV file')
-  let rate = 0
-  let channels = 1
-  for (let o = 12; o + 8 <= bytes.length; ) {
-    const size = dv.getUint32(o + 4, true)
-    if (tag(o) === 'fmt ') {
-      if (dv.getUint16(o + 8, true) !== 1 || dv.getUint16(o + 22, true) !== 16)
-        throw new Error('WAV is not 16-bit PCM')
-      channels = dv.getUint16(o + 10, true)
-      rate = dv.getUint32(o + 12, true)
-    } else if (tag(o) === 'data') {
-      const n = Math.floor(Math.min(size, bytes.length - o - 8) / 2 / channels)
-      const samples = new Float32Array(n)
-      for (let i = 0; i < n; i++) {
-        let s = 0
-        for (let c = 0; c < channels; c++) s += dv.getInt16(o + 8 + (i * channels + c) * 2, true)
-        samples[i] = s / channels / 32768
-      }
-      return { rate, samples }
-    }
-    o += 8 + size + (size % 2)
-  }
-  throw new Error('WAV has no data chunk')
-}
 
 /** 16-bit PCM mono WAV. */
 export function writeWav({ rate, samples }: Pcm): Uint8Array {

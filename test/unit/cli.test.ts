@@ -16,13 +16,13 @@ describe('peer-compute CLI', () => {
   it('--help lists every command and the exit statuses', async () => {
     const r = await runCli(['--help'])
     expect(r.code).toBe(0)
-    for (const c of ['relay', 'contribute', 'submit', 'map', 'verify'])
+    for (const c of ['relay', 'contribute', 'submit', 'map', 'ocr', 'vad', 'verify'])
       expect(r.out).toMatch(new RegExp(`^  ${c} `, 'm'))
     expect(r.out).toMatch(/exit status: 0 done; 1 .*; 2 a usage error/)
   })
 
   it('each command has its own --help', async () => {
-    for (const c of ['contribute', 'submit', 'map', 'verify', 'relay']) {
+    for (const c of ['contribute', 'submit', 'map', 'ocr', 'vad', 'verify', 'relay']) {
       const r = await runCli([c, '--help'])
       expect(r.code, `${c}: ${r.err}`).toBe(0)
       expect(r.out).toMatch(/--/)

@@ -43,10 +43,16 @@ function bundles(dist: string): Record<'app' | 'widget', string> {
 const found = (text: string) => MARKERS.filter((m) => text.includes(m))
 
 describe('test hooks in the bundles', () => {
-  it('leaves every adversary mode and hook reader out of dist/ (app, workers, widget)', () => {
+  it('leaves every adversary mode and hook reader out of dist/ (app, workers, widget, library, CLI)', () => {
     const prod = bundles(DIST)
     expect(found(prod.app)).toEqual([])
     expect(found(prod.widget)).toEqual([])
+    const library = resolve(DIST, 'peer-compute.js')
+    const cli = resolve(ROOT, 'dist-node/cli.mjs')
+    for (const f of [library, cli]) {
+      expect(existsSync(f), `${f} is missing: run \`npm run build\``).toBe(true)
+      expect(found(readFileSync(f, 'utf8')), f).toEqual([])
+    }
   })
 
   it('keeps them in the test build dist-test/, so the check above can fail', () => {
