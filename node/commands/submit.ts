@@ -8,6 +8,7 @@ import type { NamedTensors } from '../../src/shared/tensor.ts'
 import { readNpy, writeNpy } from '../../src/tasks/npy.ts'
 import { parseJsonInputs, randomInputs, tensorsToJson } from '../../src/tasks/raw.ts'
 import type { CompareRule, VerificationPolicy } from '../../src/trust/policy.ts'
+import { encodeReceipt } from '../../src/trust/receipt.ts'
 import { intFlag, PEER_FLAGS, PEER_HELP, peerOptions } from '../args.ts'
 import { createNodePeer, type NodePeer } from '../peer.ts'
 
@@ -23,7 +24,7 @@ on contributors and prints the outputs once a quorum agrees.
 
   --input <name=file.npy>   one input tensor (repeat); or --input <file.json> with every input
   --random                  random inputs of the model's shapes (catalog models)
-  --out <dir>               write outputs (.npy per output, outputs.json) and record.cbor there
+  --out <dir>               write outputs (.npy per output, outputs.json), record.cbor and receipt.cbor there
   --json                    print the outcome as JSON
   -v, --verbose             say when contributors are seen and linked
 ${POLICY_HELP}
@@ -178,6 +179,7 @@ export async function submit(argv: string[], say: (line: string) => void): Promi
         await writeFile(join(values.out, `${name}.npy`), writeNpy(t))
       await writeFile(join(values.out, 'outputs.json'), tensorsToJson(outcome.outputs))
       await writeFile(join(values.out, 'record.cbor'), outcome.record)
+      await writeFile(join(values.out, 'receipt.cbor'), encodeReceipt(outcome.receipt))
     }
     const summary = {
       id: outcome.id,

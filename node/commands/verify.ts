@@ -9,9 +9,11 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { InvalidOptionError } from '../../src/shared/errors.ts'
 import { CREDIT_LOG_KIND, verifyCreditLog } from '../../src/trust/credit-log.ts'
 import { QUORUM_RECORD_KIND, verifyQuorumRecord } from '../../src/trust/quorum-record.ts'
+import { decodeReceipt, verifyReceipt } from '../../src/trust/receipt.ts'
 
 export const VERIFY_HELP = `peer-compute verify <file…> [--quorum N]
-Checks quorum records and credit logs offline. Exit status 0 when all are valid, 1 when one is not.
+Checks quorum records, receipts and credit logs offline. Exit status 0 when all are valid, 1 when
+one is not.
 
   --quorum <n>              a quorum record must carry at least n agreeing receipts (default 1)`
 
@@ -52,13 +54,37 @@ function kindOf(bytes: Uint8Array): unknown {
   }
 }
 
+/** A signed receipt (one replica's, as the app stores it): it has no kind, only its shape. */
+async function verifyReceiptFile(bytes: Uint8Array): Promise<string[]> {
+  const r = await verifyReceipt(decodeReceipt(bytes))
+  const b = r.body
+  return [
+    `valid receipt signed by worker ${b.worker}`,
+    `job ${b.job}`,
+    `model ${b.model}`,
+    `input ${b.input}`,
+    `output ${b.output}`,
+    `requester ${b.requester}, ${b.ep} on ${b.adapter}, at ${new Date(b.ts).toISOString()}`,
+  ]
+}
+
+const looksLikeReceipt = (bytes: Uint8Array) => {
+  try {
+    decodeReceipt(bytes)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** Lines for a valid file; throws with the reason for an invalid one. */
 export async function verifyFile(file: string, quorum = 1): Promise<string[]> {
   const bytes = new Uint8Array(await readFile(file))
   const kind = kindOf(bytes)
   const verify = typeof kind === 'string' ? VERIFIERS[kind] : undefined
-  if (!verify) throw new Error(`${file} is not a known peer-compute record (kind ${String(kind)})`)
-  return verify(bytes, { quorum })
+  if (verify) return verify(bytes, { quorum })
+  if (kind === undefined && looksLikeReceipt(bytes)) return verifyReceiptFile(bytes)
+  throw new Error(`${file} is not a known peer-compute record (kind ${String(kind)})`)
 }
 
 export async function verify(argv: string[], say: (line: string) => void, warn: (line: string) => void) {
