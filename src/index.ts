@@ -15,6 +15,7 @@ export type {
   ComputeTabStatus,
   ContributorSettings,
   Controls,
+  ControlsEvents,
   ControlsState,
   JobDone,
   RunningJob,
@@ -25,6 +26,7 @@ export type { CatalogEntry, TensorSpec } from './models/catalog.ts'
 export type {
   ImportOptions,
   ModelHub,
+  ModelHubEvents,
   ModelInfo,
   ModelProgress,
   PeerFetchOptions,
@@ -32,11 +34,18 @@ export type {
 } from './models/hub.ts'
 export type { Capabilities } from './net/advert.ts'
 export type { KnownPeer } from './net/discovery.ts'
-export { createPeer, type Peer, type PeerOptions, type PeerStatus, type RelayState } from './peer.ts'
+export {
+  createPeer,
+  type Peer,
+  type PeerEvents,
+  type PeerOptions,
+  type PeerStatus,
+  type RelayState,
+} from './peer.ts'
 export * as errors from './shared/errors.ts'
 export type { DType, NamedTensors, Tensor } from './shared/tensor.ts'
 export { type CreditLogSummary, verifyCreditLog } from './trust/credit-log.ts'
-export type { Credits } from './trust/credits.ts'
+export type { Credits, CreditsEvents } from './trust/credits.ts'
 export { type CompareRule, policyFor, type VerificationPolicy } from './trust/policy.ts'
 export { type QuorumCheck, type QuorumRecord, verifyQuorumRecord } from './trust/quorum-record.ts'
 export type { Receipt, ReceiptBody } from './trust/receipt.ts'

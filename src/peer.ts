@@ -2,6 +2,7 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { TypedEventEmitter, type TypedEventTarget } from 'main-event'
 import type { Capabilities as EngineCapabilities, InferenceEngine } from './compute/bridge.ts'
 import { type Controls, createControls } from './compute/controls.ts'
 import { settleUsed } from './compute/settled-used.ts'
@@ -91,6 +92,18 @@ export interface PeerRuntime {
 
 export type { PeerStatus, RelayState }
 
+/** The events of `peer.events`: plain Events, read the new state from the peer. */
+export interface PeerEvents {
+  /** status() changed: relay, links, ICE servers, contributing, engine capabilities. */
+  status: Event
+  /** peers() changed. */
+  peers: Event
+  /** A job this peer submitted changed (jobs(), job()). */
+  jobs: Event
+  /** running() changed: a served job started or ended. */
+  serving: Event
+}
+
 export interface Peer {
   readonly id: string
   /** The underlying libp2p node, for embedders that add their own protocols. */
@@ -98,7 +111,7 @@ export interface Peer {
   readonly catalog: Catalog
   /** Model hub: imports, the cache with its quota, and peer-to-peer transfers (src/models/hub.ts). */
   readonly models: ModelHub
-  readonly events: EventTarget
+  readonly events: TypedEventTarget<PeerEvents>
   readonly contributing: boolean
   setContributing(on: boolean): Promise<void>
   status(): PeerStatus
@@ -150,8 +163,8 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     )
   }
   const log = logger('peer-compute:peer')
-  const events = new EventTarget()
-  const emit = (type: string) => events.dispatchEvent(new Event(type))
+  const events = new TypedEventEmitter<PeerEvents>()
+  const emit = (type: keyof PeerEvents) => events.dispatchEvent(new Event(type))
   const storeName = opts.storeName ?? 'peer-compute'
   const rt = opts.runtime
   const store = rt?.store ?? (await openStore(storeName))

@@ -47,8 +47,7 @@ export async function contribute(argv: string[], say: (line: string) => void): P
   say(`contributing as ${peer.id} (data in ${peer.dir})`)
   say(`relay ${s.relay}; ${s.iceServers} ICE servers${s.networkWarning ? `; ${s.networkWarning}` : ''}`)
   peer.controls.events.addEventListener('job-done', (e) => {
-    const d = (e as CustomEvent<{ job: string; model: string; ok: boolean; code?: string; runMs?: number }>)
-      .detail
+    const d = e.detail
     say(`job ${d.job.slice(-12)} ${d.ok ? `done in ${(d.runMs ?? 0).toFixed(1)} ms` : `refused (${d.code})`}`)
   })
   // The signed credit log beside the state, for `peer-compute verify`: rewritten after each job (at

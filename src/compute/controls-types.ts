@@ -1,4 +1,5 @@
 /** The public side of the contributor controls (`peer.controls`): state, live status and events. */
+import type { TypedEventTarget } from 'main-event'
 import type { Receipt } from '../trust/receipt.ts'
 import type { HoldReason } from './admission.ts'
 import type { ContributorSettings, ServedTotals } from './settings.ts'
@@ -42,9 +43,20 @@ export interface ComputeTabStatus {
   totals: ServedTotals
 }
 
+/** The events of `peer.controls.events`. */
+export interface ControlsEvents {
+  /** Settings or state changed (also with every job). */
+  change: Event
+  /** The served totals changed. */
+  totals: Event
+  'job-started': CustomEvent<RunningJob>
+  'job-done': CustomEvent<JobDone>
+  /** The engine was reconfigured (threads, WebGPU): its capabilities may differ. */
+  engine: Event
+}
+
 export interface Controls {
-  /** 'change' (settings or state), 'totals', 'job-started' and 'job-done' (CustomEvent, detail RunningJob / JobDone). */
-  readonly events: EventTarget
+  readonly events: TypedEventTarget<ControlsEvents>
   settings(): ContributorSettings
   /** Applies and persists a patch; other tabs of the browser follow when the election is on. */
   update(patch: Partial<ContributorSettings>): Promise<ContributorSettings>

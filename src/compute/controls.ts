@@ -3,12 +3,20 @@
  * pause/resume; the one-compute-tab election; running jobs and served totals for the live panel.
  */
 
+import { TypedEventEmitter } from 'main-event'
 import { calibrationStore } from '../store/calibration.ts'
 import type { Store } from '../store/db.ts'
 import { type Admission, createAdmission } from './admission.ts'
 import type { InferenceEngine } from './bridge.ts'
 import { type Conditions, watchConditions } from './conditions.ts'
-import type { ComputeTabStatus, Controls, ControlsState, JobDone, RunningJob } from './controls-types.ts'
+import type {
+  ComputeTabStatus,
+  Controls,
+  ControlsEvents,
+  ControlsState,
+  JobDone,
+  RunningJob,
+} from './controls-types.ts'
 import { createElection, type Election } from './election.ts'
 import { createEngine } from './engine.ts'
 import { type ContributorSettings, DEFAULT_SETTINGS, normalizeSettings, normalizeTotals } from './settings.ts'
@@ -61,9 +69,12 @@ const CONTRIBUTE_KEY = 'contribute' // the switch's original key, kept so existi
 const TOTALS_KEY = 'contributor-totals'
 const STATUS_EVERY_MS = 1000
 
+/** emit()'s detail argument: required for a CustomEvent of the map, none for a plain Event. */
+type DetailArgs<E> = E extends CustomEvent<infer D> ? [detail: D] : []
+
 export async function createControls(o: ControlsOptions): Promise<ControlsInternals> {
-  const events = new EventTarget()
-  const emit = (type: string, detail?: unknown) =>
+  const events = new TypedEventEmitter<ControlsEvents>()
+  const emit = <K extends keyof ControlsEvents>(type: K, ...[detail]: DetailArgs<ControlsEvents[K]>) =>
     events.dispatchEvent(detail === undefined ? new Event(type) : new CustomEvent(type, { detail }))
   const stored = normalizeSettings(await o.store.getSetting(SETTINGS_KEY))
   const storedOn = await o.store.getSetting<boolean>(CONTRIBUTE_KEY)

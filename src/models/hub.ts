@@ -4,9 +4,10 @@
  *
  * @example
  * const info = await peer.models.importUrl('https://example.com/model.onnx')   // NotOnnxError, ModelTooLargeError
- * peer.models.events.addEventListener('progress', (e) => console.log((e as CustomEvent).detail))
+ * peer.models.events.addEventListener('progress', (e) => console.log(e.detail.loaded, e.detail.total))
  */
 import type { Logger, Stream } from '@libp2p/interface'
+import { TypedEventEmitter, type TypedEventTarget } from 'main-event'
 import { modelCid } from '../shared/cid.ts'
 import { ModelIntegrityError, UnknownModelError } from '../shared/errors.ts'
 import type { Store } from '../store/db.ts'
@@ -53,9 +54,17 @@ export interface TransferRecord extends FetchStats {
   at: number
 }
 
-/** What `peer.models` offers the UI and embedders. Events: `change`, `progress` (detail: ModelProgress). */
+/** The events of `peer.models.events`. */
+export interface ModelHubEvents {
+  /** The cached models changed (import, peer fetch, delete, eviction), or the quota did. */
+  change: Event
+  /** A download or peer transfer advanced. */
+  progress: CustomEvent<ModelProgress>
+}
+
+/** What `peer.models` offers the UI and embedders. */
 export interface ModelHub extends ModelSource {
-  readonly events: EventTarget
+  readonly events: TypedEventTarget<ModelHubEvents>
   list(): Promise<ModelInfo[]>
   importUrl(url: string, opts?: ImportOptions): Promise<ModelInfo>
   importFile(file: Blob | Uint8Array, opts?: ImportOptions): Promise<ModelInfo>
@@ -102,7 +111,7 @@ const asOptions = (o?: AbortSignal | GetOptions): GetOptions =>
 
 export async function createModelHub(opts: ModelHubOptions): Promise<ModelHubService> {
   const { store, catalog, log } = opts
-  const events = new EventTarget()
+  const events = new TypedEventEmitter<ModelHubEvents>()
   const changed = () => events.dispatchEvent(new Event('change'))
   const progress = (p: ModelProgress) => events.dispatchEvent(new CustomEvent('progress', { detail: p }))
   const cache = await createModelCache(store, {

@@ -4,10 +4,17 @@
  * Each append tells the other tabs the newest seq, so they need not read the log to follow it.
  */
 import type { PrivateKey } from '@libp2p/interface'
+import { TypedEventEmitter, type TypedEventTarget } from 'main-event'
 import type { CreditStore } from '../store/credits.ts'
 import type { CreditRecord } from '../store/schema.ts'
 import { CREDIT_PER_RECEIPT, exportCreditLog, nextCreditEntry } from './credit-log.ts'
 import { encodeReceipt, type Receipt } from './receipt.ts'
+
+/** The events of `peer.credits.events`. */
+export interface CreditsEvents {
+  /** The total changed (in this tab or another). */
+  change: Event
+}
 
 export interface Credits {
   /** Credits earned by this browser (one per served, signed job). */
@@ -15,8 +22,7 @@ export interface Credits {
   list(): Promise<CreditRecord[]>
   /** The signed log as a JSON file, verifiable with `npm run verify -- <file>`. */
   export(): Promise<Uint8Array>
-  /** 'change' when the total changes (in this tab or another). */
-  events: EventTarget
+  events: TypedEventTarget<CreditsEvents>
 }
 
 export interface CreditsInternals extends Credits {
@@ -39,7 +45,7 @@ export async function createCredits(o: {
   locks?: Locks
 }): Promise<CreditsInternals> {
   const locks: Locks = o.locks ?? navigator.locks
-  const events = new EventTarget()
+  const events = new TypedEventEmitter<CreditsEvents>()
   const channel = new BroadcastChannel(`${o.storeName}:credits`)
   let total = 0
   // seq runs 0, 1, 2…: the last entry gives the count without walking the log (count() does).

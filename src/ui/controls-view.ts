@@ -127,7 +127,8 @@ export function mountControlsView(peer: Peer, el: HTMLElement): void {
     renderState()
     renderLive()
   })
-  for (const type of ['totals', 'job-started', 'job-done']) c.events.addEventListener(type, renderLive)
+  for (const type of ['totals', 'job-started', 'job-done'] as const)
+    c.events.addEventListener(type, renderLive)
   peer.credits.events.addEventListener('change', renderLive)
   peer.models.events.addEventListener('change', () => fill(c.settings())) // size limit and quota live there
   // elapsed times tick, and another tab's status arrives about once a second

@@ -1,5 +1,4 @@
 /** Model hub panel: the catalog, import by URL or file (drag and drop), the cache with its quota, and delete. */
-import type { ModelProgress } from '../models/hub.ts'
 import type { Peer } from '../peer.ts'
 import { short } from './render.ts'
 
@@ -67,7 +66,7 @@ export function mountHubView(peer: Peer, el: HTMLElement): void {
   }
 
   hub.events.addEventListener('progress', (e) => {
-    const p = (e as CustomEvent<ModelProgress>).detail
+    const p = e.detail
     bar.hidden = p.total !== undefined && p.loaded >= p.total // a finished transfer clears the bar
     bar.value = p.total ? p.loaded / p.total : 0
     if (!p.total) bar.removeAttribute('value') // indeterminate

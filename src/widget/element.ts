@@ -4,7 +4,7 @@
  * exportCredits(), revokeConsent(). Events: job-started, job-done, credit-changed, consent-changed, ready.
  * In contribute mode nothing starts (no network, no worker) before the visitor's consent click.
  */
-import type { JobDone, RunningJob } from '../compute/controls.ts'
+import type { RunningJob } from '../compute/controls.ts'
 import type { JobOutcome, SubmitOptions } from '../jobs/requester.ts'
 import { parseIceServers } from '../net/config.ts'
 import { createPeer, type Peer } from '../peer.ts'
@@ -157,18 +157,15 @@ export class PeerComputeElement extends HTMLElement {
 
   #listen(peer: Peer): void {
     const c = peer.controls
-    const started = (e: Event) =>
-      this.#emit('job-started', jobDetail(peer, (e as CustomEvent<RunningJob>).detail))
-    const done = (e: Event) => {
-      const d = (e as CustomEvent<JobDone>).detail
-      this.#emit('job-done', { ...jobDetail(peer, d), ok: d.ok, code: d.code, runMs: d.runMs })
-    }
     const credit = () => this.#emit('credit-changed', { credit: peer.credits.total })
     const update = () => this.#update()
-    c.events.addEventListener('job-started', started)
-    c.events.addEventListener('job-done', done)
+    c.events.addEventListener('job-started', (e) => this.#emit('job-started', jobDetail(peer, e.detail)))
+    c.events.addEventListener('job-done', ({ detail: d }) =>
+      this.#emit('job-done', { ...jobDetail(peer, d), ok: d.ok, code: d.code, runMs: d.runMs }),
+    )
     peer.credits.events.addEventListener('change', credit)
-    for (const t of ['change', 'totals', 'job-started', 'job-done']) c.events.addEventListener(t, update)
+    for (const t of ['change', 'totals', 'job-started', 'job-done'] as const)
+      c.events.addEventListener(t, update)
     peer.events.addEventListener('peers', update)
     peer.events.addEventListener('status', update)
     peer.credits.events.addEventListener('change', update)

@@ -28,7 +28,7 @@ async function watchHandBacks(page: Page): Promise<void> {
     const w = window as unknown as { __handedBack: number }
     w.__handedBack = 0
     window.__peer.controls.events.addEventListener('job-done', (e) => {
-      if ((e as CustomEvent<{ code?: string }>).detail.code === 'cancelled') w.__handedBack++
+      if (e.detail.code === 'cancelled') w.__handedBack++
     })
   })
 }

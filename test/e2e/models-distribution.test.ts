@@ -5,6 +5,7 @@
  */
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { ModelHubEvents } from '../../src/models/hub.ts'
 import { mlpForward, mlpInput, mlpWeights } from '../../src/shared/mlp.ts'
 import { launchBrowser, type TestBrowser } from '../helpers/chromium.ts'
 import { importUrl, serveModels, type TestModel, testModel } from '../helpers/models.ts'
@@ -97,8 +98,8 @@ describe('model distribution', () => {
       async ({ cid, a }) => {
         const hub = window.__peer.models
         const ac = new AbortController()
-        const onProgress = (e: Event) => {
-          const p = (e as CustomEvent<{ cid?: string; loaded: number; total?: number }>).detail
+        const onProgress = (e: ModelHubEvents['progress']) => {
+          const p = e.detail
           if (p.cid === cid && p.total && p.loaded > p.total * 0.4) ac.abort()
         }
         hub.events.addEventListener('progress', onProgress)

@@ -5,6 +5,7 @@
  */
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { ModelHubEvents } from '../../src/models/hub.ts'
 import { importUrl, serveModels, type TestModel, testModel } from '../helpers/models.ts'
 import { type Swarm, startSwarm, waitReady } from '../helpers/swarm.ts'
 
@@ -47,7 +48,7 @@ describe('model import', () => {
   it('imports by URL with progress and stores the model under its CID', async () => {
     const seen = await page.evaluate(async (path) => {
       const events: number[] = []
-      const onProgress = (e: Event) => events.push((e as CustomEvent<{ loaded: number }>).detail.loaded)
+      const onProgress = (e: ModelHubEvents['progress']) => events.push(e.detail.loaded)
       window.__peer.models.events.addEventListener('progress', onProgress)
       const info = await window.__peer.models.importUrl(path)
       window.__peer.models.events.removeEventListener('progress', onProgress)

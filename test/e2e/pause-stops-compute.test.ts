@@ -99,7 +99,7 @@ const watch = (page: Page) =>
     w.__done = []
     w.__terminated = []
     window.__peer.controls.events.addEventListener('job-done', (e) => {
-      const d = (e as CustomEvent<Done>).detail
+      const d = e.detail
       w.__done.push({ at: Date.now(), ok: d.ok, code: d.code, runMs: d.runMs })
     })
     const terminate = Worker.prototype.terminate
