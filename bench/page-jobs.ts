@@ -7,7 +7,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import type { InferenceEngine } from '../src/compute/bridge.ts'
-import { checkJobRequest, encodeResult, verifyJobResult } from '../src/jobs/messages.ts'
+import { encodeResult, parseJobRequest, startJobChecks, verifyJobResult } from '../src/jobs/messages.ts'
 import type { CatalogEntry } from '../src/models/catalog.ts'
 import { encodeFrame, FrameDecoder } from '../src/net/frame.ts'
 import type { Peer } from '../src/peer.ts'
@@ -218,7 +218,7 @@ async function profileSteps(
       encodeFrame({ t: 'job', v: 1, body, sig, inputs: encodeTensors(inputs) }),
     )
     const frame = await time('ctr: decode job frame', () => decodeOne(jobBytes))
-    await time('ctr: check job (sig + input CID)', () => checkJobRequest(frame))
+    await time('ctr: check job (sig + input CID)', () => startJobChecks(parseJobRequest(frame)).checked)
     const output = await time('ctr: output CID', () => tensorsCid(outputs))
     const timing = { queueUs: 0, runUs: 1 }
     const rb = {

@@ -71,7 +71,10 @@ export interface PeerOptions {
    * the newest ended job's record is kept whatever its size.
    */
   jobHistoryBytes?: number
-  /** Test-only adversarial behaviour (src/jobs/adversary.ts); ignored outside the test build (dist-test/). */
+  /**
+   * Test-only misbehaviour of the job handler and the model provider (src/jobs/adversary.ts); ignored
+   * outside the test build (dist-test/).
+   */
   testHooks?: TestHooks
   /** For a peer outside a tab (node/peer.ts): what it has in place of the tab's platform. */
   runtime?: PeerRuntime
@@ -177,6 +180,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     catalog,
     log: logger('peer-compute:models'),
     ...(rt?.download ? { download: rt.download } : {}),
+    ...(__PC_TEST_HOOKS__ && opts.testHooks ? { testHooks: opts.testHooks } : {}),
     inUse: () => [...serving.values()].map((j) => j.model), // called only after setup
     onImport: () => void tracker.persistStorage(), // called only after setup
   })
@@ -265,7 +269,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
       if (outcome.receipt) await credits.append(outcome.receipt).catch((e) => log.error('credit log: %s', e))
     },
   })
-  await node.handle(jobHandler.protocols, jobHandler.handler, { maxInboundStreams: 64 })
+  await node.handle(jobHandler.protocol, jobHandler.handler, { maxInboundStreams: 64 })
   await connectModelHub(models, {
     node,
     discovery,

@@ -19,7 +19,7 @@ import type {
 } from './controls-types.ts'
 import { createElection, type Election } from './election.ts'
 import { createEngine } from './engine.ts'
-import { type ContributorSettings, DEFAULT_SETTINGS, normalizeSettings, normalizeTotals } from './settings.ts'
+import { type ContributorSettings, normalizeSettings, normalizeTotals } from './settings.ts'
 import { spawnInferenceWorker } from './spawn-worker.ts'
 import { createSwitchableEngine, type SwitchableEngine } from './switchable-engine.ts'
 
@@ -65,7 +65,6 @@ export interface ModelLimits {
 }
 
 const SETTINGS_KEY = 'contributor-settings'
-const CONTRIBUTE_KEY = 'contribute' // the switch's original key, kept so existing choices survive
 const TOTALS_KEY = 'contributor-totals'
 const STATUS_EVERY_MS = 1000
 
@@ -77,10 +76,9 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
   const emit = <K extends keyof ControlsEvents>(type: K, ...[detail]: DetailArgs<ControlsEvents[K]>) =>
     events.dispatchEvent(detail === undefined ? new Event(type) : new CustomEvent(type, { detail }))
   const stored = normalizeSettings(await o.store.getSetting(SETTINGS_KEY))
-  const storedOn = await o.store.getSetting<boolean>(CONTRIBUTE_KEY)
   let settings: ContributorSettings = {
     ...stored,
-    contribute: o.contribute ?? storedOn ?? DEFAULT_SETTINGS.contribute,
+    contribute: o.contribute ?? stored.contribute,
     maxJobs: o.maxSlots ?? stored.maxJobs,
   }
   const limits = o.modelLimits
@@ -218,7 +216,6 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
     election?.send({ t: 'settings', settings })
     apply()
     await o.store.putSetting(SETTINGS_KEY, settings)
-    await o.store.putSetting(CONTRIBUTE_KEY, settings.contribute)
     await pushLimits(settings)
   }
 

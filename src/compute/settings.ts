@@ -75,8 +75,6 @@ export interface ServedTotals {
   bytes: number
 }
 
-export const ZERO_TOTALS: Readonly<ServedTotals> = { jobs: 0, computeMs: 0, bytes: 0 }
-
 export function normalizeTotals(x: unknown): ServedTotals {
   const o = (typeof x === 'object' && x !== null ? x : {}) as Record<string, unknown>
   const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0)

@@ -23,13 +23,20 @@ export const ADVERSARY_MODES = [
 ] as const
 export type AdversaryMode = (typeof ADVERSARY_MODES)[number]
 
-/** Read at every job, so a test can switch a live tab's behaviour. */
+/** Read at every job (and every model chunk sent), so a test can switch a live tab's behaviour. */
 export interface TestHooks {
   adversary?: AdversaryMode | undefined
   /** For 'slow': delay before replying (default 5 s). */
   slowMs?: number
   /** For 'different-model': the CID actually run. */
   otherModel?: string
+  /** A model provider that sends bad chunks (src/models/provider.ts). */
+  modelTransfer?: TransferTestHooks
+}
+
+export interface TransferTestHooks {
+  /** Return true to send chunk `index` of `cid` with one byte flipped. */
+  corruptChunk?(cid: string, index: number): boolean
 }
 
 export type Misbehaviour = { kind: 'reply'; result: Executed } | { kind: 'hang' } | { kind: 'drop' }

@@ -9,7 +9,7 @@ import {
   JobTimeoutError,
   MalformedFrameError,
 } from '../shared/errors.ts'
-import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../shared/protocol.ts'
+import { JOB_PROTOCOL } from '../shared/protocol.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { encodeTensors, tensorsCid } from '../shared/tensor-codec.ts'
 import { type JobBody, jobCid, newNonce, signJob } from '../trust/job-sig.ts'
@@ -126,7 +126,7 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
     if (signal.aborted) throw e
     throw new JobNotSentError(`could not open a job stream: ${describeError(e)}`)
   }
-  const open = () => connection.newStream([JOB_PROTOCOL, JOB_PROTOCOL_V1], { signal }).catch(notSent)
+  const open = () => connection.newStream(JOB_PROTOCOL, { signal }).catch(notSent)
   const first = opts.streams
     ? await opts.streams.acquire(connection, signal).catch(notSent)
     : { stream: await open(), reused: false }

@@ -5,7 +5,6 @@
 import type { Connection, PrivateKey } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import { NoPeerAvailableError } from '../shared/errors.ts'
-import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../shared/protocol.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { tensorsCid } from '../shared/tensor-codec.ts'
 import { type JobBody, jobCid, newNonce, signJob } from '../trust/job-sig.ts'
@@ -54,7 +53,7 @@ export interface Dispatcher {
 const NOT_SENT_TRIES = 3
 
 export function createDispatcher(o: DispatcherOptions): Dispatcher {
-  const streams = createStreamPool({ protocols: [JOB_PROTOCOL, JOB_PROTOCOL_V1] })
+  const streams = createStreamPool()
   const retryMs = o.retryMs ?? 250
 
   const remote: Dispatcher['send'] = async (model, inputs, inputCid, peer, timeoutMs, signal) => {

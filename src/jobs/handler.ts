@@ -1,12 +1,12 @@
 /**
- * Contributor side of `/peer-compute/job/1.1.0` (and 1.0.0): admit, check, run, sign. Every failure becomes a
+ * Contributor side of `/peer-compute/job/1.1.0`: admit, check, run, sign. Every failure becomes a
  * typed `reject` frame; nothing a peer sends can throw out of the handler.
  */
 import type { Connection, Logger, Stream } from '@libp2p/interface'
 import type { Admission } from '../compute/admission.ts'
 import type { Frame } from '../net/frame.ts'
 import { createInboundGuard } from '../net/inbound.ts'
-import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../shared/protocol.ts'
+import { JOB_PROTOCOL } from '../shared/protocol.ts'
 import { tensorsByteLength } from '../shared/tensor.ts'
 import type { Receipt } from '../trust/receipt.ts'
 import { type Adversary, createAdversary, type TestHooks } from './adversary.ts'
@@ -94,7 +94,7 @@ export function createJobHandler(opts: JobHandlerOptions) {
     bytesTotal: MAX_PARTIAL_BYTES_TOTAL,
   })
 
-  /** Serves jobs on one stream until the requester closes it (1.0.0 peers send one job per stream). */
+  /** Serves jobs on one stream until the requester closes it. */
   async function serve(stream: Stream, connection: Connection): Promise<void> {
     const budget = inbound.budget(connection.remotePeer.toString())
     const abort = new AbortController()
@@ -183,7 +183,7 @@ export function createJobHandler(opts: JobHandlerOptions) {
   }
 
   return {
-    protocols: [JOB_PROTOCOL, JOB_PROTOCOL_V1],
+    protocol: JOB_PROTOCOL,
     /** Streams and partial-frame bytes peers hold now. */
     held: inbound.held,
     handler: (stream: Stream, connection: Connection) => {

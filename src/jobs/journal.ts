@@ -172,10 +172,9 @@ export function createStoreJournal(o: StoreJournalOptions): Journal {
       return all
         .filter((p) => !ids || ids.includes(p.id))
         .map((p) => {
-          const { inputs: inline, quorum, ...spec } = p.state as StoredJob
+          const { quorum, ...spec } = p.state as StoredJob
           const inputs = async () => {
-            // Schema 2 kept the inputs inside the pending state.
-            const encoded = inline ?? (await o.store.getJobInputs(p.id))?.inputs
+            const encoded = (await o.store.getJobInputs(p.id))?.inputs
             return encoded
               ? decodeTensors(encoded as EncodedTensors, { maxElements: Number.POSITIVE_INFINITY }) // our own
               : undefined

@@ -1,9 +1,9 @@
 /**
- * Messages of `/peer-compute/job/1.0.0` and strict validators for frames from untrusted peers.
+ * Messages of `/peer-compute/job/1.1.0` and strict validators for frames from untrusted peers.
  * Shape errors are MalformedFrameError naming the field path; tensor contents give InvalidTensorError.
  */
 import type { CID } from 'multiformats/cid'
-import { encodeFrame, type Frame } from '../net/frame.ts'
+import type { Frame } from '../net/frame.ts'
 import { MalformedFrameError, OutputMismatchError } from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import {
@@ -59,21 +59,9 @@ export type JobReject = {
 export type JobMessage = JobRequest | JobResult | JobReject
 // Type aliases, not interfaces, so messages are assignable to Frame's index signature.
 
-/** Frame size limit per message type: a decoder reading results uses MAX_RESULT_BYTES. */
-export const MAX_FRAME_BYTES: Record<JobMessage['t'], number> = {
-  job: MAX_REQUEST_BYTES,
-  result: MAX_RESULT_BYTES,
-  reject: MAX_REJECT_BYTES,
-}
-
 const DEFAULT_LIMITS: TensorLimits = { maxElements: MAX_TENSOR_ELEMENTS }
 
-/** Encodes a message, enforcing its type's size limit. */
-export function encodeMessage(msg: JobMessage): Uint8Array {
-  return encodeFrame(msg, MAX_FRAME_BYTES[msg.t])
-}
-
-/** Builds the result message (tensors in canonical encoding) for sendFrame/encodeMessage. */
+/** Builds the result message (tensors in canonical encoding) for sendFrame. */
 export function encodeResult(outputs: NamedTensors, receipt: Receipt): JobResult {
   return {
     t: 'result',
@@ -98,7 +86,7 @@ function checkEnvelope(frame: Frame, t: JobMessage['t'], keys: string[]): void {
   if (frame.v !== 1) malformed('frame.v', 'must be 1')
 }
 
-/** Checks shape only; the signature and tensors are checked by checkJobRequest. */
+/** Checks shape only; the signature and tensors are checked by startJobChecks. */
 export function parseJobRequest(frame: Frame): JobRequest {
   checkEnvelope(frame, 'job', ['body', 'sig', 'inputs'])
   const body = parseJobBody(frame.body, 'job.body')
@@ -142,17 +130,12 @@ export interface ReadJobRequest {
 }
 
 /**
- * Contributor side: checks shape and tensors at once (MalformedFrameError, InvalidTensorError), then
- * the requester's signature (InvalidSignatureError) and that `body.input` is the inputs' CID, all
- * three digests at the same time. The sender is already authenticated by its connection, and a
- * caller checks `body.requester` against it: a bad signature buys nothing a valid one would not.
- * Deadline policy is left to the caller.
+ * Contributor side, for a request parseJobRequest accepted (a caller can refuse it on its fields first):
+ * checks the tensors at once (InvalidTensorError), then the requester's signature
+ * (InvalidSignatureError) and that `body.input` is the inputs' CID, all three digests at the same
+ * time. The sender is already authenticated by its connection, and a caller checks `body.requester`
+ * against it: a bad signature buys nothing a valid one would not. Deadline policy is left to the caller.
  */
-export function readJobRequest(frame: Frame, limits: TensorLimits = DEFAULT_LIMITS): ReadJobRequest {
-  return startJobChecks(parseJobRequest(frame), limits)
-}
-
-/** `readJobRequest` for a request already parsed: a caller can refuse it on its fields first. */
 export function startJobChecks(req: JobRequest, limits: TensorLimits = DEFAULT_LIMITS): ReadJobRequest {
   const inputs = decodeTensors(req.inputs, limits)
   const checked = Promise.all([verifyJobSig(req.body, req.sig), jobCid(req.body), tensorsCid(inputs)]).then(
@@ -163,14 +146,6 @@ export function startJobChecks(req: JobRequest, limits: TensorLimits = DEFAULT_L
   )
   checked.catch(() => {}) // a caller that fails first never awaits it
   return { body: req.body, inputs, checked }
-}
-
-/** `readJobRequest` to the end: rejects (never throws) with the first failed check. */
-export async function checkJobRequest(
-  frame: Frame,
-  limits: TensorLimits = DEFAULT_LIMITS,
-): Promise<CheckedJobRequest> {
-  return readJobRequest(frame, limits).checked
 }
 
 export interface ResultExpectations {

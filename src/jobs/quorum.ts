@@ -12,9 +12,9 @@ import { classifyFailure, type FailureKind, PUNISHED_REFUSALS } from './failure.
 import { MAX_REASON_LENGTH } from './messages.ts'
 
 /**
- * 'lost': in flight when the page went away; 'busy': refused for capacity (kept only in older stored
- * states: now counted in `QuorumState.busy`); 'refused': declined by the contributor. None of the
- * three counts as an attempt.
+ * 'lost': in flight when the page went away; 'busy': refused for capacity (the replica is then taken
+ * out and counted in `QuorumState.busy`); 'refused': declined by the contributor. None of the three
+ * counts as an attempt.
  */
 export type ReplicaStatus =
   | 'dispatched'

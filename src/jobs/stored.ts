@@ -28,8 +28,6 @@ export interface StoredJob {
   v: 1
   model: string
   modelName: string
-  /** Only in pending states written by schema 2; the inputs now live in their own store. */
-  inputs?: EncodedTensors
   policy: VerificationPolicy
   createdAt: number
   quorum: StoredQuorum

@@ -1,7 +1,7 @@
 /** Frame I/O over a libp2p v3 message stream, honouring backpressure and a read deadline. */
 import type { Stream } from '@libp2p/interface'
 import { type ByteBudget, encodeFrame, type Frame, FrameDecoder, readFrame } from '../net/frame.ts'
-import { JobTimeoutError, MalformedFrameError } from '../shared/errors.ts'
+import { JobTimeoutError } from '../shared/errors.ts'
 
 export { frameBytes } from '../net/frame.ts'
 
@@ -50,11 +50,4 @@ export async function nextFrame(
 export function quiet(stream: Stream): boolean {
   const d = decoders.get(stream)
   return d == null || (d.idle && d.queue.length === 0)
-}
-
-/** Reads exactly one frame of at most `maxBytes`; the stream closing first is a MalformedFrameError. */
-export async function recvFrame(stream: Stream, maxBytes: number, timeoutMs: number): Promise<Frame> {
-  const frame = await nextFrame(stream, maxBytes, timeoutMs)
-  if (frame == null) throw new MalformedFrameError('stream ended before a complete frame')
-  return frame
 }

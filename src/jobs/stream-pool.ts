@@ -4,10 +4,9 @@
  * round trip on an open one. A stream goes back to the pool only after a clean answer.
  */
 import type { Connection, Stream } from '@libp2p/interface'
+import { JOB_PROTOCOL } from '../shared/protocol.ts'
 
 export interface StreamPoolOptions {
-  /** Protocols to negotiate, preferred first; only streams of the first are reused. */
-  protocols: string[]
   /** Close a stream idle this long; below the contributor's idle timeout, so we close first. */
   idleMs?: number
   /** Idle streams kept per connection. */
@@ -33,10 +32,9 @@ const usable = (s: Stream) =>
   s.readStatus === 'readable' &&
   s.remoteWriteStatus === 'writable'
 
-export function createStreamPool(o: StreamPoolOptions): StreamPool {
+export function createStreamPool(o: StreamPoolOptions = {}): StreamPool {
   const idleMs = o.idleMs ?? 10_000
   const maxIdle = o.maxIdle ?? 4
-  const reusable = o.protocols[0]
   const idle = new Map<Connection, Map<Stream, { timer: ReturnType<typeof setTimeout>; onData(): void }>>()
 
   const close = (s: Stream) => void s.close().catch(() => s.abort(new Error('idle job stream')))
@@ -58,11 +56,11 @@ export function createStreamPool(o: StreamPoolOptions): StreamPool {
         if (usable(s)) return { stream: s, reused: true }
         close(s)
       }
-      return { stream: await connection.newStream(o.protocols, signal ? { signal } : {}), reused: false }
+      return { stream: await connection.newStream(JOB_PROTOCOL, signal ? { signal } : {}), reused: false }
     },
     release(connection, stream) {
       const streams = idle.get(connection) ?? new Map()
-      if (stream.protocol !== reusable || !usable(stream) || streams.size >= maxIdle) return close(stream)
+      if (!usable(stream) || streams.size >= maxIdle) return close(stream)
       // Nothing may arrive on an idle stream: a peer that sends anyway loses it.
       const onData = () => {
         take(connection, stream)

@@ -8,6 +8,7 @@
  */
 import type { Logger, Stream } from '@libp2p/interface'
 import { TypedEventEmitter, type TypedEventTarget } from 'main-event'
+import type { TestHooks } from '../jobs/adversary.ts'
 import { modelCid } from '../shared/cid.ts'
 import { ModelIntegrityError, UnknownModelError } from '../shared/errors.ts'
 import type { Store } from '../store/db.ts'
@@ -104,6 +105,8 @@ export interface ModelHubOptions {
   onImport?: () => void
   /** Fetches a model URL (default: HTTP download); the Node peer also reads `file:` URLs. */
   download?: Download
+  /** Test-only misbehaviour of the provider (src/jobs/adversary.ts); honoured in the test build only. */
+  testHooks?: TestHooks
 }
 
 const asOptions = (o?: AbortSignal | GetOptions): GetOptions =>
@@ -210,6 +213,7 @@ export async function createModelHub(opts: ModelHubOptions): Promise<ModelHubSer
 
   const provider = createModelProvider({
     log,
+    ...(__PC_TEST_HOOKS__ && opts.testHooks ? { testHooks: opts.testHooks } : {}),
     async acquire(cid) {
       const release = cache.use(cid)
       const bytes = await cache.read(cid).catch(() => undefined)

@@ -4,6 +4,7 @@
  * that overlap or follow within `holdMs` share one read: peers often fetch a new model together.
  */
 import type { Connection, Logger, Stream } from '@libp2p/interface'
+import type { TestHooks } from '../jobs/adversary.ts'
 import type { Frame } from '../net/frame.ts'
 import { createInboundGuard } from '../net/inbound.ts'
 import { MODEL_PROTOCOL } from '../shared/protocol.ts'
@@ -22,12 +23,6 @@ import {
   type TransferErrorCode,
 } from './transfer.ts'
 
-/** Test-only hooks, read from `globalThis.__peerComputeTestHooks` in the test build only (__PC_TEST_HOOKS__). */
-export interface TransferTestHooks {
-  /** Return true to send chunk `index` of `cid` with one byte flipped. */
-  corruptChunk?(cid: string, index: number): boolean
-}
-
 export interface ProviderOptions {
   /** Verified bytes of a model we hold, or undefined; marks the model in use until `release`. */
   acquire(cid: string): Promise<{ bytes: Uint8Array; release(): void } | undefined>
@@ -37,11 +32,9 @@ export interface ProviderOptions {
   /** How long verified bytes stay held (and the model in use) after its last upload ends. */
   holdMs?: number
   onUpload?(info: { cid: string; peer: string; bytes: number }): void
+  /** Test-only (`modelTransfer.corruptChunk`), read at every chunk; honoured in the test build only. */
+  testHooks?: TestHooks
 }
-
-const testHooks = (): TransferTestHooks | undefined =>
-  (globalThis as { __peerComputeTestHooks?: { modelTransfer?: TransferTestHooks } }).__peerComputeTestHooks
-    ?.modelTransfer
 
 /** Model streams one peer may hold open here: a fetch uses at most 2 per provider. */
 export const MODEL_STREAMS_PER_PEER = 4
@@ -158,7 +151,7 @@ export function createModelProvider(opts: ProviderOptions) {
         const range = parseRangeRequest(frame, manifest)
         for (let i = range.from; i < range.from + range.count; i++) {
           let chunk = bytes.subarray(i * req.chunkSize, (i + 1) * req.chunkSize)
-          if (__PC_TEST_HOOKS__ && testHooks()?.corruptChunk?.(cid, i)) {
+          if (__PC_TEST_HOOKS__ && opts.testHooks?.modelTransfer?.corruptChunk?.(cid, i)) {
             chunk = chunk.slice()
             chunk[0] = chunk[0]! ^ 0xff
           }

@@ -1,5 +1,5 @@
 /**
- * Frames for `/peer-compute/job/1.0.0`: an unsigned-varint length, then a dag-cbor map with a string `t`.
+ * Frames for `/peer-compute/job/1.1.0` and `/peer-compute/model/1.0.0`: an unsigned-varint length, then a dag-cbor map with a string `t`.
  * The decoder checks the declared length against its limit before it buffers any of the body. Bodies
  * need not be byte-canonical: CIDs and signatures are always computed over re-encoded values.
  */

@@ -7,7 +7,7 @@ import { noise } from '@libp2p/noise'
 import { webRTC } from '@libp2p/webrtc'
 import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
-import { Circuit, WebRTC } from '@multiformats/multiaddr-matcher'
+import { WebRTC } from '@multiformats/multiaddr-matcher'
 import { createLibp2p } from 'libp2p'
 import { isDirect } from './link.ts'
 import { keepRelays, RELAY_RESERVATIONS, type RelayKeeper } from './relays.ts'
@@ -88,7 +88,6 @@ export function webrtcAddrs(node: BrowserNode): string[] {
 }
 
 export { isDirect }
-export const isRelayed = (c: Connection) => Circuit.matches(c.remoteAddr) && !WebRTC.matches(c.remoteAddr)
 
 export function directConnection(node: BrowserNode, peer: PeerId): Connection | undefined {
   return node.getConnections(peer).find(isDirect)

@@ -62,7 +62,6 @@ export const AbortError = named('AbortError')
 export const UnknownModelError = named('UnknownModelError')
 export const ModelIntegrityError = named('ModelIntegrityError')
 export const InferenceError = named('InferenceError')
-export const SessionEvictedError = named('SessionEvictedError')
 // network
 export const RelayUnavailableError = named('RelayUnavailableError')
 export const InvalidPolicyError = named('InvalidPolicyError')

@@ -1,8 +1,6 @@
 /** Versioned protocol ids and topics shared by the relay, tabs and tests. */
-/** 1.1.0: a stream carries sequential jobs (request, answer, request…) until either side closes it. */
+/** A stream carries sequential jobs (request, answer, request…) until either side closes it. */
 export const JOB_PROTOCOL = '/peer-compute/job/1.1.0'
-/** 1.0.0: one job per stream; still served, for peers of the earlier version. */
-export const JOB_PROTOCOL_V1 = '/peer-compute/job/1.0.0'
 export const MODEL_PROTOCOL = '/peer-compute/model/1.0.0'
 /**
  * 2: gossipsub messages are unsigned (StrictNoSign): an advert carries its own Ed25519 signature, so

@@ -5,7 +5,6 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import type { PrivateKey } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
-import { sha256 } from 'multiformats/hashes/sha2'
 import { InvalidReceiptError, InvalidSignatureError, OutputMismatchError } from '../shared/errors.ts'
 import { peerIdOf, sign, verifyByPeerId } from './keys.ts'
 import { signingBytes } from './signed.ts'
@@ -149,9 +148,4 @@ export function decodeReceipt(bytes: Uint8Array): Receipt {
     return bad(`receipt is not valid dag-cbor: ${(err as Error).message}`)
   }
   return parseReceipt(x)
-}
-
-/** CIDv1 dag-cbor sha2-256 of the encoded receipt. */
-export async function receiptCid(r: Receipt): Promise<CID> {
-  return CID.createV1(dagCbor.code, await sha256.digest(encodeReceipt(r)))
 }

@@ -44,7 +44,8 @@ function needsSecureContext(): boolean {
 
 async function main() {
   if (needsSecureContext()) return
-  // A test driver may install adversarial hooks before the page loads; only the test build reads them.
+  // A test driver may install hooks before the page loads (their fields are read at each job or chunk,
+  // so it may change them later); only the test build reads them, and only here.
   const testHooks = __PC_TEST_HOOKS__
     ? (globalThis as { __peerComputeTestHooks?: TestHooks }).__peerComputeTestHooks
     : undefined

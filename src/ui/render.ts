@@ -89,7 +89,7 @@ export function renderJobs(
 export function replicaCounts(j: JobRecord): string {
   const reps = j.replicas ?? []
   const n = (f: (s: string) => boolean) => reps.filter((r) => f(r.status)).length
-  const sent = n((s) => s !== 'lost' && s !== 'busy' && s !== 'refused')
+  const sent = n((s) => s !== 'lost' && s !== 'refused')
   const ok = n((s) => s === 'ok')
   const parts = [`${sent} sent`]
   const refused = n((s) => s === 'refused')
@@ -99,7 +99,7 @@ export function replicaCounts(j: JobRecord): string {
   }
   const failed = n((s) => s === 'failed' || s === 'timedOut' || s === 'forged')
   if (failed) parts.push(`${failed} failed`)
-  const busy = (j.busy ?? 0) + n((s) => s === 'busy')
+  const busy = j.busy ?? 0
   if (busy) parts.push(`${busy} busy retries`)
   return parts.join(' · ')
 }

@@ -1,5 +1,5 @@
 /**
- * What the `/peer-compute/job/1.0.0` compliance suite needs from a transport, plus transport-free
+ * What the `/peer-compute/job/1.1.0` compliance suite needs from a transport, plus transport-free
  * pieces every harness can reuse: a deterministic fake engine (y = 2x) and a fixed model source.
  * A harness can be an in-memory stream pair or two real peers over WebRTC; the suite sees only this.
  */

@@ -5,7 +5,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { streamPair } from '@libp2p/utils'
 import { createAdmission } from '../../src/compute/admission.ts'
 import { createJobHandler } from '../../src/jobs/handler.ts'
-import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../../src/shared/protocol.ts'
+import { JOB_PROTOCOL } from '../../src/shared/protocol.ts'
 import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
 import { FakeEngine, fakeModelSource, type Harness, type PeerKeys } from './harness.ts'
 import { tests } from './job-protocol.ts'
@@ -25,7 +25,7 @@ function connectionTo(remotePeer: PeerId, streams: Stream[], serve: (inbound: St
     remotePeer,
     async newStream(protocols, options) {
       // Negotiates as multistream-select would: the first of ours the handler also speaks.
-      const protocol = [protocols].flat().find((p) => p === JOB_PROTOCOL || p === JOB_PROTOCOL_V1)
+      const protocol = [protocols].flat().find((p) => p === JOB_PROTOCOL)
       if (protocol == null) throw new Error(`protocols ${protocols} are not supported`)
       options?.signal?.throwIfAborted()
       const [outbound, inbound] = await streamPair({ protocol })

@@ -10,8 +10,6 @@ import { sendJob } from '../../src/jobs/client.ts'
 import { JOB_STREAMS_MARGIN, MAX_PARTIAL_BYTES_PER_PEER } from '../../src/jobs/handler.ts'
 import {
   type CheckedJobRequest,
-  checkJobRequest,
-  encodeMessage,
   encodeResult,
   type JobReject,
   MAX_REASON_LENGTH,
@@ -19,15 +17,16 @@ import {
   MAX_REQUEST_BYTES,
   parseJobReject,
 } from '../../src/jobs/messages.ts'
-import { recvFrame, sendFrame } from '../../src/jobs/stream-io.ts'
+import { sendFrame } from '../../src/jobs/stream-io.ts'
 import { createStreamPool } from '../../src/jobs/stream-pool.ts'
-import { JOB_PROTOCOL, JOB_PROTOCOL_V1 } from '../../src/shared/protocol.ts'
+import { JOB_PROTOCOL } from '../../src/shared/protocol.ts'
 import type { NamedTensors } from '../../src/shared/tensor.ts'
 import { encodeTensors, tensorsCid } from '../../src/shared/tensor-codec.ts'
 import { type JobBody, newNonce, signJob } from '../../src/trust/job-sig.ts'
 import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
 import { RECEIPT_DOMAIN, type Receipt, signReceipt, verifyReceipt } from '../../src/trust/receipt.ts'
 import { signingBytes } from '../../src/trust/signed.ts'
+import { checkJobRequest, encodeMessage, recvFrame } from '../helpers/job-wire.ts'
 import { expectedOutputs, type Harness, type HarnessFactory, varint } from './harness.ts'
 
 export type { Harness, HarnessFactory } from './harness.ts'
@@ -49,14 +48,14 @@ function send(h: Harness, inputs: NamedTensors, over: Partial<Parameters<typeof 
   })
 }
 
-/** The same connection, counting the streams opened on it (and offering only `only`, if given). */
-function counting(c: Connection, only?: string[]): { connection: Connection; opened(): number } {
+/** The same connection, counting the streams opened on it. */
+function counting(c: Connection): { connection: Connection; opened(): number } {
   let n = 0
   const connection = {
     remotePeer: c.remotePeer,
     newStream: (protocols: string | string[], options?: Parameters<Connection['newStream']>[1]) => {
       n++
-      return c.newStream(only ?? protocols, options)
+      return c.newStream(protocols, options)
     },
   } as Connection
   return { connection, opened: () => n }
@@ -257,7 +256,7 @@ export function tests(common: HarnessFactory): void {
 
     it('carries sequential jobs on one reused stream, which the contributor keeps open', async () => {
       const { connection, opened } = counting(h.connection)
-      const streams = createStreamPool({ protocols: [JOB_PROTOCOL] })
+      const streams = createStreamPool()
       for (let i = 0; i < 3; i++) {
         const inputs = x(i, i + 1)
         const res = await send(h, inputs, { connection, streams })
@@ -272,7 +271,7 @@ export function tests(common: HarnessFactory): void {
     })
 
     it("answers a malformed frame on a reused stream with 'bad-request'", async () => {
-      const streams = createStreamPool({ protocols: [JOB_PROTOCOL] })
+      const streams = createStreamPool()
       await send(h, x(1), { streams })
       const { stream, reused } = await streams.acquire(h.connection)
       expect(reused).toBe(true)
@@ -285,19 +284,9 @@ export function tests(common: HarnessFactory): void {
       await expectServing(h)
     })
 
-    it('serves a 1.0.0 requester, one job per stream, and never reuses such a stream', async () => {
-      const { connection, opened } = counting(h.connection, [JOB_PROTOCOL_V1])
-      const streams = createStreamPool({ protocols: [JOB_PROTOCOL, JOB_PROTOCOL_V1] })
-      for (let i = 0; i < 2; i++) {
-        const inputs = x(i, 2 * i)
-        expect((await send(h, inputs, { connection, streams })).outputs).toEqual(expectedOutputs(inputs))
-      }
-      expect(opened()).toBe(2)
-    })
-
     it('opens a fresh stream when the contributor closed the idle one', async () => {
       const { connection, opened } = counting(h.connection)
-      const streams = createStreamPool({ protocols: [JOB_PROTOCOL], idleMs: 60_000 })
+      const streams = createStreamPool({ idleMs: 60_000 })
       await send(h, x(1), { connection, streams })
       await new Promise((r) => setTimeout(r, h.idleStreamMs + 300))
       const inputs = x(3, 4)

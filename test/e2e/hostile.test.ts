@@ -15,7 +15,7 @@ import {
 } from '../../src/jobs/messages.ts'
 import { MODEL_STREAMS_PER_PEER } from '../../src/models/provider.ts'
 import { MAX_REQUEST_BYTES as MAX_MODEL_REQUEST_BYTES } from '../../src/models/transfer.ts'
-import { JOB_PROTOCOL, JOB_PROTOCOL_V1, MODEL_PROTOCOL } from '../../src/shared/protocol.ts'
+import { JOB_PROTOCOL, MODEL_PROTOCOL } from '../../src/shared/protocol.ts'
 import {
   flood,
   holdPartialFrames,
@@ -310,20 +310,14 @@ describe('a hostile stranger', () => {
       const conn = await hp.link(ids[1]!)
       const maxSlots = await b.evaluate(() => window.__peer.capabilities().maxSlots)
       const heap0 = await settledHeap(b)
-      // Half on each job protocol version: the bounds are the peer's, not a protocol's.
-      const shape = { streams: PARTIAL.streams / 2, declared: PARTIAL.declared, sent: PARTIAL.sent }
-      const parts = await Promise.all([
-        holdPartialFrames(conn, JOB_PROTOCOL, shape),
-        holdPartialFrames(conn, JOB_PROTOCOL_V1, shape),
-      ])
+      const part = await holdPartialFrames(conn, JOB_PROTOCOL, PARTIAL)
       try {
         // Sent is not yet received: the bound applies as bytes reach B, so let them arrive.
-        const openBytes = () =>
-          parts.flatMap((p) => p.held).reduce((n, s) => n + (s.endedMs === undefined ? s.sent : 0), 0)
+        const openBytes = () => part.held.reduce((n, s) => n + (s.endedMs === undefined ? s.sent : 0), 0)
         for (let t = 0; t < 20 && openBytes() > MAX_PARTIAL_BYTES_PER_PEER; t++) await sleep(500)
         await sleep(1000)
         const heap1 = await heapAfterGc(b)
-        const streams = parts.flatMap((p) => p.held)
+        const streams = part.held
         const held = streams.filter((s) => s.endedMs === undefined)
         const report = {
           open: held.length,
@@ -364,7 +358,7 @@ describe('a hostile stranger', () => {
         expect(atOpen.length, said).toBeLessThanOrEqual(overCount)
         expect(report.slowestRefusalMs, what).toBeLessThan(JOB_STREAM_LIMIT_MS)
       } finally {
-        for (const p of parts) p.release()
+        part.release()
         await hp.stop()
       }
     })

@@ -26,8 +26,8 @@ describe('model distribution', () => {
     job = await testModel('dist-job', { seed: 21, layers: [16, 512, 1024, 8], batch: 1 }) // 2.2 MB
     corrupt = await testModel('dist-corrupt', { seed: 22, layers: [16, 512, 512, 8], batch: 1 }) // 1.1 MB
     big = await testModel('dist-big', { seed: 23, layers: [16, 2048, 1024, 8], batch: 1 }) // 8.5 MB
-    swarm = await startSwarm({ tabs: 1, testHooks: true }) // corruptChunk needs the test build
-    a = swarm.tabs[0]!
+    swarm = await startSwarm({ tabs: 0, testHooks: true }) // corruptChunk needs the test build
+    a = await swarm.openTab('', { testHooks: {} }) // its peer holds this object: a test fills it later
     await serveModels(a, [job, corrupt, big])
     for (const m of [job, corrupt, big]) expect(await importUrl(a, m)).toBe(m.cid)
     other = await launchBrowser()
@@ -78,9 +78,9 @@ describe('model distribution', () => {
     await a.evaluate(
       ({ cid }) => {
         let left = 1
-        ;(window as unknown as { __peerComputeTestHooks: unknown }).__peerComputeTestHooks = {
-          modelTransfer: { corruptChunk: (c: string, i: number) => c === cid && i === 2 && left-- > 0 },
-        }
+        const hooks = (window as unknown as { __peerComputeTestHooks: Record<string, unknown> })
+          .__peerComputeTestHooks
+        hooks.modelTransfer = { corruptChunk: (c: string, i: number) => c === cid && i === 2 && left-- > 0 }
       },
       { cid: corrupt.cid },
     )

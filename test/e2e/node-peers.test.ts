@@ -6,7 +6,7 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import catalog from '../../public/models/catalog.json' with { type: 'json' }
 import { mlpForward, mlpInput, mlpWeights } from '../../src/shared/mlp.ts'
 import { readNpy, writeNpy } from '../../src/tasks/npy.ts'
@@ -63,6 +63,13 @@ describe('Node peers in a browser swarm', () => {
       [0, 1].map(() => startCliContributor({ relay: relay(), args: ['--slots', '2'] })),
     )
     await waitForContributors(swarm.tabs[0]!, [...ids.slice(1), ...nodes.map((n) => n.id)])
+  })
+
+  // What the Node peers said when a test failed: their side of a stalled job.
+  beforeEach(({ onTestFailed }) => {
+    onTestFailed(() => {
+      for (const n of nodes) console.log(`--- ${n.id}\n${n.output().split('\n').slice(-40).join('\n')}`)
+    })
   })
 
   afterAll(async () => {

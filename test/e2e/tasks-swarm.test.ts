@@ -8,10 +8,10 @@ import * as ort from 'onnxruntime-node'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Tensor } from '../../src/shared/tensor.ts'
-import { rectsImage } from '../../src/tasks/ocr/image.ts'
 import { detInput, recInput } from '../../src/tasks/ocr/preprocess.ts'
 import type {} from '../../src/ui/tasks-view.ts' // window.__tasks
 import { compose, speak, writeWav } from '../helpers/espeak.ts'
+import { rectsImage } from '../helpers/images.ts'
 import { peerId, type Swarm, startSwarm, waitForContributors } from '../helpers/swarm.ts'
 
 const VENDOR = resolve(import.meta.dirname, '../../public/models/vendor')

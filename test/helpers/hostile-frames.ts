@@ -64,7 +64,7 @@ function commonFrames(limit: number): Uint8Array[] {
   ]
 }
 
-/** Malformed `/peer-compute/job/1.x` requests; `key` signs the few that need a real signature. */
+/** Malformed `/peer-compute/job/1.1.0` requests; `key` signs the few that need a real signature. */
 export async function jobFrames(key: PrivateKey, model: string, limit: number): Promise<Uint8Array[]> {
   const requester = peerIdFromPrivateKey(key).toString()
   const x = new Float32Array(16).fill(0.25)

@@ -23,16 +23,17 @@ import { WebRTC } from '@multiformats/multiaddr-matcher'
 import { createLibp2p } from 'libp2p'
 import { WebSocket as NodeWebSocket } from 'ws'
 import catalog from '../../public/models/catalog.json' with { type: 'json' }
-import { checkJobRequest, encodeResult, MAX_REQUEST_BYTES, type RejectCode } from '../../src/jobs/messages.ts'
+import { encodeResult, MAX_REQUEST_BYTES, type RejectCode } from '../../src/jobs/messages.ts'
 import { nextFrame, sendFrame } from '../../src/jobs/stream-io.ts'
 import { type AdvertBody, type Capabilities, openAdvert, signAdvert } from '../../src/net/advert.ts'
 import { encodeFrame, type Frame } from '../../src/net/frame.ts'
 import { MAX_DATA_CHANNEL_MESSAGE } from '../../src/net/node.ts'
 import { mlpForward, mlpWeights } from '../../src/shared/mlp.ts'
-import { ADVERT_TOPIC, JOB_PROTOCOL, JOB_PROTOCOL_V1, SOFTWARE_VERSION } from '../../src/shared/protocol.ts'
+import { ADVERT_TOPIC, JOB_PROTOCOL, SOFTWARE_VERSION } from '../../src/shared/protocol.ts'
 import type { NamedTensors } from '../../src/shared/tensor.ts'
 import { tensorsCid } from '../../src/shared/tensor-codec.ts'
 import { msToUs, signReceipt } from '../../src/trust/receipt.ts'
+import { checkJobRequest } from './job-wire.ts'
 
 // Node 20 has no global WebSocket, which the transport dials the relay with.
 globalThis.WebSocket ??= NodeWebSocket as unknown as typeof WebSocket
@@ -194,7 +195,7 @@ export async function startHostilePeer(opts: HostileOptions) {
   pubsub.subscribe(ADVERT_TOPIC)
 
   await node.handle(
-    [JOB_PROTOCOL, JOB_PROTOCOL_V1],
+    JOB_PROTOCOL,
     (stream, connection) => {
       serveJobs(stream, connection).catch(() => stream.abort(new Error('hostile handler failed')))
     },

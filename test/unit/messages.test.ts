@@ -1,20 +1,14 @@
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { beforeAll, describe, expect, it } from 'vitest'
-import {
-  checkJobRequest,
-  encodeMessage,
-  encodeResult,
-  MAX_RESULT_BYTES,
-  parseJobReject,
-  verifyJobResult,
-} from '../../src/jobs/messages.ts'
+import { encodeResult, MAX_RESULT_BYTES, parseJobReject, verifyJobResult } from '../../src/jobs/messages.ts'
 import { type Frame, FrameDecoder } from '../../src/net/frame.ts'
 import type { NamedTensors } from '../../src/shared/tensor.ts'
 import { encodeTensors, tensorsCid } from '../../src/shared/tensor-codec.ts'
 import { type JobBody, jobCid, newNonce, signJob, verifyJobSig } from '../../src/trust/job-sig.ts'
 import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
 import { signReceipt } from '../../src/trust/receipt.ts'
+import { checkJobRequest, encodeMessage } from '../helpers/job-wire.ts'
 
 type Key = Awaited<ReturnType<typeof generateIdentity>>
 

@@ -5,7 +5,8 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { streamPair } from '@libp2p/utils'
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import { beforeAll, describe, expect, it, vi } from 'vitest'
+import type { TestHooks } from '../../src/jobs/adversary.ts'
 import { type ChunkStore, type FetchOptions, fetchFromPeers } from '../../src/models/fetcher.ts'
 import { createModelProvider, MODEL_STREAMS_PER_PEER } from '../../src/models/provider.ts'
 import {
@@ -27,7 +28,6 @@ import { MODEL_PROTOCOL } from '../../src/shared/protocol.ts'
 
 const KiB = 1024
 const log = logger('peer-compute:test:models')
-const hooks = globalThis as { __peerComputeTestHooks?: unknown }
 
 function randomBytes(n: number, seed: number): Uint8Array {
   const out = new Uint8Array(n)
@@ -56,10 +56,17 @@ type Provider = ReturnType<typeof createModelProvider>
 /** A provider that holds `models` (or serves `lie` for any CID) with upload counting. */
 function provider(
   models: Record<string, Uint8Array>,
-  opts: { lie?: Uint8Array; maxUploads?: number; reads?: string[]; released?: string[] } = {},
+  opts: {
+    lie?: Uint8Array
+    maxUploads?: number
+    reads?: string[]
+    released?: string[]
+    testHooks?: TestHooks
+  } = {},
 ) {
   return createModelProvider({
     log,
+    ...(opts.testHooks ? { testHooks: opts.testHooks } : {}),
     ...(opts.maxUploads !== undefined ? { maxUploads: opts.maxUploads } : {}),
     holdMs: 50,
     acquire: async (cid) => {
@@ -191,9 +198,6 @@ describe('model transfer over in-memory streams', () => {
   beforeAll(async () => {
     cid = (await modelCid(bytes)).toString()
   })
-  afterEach(() => {
-    delete hooks.__peerComputeTestHooks
-  })
 
   it('fetches a whole model from one provider and checks its CID', async () => {
     const { bytes: got, stats } = await fetch({
@@ -303,10 +307,9 @@ describe('model transfer over in-memory streams', () => {
   it('detects a corrupt chunk and fetches it again', async () => {
     let corrupted = 0
     const corruptChunk = (_: string, i: number) => i === 3 && corrupted++ === 0 // once
-    hooks.__peerComputeTestHooks = { modelTransfer: { corruptChunk } }
     const { bytes: got, stats } = await fetch({
       providers: ['a'],
-      open: openVia({ a: provider({ [cid]: bytes }) }),
+      open: openVia({ a: provider({ [cid]: bytes }, { testHooks: { modelTransfer: { corruptChunk } } }) }),
     })
     expect(same(got, bytes)).toBe(true)
     expect(stats.corrupt).toBe(1)
@@ -318,10 +321,9 @@ describe('model transfer over in-memory streams', () => {
     try {
       let corrupted = 0
       const corruptChunk = (_: string, i: number) => i === 9 && corrupted++ === 0
-      hooks.__peerComputeTestHooks = { modelTransfer: { corruptChunk } }
       const { bytes: got, stats } = await fetch({
         providers: ['a'],
-        open: openVia({ a: provider({ [cid]: bytes }) }),
+        open: openVia({ a: provider({ [cid]: bytes }, { testHooks: { modelTransfer: { corruptChunk } } }) }),
       })
       expect(same(got, bytes)).toBe(true)
       expect(corrupted).toBe(2) // sent corrupt once, then asked for again

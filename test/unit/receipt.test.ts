@@ -15,12 +15,13 @@ import {
   msToUs,
   type Receipt,
   type ReceiptBody,
-  receiptCid,
   signReceipt,
   verifyReceipt,
 } from '../../src/trust/receipt.ts'
 
 const cidOf = async (s: string) => CID.createV1(0x71, await sha256.digest(new TextEncoder().encode(s)))
+/** CIDv1 dag-cbor sha2-256 of the encoded receipt. */
+const receiptCid = async (r: Receipt) => CID.createV1(dagCbor.code, await sha256.digest(encodeReceipt(r)))
 
 const rejection = async (p: Promise<unknown>): Promise<Error> => {
   try {

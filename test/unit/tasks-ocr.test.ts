@@ -7,9 +7,9 @@ import { recCtcBytes } from '../../scripts/rec-ctc.ts'
 import { mapParts, type PartEvent, type Submit, type SubmitResult } from '../../src/tasks/fanout.ts'
 import { ctcDecode, ctcDecodeBatch, decodeRecognizer, loadDictionary } from '../../src/tasks/ocr/ctc.ts'
 import { dbBoxes, readingOrder, scaleBoxes } from '../../src/tasks/ocr/db.ts'
-import { rectsImage } from '../../src/tasks/ocr/image.ts'
 import { ocr } from '../../src/tasks/ocr/pipeline.ts'
 import { detInput, recBatches, recInput, recWidth } from '../../src/tasks/ocr/preprocess.ts'
+import { rectsImage } from '../helpers/images.ts'
 
 describe('CTC greedy decoding', () => {
   const dict = loadDictionary('a\nb\nc\n') // ['', 'a', 'b', 'c', ' ']

@@ -65,15 +65,3 @@ export function sampleChw(
     }
   }
 }
-
-/** A white image with black filled rectangles: deterministic test pictures. */
-export function rectsImage(width: number, height: number, rects: Box[]): RgbaImage {
-  const data = new Uint8Array(width * height * 4).fill(255)
-  for (const r of rects) {
-    for (let y = r.y; y < Math.min(height, r.y + r.h); y++) {
-      for (let x = r.x; x < Math.min(width, r.x + r.w); x++)
-        data.fill(0, (y * width + x) * 4, (y * width + x) * 4 + 3)
-    }
-  }
-  return { width, height, data }
-}
