@@ -36,8 +36,9 @@ const USAGE = new Set([
   'NotOnnxError',
   'ModelTooLargeError',
   'StoreLockedError',
-  'TypeError', // parseArgs: an unknown flag or a missing value
 ])
+/** parseArgs refuses an unknown flag or a missing value with a TypeError carrying one of these codes. */
+const isParseError = (e: Error) => String((e as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS')
 /** Errors that mean the swarm was out of reach: exit 3. */
 const UNREACHABLE = new Set(['RelayUnavailableError', 'NoDirectPathError', 'NoPeerAvailableError'])
 
@@ -75,7 +76,7 @@ export async function main(argv: string[]): Promise<number> {
     const e = err as Error
     const hint = HINT[e.name]
     console.error(`peer-compute ${name}: ${describeError(err)}${hint ? `\n  ${hint}` : ''}`)
-    return USAGE.has(e.name) ? 2 : UNREACHABLE.has(e.name) ? 3 : 1
+    return USAGE.has(e.name) || isParseError(e) ? 2 : UNREACHABLE.has(e.name) ? 3 : 1
   }
 }
 

@@ -9,10 +9,12 @@
  * place, and the old one ends itself after that run. Threads, leaving ones included, stay at most
  * twice `workers`: past that a run waits for one to end.
  */
+
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import type { Logger } from '@libp2p/interface'
+import { copyOf } from '../src/shared/bytes.ts'
 import { AbortError, InferenceError, namedError, UnknownModelError } from '../src/shared/errors.ts'
 import type { NamedTensors } from '../src/shared/tensor.ts'
 import type { FromWorker, RunReply, ToWorker, WorkerInit, WorkerNote } from './ort.worker.ts'
@@ -157,7 +159,8 @@ export function createPool(o: PoolOptions) {
 
   function dispatch(job: Job, h: Handle): void {
     const has = h.sessions.includes(job.cid)
-    const bytes = has ? undefined : o.bytesOf(job.cid)?.slice() // one copy, of exactly the model
+    const model = has ? undefined : o.bytesOf(job.cid)
+    const bytes = model && copyOf(model) // one copy, of exactly the model, to transfer
     if (!has && !bytes) {
       job.reject(new UnknownModelError(`model ${job.cid} is not loaded`)) // evicted while it waited
       return

@@ -9,12 +9,14 @@
  * await engine.loadModel(cid, bytes)
  * const { outputs } = await engine.run({ cid, inputs: { x } }, AbortSignal.timeout(5000))
  */
+
 import { availableParallelism } from 'node:os'
 import type { Logger } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import * as ort from 'onnxruntime-node'
 import type { Capabilities, InferenceEngine } from '../src/compute/bridge.ts'
 import { verifyModelBytes } from '../src/models/store.ts'
+import { copyOf } from '../src/shared/bytes.ts'
 import { AbortError, InferenceError, UnknownModelError } from '../src/shared/errors.ts'
 import type { NamedTensors } from '../src/shared/tensor.ts'
 import { createPool, type PoolEvent } from './engine-pool.ts'
@@ -61,7 +63,7 @@ function copyInputs(inputs: NamedTensors): { copy: NamedTensors; transfer: Array
   const copy: NamedTensors = {}
   const transfer: ArrayBuffer[] = []
   for (const [name, t] of Object.entries(inputs)) {
-    const data = t.data.slice()
+    const data = copyOf(t.data)
     copy[name] = { dtype: t.dtype, dims: [...t.dims], data }
     transfer.push(data.buffer as ArrayBuffer)
   }

@@ -9,12 +9,14 @@
 import './polyfills.ts'
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { DEFAULT_SETTINGS } from '../src/compute/settings.ts'
+import type { Download } from '../src/models/download.ts'
 import { createPeer, type Peer } from '../src/peer.ts'
 import { InvalidOptionError } from '../src/shared/errors.ts'
 import { createNodeEngine } from './engine.ts'
-import { createLocks, downloadAny, loadCatalogFrom, loadKey } from './runtime.ts'
+import { createDownload, createLocks, loadCatalogFrom, loadKey } from './runtime.ts'
 import { createFileStore } from './store/index.ts'
 
 export interface NodePeerOptions {
@@ -42,6 +44,8 @@ export interface NodePeerOptions {
 
 export interface NodePeer extends Peer {
   readonly dir: string
+  /** Fetches a catalog URL's bytes: HTTP, or `file:` under a local catalog's folder. */
+  readonly download: Download
 }
 
 /** catalog.json next to this module's package: the built app's, else the sources'. */
@@ -58,24 +62,27 @@ export async function createNodePeer(o: NodePeerOptions): Promise<NodePeer> {
   await mkdir(o.dir, { recursive: true })
   const store = await createFileStore(o.dir)
   try {
-    const [privateKey, catalog] = await Promise.all([
+    const [privateKey, { catalog, fileRoot }] = await Promise.all([
       loadKey(o.keyFile ?? join(o.dir, 'peer.key')),
       loadCatalogFrom(o.catalog ?? packagedCatalog()),
     ])
     // One worker thread per slot: jobs compute in parallel, and the network never waits on ORT.
+    const download = createDownload(fileRoot)
+    const slots = o.maxSlots ?? DEFAULT_SETTINGS.maxJobs
     const engine = createNodeEngine({
       ...(o.threads ? { threads: o.threads } : {}),
-      workers: o.maxSlots ?? 1,
+      workers: slots,
     })
     const peer = await createPeer({
-      runtime: { store, privateKey, catalog, locks: createLocks(), download: downloadAny },
-      storeName: 'peer-compute',
+      runtime: { store, privateKey, catalog, locks: createLocks(), download },
+      // Names its locks and channels: peers of different directories in one process stay apart.
+      storeName: `peer-compute:${resolve(o.dir)}`,
       engine,
       ...(o.relays ? { relays: o.relays } : {}),
       ...(o.iceServers ? { iceServers: o.iceServers } : {}),
       ...(o.configUrl ? { configUrl: o.configUrl } : {}),
       contribute: o.contribute ?? false,
-      ...(o.maxSlots ? { maxSlots: o.maxSlots } : {}),
+      maxSlots: slots,
       ...(o.advertIntervalMs ? { advertIntervalMs: o.advertIntervalMs } : {}),
       ...(o.maxLinks ? { maxLinks: o.maxLinks } : {}),
       election: false,
@@ -90,7 +97,7 @@ export async function createNodePeer(o: NodePeerOptions): Promise<NodePeer> {
       await store.shutdown() // writes started before the stop land, then the lock goes
       await engine.closed()
     }
-    return Object.assign(peer, { dir: o.dir, stop })
+    return Object.assign(peer, { dir: o.dir, stop, download })
   } catch (err) {
     store.close()
     throw err

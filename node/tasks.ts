@@ -3,18 +3,23 @@
  * fan-out sized to the contributors this requester has linked to.
  */
 import type { Catalog } from '../src/models/catalog.ts'
+import type { Download } from '../src/models/download.ts'
 import type { Peer } from '../src/peer.ts'
 import { modelCid } from '../src/shared/cid.ts'
 import { ModelIntegrityError, UnknownModelError } from '../src/shared/errors.ts'
 import { swarmConcurrency } from '../src/tasks/peer-tasks.ts'
-import { downloadAny } from './runtime.ts'
 
 /** A model's named asset (src/tasks/peer-tasks.ts loadAsset, which only fetches), hash-checked. */
-export async function loadNodeAsset(catalog: Catalog, model: string, name: string): Promise<Uint8Array> {
+export async function loadNodeAsset(
+  catalog: Catalog,
+  download: Download,
+  model: string,
+  name: string,
+): Promise<Uint8Array> {
   const entry = catalog.byName(model)
   const asset = entry?.assets?.find((a) => a.name === name)
   if (!entry || !asset) throw new UnknownModelError(`catalog has no ${name} for ${model}`)
-  const bytes = await downloadAny(catalog.url({ ...entry, file: asset.file }), { maxBytes: asset.size })
+  const bytes = await download(catalog.url({ ...entry, file: asset.file }), { maxBytes: asset.size })
   const cid = (await modelCid(bytes)).toString()
   if (cid !== asset.cid)
     throw new ModelIntegrityError(`${asset.file} hashes to ${cid}, expected ${asset.cid}`)

@@ -187,7 +187,9 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
   const peerIdText = peerIdFromPrivateKey(privateKey).toString()
   const pageUrl = globalThis.location?.href
   const configUrl = opts.configUrl ?? pageUrl ?? ''
-  const netConfig = opts.relays && opts.iceServers ? undefined : await loadNetConfig(configUrl, peerIdText)
+  // Outside a page with no config URL (a Node peer given its relays) there is no file to read.
+  const netConfig =
+    (opts.relays && opts.iceServers) || !configUrl ? undefined : await loadNetConfig(configUrl, peerIdText)
   // A caller's ICE servers are used as given; the config file's may be minted and renewed.
   const iceSource = iceServerSource(
     opts.iceServers

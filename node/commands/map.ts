@@ -12,7 +12,7 @@ import { writeNpy } from '../../src/tasks/npy.ts'
 import { intFlag, PEER_FLAGS, PEER_HELP, peerOptions } from '../args.ts'
 import { createNodePeer } from '../peer.ts'
 import { createProgress } from '../progress.ts'
-import { POLICY_FLAGS, POLICY_HELP, policyFlags, readInputs, resolveModel } from './submit.ts'
+import { outputFile, POLICY_FLAGS, POLICY_HELP, policyFlags, readInputs, resolveModel } from './submit.ts'
 
 export const MAP_HELP = `peer-compute map <model> <input dir> --out <dir> [flags]
 Runs <model> once per .npy or .json file in <input dir> (a .npy file is the model's single input) and
@@ -75,9 +75,9 @@ export async function map(argv: string[], say: (line: string) => void): Promise<
             before && ['failed', 'inconclusive'].includes(before.status) ? `${key}-${Date.now()}` : key
           const r = await peer.submit(cid, inputs, { id, policy })
           const dir = join(out, file)
+          const files = Object.entries(r.outputs).map(([name, t]) => [outputFile(dir, name), t] as const)
           await mkdir(dir, { recursive: true })
-          for (const [name, t] of Object.entries(r.outputs))
-            await writeFile(join(dir, `${name}.npy`), writeNpy(t))
+          for (const [file, t] of files) await writeFile(file, writeNpy(t))
           await writeFile(join(dir, `${RECORD}.tmp`), r.record)
           await rename(join(dir, `${RECORD}.tmp`), join(dir, RECORD))
           progress.tick(true)

@@ -59,7 +59,7 @@ export async function ocr(argv: string[], say: (line: string) => void): Promise<
   if (values.verbose) watchSwarm(peer, say)
   const results: OcrFileResult[] = []
   try {
-    const keys = await loadNodeAsset(peer.catalog, OCR_REC_MODEL, 'dictionary')
+    const keys = await loadNodeAsset(peer.catalog, peer.download, OCR_REC_MODEL, 'dictionary')
     const dictionary = loadDictionary(new TextDecoder().decode(keys))
     const concurrency = await settledConcurrency(peer)
     const submit = peerSubmit(peer, { policy })

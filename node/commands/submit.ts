@@ -84,6 +84,18 @@ function compareRule(s: string): CompareRule {
   throw new InvalidOptionError(`--compare must be exact, tolerance:ATOL[:RTOL], argmax or topk:K, got "${s}"`)
 }
 
+/**
+ * Where an output tensor is written: its name comes from contributors (a single replica's, under
+ * adaptive replication), so only a plain file name is accepted, never a path.
+ */
+export function outputFile(dir: string, name: string): string {
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(name) || /^\.+$/.test(name))
+    throw new InvalidTensorError(
+      `an output is named ${JSON.stringify(name.slice(0, 140))}: not a plain file name`,
+    )
+  return join(dir, `${name}.npy`)
+}
+
 /** Prints, with the time since start, each change in contributors seen and directly linked. */
 export function watchSwarm(peer: NodePeer, say: (line: string) => void): void {
   const t0 = performance.now()
@@ -174,9 +186,10 @@ export async function submit(argv: string[], say: (line: string) => void): Promi
     const inputs = await readInputs(entry?.inputs, values.input ?? [], values.random ?? false)
     const outcome = await peer.submit(cid, inputs, { policy })
     if (values.out) {
-      await mkdir(values.out, { recursive: true })
-      for (const [name, t] of Object.entries(outcome.outputs))
-        await writeFile(join(values.out, `${name}.npy`), writeNpy(t))
+      const out = values.out
+      const files = Object.entries(outcome.outputs).map(([name, t]) => [outputFile(out, name), t] as const)
+      await mkdir(out, { recursive: true })
+      for (const [file, t] of files) await writeFile(file, writeNpy(t))
       await writeFile(join(values.out, 'outputs.json'), tensorsToJson(outcome.outputs))
       await writeFile(join(values.out, 'record.cbor'), outcome.record)
       await writeFile(join(values.out, 'receipt.cbor'), encodeReceipt(outcome.receipt))

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path'
 import { own } from '../../src/shared/bytes.ts'
 
 /** Temp files start with this; every listing skips names starting with '.', and open() removes them. */
-export const TEMP_PREFIX = '.tmp-'
+export const TEMP_PREFIX = '.peer-compute-tmp-'
 /** Longest key kept readable (hex) in a file name; longer ones are hashed. */
 const MAX_HEX_KEY_BYTES = 100
 

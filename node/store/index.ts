@@ -51,7 +51,8 @@ export async function createFileStore(dir: string): Promise<FileStore> {
   try {
     // Only once the folder is ours: another process's temp files are its writes in flight.
     for (const f of FOLDERS) await mkdir(ctx.path(f), { recursive: true })
-    await prepareDir(dir)
+    // Its own folders only: a --dir pointed at a home or project folder must not lose a user's files.
+    for (const f of ['', ...FOLDERS]) await prepareDir(ctx.path(f), f === 'model-chunks' ? 1 : 0)
     const jobs = await loadJobTables(ctx)
     const credits = await loadCreditIndex(ctx)
     let released = false

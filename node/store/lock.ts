@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync, unlinkSync } from 'node:fs'
 import { link, open, readFile, rename, rm, stat } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { StoreLockedError } from '../../src/shared/errors.ts'
 import { TEMP_PREFIX } from './files.ts'
 
@@ -48,6 +48,8 @@ async function create(path: string): Promise<boolean> {
 async function holder(path: string): Promise<number | 'unknown' | 'stale' | undefined> {
   try {
     const pid = ownerOf(await readFile(path, 'utf8'))
+    // Our own pid in a lock we do not hold is a previous life's (a container's PID 1 restarting).
+    if (pid === process.pid && !heldHere.has(resolve(path))) return 'stale'
     if (pid !== undefined) return alive(pid) ? pid : 'stale'
     return Date.now() - (await stat(path)).mtimeMs > UNREADABLE_STALE_MS ? 'stale' : 'unknown'
   } catch (err) {
@@ -56,9 +58,17 @@ async function holder(path: string): Promise<number | 'unknown' | 'stale' | unde
   }
 }
 
+/** Locks this process holds: a second open of one folder in one process is refused too. */
+const heldHere = new Set<string>()
+
 export async function acquireLock(path: string): Promise<void> {
+  if (heldHere.has(resolve(path)))
+    throw new StoreLockedError(`${dirname(path)} is already open in this process`)
   for (let attempt = 0; attempt < 5; attempt++) {
-    if (await create(path)) return
+    if (await create(path)) {
+      heldHere.add(resolve(path))
+      return
+    }
     const held = await holder(path)
     if (typeof held === 'number' || held === 'unknown')
       throw new StoreLockedError(
@@ -86,6 +96,7 @@ export async function acquireLock(path: string): Promise<void> {
 
 /** Removes the lock if this process holds it (synchronous: close() is). */
 export function releaseLock(path: string): void {
+  heldHere.delete(resolve(path))
   try {
     if (ownerOf(readFileSync(path, 'utf8')) === process.pid) unlinkSync(path)
   } catch {}

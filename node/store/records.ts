@@ -34,7 +34,8 @@ export async function loadCreditIndex(ctx: Ctx): Promise<Map<number, string>> {
   const files = new Map<number, string>() // seq → the file holding it
   for (const name of await list(ctx.path('credits'))) {
     const recs = await readRecord<CreditRecord[]>(ctx.path('credits', name))
-    if (Array.isArray(recs)) for (const r of recs) files.set(r.seq, name)
+    // A file that decodes to something else (a damaged disk, a hand edit) is skipped, not fatal.
+    if (Array.isArray(recs)) for (const r of recs) if (Number.isSafeInteger(r?.seq)) files.set(r.seq, name)
   }
   return files
 }
@@ -43,9 +44,14 @@ export function recordFiles(ctx: Ctx, credits: Map<number, string>): RecordsPart
   const settingPath = (key: string) => ctx.path('settings', `${keyName(key)}.cbor`)
   const identityPath = (slot: string) => ctx.path('identity', `${keyName(slot)}.cbor`)
   const reputationPath = ctx.path('reputation.cbor')
-  const readReputation = async () => (await readRecord<ReputationRecord[]>(reputationPath)) ?? []
+  const records = <T extends object>(x: unknown): T[] =>
+    Array.isArray(x) ? x.filter((r): r is T => r != null && typeof r === 'object') : []
+  const readReputation = async () =>
+    records<ReputationRecord>(await readRecord(reputationPath)).filter((r) => typeof r.peer === 'string')
   const readCredits = async (name: string) =>
-    (await readRecord<CreditRecord[]>(ctx.path('credits', name))) ?? []
+    records<CreditRecord>(await readRecord(ctx.path('credits', name))).filter((r) =>
+      Number.isSafeInteger(r.seq),
+    )
 
   return {
     getSetting: <T>(key: string) => ctx.run('settings', () => readRecord<T>(settingPath(key))),

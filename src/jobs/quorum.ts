@@ -78,6 +78,12 @@ export interface QuorumEffects {
   /** A result that looks wrong without comparing (non-finite, wrong shape, too fast): replicate it. */
   suspicious(result: DispatchResult): boolean
   recordOutcome(peer: string, outcome: Outcome): Promise<void>
+  /**
+   * Whether two peers compute in one homogeneous class (default: yes). Bit-exact agreement is
+   * evidence only within a class: under `exact`, a replica of another class that differs is drift,
+   * not a lie, and is not punished.
+   */
+  sameClass?(a: string, b: string): boolean
   /** Persist after every change, so a reload resumes here. */
   save(state: QuorumState): Promise<void>
   /** A replica left running past the verdict has ended and been judged (its status is final). */
@@ -261,7 +267,10 @@ export async function runQuorum(
   if ((g[0]?.length ?? 0) >= s.quorum) {
     // With a quorum agreeing, every replica outside it is wrong (without one, nothing is proven).
     for (const m of g[0]!) await fx.recordOutcome(m.r.peer, 'valid')
-    for (const other of g.slice(1)) for (const m of other) await fx.recordOutcome(m.r.peer, 'invalid')
+    const lead = g[0]![0]!.r.peer
+    const judged = (peer: string) => policy.compare.kind !== 'exact' || (fx.sameClass?.(lead, peer) ?? true)
+    for (const other of g.slice(1))
+      for (const m of other) if (judged(m.r.peer)) await fx.recordOutcome(m.r.peer, 'invalid')
     // Others computed this job: a refusal that called it bad or unknown was wrong (DESIGN.md, Verification).
     const punish = (r: Replica) => r.status === 'refused' && PUNISHED_REFUSALS.has(r.error?.code ?? '')
     for (const r of s.replicas) if (punish(r)) await fx.recordOutcome(r.peer, 'refused')
@@ -272,7 +281,7 @@ export async function runQuorum(
         if (rep.status === 'ok') {
           const late = { r: rep, outputs: rep.result!.outputs, outputCid: rep.result!.outputCid }
           const joins = agreementGroups([...agreed, late], policy.compare)[0]!.includes(late)
-          await fx.recordOutcome(rep.peer, joins ? 'valid' : 'invalid')
+          if (joins || judged(rep.peer)) await fx.recordOutcome(rep.peer, joins ? 'valid' : 'invalid')
         }
         if (punish(rep)) await fx.recordOutcome(rep.peer, 'refused')
         fx.lateEnded?.()

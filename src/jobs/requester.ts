@@ -114,6 +114,10 @@ export function createRequester(o: RequesterOptions) {
           recordOutcome: async (peer, outcome) => {
             o.reputation.record(peer, outcome).catch((err) => o.log.error('reputation: %s', err.message))
           },
+          sameClass: (a, b) => {
+            const ca = o.scheduler.classOf(a)
+            return ca === undefined || ca === o.scheduler.classOf(b)
+          },
           save: async () => progress.mark(),
           lateEnded: refreshLate,
         },

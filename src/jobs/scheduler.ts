@@ -59,6 +59,8 @@ export interface Scheduler {
    * model: how many queued jobs a freed slot is worth waking.
    */
   freeSlots(accept?: (peer: string) => boolean): number
+  /** The homogeneous class (peerClass) of a known peer; undefined for one we have no advert of. */
+  classOf(peer: string): string | undefined
   /** Fires 'release' when one of our jobs on some peer ends, freeing capacity. */
   events: EventTarget
 }
@@ -103,6 +105,10 @@ export function createScheduler(
     p.id !== selfId && p.direct && (accept?.(p.id) ?? true)
 
   return {
+    classOf(peer) {
+      const p = dir.peers().find((k) => k.id === peer)
+      return p && peerClass(p)
+    },
     pick(model, exclude, opts = {}) {
       const peers = dir.peers()
       const classes = new Set(peers.filter((p) => opts.sameClassAs?.includes(p.id)).map((p) => peerClass(p)))

@@ -4,13 +4,13 @@
  * (src/net/link-plan.ts): more, and to holders of the models we use, while we submit.
  */
 import { TopicValidatorResult } from '@libp2p/gossipsub'
-import type { Logger, PrivateKey } from '@libp2p/interface'
+import type { Connection, Logger, PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { WebRTC } from '@multiformats/multiaddr-matcher'
 import { ADVERT_TOPIC } from '../shared/protocol.ts'
 import { type Advert, type AdvertBody, type Capabilities, openAdvert, signAdvert } from './advert.ts'
-import { type LinkPath, linkPath, peerConnectionOf } from './link.ts'
+import { isDirect, type LinkPath, linkPath, peerConnectionOf } from './link.ts'
 import { type LinkPlanOptions, linkPlanDefaults, planLinks } from './link-plan.ts'
 import { type BrowserNode, directConnection, webrtcAddrs } from './node.ts'
 
@@ -51,6 +51,8 @@ export interface DiscoveryOptions {
 
 /** Free-slot changes are published at most this often (trailing): requesters count their own jobs in between. */
 export const SLOT_ADVERT_GAP_MS = 500
+
+const PLAN_GAP_MS = 250
 
 /** A model we submitted counts as wanted (more links, to its holders first) this long. */
 const WANT_MS = 5 * 60_000
@@ -167,14 +169,25 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     }
   }
 
+  /** Adverts of known peers arrive often (free slots change with every job): they re-plan at most this often. */
+  let planTimer: ReturnType<typeof setTimeout> | undefined
+  const planSoon = () => {
+    planTimer ??= setTimeout(plan, PLAN_GAP_MS)
+  }
+
   /** Dials the links the plan wants and closes the ones it does not. */
   function plan() {
+    clearTimeout(planTimer)
+    planTimer = undefined
     const now = Date.now()
     for (const [m, at] of wanted) if (now - at > WANT_MS) wanted.delete(m)
+    // One pass over the connections, not a PeerId parse and lookup per known peer.
+    const links = new Map<string, Connection>()
+    for (const c of node.getConnections()) if (isDirect(c)) links.set(c.remotePeer.toString(), c)
     const candidates = [...peers.values()]
       .filter((p) => !isBlocked(p.id))
       .map((p) => {
-        const link = directConnection(node, peerIdFromString(p.id))
+        const link = links.get(p.id)
         const busy = link?.streams.some((st) => st.protocol?.startsWith('/peer-compute/')) ?? false
         if (link && (busy || !activeAt.has(p.id))) activeAt.set(p.id, now)
         if (!link) activeAt.delete(p.id)
@@ -192,7 +205,8 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     const { dial: toDial, close } = planLinks(candidates, { ...linkOpts, wanted: new Set(wanted.keys()) })
     for (const id of close) {
       log('closing the idle link to %s (link budget)', id)
-      void directConnection(node, peerIdFromString(id))
+      void links
+        .get(id)
         ?.close()
         .catch(() => {})
     }
@@ -222,7 +236,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
 
   // Watch each WebRTC link's ICE state: direct only once connected, closed when it never gets there.
   const watched = new WeakSet<object>()
-  function watch(conn: import('@libp2p/interface').Connection) {
+  function watch(conn: Connection) {
     const pc = peerConnectionOf(conn)
     if (pc == null || watched.has(pc)) return
     watched.add(pc)
@@ -329,7 +343,8 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
       // is one too, though we knew its PeerId: it forgot our advert, and the next repeat is 15 s off.
       if (prev == null || body.seq < prev.advert.seq) announce()
       refresh(from)
-      plan()
+      if (prev == null) plan()
+      else planSoon()
     } catch (err) {
       log('dropped an advert: %s', (err as Error).message)
     }
@@ -399,6 +414,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     events,
     stop() {
       clearInterval(timer)
+      clearTimeout(planTimer)
       if (pending) clearTimeout(pending)
       pubsub.removeEventListener('message', onMessage)
       pubsub.topicValidators.delete(ADVERT_TOPIC)

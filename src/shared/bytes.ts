@@ -17,5 +17,16 @@ export function concat(parts: Uint8Array[]): Uint8Array {
  * view's whole buffer: a 400-byte dag-cbor encoding can sit in an 8 KiB one.
  */
 export function own(bytes: Uint8Array): Uint8Array {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice()
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : copyOf(bytes)
+}
+
+/** A copy in a buffer of its own. Not `slice()`: a Node Buffer's slice is a view of the same memory. */
+export function copyOf<T extends Uint8Array | Int8Array | Int32Array | Float32Array | BigInt64Array>(
+  view: T,
+): T {
+  // Any Uint8Array (a Buffer included) becomes a plain Uint8Array; other views keep their type.
+  const Ctor = (view instanceof Uint8Array ? Uint8Array : view.constructor) as new (n: number) => T
+  const out = new Ctor(view.length)
+  out.set(view as never)
+  return out
 }

@@ -1,4 +1,5 @@
 /** Tensor types shared by the main thread and workers. No DOM or worker globals here. */
+import { copyOf } from './bytes.ts'
 import { InferenceError } from './errors.ts'
 
 export const DTYPES = ['float32', 'int32', 'int64', 'uint8', 'int8', 'bool'] as const
@@ -48,6 +49,6 @@ export function ownedOutput(
   const dtype = value.type as DType
   if (!DTYPES.includes(dtype)) throw new InferenceError(`output ${name}: unsupported dtype ${value.type}`)
   let data = value.data as TensorData
-  if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice()
+  if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = copyOf(data)
   return { dtype, dims: [...value.dims], data }
 }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { bytesFlag, intFlag, peerOptions } from '../../node/args.ts'
-import { policyFlags } from '../../node/commands/submit.ts'
+import { outputFile, policyFlags } from '../../node/commands/submit.ts'
 import { runCli } from '../helpers/cli.ts'
 
 const RELAY = '/ip4/127.0.0.1/tcp/9/ws/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'
@@ -77,6 +77,13 @@ describe('peer-compute CLI', () => {
     })
     expect(policyFlags({ compare: 'topk:3' }).compare).toEqual({ kind: 'topk', k: 3 })
     expect(() => policyFlags({ compare: 'close-enough' })).toThrow(/--compare must be/)
+  })
+
+  it('writes an output only under a plain file name: a contributor cannot name a path', () => {
+    expect(outputFile('/o', 'y')).toBe(join('/o', 'y.npy'))
+    expect(outputFile('/o', 'logits.0_a-b')).toBe(join('/o', 'logits.0_a-b.npy'))
+    for (const bad of ['../../etc/x', 'a/b', '..', '.', '', 'x'.repeat(129), 'a\u0000b', 'C:\\x'])
+      expect(() => outputFile('/o', bad), bad).toThrow(/InvalidTensorError|not a plain file name/)
   })
 
   it('reads relays and ICE servers from flags or a peer-compute.json file', async () => {

@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
+import * as dagCbor from '@ipld/dag-cbor'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
@@ -14,6 +15,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { afterEach, describe, expect, it } from 'vitest'
+import { TEMP_PREFIX } from '../../node/store/files.ts'
 import { createFileStore, type FileStore } from '../../node/store/index.ts'
 import { createStoreJournal, type JobSpec, jobRecord as journalRecord } from '../../src/jobs/journal.ts'
 import type { QuorumState } from '../../src/jobs/quorum.ts'
@@ -391,14 +393,37 @@ describe('lock, crash leftovers, close', () => {
     let s = await fresh()
     await s.putJob(rec('j', 'verified'))
     await s.shutdown()
-    await writeFile(join(s.dir, 'jobs', '.tmp-deadbeef'), Uint8Array.of(0xff, 1)) // a torn write
-    await writeFile(join(s.dir, 'settings', '.tmp-0'), '')
+    await writeFile(join(s.dir, 'jobs', `${TEMP_PREFIX}deadbeef`), Uint8Array.of(0xff, 1)) // a torn write
+    await writeFile(join(s.dir, 'settings', `${TEMP_PREFIX}0`), '')
     await mkdir(join(s.dir, 'model-chunks', 'bafk'))
-    await writeFile(join(s.dir, 'model-chunks', 'bafk', '.tmp-1'), '')
+    await writeFile(join(s.dir, 'model-chunks', 'bafk', `${TEMP_PREFIX}1`), '')
+    // Not the store's: a folder of the user's own beside the store's folders is left alone.
+    await mkdir(join(s.dir, 'mine'))
+    await writeFile(join(s.dir, 'mine', `${TEMP_PREFIX}keep`), 'a user file')
     s = await openAt(s.dir)
     expect((await s.listJobs()).map((j) => j.id)).toEqual(['j'])
-    expect((await readdir(join(s.dir, 'jobs'))).some((n) => n.startsWith('.tmp-'))).toBe(false)
-    expect((await files(s.dir)).filter((f) => f.includes('.tmp-'))).toEqual([])
+    expect((await readdir(join(s.dir, 'jobs'))).some((n) => n.startsWith(TEMP_PREFIX))).toBe(false)
+    expect((await files(s.dir)).filter((f) => f.includes(TEMP_PREFIX))).toEqual([`mine/${TEMP_PREFIX}keep`])
+  })
+
+  it('takes over a lock holding its own pid from an earlier life, but refuses a second open in one process', async () => {
+    const dir = await tmp()
+    await writeFile(join(dir, 'LOCK'), `${process.pid}\n`) // a container's PID 1, restarted
+    const s = await createFileStore(dir)
+    expect(await errName(createFileStore(dir))).toBe('StoreLockedError')
+    await s.shutdown()
+    const again = await createFileStore(dir)
+    await again.shutdown()
+  })
+
+  it('a credit or reputation file that decodes to the wrong shape is skipped, not fatal', async () => {
+    let s = await fresh()
+    await s.shutdown()
+    await writeFile(join(s.dir, 'credits', 'junk.cbor'), dagCbor.encode([null, { seq: 'x' }, 7]))
+    await writeFile(join(s.dir, 'reputation.cbor'), dagCbor.encode({ not: 'a list' }))
+    s = await openAt(s.dir)
+    expect(await s.listCredits()).toEqual([])
+    expect(await s.allReputation()).toEqual([])
   })
 
   it('opens cleanly after a writer process is killed mid-write', async () => {

@@ -81,6 +81,22 @@ describe('node engine', () => {
     expect(maxDiff(out.data as Float32Array, refOf(small.spec))).toBeLessThan(1e-5)
   })
 
+  it('keeps model bytes given as a Node Buffer (as the file store reads them) whole across workers and runs', async () => {
+    // A Buffer's slice() is a view of the same memory: transferring it would detach the engine's copy.
+    const engine = start({ threads: 1, workers: 2 })
+    // As fs.readFile gives it: a Buffer on an ArrayBuffer of its own, which a transfer can detach.
+    const pooled = Buffer.allocUnsafeSlow(tiny.bytes.byteLength)
+    pooled.set(tiny.bytes)
+    await engine.loadModel(tiny.cid, pooled)
+    const runs = await Promise.all(
+      Array.from({ length: 6 }, () => engine.run({ cid: tiny.cid, inputs: inputOf(tiny.spec) })),
+    )
+    for (const r of runs)
+      expect(maxDiff(r.outputs.y!.data as Float32Array, refOf(tiny.spec))).toBeLessThan(1e-5)
+    expect(pooled.buffer.byteLength).toBeGreaterThan(0) // not detached
+    expect(Buffer.compare(pooled, Buffer.from(tiny.bytes))).toBe(0)
+  })
+
   it('passes every tensor dtype through unchanged', async () => {
     const engine = start({ threads: 1 })
     const bytes = identityModel(DTYPES)

@@ -98,6 +98,24 @@ describe('runQuorum', () => {
     expect(h.outcomes.filter(([, o]) => o === 'valid')).toHaveLength(2)
   })
 
+  it('under exact comparison, a replica of another class that differs is drift, not a lie', async () => {
+    const p = policyFor('tensor', { redundancy: 3, quorum: 2, adaptive: false, compare: { kind: 'exact' } })
+    // peers 0 and 2 are one class (say WASM tabs); peer 1 is another (a native peer), whose bits differ.
+    const classes = [0, 1, 0]
+    const h = harness(['honest', 'wrong', 'honest'])
+    h.fx.sameClass = (a, b) => classes[peers.indexOf(a)] === classes[peers.indexOf(b)]
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    await new Promise((r) => setTimeout(r, 20)) // a late replica is judged as it ends
+    expect(h.outcomes.filter(([, o]) => o === 'valid')).toHaveLength(2)
+    expect(h.outcomes.filter(([peer]) => peer === peers[1])).toEqual([])
+    // Within one class the same difference is a lie.
+    const same = harness(['honest', 'wrong', 'honest'])
+    same.fx.sameClass = () => true
+    await run(p, same.fx)
+    await vi.waitFor(() => expect(same.outcomes).toContainEqual([peers[1], 'invalid']))
+  })
+
   it('adds a replica after a 1–1 disagreement', async () => {
     const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false })
     const h = harness(['wrong', 'honest', 'honest'])
