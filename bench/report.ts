@@ -23,6 +23,7 @@ import {
   verdict,
   verification,
 } from './report-sections.ts'
+import { type ScaleRow, scaleTable, scaleTargets } from './scale-report.ts'
 import { median } from './stats.ts'
 import type { Throughput } from './throughput.ts'
 import type { EchoRow, TransportRow } from './transport.ts'
@@ -48,6 +49,8 @@ export interface Results {
   engine?: { rows: EngineRow[]; maxThreads: number; swiftShaderAutoEp?: string }
   verification?: { status: string; model?: string; rows?: VerificationRow[] }
   nat?: NatBench
+  /** Node peers on two relays at several swarm sizes (bench/scale.ts). */
+  scale?: ScaleRow[]
 }
 
 /** [figure, measured, target, verdict] for every target and reference figure the run has. */
@@ -173,6 +176,7 @@ function targetRows(r: Results): string[][] {
     add(`${tp.model} jobs/s through TURN / through STUN`, f(tp.turnVsStun), '≥ 0.8', tp.turnVsStun >= 0.8)
   const cpu = r.nat?.turnCpu
   if (cpu) add('coturn CPU per MiB relayed', `${f(cpu.msPerMiB, 1)} ms`, 'report')
+  for (const row of scaleTargets(r.scale ?? [])) add(...row)
   return rows
 }
 
@@ -216,6 +220,7 @@ export function markdown(r: Results, base?: Results): string {
   if (r.engine) out.push(engine(r.engine))
   if (r.verification) out.push(verification(r.verification))
   if (r.nat && !r.nat.skipped) out.push(nat(r.nat))
+  if (r.scale?.length) out.push(scaleTable(r.scale))
   out.push(`Machine: ${r.meta.machine}. ${r.meta.gpu}.`)
   return out.join('\n\n')
 }

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only=dispatch,transport,throughput,verification,cold,engine,nat] [--no-build] [--out=dir] [--baseline=file]`
+ * `npm run bench [-- --quick] [--only=dispatch,transport,throughput,verification,cold,engine,nat,scale] [--scale=50,100,200] [--no-build] [--out=dir] [--baseline=file]`
  * Builds the site with the bench page into PC_DIST (default dist/), starts a relay and headless
  * Chromium tabs, measures every section side by side, writes bench/results/<timestamp>.json and
  * prints markdown, the targets beside the committed baseline run (bench/results/baseline.json).
@@ -59,7 +59,9 @@ async function section<T>(name: string, f: () => Promise<T>): Promise<T | undefi
   }
 }
 
-if (!args.includes('--no-build')) {
+// The scale section runs Node peers only: it needs no build, and runs only when named (minutes of 2 cores).
+const browser = ['dispatch', 'transport', 'throughput', 'verification', 'cold', 'engine', 'nat'].some(want)
+if (!args.includes('--no-build') && browser) {
   log(`building into ${DIST}`)
   await (await import('./build.ts')).buildBench(DIST)
 }
@@ -84,6 +86,24 @@ if (want('nat')) {
   const { natBench } = await import('./nat.ts')
   results.nat = await section('nat', () => natBench(DIST, quick, log))
 }
+if (only?.includes('scale')) {
+  // `--scale=N,N…` picks the swarm sizes.
+  const { scaleBench } = await import('./scale.ts')
+  const sizes = args
+    .find((a) => a.startsWith('--scale='))
+    ?.slice(8)
+    .split(',')
+    .map(Number)
+  results.scale = await section('scale', () =>
+    scaleBench({
+      sizes: sizes ?? (quick ? [20, 50] : [50, 100, 200]),
+      budgetMs: (quick ? 5 : 9) * 60_000,
+      idleMs: quick ? 15_000 : 30_000,
+      jobsMs: quick ? 8000 : 20_000,
+      log,
+    }),
+  )
+}
 save()
 const baseFile = resolve(
   args.find((a) => a.startsWith('--baseline='))?.slice(11) ?? resolve(ROOT, 'bench/results/baseline.json'),
@@ -96,3 +116,5 @@ if (errors.length) {
   console.error(errors.join('\n'))
   process.exitCode = 1
 }
+// The scale section's requester leaves node-datachannel threads that keep Node alive (the CLI exits so too).
+if (only?.includes('scale')) process.stdout.write('', () => process.exit())
