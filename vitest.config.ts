@@ -8,7 +8,7 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/global-setup.ts'],
     // libp2p 3 needs Promise.withResolvers, which Node 20 lacks.
-    setupFiles: ['src/relay/polyfill.ts'],
+    setupFiles: ['node/relay/polyfill.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     // 2-core machine; browser tests must not overlap.

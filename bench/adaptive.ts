@@ -3,7 +3,7 @@
  * adaptive parameters) against simulated contributors: the replication factor among honest peers
  * after warm-up, and how many jobs it takes to expose a peer that is wrong 10 % of the time.
  */
-import '../src/relay/polyfill.ts'
+import '../node/relay/polyfill.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'

@@ -78,6 +78,6 @@ export async function coldStart(contributor = '', settleMs = 2000): Promise<Cold
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  await import('../src/relay/polyfill.ts')
+  await import('../node/relay/polyfill.ts')
   console.log(JSON.stringify(await coldStart(process.argv[2]), null, 2))
 }

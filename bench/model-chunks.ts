@@ -4,7 +4,7 @@
  * beside an HTTP fetch of the same file from the static server.
  * Usage: PC_DIST=/tmp/hub-dist npx tsx bench/model-chunks.ts   (build first; prints a markdown table)
  */
-import '../src/relay/polyfill.ts'
+import '../node/relay/polyfill.ts'
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import type { Page } from 'playwright-core'

@@ -5,7 +5,7 @@
  * prints markdown, the targets beside the committed baseline run (bench/results/baseline.json).
  * Figures never fail the run; only errors do.
  */
-import '../src/relay/polyfill.ts'
+import '../node/relay/polyfill.ts'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { resolve } from 'node:path'

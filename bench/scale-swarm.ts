@@ -4,8 +4,8 @@ import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { loadOrCreateKey } from '../node/relay/key.ts'
 import { type RelayProcess, startRelayProcess } from '../scripts/relay-process.ts'
-import { loadOrCreateKey } from '../src/relay/key.ts'
 import type { FromPeers, PeersStats } from './scale-peers.ts'
 
 export interface Child {

@@ -4,7 +4,6 @@
  * dist-node/cli.mjs (plain `node`, no dev dependency at run time); `npm run cli --` from the sources.
  */
 import './polyfills.ts'
-import { runRelay } from '../src/relay/run.ts'
 import { describeError } from '../src/shared/errors.ts'
 import { contribute } from './commands/contribute.ts'
 import { map } from './commands/map.ts'
@@ -12,6 +11,7 @@ import { ocr } from './commands/ocr.ts'
 import { submit } from './commands/submit.ts'
 import { vad } from './commands/vad.ts'
 import { verify } from './commands/verify.ts'
+import { runRelay } from './relay/run.ts'
 
 export const HELP = `usage: peer-compute <command> [flags]   (peer-compute <command> --help for its flags)
 

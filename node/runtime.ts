@@ -9,10 +9,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { PrivateKey } from '@libp2p/interface'
 import { type Catalog, type CatalogEntry, createCatalog } from '../src/models/catalog.ts'
 import { type Download, download } from '../src/models/download.ts'
-import { loadOrCreateKey } from '../src/relay/key.ts'
 import { concat, own } from '../src/shared/bytes.ts'
 import { ModelTooLargeError, UnknownModelError } from '../src/shared/errors.ts'
 import type { Locks } from '../src/trust/credits.ts'
+import { loadOrCreateKey } from './relay/key.ts'
 
 /** One process owns its data directory (the store's lock file), so locks need only be in-process. */
 export function createLocks(): Locks {

@@ -31,7 +31,7 @@ export async function startRelayProcess(
   const args = [
     '--import',
     'tsx',
-    join(ROOT, 'src/relay/main.ts'),
+    join(ROOT, 'node/relay/main.ts'),
     '--listen',
     `${opts.host ?? '127.0.0.1'}:${opts.port ?? 0}`,
   ]

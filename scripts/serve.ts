@@ -4,8 +4,8 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { extname, resolve } from 'node:path'
 import sirv from 'sirv'
-import { configDocument } from '../src/relay/config-http.ts'
-import type { IceConfig } from '../src/relay/turn.ts'
+import { configDocument } from '../node/relay/config-http.ts'
+import type { IceConfig } from '../node/relay/turn.ts'
 import { isolationHeaders } from '../vite.config.ts'
 
 /** Types that sirv's table (mrmime) lacks, or gives without a charset. */

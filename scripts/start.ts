@@ -6,7 +6,7 @@
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { build } from 'vite'
-import { iceConfigFromEnv } from '../src/relay/turn.ts'
+import { iceConfigFromEnv } from '../node/relay/turn.ts'
 import { copyModels } from './copy-models.ts'
 import { lanAddresses, loadOrCreateCert, startTlsFront } from './lan.ts'
 import { startRelayProcess } from './relay-process.ts'

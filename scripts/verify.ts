@@ -2,7 +2,7 @@
  * `npm run verify -- <file…> [--quorum N]`: the CLI's `peer-compute verify` (node/commands/verify.ts)
  * from the sources. Exit status 0 when valid, 1 when not (the reason is printed), 2 on usage errors.
  */
-import '../src/relay/polyfill.ts'
+import '../node/relay/polyfill.ts'
 import { VERIFY_HELP, verify } from '../node/commands/verify.ts'
 
 try {

@@ -13,6 +13,7 @@ import type { Connection, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterAll, expect, vi } from 'vitest'
+import { createRelay, type Relay } from '../../node/relay/relay.ts'
 import { createAdmission } from '../../src/compute/admission.ts'
 import { createJobHandler } from '../../src/jobs/handler.ts'
 import {
@@ -23,7 +24,6 @@ import {
   webrtcAddrs,
 } from '../../src/net/node.ts'
 import type { RelayKeeper } from '../../src/net/relays.ts'
-import { createRelay, type Relay } from '../../src/relay/relay.ts'
 import { JOB_PROTOCOL } from '../../src/shared/protocol.ts'
 import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
 import { FakeEngine, fakeModelSource, type Harness, type PeerKeys } from './harness.ts'

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { mintTurnCredential } from '../../src/relay/turn.ts'
+import { mintTurnCredential } from '../../node/relay/turn.ts'
 import { ensureLabTools, type Lab, type LabProcess, waitFor } from './netlab.ts'
 
 export interface Coturn {
@@ -26,7 +26,7 @@ export interface Coturn {
 }
 
 /**
- * coturn's REST API credentials, minted as the config server mints them (src/relay/turn.ts): a
+ * coturn's REST API credentials, minted as the config server mints them (node/relay/turn.ts): a
  * `peerId` that is not a PeerId's text is named `anon`.
  */
 export function turnCredentials(

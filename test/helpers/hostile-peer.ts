@@ -7,7 +7,7 @@
  * h.mode = { kind: 'reject', code: 'unknown-model' }
  * await h.link(tabId)                       // direct WebRTC, both ways ready
  */
-import '../../src/relay/polyfill.ts'
+import '../../node/relay/polyfill.ts'
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'

@@ -24,7 +24,7 @@ export async function startLabRelay(
 ): Promise<LabRelay> {
   const dir = mkdtempSync(join(tmpdir(), 'pc-lab-relay-'))
   const addrFile = join(dir, 'relay.json')
-  const argv = [...tsx('src/relay/main.ts'), '--host', lab.publicIp, '--port', String(opts.port ?? 9090)]
+  const argv = [...tsx('node/relay/main.ts'), '--host', lab.publicIp, '--port', String(opts.port ?? 9090)]
   argv.push('--key-file', join(dir, 'key'), '--addr-file', addrFile, ...(opts.args ?? []))
   const proc = lab.spawn(lab.publicNs, argv, { cwd: ROOT })
   const multiaddrs = await waitFor(

@@ -1,5 +1,5 @@
 /** A Node libp2p peer that talks to a relay as a tab does (WebSockets, gossipsub), for relay tests. */
-import '../../src/relay/polyfill.ts'
+import '../../node/relay/polyfill.ts'
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'

@@ -2,13 +2,13 @@
  * scripts/serve.ts's static server as a process of its own, so it can run in a lab namespace:
  * `node --import tsx test/helpers/serve-main.ts --root dist --host H --port N [--relay-file F]
  *  [--stun-url stun:… …] [--turn-url turn:… … --turn-secret S [--turn-ttl SECONDS]]`.
- * TURN credentials are minted per request for `?peer=`, as `npm start` does (src/relay/turn.ts).
+ * TURN credentials are minted per request for `?peer=`, as `npm start` does (node/relay/turn.ts).
  * Prints `listening http://H:PORT/` once it accepts connections.
  */
 import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
+import type { IceConfig } from '../../node/relay/turn.ts'
 import { serveStatic } from '../../scripts/serve.ts'
-import type { IceConfig } from '../../src/relay/turn.ts'
 
 const { values } = parseArgs({
   options: {

@@ -1,8 +1,8 @@
 /** ICE server settings: the page's parser, and the server's minted coturn REST credentials. */
 import { createHmac } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
+import { configFor, iceConfigFromEnv, mintTurnCredential } from '../../node/relay/turn.ts'
 import { isLoopbackPage, parseIceServers } from '../../src/net/config.ts'
-import { configFor, iceConfigFromEnv, mintTurnCredential } from '../../src/relay/turn.ts'
 
 const PEER = '12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtN'
 

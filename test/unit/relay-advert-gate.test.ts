@@ -1,6 +1,6 @@
-/** The relay's per-peer advert rate limit (src/relay/advert-gate.ts), on a fake clock. */
+/** The relay's per-peer advert rate limit (node/relay/advert-gate.ts), on a fake clock. */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { createAdvertGate, type GateVerdict } from '../../src/relay/advert-gate.ts'
+import { createAdvertGate, type GateVerdict } from '../../node/relay/advert-gate.ts'
 
 describe('advert gate', () => {
   beforeEach(() => vi.useFakeTimers())

@@ -2,7 +2,7 @@
  * The relay forwards only adverts that open: two Node peers over real WebSockets and Noise on
  * 127.0.0.1, one publishing a forged advert between two valid ones, the other listening.
  */
-import '../../src/relay/polyfill.ts'
+import '../../node/relay/polyfill.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { type GossipSub, gossipsub, StrictNoSign } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
@@ -14,8 +14,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { WebSocket as NodeWebSocket } from 'ws'
+import { createRelay, type Relay } from '../../node/relay/relay.ts'
 import { MAX_ADVERT_BYTES, signAdvert } from '../../src/net/advert.ts'
-import { createRelay, type Relay } from '../../src/relay/relay.ts'
 import { ADVERT_TOPIC } from '../../src/shared/protocol.ts'
 import { advertBody } from '../helpers/advert.ts'
 

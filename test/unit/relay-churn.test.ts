@@ -3,13 +3,13 @@
  * still reach a newcomer. gossipsub's default scoring counted every peer seen from an IP in the last
  * hour and, past 10, kept them all out of the relay's mesh and gossip (found in the NAT lab).
  */
-import '../../src/relay/polyfill.ts'
+import '../../node/relay/polyfill.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { GossipSub } from '@libp2p/gossipsub'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterAll, expect, it, vi } from 'vitest'
+import { createRelay, type Relay } from '../../node/relay/relay.ts'
 import { signAdvert } from '../../src/net/advert.ts'
-import { createRelay, type Relay } from '../../src/relay/relay.ts'
 import { ADVERT_TOPIC } from '../../src/shared/protocol.ts'
 import { advertBody } from '../helpers/advert.ts'
 import { relayClient } from '../helpers/relay-client.ts'

@@ -1,11 +1,11 @@
-/** The relay's flags and environment variables (src/relay/config.ts), and its addr-file. */
+/** The relay's flags and environment variables (node/relay/config.ts), and its addr-file. */
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { writeAddrFile } from '../../src/relay/addr-file.ts'
-import { parseRelayArgs, RELAY_DEFAULTS, RELAY_HELP, type RelayConfig } from '../../src/relay/config.ts'
-import { serveConfig } from '../../src/relay/config-http.ts'
+import { writeAddrFile } from '../../node/relay/addr-file.ts'
+import { parseRelayArgs, RELAY_DEFAULTS, RELAY_HELP, type RelayConfig } from '../../node/relay/config.ts'
+import { serveConfig } from '../../node/relay/config-http.ts'
 
 const ID = '12D3KooWHxXkU4WCKSr2kN9E66uyj58ru5dc8gRyTtRmExGuUwUh'
 const ID2 = '12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK'

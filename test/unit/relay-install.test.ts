@@ -6,7 +6,7 @@
  * there, a client dials it and is offered the relay protocol, and the postinstall script passes
  * without patch-package.
  */
-import '../../src/relay/polyfill.ts'
+import '../../node/relay/polyfill.ts'
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises'

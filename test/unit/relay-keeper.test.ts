@@ -3,13 +3,13 @@
  * two of three relays and replaces a lost one within 5 s, and regains one on a relay that comes
  * back. And the relay's cap on connections per IP address.
  */
-import '../../src/relay/polyfill.ts'
+import '../../node/relay/polyfill.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterEach, describe, expect, it, vi } from 'vitest'
+import { createRelay, type Relay } from '../../node/relay/relay.ts'
 import { keepRelays, type RelayKeeper } from '../../src/net/relays.ts'
-import { createRelay, type Relay } from '../../src/relay/relay.ts'
 import { relayClient } from '../helpers/relay-client.ts'
 
 const client = () => relayClient({ reservations: true })

@@ -3,13 +3,13 @@
  * only, B on R2 only; R1 is started with `peers: [R2]`. R2 restarts; R1 redials it and adverts
  * flow again. And a peer over the advert rate: the excess is dropped, its newest advert still lands.
  */
-import '../../src/relay/polyfill.ts'
+import '../../node/relay/polyfill.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterAll, describe, expect, it, vi } from 'vitest'
+import { createRelay, type Relay } from '../../node/relay/relay.ts'
 import { openAdvert, signAdvert } from '../../src/net/advert.ts'
-import { createRelay, type Relay } from '../../src/relay/relay.ts'
 import { ADVERT_TOPIC } from '../../src/shared/protocol.ts'
 import { advertBody } from '../helpers/advert.ts'
 import { relayClient } from '../helpers/relay-client.ts'

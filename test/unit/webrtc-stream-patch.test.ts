@@ -13,7 +13,7 @@ import {
 import { Message } from '../../node_modules/@libp2p/webrtc/dist/src/private-to-public/pb/message.js'
 import { createStream } from '../../node_modules/@libp2p/webrtc/dist/src/stream.js'
 import { MAX_DATA_CHANNEL_MESSAGE as MAX } from '../../src/net/node.ts'
-import '../../src/relay/polyfill.ts'
+import '../../node/relay/polyfill.ts'
 
 /** The largest write that goes out as one message: the limit less the frame's prefix and header. */
 const LARGEST_ONE_MESSAGE = MAX - PROTOBUF_OVERHEAD

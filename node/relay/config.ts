@@ -2,7 +2,7 @@
 import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
-import { InvalidOptionError } from '../shared/errors.ts'
+import { InvalidOptionError } from '../../src/shared/errors.ts'
 
 export interface RelayConfig {
   /** Multiaddrs to listen on (WebSockets, no TLS: a proxy in front terminates it). */
