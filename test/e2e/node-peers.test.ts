@@ -55,6 +55,20 @@ describe('Node peers in a browser swarm', () => {
   let nodes: CliContributor[] = []
   const relay = () => swarm.relay.multiaddrs[0]!
 
+  /** `peer-compute submit <args>` from a Node requester with state in `dir`: r=2, q=2, no shortcut, JSON out. */
+  const submitCli = (args: string[], dir: string) =>
+    runCli([
+      'submit',
+      ...args,
+      '--relay',
+      relay(),
+      '--dir',
+      dir,
+      ...['--redundancy', '2', '--quorum', '2'],
+      '--no-adaptive',
+      '--json',
+    ])
+
   beforeAll(async () => {
     swarm = await startSwarm({ tabs: 3 })
     ids = await Promise.all(swarm.tabs.map(peerId))
@@ -181,24 +195,7 @@ describe('Node peers in a browser swarm', () => {
     const dir = await mkdtemp(join(tmpdir(), 'pc-submit-'))
     try {
       const out = join(dir, 'out')
-      const r = await runCli([
-        'submit',
-        'mlp-tiny',
-        '--random',
-        '--relay',
-        relay(),
-        '--dir',
-        join(dir, 'state'),
-        '--redundancy',
-        '2',
-        '--quorum',
-        '2',
-        '--no-adaptive',
-        '--out',
-        out,
-        '--json',
-      ])
-      expect(r.code, r.err).toBe(0)
+      const r = await submitCli(['mlp-tiny', '--random', '--out', out], join(dir, 'state'))
       const outcome = JSON.parse(r.out.trim().split('\n').at(-1)!) as { workers: string[] }
       expect(new Set(outcome.workers)).toEqual(new Set(ids.slice(1)))
       expect((await readdir(out)).sort()).toEqual(['outputs.json', 'receipt.cbor', 'record.cbor', 'y.npy'])
@@ -225,24 +222,16 @@ describe('Node peers in a browser swarm', () => {
         join(dir, 'x.npy'),
         writeNpy({ dtype: 'float32', dims: alt.inputs[0]!.dims, data: new Float32Array(16).fill(0.5) }),
       )
-      const local = await runCli([
-        'submit',
-        model,
-        '--input',
-        `x=${join(dir, 'x.npy')}`,
-        '--relay',
-        relay(),
-        '--dir',
-        join(dir, 'state'),
-        '--redundancy',
-        '2',
-        '--quorum',
-        '2',
-        '--no-adaptive',
-        '--json',
-      ])
+      const local = await submitCli([model, '--input', `x=${join(dir, 'x.npy')}`], join(dir, 'state'))
       expect(local.code, local.err).toBe(0)
-      const ran = JSON.parse(local.out.trim().split('\n').at(-1)!) as { model: string; workers: string[] }
+      const ran = JSON.parse(local.out.trim().split('\n').at(-1)!) as {
+        model: string
+        workers: string[]
+        outputs: { y: { data: number[] } }
+      }
+      // What the tabs computed from the requester's copy is that model's output.
+      const want = mlpForward(alt.mlp!, mlpWeights(alt.mlp!), new Float32Array(16).fill(0.5))
+      expect(Math.max(...ran.outputs.y.data.map((v, i) => Math.abs(v - want[i]!)))).toBeLessThan(1e-4)
       expect(ran.model).toMatch(/^bafk/)
       expect(ran.model).not.toBe(alt.cid)
       expect(new Set(ran.workers)).toEqual(new Set(ids.slice(1)))
