@@ -2,12 +2,32 @@
  * What the task commands (`ocr`, `vad`) share: catalog assets read from `file:` or HTTP URLs, and a
  * fan-out sized to the contributors this requester has linked to.
  */
+import { parseArgs } from 'node:util'
 import type { Catalog } from '../src/models/catalog.ts'
 import type { Download } from '../src/models/download.ts'
 import type { Peer } from '../src/peer.ts'
 import { modelCid } from '../src/shared/cid.ts'
-import { ModelIntegrityError, UnknownModelError } from '../src/shared/errors.ts'
+import { InvalidOptionError, ModelIntegrityError, UnknownModelError } from '../src/shared/errors.ts'
 import { swarmConcurrency } from '../src/tasks/peer-tasks.ts'
+import { policyFlags, TASK_FLAGS } from './commands/submit.ts'
+
+/**
+ * The command line of a task command (ocr, vad): undefined after printing `help` for --help, else
+ * its flags, files and verification policy; a usage error when no file is named.
+ */
+export function taskArgs(argv: string[], help: string, say: (line: string) => void, usage: string) {
+  const { values, positionals: files } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: TASK_FLAGS,
+  })
+  if (values.help) {
+    say(help)
+    return undefined
+  }
+  if (files.length === 0) throw new InvalidOptionError(usage)
+  return { values, files, policy: policyFlags(values) }
+}
 
 /** A model's named asset (src/tasks/peer-tasks.ts loadAsset, which only fetches), hash-checked. */
 export async function loadNodeAsset(

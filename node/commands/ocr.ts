@@ -3,16 +3,15 @@
  * (src/tasks/ocr/pipeline.ts): one detection job per page, its lines fanned out as recognition jobs.
  */
 import { writeFile } from 'node:fs/promises'
-import { parseArgs } from 'node:util'
-import { InvalidOptionError, InvalidTensorError } from '../../src/shared/errors.ts'
+import { InvalidTensorError } from '../../src/shared/errors.ts'
 import { loadDictionary } from '../../src/tasks/ocr/ctc.ts'
 import { OCR_REC_MODEL, ocrImages } from '../../src/tasks/ocr/pipeline.ts'
 import { peerSubmit } from '../../src/tasks/peer-tasks.ts'
 import { PEER_HELP, peerOptions } from '../args.ts'
 import { MAX_IMAGE_BYTES, probeImage, readBounded, readImage } from '../decode-image.ts'
 import { createNodePeer } from '../peer.ts'
-import { loadNodeAsset, settledConcurrency } from '../tasks.ts'
-import { POLICY_HELP, policyFlags, TASK_FLAGS, watchSwarm } from './submit.ts'
+import { loadNodeAsset, settledConcurrency, taskArgs } from '../tasks.ts'
+import { POLICY_HELP, watchSwarm } from './submit.ts'
 
 export const OCR_HELP = `peer-compute ocr <image…> [flags]
 Reads the text in PNG and JPEG images (up to 40 MP each) with PP-OCRv4 on contributors, and prints
@@ -34,18 +33,9 @@ export interface OcrFileResult {
 }
 
 export async function ocr(argv: string[], say: (line: string) => void): Promise<number> {
-  const { values, positionals: files } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: TASK_FLAGS,
-  })
-  if (values.help) {
-    say(OCR_HELP)
-    return 0
-  }
-  if (files.length === 0)
-    throw new InvalidOptionError('ocr takes one or more images: peer-compute ocr <image…>')
-  const policy = policyFlags(values)
+  const args = taskArgs(argv, OCR_HELP, say, 'ocr takes one or more images: peer-compute ocr <image…>')
+  if (!args) return 0
+  const { values, files, policy } = args
   // Every file is checked (size, format, pixels) before the swarm is joined; pages decode later, a run at a time.
   for (const f of files) {
     const bytes = await readBounded(f, MAX_IMAGE_BYTES)

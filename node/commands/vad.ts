@@ -3,16 +3,15 @@
  * (src/tasks/vad/pipeline.ts): 16 kHz mono audio cut into chunks that run as parallel jobs.
  */
 import { writeFile } from 'node:fs/promises'
-import { parseArgs } from 'node:util'
-import { InvalidOptionError, InvalidTensorError } from '../../src/shared/errors.ts'
+import { InvalidTensorError } from '../../src/shared/errors.ts'
 import { peerSubmit } from '../../src/tasks/peer-tasks.ts'
 import { vad as runVad } from '../../src/tasks/vad/pipeline.ts'
 import { wavTo16k } from '../../src/tasks/vad/wav.ts'
 import { PEER_HELP, peerOptions } from '../args.ts'
 import { readBounded } from '../decode-image.ts'
 import { createNodePeer } from '../peer.ts'
-import { settledConcurrency } from '../tasks.ts'
-import { POLICY_HELP, policyFlags, TASK_FLAGS, watchSwarm } from './submit.ts'
+import { settledConcurrency, taskArgs } from '../tasks.ts'
+import { POLICY_HELP, watchSwarm } from './submit.ts'
 
 export const VAD_HELP = `peer-compute vad <audio.wav…> [flags]
 Finds speech in WAV files (PCM or 32-bit float, any rate, any channels; up to 512 MiB each) with
@@ -45,18 +44,9 @@ async function readAudio(file: string): Promise<Float32Array> {
 }
 
 export async function vad(argv: string[], say: (line: string) => void): Promise<number> {
-  const { values, positionals: files } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: TASK_FLAGS,
-  })
-  if (values.help) {
-    say(VAD_HELP)
-    return 0
-  }
-  if (files.length === 0)
-    throw new InvalidOptionError('vad takes one or more WAV files: peer-compute vad <audio…>')
-  const policy = policyFlags(values)
+  const args = taskArgs(argv, VAD_HELP, say, 'vad takes one or more WAV files: peer-compute vad <audio…>')
+  if (!args) return 0
+  const { values, files, policy } = args
   // Every file decodes before the swarm is joined; each is decoded again when its turn comes.
   for (const f of files) await readAudio(f)
   const peer = await createNodePeer(await peerOptions(values))
