@@ -4,7 +4,10 @@
  * A harness can be an in-memory stream pair or two real peers over WebRTC; the suite sees only this.
  */
 import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import { createAdmission } from '../../src/compute/admission.ts'
 import type { InferenceEngine, RunParams, RunResult } from '../../src/compute/bridge.ts'
+import { createJobHandler } from '../../src/jobs/handler.ts'
 import type { ModelSource } from '../../src/models/store.ts'
 import { modelCid } from '../../src/shared/cid.ts'
 import { AbortError, InferenceError, UnknownModelError } from '../../src/shared/errors.ts'
@@ -164,4 +167,31 @@ export function varint(n: number): Uint8Array {
   const out: number[] = []
   for (; n >= 0x80; n = Math.floor(n / 0x80)) out.push((n % 0x80) | 0x80)
   return Uint8Array.from([...out, n])
+}
+
+/** Job slots and the idle-stream time of the contributor under test, in every harness. */
+export const SLOTS = 1
+export const IDLE_MS = 400
+
+/**
+ * The contributor under test, fresh for each case: the honest job handler with `SLOTS` slots over a
+ * FakeEngine and a one-model source. Transports (in-memory, WebRTC) only route streams to `job.handler`.
+ */
+export async function contributorUnderTest(contributor: PeerKeys) {
+  const admission = createAdmission({ maxSlots: SLOTS, contributing: true })
+  const engine = new FakeEngine()
+  const models = await fakeModelSource(new TextEncoder().encode('compliance model'))
+  const unknown = await fakeModelSource(new TextEncoder().encode('a model nobody has'))
+  const job = createJobHandler({
+    privateKey: contributor.privateKey,
+    selfId: contributor.id,
+    admission,
+    engine,
+    models: models.source,
+    log: logger('peer-compute:test:contributor'),
+    adapter: () => 'cpu',
+    requestTimeoutMs: 2_000,
+    idleStreamMs: IDLE_MS,
+  })
+  return { admission, engine, job, model: models.cid, unknownModel: unknown.cid }
 }

@@ -1,17 +1,12 @@
 /** Runs the `/peer-compute/job/1.1.0` compliance suite over in-memory stream pairs (no network). */
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
-import { logger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { streamPair } from '@libp2p/utils'
-import { createAdmission } from '../../src/compute/admission.ts'
-import { createJobHandler } from '../../src/jobs/handler.ts'
 import { JOB_PROTOCOL } from '../../src/shared/protocol.ts'
 import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
-import { FakeEngine, fakeModelSource, type Harness, type PeerKeys } from './harness.ts'
+import { contributorUnderTest, type Harness, IDLE_MS, type PeerKeys, SLOTS } from './harness.ts'
 import { tests } from './job-protocol.ts'
 
-const SLOTS = 1
-const IDLE_MS = 400
 const open = new WeakMap<Harness, Stream[]>()
 
 async function keys(): Promise<PeerKeys> {
@@ -42,21 +37,7 @@ tests({
   async setup() {
     const requester = await keys()
     const contributor = await keys()
-    const admission = createAdmission({ maxSlots: SLOTS, contributing: true })
-    const engine = new FakeEngine()
-    const models = await fakeModelSource(new TextEncoder().encode('compliance model'))
-    const unknown = await fakeModelSource(new TextEncoder().encode('a model nobody has'))
-    const job = createJobHandler({
-      privateKey: contributor.privateKey,
-      selfId: contributor.id,
-      admission,
-      engine,
-      models: models.source,
-      log: logger('peer-compute:test:contributor'),
-      adapter: () => 'cpu',
-      requestTimeoutMs: 2_000,
-      idleStreamMs: IDLE_MS,
-    })
+    const { admission, engine, job, model, unknownModel } = await contributorUnderTest(contributor)
     const streams: Stream[] = []
     // The contributor's view of the connection: the remote peer is the requester.
     const inbound = connectionTo(peerIdFromPrivateKey(requester.privateKey), streams, () => {})
@@ -70,8 +51,8 @@ tests({
           serve(s).catch((err) => s.abort(err as Error))
         })
       },
-      model: models.cid,
-      unknownModel: unknown.cid,
+      model: model,
+      unknownModel: unknownModel,
       idleStreamMs: IDLE_MS,
       slots: SLOTS,
       setContributing: async (on) => admission.setContributing(on),

@@ -10,12 +10,9 @@
 import '../../node/polyfills.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Connection, Stream } from '@libp2p/interface'
-import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterAll, expect, vi } from 'vitest'
 import { createRelay, type Relay } from '../../node/relay/relay.ts'
-import { createAdmission } from '../../src/compute/admission.ts'
-import { createJobHandler } from '../../src/jobs/handler.ts'
 import {
   type BrowserNode,
   connectRelays,
@@ -26,11 +23,9 @@ import {
 import type { RelayKeeper } from '../../src/net/relays.ts'
 import { JOB_PROTOCOL } from '../../src/shared/protocol.ts'
 import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
-import { FakeEngine, fakeModelSource, type Harness, type PeerKeys } from './harness.ts'
+import { contributorUnderTest, type Harness, IDLE_MS, type PeerKeys, SLOTS } from './harness.ts'
 import { tests } from './job-protocol.ts'
 
-const SLOTS = 1
-const IDLE_MS = 400
 const WAIT = { timeout: 15_000, interval: 50 }
 /**
  * Dials tried per link. libdatachannel fails a loopback handshake now and then (DTLS "unknown CA":
@@ -178,21 +173,7 @@ tests({
     // A rogue link that failed stays failed: its cases fail on it, the others go on.
     const rogue = await w.rogue?.catch(() => undefined)
     if (rogue) w.rogue = kept(rogue)
-    const admission = createAdmission({ maxSlots: SLOTS, contributing: true })
-    const engine = new FakeEngine()
-    const models = await fakeModelSource(new TextEncoder().encode('compliance model'))
-    const unknown = await fakeModelSource(new TextEncoder().encode('a model nobody has'))
-    const job = createJobHandler({
-      privateKey: w.contributor.privateKey,
-      selfId: w.contributor.id,
-      admission,
-      engine,
-      models: models.source,
-      log: logger('peer-compute:test:contributor'),
-      adapter: () => 'cpu',
-      requestTimeoutMs: 2_000,
-      idleStreamMs: IDLE_MS,
-    })
+    const { admission, engine, job, model, unknownModel } = await contributorUnderTest(w.contributor)
     serveJob = job.handler
     serveRogue = async () => {}
     return {
@@ -205,8 +186,8 @@ tests({
         w.rogue ??= startRogue(w)
         return (await w.rogue).connection
       },
-      model: models.cid,
-      unknownModel: unknown.cid,
+      model: model,
+      unknownModel: unknownModel,
       idleStreamMs: IDLE_MS,
       slots: SLOTS,
       setContributing: async (on) => admission.setContributing(on),
