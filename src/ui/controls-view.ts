@@ -2,12 +2,18 @@
 import type { ComputeTabStatus, ContributorSettings, RunningJob } from '../compute/controls.ts'
 import { LIMITS } from '../compute/settings.ts'
 import type { Peer } from '../peer.ts'
-import { short } from './render.ts'
+import { formatBytes, renderTiles, short } from './render.ts'
 
 const MiB = 2 ** 20
 
-const FORM = `<h2>Contributor controls</h2>
-  <p><span id="ctl-state" aria-live="polite"></span> <button type="button" id="ctl-pause">Pause</button></p>
+const FORM = `<p><span id="ctl-state" aria-live="polite"></span> <button type="button" id="ctl-pause">Pause</button></p>
+  <h3>Running now</h3>
+  <div class="scroll" role="region" aria-label="Running now" tabindex="0"><table id="ctl-running"><thead><tr><th scope="col">Model</th><th scope="col">Requester</th><th scope="col">Elapsed</th></tr></thead><tbody></tbody></table></div>
+  <p id="ctl-idle" class="hint">Nothing is running.</p>
+  <h3>Totals</h3>
+  <dl id="ctl-totals" class="tiles"></dl>
+  <p><button type="button" id="ctl-export">Export credit log</button></p>
+  <details id="ctl-settings"><summary>Settings</summary>
   <form id="ctl-form">
     <label>Max concurrent jobs <input name="maxJobs" type="number" min="${LIMITS.maxJobs[0]}" max="${LIMITS.maxJobs[1]}" /></label>
     <label>WASM threads <select name="wasmThreads"><option value="0">automatic</option>
@@ -19,12 +25,7 @@ const FORM = `<h2>Contributor controls</h2>
       <option value="visible">only while this tab is visible</option></select></label>
     <label><input name="pauseOnBattery" type="checkbox" /> Pause on battery</label>
     <label><input name="backOffUnderPressure" type="checkbox" /> Back off under CPU pressure</label>
-  </form>
-  <h3>Running now</h3>
-  <table id="ctl-running"><thead><tr><th>Model</th><th>Requester</th><th>Elapsed</th></tr></thead><tbody></tbody></table>
-  <h3>Totals</h3>
-  <dl id="ctl-totals"></dl>
-  <p><button type="button" id="ctl-export">Export credit log</button></p>`
+  </form></details>`
 
 const HOLD_TEXT: Record<string, string> = {
   paused: 'paused',
@@ -106,18 +107,14 @@ export function mountControlsView(peer: Peer, el: HTMLElement): void {
         return tr
       }),
     )
+    q('#ctl-idle').hidden = jobs.length > 0
     const rows: [string, string][] = [
       ['Jobs served', String(t.jobs)],
       ['Compute-seconds', (t.computeMs / 1000).toFixed(2)],
       ['Bytes transferred', formatBytes(t.bytes)],
       ['Credit', String(peer.credits.total)],
     ]
-    q('#ctl-totals').replaceChildren(
-      ...rows.flatMap(([k, v]) => [
-        Object.assign(document.createElement('dt'), { textContent: k }),
-        Object.assign(document.createElement('dd'), { textContent: v }),
-      ]),
-    )
+    renderTiles(q('#ctl-totals'), rows)
   }
   fill(c.settings())
   renderState()
@@ -135,10 +132,4 @@ export function mountControlsView(peer: Peer, el: HTMLElement): void {
   setInterval(() => {
     if (c.running().length || c.computeTab()) renderLive()
   }, 500)
-}
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`
-  if (n < MiB) return `${(n / 1024).toFixed(1)} KiB`
-  return `${(n / MiB).toFixed(1)} MiB`
 }

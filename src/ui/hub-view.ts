@@ -35,11 +35,11 @@ export function mountHubView(peer: Peer, el: HTMLElement): void {
     <p><progress id="hub-progress" max="1" value="0" hidden></progress> <span id="hub-progress-text"></span></p>
     <output id="hub-result" aria-live="polite"></output>
     <h3>Catalog</h3>
-    <table id="hub-catalog"><thead><tr><th>Name</th><th>Task</th><th>Size</th><th>License</th><th>CID</th><th></th></tr></thead><tbody></tbody></table>
+    <div class="scroll" role="region" aria-label="Catalog" tabindex="0"><table id="hub-catalog"><thead><tr><th>Name</th><th>Task</th><th>Size</th><th>License</th><th>CID</th><th></th></tr></thead><tbody></tbody></table></div>
     <h3>Cached</h3>
-    <table id="hub-cached"><thead><tr><th>Name</th><th>CID</th><th>Size</th><th>Last used</th><th>In use</th><th></th></tr></thead><tbody></tbody></table>
+    <div class="scroll" role="region" aria-label="Cached models" tabindex="0"><table id="hub-cached"><thead><tr><th>Name</th><th>CID</th><th>Size</th><th>Last used</th><th>In use</th><th></th></tr></thead><tbody></tbody></table></div>
     <h3>Peer transfers</h3>
-    <table id="hub-transfers"><thead><tr><th>When</th><th>CID</th><th>Size</th><th>MiB/s</th><th>Resumed</th><th>Corrupt chunks</th><th>From</th></tr></thead><tbody></tbody></table>`
+    <div class="scroll" role="region" aria-label="Peer transfers" tabindex="0"><table id="hub-transfers"><thead><tr><th>When</th><th>CID</th><th>Size</th><th>MiB/s</th><th>Resumed</th><th>Corrupt chunks</th><th>From</th></tr></thead><tbody></tbody></table></div>`
   const $ = <T extends HTMLElement>(sel: string) => el.querySelector<T>(sel)!
   const result = $<HTMLOutputElement>('#hub-result')
   const bar = $<HTMLProgressElement>('#hub-progress')

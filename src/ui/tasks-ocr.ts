@@ -23,7 +23,7 @@ export function drawOcr(canvas: HTMLCanvasElement, img: RgbaImage, result?: OcrR
 
 export function mountOcrView(tasks: Tasks, el: HTMLElement): void {
   el.innerHTML = `<p class="drop" data-role="drop">Drop or paste images here, or
-      <input type="file" accept="image/*" multiple data-role="file" /></p>
+      <label>choose image files <input type="file" accept="image/*" multiple data-role="file" /></label></p>
     <p><label>Text boxes per job <input type="number" min="1" max="16" value="4" data-role="batch" /></label></p>
     <div data-role="progress"></div>
     <output data-role="status"></output>

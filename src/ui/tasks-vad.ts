@@ -26,7 +26,7 @@ export function drawTimeline(canvas: HTMLCanvasElement, r: VadResult): void {
 
 export function mountVadView(tasks: Tasks, el: HTMLElement): void {
   el.innerHTML = `<p class="drop" data-role="drop">Drop or paste an audio file here, or
-      <input type="file" accept="audio/*" data-role="file" /></p>
+      <label>choose an audio file <input type="file" accept="audio/*" data-role="file" /></label></p>
     <p><label>Seconds per job <input type="number" min="1" max="60" value="30" data-role="chunk" /></label>
       <label><input type="checkbox" data-role="sequential" /> Carry state across jobs (exact, one at a time)</label></p>
     <div data-role="progress"></div>

@@ -1,8 +1,8 @@
-/** Task views (OCR, voice activity, raw tensors) in one tabbed panel; also exposes `window.__tasks`. */
+/** Task views (OCR, voice activity) in one tabbed panel; also exposes `window.__tasks`. Raw tensors are the Submit view. */
 import type { Peer } from '../peer.ts'
 import { createTasks, type Tasks } from '../tasks/peer-tasks.ts'
+import { mountTabs } from './tabs.ts'
 import { mountOcrView } from './tasks-ocr.ts'
-import { mountRawView } from './tasks-raw.ts'
 import { mountVadView } from './tasks-vad.ts'
 import './tasks.css'
 
@@ -18,22 +18,14 @@ export function mountTasksView(peer: Peer, el: HTMLElement): Tasks {
   window.__tasks = tasks
   el.hidden = false
   el.innerHTML = `<h2>Tasks</h2>
-    <nav class="task-tabs" role="tablist">
-      <button type="button" role="tab" data-view="ocr">Text in images (OCR)</button>
-      <button type="button" role="tab" data-view="vad">Voice activity</button>
-      <button type="button" role="tab" data-view="raw">Raw tensors</button>
-    </nav>
-    <div data-panel="ocr"></div><div data-panel="vad" hidden></div><div data-panel="raw" hidden></div>`
-  const panel = (name: string) => el.querySelector<HTMLElement>(`[data-panel="${name}"]`)!
-  mountOcrView(tasks, panel('ocr'))
-  mountVadView(tasks, panel('vad'))
-  mountRawView(peer, panel('raw'))
-  const tabs = [...el.querySelectorAll<HTMLButtonElement>('[data-view]')]
-  const show = (name: string) => {
-    for (const t of tabs) t.setAttribute('aria-selected', String(t.dataset.view === name))
-    for (const p of el.querySelectorAll<HTMLElement>('[data-panel]')) p.hidden = p.dataset.panel !== name
-  }
-  for (const t of tabs) t.addEventListener('click', () => show(t.dataset.view!))
-  show('ocr')
+    <div class="task-tabs" role="tablist" aria-label="Task">
+      <button type="button" role="tab" id="task-tab-ocr" aria-controls="task-ocr" data-view="ocr">Text in images (OCR)</button>
+      <button type="button" role="tab" id="task-tab-vad" aria-controls="task-vad" data-view="vad">Voice activity</button>
+    </div>
+    <div role="tabpanel" id="task-ocr" aria-labelledby="task-tab-ocr"></div>
+    <div role="tabpanel" id="task-vad" aria-labelledby="task-tab-vad" hidden></div>`
+  mountOcrView(tasks, el.querySelector('#task-ocr')!)
+  mountVadView(tasks, el.querySelector('#task-vad')!)
+  mountTabs(el.querySelector('[role="tablist"]')!)
   return tasks
 }

@@ -13,11 +13,11 @@ export function downloadRecord(id: string, bytes: Uint8Array): void {
 export function mountVerifyView(peer: Peer, el: HTMLElement): void {
   el.hidden = false
   el.innerHTML = `<h2>Verification</h2>
-    <p>Drop an exported quorum record here, or <input type="file" id="verify-file" accept=".cbor" /></p>
+    <p>Drop an exported quorum record here, or <label>choose a record file <input type="file" id="verify-file" accept=".cbor" /></label></p>
     <output id="verify-result" aria-live="polite"></output>
     <h3>Reputation <button type="button" id="reputation-reset">Reset</button></h3>
-    <table id="reputation"><thead><tr><th>Peer</th><th>Valid</th><th>Invalid</th><th>Timed out</th><th>Refused</th>
-      <th>Streak</th><th>Score</th><th>Chosen</th></tr></thead><tbody></tbody></table>`
+    <div class="scroll" role="region" aria-label="Reputation" tabindex="0"><table id="reputation"><thead><tr><th>Peer</th><th>Valid</th><th>Invalid</th><th>Timed out</th><th>Refused</th>
+      <th>Streak</th><th>Score</th><th>Chosen</th></tr></thead><tbody></tbody></table></div>`
   const result = el.querySelector<HTMLOutputElement>('#verify-result')!
   const check = async (file: File) => {
     try {

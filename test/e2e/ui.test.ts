@@ -1,0 +1,139 @@
+/**
+ * The app as a person sees it, in real Chromium: every view at a desktop and a phone width, key elements
+ * visible and not overlapping, axe-core with no serious or critical violation, screenshots under
+ * test/artifacts/, and the contributor and submit flows walked by role and label.
+ */
+import { mkdirSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { resolve } from 'node:path'
+import type { Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type Swarm, startSwarm, waitForContributors } from '../helpers/swarm.ts'
+
+const ARTIFACTS = resolve(import.meta.dirname, '../artifacts')
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js')
+const WIDTHS = [1400, 400]
+
+/** What must be on screen in each view (by role and name where it has one). */
+const KEY: Record<string, (p: Page) => ReturnType<Page['locator']>[]> = {
+  contribute: (p) => [
+    p.getByRole('checkbox', { name: /contribute this tab/i }),
+    p.getByRole('heading', { name: 'Running now' }),
+    p.getByRole('heading', { name: 'Totals' }),
+  ],
+  swarm: (p) => [p.locator('#swarm-totals'), p.getByRole('region', { name: 'Peers' })],
+  submit: (p) => [
+    p.getByLabel('Model', { exact: true }),
+    p.getByRole('button', { name: 'Random input' }),
+    p.getByRole('button', { name: 'Submit' }),
+    p.locator('#policy-words'),
+  ],
+  tasks: (p) => [p.getByRole('tab', { name: /OCR/ }), p.getByRole('tab', { name: 'Voice activity' })],
+  models: (p) => [p.getByRole('heading', { name: 'Models', exact: true })],
+  verification: (p) => [p.getByRole('heading', { name: 'Verification', exact: true })],
+  jobs: (p) => [p.getByRole('region', { name: 'Jobs' })],
+}
+const HEADER = (p: Page) => [p.locator('#peer-id'), p.locator('#relay-state'), p.locator('#engine')]
+
+type Box = { x: number; y: number; width: number; height: number }
+const overlap = (a: Box, b: Box) =>
+  a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height
+
+async function axeViolations(page: Page): Promise<string[]> {
+  if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ path: AXE })
+  return page.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run(o: object): Promise<{ violations: AxeViolation[] }> } })
+      .axe
+    type AxeViolation = { id: string; impact: string; nodes: { target: string[] }[] }
+    const r = await axe.run({ resultTypes: ['violations'] })
+    return r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)
+  })
+}
+
+describe('the app in Chromium, view by view', () => {
+  let swarm: Swarm
+  let a: Page // contributes
+  let b: Page // submits
+  beforeAll(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true })
+    swarm = await startSwarm({ tabs: 2 })
+    ;[a, b] = swarm.tabs as [Page, Page]
+  }, 60_000)
+  afterAll(() => swarm?.stop())
+
+  it('opens on Contribute; the hash keeps the view across a reload; arrow keys move between tabs', async () => {
+    expect(await a.getByRole('tab', { selected: true }).textContent()).toBe('Contribute')
+    await a.getByRole('tab', { name: 'Jobs' }).click()
+    expect(new URL(a.url()).hash).toBe('#jobs')
+    await a.reload()
+    await a.waitForSelector('body[data-ready="true"]')
+    expect(await a.getByRole('tab', { selected: true }).textContent()).toBe('Jobs')
+    expect(await a.getByRole('tabpanel').getAttribute('id')).toBe('view-jobs')
+    await a.getByRole('tab', { name: 'Jobs' }).focus()
+    await a.keyboard.press('ArrowLeft')
+    expect(await a.getByRole('tab', { selected: true }).textContent()).toBe('Verification')
+    await a.keyboard.press('Home')
+    expect(await a.evaluate(() => document.activeElement?.textContent)).toBe('Contribute')
+    expect(new URL(a.url()).hash).toBe('#contribute')
+  }, 30_000)
+
+  it('walks the contributor flow and the submit flow by role and label', async () => {
+    await a.getByRole('tab', { name: 'Contribute' }).click()
+    await a.getByRole('checkbox', { name: /contribute this tab/i }).check()
+    await expect.poll(() => a.locator('#ctl-state').textContent()).toMatch(/^contributing/)
+    await waitForContributors(b, [await a.evaluate(() => window.__peer.id)])
+
+    await b.getByRole('tab', { name: 'Submit' }).click()
+    const tiny = await b.evaluate(() => window.__peer.catalog.byName('mlp-tiny')!.cid)
+    await b.getByLabel('Model', { exact: true }).selectOption(tiny)
+    expect(await b.locator('#model-about').textContent()).toMatch(/Tiny MLP for tests.*3\.5 KiB/)
+    await b.getByLabel('Replicas').fill('1')
+    await b.getByLabel('Must agree').fill('1')
+    expect(await b.locator('#policy-words').textContent()).toMatch(
+      /one contributor’s answer is accepted alone/,
+    )
+    await b.getByRole('button', { name: 'Random input' }).click()
+    await b.getByRole('button', { name: 'Submit' }).click()
+    const result = b.locator('#submit-results li').first()
+    await result.waitFor({ timeout: 30_000 })
+    expect(await result.textContent()).toMatch(/mlp-tiny: verified by 1/)
+    await expect.poll(() => b.locator('#submit-error').textContent()).toBe('1 verified')
+    expect(await result.getByRole('button', { name: 'Download y.npy' }).isVisible()).toBe(true)
+
+    await b.getByRole('tab', { name: 'Jobs' }).click()
+    await expect.poll(() => b.locator('#jobs tbody tr').first().getAttribute('data-status')).toBe('verified')
+
+    // the contributor's Contribute view counted the job it served
+    await expect.poll(() => a.locator('#ctl-totals').textContent()).toMatch(/Jobs served1/)
+  }, 90_000)
+
+  for (const width of WIDTHS) {
+    it(`every view at ${width} px: key elements visible and apart, no serious axe violation`, async () => {
+      const problems: string[] = []
+      for (const page of [a, b]) await page.setViewportSize({ width, height: 900 })
+      for (const view of Object.keys(KEY)) {
+        await b.getByRole('tab', { name: new RegExp(`^${view}$`, 'i') }).click()
+        const els = [...HEADER(b), ...KEY[view]!(b)]
+        const boxes: Box[] = []
+        for (const el of els) {
+          await el.first().waitFor({ state: 'visible', timeout: 5000 })
+          const box = await el.first().boundingBox()
+          if (!box || box.width === 0) problems.push(`${view}: ${el} has no box`)
+          else boxes.push(box)
+          if (box && box.x + box.width > width + 1)
+            problems.push(`${view}: ${el} overflows the ${width} px page`)
+        }
+        for (let i = 0; i < boxes.length; i++)
+          for (let j = i + 1; j < boxes.length; j++)
+            if (overlap(boxes[i]!, boxes[j]!)) problems.push(`${view}: ${els[i]} overlaps ${els[j]}`)
+        const scrollWidth = await b.evaluate(() => document.documentElement.scrollWidth)
+        if (scrollWidth > width + 1) problems.push(`${view}: the page scrolls sideways (${scrollWidth} px)`)
+        for (const v of await axeViolations(b)) problems.push(`${view}: ${v}`)
+        await b.screenshot({ path: resolve(ARTIFACTS, `${view}-${width}.png`), fullPage: true })
+      }
+      expect(problems).toEqual([])
+    }, 120_000)
+  }
+})
