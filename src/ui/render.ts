@@ -1,7 +1,5 @@
 /** Table rendering for the app. Text only (textContent), never HTML from peers. */
-import type { Catalog } from '../models/catalog.ts'
 import type { KnownPeer } from '../net/discovery.ts'
-import type { JobRecord } from '../store/db.ts'
 import type { Reputation } from '../trust/reputation.ts'
 
 export const PATH_NAMES = { host: 'host', stun: 'STUN', turn: 'TURN' }
@@ -102,63 +100,4 @@ export function renderTiles(dl: HTMLElement, tiles: [string, string][]): void {
       return div
     }),
   )
-}
-
-const ms = (v?: number) => (v == null ? '—' : `${v.toFixed(1)} ms`)
-
-export function renderJobs(
-  table: HTMLTableElement,
-  jobs: JobRecord[],
-  catalog: Catalog,
-  onExport: (job: JobRecord) => void,
-): void {
-  table.tBodies[0]!.replaceChildren(
-    ...jobs.map((j) => {
-      const tr = row([
-        new Date(j.submittedAt).toLocaleTimeString(),
-        catalog.byCid(j.model)?.name ?? short(j.model),
-        j.status === 'verified'
-          ? [`verified: ${j.workers?.length ?? 1} agree · ${replicaCounts(j)}`, 'ok']
-          : j.status === 'running'
-            ? `running · ${replicaCounts(j)}`
-            : [`${j.status}: ${j.reason ?? j.error?.message ?? ''} · ${replicaCounts(j)}`, 'bad'],
-        j.worker ? short(j.worker) : '—',
-        j.ep ?? '—',
-        ms(j.roundTripMs),
-        ms(j.runMs),
-        j.verified ? ['signed ✓', 'ok'] : '—',
-      ])
-      tr.dataset.status = j.status
-      tr.dataset.job = j.id
-      const cell = tr.insertCell()
-      if (j.record) {
-        const b = Object.assign(document.createElement('button'), { type: 'button', textContent: 'Export' })
-        b.addEventListener('click', () => onExport(j))
-        cell.append(b)
-      }
-      return tr
-    }),
-  )
-}
-
-/**
- * Dispatches, refusals, disagreements and busy retries, each apart: a busy retry is not a replica,
- * and a refusal is not a disagreement.
- */
-export function replicaCounts(j: JobRecord): string {
-  const reps = j.replicas ?? []
-  const n = (f: (s: string) => boolean) => reps.filter((r) => f(r.status)).length
-  const sent = n((s) => s !== 'lost' && s !== 'refused')
-  const ok = n((s) => s === 'ok')
-  const parts = [`${sent} sent`]
-  const refused = n((s) => s === 'refused')
-  if (refused) parts.push(`${refused} refused`)
-  if (j.status === 'verified' && ok > (j.workers?.length ?? 0)) {
-    parts.push(`${ok - (j.workers?.length ?? 0)} disagreed`)
-  }
-  const failed = n((s) => s === 'failed' || s === 'timedOut' || s === 'forged')
-  if (failed) parts.push(`${failed} failed`)
-  const busy = j.busy ?? 0
-  if (busy) parts.push(`${busy} busy retries`)
-  return parts.join(' · ')
 }

@@ -11,7 +11,7 @@ import { matchDims, parseJsonInputs, randomInputsJson, tensorsToJson } from '../
 import { type CompareRule, policyFor, type VerificationPolicy } from '../trust/policy.ts'
 import { policyWords } from './policy-words.ts'
 import { formatBytes, short } from './render.ts'
-import { download, errorText } from './tasks-parts.ts'
+import { copyButton, download, errorText } from './tasks-parts.ts'
 
 const RULES: Record<string, CompareRule> = {
   exact: { kind: 'exact' },
@@ -188,14 +188,7 @@ function resultItem(e: CatalogEntry, r: Awaited<ReturnType<Peer['submit']>>): HT
     row.append(b, ' ')
   }
   const json = tensorsToJson(out)
-  row.append(
-    button('Copy outputs as JSON', (b) =>
-      navigator.clipboard.writeText(json).then(
-        () => flash(b, 'Copied'),
-        () => flash(b, 'Copy failed: select the text below'),
-      ),
-    ),
-  )
+  row.append(copyButton('Copy outputs as JSON', () => json))
   const pre = document.createElement('pre')
   pre.textContent = json.length > 2000 ? `${json.slice(0, 2000)}…` : json
   const details = document.createElement('details')
@@ -208,12 +201,4 @@ function button(text: string, onClick: (b: HTMLButtonElement) => void): HTMLButt
   const b = Object.assign(document.createElement('button'), { type: 'button', textContent: text })
   b.addEventListener('click', () => onClick(b))
   return b
-}
-
-function flash(b: HTMLButtonElement, text: string): void {
-  const was = b.textContent
-  b.textContent = text
-  setTimeout(() => {
-    b.textContent = was
-  }, 1500)
 }

@@ -1,9 +1,12 @@
-/** OCR view: image in (file, drop, paste), boxes drawn over it, recognized text, per-part progress. */
+/**
+ * OCR view: image in (file, drop, paste), numbered boxes drawn over it, the text as plain copyable text
+ * with each line's confidence beside it (never inside it), per-part progress.
+ */
 import { decodeImage } from '../tasks/ocr/decode.ts'
 import type { RgbaImage } from '../tasks/ocr/image.ts'
 import type { OcrResult } from '../tasks/ocr/pipeline.ts'
 import type { Tasks } from '../tasks/peer-tasks.ts'
-import { errorText, fileSource, partsProgress } from './tasks-parts.ts'
+import { copyButton, download, errorText, fileSource, partsProgress } from './tasks-parts.ts'
 
 export function drawOcr(canvas: HTMLCanvasElement, img: RgbaImage, result?: OcrResult): void {
   canvas.width = img.width
@@ -19,6 +22,46 @@ export function drawOcr(canvas: HTMLCanvasElement, img: RgbaImage, result?: OcrR
     g.strokeRect(l.box.x, l.box.y, l.box.w, l.box.h)
     g.fillText(String(i + 1), l.box.x, Math.max(12, l.box.y - 3))
   })
+}
+
+/** The recognized lines as a table (number, text, confidence) plus the plain text to copy or download. */
+function showLines(el: HTMLElement, name: string, r: OcrResult): void {
+  if (!r.lines.length) {
+    el.textContent = 'No text found.'
+    return
+  }
+  const plain = r.lines.map((l) => l.text).join('\n')
+  const table = document.createElement('table')
+  table.className = 'ocr-lines'
+  table.createCaption().textContent = `Text in ${name}`
+  const head = table.createTHead().insertRow()
+  for (const h of ['#', 'Text', 'Confidence']) {
+    const th = document.createElement('th')
+    th.scope = 'col'
+    th.textContent = h
+    head.append(th)
+  }
+  const body = table.createTBody()
+  r.lines.forEach((l, k) => {
+    const tr = body.insertRow()
+    tr.insertCell().textContent = String(k + 1)
+    tr.insertCell().textContent = l.text
+    const conf = tr.insertCell()
+    conf.textContent = `${(l.score * 100).toFixed(0)}%`
+    if (l.score < 0.5) conf.textContent += ' (low)'
+  })
+  const save = Object.assign(document.createElement('button'), {
+    type: 'button',
+    textContent: 'Download text',
+  })
+  save.addEventListener('click', () => download(`${name.replace(/\.[^.]+$/, '')}.txt`, plain, 'text/plain'))
+  const actions = document.createElement('p')
+  actions.append(
+    copyButton('Copy text', () => plain),
+    ' ',
+    save,
+  )
+  el.replaceChildren(table, actions)
 }
 
 export function mountOcrView(tasks: Tasks, el: HTMLElement): void {
@@ -44,11 +87,13 @@ export function mountOcrView(tasks: Tasks, el: HTMLElement): void {
       const views = images.map((img, i) => {
         const fig = document.createElement('figure')
         const canvas = document.createElement('canvas')
-        const text = document.createElement('pre')
+        canvas.setAttribute('role', 'img')
+        canvas.setAttribute('aria-label', `${files[i]!.name}, text boxes numbered as the lines below`)
         const cap = document.createElement('figcaption')
         cap.textContent = files[i]!.name
-        fig.append(canvas, cap, text)
-        pages.append(fig)
+        const text = document.createElement('div')
+        fig.append(canvas, cap)
+        pages.append(fig, text)
         drawOcr(canvas, img)
         return { canvas, text }
       })
@@ -57,9 +102,7 @@ export function mountOcrView(tasks: Tasks, el: HTMLElement): void {
       const results = await tasks.ocrPages(images, { recBatch, onPart: progress.onPart })
       results.forEach((r, i) => {
         drawOcr(views[i]!.canvas, images[i]!, r)
-        views[i]!.text.textContent = r.lines.length
-          ? r.lines.map((l, k) => `${k + 1}. ${l.text}  (${(l.score * 100).toFixed(0)}%)`).join('\n')
-          : 'no text found'
+        showLines(views[i]!.text, files[i]!.name, r)
       })
       const t = results[0]!.timings
       const lines = results.reduce((n, r) => n + r.lines.length, 0)

@@ -76,4 +76,24 @@ export function download(name: string, data: BlobPart, type = 'application/octet
   setTimeout(() => URL.revokeObjectURL(url), 10_000)
 }
 
+/** A button that copies `text()` to the clipboard and says whether it did. */
+export function copyButton(label: string, text: () => string): HTMLButtonElement {
+  const b = Object.assign(document.createElement('button'), { type: 'button', textContent: label })
+  b.addEventListener('click', () =>
+    navigator.clipboard.writeText(text()).then(
+      () => flash(b, 'Copied'),
+      () => flash(b, 'Copy failed: select the text instead'),
+    ),
+  )
+  return b
+}
+
+function flash(b: HTMLButtonElement, text: string): void {
+  const was = b.textContent
+  b.textContent = text
+  setTimeout(() => {
+    b.textContent = was
+  }, 1500)
+}
+
 export const errorText = (err: unknown) => `${(err as Error).name}: ${(err as Error).message}`

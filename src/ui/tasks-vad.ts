@@ -1,7 +1,7 @@
 /** Voice activity view: audio file in, speech segments on a timeline over the per-frame probability. */
 import type { Tasks } from '../tasks/peer-tasks.ts'
 import type { VadResult } from '../tasks/vad/pipeline.ts'
-import { errorText, fileSource, partsProgress } from './tasks-parts.ts'
+import { copyButton, download, errorText, fileSource, partsProgress } from './tasks-parts.ts'
 
 export function drawTimeline(canvas: HTMLCanvasElement, r: VadResult): void {
   const [w, h] = [960, 120]
@@ -31,18 +31,21 @@ export function mountVadView(tasks: Tasks, el: HTMLElement): void {
       <label><input type="checkbox" data-role="sequential" /> Carry state across jobs (exact, one at a time)</label></p>
     <div data-role="progress"></div>
     <output data-role="status"></output>
-    <canvas class="task-timeline" data-role="timeline" hidden></canvas>
+    <canvas class="task-timeline" data-role="timeline" role="img" hidden></canvas>
+    <p data-role="actions" hidden></p>
     <pre data-role="segments"></pre>`
   const $ = <T extends HTMLElement>(role: string) => el.querySelector<T>(`[data-role="${role}"]`)!
   const status = $<HTMLOutputElement>('status')
   const timeline = $<HTMLCanvasElement>('timeline')
   const list = $('segments')
+  const actions = $('actions')
   const progress = partsProgress($('progress'))
 
   const run = async (file: File) => {
     progress.reset()
     list.textContent = ''
     timeline.hidden = true
+    actions.hidden = true
     status.className = ''
     status.textContent = `decoding ${file.name}…`
     try {
@@ -55,9 +58,25 @@ export function mountVadView(tasks: Tasks, el: HTMLElement): void {
       })
       timeline.hidden = false
       drawTimeline(timeline, r)
-      list.textContent = r.segments.length
+      const text = r.segments.length
         ? r.segments.map((s, i) => `${i + 1}. ${s.start.toFixed(2)} s – ${s.end.toFixed(2)} s`).join('\n')
         : 'no speech found'
+      list.textContent = text
+      timeline.setAttribute('aria-label', `Speech over ${r.seconds.toFixed(1)} s of audio: ${text}`)
+      const json = JSON.stringify({ file: file.name, seconds: r.seconds, segments: r.segments }, null, 2)
+      const save = Object.assign(document.createElement('button'), {
+        type: 'button',
+        textContent: 'Download segments (JSON)',
+      })
+      save.addEventListener('click', () =>
+        download(`${file.name.replace(/\.[^.]+$/, '')}-speech.json`, json, 'application/json'),
+      )
+      actions.replaceChildren(
+        save,
+        ' ',
+        copyButton('Copy segments', () => text),
+      )
+      actions.hidden = false
       status.className = 'ok'
       status.textContent = `${r.segments.length} speech segment(s) in ${r.seconds.toFixed(1)} s of audio; ${r.chunks} job(s), ${r.ms.toFixed(0)} ms`
     } catch (err) {

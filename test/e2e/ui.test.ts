@@ -109,6 +109,42 @@ describe('the app in Chromium, view by view', () => {
     await expect.poll(() => a.locator('#ctl-totals').textContent()).toMatch(/Jobs served1/)
   }, 90_000)
 
+  it('reads an image dropped on Tasks › OCR: plain text, confidence beside it, boxes over the image', async () => {
+    const png = await b.evaluate(() => {
+      const c = document.createElement('canvas')
+      c.width = 700
+      c.height = 160
+      const g = c.getContext('2d')!
+      g.fillStyle = '#fff'
+      g.fillRect(0, 0, c.width, c.height)
+      g.fillStyle = '#000'
+      g.font = 'bold 56px sans-serif'
+      g.textBaseline = 'middle'
+      g.fillText('SIGNED RECEIPTS', 30, 80)
+      return c.toDataURL('image/png').split(',')[1]!
+    })
+    // OCR's default policy needs two contributors to agree: a second one joins
+    const c = await swarm.openTab()
+    await c.evaluate(() => window.__peer.setContributing(true))
+    await waitForContributors(b, await Promise.all([a, c].map((t) => t.evaluate(() => window.__peer.id))))
+    await b.getByRole('tab', { name: 'Tasks' }).click()
+    await b.getByRole('tab', { name: /OCR/ }).click()
+    await b.getByLabel('choose image files').setInputFiles({
+      name: 'receipt.png',
+      mimeType: 'image/png',
+      buffer: Buffer.from(png, 'base64'),
+    })
+    const table = b.getByRole('table', { name: 'Text in receipt.png' })
+    await table.waitFor({ timeout: 90_000 }).catch(async (e) => {
+      throw new Error(`${e.message}; the view says: ${await b.locator('#task-ocr output').textContent()}`)
+    })
+    const cells = await table.locator('tbody tr').first().locator('td').allTextContents()
+    expect(cells[1]!.replace(/\s/g, '')).toBe('SIGNEDRECEIPTS') // word gaps: test/e2e/ocr-spaces.test.ts
+    expect(cells[2]).toMatch(/^\d+%/)
+    expect(await b.getByRole('img', { name: /receipt\.png, text boxes numbered/ }).isVisible()).toBe(true)
+    expect(await b.getByRole('button', { name: 'Copy text' }).isVisible()).toBe(true)
+  }, 120_000)
+
   for (const width of WIDTHS) {
     it(`every view at ${width} px: key elements visible and apart, no serious axe violation`, async () => {
       const problems: string[] = []
