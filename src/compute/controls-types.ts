@@ -15,6 +15,11 @@ export interface JobDone extends RunningJob {
   ok: boolean
   code?: string
   runMs?: number
+  /** The job request frame's bytes. */
+  bytesIn?: number
+  /** The result frame's bytes. */
+  bytesOut?: number
+  /** bytesIn + bytesOut. */
   bytes?: number
   receipt?: Receipt
 }

@@ -246,7 +246,8 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
     running: () => [...running.values()],
     computeTab() {
       const s = election?.status as ComputeTabStatus | undefined
-      return s && s.peer !== o.selfId ? s : undefined
+      // A tab of an older version may publish totals without bytesIn/bytesOut.
+      return s && s.peer !== o.selfId ? { ...s, totals: normalizeTotals(s.totals) } : undefined
     },
     jobStarted(job) {
       running.set(job.job, job)
@@ -256,10 +257,14 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
     jobEnded(job, outcome) {
       running.delete(job.job)
       if (outcome.ok) {
+        const bytesIn = outcome.bytesIn ?? 0
+        const bytesOut = outcome.bytesOut ?? 0
         totals = {
           jobs: totals.jobs + 1,
           computeMs: totals.computeMs + (outcome.runMs ?? 0),
-          bytes: totals.bytes + (outcome.bytes ?? 0),
+          bytesIn: totals.bytesIn + bytesIn,
+          bytesOut: totals.bytesOut + bytesOut,
+          bytes: totals.bytes + (outcome.bytes ?? bytesIn + bytesOut),
         }
         saveTotals()
         emit('totals')

@@ -71,12 +71,25 @@ export function normalizeSettings(
 export interface ServedTotals {
   jobs: number
   computeMs: number
-  /** Input plus output tensor bytes of served jobs. */
+  /** Job request frame bytes received. */
+  bytesIn: number
+  /** Result frame bytes sent. */
+  bytesOut: number
+  /** bytesIn + bytesOut, plus what versions before the split counted (tensor bytes, in and out together). */
   bytes: number
 }
 
+/** Totals from a stored record or another tab's status; older ones have no bytesIn/bytesOut (read as 0). */
 export function normalizeTotals(x: unknown): ServedTotals {
   const o = (typeof x === 'object' && x !== null ? x : {}) as Record<string, unknown>
   const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0)
-  return { jobs: n(o.jobs), computeMs: n(o.computeMs), bytes: n(o.bytes) }
+  const bytesIn = n(o.bytesIn)
+  const bytesOut = n(o.bytesOut)
+  return {
+    jobs: n(o.jobs),
+    computeMs: n(o.computeMs),
+    bytesIn,
+    bytesOut,
+    bytes: Math.max(n(o.bytes), bytesIn + bytesOut),
+  }
 }

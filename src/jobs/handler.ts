@@ -7,7 +7,6 @@ import type { Admission } from '../compute/admission.ts'
 import type { Frame } from '../net/frame.ts'
 import { createInboundGuard } from '../net/inbound.ts'
 import { JOB_PROTOCOL } from '../shared/protocol.ts'
-import { tensorsByteLength } from '../shared/tensor.ts'
 import type { Receipt } from '../trust/receipt.ts'
 import { type Adversary, createAdversary, type TestHooks } from './adversary.ts'
 import { createExecutor, type Executed, type ExecutorOptions } from './execute.ts'
@@ -21,7 +20,7 @@ import {
   type RejectCode,
   startJobChecks,
 } from './messages.ts'
-import { nextFrame, sendFrame } from './stream-io.ts'
+import { frameBytes, nextFrame, sendFrame } from './stream-io.ts'
 
 /** Job streams one peer may hold open beyond our slots: a requester keeps up to 4 idle for reuse. */
 export const JOB_STREAMS_MARGIN = 8
@@ -54,6 +53,10 @@ export interface JobHandlerOptions extends ExecutorOptions {
       runMs?: number
       ep?: string
       receipt?: Receipt
+      /** The job request frame's bytes. */
+      bytesIn?: number
+      /** The result frame's bytes. */
+      bytesOut?: number
       bytes?: number
     },
   ): void
@@ -156,9 +159,10 @@ export function createJobHandler(opts: JobHandlerOptions) {
       opts.onStart?.(served)
       const run = await (running ?? misbehave(adversary!, req, exec, stream, connection))
       if (run == null) return false
-      await sendFrame(stream, encodeResult(run.outputs, run.receipt), signal)
-      const bytes = tensorsByteLength(req.inputs) + tensorsByteLength(run.outputs)
-      opts.onEnd?.(served, { ok: true, runMs: run.runMs, ep: run.ep, receipt: run.receipt, bytes })
+      const bytesOut = await sendFrame(stream, encodeResult(run.outputs, run.receipt), signal)
+      const bytesIn = frameBytes(frame)
+      const { runMs, ep, receipt } = run
+      opts.onEnd?.(served, { ok: true, runMs, ep, receipt, bytesIn, bytesOut, bytes: bytesIn + bytesOut })
       return true
     } catch (err) {
       release?.() // the slot is free while the refusal goes out (up to 5 s to a slow peer)

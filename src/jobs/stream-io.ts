@@ -5,8 +5,11 @@ import { JobTimeoutError } from '../shared/errors.ts'
 
 export { frameBytes } from '../net/frame.ts'
 
-export async function sendFrame(stream: Stream, msg: Frame, signal?: AbortSignal): Promise<void> {
-  if (!stream.send(encodeFrame(msg))) await stream.onDrain(signal ? { signal } : {})
+/** Sends one frame; resolves to its encoded length in bytes once the stream takes it. */
+export async function sendFrame(stream: Stream, msg: Frame, signal?: AbortSignal): Promise<number> {
+  const bytes = encodeFrame(msg)
+  if (!stream.send(bytes)) await stream.onDrain(signal ? { signal } : {})
+  return bytes.byteLength
 }
 
 // One decoder per stream: a stream that carries several frames keeps what arrived past the last one.

@@ -111,7 +111,7 @@ export function mountControlsView(peer: Peer, el: HTMLElement): void {
     const rows: [string, string][] = [
       ['Jobs served', String(t.jobs)],
       ['Compute-seconds', (t.computeMs / 1000).toFixed(2)],
-      ['Bytes transferred', formatBytes(t.bytes)],
+      ['Bytes in / out', `${formatBytes(t.bytesIn)} / ${formatBytes(t.bytesOut)}`],
       ['Credit', String(peer.credits.total)],
     ]
     renderTiles(q('#ctl-totals'), rows)

@@ -99,6 +99,8 @@ async function main() {
   mountHubView(peer, $('hub'))
   mountTasksView(peer, $('tasks'))
   mountControlsView(peer, $('controls'))
+  // uPlot loads only here, after the page is interactive (never in the widget)
+  void import('./charts.ts').then((m) => m.mountContributeCharts(peer, $('contribute-charts')))
   document.body.dataset.ready = 'true'
 }
 

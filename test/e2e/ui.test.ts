@@ -3,15 +3,12 @@
  * visible and not overlapping, axe-core with no serious or critical violation, screenshots under
  * test/artifacts/, and the contributor and submit flows walked by role and label.
  */
-import { mkdirSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { resolve } from 'node:path'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ARTIFACTS, axeViolations } from '../helpers/axe.ts'
 import { type Swarm, startSwarm, waitForContributors } from '../helpers/swarm.ts'
 
-const ARTIFACTS = resolve(import.meta.dirname, '../artifacts')
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js')
 const WIDTHS = [1400, 400]
 
 /** What must be on screen in each view (by role and name where it has one). */
@@ -39,25 +36,11 @@ type Box = { x: number; y: number; width: number; height: number }
 const overlap = (a: Box, b: Box) =>
   a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height
 
-async function axeViolations(page: Page): Promise<string[]> {
-  if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ path: AXE })
-  return page.evaluate(async () => {
-    const axe = (window as unknown as { axe: { run(o: object): Promise<{ violations: AxeViolation[] }> } })
-      .axe
-    type AxeViolation = { id: string; impact: string; nodes: { target: string[] }[] }
-    const r = await axe.run({ resultTypes: ['violations'] })
-    return r.violations
-      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)
-  })
-}
-
 describe('the app in Chromium, view by view', () => {
   let swarm: Swarm
   let a: Page // contributes
   let b: Page // submits
   beforeAll(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true })
     swarm = await startSwarm({ tabs: 2 })
     ;[a, b] = swarm.tabs as [Page, Page]
   }, 60_000)
@@ -105,8 +88,13 @@ describe('the app in Chromium, view by view', () => {
     await b.getByRole('tab', { name: 'Jobs' }).click()
     await expect.poll(() => b.locator('#jobs tbody tr').first().getAttribute('data-status')).toBe('verified')
 
-    // the contributor's Contribute view counted the job it served
+    // the contributor's Contribute view counted the job it served, in its totals and its charts
     await expect.poll(() => a.locator('#ctl-totals').textContent()).toMatch(/Jobs served1/)
+    const charts = a.locator('#contribute-charts figure')
+    expect(await charts.count()).toBe(4)
+    await expect
+      .poll(() => charts.filter({ hasText: 'Jobs served per minute' }).textContent(), { timeout: 15_000 })
+      .toMatch(/1 in the last minute/)
   }, 90_000)
 
   it('reads an image dropped on Tasks › OCR: plain text, confidence beside it, boxes over the image', async () => {
