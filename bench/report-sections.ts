@@ -275,6 +275,7 @@ export function modelTransfer(t: Results['modelTransfer']): string {
 export function coldStart(r: Results): string {
   const n = r.coldStart!.length
   const keys = [
+    'interactiveMs',
     'relayConnectedMs',
     'firstAdvertMs',
     'firstDirectMs',
@@ -298,7 +299,7 @@ export function coldStart(r: Results): string {
       0,
     ),
   ]
-  const head = ['relay', 'first advert', 'direct link', 'worker ready', 'ready', 'first remote result']
+  const head = ['interactive', 'relay', 'first advert', 'direct link', 'worker ready', 'ready', 'first remote result']
   return `## 4. Cold start (ms since the second tab's navigation; median of ${n}; app pages)\n\n${table(
     [...head, 'first job RTT', 'of which contributor queue (model + session)'],
     [row],
