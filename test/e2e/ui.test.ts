@@ -9,7 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ARTIFACTS, axeViolations } from '../helpers/axe.ts'
 import { type Swarm, startSwarm, waitForContributors } from '../helpers/swarm.ts'
 
-const WIDTHS = [1400, 400]
+/** Each width in the light theme, and the phone width in the dark one too. */
+const LOOKS = [
+  { width: 1400, scheme: 'light' },
+  { width: 400, scheme: 'light' },
+  { width: 400, scheme: 'dark' },
+] as const
 
 /** What must be on screen in each view (by role and name where it has one). */
 const KEY: Record<string, (p: Page) => ReturnType<Page['locator']>[]> = {
@@ -133,8 +138,9 @@ describe('the app in Chromium, view by view', () => {
     expect(await b.getByRole('button', { name: 'Copy text' }).isVisible()).toBe(true)
   }, 120_000)
 
-  for (const width of WIDTHS) {
-    it(`every view at ${width} px: key elements visible and apart, no serious axe violation`, async () => {
+  for (const { width, scheme } of LOOKS) {
+    it(`every view at ${width} px, ${scheme}: key elements visible and apart, no serious axe violation`, async () => {
+      await b.emulateMedia({ colorScheme: scheme })
       const problems: string[] = []
       for (const page of [a, b]) await page.setViewportSize({ width, height: 900 })
       for (const view of Object.keys(KEY)) {
@@ -155,7 +161,7 @@ describe('the app in Chromium, view by view', () => {
         const scrollWidth = await b.evaluate(() => document.documentElement.scrollWidth)
         if (scrollWidth > width + 1) problems.push(`${view}: the page scrolls sideways (${scrollWidth} px)`)
         for (const v of await axeViolations(b)) problems.push(`${view}: ${v}`)
-        await b.screenshot({ path: resolve(ARTIFACTS, `${view}-${width}.png`), fullPage: true })
+        await b.screenshot({ path: resolve(ARTIFACTS, `${view}-${width}-${scheme}.png`), fullPage: true })
       }
       expect(problems).toEqual([])
     }, 120_000)
