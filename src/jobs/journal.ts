@@ -77,6 +77,7 @@ export function jobRecord(id: string, spec: JobSpec, q: QuorumState): JobRecord 
         }
       : {}),
     ...(q.reason ? { reason: q.reason } : {}),
+    policy: spec.policy,
     replicas: q.replicas.map((r) => ({
       peer: r.peer,
       status: r.status,

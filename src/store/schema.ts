@@ -1,5 +1,6 @@
 /** The IndexedDB schema: every store and record type, and one upgrade step per version. */
 import type { DBSchema, IDBPDatabase, IDBPObjectStore, IDBPTransaction, StoreNames } from 'idb'
+import type { VerificationPolicy } from '../trust/policy.ts'
 import { own } from '../shared/bytes.ts'
 
 export interface ModelRecord {
@@ -38,6 +39,8 @@ export interface JobRecord {
   replicas?: { peer: string; status: string; ms?: number; error?: string }[]
   /** Dispatches refused for capacity and retried: not replicas. */
   busy?: number
+  /** The verification policy the job ran under (absent in records from before it was kept). */
+  policy?: VerificationPolicy
   /** Agreeing workers and the quorum they met. */
   workers?: string[]
   quorum?: number

@@ -11,7 +11,7 @@ import type { JobRecord } from '../store/db.ts'
 import type { CompareRule } from '../trust/policy.ts'
 import { verifyQuorumRecord } from '../trust/quorum-record.ts'
 import { parseReceipt, type Receipt, verifyReceipt } from '../trust/receipt.ts'
-import { ruleWords } from './policy-words.ts'
+import { policyWords, ruleWords } from './policy-words.ts'
 import { formatBytes, short } from './render.ts'
 import { downloadRecord } from './verify-view.ts'
 
@@ -289,6 +289,13 @@ function policy(job: JobRecord, rec: RecordView | Error | undefined): Node {
   const quorum = rec && !(rec instanceof Error) ? rec.quorum : job.quorum
   const rule = rec && !(rec instanceof Error) ? rec.compare : undefined
   const rows: [string, string][] = []
+  const p = job.policy
+  if (p) {
+    rows.push(['In words', policyWords(p)])
+    rows.push(['Replicas', `${p.redundancy} at first, at most ${p.maxAttempts} in all`])
+    rows.push(['Deadline', `${p.deadlineMs / 1000} s for the job, ${p.replicaTimeoutMs / 1000} s per replica`])
+    if (p.allowSelf) rows.push(['This tab', 'may compute one replica itself'])
+  }
   if (quorum != null)
     rows.push([
       'Quorum',

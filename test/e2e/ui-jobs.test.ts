@@ -102,6 +102,7 @@ describe('Jobs view: a job in detail', () => {
     ])
     expect(download.suggestedFilename()).toBe(`job-${job}.quorum.cbor`)
     expect(await drawer.textContent()).toMatch(/2 contributors must agree/)
+    expect(await drawer.textContent()).toMatch(/2 at first, at most 6 in all.*may compute one replica itself/)
     expect(await drawer.getByRole('region', { name: 'Tensors' }).textContent()).toMatch(
       /inputxfloat321 × 16.*outputyfloat321 × 8/,
     )

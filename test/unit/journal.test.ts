@@ -1,7 +1,7 @@
 /** The IndexedDB journal's timing over a Store stub: what it writes, when, and its pruning. */
 import { logger } from '@libp2p/logger'
 import { describe, expect, it, vi } from 'vitest'
-import { createStoreJournal, type JobSpec } from '../../src/jobs/journal.ts'
+import { createStoreJournal, type JobSpec, jobRecord } from '../../src/jobs/journal.ts'
 import type { QuorumState } from '../../src/jobs/quorum.ts'
 import type { Store } from '../../src/store/db.ts'
 import { policyFor } from '../../src/trust/policy.ts'
@@ -74,5 +74,11 @@ describe('store journal', () => {
     expect(s.saves.every((w) => w.pending === null)).toBe(true)
     expect(s.prunes()).toBe(2)
     expect(changed).toHaveBeenCalledTimes(101)
+  })
+
+  it('keeps the policy a job ran under in its record, for the jobs drawer', () => {
+    const rec = jobRecord('a', spec, { ...fresh(), state: 'failed', reason: 'r' })
+    expect(rec.policy).toEqual(spec.policy)
+    expect(rec).toMatchObject({ status: 'failed', reason: 'r' })
   })
 })
