@@ -2,7 +2,7 @@
  * One job in detail, in a modal `<dialog>` (focus kept inside, Escape closes): every replica, the
  * receipts with their signatures checked, the quorum record (export, verify offline), the policy it
  * was checked under and its tensors. Text only (textContent), never HTML from peers. The words for a
- * job's state and counts live here too, shared with the table (jobs-view.ts).
+ * job's state and counts are in job-words.ts.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
@@ -11,74 +11,10 @@ import type { JobRecord } from '../store/db.ts'
 import type { CompareRule } from '../trust/policy.ts'
 import { verifyQuorumRecord } from '../trust/quorum-record.ts'
 import { parseReceipt, type Receipt, verifyReceipt } from '../trust/receipt.ts'
+import { modelName, ms, replicaCounts, statusWords, when } from './job-words.ts'
 import { policyWords, ruleWords } from './policy-words.ts'
 import { formatBytes, short } from './render.ts'
 import { downloadRecord } from './verify-view.ts'
-
-export interface ReplicaCounts {
-  /** Replicas dispatched, reissues included: not refusals, busy retries or replicas lost to a reload. */
-  sent: number
-  refused: number
-  /** Answers outside the agreeing group of a verified job. */
-  disagreed: number
-  /** Transport failures, timeouts and forgeries. */
-  failed: number
-  /** Dispatches refused for capacity and retried: not replicas. */
-  busy: number
-}
-
-export function countReplicas(j: JobRecord): ReplicaCounts {
-  const reps = j.replicas ?? []
-  const n = (f: (s: string) => boolean) => reps.filter((r) => f(r.status)).length
-  const agreed = j.workers?.length ?? 0
-  const ok = n((s) => s === 'ok')
-  return {
-    sent: n((s) => s !== 'lost' && s !== 'refused'),
-    refused: n((s) => s === 'refused'),
-    disagreed: j.status === 'verified' && ok > agreed ? ok - agreed : 0,
-    failed: n((s) => s === 'failed' || s === 'timedOut' || s === 'forged'),
-    busy: j.busy ?? 0,
-  }
-}
-
-/**
- * Dispatches, refusals, disagreements and busy retries, each apart: a busy retry is not a replica,
- * and a refusal is not a disagreement.
- */
-export function replicaCounts(j: JobRecord): string {
-  const c = countReplicas(j)
-  const parts = [`${c.sent} sent`]
-  if (c.refused) parts.push(`${c.refused} refused`)
-  if (c.disagreed) parts.push(`${c.disagreed} disagreed`)
-  if (c.failed) parts.push(`${c.failed} failed`)
-  if (c.busy) parts.push(`${c.busy} busy retries`)
-  return parts.join(' · ')
-}
-
-/** A job's state in words (a mark and a class besides, never colour alone). */
-export function statusWords(j: JobRecord): { text: string; cls: '' | 'ok' | 'bad' } {
-  const why = j.reason ?? j.error?.message
-  switch (j.status) {
-    case 'verified':
-      return { text: `✓ verified: ${j.workers?.length ?? 1} agree`, cls: 'ok' }
-    case 'running':
-      return { text: '… running', cls: '' }
-    default:
-      return { text: `✗ ${j.status}${why ? `: ${why}` : ''}`, cls: 'bad' }
-  }
-}
-
-export const ms = (v?: number) =>
-  v == null ? '—' : v < 1000 ? `${v.toFixed(1)} ms` : `${(v / 1000).toFixed(2)} s`
-
-/** Time of day, with the date when it is not today. */
-export function when(t: number): string {
-  const d = new Date(t)
-  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString()
-}
-
-export const modelName = (j: JobRecord, catalog: Catalog) =>
-  catalog.byCid(j.model)?.name ?? j.modelName ?? short(j.model)
 
 export interface JobDrawer {
   /** Opens on `job`; when it closes, focus goes to `returnTo()` (the row's button, maybe redrawn). */
@@ -293,7 +229,10 @@ function policy(job: JobRecord, rec: RecordView | Error | undefined): Node {
   if (p) {
     rows.push(['In words', policyWords(p)])
     rows.push(['Replicas', `${p.redundancy} at first, at most ${p.maxAttempts} in all`])
-    rows.push(['Deadline', `${p.deadlineMs / 1000} s for the job, ${p.replicaTimeoutMs / 1000} s per replica`])
+    rows.push([
+      'Deadline',
+      `${p.deadlineMs / 1000} s for the job, ${p.replicaTimeoutMs / 1000} s per replica`,
+    ])
     if (p.allowSelf) rows.push(['This tab', 'may compute one replica itself'])
   }
   if (quorum != null)

@@ -5,7 +5,8 @@
 import type { Catalog } from '../models/catalog.ts'
 import type { Peer } from '../peer.ts'
 import type { JobRecord } from '../store/db.ts'
-import { countReplicas, createJobDrawer, modelName, ms, statusWords, when } from './jobs-drawer.ts'
+import { countReplicas, modelName, ms, statusWords, when } from './job-words.ts'
+import { createJobDrawer } from './jobs-drawer.ts'
 import { short } from './render.ts'
 import './jobs.css'
 
