@@ -1,14 +1,29 @@
 /** Frame I/O over a libp2p v3 message stream, honouring backpressure and a read deadline. */
-import type { Stream } from '@libp2p/interface'
-import { type ByteBudget, encodeFrame, type Frame, FrameDecoder, readFrame } from '../net/frame.ts'
+import { type Stream, StreamStateError } from '@libp2p/interface'
+import {
+  type ByteBudget,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  type FrameSink,
+  readFrame,
+  sendEncoded,
+} from '../net/frame.ts'
 import { JobTimeoutError } from '../shared/errors.ts'
 
 export { frameBytes } from '../net/frame.ts'
 
-/** Sends one frame; resolves to its encoded length in bytes once the stream takes it. */
-export async function sendFrame(stream: Stream, msg: Frame, signal?: AbortSignal): Promise<number> {
+// A stream aborted under us (timeout, cancel, reset) fails the send with the abort's own error.
+const closed = (cause?: Error) =>
+  cause ?? new StreamStateError('the job stream closed before it took the frame')
+
+/**
+ * Sends one frame; resolves to its encoded length in bytes once the stream has handed it on with
+ * room to spare, on a reused stream as on a fresh one.
+ */
+export async function sendFrame(stream: FrameSink, msg: Frame, signal?: AbortSignal): Promise<number> {
   const bytes = encodeFrame(msg)
-  if (!stream.send(bytes)) await stream.onDrain(signal ? { signal } : {})
+  await sendEncoded(stream, bytes, signal ? { signal, closed } : { closed })
   return bytes.byteLength
 }
 

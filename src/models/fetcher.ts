@@ -8,15 +8,9 @@
 import type { Logger, Stream } from '@libp2p/interface'
 import { modelCid } from '../shared/cid.ts'
 import { AbortError, describeError, ModelTransferError, UnknownModelError } from '../shared/errors.ts'
+import { Assembly } from './assembly.ts'
 import { ProviderLink, sameManifest } from './link.ts'
-import {
-  chunkCount,
-  chunkLength,
-  chunkMatches,
-  DEFAULT_CHUNK_SIZE,
-  type Manifest,
-  type ReceivedChunk,
-} from './transfer.ts'
+import { DEFAULT_CHUNK_SIZE, type Manifest } from './transfer.ts'
 
 /** Where chunks of an unfinished transfer are kept between attempts (IndexedDB in the app). */
 export interface ChunkStore {
@@ -66,17 +60,9 @@ const MAX_STRIKES = 3
  */
 const CHECK_SHARE = 1 / 8
 const CHECK_FIRST = 2
-/**
- * Held chunks are written to the chunk store (for resume) at most this often while a fetch runs,
- * and at once when it fails or is aborted: a fetch that completes sooner writes no chunk at all.
- * Each is checked against the manifest again when loaded.
- */
-const SAVE_EVERY_MS = 10_000
 /** Links opened to one provider whose streams fail with a bare Event (see `work`). */
 const LINK_TRIES = 2
 const LINK_RETRY_MS = 200
-/** `have` value of a chunk copied into place and being checked; 1 means held. */
-const CHECKING = 2
 
 export async function fetchFromPeers(o: FetchOptions): Promise<{ bytes: Uint8Array; stats: FetchStats }> {
   const started = performance.now()
@@ -110,27 +96,17 @@ export async function fetchFromPeers(o: FetchOptions): Promise<{ bytes: Uint8Arr
   }
 }
 
+/** One pass over the providers under one manifest; `fetchFromPeers` starts another if the manifest lied. */
 class Attempt {
+  /** The first manifest in; the other providers must agree with it. */
   private manifest: Manifest | undefined
-  /** Set by the first manifest in; the other providers wait for it, then must agree with it. */
+  /** Set by the first manifest in; the other providers wait for it. */
   private began: Promise<void> | undefined
-  private out = new Uint8Array(0)
-  private have = new Uint8Array(0)
-  /** 1 where a chunk was checked against the manifest (or came from the chunk store, checked). */
-  private checked = new Uint8Array(0)
-  /** Who sent each held chunk. */
-  private sender: string[] = []
+  /** The model under that manifest, once stored chunks are reused. */
+  private model: Assembly | undefined
   private strikes = new Map<string, number>()
-  private held = 0
-  private queue: number[] = []
-  /** Held chunks not yet saved: indexes into `out`, copied out only when saved. */
-  private toSave: number[] = []
-  private savedAt = performance.now()
   /** Chunks saved by an earlier attempt, loading. */
   private stored: Promise<Map<number, Uint8Array>> = Promise.resolve(new Map())
-  private saving: Promise<void> = Promise.resolve()
-  private waiters: (() => void)[] = []
-  private loaded = 0
   /** This attempt's failed providers, reported in candidate order. */
   private failed = new Map<string, Error>()
   readonly manifestFrom = new Set<string>()
@@ -155,7 +131,7 @@ class Attempt {
     const workers = new Map<string, Promise<void>>()
     const parallel = Math.max(1, this.o.parallel ?? 2)
     const settled = () => Promise.race(workers.values())
-    const onAbort = () => this.wakeUp()
+    const onAbort = () => this.model?.wakeUp()
     this.signal.addEventListener('abort', onAbort)
     try {
       for (;;) {
@@ -173,49 +149,23 @@ class Attempt {
           if (workers.size === 0) throw this.failure(candidates)
           await settled()
         }
-        const actual = (await modelCid(this.out)).toString()
-        if (actual === this.o.cid) {
-          this.toSave = [] // complete: the caller stores the model and clears the chunks
-          return this.out
-        }
+        const model = this.model!
+        const actual = (await modelCid(model.out)).toString()
+        if (actual === this.o.cid) return model.complete() // the caller stores it and clears the chunks
         if (this.signal.aborted) throw new AbortError('model fetch aborted')
-        if ((await this.recheck()) === 0) return { actual }
+        if ((await model.recheck((peer) => this.strike(peer))) === 0) return { actual }
         // Bad chunks are queued again: ask every provider in good standing whose link has closed.
         untried = candidates.filter((p) => !this.failed.has(p) && !workers.has(p))
       }
     } finally {
       this.signal.removeEventListener('abort', onAbort)
-      this.flush()
-      await this.saving
+      this.model?.flush()
+      await this.model?.saving
       for (const p of candidates) {
         const err = this.failed.get(p)
         if (err) this.reasons.push(`${p}: ${err.message}`)
       }
     }
-  }
-
-  /**
-   * The CID did not match: checks every unchecked chunk against the manifest, drops and queues again
-   * the bad ones, and strikes their senders. Returns how many were bad.
-   */
-  private async recheck(): Promise<number> {
-    const m = this.manifest!
-    let bad = 0
-    for (let i = 0; i < this.have.length; i++) {
-      if (this.checked[i]) continue
-      const at = i * m.chunkSize
-      if (await chunkMatches(m, i, this.out.subarray(at, at + chunkLength(m.size, m.chunkSize, i)))) {
-        this.checked[i] = 1
-        continue
-      }
-      bad++
-      this.release(i)
-      this.strike(this.sender[i]!)
-      this.requeue([i])
-    }
-    this.toSave = this.toSave.filter((i) => this.have[i])
-    this.progress()
-    return bad
   }
 
   /** Counts a corrupt chunk against `peer`; past `MAX_STRIKES` it is no longer asked. */
@@ -243,7 +193,7 @@ class Attempt {
   }
 
   private get done(): boolean {
-    return this.manifest != null && this.held === this.have.length
+    return this.model?.done ?? false
   }
 
   /**
@@ -293,32 +243,31 @@ class Attempt {
         throw new ModelTransferError(`${peer} disagrees on the manifest`)
       this.manifestFrom.add(peer)
       await this.began
+      const model = this.model!
       while (!this.done && !this.failed.has(peer)) {
         if (this.signal.aborted) throw new AbortError('model fetch aborted')
         // One to two ranges outstanding: the pipe stays full and other providers still find work.
-        while (link.pending.length <= link.batch && this.queue.length > 0) {
-          const from = this.queue.shift()!
-          let count = 1
-          while (count < link.batch && this.queue[count - 1] === from + count) count++ // a contiguous run
-          this.queue.splice(0, count - 1)
-          await link.request(from, count)
+        while (link.pending.length <= link.batch) {
+          const range = model.nextRange(link.batch) // a contiguous run
+          if (range == null) break
+          await link.request(range.from, range.count)
         }
         if (link.pending.length === 0) {
-          await new Promise<void>((r) => this.waiters.push(r)) // others hold the rest: wait for requeues or the end
+          await model.moreWork() // others hold the rest: wait for requeues or the end
           continue
         }
         const chunk = await link.next()
         this.stats.transferred += chunk.byteLength
-        if (this.have[chunk.index]) continue // a requeued chunk that another provider delivered meanwhile
+        if (model.has(chunk.index)) continue // a requeued chunk that another provider delivered meanwhile
         const check = received++ < CHECK_FIRST || this.strikes.has(peer) || Math.random() < CHECK_SHARE
-        if (!(await this.place(link.manifest, chunk, check))) {
+        if (!(await model.place(chunk, check))) {
           this.strike(peer)
-          this.requeue([chunk.index])
+          model.requeue([chunk.index])
           const err = this.failed.get(peer)
           if (err) throw err
           continue
         }
-        this.accept(peer, chunk.index, chunk.byteLength, check)
+        model.accept(peer, chunk.index, chunk.byteLength, check)
       }
       // Struck out by a recheck while its link was open: the catch gives back what it still owed.
       const struck = this.failed.get(peer)
@@ -326,108 +275,24 @@ class Attempt {
       void link.close()
     } catch (err) {
       if (link) {
-        this.requeue(link.pending.filter((i) => !this.have[i]))
+        const model = this.model
+        model?.requeue(link.pending.filter((i) => !model.has(i)))
         link.abort(err instanceof Error ? err : new ModelTransferError(describeError(err)))
       }
       throw err
     }
   }
 
-  /** Takes the first manifest: sizes the output, then reuses stored chunks that match it. */
+  /** Takes the first manifest: the model is sized by it and reuses stored chunks that match it. */
   private async begin(m: Manifest): Promise<void> {
     this.manifest = m
-    const n = chunkCount(m.size, m.chunkSize)
-    this.out = new Uint8Array(m.size)
-    this.have = new Uint8Array(n)
-    this.checked = new Uint8Array(n)
-    this.stats.size = m.size
-    const stored = await this.stored
-    for (const [index, bytes] of stored) {
-      if (index >= n || !(await chunkMatches(m, index, bytes))) continue
-      this.out.set(bytes, index * m.chunkSize)
-      this.have[index] = 1
-      this.checked[index] = 1
-      this.held++
-      this.loaded += bytes.byteLength
-      this.stats.resumed += bytes.byteLength
-    }
-    for (let i = 0; i < n; i++) if (!this.have[i]) this.queue.push(i)
-    this.progress()
-  }
-
-  /**
-   * Copies a chunk into its place in the model (its only copy) and, if `check`, checks it there. The
-   * place is marked as being checked meanwhile, so no other provider's copy of the chunk lands on it.
-   */
-  private async place(m: Manifest, chunk: ReceivedChunk, check: boolean): Promise<boolean> {
-    const at = chunk.index * this.chunkSize
-    let off = at
-    for (const p of chunk.parts) {
-      this.out.set(p, off)
-      off += p.byteLength
-    }
-    this.have[chunk.index] = CHECKING // until accepted or dropped
-    if (!check) return true
-    let ok = false
-    try {
-      ok = await chunkMatches(m, chunk.index, this.out.subarray(at, off))
-      return ok
-    } finally {
-      if (!ok) this.have[chunk.index] = 0
-    }
-  }
-
-  private accept(peer: string, index: number, bytes: number, checked: boolean): void {
-    this.have[index] = 1
-    this.checked[index] = checked ? 1 : 0
-    this.sender[index] = peer
-    this.held++
-    this.loaded += bytes
-    this.stats.providers[peer] = (this.stats.providers[peer] ?? 0) + bytes
-    this.toSave.push(index)
-    if (performance.now() - this.savedAt >= SAVE_EVERY_MS) this.flush()
-    this.progress()
-    if (this.done) this.wakeUp()
-  }
-
-  /** Drops held chunk `index` (it failed its digest after all). */
-  private release(index: number): void {
-    const bytes = chunkLength(this.manifest!.size, this.chunkSize, index)
-    const peer = this.sender[index]!
-    this.have[index] = 0
-    this.held--
-    this.loaded -= bytes
-    this.stats.providers[peer] = (this.stats.providers[peer] ?? 0) - bytes
-  }
-
-  private requeue(indexes: number[]): void {
-    if (indexes.length === 0) return
-    this.queue.unshift(...indexes)
-    this.wakeUp()
-  }
-
-  private wakeUp(): void {
-    for (const w of this.waiters.splice(0)) w()
-  }
-
-  private flush(): void {
-    this.savedAt = performance.now()
-    if (this.toSave.length === 0) return
-    const size = this.chunkSize
-    // slice: each record gets its own buffer (cloning a view would store all of `out`)
-    const batch = this.toSave.map((index) => ({
-      index,
-      bytes: this.out.slice(index * size, (index + 1) * size),
-    }))
-    this.toSave = []
-    this.saving = this.saving
-      .then(() => this.o.chunks.save(this.o.cid, batch))
-      .catch((err) => {
-        this.o.log?.('saving chunks failed: %s', (err as Error).message)
-      })
-  }
-
-  private progress(): void {
-    this.o.onProgress?.({ loaded: this.loaded, total: this.manifest!.size })
+    const { cid, chunks, onProgress, log } = this.o
+    this.model = await Assembly.begin(m, await this.stored, {
+      cid,
+      chunks,
+      stats: this.stats,
+      onProgress,
+      log,
+    })
   }
 }

@@ -1,37 +1,15 @@
 /** Multi-frame I/O on one libp2p stream: a persistent decoder, a per-read deadline, and backpressure. */
 import type { Stream } from '@libp2p/interface'
-import { type Frame, FrameDecoder, readFrame } from '../net/frame.ts'
+import { type Frame, FrameDecoder, readFrame, sendEncoded } from '../net/frame.ts'
 import { AbortError, MalformedFrameError, ModelTransferError } from '../shared/errors.ts'
 import { parseTransferBody } from './transfer.ts'
 
-/**
- * Sends one encoded frame; when `send` says the transport is full, waits for a `drain` event. Not
- * `onDrain()`: in @libp2p/utils 7.4 its promise stays resolved after the first drain, so it stops waiting.
- */
-export async function sendBytes(stream: Stream, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
-  if (stream.send(bytes)) return
-  while (stream.writableNeedsDrain) await nextDrain(stream, signal)
+/** Sends one encoded frame, waiting while the transport is full (`sendEncoded`). */
+export function sendBytes(stream: Stream, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+  return sendEncoded(stream, bytes, signal ? { signal, closed } : { closed })
 }
 
-function nextDrain(stream: Stream, signal?: AbortSignal): Promise<void> {
-  signal?.throwIfAborted()
-  if (stream.status !== 'open') return Promise.reject(new ModelTransferError(`stream is ${stream.status}`))
-  return new Promise<void>((resolve, reject) => {
-    const done = (err?: Error) => {
-      stream.removeEventListener('drain', onDrain)
-      stream.removeEventListener('close', onClose)
-      signal?.removeEventListener('abort', onAbort)
-      if (err) reject(err)
-      else resolve()
-    }
-    const onDrain = () => done()
-    const onClose = () => done(new ModelTransferError('stream closed while waiting to send'))
-    const onAbort = () => done(new AbortError('transfer aborted'))
-    stream.addEventListener('drain', onDrain)
-    stream.addEventListener('close', onClose)
-    signal?.addEventListener('abort', onAbort)
-  })
-}
+const closed = () => new ModelTransferError('stream closed while waiting to send')
 
 export class FrameReader {
   private decoder: FrameDecoder

@@ -3,35 +3,21 @@
  * other peers' adverts, and keeps direct WebRTC links to the most useful of them, within a budget
  * (src/net/link-plan.ts): more, and to holders of the models we use, while we submit.
  */
-import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Connection, Logger, PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { WebRTC } from '@multiformats/multiaddr-matcher'
 import { ADVERT_TOPIC } from '../shared/protocol.ts'
-import { type Advert, type AdvertBody, type Capabilities, openAdvert, signAdvert } from './advert.ts'
-import { isDirect, type LinkPath, linkPath, peerConnectionOf } from './link.ts'
+import { type AdvertBody, type Capabilities, signAdvert } from './advert.ts'
+import { advertised, createAdvertIntake, type KnownPeer } from './advert-intake.ts'
+import { isDirect, linkPath, peerConnectionOf } from './link.ts'
 import { type LinkPlanOptions, linkPlanDefaults, planLinks } from './link-plan.ts'
 import { type BrowserNode, directConnection, webrtcAddrs } from './node.ts'
 
-export interface KnownPeer {
-  id: string
-  advert: AdvertBody
-  seenAt: number
-  firstSeenAt: number
-  /** A WebRTC link whose ICE transport is connected. */
-  direct: boolean
-  /** That link's path (selected candidate pair), once known. */
-  path?: LinkPath
-  /** Why the last attempt to link failed, while there is no direct link. */
-  linkError?: string
-}
+export { type KnownPeer, MAX_INVALID_ADVERTS } from './advert-intake.ts'
 
 /** A link whose ICE transport has not connected this long after it opened is closed and dialled again. */
 export const LINK_CONNECT_MS = 10_000
-/** Invalid adverts a directly linked peer may send before it is cut off, and for how long. */
-export const MAX_INVALID_ADVERTS = 16
-const BLOCK_MS = 10 * 60_000
 
 /** A link ICE reports disconnected this long is closed: its jobs go elsewhere, then it is redialled. */
 export const LINK_DISCONNECTED_MS = 3_000
@@ -274,70 +260,19 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     })
   }
 
-  // Opened once: by the topic validator (so an invalid advert is not forwarded), then on delivery.
-  const opened = new WeakMap<Uint8Array, Promise<Advert>>()
-  const open = (data: Uint8Array) => {
-    let p = opened.get(data)
-    if (!p) {
-      p = openAdvert(data)
-      opened.set(data, p)
-    }
-    return p
-  }
-  // Ignore, not Reject: the sender is mostly the relay forwarding someone else's advert. A peer on a
-  // direct link forwards nothing it did not check, so invalid adverts from one are its own: past
-  // MAX_INVALID_ADVERTS it is cut off, as gossipsub keeps state for every message it saw for 2 min.
-  const invalid = new Map<string, number>()
-  const blocked = new Map<string, number>() // peer → until
-  const isBlocked = (id: string) => (blocked.get(id) ?? 0) > Date.now()
-  const cutOff = (id: string) => {
-    blocked.set(id, Date.now() + BLOCK_MS)
-    invalid.delete(id)
-    log('cutting off %s: more than %d invalid adverts', id, MAX_INVALID_ADVERTS)
-    for (const c of node.getConnections(peerIdFromString(id))) {
-      if (WebRTC.matches(c.remoteAddr)) c.abort(new Error('invalid adverts'))
-    }
-    changed()
-  }
-  pubsub.topicValidators.set(ADVERT_TOPIC, (peer, msg) =>
-    open(msg.data).then(
-      () => TopicValidatorResult.Accept,
-      () => {
-        const id = peer.toString()
-        const direct = node.getConnections(peer).some((c) => WebRTC.matches(c.remoteAddr))
-        const n = (invalid.get(id) ?? 0) + 1
-        if (direct) invalid.set(id, n)
-        if (direct && n > MAX_INVALID_ADVERTS) cutOff(id)
-        return TopicValidatorResult.Ignore
-      },
-    ),
-  )
+  const intake = createAdvertIntake({ node, log, onCutOff: changed })
+  const isBlocked = intake.isBlocked
 
   const onMessage = async (evt: CustomEvent) => {
     const msg = evt.detail
     if (msg.topic !== ADVERT_TOPIC || msg.type !== 'unsigned') return
     try {
-      const { body } = await open(msg.data)
+      const { body } = await intake.open(msg.data)
       const from = body.peer
       if (from === self) return
       const prev = peers.get(from)
-      // Newer means a later `ts`, then a higher `seq`: a replayed advert from an earlier session
-      // (a higher `seq`, an older `ts`) does not replace the current one.
-      const older =
-        prev && (body.ts < prev.advert.ts || (body.ts === prev.advert.ts && body.seq <= prev.advert.seq))
-      if (older) return
-      const now = Date.now()
-      const p: KnownPeer = {
-        id: from,
-        advert: body,
-        seenAt: now,
-        firstSeenAt: prev?.firstSeenAt ?? now,
-        direct: false,
-        // The link's path does not change with an advert: kept until refresh learns otherwise.
-        ...(prev?.path ? { path: prev.path } : {}),
-        // A new advert does not make the last failed attempt to link succeed.
-        ...(prev?.linkError ? { linkError: prev.linkError } : {}),
-      }
+      const p = advertised(prev, body, Date.now())
+      if (p == null) return
       peers.set(from, p)
       // Let a newcomer learn about us quickly; a peer back with a new session (its seq starts again)
       // is one too, though we knew its PeerId: it forgot our advert, and the next repeat is 15 s off.
@@ -417,7 +352,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
       clearTimeout(planTimer)
       if (pending) clearTimeout(pending)
       pubsub.removeEventListener('message', onMessage)
-      pubsub.topicValidators.delete(ADVERT_TOPIC)
+      intake.stop()
       pubsub.removeEventListener('subscription-change', onSub)
       node.removeEventListener('connection:open', onConn)
       node.removeEventListener('connection:close', onConn)

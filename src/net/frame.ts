@@ -2,11 +2,16 @@
  * Frames for `/peer-compute/job/1.1.0` and `/peer-compute/model/1.0.0`: an unsigned-varint length, then a dag-cbor map with a string `t`.
  * The decoder checks the declared length against its limit before it buffers any of the body. Bodies
  * need not be byte-canonical: CIDs and signatures are always computed over re-encoded values.
+ *
+ * On the wire this is @libp2p/utils' `lpStream` framing, but not its code: its reader accepts
+ * non-minimal and zero-length prefixes and buffers each stream with no per-peer budget, and its writer
+ * comes with that reader, which would take every message alongside ours.
  */
 import * as dagCbor from '@ipld/dag-cbor'
+import type { Stream, StreamCloseEvent } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import { concat } from '../shared/bytes.ts'
-import { FrameTooLargeError, InboundLimitError, MalformedFrameError } from '../shared/errors.ts'
+import { AbortError, FrameTooLargeError, InboundLimitError, MalformedFrameError } from '../shared/errors.ts'
 
 /** 5 varint bytes hold 35 bits, far above any frame limit. */
 const MAX_VARINT_BYTES = 5
@@ -53,6 +58,52 @@ export function encodeFrame(msg: Frame, maxFrameBytes = Number.POSITIVE_INFINITY
   out.set(prefix)
   out.set(body, prefix.byteLength)
   return out
+}
+
+/** What sending needs of a libp2p v3 stream. */
+export type FrameSink = Pick<
+  Stream,
+  'send' | 'writableNeedsDrain' | 'status' | 'addEventListener' | 'removeEventListener'
+>
+
+export interface SendOptions {
+  signal?: AbortSignal
+  /** The error when the stream closes first; `cause` is the close event's error, if it had one. */
+  closed(cause?: Error): Error
+}
+
+/**
+ * Sends one encoded frame; resolves once the stream has handed it on and the transport has room.
+ * While `send` reports the transport full it waits for the stream's next `drain` event. Not
+ * `stream.onDrain()`: in @libp2p/utils 7.4.1 that keeps returning its first promise, resolved at the
+ * first drain, so on a stream that has drained once (a reused one) it no longer waits.
+ */
+export async function sendEncoded(stream: FrameSink, bytes: Uint8Array, o: SendOptions): Promise<void> {
+  if (stream.send(bytes)) return
+  // The stream's own drain listener, added first, queues the resend of what it holds before we look
+  // again, and that may fill the transport again.
+  while (stream.writableNeedsDrain) await nextDrain(stream, o)
+}
+
+function nextDrain(stream: FrameSink, o: SendOptions): Promise<void> {
+  const aborted = () => new AbortError('aborted while waiting to send')
+  if (o.signal?.aborted) return Promise.reject(aborted())
+  if (stream.status !== 'open') return Promise.reject(o.closed())
+  return new Promise<void>((resolve, reject) => {
+    const done = (err?: Error) => {
+      stream.removeEventListener('drain', onDrain)
+      stream.removeEventListener('close', onClose)
+      o.signal?.removeEventListener('abort', onAbort)
+      if (err) reject(err)
+      else resolve()
+    }
+    const onDrain = () => done()
+    const onClose = (evt: StreamCloseEvent) => done(o.closed(evt.error))
+    const onAbort = () => done(aborted())
+    stream.addEventListener('drain', onDrain)
+    stream.addEventListener('close', onClose)
+    o.signal?.addEventListener('abort', onAbort)
+  })
 }
 
 /** Decodes a frame body; a protocol may pass a faster parser that falls back to this one. */
