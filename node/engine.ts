@@ -19,6 +19,7 @@ import { verifyModelBytes } from '../src/models/store.ts'
 import { copyOf } from '../src/shared/bytes.ts'
 import { AbortError, InferenceError, UnknownModelError } from '../src/shared/errors.ts'
 import type { NamedTensors } from '../src/shared/tensor.ts'
+import { threadCount } from '../src/shared/threads.ts'
 import { createPool, type PoolEvent } from './engine-pool.ts'
 import { checkInputs } from './ort-inputs.ts'
 
@@ -72,8 +73,10 @@ function copyInputs(inputs: NamedTensors): { copy: NamedTensors; transfer: Array
 
 export function createNodeEngine(opts: NodeEngineOptions = {}): NodeEngine {
   const workers = Math.max(1, Math.floor(opts.workers ?? 1)) || 1
-  const cores = Math.max(1, Math.floor(availableParallelism() / workers))
-  const threads = Math.max(1, Math.floor(opts.threads ?? Math.min(4, cores))) || 1
+  const threads =
+    opts.threads === undefined
+      ? threadCount({ cores: availableParallelism(), share: workers })
+      : Math.max(1, Math.floor(opts.threads)) || 1
   const maxSessions = Math.max(1, opts.maxSessions ?? 2)
   const log = opts.log
   const models = new Map<string, Uint8Array>()
@@ -128,6 +131,11 @@ export function createNodeEngine(opts: NodeEngineOptions = {}): NodeEngine {
       const key = cidKey(cid)
       pool.evict(key)
       return models.delete(key)
+    },
+
+    resident(cid) {
+      const bytes = models.get(cidKey(cid))
+      return bytes && { bytes: bytes.byteLength }
     },
 
     // No warm(): onnxruntime-node has nothing to fetch or compile ahead of the first session.

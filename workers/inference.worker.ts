@@ -14,6 +14,7 @@ import {
   UnknownModelError,
 } from '../src/shared/errors.ts'
 import { elementCount, type NamedTensors, ownedOutput } from '../src/shared/tensor.ts'
+import { threadCount } from '../src/shared/threads.ts'
 import { type OrtApi, ortFor } from './ort-builds.ts'
 import { installRunStop, onRunStop, RUN_MARK, type RunStop } from './ort-stop.ts'
 
@@ -77,9 +78,8 @@ onRunStop((stop) => {
 let initOpts: Required<InitOptions> | undefined
 let probed: Promise<GpuAdapter | null> | undefined
 
-function defaultThreads(): number {
-  return crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1
-}
+const defaultThreads = () =>
+  threadCount({ cores: navigator.hardwareConcurrency, isolated: crossOriginIsolated })
 
 function ensureInit(opts: InitOptions = {}): Required<InitOptions> {
   if (initOpts) return initOpts

@@ -3,6 +3,8 @@
  * abort: a queued one is dropped; one inside ORT by its stop flag (ORT ends the run at the next
  * kernel); one that does not end so (creating its session, or no flag) by terminating the worker,
  * whose fresh successor gets the models back and re-creates their sessions ahead of the next run.
+ * Which models a worker should hold is its residency's (residency.ts), shared by the bridges of one
+ * compute service; each bridge knows only what its current worker was sent.
  *
  * @example
  * const engine = createInferenceBridge()
@@ -20,6 +22,7 @@ import type {
 } from '../../workers/inference.worker.ts'
 import * as errors from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
+import { createResidency, type Residency, type ResidentModel } from './residency.ts'
 
 export type { AdapterSummary, Ep, InitOptions } from '../../workers/inference.worker.ts'
 
@@ -43,7 +46,12 @@ export interface InferenceEngine {
   loadModel(cid: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void>
   /** Aborting stops the run in the worker (terminating it if the run started) and rejects with AbortError. */
   run(params: RunParams, signal?: AbortSignal): Promise<RunResult>
+  /** Unloads the model from every worker that holds it; whether any did. */
   evict(cid: string, signal?: AbortSignal): Promise<boolean>
+  /** Whether (and how large) a model is loaded: a run needs no loadModel first. Optional. */
+  resident?(cid: string): ResidentModel | undefined
+  /** The models whose sessions `warm()` re-creates (those run last); empty before a first run. Optional. */
+  sessions?(): string[]
   /**
    * Starts the runtime now, off the first job's path (when a tab starts or resumes contributing), and
    * re-creates the sessions a terminated worker held. Optional.
@@ -56,10 +64,9 @@ export interface InferenceBridgeOptions {
   init?: InitOptions
   /** Terminate the worker after this long without calls (default 120 s; 0 = never). */
   idleTimeoutMs?: number
-  /**
-   * Where a restarted worker gets model bytes back from (e.g. the model store). Without it the
-   * bridge keeps a reference to every loaded model's bytes so it can re-send them.
-   */
+  /** The models its worker should hold, shared with other bridges (default: one of its own). */
+  residency?: Residency
+  /** Without `residency`: the source of the bridge's own (see ResidencyOptions.source). */
   modelSource?: (cid: string) => Promise<Uint8Array | undefined>
   createWorker?: () => Worker
   /**
@@ -114,8 +121,8 @@ function rethrow(err: unknown): Error {
 
 export function createInferenceBridge(opts: InferenceBridgeOptions = {}): InferenceEngine {
   const idleMs = opts.idleTimeoutMs ?? 120_000
-  const retained = new Map<string, Uint8Array>()
-  const known = new Set<string>() // cids loaded through this bridge
+  const residency = opts.residency ?? createResidency(opts.modelSource ? { source: opts.modelSource } : {})
+  const known = (cid: string) => residency.resident(cid) !== undefined
   /** The models run last, least recent first, with the EP they ran on: their sessions survive a restart. */
   const recent = new Map<string, Ep | 'auto'>()
   let current: Instance | undefined
@@ -221,11 +228,11 @@ export function createInferenceBridge(opts: InferenceBridgeOptions = {}): Infere
 
   /** A restarted worker has no models: re-send the bytes before the first call that needs them. */
   function ensureLoaded(inst: Instance, cid: string): Promise<void> {
-    if (!known.has(cid)) return Promise.resolve()
+    if (!known(cid)) return Promise.resolve()
     let loading = inst.models.get(cid)
     if (!loading) {
       loading = (async () => {
-        const bytes = retained.get(cid) ?? (await opts.modelSource?.(cid))
+        const bytes = await residency.bytes(cid)
         if (bytes) await inst.api.loadModel(cid, bytes) // without bytes the worker answers UnknownModelError
       })()
       inst.models.set(cid, loading)
@@ -280,6 +287,16 @@ export function createInferenceBridge(opts: InferenceBridgeOptions = {}): Infere
     inst.api.cancel(runId).catch(() => {})
   }
 
+  /** `residency.drop` reaches here: the model leaves this bridge's worker, if one is running. */
+  const detach = residency.attach(async (cid, signal) => {
+    recent.delete(cid)
+    if (!current || closed) return false // no worker: nothing to remove, and none is started for it
+    return call(signal, async (inst) => {
+      inst.models.delete(cid)
+      return inst.api.evict(cid)
+    })
+  })
+
   return {
     capabilities: (signal) => call(signal, (inst) => inst.api.capabilities()),
 
@@ -289,13 +306,12 @@ export function createInferenceBridge(opts: InferenceBridgeOptions = {}): Infere
       call(signal, async (inst) => {
         await inst.api.loadModel(cid, bytes) // structured clone: the caller keeps its buffer
         inst.models.set(cid, Promise.resolve())
-        known.add(cid)
-        if (!opts.modelSource) retained.set(cid, bytes)
+        residency.add(cid, bytes)
       }),
 
     run: (params, signal) => {
       const runId = params.runId ?? `run-${Date.now().toString(36)}-${++seq}`
-      if (known.has(params.cid) && !recent.has(params.cid)) remember(params.cid, params.ep ?? 'auto')
+      if (known(params.cid) && !recent.has(params.cid)) remember(params.cid, params.ep ?? 'auto')
       return call(
         signal,
         async (inst) => {
@@ -303,7 +319,7 @@ export function createInferenceBridge(opts: InferenceBridgeOptions = {}): Infere
             await ensureLoaded(inst, params.cid)
             if (signal?.aborted) throw new errors.AbortError('aborted') // never post a run already cancelled
             const result = await inst.api.run({ ...params, runId })
-            if (known.has(params.cid)) remember(params.cid, result.ep)
+            if (known(params.cid)) remember(params.cid, result.ep)
             return result
           } finally {
             inst.cancelled.delete(runId)
@@ -315,19 +331,13 @@ export function createInferenceBridge(opts: InferenceBridgeOptions = {}): Infere
       )
     },
 
-    evict: async (cid, signal) => {
-      const had = known.delete(cid)
-      retained.delete(cid)
-      recent.delete(cid)
-      if (!current) return had
-      return call(signal, async (inst) => {
-        inst.models.delete(cid)
-        return (await inst.api.evict(cid)) || had
-      })
-    },
+    evict: (cid, signal) => residency.drop(cid, signal),
+    resident: (cid) => residency.resident(cid),
+    sessions: () => [...recent.keys()],
 
     close: () => {
       closed = true
+      detach()
       clearTimeout(idleTimer)
       if (current) stop(current, new errors.AbortError('inference bridge closed'))
     },

@@ -8,6 +8,7 @@ import { calibrationStore } from '../store/calibration.ts'
 import type { Store } from '../store/db.ts'
 import { type Admission, createAdmission } from './admission.ts'
 import type { InferenceEngine } from './bridge.ts'
+import { type ComputeService, createComputeService } from './compute-service.ts'
 import { type Conditions, watchConditions } from './conditions.ts'
 import type {
   ComputeTabStatus,
@@ -18,10 +19,8 @@ import type {
   RunningJob,
 } from './controls-types.ts'
 import { createElection, type Election } from './election.ts'
-import { createEngine } from './engine.ts'
 import { type ContributorSettings, normalizeSettings, normalizeTotals } from './settings.ts'
-import { spawnInferenceWorker } from './spawn-worker.ts'
-import { createSwitchableEngine, type SwitchableEngine } from './switchable-engine.ts'
+import type { SwitchableEngine } from './switchable-engine.ts'
 
 export type { HoldReason } from './admission.ts'
 export type * from './controls-types.ts'
@@ -29,8 +28,10 @@ export type { ContributorSettings, RunWhen, ServedTotals } from './settings.ts'
 
 export interface ControlsInternals extends Controls {
   admission: Admission
-  /** The engine for the requester's own local runs. */
+  /** The engine for the requester's own local runs (the compute service's). */
   engine: SwitchableEngine
+  /** Builds the engines from these settings. */
+  compute: ComputeService
   /** The engine for jobs served to others: hand-back on pause, model size limit. */
   jobEngine: InferenceEngine
   setContributing(on: boolean): Promise<void>
@@ -110,29 +111,16 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
 
   // Off until apply() has set the holds, so a standby tab never looks active for a moment.
   const admission = createAdmission({ maxSlots: settings.maxJobs, contributing: false })
-  const initOf = (s: ContributorSettings) => ({
-    ...(s.wasmThreads > 0 ? { numThreads: s.wasmThreads } : {}),
-    allowWebGpu: s.allowWebGpu,
-  })
-  const given = o.engine
-  const engine = createSwitchableEngine({
-    // Threads 'auto' (setting 0) lets the engine pick 1 or N threads per model by measuring.
-    make: (init) =>
-      given ??
-      createEngine({
-        threads: init.numThreads ?? 'auto',
-        ...(init.allowWebGpu === undefined ? {} : { allowWebGpu: init.allowWebGpu }),
-        calibration: calibrationStore(o.store),
-        // A paused contributor's stopped worker restarts on resume (start()), not at once.
-        restartNow: () => admission.active,
-        modelSource: (cid) => o.modelSource(cid),
-        createWorker: spawnInferenceWorker,
-      }),
-    fixed: given != null,
-    init: initOf(settings),
+  const compute = createComputeService({
     modelSource: o.modelSource,
+    calibration: calibrationStore(o.store),
+    ...(o.engine ? { engine: o.engine } : {}),
     lazy: o.lazyEngine ?? false,
+    // A paused contributor's stopped worker restarts on resume (compute.start()), not at once.
+    restartNow: () => admission.active,
+    settings,
   })
+  const { engine } = compute
   const jobEngine = engine.guarded({
     // A job reaching the engine while held (e.g. paused mid-download) is handed back too.
     handBack: () =>
@@ -168,10 +156,7 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
    * Contributing (again, or on a new worker): start the engine, its runtime and the sessions a pause
    * stopped now, so the next job does not pay for them.
    */
-  const start = () => {
-    engine.activate()
-    engine.warm?.().catch(() => {})
-  }
+  const start = () => compute.start()
   let wasActive = false
 
   /** Applies settings and leadership to admission, the election queue and the engine. */
@@ -182,7 +167,7 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
     conditions.apply(settings)
     admission.setMaxSlots(settings.maxJobs)
     admission.setContributing(settings.contribute)
-    engine.configure(initOf(settings))
+    compute.configure(settings)
     publish()
     emit('change')
   }
@@ -223,6 +208,7 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
     events,
     admission,
     engine,
+    compute,
     jobEngine,
     settings: () => ({ ...current() }),
     async update(patch) {
@@ -280,7 +266,7 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
       }
       election?.close()
       conditions.stop()
-      engine.close()
+      compute.stop()
     },
   }
 }

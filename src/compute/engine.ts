@@ -3,11 +3,14 @@
  * threads per model. ORT-web fixes its thread count per worker, so 'auto' keeps two bridges
  * (1-thread and N-thread workers, each started lazily), calibrates each model on its first run by
  * timing both in interleaved pairs (`thread-choice.ts` decides), and caches the choice per model CID.
+ * Both bridges share one residency (residency.ts): a model loaded once reaches either worker on its
+ * first run there, and an unload reaches both; this layer keeps no list of models.
  *
  * @example
  * const engine = createEngine({ threads: 'auto', calibration: calibrationStore(store) })
  */
 import { AbortError } from '../shared/errors.ts'
+import { threadCount } from '../shared/threads.ts'
 import type { CalibrationRecord, CalibrationStore } from '../store/calibration.ts'
 import {
   createInferenceBridge,
@@ -16,6 +19,7 @@ import {
   type RunParams,
   type RunResult,
 } from './bridge.ts'
+import { createResidency, type Residency } from './residency.ts'
 import {
   judgeThreads,
   THREAD_RULES,
@@ -50,8 +54,8 @@ export interface EngineOptions extends Omit<InferenceBridgeOptions, 'init'> {
    * and ORT's 2-thread pool can later slow to 1-thread speed (PP-OCR detection after 10–25 runs).
    */
   recheckAfter?: number
-  /** Builds the engine for one thread count (default: a worker bridge); for tests. */
-  makeBridge?: (numThreads: number) => InferenceEngine
+  /** Builds the engine for one thread count on the shared residency (default: a worker bridge); for tests. */
+  makeBridge?: (numThreads: number, residency: Residency) => InferenceEngine
   /** The N of 'auto' (default `maxThreads()`); for tests. */
   threadsMax?: number
 }
@@ -80,7 +84,10 @@ const RECHECK_GROWTH = 8
 
 /** The N of 'auto': what the worker would use by default (threads need cross-origin isolation). */
 export function maxThreads(): number {
-  return globalThis.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1
+  return threadCount({
+    cores: globalThis.navigator?.hardwareConcurrency,
+    isolated: globalThis.crossOriginIsolated === true,
+  })
 }
 
 export function createEngine(opts: EngineOptions = {}): InferenceEngine {
@@ -97,13 +104,17 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
     recheckAfter = 8,
     makeBridge,
     threadsMax,
+    residency: given,
+    modelSource,
     ...bridgeOpts
   } = opts
   const n = threadsMax ?? maxThreads()
+  const residency = given ?? createResidency(modelSource ? { source: modelSource } : {})
   const bridge = (numThreads: number) =>
-    makeBridge?.(numThreads) ??
+    makeBridge?.(numThreads, residency) ??
     createInferenceBridge({
       ...bridgeOpts,
+      residency,
       init: {
         numThreads,
         ...(allowWebGpu === undefined ? {} : { allowWebGpu }),
@@ -117,26 +128,12 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
     [1, bridge(1)],
   ])
   const primary = pool.get(n)!
-  /** Bytes for bridges that have not loaded a model yet (only without a modelSource). */
-  const pending = new Map<string, Uint8Array>()
-  const loadedIn = new Map<number, Set<string>>([...pool.keys()].map((t) => [t, new Set<string>()]))
   const choices = new Map<string, Choice>()
   /** Per model: the last calibration's timed pairs, pooled into a re-check that does not settle. */
   const lastTimed = new Map<string, TimedPair[]>()
 
-  async function ensure(t: number, cid: string, signal?: AbortSignal): Promise<InferenceEngine> {
-    const eng = pool.get(t)!
-    const loaded = loadedIn.get(t)!
-    if (!loaded.has(cid)) {
-      const bytes = pending.get(cid) ?? (await bridgeOpts.modelSource?.(cid))
-      if (bytes) await eng.loadModel(cid, bytes, signal)
-      loaded.add(cid) // without bytes the worker answers UnknownModelError, as a single bridge would
-    }
-    return eng
-  }
-
-  const runOn = async (t: number, params: RunParams, signal?: AbortSignal) =>
-    (await ensure(t, params.cid, signal)).run(params, signal)
+  /** The bridge sends the model to its worker first if that worker lacks it (from the residency). */
+  const runOn = (t: number, params: RunParams, signal?: AbortSignal) => pool.get(t)!.run(params, signal)
 
   /**
    * Times both settings in back-to-back pairs on the job's own input, alternating which goes first
@@ -283,27 +280,19 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
 
   return {
     capabilities: (signal) => primary.capabilities(signal),
-    // Both workers once both ran the models (a pause terminates the ones running): resuming re-creates them.
+    // Both workers once both ran models (a pause terminates the ones running): resuming re-creates them.
     async warm(signal) {
-      const used = [...pool].filter(([t]) => t === n || loadedIn.get(t)!.size > 0)
+      const used = [...pool].filter(([t, eng]) => t === n || (eng.sessions?.().length ?? 1) > 0)
       await Promise.all(used.map(([, eng]) => eng.warm?.(signal)))
     },
-    async loadModel(cid, bytes, signal) {
-      await primary.loadModel(cid, bytes, signal) // checks the hash once
-      loadedIn.get(n)!.add(cid)
-      if (!bridgeOpts.modelSource) pending.set(cid, bytes)
-    },
+    /** In the N-thread worker, which checks the hash; the 1-thread one gets it from the residency. */
+    loadModel: (cid, bytes, signal) => primary.loadModel(cid, bytes, signal),
     run,
+    resident: (cid) => residency.resident(cid),
     async evict(cid, signal) {
-      pending.delete(cid)
       choices.delete(cid)
       lastTimed.delete(cid)
-      let had = false
-      for (const [t, eng] of pool) {
-        loadedIn.get(t)!.delete(cid)
-        had = (await eng.evict(cid, signal)) || had
-      }
-      return had
+      return residency.drop(cid, signal) // reaches both workers
     },
     close() {
       for (const eng of pool.values()) eng.close()

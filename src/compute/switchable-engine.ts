@@ -2,6 +2,8 @@
  * The engine the Peer uses: the worker bridge behind a switch, so contributor settings (threads,
  * WebGPU) restart the worker, a lazy engine starts no worker until it is needed, and jobs served to
  * others go through a guarded view that hands them back on pause and enforces the model size limit.
+ * Both are thin decorators: `make` builds engines on one residency (compute-service.ts), so a fresh
+ * engine serves the models loaded before the switch, and neither keeps a list of models.
  */
 import { AbortError, JobHandedBackError, ModelTooLargeError } from '../shared/errors.ts'
 import type { InferenceEngine, InitOptions } from './bridge.ts'
@@ -19,12 +21,13 @@ export interface SwitchableEngine extends InferenceEngine {
 }
 
 export interface SwitchableEngineOptions {
+  /** Builds the engine for `init`: on the residency of the ones before it, so models carry over. */
   make(init: InitOptions): InferenceEngine
   /** `make` returns a caller's engine: configure() does not replace it. */
   fixed?: boolean
   init: InitOptions
-  /** Model bytes for a fresh worker. */
-  modelSource(cid: string, signal?: AbortSignal): Promise<Uint8Array>
+  /** @deprecated Unused: a fresh engine gets model bytes from its residency (compute-service.ts). */
+  modelSource?(cid: string, signal?: AbortSignal): Promise<Uint8Array>
   lazy?: boolean
 }
 
@@ -32,7 +35,6 @@ interface Slot {
   engine: InferenceEngine
   calls: number
   retired: boolean
-  loaded: Set<string>
 }
 
 export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEngine {
@@ -45,14 +47,13 @@ export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEn
     activated = resolve
   })
   if (active) activated()
-  const known = new Set<string>() // every cid loaded, re-sent to a fresh worker on demand
 
   const activate = () => {
     active = true
     activated()
   }
   const current = (): Slot => {
-    slot ??= { engine: o.make(init), calls: 0, retired: false, loaded: new Set() }
+    slot ??= { engine: o.make(init), calls: 0, retired: false }
     return slot
   }
   const retire = (s: Slot) => {
@@ -91,28 +92,15 @@ export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEn
     warm: (signal) => use(async (s) => s.engine.warm?.(signal)),
     loadModel: (cid, bytes, signal) => {
       activate()
-      return use(async (s) => {
-        await s.engine.loadModel(cid, bytes, signal)
-        s.loaded.add(cid)
-        known.add(cid)
-      })
+      return use((s) => s.engine.loadModel(cid, bytes, signal))
     },
     run: (params, signal) => {
       activate()
-      return use(async (s) => {
-        if (known.has(params.cid) && !s.loaded.has(params.cid)) {
-          await s.engine.loadModel(params.cid, await o.modelSource(params.cid, signal), signal)
-          s.loaded.add(params.cid)
-        }
-        return s.engine.run(params, signal)
-      })
+      return use((s) => s.engine.run(params, signal))
     },
-    evict: async (cid, signal) => {
-      known.delete(cid)
-      if (!slot) return false
-      slot.loaded.delete(cid)
-      return slot.engine.evict(cid, signal)
-    },
+    /** Through the current engine's residency, which every engine shares: retired ones' workers too. */
+    evict: (cid, signal) => use((s) => s.engine.evict(cid, signal)),
+    resident: (cid) => current().engine.resident?.(cid),
     close() {
       if (slot) retire(slot)
       slot = undefined
@@ -131,6 +119,11 @@ export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEn
       return {
         ...engine,
         capabilities: (signal) => engine.capabilities(signal),
+        /** Only a model within the limit counts as loaded here: a larger one must go through loadModel. */
+        resident: (cid) => {
+          const r = engine.resident?.(cid)
+          return r && r.bytes <= g.maxModelBytes() ? r : undefined
+        },
         loadModel: async (cid, bytes, signal) => {
           const max = g.maxModelBytes()
           if (bytes.byteLength > max) {
