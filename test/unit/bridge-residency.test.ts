@@ -3,14 +3,14 @@
  * back exactly the resident models, an unload reaches every worker of every engine, and the layers
  * above the bridge (auto pool, switch, guarded view, compute service) keep no list of their own.
  */
-import { MessageChannel } from 'node:worker_threads'
-import { expose } from 'comlink'
 import { describe, expect, it } from 'vitest'
 import { createInferenceBridge } from '../../src/compute/bridge.ts'
 import { createComputeService } from '../../src/compute/compute-service.ts'
 import { createEngine } from '../../src/compute/engine.ts'
 import { createResidency } from '../../src/compute/residency.ts'
 import { AbortError, UnknownModelError } from '../../src/shared/errors.ts'
+
+import { exposeAsWorker, outcome } from '../helpers/stub-worker.ts'
 
 const A = 'bafkreidyllbzbuwb2fdgttvsc6notidx5yr5wgl6z2qhcptapjy3pkxbja'
 const B = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
@@ -31,12 +31,11 @@ interface StubWorker {
 function stubWorkers(runMs = 1) {
   const made: StubWorker[] = []
   const createWorker = () => {
-    const { port1, port2 } = new MessageChannel()
     const w: StubWorker = { log: [], models: new Set(), terminated: false }
     made.push(w)
     const caps = { eps: ['wasm'], adapter: null, threads: 1, crossOriginIsolated: false, ortVersion: 'x' }
-    expose(
-      {
+    return exposeAsWorker(
+      (post) => ({
         init: async () => caps,
         capabilities: async () => caps,
         warm: async () => void w.log.push('warm'),
@@ -47,10 +46,10 @@ function stubWorkers(runMs = 1) {
         prepare: async (cid: string) => void w.log.push(`prepare ${short(cid)}`),
         run: async (req: { runId: string; cid: string }) => {
           if (!w.models.has(req.cid)) throw new UnknownModelError(`model ${req.cid} is not loaded`)
-          port2.postMessage({ runStarted: req.runId })
+          post({ runStarted: req.runId })
           w.log.push(`run ${short(req.cid)}`)
           await sleep(runMs)
-          port2.postMessage({ runEnded: req.runId })
+          post({ runEnded: req.runId })
           return { outputs: { y: x }, ep: 'wasm', timing: { sessionMs: 0, runMs: 10 } }
         },
         cancel: async () => true,
@@ -58,29 +57,15 @@ function stubWorkers(runMs = 1) {
           w.log.push(`evict ${short(cid)}`)
           return w.models.delete(cid)
         },
-      },
-      port2 as unknown as Parameters<typeof expose>[1],
-    )
-    port1.start()
-    return {
-      postMessage: (m: unknown, t?: Transferable[]) => port1.postMessage(m, t as never),
-      addEventListener: (type: string, fn: (e: unknown) => void) => port1.addEventListener(type, fn as never),
-      removeEventListener: (type: string, fn: (e: unknown) => void) =>
-        port1.removeEventListener(type, fn as never),
-      terminate: () => {
+      }),
+      () => {
         w.terminated = true
-        port1.close()
       },
-    } as unknown as Worker
+    )
   }
   return { made, createWorker }
 }
 
-const outcome = (p: Promise<unknown>) =>
-  p.then(
-    () => 'ok',
-    (e: Error) => e.name,
-  )
 const bytes = (n = 4) => new Uint8Array(n)
 
 describe('residency', () => {

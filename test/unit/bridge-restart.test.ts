@@ -4,11 +4,11 @@
  * other calls go on in a fresh one that gets the models back and re-creates their sessions; a queued
  * run is only dropped.
  */
-import { MessageChannel } from 'node:worker_threads'
-import { expose } from 'comlink'
 import { describe, expect, it } from 'vitest'
 import { createInferenceBridge } from '../../src/compute/bridge.ts'
 import { AbortError, InferenceError } from '../../src/shared/errors.ts'
+
+import { exposeAsWorker, outcome } from '../helpers/stub-worker.ts'
 
 const CID = 'bafkreidyllbzbuwb2fdgttvsc6notidx5yr5wgl6z2qhcptapjy3pkxbja'
 const x = { dtype: 'float32' as const, dims: [1], data: new Float32Array(1) }
@@ -26,15 +26,14 @@ interface StubWorker {
 function stubWorkers(runMs: number, flags = false) {
   const made: StubWorker[] = []
   const createWorker = () => {
-    const { port1, port2 } = new MessageChannel()
     const w: StubWorker = { log: [], terminated: false }
     made.push(w)
     const cancelled = new Set<string>()
     const answerNow = new Map<string, (e: Error) => void>() // as the worker's cancel rejects a call at once
     let queue: Promise<unknown> = Promise.resolve()
     const caps = { eps: ['wasm'], adapter: null, threads: 1, crossOriginIsolated: false, ortVersion: 'x' }
-    expose(
-      {
+    return exposeAsWorker(
+      (post) => ({
         init: async () => caps,
         capabilities: async () => caps,
         warm: async () => void w.log.push('warm'),
@@ -43,11 +42,11 @@ function stubWorkers(runMs: number, flags = false) {
         run: (req: { runId: string }) => {
           const work = queue.then(async () => {
             if (cancelled.has(req.runId)) throw new AbortError(`run ${req.runId} cancelled`)
-            port2.postMessage({ runStarted: req.runId })
+            post({ runStarted: req.runId })
             w.log.push(`start ${req.runId}`)
             try {
               const flag = new Uint8Array(new SharedArrayBuffer(8))
-              if (flags) port2.postMessage({ runStop: req.runId, buffer: flag.buffer, at: 3 })
+              if (flags) post({ runStop: req.runId, buffer: flag.buffer, at: 3 })
               for (let t = 0; t < runMs; t += 5) {
                 if (Atomics.load(flag, 3)) {
                   w.log.push(`stopped ${req.runId}`)
@@ -58,7 +57,7 @@ function stubWorkers(runMs: number, flags = false) {
               w.log.push(`end ${req.runId}`)
               return { outputs: { y: x }, ep: 'wasm', timing: { sessionMs: 0, runMs } }
             } finally {
-              port2.postMessage({ runEnded: req.runId })
+              post({ runEnded: req.runId })
             }
           })
           queue = work.catch(() => {})
@@ -71,29 +70,14 @@ function stubWorkers(runMs: number, flags = false) {
           return true
         },
         evict: async () => true,
-      },
-      port2 as unknown as Parameters<typeof expose>[1],
-    )
-    port1.start()
-    return {
-      postMessage: (m: unknown, t?: Transferable[]) => port1.postMessage(m, t as never),
-      addEventListener: (type: string, fn: (e: unknown) => void) => port1.addEventListener(type, fn as never),
-      removeEventListener: (type: string, fn: (e: unknown) => void) =>
-        port1.removeEventListener(type, fn as never),
-      terminate: () => {
+      }),
+      () => {
         w.terminated = true
-        port1.close()
       },
-    } as unknown as Worker
+    )
   }
   return { made, createWorker }
 }
-
-const outcome = (p: Promise<unknown>) =>
-  p.then(
-    () => 'ok',
-    (e: Error) => e.name,
-  )
 
 describe('inference bridge: stopping runs', () => {
   it('a run inside ORT stops by its flag: the worker and its sessions stay', async () => {
