@@ -1,7 +1,9 @@
 /**
  * Adaptive replication, measured by running the real scheduler logic (runQuorum, reputation,
  * adaptive parameters) against simulated contributors: the replication factor among honest peers
- * after warm-up, and how many jobs it takes to expose a peer that is wrong 10 % of the time.
+ * after warm-up, how many jobs it takes to expose a peer that is wrong 10 % of the time, and the
+ * stated risk (src/trust/risk.ts, prior = the share of liars) summed over the verified jobs against
+ * the wrong results actually accepted.
  */
 import '../node/relay/polyfill.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -15,6 +17,7 @@ import { tensorsCid } from '../src/shared/tensor-codec.ts'
 import { policyFor } from '../src/trust/policy.ts'
 import { signReceipt } from '../src/trust/receipt.ts'
 import { createReputation, REPUTATION_DEFAULTS } from '../src/trust/reputation.ts'
+import { RISK_DEFAULTS, statedRisk } from '../src/trust/risk.ts'
 
 const CID0 = CID.parse('bafkreidyllbzbuwb2fdgttvsc6notidx5yr5wgl6z2qhcptapjy3pkxbja')
 
@@ -52,6 +55,8 @@ export interface AdaptiveRun {
   liarExposedAtJob?: number
   liarExcludedAtJob?: number
   wrongAccepted: number
+  /** The stated risks of the verified jobs, summed: the wrong results the model expects at most. */
+  statedWrong: number
 }
 
 export async function simulate(opts: {
@@ -71,7 +76,14 @@ export async function simulate(opts: {
   const adaptive = createAdaptive(rep, ADAPTIVE_DEFAULTS, random)
   const policy = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: true })
   const liar = opts.liar ? peers[3]!.id : undefined
-  const out: AdaptiveRun = { jobs: opts.jobs, replicasPerJob: 0, replicationAfterWarmup: 0, wrongAccepted: 0 }
+  const out: AdaptiveRun = {
+    jobs: opts.jobs,
+    replicasPerJob: 0,
+    replicationAfterWarmup: 0,
+    wrongAccepted: 0,
+    statedWrong: 0,
+  }
+  const risk = { ...RISK_DEFAULTS, prior: (opts.liar ? 1 : 0) / peers.length }
   let replicas = 0
   let replicasAfter = 0
   const truth: NamedTensors = { y: { dtype: 'float32', dims: [1], data: Float32Array.of(1) } }
@@ -124,10 +136,12 @@ export async function simulate(opts: {
           if (peer === liar && !rep.trusted(peer)) out.liarExcludedAtJob ??= j + 1
         },
         save: async () => {},
+        statedRisk: (ps) => statedRisk(ps.map((p) => rep.get(p)), risk),
       },
       Date.now() + 60_000,
     )
     const ok = s.replicas.filter((r) => r.status === 'ok')
+    if (s.state === 'verified') out.statedWrong += s.risk ?? 1
     replicas += ok.length
     if (j >= opts.warmup) replicasAfter += ok.length
     if (
@@ -163,6 +177,8 @@ export async function adaptiveBench(trials = 20) {
       notExcludedWithin1000Jobs: excluded.filter((x) => !Number.isFinite(x)).length,
       wrongAcceptedMedian: med(liarRuns.map((r) => r.wrongAccepted)),
       wrongAcceptedMax: Math.max(...liarRuns.map((r) => r.wrongAccepted)),
+      wrongAcceptedMean: liarRuns.reduce((n, r) => n + r.wrongAccepted, 0) / trials,
+      statedWrongMean: liarRuns.reduce((n, r) => n + r.statedWrong, 0) / trials,
     },
   }
 }

@@ -1,4 +1,5 @@
 /** `peer-compute submit`: one job, verified by a quorum of contributors; prints or writes outputs and the record. */
+
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -9,6 +10,7 @@ import { readNpy, writeNpy } from '../../src/tasks/npy.ts'
 import { parseJsonInputs, randomInputs, tensorsToJson } from '../../src/tasks/raw.ts'
 import type { CompareRule, VerificationPolicy } from '../../src/trust/policy.ts'
 import { encodeReceipt } from '../../src/trust/receipt.ts'
+import { riskWords } from '../../src/trust/risk.ts'
 import { intFlag, PEER_FLAGS, PEER_HELP, peerOptions } from '../args.ts'
 import { createNodePeer, type NodePeer } from '../peer.ts'
 
@@ -201,11 +203,12 @@ export async function submit(argv: string[], say: (line: string) => void): Promi
       attempts: outcome.attempts,
       ep: outcome.ep,
       roundTripMs: Math.round(outcome.roundTripMs),
+      risk: outcome.risk,
     }
     if (values.json) say(JSON.stringify({ ...summary, outputs: JSON.parse(tensorsToJson(outcome.outputs)) }))
     else {
       say(
-        `verified by ${outcome.workers.length} contributors (${outcome.attempts} sent) in ${summary.roundTripMs} ms`,
+        `verified by ${outcome.workers.length} contributors (${outcome.attempts} sent) in ${summary.roundTripMs} ms; stated risk ${riskWords(outcome.risk)}`,
       )
       for (const w of outcome.workers) say(`  worker ${w}`)
       for (const [name, t] of Object.entries(outcome.outputs))

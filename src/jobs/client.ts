@@ -19,6 +19,10 @@ import { MAX_REJECT_BYTES, MAX_RESULT_BYTES, parseJobReject, verifyJobResult } f
 import { frameBytes, nextFrame, quiet, sendFrame } from './stream-io.ts'
 import type { StreamPool } from './stream-pool.ts'
 
+/** How long a failed send waits for the refusal that may explain it. */
+const REFUSAL_WAIT_MS = 1000
+const sleep = (ms: number) => new Promise<null>((r) => setTimeout(() => r(null), ms))
+
 export interface JobResult {
   job: string
   worker: string
@@ -75,9 +79,18 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
     let answered = false
     try {
       if (signal.aborted) onAbort()
-      await sendFrame(stream, request, signal)
+      // Read from the start: a contributor may refuse a job while it is still going out (over its
+      // size limit) and close the stream, and then its refusal, not the failed send, is the answer.
+      const reply = nextFrame(stream, MAX_RESULT_BYTES, opts.timeoutMs + 1000)
+      reply.catch(() => {})
+      try {
+        await sendFrame(stream, request, signal)
+      } catch (e) {
+        const early = await Promise.race([reply.catch(() => null), sleep(REFUSAL_WAIT_MS)])
+        if (early?.t !== 'reject') throw e
+      }
       sent = true
-      const frame = await nextFrame(stream, MAX_RESULT_BYTES, opts.timeoutMs + 1000)
+      const frame = await reply
       if (frame == null) {
         if (reused) throw new StaleStreamError('the idle stream was closed by the contributor')
         throw new MalformedFrameError('stream ended before a complete frame')

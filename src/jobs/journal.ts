@@ -78,6 +78,7 @@ export function jobRecord(id: string, spec: JobSpec, q: QuorumState): JobRecord 
       : {}),
     ...(q.reason ? { reason: q.reason } : {}),
     policy: spec.policy,
+    ...(q.risk !== undefined ? { risk: q.risk } : {}),
     replicas: q.replicas.map((r) => ({
       peer: r.peer,
       status: r.status,

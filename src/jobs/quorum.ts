@@ -48,6 +48,8 @@ export interface QuorumState {
   busy?: number
   state?: FinalState
   reason?: string
+  /** Verified: the probability that the agreed result is wrong (src/trust/risk.ts), as judged then. */
+  risk?: number
 }
 
 export interface DispatchResult {
@@ -88,6 +90,8 @@ export interface QuorumEffects {
   save(state: QuorumState): Promise<void>
   /** A replica left running past the verdict has ended and been judged (its status is final). */
   lateEnded?(): void
+  /** The stated risk of a result these peers agreed on, from their reputation before this job counts. */
+  statedRisk?(peers: string[]): number
 }
 
 const STATUS: Record<FailureKind, ReplicaStatus> = {
@@ -265,6 +269,9 @@ export async function runQuorum(
   }
   const g = groups()
   if ((g[0]?.length ?? 0) >= s.quorum) {
+    // The risk is judged on the reputation the workers had before this job adds to it.
+    const risk = fx.statedRisk?.(g[0]!.map((m) => m.r.peer))
+    if (risk !== undefined) s.risk = risk
     // With a quorum agreeing, every replica outside it is wrong (without one, nothing is proven).
     for (const m of g[0]!) await fx.recordOutcome(m.r.peer, 'valid')
     const lead = g[0]![0]!.r.peer

@@ -11,6 +11,7 @@ import type { JobRecord } from '../store/db.ts'
 import type { VerificationPolicy } from '../trust/policy.ts'
 import { buildQuorumRecord, encodeQuorumRecord } from '../trust/quorum-record.ts'
 import type { Reputation } from '../trust/reputation.ts'
+import { statedRisk } from '../trust/risk.ts'
 import type { Adaptive } from './adaptive.ts'
 import type { Dispatcher } from './dispatch.ts'
 import { type JobSpec, type Journal, jobRecord, NO_JOURNAL } from './journal.ts'
@@ -120,6 +121,9 @@ export function createRequester(o: RequesterOptions) {
           },
           save: async () => progress.mark(),
           lateEnded: refreshLate,
+          // This tab's own worker is not a stranger: a result it agreed with carries no stranger's risk.
+          statedRisk: (peers) =>
+            peers.includes(o.selfId) ? 0 : statedRisk(peers.map((p) => o.reputation.get(p))),
         },
         job.createdAt + policy.deadlineMs,
         jobSignal,
@@ -155,6 +159,7 @@ export function createRequester(o: RequesterOptions) {
         runMs: first.receipt.body.timing.runUs / 1000,
         roundTripMs: first.roundTripMs,
         attempts: q.replicas.filter((r) => !['lost', 'busy', 'refused'].includes(r.status)).length,
+        risk: q.risk ?? 1,
         record: rec.record,
       }
     }

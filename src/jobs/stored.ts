@@ -88,6 +88,7 @@ export function outcomeFromRecord(rec: JobRecord): JobOutcome {
     runMs: first.receipt.body.timing.runUs / 1000,
     roundTripMs: rec.roundTripMs ?? 0,
     attempts: rec.replicas?.length ?? members.length,
+    risk: rec.risk ?? 1, // records from before risks were kept state none: no claim
     record: rec.record!,
   }
 }

@@ -40,6 +40,12 @@ export interface JobOutcome {
   roundTripMs: number
   /** Replicas dispatched, counting reissues. */
   attempts: number
+  /**
+   * The probability that this verified result is wrong, under the policy used and the workers'
+   * reputation when it was accepted (worst case over liar strategies; DESIGN.md "Stated risk").
+   * 1 (no claim) for a job verified before risks were kept.
+   */
+  risk: number
   /** dag-cbor quorum record, checkable offline (`npm run verify`). */
   record: Uint8Array
 }

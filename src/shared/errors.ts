@@ -79,3 +79,15 @@ export const InvalidCreditLogError = named('InvalidCreditLogError')
 export const StorageBlockedError = named('StorageBlockedError')
 /** Another live process has a Node peer's store folder open (node/store). */
 export const StoreLockedError = named('StoreLockedError')
+// disputes (src/dispute/)
+/** An ONNX model could not be edited as asked (no such node, an input without a type). */
+export const OnnxEditError = named('OnnxEditError')
+/** A dispute party's answer does not hash to what it committed to (its root or a checked tree node). */
+export const DisputeProofError = named('DisputeProofError')
+/** A tensor a dispute party sent does not match its own commitment to it. */
+export const DisputeCommitmentError = named('DisputeCommitmentError')
+/** A dispute party's answer has the wrong shape for the question (size, node, names). */
+export const DisputeAnswerError = named('DisputeAnswerError')
+/** Two commitments with nothing to settle: no node's outputs differ. */
+export const NoDivergenceError = named('NoDivergenceError')
+export const InvalidDisputeRecordError = named('InvalidDisputeRecordError')

@@ -41,6 +41,8 @@ export interface JobRecord {
   busy?: number
   /** The verification policy the job ran under (absent in records from before it was kept). */
   policy?: VerificationPolicy
+  /** Verified: the stated risk (JobOutcome.risk). */
+  risk?: number
   /** Agreeing workers and the quorum they met. */
   workers?: string[]
   quorum?: number

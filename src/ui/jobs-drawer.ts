@@ -11,6 +11,7 @@ import type { JobRecord } from '../store/db.ts'
 import type { CompareRule } from '../trust/policy.ts'
 import { verifyQuorumRecord } from '../trust/quorum-record.ts'
 import { parseReceipt, type Receipt, verifyReceipt } from '../trust/receipt.ts'
+import { riskWords } from '../trust/risk.ts'
 import { modelName, ms, replicaCounts, statusWords, when } from './job-words.ts'
 import { policyWords, ruleWords } from './policy-words.ts'
 import { formatBytes, short } from './render.ts'
@@ -139,6 +140,7 @@ function summary(job: JobRecord, catalog: Catalog): Node {
     tile('Submitted', when(job.submittedAt)),
     tile('Took', job.finishedAt ? ms(job.finishedAt - job.submittedAt) : '—'),
     tile('Replicas', replicaCounts(job)),
+    ...(job.risk !== undefined ? [tile('Stated risk', riskWords(job.risk))] : []),
   )
 }
 

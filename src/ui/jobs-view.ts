@@ -2,9 +2,11 @@
  * Jobs view: the jobs this tab submitted, newest first, each count apart (sent, refused, disagreed,
  * failed, busy retries); a job's model name opens its detail drawer (jobs-drawer.ts).
  */
+
 import type { Catalog } from '../models/catalog.ts'
 import type { Peer } from '../peer.ts'
 import type { JobRecord } from '../store/db.ts'
+import { riskWords } from '../trust/risk.ts'
 import { countReplicas, modelName, ms, statusWords, when } from './job-words.ts'
 import { createJobDrawer } from './jobs-drawer.ts'
 import { short } from './render.ts'
@@ -25,6 +27,7 @@ const COLUMNS = [
   'EP',
   'Round trip',
   'Run',
+  'Risk',
 ]
 
 function cell(tr: HTMLTableRowElement, text: string, cls = '', title = ''): void {
@@ -75,6 +78,12 @@ export function renderJobs(
       cell(tr, j.ep ?? '—')
       cell(tr, ms(j.roundTripMs), 'num')
       cell(tr, ms(j.runMs), 'num')
+      cell(
+        tr,
+        j.risk === undefined ? '—' : riskWords(j.risk),
+        'num',
+        'the chance this verified result is wrong',
+      )
       return tr
     }),
   )

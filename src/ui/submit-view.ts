@@ -9,6 +9,7 @@ import type { NamedTensors } from '../shared/tensor.ts'
 import { readNpy, writeNpy } from '../tasks/npy.ts'
 import { matchDims, parseJsonInputs, randomInputsJson, tensorsToJson } from '../tasks/raw.ts'
 import { type CompareRule, policyFor, type VerificationPolicy } from '../trust/policy.ts'
+import { riskWords } from '../trust/risk.ts'
 import { policyWords } from './policy-words.ts'
 import { formatBytes, short } from './render.ts'
 import { copyButton, download, errorText } from './tasks-parts.ts'
@@ -178,7 +179,7 @@ function resultItem(e: CatalogEntry, r: Awaited<ReturnType<Peer['submit']>>): HT
   const li = document.createElement('li')
   li.dataset.job = r.id
   const head = document.createElement('p')
-  head.textContent = `${e.name}: verified by ${r.workers.length} (${r.workers.map(short).join(', ')}) · ${r.ep} · ${r.runMs.toFixed(1)} ms run, ${r.roundTripMs.toFixed(0)} ms round trip`
+  head.textContent = `${e.name}: verified by ${r.workers.length} (${r.workers.map(short).join(', ')}) · ${r.ep} · ${r.runMs.toFixed(1)} ms run, ${r.roundTripMs.toFixed(0)} ms round trip · risk ${riskWords(r.risk)}`
   li.append(head)
   const out: NamedTensors = r.outputs
   const row = document.createElement('p')

@@ -196,8 +196,10 @@ describe('Node peers in a browser swarm', () => {
     try {
       const out = join(dir, 'out')
       const r = await submitCli(['mlp-tiny', '--random', '--out', out], join(dir, 'state'))
-      const outcome = JSON.parse(r.out.trim().split('\n').at(-1)!) as { workers: string[] }
+      const outcome = JSON.parse(r.out.trim().split('\n').at(-1)!) as { workers: string[]; risk: number }
       expect(new Set(outcome.workers)).toEqual(new Set(ids.slice(1)))
+      // two fresh contributors agreed: the prior squared (src/trust/risk.ts), stated with the result
+      expect(outcome.risk).toBeCloseTo(0.01, 6)
       expect((await readdir(out)).sort()).toEqual(['outputs.json', 'receipt.cbor', 'record.cbor', 'y.npy'])
       const receipt = await runCli(['verify', join(out, 'receipt.cbor')])
       expect(receipt.code, receipt.err).toBe(0)

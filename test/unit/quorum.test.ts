@@ -116,6 +116,20 @@ describe('runQuorum', () => {
     await vi.waitFor(() => expect(same.outcomes).toContainEqual([peers[1], 'invalid']))
   })
 
+  it('states the risk of a verified result from the agreeing peers, before this job counts for them', async () => {
+    const p = policyFor('tensor', { redundancy: 3, quorum: 2, adaptive: false })
+    const h = harness(['honest', 'wrong', 'honest'])
+    const asked: { peers: string[]; outcomesSoFar: number }[] = []
+    h.fx.statedRisk = (ps) => {
+      asked.push({ peers: [...ps].sort(), outcomesSoFar: h.outcomes.filter(([, o]) => o === 'valid').length })
+      return 0.0123
+    }
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(s.risk).toBe(0.0123)
+    expect(asked).toEqual([{ peers: [peers[0], peers[2]].sort(), outcomesSoFar: 0 }])
+  })
+
   it('adds a replica after a 1–1 disagreement', async () => {
     const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false })
     const h = harness(['wrong', 'honest', 'honest'])

@@ -1,0 +1,51 @@
+/** Stated risk (src/trust/risk.ts): the worst case over liar strategies, and how evidence moves it. */
+import { describe, expect, it } from 'vitest'
+import { checksOf, RISK_DEFAULTS, riskOfChecks, riskWords, statedRisk } from '../../src/trust/risk.ts'
+
+const peer = (valid: number, invalid = 0) => ({ valid, invalid })
+
+describe('stated risk', () => {
+  it('is the prior for one unknown peer, and the prior squared for two that agree', () => {
+    expect(statedRisk([peer(0)])).toBeCloseTo(RISK_DEFAULTS.prior, 6)
+    expect(statedRisk([peer(0), peer(0)])).toBeCloseTo(RISK_DEFAULTS.prior ** 2, 6)
+  })
+
+  it('falls with every cross-checked result and every further agreeing peer', () => {
+    const one = [0, 1, 5, 10, 50, 500].map((v) => statedRisk([peer(v)]))
+    for (let i = 1; i < one.length; i++) expect(one[i]).toBeLessThan(one[i - 1]!)
+    expect(statedRisk([peer(10), peer(10)])).toBeLessThan(statedRisk([peer(10)]) / 10)
+    expect(statedRisk([peer(3), peer(3), peer(3)])).toBeLessThan(statedRisk([peer(3), peer(3)]))
+  })
+
+  it('counts only spot checks once a peer may run alone (adaptive replication)', () => {
+    expect(checksOf(peer(10))).toBe(10)
+    expect(checksOf(peer(110))).toBeCloseTo(20, 9) // 10 replicated, then 10 % of 100 spot-checked
+    // 100 more valid results after the streak are worth what 10 checks are, not 100
+    expect(statedRisk([peer(110)])).toBeCloseTo(riskOfChecks([20]), 9)
+    expect(statedRisk([peer(110)])).toBeGreaterThan(2 * riskOfChecks([110]))
+  })
+
+  it('is the worst case over how often a liar lies: a rare liar survives checks', () => {
+    // With 50 checks an always-lying peer is ruled out, but one lying 2 % of the time is not.
+    const r = statedRisk([peer(50)])
+    const p = RISK_DEFAULTS.prior
+    const at = (l: number) =>
+      (l * p * (1 - l) ** checksOf(peer(50))) / (p * (1 - l) ** checksOf(peer(50)) + 1 - p)
+    expect(r).toBeGreaterThanOrEqual(at(0.02) * 0.999)
+    expect(r).toBeGreaterThan(at(1))
+  })
+
+  it('takes a peer with an invalid result on record as dishonest, and nobody as no evidence', () => {
+    expect(statedRisk([peer(40, 1)])).toBeCloseTo(1, 6)
+    expect(statedRisk([])).toBe(1)
+  })
+})
+
+describe('risk in words', () => {
+  it('says one in how many, with the percentage', () => {
+    expect(riskWords(0.0037)).toBe('1 in 270 (0.37 %)')
+    expect(riskWords(0.1)).toBe('1 in 10 (10.0 %)')
+    expect(riskWords(1)).toBe('no claim')
+    expect(riskWords(0)).toBe('0 (this peer computed it too)')
+  })
+})
