@@ -130,13 +130,17 @@ export async function simulate(opts: {
         },
         singleReplicaOk: (p) => adaptive.singleReplicaOk(p),
         suspicious: () => false,
-        async recordOutcome(peer, o) {
-          await rep.record(peer, o)
+        async recordOutcome(peer, o, checked) {
+          await rep.record(peer, o, checked)
           if (peer === liar && o === 'invalid') out.liarExposedAtJob ??= j + 1
           if (peer === liar && !rep.trusted(peer)) out.liarExcludedAtJob ??= j + 1
         },
         save: async () => {},
-        statedRisk: (ps) => statedRisk(ps.map((p) => rep.get(p)), risk),
+        statedRisk: (ps) =>
+          statedRisk(
+            ps.map((p) => rep.get(p)),
+            risk,
+          ),
       },
       Date.now() + 60_000,
     )

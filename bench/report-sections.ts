@@ -299,7 +299,15 @@ export function coldStart(r: Results): string {
       0,
     ),
   ]
-  const head = ['interactive', 'relay', 'first advert', 'direct link', 'worker ready', 'ready', 'first remote result']
+  const head = [
+    'interactive',
+    'relay',
+    'first advert',
+    'direct link',
+    'worker ready',
+    'ready',
+    'first remote result',
+  ]
   return `## 4. Cold start (ms since the second tab's navigation; median of ${n}; app pages)\n\n${table(
     [...head, 'first job RTT', 'of which contributor queue (model + session)'],
     [row],

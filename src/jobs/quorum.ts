@@ -79,7 +79,8 @@ export interface QuorumEffects {
   singleReplicaOk(peer: string): boolean
   /** A result that looks wrong without comparing (non-finite, wrong shape, too fast): replicate it. */
   suspicious(result: DispatchResult): boolean
-  recordOutcome(peer: string, outcome: Outcome): Promise<void>
+  /** `checked`: a valid result that at least one other peer's agreed with. */
+  recordOutcome(peer: string, outcome: Outcome, checked?: boolean): Promise<void>
   /**
    * Whether two peers compute in one homogeneous class (default: yes). Bit-exact agreement is
    * evidence only within a class: under `exact`, a replica of another class that differs is drift,
@@ -273,7 +274,8 @@ export async function runQuorum(
     const risk = fx.statedRisk?.(g[0]!.map((m) => m.r.peer))
     if (risk !== undefined) s.risk = risk
     // With a quorum agreeing, every replica outside it is wrong (without one, nothing is proven).
-    for (const m of g[0]!) await fx.recordOutcome(m.r.peer, 'valid')
+    const checked = g[0]!.length >= 2
+    for (const m of g[0]!) await fx.recordOutcome(m.r.peer, 'valid', checked)
     const lead = g[0]![0]!.r.peer
     const judged = (peer: string) => policy.compare.kind !== 'exact' || (fx.sameClass?.(lead, peer) ?? true)
     for (const other of g.slice(1))
@@ -288,7 +290,7 @@ export async function runQuorum(
         if (rep.status === 'ok') {
           const late = { r: rep, outputs: rep.result!.outputs, outputCid: rep.result!.outputCid }
           const joins = agreementGroups([...agreed, late], policy.compare)[0]!.includes(late)
-          if (joins || judged(rep.peer)) await fx.recordOutcome(rep.peer, joins ? 'valid' : 'invalid')
+          if (joins || judged(rep.peer)) await fx.recordOutcome(rep.peer, joins ? 'valid' : 'invalid', joins)
         }
         if (punish(rep)) await fx.recordOutcome(rep.peer, 'refused')
         fx.lateEnded?.()

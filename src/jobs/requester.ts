@@ -112,8 +112,10 @@ export function createRequester(o: RequesterOptions) {
           singleReplicaOk: (peer) => o.adaptive.singleReplicaOk(peer),
           suspicious: (r) => o.adaptive.suspicious(r, outputs),
           // Reputation is in memory at once; its write need not hold up the job.
-          recordOutcome: async (peer, outcome) => {
-            o.reputation.record(peer, outcome).catch((err) => o.log.error('reputation: %s', err.message))
+          recordOutcome: async (peer, outcome, checked) => {
+            o.reputation
+              .record(peer, outcome, checked)
+              .catch((err) => o.log.error('reputation: %s', err.message))
           },
           sameClass: (a, b) => {
             const ca = o.scheduler.classOf(a)

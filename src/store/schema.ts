@@ -1,7 +1,7 @@
 /** The IndexedDB schema: every store and record type, and one upgrade step per version. */
 import type { DBSchema, IDBPDatabase, IDBPObjectStore, IDBPTransaction, StoreNames } from 'idb'
-import type { VerificationPolicy } from '../trust/policy.ts'
 import { own } from '../shared/bytes.ts'
+import type { VerificationPolicy } from '../trust/policy.ts'
 
 export interface ModelRecord {
   cid: string
@@ -84,6 +84,11 @@ export interface ReputationRecord {
   timedOut: number
   /** Refusals of jobs others computed; absent in records written before it existed. */
   refused?: number
+  /**
+   * Valid results another peer's agreed with (a quorum of 2 or more): the checks behind the stated
+   * risk. A single unreplicated result is valid but no check. Absent in records from before it.
+   */
+  checked?: number
   /** Consecutive valid results; reset by one invalid result or refusal. */
   streak: number
   updatedAt: number

@@ -35,7 +35,8 @@ export interface Reputation {
   trusted(peer: string): boolean
   /** Has delivered enough valid results to rank above newcomers. */
   proven(peer: string): boolean
-  record(peer: string, outcome: Outcome): Promise<void>
+  /** `checked`: a valid result that other peers' agreed with (not a lone, unreplicated one). */
+  record(peer: string, outcome: Outcome, checked?: boolean): Promise<void>
   all(): ReputationRecord[]
   reset(): Promise<void>
   /** Writes the held-back changes now (the page is going away). */
@@ -100,9 +101,10 @@ export async function createReputation(
       return seen < params.minObservations || score(peer) >= params.threshold
     },
     proven: (peer) => get(peer).valid >= params.provenAfter && score(peer) >= params.threshold,
-    async record(peer, outcome) {
+    async record(peer, outcome, checked = false) {
       const r = { ...get(peer), updatedAt: Date.now() }
       r[outcome] = (r[outcome] ?? 0) + 1
+      if (outcome === 'valid' && checked) r.checked = (r.checked ?? 0) + 1
       if (outcome === 'valid') r.streak++
       else if (outcome === 'invalid' || outcome === 'refused') r.streak = 0
       recs.set(peer, r)

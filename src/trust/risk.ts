@@ -28,10 +28,15 @@ export interface RiskParams {
 export const RISK_DEFAULTS: RiskParams = { prior: 0.1, streakThreshold: 10, spotCheckProbability: 0.1 }
 
 /**
- * How many of a peer's valid results were cross-checked. Its first `streakThreshold` results were
- * replicated; after that, adaptive replication checks only a `spotCheckProbability` share of them.
+ * How many of a peer's valid results were cross-checked: counted since records keep it (`checked`).
+ * For an older record, cautiously: its first `streakThreshold` results, then a
+ * `spotCheckProbability` share of the rest (what adaptive replication would have checked).
  */
-export function checksOf(r: Pick<ReputationRecord, 'valid'>, p: RiskParams = RISK_DEFAULTS): number {
+export function checksOf(
+  r: Pick<ReputationRecord, 'valid' | 'checked'>,
+  p: RiskParams = RISK_DEFAULTS,
+): number {
+  if (r.checked !== undefined) return Math.min(r.checked, r.valid)
   if (r.valid <= p.streakThreshold) return r.valid
   return p.streakThreshold + p.spotCheckProbability * (r.valid - p.streakThreshold)
 }
@@ -47,11 +52,11 @@ const LAMBDAS = Array.from({ length: 241 }, (_, i) => 10 ** (-6 + i / 40))
 
 /**
  * The stated risk of a result that `workers` (their records before this job counted) agreed on.
- * Records do not say which valid results ran alone, so checks are counted as if adaptive
- * replication had been on for all of them (the cautious reading).
+ * Only cross-checked results count (`checksOf`): a peer that only ever ran jobs alone has proven
+ * nothing to this requester.
  */
 export function statedRisk(
-  workers: Pick<ReputationRecord, 'valid' | 'invalid'>[],
+  workers: Pick<ReputationRecord, 'valid' | 'invalid' | 'checked'>[],
   p: RiskParams = RISK_DEFAULTS,
 ): number {
   return riskOfChecks(

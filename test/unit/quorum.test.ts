@@ -116,6 +116,23 @@ describe('runQuorum', () => {
     await vi.waitFor(() => expect(same.outcomes).toContainEqual([peers[1], 'invalid']))
   })
 
+  it('counts a valid result as a check only when another peer agreed with it', async () => {
+    const checks: [string, Outcome, boolean | undefined][] = []
+    const pair = harness(['honest', 'honest'])
+    pair.fx.recordOutcome = async (peer, o, checked) => void checks.push([peer, o, checked])
+    await run(policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false }), pair.fx)
+    expect(checks).toEqual([
+      [peers[0], 'valid', true],
+      [peers[1], 'valid', true],
+    ])
+    checks.length = 0
+    const alone = harness(['honest'], { trusted: true })
+    alone.fx.recordOutcome = async (peer, o, checked) => void checks.push([peer, o, checked])
+    const s = await run(policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: true }), alone.fx)
+    expect(s.adaptiveSingle).toBe(true)
+    expect(checks).toEqual([[peers[0], 'valid', false]])
+  })
+
   it('states the risk of a verified result from the agreeing peers, before this job counts for them', async () => {
     const p = policyFor('tensor', { redundancy: 3, quorum: 2, adaptive: false })
     const h = harness(['honest', 'wrong', 'honest'])

@@ -1,5 +1,6 @@
 /** Stated risk (src/trust/risk.ts): the worst case over liar strategies, and how evidence moves it. */
 import { describe, expect, it } from 'vitest'
+import { createReputation } from '../../src/trust/reputation.ts'
 import { checksOf, RISK_DEFAULTS, riskOfChecks, riskWords, statedRisk } from '../../src/trust/risk.ts'
 
 const peer = (valid: number, invalid = 0) => ({ valid, invalid })
@@ -17,7 +18,14 @@ describe('stated risk', () => {
     expect(statedRisk([peer(3), peer(3), peer(3)])).toBeLessThan(statedRisk([peer(3), peer(3)]))
   })
 
-  it('counts only spot checks once a peer may run alone (adaptive replication)', () => {
+  it('counts only the results another peer agreed with: a peer that ran alone proved nothing', () => {
+    const alone = { valid: 200, invalid: 0, checked: 0 }
+    expect(checksOf(alone)).toBe(0)
+    expect(statedRisk([alone])).toBeCloseTo(RISK_DEFAULTS.prior, 6)
+    expect(statedRisk([{ valid: 200, invalid: 0, checked: 30 }])).toBeCloseTo(riskOfChecks([30]), 9)
+  })
+
+  it('reads a record from before checks were counted as adaptive replication would have checked it', () => {
     expect(checksOf(peer(10))).toBe(10)
     expect(checksOf(peer(110))).toBeCloseTo(20, 9) // 10 replicated, then 10 % of 100 spot-checked
     // 100 more valid results after the streak are worth what 10 checks are, not 100
@@ -47,5 +55,19 @@ describe('risk in words', () => {
     expect(riskWords(0.1)).toBe('1 in 10 (10.0 %)')
     expect(riskWords(1)).toBe('no claim')
     expect(riskWords(0)).toBe('0 (this peer computed it too)')
+  })
+})
+
+describe('reputation counts checks', () => {
+  it('a valid result counts as a check only when it was checked', async () => {
+    const rep = await createReputation({
+      allReputation: async () => [],
+      putReputations: async () => {},
+      clearReputation: async () => {},
+    })
+    await rep.record('p', 'valid', true)
+    await rep.record('p', 'valid')
+    await rep.record('p', 'valid', false)
+    expect(rep.get('p')).toMatchObject({ valid: 3, checked: 1, streak: 3 })
   })
 })
