@@ -62,7 +62,8 @@ describe('model import', () => {
   })
 
   it('imports a file chosen in the hub view', async () => {
-    await page.setInputFiles('#hub-file', {
+    await page.getByRole('tab', { name: 'Models' }).click()
+    await page.getByLabel('or a file').setInputFiles({
       name: 'imp-b.onnx',
       mimeType: 'application/octet-stream',
       buffer: Buffer.from(b.bytes),
@@ -105,6 +106,8 @@ describe('model import', () => {
     await waitReady(page)
     expect(await cached()).toEqual([a.cid, c.cid].sort())
     expect(await page.evaluate(() => window.__peer.models.quotaBytes)).toBe(1_200_000)
+    // the reload lands on the Models view again (the URL keeps it), which lists the cache
+    expect(await page.getByRole('tab', { selected: true }).textContent()).toBe('Models')
     await page.waitForSelector(`#hub-cached tr[data-cid="${c.cid}"]`)
   })
 })
