@@ -215,16 +215,12 @@ export async function engineBench(
   },
 ): Promise<{ rows: EngineRow[]; maxThreads: number; swiftShaderAutoEp?: string }> {
   const rows: EngineRow[] = []
-  let maxThreads = 1
   let swiftShaderAutoEp: string | undefined
   const page = pages[0]
   if (!page) throw new Error('the engine section needs its tabs')
+  const n = await page.evaluate(() => window.__bench.engineMaxThreads())
   for (const m of models) {
     o.log?.(`engine: ${m.name}`)
-    const n = await page.evaluate(() =>
-      crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1,
-    )
-    maxThreads = n
     const nat = await nativeSessions(readFileSync(resolve(dist, m.file)), m, [1, n])
     const settings: EngineSetting[] = [
       { label: 'wasm-1', threads: 1, ep: 'wasm' },
@@ -316,5 +312,5 @@ export async function engineBench(
       ...(web.sustained ? { sustained: web.sustained } : {}),
     })
   }
-  return { rows, maxThreads, ...(swiftShaderAutoEp ? { swiftShaderAutoEp } : {}) }
+  return { rows, maxThreads: n, ...(swiftShaderAutoEp ? { swiftShaderAutoEp } : {}) }
 }

@@ -82,8 +82,10 @@ export async function engineOpen(o: {
     if (s.threads === 'auto') await engines[i]!.warm?.()
     await engines[i]!.loadModel(cid, bytes)
   }
-  return { maxThreads: maxThreads() }
 }
+
+/** The N of 'wasm-N': the thread count this page's engines default to (src/shared/threads.ts). */
+export const engineMaxThreads = (): number => maxThreads()
 
 /** Times each setting's first run (session creation, and calibration for 'auto'); returns the first output. */
 export async function engineFirst() {

@@ -10,6 +10,7 @@ import { createPeer, type Peer } from '../src/index.ts'
 import {
   engineClose,
   engineFirst,
+  engineMaxThreads,
   engineOpen,
   engineOpProfile,
   engineRounds,
@@ -47,6 +48,7 @@ async function main() {
   const node = () => peer!.node
   const api = {
     ...(peer ? jobsApi(peer, local) : undefined),
+    engineMaxThreads,
     engineOpen,
     engineFirst,
     engineRounds,

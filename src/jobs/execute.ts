@@ -24,8 +24,6 @@ export interface Executed {
 }
 
 export function createExecutor(opts: ExecutorOptions) {
-  const loaded = new Set<string>() // the bridge re-sends bytes itself if its worker restarts
-
   /**
    * `onComputed` fires when the engine is done, before signing: callers free their slot there. A
    * job still being checked runs meanwhile (its model must be loaded already), and its receipt is
@@ -40,10 +38,12 @@ export function createExecutor(opts: ExecutorOptions) {
     const model = job.body.model.toString()
     const queuedAt = performance.now()
     const checked = 'checked' in job ? job.checked : Promise.resolve(job)
-    if (!loaded.has(model)) {
+    // The engine's residency is the one record of loaded models (src/compute/residency.ts). The
+    // contributor's guarded view reports none over its size limit, so those go through loadModel and
+    // are refused there; an engine without `resident` loads every time.
+    if (!opts.engine.resident?.(model)) {
       await checked // no model is fetched for an unchecked job
       await opts.engine.loadModel(model, await opts.models.get(model, { signal, peers: [requester] }), signal)
-      loaded.add(model)
     }
     const run = await opts.engine.run({ cid: model, inputs: job.inputs }, signal)
     const ranAt = performance.now()

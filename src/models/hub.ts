@@ -18,7 +18,7 @@ import { type Download, download } from './download.ts'
 import { type ChunkStore, type FetchStats, fetchFromPeers } from './fetcher.ts'
 import { assertOnnx } from './onnx.ts'
 import { createModelProvider } from './provider.ts'
-import { createModelCache, type GetOptions, type ModelSource } from './store.ts'
+import { type CacheStore, createModelCache, type GetOptions, type ModelSource } from './store.ts'
 
 export interface ModelInfo extends ModelMeta {
   /** A job, upload or transfer holds it now: never evicted. */
@@ -53,6 +53,12 @@ export interface PeerFetchOptions {
 export interface TransferRecord extends FetchStats {
   cid: string
   at: number
+}
+
+/** A model that left the cache: a person deleted it, or the quota evicted it. */
+export interface ModelRemoved {
+  cid: string
+  reason: 'deleted' | 'evicted'
 }
 
 /** The events of `peer.models.events`. */
@@ -93,10 +99,15 @@ export interface ModelNetwork {
 export interface ModelHubService extends ModelHub {
   attach(net: ModelNetwork): void
   readonly provider: ReturnType<typeof createModelProvider>
+  /** Calls `fn` for each model deleted or evicted, until the returned detach (see unloadRemovedModels). */
+  onRemoved(fn: (removed: ModelRemoved) => void): () => void
 }
 
+/** The store methods the hub uses: the model cache's, plus the chunks of unfinished peer transfers. */
+export type HubStore = CacheStore & Pick<Store, 'getModelChunks' | 'putModelChunks' | 'clearModelChunks'>
+
 export interface ModelHubOptions {
-  store: Store
+  store: HubStore
   catalog: Catalog
   log: Logger
   /** Models that running jobs hold, protected from eviction. */
@@ -116,10 +127,15 @@ export async function createModelHub(opts: ModelHubOptions): Promise<ModelHubSer
   const { store, catalog, log } = opts
   const events = new TypedEventEmitter<ModelHubEvents>()
   const changed = () => events.dispatchEvent(new Event('change'))
+  const removedHooks = new Set<(removed: ModelRemoved) => void>()
+  const removed = (cid: string, reason: ModelRemoved['reason']) => {
+    for (const fn of removedHooks) fn({ cid, reason })
+    changed()
+  }
   const progress = (p: ModelProgress) => events.dispatchEvent(new CustomEvent('progress', { detail: p }))
   const cache = await createModelCache(store, {
     ...(opts.inUse ? { inUse: opts.inUse } : {}),
-    onEvict: changed,
+    onEvict: (cid) => removed(cid, 'evicted'),
   })
   const inflight = new Map<string, Promise<Uint8Array>>()
   const history: TransferRecord[] = []
@@ -228,6 +244,10 @@ export async function createModelHub(opts: ModelHubOptions): Promise<ModelHubSer
     attach(n) {
       net = n
     },
+    onRemoved(fn) {
+      removedHooks.add(fn)
+      return () => void removedHooks.delete(fn)
+    },
     async get(cid, o) {
       const cached = await cache.read(cid)
       if (cached) return cached
@@ -271,7 +291,7 @@ export async function createModelHub(opts: ModelHubOptions): Promise<ModelHubSer
     fetchFromPeers: async (cid, o = {}) => (await fromPeers(cid, o)).rec,
     async delete(cid) {
       await cache.remove(cid)
-      changed()
+      removed(cid, 'deleted')
     },
     transfers: () => [...history],
     get quotaBytes() {
@@ -286,4 +306,24 @@ export async function createModelHub(opts: ModelHubOptions): Promise<ModelHubSer
     },
     setMaxModelBytes: (bytes) => cache.setMaxModelBytes(bytes),
   }
+}
+
+/** What `unloadRemovedModels` needs of an engine (src/compute/bridge.ts's InferenceEngine has it). */
+export interface ModelUnloader {
+  evict(cid: string): Promise<unknown>
+}
+
+/**
+ * Unloads from `engine` each model the hub deletes or evicts, so no worker keeps serving a model the
+ * cache dropped: the composition root wires it once, with the engine whose residency all share.
+ * Returns the detach.
+ */
+export function unloadRemovedModels(
+  hub: Pick<ModelHubService, 'onRemoved'>,
+  engine: ModelUnloader,
+  log?: Logger,
+): () => void {
+  return hub.onRemoved(({ cid }) => {
+    engine.evict(cid).catch((err: Error) => log?.error('unloading model %s failed: %s', cid, err.message))
+  })
 }

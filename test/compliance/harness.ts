@@ -88,7 +88,16 @@ export class FakeEngine implements InferenceEngine, EngineControl {
     }
   }
 
-  async loadModel(): Promise<void> {}
+  private loaded = new Set<string>()
+
+  async loadModel(cid: string): Promise<void> {
+    this.loaded.add(cid)
+  }
+
+  /** As the real bridge's residency: a loaded model is not loaded again. */
+  resident(cid: string): { bytes: number } | undefined {
+    return this.loaded.has(cid) ? { bytes: 0 } : undefined
+  }
 
   async run(params: RunParams, signal?: AbortSignal): Promise<RunResult> {
     this.started++

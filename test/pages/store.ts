@@ -47,23 +47,6 @@ async function receiptFor(i: number, key: PrivateKey): Promise<Receipt> {
   )
 }
 
-declare global {
-  interface Window {
-    __store: {
-      openStore: typeof openStore
-      createReputation: typeof createReputation
-      createCredits: typeof createCredits
-      verifyCreditLog: typeof verifyCreditLog
-      generateKeyPair: typeof generateKeyPair
-      receiptFor: typeof receiptFor
-      jobRecord: typeof jobRecord
-      startJob: typeof startJob
-    }
-    /** Readwrite transactions opened since load, by sorted store names. */
-    __writes: Record<string, number>
-  }
-}
-
 window.__writes = {}
 const transaction = IDBDatabase.prototype.transaction
 IDBDatabase.prototype.transaction = function (this: IDBDatabase, names, mode, opts) {
@@ -73,7 +56,7 @@ IDBDatabase.prototype.transaction = function (this: IDBDatabase, names, mode, op
   }
   return transaction.call(this, names, mode, opts)
 } as typeof transaction
-window.__store = {
+const api = {
   openStore,
   createReputation,
   createCredits,
@@ -83,4 +66,7 @@ window.__store = {
   jobRecord,
   startJob,
 }
+/** What `window.__store` holds (declared in ./globals.d.ts for the e2e drivers). */
+export type StoreApi = typeof api
+window.__store = api
 document.body.dataset.ready = 'true'

@@ -4,9 +4,10 @@ import { resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { mlpModelBytes } from '../../scripts/gen-models.ts'
 import { assertOnnx, onnxProblem } from '../../src/models/onnx.ts'
-import { type CacheStore, createModelCache, evictionsFor } from '../../src/models/store.ts'
-import type { ModelRecord } from '../../src/store/db.ts'
+import { createModelCache, evictionsFor } from '../../src/models/store.ts'
 import type { ModelMeta } from '../../src/store/models.ts'
+
+import { memModelStore } from '../helpers/model-store.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 const mlp = mlpModelBytes({ seed: 5, layers: [16, 32, 8], batch: 1 })
@@ -72,43 +73,11 @@ describe('LRU eviction', () => {
   })
 })
 
-/** An in-memory CacheStore, the same shape as the IndexedDB accessors. */
-function memStore(): CacheStore & { records: Map<string, ModelRecord> } {
-  const records = new Map<string, ModelRecord>()
-  const metas = new Map<string, ModelMeta>()
-  const settings = new Map<string, unknown>()
-  return {
-    records,
-    getModel: async (cid) => records.get(cid),
-    listModelMeta: async () => [...metas.values()],
-    async putModelAndMeta(rec) {
-      records.set(rec.cid, rec)
-      metas.set(rec.cid, {
-        cid: rec.cid,
-        name: rec.name,
-        size: rec.size,
-        addedAt: rec.addedAt,
-        lastUsed: rec.lastUsed,
-      })
-    },
-    async touchModelMeta(cid, at) {
-      const m = metas.get(cid)
-      if (m) metas.set(cid, { ...m, lastUsed: at })
-    },
-    async removeModel(cid) {
-      records.delete(cid)
-      metas.delete(cid)
-    },
-    getSetting: async <T>(k: string) => settings.get(k) as T | undefined,
-    putSetting: async (k, v) => void settings.set(k, v),
-  }
-}
-
 describe('model cache', () => {
   const bytes = (n: number) => new Uint8Array(n)
 
   it('evicts the least recently used model, keeping models in use and the settings', async () => {
-    const store = memStore()
+    const store = memModelStore()
     const held = new Set<string>()
     const cache = await createModelCache(store, { inUse: () => held })
     await cache.setQuota(100)
@@ -128,7 +97,7 @@ describe('model cache', () => {
   })
 
   it('refuses models over the size limit or the quota, leaving the store unchanged', async () => {
-    const store = memStore()
+    const store = memModelStore()
     const cache = await createModelCache(store)
     await cache.setMaxModelBytes(50)
     expect(() => cache.checkSize(51, 'big.onnx')).toThrow(
@@ -141,7 +110,7 @@ describe('model cache', () => {
   })
 
   it('drops a stored record whose bytes no longer match its CID', async () => {
-    const store = memStore()
+    const store = memModelStore()
     const cache = await createModelCache(store)
     await store.putModelAndMeta({
       cid: 'bafkreidyllbzbuwb2fdgttvsc6notidx5yr5wgl6z2qhcptapjy3pkxbja',
