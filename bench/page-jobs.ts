@@ -257,7 +257,7 @@ async function profileSteps(
     note('bytes: job frame', jobBytes.byteLength)
     note('bytes: result frame', resBytes.byteLength)
   }
-  store.close()
+  store.stop()
   return times
 }
 

@@ -99,7 +99,7 @@ export async function createNodePeer(o: NodePeerOptions): Promise<NodePeer> {
     }
     return Object.assign(peer, { dir: o.dir, stop, download })
   } catch (err) {
-    store.close()
+    store.stop()
     throw err
   }
 }

@@ -4,6 +4,7 @@ import type { Discovery } from './net/discovery.ts'
 import type { LinkPath } from './net/link.ts'
 import { type BrowserNode, isDirect, webrtcAddrs } from './net/node.ts'
 import type { RelayKeeper } from './net/relays.ts'
+import type { Service } from './shared/lifecycle.ts'
 
 export type RelayState = 'connecting' | 'connected' | 'disconnected'
 
@@ -26,12 +27,12 @@ export interface PeerStatus {
   engineReadyMs?: number
 }
 
-export interface StatusTracker {
+export interface StatusTracker extends Service {
   readonly status: PeerStatus
   /** Re-reads links and ICE servers, then emits 'status'. */
   refresh(): void
   /** Resolves once the first round of relay dials settled (the state says how). */
-  relayReady(): Promise<void>
+  start(): Promise<void>
   /** Asks the browser for persistent storage (once contributing or importing) and records its answer. */
   persistStorage(): Promise<void>
   stop(): void
@@ -101,7 +102,7 @@ export function trackStatus(o: {
   return {
     status,
     refresh,
-    async relayReady() {
+    async start() {
       try {
         await o.relays.keeper.ready
         status.relay = 'connected'

@@ -24,7 +24,7 @@ import { loadCreditIndex, recordFiles } from './records.ts'
 export interface FileStore extends Store {
   readonly dir: string
   /**
-   * Writes the job states held back, waits for every write started, then closes. close() alone
+   * Writes the job states held back, waits for every write started, then closes. stop() alone
    * drops held-back job states, as a closed IndexedDB connection does (it still lets started ones end).
    */
   shutdown(): Promise<void>
@@ -67,10 +67,10 @@ export async function createFileStore(dir: string): Promise<FileStore> {
       ...modelFiles(ctx),
       ...jobsAccess(ctx, jobs),
       ...pendingFiles(ctx, jobs),
-      close() {
+      stop() {
         if (ctx.closed()) return
         ctx.close()
-        // Operations queued before close still run (as started transactions do): the lock goes after them.
+        // Operations queued before the stop still run (as started transactions do): the lock goes after them.
         if (ctx.busy() === 0) release()
         else void ctx.drain().then(release)
       },
@@ -78,7 +78,7 @@ export async function createFileStore(dir: string): Promise<FileStore> {
         if (ctx.closed()) return ctx.drain()
         await store.flushJobStates()
         await ctx.drain()
-        store.close()
+        store.stop()
       },
     }
   } catch (err) {

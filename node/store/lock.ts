@@ -94,7 +94,7 @@ export async function acquireLock(path: string): Promise<void> {
   throw new StoreLockedError(`could not lock ${dirname(path)}`)
 }
 
-/** Removes the lock if this process holds it (synchronous: close() is). */
+/** Removes the lock if this process holds it (synchronous: the store's stop() is). */
 export function releaseLock(path: string): void {
   heldHere.delete(resolve(path))
   try {

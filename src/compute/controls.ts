@@ -4,6 +4,7 @@
  */
 
 import { TypedEventEmitter } from 'main-event'
+import type { Service } from '../shared/lifecycle.ts'
 import { calibrationStore } from '../store/calibration.ts'
 import type { Store } from '../store/db.ts'
 import { type Admission, createAdmission } from './admission.ts'
@@ -26,7 +27,7 @@ export type { HoldReason } from './admission.ts'
 export type * from './controls-types.ts'
 export type { ContributorSettings, RunWhen, ServedTotals } from './settings.ts'
 
-export interface ControlsInternals extends Controls {
+export interface ControlsInternals extends Controls, Service {
   admission: Admission
   /** The engine for the requester's own local runs (the compute service's). */
   engine: SwitchableEngine

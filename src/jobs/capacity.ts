@@ -5,7 +5,9 @@
  * wake, so each re-checks its deadline. A queue of thousands of jobs thus costs a few wake-ups per
  * freed slot, not one per queued job: with every job woken at every change, a batch cost O(n²).
  */
-export interface CapacityWaiters {
+import type { Service } from '../shared/lifecycle.ts'
+
+export interface CapacityWaiters extends Service {
   /**
    * Resolves when this job's turn comes at a trigger, at the next tick, or when `signal` aborts. A job
    * passes one signal of its own, and waits once at a time: the signal is how its turn is known.

@@ -305,8 +305,12 @@ export function createRequester(o: RequesterOptions) {
     resume,
 
     running: () => [...running.keys()],
-    /** Closes idle job streams (at stop). */
-    close: () => dispatcher.close(),
+    /** Jobs a previous page left unfinished carry on (in the background), each at most once. */
+    start() {
+      resume().catch((err) => o.log.error('resume: %s', (err as Error).message))
+    },
+    /** Closes idle job streams. */
+    stop: () => dispatcher.close(),
   }
 }
 

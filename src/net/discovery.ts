@@ -7,6 +7,7 @@ import type { Connection, Logger, PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { WebRTC } from '@multiformats/multiaddr-matcher'
+import type { Service } from '../shared/lifecycle.ts'
 import { ADVERT_TOPIC } from '../shared/protocol.ts'
 import { type AdvertBody, type Capabilities, signAdvert } from './advert.ts'
 import { advertised, createAdvertIntake, type KnownPeer } from './advert-intake.ts'
@@ -43,7 +44,7 @@ const PLAN_GAP_MS = 250
 /** A model we submitted counts as wanted (more links, to its holders first) this long. */
 const WANT_MS = 5 * 60_000
 
-export interface Discovery {
+export interface Discovery extends Service {
   peers(): KnownPeer[]
   get(id: string): KnownPeer | undefined
   /**
@@ -90,6 +91,8 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   let dueAt = 0
   let lastPublished = 0
   let published: Capabilities | undefined
+  // Stopped, it schedules nothing: a job ending as the node stops must not publish (or retry) after it.
+  let stopped = false
   // Each advert costs the swarm a signature check at every peer (~25 ms of CPU in all): an unchanged one is no news.
   const capabilitiesChanged = () => {
     const now = opts.capabilities()
@@ -103,6 +106,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   async function publish() {
     clearTimeout(pending)
     pending = undefined
+    if (stopped) return
     const addrs = webrtcAddrs(node)
     // Nothing dialable yet: a reservation brings addresses (self:peer:update); try again soon anyway.
     if (addrs.length === 0) {
@@ -121,6 +125,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     }
   }
   const announce = (minGapMs = 0) => {
+    if (stopped) return
     const at = Math.max(Date.now() + 50, lastPublished + minGapMs)
     if (pending && dueAt <= at) return
     clearTimeout(pending)
@@ -158,6 +163,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   /** Adverts of known peers arrive often (free slots change with every job): they re-plan at most this often. */
   let planTimer: ReturnType<typeof setTimeout> | undefined
   const planSoon = () => {
+    if (stopped) return
     planTimer ??= setTimeout(plan, PLAN_GAP_MS)
   }
 
@@ -165,6 +171,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   function plan() {
     clearTimeout(planTimer)
     planTimer = undefined
+    if (stopped) return
     const now = Date.now()
     for (const [m, at] of wanted) if (now - at > WANT_MS) wanted.delete(m)
     // One pass over the connections, not a PeerId parse and lookup per known peer.
@@ -348,6 +355,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     capabilitiesChanged,
     events,
     stop() {
+      stopped = true
       clearInterval(timer)
       clearTimeout(planTimer)
       if (pending) clearTimeout(pending)

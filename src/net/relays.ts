@@ -6,6 +6,7 @@
 import type { Libp2p, Logger } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { RelayUnavailableError } from '../shared/errors.ts'
+import type { Service } from '../shared/lifecycle.ts'
 
 /** Reservations a tab keeps (one `/p2p-circuit` listen address each, see src/net/node.ts). */
 export const RELAY_RESERVATIONS = 2
@@ -21,7 +22,7 @@ export function reservedRelays(node: Pick<Libp2p, 'getMultiaddrs'>): string[] {
   return [...ids]
 }
 
-export interface RelayKeeper {
+export interface RelayKeeper extends Service {
   reserved(): string[]
   /** Configured relays with an open connection. */
   connected(): string[]

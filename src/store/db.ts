@@ -3,6 +3,7 @@
  * sibling files. Nothing outside src/store touches IndexedDB.
  */
 import { openDB } from 'idb'
+import type { Service } from '../shared/lifecycle.ts'
 import { type CreditStore, creditsAccess } from './credits.ts'
 import { type ModelStore, modelAccess } from './models.ts'
 import { type PendingStore, pendingAccess } from './pending.ts'
@@ -19,7 +20,7 @@ import {
 
 export type * from './schema.ts'
 
-export interface Store extends ReputationStore, PendingStore, ModelStore, CreditStore {
+export interface Store extends ReputationStore, PendingStore, ModelStore, CreditStore, Service {
   getIdentity(slot: string): Promise<Uint8Array | undefined>
   putIdentity(slot: string, privateKey: Uint8Array): Promise<void>
   getModel(cid: string): Promise<ModelRecord | undefined>
@@ -38,7 +39,8 @@ export interface Store extends ReputationStore, PendingStore, ModelStore, Credit
   pruneJobs(keep: number, maxBytes?: number): Promise<number>
   getSetting<T>(key: string): Promise<T | undefined>
   putSetting(key: string, value: unknown): Promise<void>
-  close(): void
+  /** Closes the database: writes already started still land, held-back job states do not (flush first). */
+  stop(): void
 }
 
 export async function openStore(name = 'peer-compute'): Promise<Store> {
@@ -104,6 +106,6 @@ export async function openStore(name = 'peer-compute'): Promise<Store> {
     async putSetting(key, value) {
       await db.put('settings', value, key)
     },
-    close: () => db.close(),
+    stop: () => db.close(),
   }
 }

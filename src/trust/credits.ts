@@ -5,6 +5,7 @@
  */
 import type { PrivateKey } from '@libp2p/interface'
 import { TypedEventEmitter, type TypedEventTarget } from 'main-event'
+import type { Service } from '../shared/lifecycle.ts'
 import type { CreditStore } from '../store/credits.ts'
 import type { CreditRecord } from '../store/schema.ts'
 import { CREDIT_PER_RECEIPT, exportCreditLog, nextCreditEntry } from './credit-log.ts'
@@ -25,12 +26,13 @@ export interface Credits {
   events: TypedEventTarget<CreditsEvents>
 }
 
-export interface CreditsInternals extends Credits {
+export interface CreditsInternals extends Credits, Service {
   /** Resolves once the receipt is on record. */
   append(receipt: Receipt): Promise<CreditRecord>
   /** Resolves once every receipt appended so far is on record. */
   flush(): Promise<void>
-  close(): void
+  /** Closes the channel to the other tabs (after flush(): an append tells them). */
+  stop(): void
 }
 
 /** The part of the Web Locks API that appends use; a Node peer passes an in-process one. */
@@ -135,6 +137,6 @@ export async function createCredits(o: {
       return rec
     },
     flush: async () => void (await latest),
-    close: () => channel.close(),
+    stop: () => channel.close(),
   }
 }

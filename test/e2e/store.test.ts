@@ -49,7 +49,7 @@ describe('job state writes', () => {
         status: (await store.getJob('j1'))?.status,
         txs: window.__writes[JOB_STORES] ?? 0,
       }
-      store.close()
+      store.stop()
       return out
     }, JOB_STORES)
     expect(r).toEqual({ before: 0, pending: 0, inputs: null, status: 'verified', txs: 1 })
@@ -80,7 +80,7 @@ describe('job state writes', () => {
       const ended = await state()
       await new Promise((r) => setTimeout(r, 2500))
       const after = await state()
-      store.close()
+      store.stop()
       return { waited, held, ended, after }
     })
     expect(r.waited).toBeGreaterThanOrEqual(95)
@@ -117,7 +117,7 @@ describe('job state writes', () => {
         pendingAfter: (await store.listPending()).length,
         inputsAfter: (await Promise.all(ids.map((id) => store.getJobInputs(id)))).filter(Boolean).length,
       }
-      store.close()
+      store.stop()
       return out
     }, JOB_STORES)
     expect(r.endTxs).toBe(4)
@@ -169,7 +169,7 @@ describe('job state writes', () => {
         pending: (await store.listPending()).map((p) => p.id).sort(),
       }
       await store.flushJobStates() // ja's start goes now: nothing is left queued
-      store.close()
+      store.stop()
       return out
     }, JOB_STORES)
     expect(r.endedBeforeC).toBe(false)
@@ -216,7 +216,7 @@ describe('job state writes', () => {
         pendingLeft: (await store.listPending()).map((p) => p.id),
         verified: (await store.listJobs(100)).filter((j) => j.status === 'verified').length,
       }
-      store.close()
+      store.stop()
       return out
     }, JOB_STORES)
     expect(r.begins).toBe(1)
@@ -238,7 +238,7 @@ describe('job state writes', () => {
       await held
       const ms = performance.now() - t0
       const pending = (await store.listPending()).length
-      store.close()
+      store.stop()
       return { ms, pending }
     })
     expect(r.pending).toBe(1)
@@ -274,7 +274,7 @@ describe('forced flush', () => {
       busy = false
       await writer
       await held
-      store.close()
+      store.stop()
       return { ms, writes, held: pending.includes('j-held'), ended: pending.includes('j-ended') }
     })
     expect(r.writes).toBeGreaterThan(5) // the writer really was busy meanwhile
@@ -303,7 +303,7 @@ describe('leftover state', () => {
         status: (await store.getJob('d1'))?.status,
         writes: window.__writes,
       }
-      store.close()
+      store.stop()
       return out
     })
     expect(r).toEqual({
@@ -327,7 +327,7 @@ describe('job history', () => {
       const again = await store.pruneJobs(5)
       const left = (await store.listJobs(100)).map((j) => j.id)
       const pending = (await store.listPending()).map((p) => p.id)
-      store.close()
+      store.stop()
       return { deleted, again, left, pending }
     })
     expect(r.deleted).toBe(7) // j0 … j6
@@ -359,7 +359,7 @@ describe('job history', () => {
       const afterFirst = (await store.listJobs(100)).map((j) => j.id)
       const second = await store.pruneJobs(100, 100 * 1024) // big alone is over: kept, as the newest ended
       const left = (await store.listJobs(100)).map((j) => j.id)
-      store.close()
+      store.stop()
       return { bytes, first, afterFirst, second, left }
     })
     expect(r.bytes).toBe(600 * 1024)
@@ -402,7 +402,7 @@ describe('job history', () => {
       const sizes = [(await store.getJob('a'))?.bytes, (await store.getJob('b'))?.bytes]
       const deleted = await store.pruneJobs(1)
       const left = (await store.listJobs(10)).map((j) => j.id)
-      store.close()
+      store.stop()
       return { sizes, deleted, left }
     })
     expect(r).toEqual({ sizes: [10, 10], deleted: 1, left: ['b'] })
@@ -423,7 +423,7 @@ describe('reputation and credits', () => {
       await rep.record('peer-0', 'timedOut')
       await rep.flush()
       const third = await window.__store.createReputation(store)
-      store.close()
+      store.stop()
       return { txs, stored: again.get('peer-1'), timedOut: third.get('peer-0').timedOut }
     })
     expect(r.txs).toBe(1)
@@ -446,9 +446,9 @@ describe('reputation and credits', () => {
       const summary = await verifyCreditLog(await a.export())
       const seqs = recs.map((x) => x.seq).sort((x, y) => x - y)
       const out = { txs, total: a.total, entries: summary.count, seqs: seqs.join() }
-      a.close()
-      b.close()
-      store.close()
+      a.stop()
+      b.stop()
+      store.stop()
       return out
     })
     expect(r.entries).toBe(60)

@@ -31,7 +31,7 @@ import { createReputation } from '../../src/trust/reputation.ts'
 const dirs: string[] = []
 const open: FileStore[] = []
 afterEach(async () => {
-  for (const s of open.splice(0)) s.close()
+  for (const s of open.splice(0)) s.stop()
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
 })
 
@@ -362,16 +362,16 @@ describe('reputation and credits', () => {
     const recs = await Promise.all(receipts.map((r, i) => (i % 3 ? a : b).append(r)))
     expect(recs.map((x) => x.seq).sort((x, y) => x - y)).toEqual(Array.from({ length: 60 }, (_, i) => i))
     expect((await verifyCreditLog(await a.export())).count).toBe(60)
-    a.close()
-    b.close()
+    a.stop()
+    b.stop()
   })
 })
 
-describe('lock, crash leftovers, close', () => {
-  it('a second open of the folder throws StoreLockedError; close releases it', async () => {
+describe('lock, crash leftovers, stop', () => {
+  it('a second open of the folder throws StoreLockedError; stop releases it', async () => {
     const s = await fresh()
     expect(await errName(createFileStore(s.dir))).toBe('StoreLockedError')
-    s.close()
+    s.stop()
     const again = await openAt(s.dir)
     expect(await again.listJobs()).toEqual([])
   })
@@ -382,7 +382,7 @@ describe('lock, crash leftovers, close', () => {
     await writeFile(join(dir, 'LOCK'), `${dead}\n`)
     const s = await openAt(dir)
     expect((await readFile(join(dir, 'LOCK'), 'utf8')).trim()).toBe(String(process.pid))
-    s.close()
+    s.stop()
     await writeFile(join(dir, 'LOCK'), `${process.ppid}\n`) // alive
     expect(await errName(createFileStore(dir))).toBe('StoreLockedError')
     await writeFile(join(dir, 'LOCK'), '') // its owner is still writing its pid
@@ -453,9 +453,9 @@ describe('lock, crash leftovers, close', () => {
     expect((await files(s.dir)).filter((f) => f.includes('.tmp-'))).toEqual([])
   })
 
-  it('rejects calls after close with InvalidStateError', async () => {
+  it('rejects calls after stop with InvalidStateError', async () => {
     const s = await fresh()
-    s.close()
+    s.stop()
     expect(await errName(s.getSetting('k'))).toBe('InvalidStateError')
     expect(await errName(s.putJob(rec('x', 'running')))).toBe('InvalidStateError')
   })
