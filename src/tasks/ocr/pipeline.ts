@@ -6,10 +6,10 @@
 import { InvalidTensorError } from '../../shared/errors.ts'
 import type { Tensor } from '../../shared/tensor.ts'
 import { mapParts, type OnPart, type Submit } from '../fanout.ts'
-import { decodeRecognizer } from './ctc.ts'
 import { type DbOptions, dbBoxes, readingOrder, type ScoredBox, scaleBoxes } from './db.ts'
 import type { Box, RgbaImage } from './image.ts'
-import { detInput, recBatches, recInput } from './preprocess.ts'
+import { detInput, recBatches, recInput, recWidth } from './preprocess.ts'
+import { decodeLines } from './words.ts'
 
 export const OCR_DET_MODEL = 'ppocr-v4-det'
 /** Returns class ids, not [N,T,6625] probabilities: ~1 MB less per 320 px line on the wire. */
@@ -87,7 +87,7 @@ export async function ocrImages(images: RgbaImage[], o: OcrOptions): Promise<Ocr
       const x = recInput(images[page]!, boxes)
       const r = await o.submit(o.recModel ?? OCR_REC_MODEL, { x }, { signal })
       if (r.worker) workers[page]!.add(r.worker)
-      const decoded = decodeRecognizer(r.outputs, dict)
+      const decoded = decodeLines(r.outputs, x, boxes.map(recWidth), dict)
       if (decoded.length !== boxes.length)
         throw new InvalidTensorError('recognizer returned the wrong batch size')
       return { lines: decoded.map((d, k) => lineOf(d, boxes[k]!)), worker: r.worker }
