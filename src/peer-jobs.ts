@@ -12,9 +12,9 @@ import { createStoreJournal } from './jobs/journal.ts'
 import { createRequester } from './jobs/requester.ts'
 import { createScheduler } from './jobs/scheduler.ts'
 import { type BrowserNode, directConnection } from './net/node.ts'
-import type { PeerEvents, PeerOptions } from './peer.ts'
 import type { PeerAdverts } from './peer-compute.ts'
 import type { PeerState } from './peer-state.ts'
+import type { PeerEvents, PeerOptions } from './peer-types.ts'
 import type { Lifecycle } from './shared/lifecycle.ts'
 
 export type Requester = ReturnType<typeof createRequester>

@@ -3,8 +3,8 @@ import type { Logger, PrivateKey } from '@libp2p/interface'
 import { iceServerSource, isLoopbackPage, loadNetConfig, parseIceServers } from './net/config.ts'
 import type { Discovery } from './net/discovery.ts'
 import { type BrowserNode, connectRelays, createBrowserNode } from './net/node.ts'
-import type { PeerEvents, PeerOptions } from './peer.ts'
 import { type StatusTracker, trackStatus } from './peer-status.ts'
+import type { PeerEvents, PeerOptions } from './peer-types.ts'
 import type { Lifecycle } from './shared/lifecycle.ts'
 
 export interface PeerIce {

@@ -1,18 +1,11 @@
-/**
- * The composition root: builds a Peer's services in order (src/peer-*.ts) on one lifecycle, which
- * stops them in reverse. It holds no logic of its own beyond the Peer API's few lines.
- */
-import type { PrivateKey } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { TypedEventEmitter, type TypedEventTarget } from 'main-event'
-import type { Capabilities as EngineCapabilities, InferenceEngine } from './compute/bridge.ts'
+import type { Capabilities as EngineCapabilities } from './compute/bridge.ts'
 import type { Controls, ControlsInternals } from './compute/controls.ts'
-import type { TestHooks } from './jobs/adversary.ts'
 import type { ServedJob } from './jobs/handler.ts'
 import type { JobOutcome, SubmitOptions } from './jobs/requester.ts'
 import { type Catalog, checkInputs } from './models/catalog.ts'
-import type { Download } from './models/download.ts'
 import type { ModelHub } from './models/hub.ts'
 import type { Capabilities } from './net/advert.ts'
 import type { KnownPeer } from './net/discovery.ts'
@@ -22,83 +15,17 @@ import { buildRequester, type Requester, serveJobs } from './peer-jobs.ts'
 import { buildIce, buildNode, keepRelays } from './peer-net.ts'
 import { buildState, type PeerState } from './peer-state.ts'
 import type { PeerStatus, RelayState, StatusTracker } from './peer-status.ts'
+import type { PeerEvents, PeerOptions } from './peer-types.ts'
 import { InvalidOptionError, UnknownModelError } from './shared/errors.ts'
 import { createLifecycle, type Lifecycle } from './shared/lifecycle.ts'
 import type { NamedTensors } from './shared/tensor.ts'
-import type { JobRecord, Store } from './store/db.ts'
-import type { Credits, Locks } from './trust/credits.ts'
+import type { JobRecord } from './store/db.ts'
+import type { Credits } from './trust/credits.ts'
 import { policyFor } from './trust/policy.ts'
 import type { Reputation } from './trust/reputation.ts'
 
-export interface PeerOptions {
-  /** Relay multiaddrs; by default read from `peer-compute.json` next to the page. */
-  relays?: string[]
-  /**
-   * STUN/TURN servers for WebRTC, passed to every RTCPeerConnection as given; by default read from
-   * `peer-compute.json` (which may mint time-limited TURN credentials, renewed before they expire).
-   */
-  iceServers?: RTCIceServer[]
-  /** Where `peer-compute.json` is looked up (its folder); default the page's URL. */
-  configUrl?: string
-  /** Catalog URL; default `models/catalog.json` relative to the page. */
-  catalogUrl?: string
-  /** IndexedDB database name, so several peers can share an origin. */
-  storeName?: string
-  contribute?: boolean
-  maxSlots?: number
-  engine?: InferenceEngine
-  /** One compute tab per browser (Web Locks election); the app and the widget turn it on. */
-  election?: boolean
-  /** Start no inference worker until this tab contributes or runs a job of its own. */
-  lazyEngine?: boolean
-  advertIntervalMs?: number
-  /** Direct links this peer dials at most (default 32; a quarter of them kept with no jobs to place). */
-  maxLinks?: number
-  /**
-   * Ended jobs whose records (outputs included) stay in IndexedDB, newest first (default 1000):
-   * older ones are deleted, so an `id` whose record is gone runs again.
-   */
-  jobHistory?: number
-  /**
-   * …and at most this many bytes of them (default 256 MiB; `Infinity` for no byte limit), a soft cap:
-   * the newest ended job's record is kept whatever its size.
-   */
-  jobHistoryBytes?: number
-  /**
-   * Test-only misbehaviour of the job handler and the model provider (src/jobs/adversary.ts); ignored
-   * outside the test build (dist-test/).
-   */
-  testHooks?: TestHooks
-  /** For a peer outside a tab (node/peer.ts): what it has in place of the tab's platform. */
-  runtime?: PeerRuntime
-}
-
-/**
- * What a tab takes from the browser (IndexedDB, an identity slot, catalog.json, Web Locks), given
- * instead by a peer that runs elsewhere. Everything else is the same code on both.
- */
-export interface PeerRuntime {
-  store: Store
-  privateKey: PrivateKey
-  catalog: Catalog
-  locks: Locks
-  /** Model URL fetches (a Node peer also reads `file:` URLs). */
-  download?: Download
-}
-
+export type { PeerEvents, PeerOptions, PeerRuntime } from './peer-types.ts'
 export type { PeerStatus, RelayState }
-
-/** The events of `peer.events`: plain Events, read the new state from the peer. */
-export interface PeerEvents {
-  /** status() changed: relay, links, ICE servers, contributing, engine capabilities. */
-  status: Event
-  /** peers() changed. */
-  peers: Event
-  /** A job this peer submitted changed (jobs(), job()). */
-  jobs: Event
-  /** running() changed: a served job started or ended. */
-  serving: Event
-}
 
 export interface Peer {
   readonly id: string

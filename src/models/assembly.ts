@@ -4,7 +4,6 @@
  * (`fetcher.ts`) feed it; it knows nothing of streams.
  */
 import type { Logger } from '@libp2p/interface'
-import type { ChunkStore, FetchStats } from './fetcher.ts'
 import { chunkCount, chunkLength, chunkMatches, type Manifest, type ReceivedChunk } from './transfer.ts'
 
 /**
@@ -15,6 +14,26 @@ import { chunkCount, chunkLength, chunkMatches, type Manifest, type ReceivedChun
 const SAVE_EVERY_MS = 10_000
 /** `have` value of a chunk copied into place and being checked; 1 means held. */
 const CHECKING = 2
+
+export interface ChunkStore {
+  load(cid: string): Promise<Map<number, Uint8Array>>
+  save(cid: string, chunks: { index: number; bytes: Uint8Array }[]): Promise<void>
+  clear(cid: string): Promise<void>
+}
+
+export interface FetchStats {
+  size: number
+  chunkSize: number
+  /** Chunk bytes received from peers, corrupt ones included. */
+  transferred: number
+  /** Bytes reused from chunks stored by an earlier, interrupted attempt. */
+  resumed: number
+  /** Chunks that failed their digest and were asked for again. */
+  corrupt: number
+  /** Bytes per provider that ended up in the model. */
+  providers: Record<string, number>
+  ms: number
+}
 
 export interface AssemblyOptions {
   cid: string

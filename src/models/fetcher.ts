@@ -8,17 +8,14 @@
 import type { Logger, Stream } from '@libp2p/interface'
 import { modelCid } from '../shared/cid.ts'
 import { AbortError, describeError, ModelTransferError, UnknownModelError } from '../shared/errors.ts'
-import { Assembly } from './assembly.ts'
+import { Assembly, type ChunkStore, type FetchStats } from './assembly.ts'
+
+export type { ChunkStore, FetchStats }
+
 import { ProviderLink, sameManifest } from './link.ts'
 import { DEFAULT_CHUNK_SIZE, type Manifest } from './transfer.ts'
 
 /** Where chunks of an unfinished transfer are kept between attempts (IndexedDB in the app). */
-export interface ChunkStore {
-  load(cid: string): Promise<Map<number, Uint8Array>>
-  save(cid: string, chunks: { index: number; bytes: Uint8Array }[]): Promise<void>
-  clear(cid: string): Promise<void>
-}
-
 export interface FetchOptions {
   cid: string
   /** Candidate PeerIds, best first. */
@@ -35,20 +32,6 @@ export interface FetchOptions {
   signal?: AbortSignal
   onProgress?(p: { loaded: number; total: number }): void
   log?: Logger
-}
-
-export interface FetchStats {
-  size: number
-  chunkSize: number
-  /** Chunk bytes received from peers, corrupt ones included. */
-  transferred: number
-  /** Bytes reused from chunks stored by an earlier, interrupted attempt. */
-  resumed: number
-  /** Chunks that failed their digest and were asked for again. */
-  corrupt: number
-  /** Bytes per provider that ended up in the model. */
-  providers: Record<string, number>
-  ms: number
 }
 
 /** Corrupt chunks one provider may send before we stop asking it. */
