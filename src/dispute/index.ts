@@ -121,3 +121,13 @@ export {
   type Verdict,
   verdictOf,
 } from './referee.ts'
+export { type CommitRequest, type DisputeServer, type DisputeServerOptions, serveDispute } from './serve.ts'
+export { type RemoteParty, type RemotePartyOptions, remoteParty, type WireMeter } from './wire.ts'
+export {
+  type CommitmentBody,
+  DISPUTE_LIMITS,
+  type DisputeErrorCode,
+  type SignedCommitment,
+  signCommitment,
+  verifyCommitment,
+} from './wire-frames.ts'

@@ -91,3 +91,7 @@ export const DisputeAnswerError = named('DisputeAnswerError')
 /** Two commitments with nothing to settle: no node's outputs differ. */
 export const NoDivergenceError = named('NoDivergenceError')
 export const InvalidDisputeRecordError = named('InvalidDisputeRecordError')
+/** A remote dispute party answered a question with an `error` frame: a transport failure, not a proven lie. */
+export const PartyRefusedError = named('PartyRefusedError')
+/** A remote dispute party sent no answer within the deadline. */
+export const PartyTimeoutError = named('PartyTimeoutError')

@@ -21,7 +21,7 @@ import {
   leafOutputs,
   producers,
 } from '../../src/dispute/commit.ts'
-import { singleNodeModel, withIntermediateOutputs } from '../../src/dispute/onnx-graph.ts'
+import { withIntermediateOutputs } from '../../src/dispute/onnx-graph.ts'
 import { localParty, type Meter, metered } from '../../src/dispute/party.ts'
 import {
   buildDisputeRecord,
@@ -31,43 +31,14 @@ import {
 } from '../../src/dispute/record.ts'
 import { referee } from '../../src/dispute/referee.ts'
 import { modelCid } from '../../src/shared/cid.ts'
-import { type NamedTensors, type Tensor, tensorsByteLength } from '../../src/shared/tensor.ts'
+import { type NamedTensors, tensorsByteLength } from '../../src/shared/tensor.ts'
+import { lyingTrace, shifted } from '../helpers/liar-trace.ts'
 import { floats, type Runtime, runOn } from '../helpers/ort-run.ts'
 
 const publicDir = resolve(import.meta.dirname, '../../public/models')
 const det = new Uint8Array(readFileSync(resolve(publicDir, 'vendor/ch_PP-OCRv4_det_infer.onnx')))
 
 const run = (bytes: Uint8Array, inputs: NamedTensors) => runOn(ort, bytes, inputs)
-
-const shifted =
-  (by: number) =>
-  (t: Tensor): Tensor => ({ ...t, data: (t.data as Float32Array).map((v) => v + by) })
-
-/** What a liar computes: `change` applied to the outputs of leaf `position`, every node after it run on that. */
-async function lyingTrace(
-  plan: DisputePlan,
-  honest: NamedTensors,
-  jobInputs: NamedTensors,
-  position: number,
-  change: (t: Tensor) => Tensor,
-): Promise<NamedTensors> {
-  const out = { ...honest }
-  const changed = new Set(leafOutputs(leafNode(plan, position)))
-  for (const name of changed) out[name] = change(honest[name]!)
-  for (let p = position + 1; p < plan.leaves.length; p++) {
-    const node = leafNode(plan, p)
-    if (!node.inputs.some((i) => changed.has(i.name))) continue
-    const feeds: NamedTensors = {}
-    for (const i of node.inputs) {
-      if (i.source.kind === 'node') feeds[i.name] = out[i.name]!
-      else if (i.source.kind === 'input') feeds[i.name] = jobInputs[i.name]!
-    }
-    const specs = Object.entries(feeds).map(([name, t]) => ({ name, dtype: t.dtype, dims: t.dims }))
-    Object.assign(out, await run(singleNodeModel(plan.model, node.index, specs), feeds))
-    for (const o of leafOutputs(node)) changed.add(o)
-  }
-  return out
-}
 
 interface Outcome {
   position: number

@@ -1,0 +1,288 @@
+/**
+ * The contributor's side of `/peer-compute/dispute/1.0.0`: on `commit` it reruns the job's trace,
+ * signs the root and keeps the trace (one per requester, under a byte cap, for a while) to answer
+ * that requester's questions from localParty. Nothing a peer sends throws out of `serve`: a bad
+ * question gets an `error` frame, a frame that breaks the framing ends the stream after one.
+ */
+import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
+import type { CID } from 'multiformats/cid'
+import { encodeFrame, type Frame, FrameDecoder, readFrame, sendEncoded } from '../net/frame.ts'
+import { PartyTimeoutError } from '../shared/errors.ts'
+import { DISPUTE_PROTOCOL } from '../shared/protocol.ts'
+import { type NamedTensors, tensorsByteLength } from '../shared/tensor.ts'
+import { tensorsCid } from '../shared/tensor-codec.ts'
+import { type Committed, commitTrace, type DisputePlan, disputePlan, disputeRules } from './commit.ts'
+import { createTraceCache } from './onnx-graph.ts'
+import { type DisputeParty, localParty } from './party.ts'
+import type { RunNode } from './referee.ts'
+import {
+  answerFrame,
+  DISPUTE_LIMITS,
+  type DisputeErrorCode,
+  parseQuestion,
+  type Question,
+  signCommitment,
+} from './wire-frames.ts'
+
+export interface CommitRequest {
+  requester: string
+  job: CID
+  model: CID
+  /** CID of the inputs sent. */
+  input: CID
+}
+
+export interface DisputeServerOptions {
+  /** The contributor's identity: it signs commitments. */
+  key: PrivateKey
+  /** The model's bytes from the local store (hash-checked there), or undefined. */
+  model(cid: CID): Promise<Uint8Array | undefined>
+  /** Runs a model (the trace variant) on inputs; graph optimisation off is the caller's part. */
+  run: RunNode
+  /** Whether to commit for this request at all, e.g. only jobs this peer ran for that requester. */
+  admit?(req: CommitRequest): boolean | Promise<boolean>
+  /** Largest trace held (default 256 MiB). */
+  maxTraceBytes?: number
+  /** All requesters' traces together (default 512 MiB). */
+  maxTotalBytes?: number
+  /** How long a trace is kept after its commit (default 5 min). */
+  ttlMs?: number
+  /** A stream with no question for this long is closed (default 30 s). */
+  idleMs?: number
+  /** Traces run at once; a commit beyond gets `busy` (default 1). */
+  maxCommits?: number
+  /** Dispute streams one requester may hold open (default 2). */
+  streamsPerPeer?: number
+  now?: () => number
+}
+
+/** One requester's committed trace. */
+interface Held {
+  party: DisputeParty
+  plan: DisputePlan
+  bytes: number
+  expires: number
+}
+
+export interface DisputeServer {
+  protocol: string
+  /** For libp2p's `handle`: the requester is the connection's remote peer. */
+  handler(stream: Stream, connection: Connection): void
+  /** Serves one stream from `requester` until it ends; never throws. */
+  serve(stream: Stream, requester: string): Promise<void>
+  /** Traces held and their bytes. */
+  held(): { traces: number; bytes: number }
+  /** Drops every trace. */
+  clear(): void
+}
+
+class Refusal extends Error {
+  constructor(
+    readonly code: DisputeErrorCode,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/** Why a question failed, as an error code: the peer's fault or ours. */
+function codeOf(err: Error): DisputeErrorCode {
+  if (err instanceof Refusal) return err.code
+  const peers = ['MalformedFrameError', 'FrameTooLargeError', 'InvalidTensorError', 'InvalidOptionError']
+  return peers.includes(err.name) ? 'bad-request' : 'internal'
+}
+
+function errorFrame(err: Error): Frame {
+  const reason = err instanceof Refusal ? err.message : `${err.name}: ${err.message}`
+  return { t: 'error', code: codeOf(err), reason: reason.slice(0, DISPUTE_LIMITS.reason) }
+}
+
+export function serveDispute(o: DisputeServerOptions): DisputeServer {
+  const now = o.now ?? Date.now
+  const limits = {
+    trace: o.maxTraceBytes ?? 256 * 1024 * 1024,
+    total: o.maxTotalBytes ?? 512 * 1024 * 1024,
+    ttl: o.ttlMs ?? 5 * 60_000,
+    idle: o.idleMs ?? 30_000,
+    commits: o.maxCommits ?? 1,
+    streams: o.streamsPerPeer ?? 2,
+  }
+  const traces = new Map<string, Held>()
+  const streams = new Map<string, number>()
+  const plans = new Map<string, DisputePlan>()
+  const traceModels = createTraceCache(2)
+  let total = 0
+  let running = 0
+
+  const drop = (requester: string) => {
+    const h = traces.get(requester)
+    if (h) total -= h.bytes
+    traces.delete(requester)
+  }
+  const purge = () => {
+    for (const [r, h] of traces) if (h.expires <= now()) drop(r)
+  }
+
+  const planOf = (cid: string, bytes: Uint8Array) => {
+    let plan = plans.get(cid)
+    if (!plan) {
+      plan = disputePlan(bytes)
+      plans.set(cid, plan)
+      if (plans.size > 2) plans.delete(plans.keys().next().value!)
+    }
+    return plan
+  }
+
+  /** Runs, commits, signs and keeps the trace; the answer is the signed commitment. */
+  async function commit(requester: string, q: Question & { t: 'commit' }): Promise<Frame> {
+    if (running >= limits.commits) throw new Refusal('busy', 'a trace is already running')
+    running++
+    try {
+      const input = await tensorsCid(q.inputs)
+      const req = { requester, job: q.job, model: q.model, input }
+      if (o.admit && !(await o.admit(req))) throw new Refusal('refused', 'no such job for this requester')
+      const bytes = await o.model(q.model)
+      if (!bytes) throw new Refusal('unknown-model', `no model ${q.model}`)
+      const plan = planOf(q.model.toString(), bytes)
+      const traceModel = await traceModels.get(q.model.toString(), plan.model)
+      const trace: NamedTensors = await o.run(traceModel.bytes, q.inputs)
+      const committed: Committed = await commitTrace(plan, disputeRules(q.compare), trace)
+      const hashes = Object.values(committed.chunks).reduce((n, c) => n + c.exact.length * 3 * 32, 0)
+      const size = tensorsByteLength(trace) + hashes
+      drop(requester)
+      purge()
+      if (size > limits.trace) throw new Refusal('too-large', `a trace of ${size} bytes`)
+      if (total + size > limits.total) throw new Refusal('busy', 'too many traces held')
+      const c = committed.commitment
+      const signed = await signCommitment({ ...req, root: c.root, leaves: c.leaves }, o.key)
+      traces.set(requester, {
+        party: localParty(plan, committed, trace),
+        plan,
+        bytes: size,
+        expires: now() + limits.ttl,
+      })
+      total += size
+      return answerFrame('commit', { signed, coarse: c.coarse, exact: c.exact })
+    } finally {
+      running--
+    }
+  }
+
+  /** The answer to a question about the trace `held`, still current for `requester`. */
+  async function answer(requester: string, held: Held | undefined, q: Question): Promise<Frame> {
+    if (!held) throw new Refusal('no-commitment', `'${q.t}' before a commitment`)
+    if (traces.get(requester) !== held || held.expires <= now())
+      throw new Refusal('expired', 'the committed trace is no longer held')
+    const party = held.party
+    switch (q.t) {
+      case 'children':
+        return answerFrame(q.t, await party.children(q.from, q.to))
+      case 'leaf':
+        return answerFrame(q.t, await party.leaf(q.p))
+      case 'outputs':
+        return answerFrame(q.t, await party.outputs(q.p))
+      case 'chunkHashes':
+        return answerFrame(q.t, await party.chunkHashes(q.p, q.name))
+      case 'chunks':
+        return answerFrame(q.t, await party.chunks(q.p, q.name, q.indices))
+      default:
+        throw new Refusal('bad-request', 'one commitment per stream')
+    }
+  }
+
+  const send = async (stream: Stream, f: Frame) => {
+    let bytes: Uint8Array
+    try {
+      bytes = encodeFrame(f, f.t === 'error' ? DISPUTE_LIMITS.error : DISPUTE_LIMITS.outputs)
+    } catch {
+      bytes = encodeFrame(errorFrame(new Refusal('too-large', `the '${f.t}' answer is too large`)))
+    }
+    const closed = (cause?: Error) => cause ?? new Error('the dispute stream closed')
+    await sendEncoded(stream, bytes, { signal: AbortSignal.timeout(limits.idle), closed })
+  }
+
+  /** The next frame, null at the end; past the idle limit the stream is aborted. */
+  const next = async (stream: Stream, decoder: FrameDecoder): Promise<Frame | null> => {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const idle = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new PartyTimeoutError(`no question within ${limits.idle} ms`)),
+        limits.idle,
+      )
+    })
+    try {
+      return await Promise.race([readFrame(stream, decoder), idle])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async function serve(stream: Stream, requester: string): Promise<void> {
+    // The commit (the job's inputs) is read under its own limit; questions under a small one.
+    let decoder = new FrameDecoder(DISPUTE_LIMITS.commit)
+    let held: Held | undefined
+    try {
+      for (;;) {
+        let f: Frame | null
+        try {
+          f = await next(stream, decoder)
+        } catch (err) {
+          // framing is lost (or the peer went quiet): say why once, then end the stream
+          if ((err as Error).name !== 'PartyTimeoutError') await send(stream, errorFrame(err as Error))
+          throw err
+        }
+        if (!f) break
+        let reply: Frame
+        let last = false
+        try {
+          const q = parseQuestion(f)
+          if (q.t === 'commit' && held) throw new Refusal('bad-request', 'one commitment per stream')
+          reply = q.t === 'commit' ? await commit(requester, q) : await answer(requester, held, q)
+          if (q.t === 'commit') {
+            held = traces.get(requester)
+            // questions are read under a smaller limit: none may be on its way under the commit's
+            last = !decoder.idle || decoder.queue.length > 0
+            if (last) throw new Refusal('bad-request', 'a question came before the commitment was answered')
+            decoder = new FrameDecoder(DISPUTE_LIMITS.question)
+          }
+        } catch (err) {
+          reply = errorFrame(err as Error)
+        }
+        await send(stream, reply)
+        if (last) break
+      }
+      await stream.close({ signal: AbortSignal.timeout(5000) })
+    } catch (err) {
+      stream.abort(err as Error)
+    }
+  }
+
+  return {
+    protocol: DISPUTE_PROTOCOL,
+    handler(stream, connection) {
+      const requester = connection.remotePeer.toString()
+      const open = streams.get(requester) ?? 0
+      if (open >= limits.streams) {
+        void send(stream, errorFrame(new Refusal('busy', 'too many dispute streams')))
+          .then(() => stream.close({ signal: AbortSignal.timeout(5000) }))
+          .catch((err) => stream.abort(err))
+        return
+      }
+      streams.set(requester, open + 1)
+      void serve(stream, requester).finally(() => {
+        const left = (streams.get(requester) ?? 1) - 1
+        if (left) streams.set(requester, left)
+        else streams.delete(requester)
+      })
+    },
+    serve,
+    held: () => {
+      purge()
+      return { traces: traces.size, bytes: total }
+    },
+    clear: () => {
+      traces.clear()
+      total = 0
+    },
+  }
+}
