@@ -302,12 +302,19 @@ export function createInferenceBridge(opts: InferenceBridgeOptions = {}): Infere
 
     warm,
 
-    loadModel: (cid, bytes, signal) =>
-      call(signal, async (inst) => {
+    loadModel: (cid, bytes, signal) => {
+      const gen = residency.generation(cid) // as asked: a drop from now on wins
+      return call(signal, async (inst) => {
         await inst.api.loadModel(cid, bytes) // structured clone: the caller keeps its buffer
+        // Dropped while it loaded (the model was deleted): the worker forgets it again, nothing records it.
+        if (residency.generation(cid) !== gen) {
+          await inst.api.evict(cid)
+          return
+        }
         inst.models.set(cid, Promise.resolve())
         residency.add(cid, bytes)
-      }),
+      })
+    },
 
     run: (params, signal) => {
       const runId = params.runId ?? `run-${Date.now().toString(36)}-${++seq}`

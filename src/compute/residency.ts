@@ -30,6 +30,8 @@ export interface Residency {
   drop(cid: string, signal?: AbortSignal): Promise<boolean>
   /** Attaches a bridge (until the returned detach): `drop` reaches its worker. */
   attach(holder: Holder): () => void
+  /** Counts the drops of `cid`: a load that sees it change while under way must not add the model back. */
+  generation(cid: string): number
 }
 
 export interface ResidencyOptions {
@@ -44,6 +46,7 @@ export function createResidency(o: ResidencyOptions = {}): Residency {
   const models = new Map<string, ResidentModel>()
   const kept = new Map<string, Uint8Array>()
   const holders = new Set<Holder>()
+  const drops = new Map<string, number>()
 
   return {
     add(cid, bytes) {
@@ -56,6 +59,7 @@ export function createResidency(o: ResidencyOptions = {}): Residency {
       return kept.get(cid) ?? (await o.source?.(cid, signal))
     },
     async drop(cid, signal) {
+      drops.set(cid, (drops.get(cid) ?? 0) + 1)
       const had = models.delete(cid)
       kept.delete(cid)
       // Every worker is asked, even one whose drop fails first: none may keep serving it.
@@ -64,6 +68,7 @@ export function createResidency(o: ResidencyOptions = {}): Residency {
       if (failed) throw failed.reason
       return done.some((d) => d.status === 'fulfilled' && d.value) || had
     },
+    generation: (cid) => drops.get(cid) ?? 0,
     attach(holder) {
       holders.add(holder)
       return () => void holders.delete(holder)

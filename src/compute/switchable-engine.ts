@@ -26,8 +26,6 @@ export interface SwitchableEngineOptions {
   /** `make` returns a caller's engine: configure() does not replace it. */
   fixed?: boolean
   init: InitOptions
-  /** @deprecated Unused: a fresh engine gets model bytes from its residency (compute-service.ts). */
-  modelSource?(cid: string, signal?: AbortSignal): Promise<Uint8Array>
   lazy?: boolean
 }
 
@@ -52,7 +50,10 @@ export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEn
     active = true
     activated()
   }
+  let closed = false
   const current = (): Slot => {
+    // After close, nothing may build a fresh engine (a late call would start a worker nobody stops).
+    if (closed) throw new AbortError('the engine is closed')
     slot ??= { engine: o.make(init), calls: 0, retired: false }
     return slot
   }
@@ -100,8 +101,9 @@ export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEn
     },
     /** Through the current engine's residency, which every engine shares: retired ones' workers too. */
     evict: (cid, signal) => use((s) => s.engine.evict(cid, signal)),
-    resident: (cid) => current().engine.resident?.(cid),
+    resident: (cid) => (closed ? undefined : current().engine.resident?.(cid)),
     close() {
+      closed = true
       if (slot) retire(slot)
       slot = undefined
     },

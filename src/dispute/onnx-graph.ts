@@ -57,9 +57,9 @@ export interface OnnxModel {
   spans: {
     nodes: Range[]
     /** Graph input ValueInfoProtos by name. */
-    inputs: Record<string, Range>
+    inputs: Map<string, Range>
     /** Initializers by name, with the GraphProto field that holds them (5, or 15 when sparse). */
-    initializers: Record<string, Range & { field: number }>
+    initializers: Map<string, Range & { field: number }>
   }
 }
 
@@ -78,8 +78,17 @@ const ATTR_GRAPH = 6
 const ATTR_GRAPHS = 11
 const ELEM_TYPE: Record<DType, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9 }
 
-const lenFields = (b: Uint8Array, r: Range, field: number): Field[] =>
-  fields(b, r.from, r.to).filter((f) => f.field === field && f.wire === LEN)
+/** Most top-level fields a ModelProto may have, and most nodes in its graph: far above real models. */
+const MAX_MODEL_FIELDS = 4096
+const MAX_NODES = 1_000_000
+/** Deepest nesting of subgraphs (If, Loop, Scan bodies) followed; protobuf's own default is 100. */
+const MAX_SUBGRAPH_DEPTH = 64
+
+function lenFields(b: Uint8Array, r: Range, field: number): Field[] {
+  const out: Field[] = []
+  for (const f of fields(b, r.from, r.to)) if (f.field === field && f.wire === LEN) out.push(f)
+  return out
+}
 const range = (f: Field): Range => ({ from: f.from, to: f.end })
 const nameOf = (b: Uint8Array, r: Range, field = 1): string => {
   const f = first(b, r, field)
@@ -116,14 +125,15 @@ function subgraphs(b: Uint8Array, node: Range): Range[] {
 }
 
 /** Outer-scope names a subgraph reads (nested subgraphs included), in order of first read. */
-function outerReads(b: Uint8Array, g: Range): string[] {
+function outerReads(b: Uint8Array, g: Range, depth = 0): string[] {
+  if (depth > MAX_SUBGRAPH_DEPTH) throw new OnnxEditError(`subgraphs nested over ${MAX_SUBGRAPH_DEPTH} deep`)
   const defined = graphDefines(b, g)
   const reads = new Set<string>()
   const read = (name: string) => name && !defined.has(name) && reads.add(name)
   for (const f of lenFields(b, g, GRAPH.node)) {
     const node = range(f)
     for (const i of lenFields(b, node, NODE.input)) read(text(b, i))
-    for (const sub of subgraphs(b, node)) outerReads(b, sub).forEach(read)
+    for (const sub of subgraphs(b, node)) outerReads(b, sub, depth + 1).forEach(read)
     for (const o of lenFields(b, node, NODE.output)) defined.add(text(b, o))
   }
   for (const o of lenFields(b, g, GRAPH.output)) read(nameOf(b, range(o)))
@@ -162,31 +172,39 @@ function parseNode(b: Uint8Array, r: Range, index: number, sources: Map<string, 
 /** Parses a ModelProto's graph structure; NotOnnxError if the bytes are not a model. */
 export function parseModel(bytes: Uint8Array): OnnxModel {
   assertOnnx(bytes, 'the model')
-  const top = fields(bytes)
-  const graphField = top.find((f) => f.field === MODEL_GRAPH && f.wire === LEN)!
-  const irVersion = top.find((f) => f.field === MODEL_IR_VERSION && f.wire === VARINT)?.value ?? 0
-  const graph = range(graphField)
-  const spans: OnnxModel['spans'] = { nodes: [], inputs: {}, initializers: {} }
+  let graphField: Field | undefined
+  let irVersion = 0
+  let count = 0
+  for (const f of fields(bytes)) {
+    if (++count > MAX_MODEL_FIELDS)
+      throw new OnnxEditError(`the model has over ${MAX_MODEL_FIELDS} top-level fields`)
+    if (f.field === MODEL_GRAPH && f.wire === LEN) graphField ??= f
+    else if (f.field === MODEL_IR_VERSION && f.wire === VARINT) irVersion = f.value
+  }
+  const graph = range(graphField!)
+  // Maps, not objects: a model may name a value `constructor` or `__proto__`.
+  const spans: OnnxModel['spans'] = { nodes: [], inputs: new Map(), initializers: new Map() }
   const sources = new Map<string, InputSource>()
   const declared: string[] = []
   const outputs: string[] = []
   const nodeFields: Field[] = []
   for (const f of fields(bytes, graph.from, graph.to)) {
     if (f.wire !== LEN) continue
-    if (f.field === GRAPH.node) nodeFields.push(f)
-    else if (f.field === GRAPH.output) outputs.push(nameOf(bytes, range(f)))
+    if (f.field === GRAPH.node) {
+      if (nodeFields.push(f) > MAX_NODES) throw new OnnxEditError(`the graph has over ${MAX_NODES} nodes`)
+    } else if (f.field === GRAPH.output) outputs.push(nameOf(bytes, range(f)))
     else if (f.field === GRAPH.input) {
       const name = nameOf(bytes, range(f))
       declared.push(name)
-      spans.inputs[name] = range(f)
+      spans.inputs.set(name, range(f))
     } else if (f.field === GRAPH.initializer || f.field === GRAPH.sparse) {
-      spans.initializers[initializerName(bytes, f)] = { ...range(f), field: f.field }
+      spans.initializers.set(initializerName(bytes, f), { ...range(f), field: f.field })
     }
   }
   // before IR 4 initializers were listed among the inputs too; they are still the model's, not the job's
-  const inputs = declared.filter((name) => !(name in spans.initializers))
+  const inputs = declared.filter((name) => !spans.initializers.has(name))
   for (const name of inputs) sources.set(name, { kind: 'input' })
-  for (const name of Object.keys(spans.initializers)) sources.set(name, { kind: 'initializer' })
+  for (const name of spans.initializers.keys()) sources.set(name, { kind: 'initializer' })
   const nodes = nodeFields.map((f, index) => {
     spans.nodes.push(range(f))
     const node = parseNode(bytes, range(f), index, sources)
@@ -214,13 +232,14 @@ export function traceOutputs(model: OnnxModel | Uint8Array): string[] {
 
 /** The ModelProto with its graph payload replaced; every other field verbatim, in order. */
 function withGraph(m: OnnxModel, graph: Uint8Array): Uint8Array {
-  return concat(
-    fields(m.bytes).map((f) =>
+  const parts: Uint8Array[] = []
+  for (const f of fields(m.bytes))
+    parts.push(
       f.field === MODEL_GRAPH && f.wire === LEN
         ? lenField(MODEL_GRAPH, graph)
         : m.bytes.subarray(f.start, f.end),
-    ),
-  )
+    )
+  return concat(parts)
 }
 
 /** A ValueInfoProto with only a name: ORT takes an output's type from the graph. */
@@ -274,11 +293,11 @@ export function singleNodeModel(
     seen.add(name)
     if (source.kind === 'constant') before.push(lenField(GRAPH.node, copy(m.spans.nodes[source.node]!)))
     else if (source.kind === 'initializer') {
-      const init = m.spans.initializers[name]!
+      const init = m.spans.initializers.get(name)!
       parts.push(lenField(init.field, copy(init)))
-      const declared = m.spans.inputs[name]
+      const declared = m.spans.inputs.get(name)
       if (declared) parts.push(lenField(GRAPH.input, copy(declared)))
-    } else if (source.kind === 'input') parts.push(lenField(GRAPH.input, copy(m.spans.inputs[name]!)))
+    } else if (source.kind === 'input') parts.push(lenField(GRAPH.input, copy(m.spans.inputs.get(name)!)))
     else {
       const spec = inputs.find((s) => s.name === name)
       if (!spec) throw new OnnxEditError(`node ${index} (${node.opType}) needs the type of input '${name}'`)

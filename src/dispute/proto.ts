@@ -39,8 +39,8 @@ export function readVarint(b: Uint8Array, pos: number, end = b.byteLength): [num
 }
 
 /** The fields of the message held in `b[from, to)`, in file order. */
-export function fields(b: Uint8Array, from = 0, to = b.byteLength): Field[] {
-  const out: Field[] = []
+/** The fields of a message one at a time: a hostile model's millions of tiny fields are never held at once. */
+export function* fields(b: Uint8Array, from = 0, to = b.byteLength): Generator<Field> {
   let pos = from
   while (pos < to) {
     const start = pos
@@ -59,9 +59,8 @@ export function fields(b: Uint8Array, from = 0, to = b.byteLength): Field[] {
     else if (wire === I32) pos += 4
     else bad(`wire type ${wire}`, start)
     if (pos > to) bad(`field ${field} overruns its message`, start)
-    out.push({ field, wire, start, end: pos, from: payload, value })
+    yield { field, wire, start, end: pos, from: payload, value }
   }
-  return out
 }
 
 const decoder = new TextDecoder()
@@ -72,7 +71,8 @@ export const text = (b: Uint8Array, f: Field): string => decoder.decode(b.subarr
 
 /** The first `field` of a message with a LEN payload, or undefined. */
 export function first(b: Uint8Array, msg: { from: number; to: number }, field: number): Field | undefined {
-  return fields(b, msg.from, msg.to).find((f) => f.field === field && f.wire === LEN)
+  for (const f of fields(b, msg.from, msg.to)) if (f.field === field && f.wire === LEN) return f
+  return undefined
 }
 
 export function varint(n: number): Uint8Array {

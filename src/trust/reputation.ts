@@ -3,6 +3,7 @@
  * drives adaptive replication. Kept in memory, written behind to IndexedDB (at most every 500 ms).
  */
 import type { ReputationRecord } from '../store/schema.ts'
+import { checksOf } from './risk.ts'
 
 export interface ReputationParams {
   /** Peers scoring below this are not chosen (after `minObservations`). */
@@ -56,6 +57,7 @@ const empty = (peer: string): ReputationRecord => ({
   invalid: 0,
   timedOut: 0,
   refused: 0,
+  checked: 0,
   streak: 0,
   updatedAt: 0,
 })
@@ -103,8 +105,10 @@ export async function createReputation(
     proven: (peer) => get(peer).valid >= params.provenAfter && score(peer) >= params.threshold,
     async record(peer, outcome, checked = false) {
       const r = { ...get(peer), updatedAt: Date.now() }
+      // A record from before checks were counted starts from what adaptive replication would have checked.
+      r.checked ??= Math.floor(checksOf(r))
       r[outcome] = (r[outcome] ?? 0) + 1
-      if (outcome === 'valid' && checked) r.checked = (r.checked ?? 0) + 1
+      if (outcome === 'valid' && checked) r.checked++
       if (outcome === 'valid') r.streak++
       else if (outcome === 'invalid' || outcome === 'refused') r.streak = 0
       recs.set(peer, r)

@@ -66,4 +66,4 @@ export function when(t: number): string {
 }
 
 export const modelName = (j: JobRecord, catalog: Catalog) =>
-  catalog.byCid(j.model)?.name ?? j.modelName ?? short(j.model)
+  catalog.byCid(j.model)?.name ?? (j.modelName && j.modelName !== j.model ? j.modelName : short(j.model))

@@ -7,6 +7,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import type { Catalog } from '../models/catalog.ts'
+import { InvalidReceiptError } from '../shared/errors.ts'
 import type { JobRecord } from '../store/db.ts'
 import type { CompareRule } from '../trust/policy.ts'
 import { verifyQuorumRecord } from '../trust/quorum-record.ts'
@@ -80,7 +81,7 @@ function readRecord(bytes: Uint8Array): RecordView | Error {
     const r = dagCbor.decode(bytes) as Record<string, unknown>
     const model = CID.asCID(r.model)
     const input = CID.asCID(r.input)
-    if (!model || !input || !Array.isArray(r.members)) throw new Error('not a quorum record')
+    if (!model || !input || !Array.isArray(r.members)) throw new InvalidReceiptError('not a quorum record')
     const members = r.members.map((m: { receipt?: unknown; outputs?: unknown }) => {
       let receipt: Receipt | Error
       try {

@@ -30,7 +30,7 @@ export function formatBytes(n: number): string {
 function reputationText(rep: Reputation | undefined, id: string): string | [string, string] {
   if (!rep) return '—'
   const r = rep.get(id)
-  const seen = r.valid + r.invalid + r.timedOut
+  const seen = r.valid + r.invalid + r.timedOut + (r.refused ?? 0)
   if (!seen) return 'new'
   const words = `${Math.round(rep.score(id) * 100)}% · ${r.valid} valid${r.invalid ? `, ${r.invalid} invalid` : ''}`
   return rep.trusted(id) ? words : [`untrusted: ${words}`, 'bad']

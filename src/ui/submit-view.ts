@@ -134,7 +134,9 @@ export function mountSubmitView(peer: Peer, el: HTMLElement): { refreshTargets()
           peer.submit(e.cid, inputs, target ? { peer: target } : { policy: policy() }),
         ),
       )
-      for (const r of rs) if (r.status === 'fulfilled') results.prepend(resultItem(e, r.value))
+      // Only the newest are kept: build those (their JSON is made on demand).
+      const done = rs.filter((r) => r.status === 'fulfilled').slice(-MAX_RESULTS)
+      for (const r of done) results.prepend(resultItem(e, r.value))
       while (results.children.length > MAX_RESULTS) results.lastElementChild!.remove()
       const failed = rs.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
       err.textContent = failed.length
@@ -153,7 +155,9 @@ export function mountSubmitView(peer: Peer, el: HTMLElement): { refreshTargets()
         new Option('any contributor (verified)', ''),
         ...peer.peers().map((p) => new Option(`only ${short(p.id)}`, p.id)),
       )
-      target.value = keep
+      // The chosen peer left: back to any contributor, and say so.
+      target.value = [...target.options].some((o) => o.value === keep) ? keep : ''
+      explain()
     },
   }
 }
@@ -188,11 +192,15 @@ function resultItem(e: CatalogEntry, r: Awaited<ReturnType<Peer['submit']>>): HT
     b.title = `${k}: ${t.dtype} [${t.dims.join(', ')}]`
     row.append(b, ' ')
   }
-  const json = tensorsToJson(out)
-  row.append(copyButton('Copy outputs as JSON', () => json))
+  // Large outputs (OCR maps) make megabytes of JSON: only when asked for.
+  row.append(copyButton('Copy outputs as JSON', () => tensorsToJson(out)))
   const pre = document.createElement('pre')
-  pre.textContent = json.length > 2000 ? `${json.slice(0, 2000)}…` : json
   const details = document.createElement('details')
+  details.addEventListener('toggle', () => {
+    if (!details.open || pre.textContent) return
+    const json = tensorsToJson(out)
+    pre.textContent = json.length > 2000 ? `${json.slice(0, 2000)}…` : json
+  })
   details.append(Object.assign(document.createElement('summary'), { textContent: 'Outputs' }), pre)
   li.append(row, details)
   return li

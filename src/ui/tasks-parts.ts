@@ -79,21 +79,22 @@ export function download(name: string, data: BlobPart, type = 'application/octet
 /** A button that copies `text()` to the clipboard and says whether it did. */
 export function copyButton(label: string, text: () => string): HTMLButtonElement {
   const b = Object.assign(document.createElement('button'), { type: 'button', textContent: label })
+  let timer: ReturnType<typeof setTimeout> | undefined
+  // Back to the label, not to whatever the button said: a second click within the flash keeps it right.
+  const flash = (said: string) => {
+    b.textContent = said
+    clearTimeout(timer)
+    timer = setTimeout(() => {
+      b.textContent = label
+    }, 1500)
+  }
   b.addEventListener('click', () =>
     navigator.clipboard.writeText(text()).then(
-      () => flash(b, 'Copied'),
-      () => flash(b, 'Copy failed: select the text instead'),
+      () => flash('Copied'),
+      () => flash('Copy failed: select the text instead'),
     ),
   )
   return b
-}
-
-function flash(b: HTMLButtonElement, text: string): void {
-  const was = b.textContent
-  b.textContent = text
-  setTimeout(() => {
-    b.textContent = was
-  }, 1500)
 }
 
 export const errorText = (err: unknown) => `${(err as Error).name}: ${(err as Error).message}`

@@ -62,7 +62,10 @@ export function mountVadView(tasks: Tasks, el: HTMLElement): void {
         ? r.segments.map((s, i) => `${i + 1}. ${s.start.toFixed(2)} s – ${s.end.toFixed(2)} s`).join('\n')
         : 'no speech found'
       list.textContent = text
-      timeline.setAttribute('aria-label', `Speech over ${r.seconds.toFixed(1)} s of audio: ${text}`)
+      timeline.setAttribute(
+        'aria-label',
+        `${r.segments.length} speech segment(s) over ${r.seconds.toFixed(1)} s of audio, listed below`,
+      )
       const json = JSON.stringify({ file: file.name, seconds: r.seconds, segments: r.segments }, null, 2)
       const save = Object.assign(document.createElement('button'), {
         type: 'button',

@@ -102,6 +102,19 @@ describe('inference bridge: the resident models', () => {
     bridge.close()
   })
 
+  it('a model dropped while it loads does not come back', async () => {
+    const s = stubWorkers()
+    const bridge = createInferenceBridge({ createWorker: s.createWorker, idleTimeoutMs: 0 })
+    await bridge.loadModel(B, bytes()) // the worker is up
+    const load = bridge.loadModel(A, bytes())
+    const drop = bridge.evict(A) // the model is deleted while the worker still loads it
+    await Promise.all([load, drop])
+    expect(bridge.resident?.(A)).toBeUndefined()
+    expect(s.made[0]!.models.has(A)).toBe(false)
+    expect(await outcome(bridge.run({ cid: A, inputs: { x } }))).toBe(UnknownModelError.NAME)
+    bridge.close()
+  })
+
   it('a worker terminated mid-run is warmed with the resident models it ran last, not an evicted one', async () => {
     const s = stubWorkers(300)
     const bridge = createInferenceBridge({ createWorker: s.createWorker, idleTimeoutMs: 0 })

@@ -78,7 +78,6 @@ describe('guarded engine', () => {
       make: () => inner,
       fixed: true,
       init: {},
-      modelSource: async () => new Uint8Array(),
     })
     return { a, jobs: engine.guarded({ handBack: () => a.handBack, maxModelBytes: () => max }) }
   }

@@ -75,6 +75,31 @@ describe('dispute onnx graph', () => {
     ],
   })
 
+  it('takes value names that are Object.prototype keys as plain names', async () => {
+    const odd = onnxModel({
+      name: 'odd',
+      nodes: [
+        { op: 'Add', inputs: ['constructor', '__proto__'], outputs: ['toString'] },
+        { op: 'Relu', inputs: ['toString'], outputs: ['hasOwnProperty'] },
+      ],
+      inputs: [
+        { name: 'constructor', dtype: 'float32', dims: [2] },
+        { name: '__proto__', dtype: 'float32', dims: [2] },
+      ],
+      outputs: [{ name: 'hasOwnProperty', dtype: 'float32', dims: [2] }],
+    })
+    const m = parseModel(odd)
+    expect(m.inputs).toEqual(['constructor', '__proto__'])
+    // fromEntries makes `__proto__` an own key (a literal would set the prototype)
+    const feeds: NamedTensors = Object.fromEntries([
+      ['constructor', { dtype: 'float32' as const, dims: [2], data: Float32Array.of(1, -3) }],
+      ['__proto__', { dtype: 'float32' as const, dims: [2], data: Float32Array.of(1, 1) }],
+    ])
+    const specs = Object.entries(feeds).map(([name, t]) => ({ name, dtype: t.dtype, dims: t.dims }))
+    const out = await ortRun(singleNodeModel(m, 0, specs), feeds)
+    expect(Array.from(Object.getOwnPropertyDescriptor(out, 'toString')!.value.data)).toEqual([2, -2])
+  })
+
   it('lists nodes in file order with the source of each input', () => {
     const nodes = graphNodes(tiny)
     expect(nodes.map((n) => [n.index, n.opType, n.outputs])).toEqual([

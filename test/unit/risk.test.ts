@@ -71,3 +71,27 @@ describe('reputation counts checks', () => {
     expect(rep.get('p')).toMatchObject({ valid: 3, checked: 1, streak: 3 })
   })
 })
+
+describe('risk through reputation', () => {
+  const memory = () => ({
+    allReputation: async () => [],
+    putReputations: async () => {},
+    clearReputation: async () => {},
+  })
+
+  it('a new peer that only ran alone stays at the prior', async () => {
+    const rep = await createReputation(memory())
+    for (let i = 0; i < 10; i++) await rep.record('p', 'valid', false)
+    expect(rep.get('p')).toMatchObject({ valid: 10, checked: 0 })
+    expect(statedRisk([rep.get('p')])).toBeCloseTo(RISK_DEFAULTS.prior, 6)
+  })
+
+  it('an old record keeps its cautious reading when its first counted check lands', async () => {
+    const old = { peer: 'o', valid: 500, invalid: 0, timedOut: 0, streak: 500, updatedAt: 1 }
+    const rep = await createReputation({ ...memory(), allReputation: async () => [old] })
+    const before = statedRisk([rep.get('o')])
+    await rep.record('o', 'valid', true)
+    expect(rep.get('o').checked).toBe(Math.floor(checksOf(old)) + 1)
+    expect(statedRisk([rep.get('o')])).toBeLessThanOrEqual(before)
+  })
+})
