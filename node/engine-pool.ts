@@ -17,7 +17,14 @@ import type { Logger } from '@libp2p/interface'
 import { copyOf } from '../src/shared/bytes.ts'
 import { AbortError, InferenceError, namedError, UnknownModelError } from '../src/shared/errors.ts'
 import type { NamedTensors } from '../src/shared/tensor.ts'
-import type { FromWorker, RunReply, ToWorker, WorkerInit, WorkerNote } from './ort.worker.ts'
+import type {
+  FromWorker,
+  GraphOptimization,
+  RunReply,
+  ToWorker,
+  WorkerInit,
+  WorkerNote,
+} from './ort.worker.ts'
 import type { InputMeta } from './ort-inputs.ts'
 
 /** What the pool tells NodeEngineOptions.onEvent: each worker's notes, and its start and end. */
@@ -31,6 +38,8 @@ export interface PoolOptions {
   workers: number
   threads: number
   maxSessions: number
+  /** Each worker's sessions' (default 'all'). */
+  graphOptimization?: GraphOptimization
   /** The verified bytes of a loaded model (undefined once evicted). */
   bytesOf: (cid: string) => Uint8Array | undefined
   onEvent?: (e: PoolEvent) => void
@@ -86,7 +95,9 @@ export function createPool(o: PoolOptions) {
   let closed = false
 
   function spawn(): Handle {
-    const worker = spawnWorker({ threads: o.threads })
+    const init: WorkerInit = { threads: o.threads }
+    if (o.graphOptimization) init.graphOptimization = o.graphOptimization
+    const worker = spawnWorker(init)
     const h: Handle = { id: ++workerSeq, worker, sessions: [], gone: false }
     worker.unref() // an idle pool does not keep the process alive; a busy worker is ref'd
     worker.on('message', (msg: FromWorker) => onMessage(h, msg))

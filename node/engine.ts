@@ -21,6 +21,7 @@ import { AbortError, InferenceError, UnknownModelError } from '../src/shared/err
 import type { NamedTensors } from '../src/shared/tensor.ts'
 import { threadCount } from '../src/shared/threads.ts'
 import { createPool, type PoolEvent } from './engine-pool.ts'
+import type { GraphOptimization } from './ort.worker.ts'
 import { checkInputs } from './ort-inputs.ts'
 
 export type { PoolEvent as NodeEngineEvent } from './engine-pool.ts'
@@ -32,6 +33,8 @@ export interface NodeEngineOptions {
   workers?: number
   /** Sessions each worker keeps, least recently run released first (default 2, as the browser worker). */
   maxSessions?: number
+  /** ORT's graph optimisation level (default 'all'; a dispute runner's is 'disabled'). */
+  graphOptimization?: GraphOptimization
   /** Each worker's notes (sessions created and released, runs started and ended), start and end. */
   onEvent?: (e: PoolEvent) => void
   log?: Logger
@@ -86,6 +89,7 @@ export function createNodeEngine(opts: NodeEngineOptions = {}): NodeEngine {
     threads,
     maxSessions,
     bytesOf: (cid) => models.get(cid),
+    ...(opts.graphOptimization ? { graphOptimization: opts.graphOptimization } : {}),
     ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     ...(log ? { log } : {}),
   })

@@ -15,7 +15,11 @@ import { checkInputs, type InputMeta, plainMeta } from './ort-inputs.ts'
 export interface WorkerInit {
   /** intraOpNumThreads of each session. */
   threads: number
+  /** ORT's graph optimisation level of each session (default 'all'; a dispute runner's is 'disabled'). */
+  graphOptimization?: GraphOptimization
 }
+
+export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all'
 
 export type ToWorker =
   | {
@@ -94,7 +98,7 @@ async function run(msg: Extract<ToWorker, { type: 'run' }>): Promise<void> {
         executionProviders: ['cpu'],
         intraOpNumThreads: init?.threads ?? 1,
         interOpNumThreads: 1,
-        graphOptimizationLevel: 'all',
+        graphOptimizationLevel: init?.graphOptimization ?? 'all',
       })
     } catch (e) {
       const message = (e as Error).message

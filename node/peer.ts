@@ -15,6 +15,7 @@ import { DEFAULT_SETTINGS } from '../src/compute/settings.ts'
 import type { Download } from '../src/models/download.ts'
 import { createPeer, type Peer } from '../src/peer.ts'
 import { InvalidOptionError } from '../src/shared/errors.ts'
+import { createNodeDisputeRunner } from './dispute-runner.ts'
 import { createNodeEngine } from './engine.ts'
 import { createDownload, createLocks, loadCatalogFrom, loadKey } from './runtime.ts'
 import { createFileStore } from './store/index.ts'
@@ -74,7 +75,15 @@ export async function createNodePeer(o: NodePeerOptions): Promise<NodePeer> {
       workers: slots,
     })
     const peer = await createPeer({
-      runtime: { store, privateKey, catalog, locks: createLocks(), download },
+      runtime: {
+        store,
+        privateKey,
+        catalog,
+        locks: createLocks(),
+        download,
+        // the peer's stop awaits its close: its thread ends with a run in progress
+        disputeRunner: createNodeDisputeRunner(),
+      },
       // Names its locks and channels: peers of different directories in one process stay apart.
       storeName: `peer-compute:${resolve(o.dir)}`,
       engine,

@@ -1,6 +1,7 @@
 /** The options and events of createPeer (src/peer.ts), apart so the builders (src/peer-*.ts) need not import it. */
 import type { PrivateKey } from '@libp2p/interface'
 import type { InferenceEngine } from './compute/bridge.ts'
+import type { DisputeRunner } from './compute/dispute-runner.ts'
 import type { TestHooks } from './jobs/adversary.ts'
 import type { Catalog } from './models/catalog.ts'
 import type { Download } from './models/download.ts'
@@ -61,6 +62,11 @@ export interface PeerRuntime {
   locks: Locks
   /** Model URL fetches (a Node peer also reads `file:` URLs). */
   download?: Download
+  /**
+   * Runs the models of disputes about jobs this peer served (graph optimisation 'disabled', apart from
+   * the job engine); the peer closes it at stop. Default: a WASM worker of its own.
+   */
+  disputeRunner?: DisputeRunner
 }
 
 /** The events of `peer.events`: plain Events, read the new state from the peer. */

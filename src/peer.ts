@@ -11,6 +11,7 @@ import type { Capabilities } from './net/advert.ts'
 import type { KnownPeer } from './net/discovery.ts'
 import type { BrowserNode } from './net/node.ts'
 import { buildAdverts, buildControls, engineProbe, type PeerAdverts } from './peer-compute.ts'
+import { serveDisputes } from './peer-dispute.ts'
 import { buildRequester, type Requester, serveJobs } from './peer-jobs.ts'
 import { buildIce, buildNode, keepRelays } from './peer-net.ts'
 import { buildState, type PeerState } from './peer-state.ts'
@@ -85,7 +86,7 @@ function checkOptions(opts: PeerOptions): { jobHistory: number; jobHistoryBytes:
 
 /**
  * Services register in this order, and stop in reverse: store, credits, writes, ICE servers,
- * controls, node, busy count, discovery, relays, status, capacity, requester, engine probe. Each
+ * controls, model unloading, node, busy count, discovery, disputes, relays, status, capacity, requester, engine probe. Each
  * builder says why its services sit where they do; a service added anywhere is stopped with the rest.
  */
 export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
@@ -109,6 +110,7 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     const adverts = await buildAdverts(opts, { node, state, controls }, life)
     const jobs = { node, state, controls, adverts, selfId, emit, log }
     await serveJobs(opts, jobs, serving)
+    serveDisputes(opts, jobs, life)
     tracker = keepRelays({ node, discovery: adverts.discovery, ice, emit, log }, life)
     const { status } = tracker
     const requester = buildRequester(jobs, history, life)

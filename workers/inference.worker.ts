@@ -27,6 +27,11 @@ export type InitOptions = {
    * contributors: in a tab that only submits, it competes with page start-up for CPU (default false).
    */
   warm?: boolean
+  /**
+   * ORT's graph optimisation level of every session (default 'all'). A dispute runner (src/compute/
+   * dispute-runner.ts) runs at 'disabled', so its trace has the model's own nodes.
+   */
+  graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all'
 }
 export type AdapterSummary = {
   vendor: string
@@ -87,6 +92,7 @@ function ensureInit(opts: InitOptions = {}): Required<InitOptions> {
     numThreads: opts.numThreads ?? defaultThreads(),
     allowWebGpu: opts.allowWebGpu ?? true,
     warm: opts.warm ?? false,
+    graphOptimization: opts.graphOptimization ?? 'all',
   }
   if (initOpts.warm) void warmUp()
   return initOpts
@@ -196,7 +202,7 @@ function sessionFor(cid: string, ep: Ep): CachedSession {
     ort,
     session: await ort.InferenceSession.create(bytes, {
       executionProviders: [ep],
-      graphOptimizationLevel: 'all',
+      graphOptimizationLevel: ensureInit().graphOptimization,
     }),
   }))
   const entry: CachedSession = { session, busy: 0, evicted: false }
