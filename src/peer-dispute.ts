@@ -69,9 +69,10 @@ export function serveDisputes(
   opts: PeerOptions,
   c: { node: BrowserNode; state: PeerState; selfId: string; log: Logger },
   life: Lifecycle,
+  /** Shared with the requester's referee: one dispute worker per peer, its runs queued. */
+  runner: DisputeRunner = opts.runtime?.disputeRunner ?? createDisputeRunner(),
 ): DisputeServer {
   const { state, node } = c
-  const runner: DisputeRunner = opts.runtime?.disputeRunner ?? createDisputeRunner()
   const server = serveDispute({
     key: state.privateKey,
     // Only models held here: a dispute fetches nothing from other peers.

@@ -1,11 +1,14 @@
 /** createPeer's jobs (src/peer.ts): serving others' jobs, and submitting our own. */
+
 import type { Logger } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { ControlsInternals } from './compute/controls.ts'
+import type { DisputeRunner } from './compute/dispute-runner.ts'
 import { createAdaptive } from './jobs/adaptive.ts'
 import { createCapacityWaiters } from './jobs/capacity.ts'
 import { createDispatcher } from './jobs/dispatch.ts'
+import { createDisputer } from './jobs/dispute.ts'
 import { createExecutor } from './jobs/execute.ts'
 import { createJobHandler, type ServedJob } from './jobs/handler.ts'
 import { createStoreJournal } from './jobs/journal.ts'
@@ -27,6 +30,8 @@ interface JobsContext {
   selfId: string
   emit(type: keyof PeerEvents): void
   log: Logger
+  /** Runs the referee's one-node models (graph optimisation 'disabled'); without it, no disputes. */
+  disputeRunner?: DisputeRunner
 }
 
 /** Serves `/peer-compute/job`: jobs run through the controls, and each receipt goes into the credit log. */
@@ -96,7 +101,21 @@ export function buildRequester(
     redial: (peer: string, signal: AbortSignal) => discovery.redial(peer, signal),
   }
   const log = logger('peer-compute:requester')
+  const runner = c.disputeRunner
+  // A 1–1 disagreement is settled by dispute (src/jobs/dispute.ts) before a third replica is bought.
+  const disputer = runner
+    ? createDisputer({
+        links: { direct: links.direct },
+        async modelBytes(cid) {
+          if (!(await models.has(cid))) return undefined
+          return models.get(cid).catch(() => undefined)
+        },
+        run: (m, i) => runner.run(m, i),
+        log: logger('peer-compute:dispute'),
+      })
+    : undefined
   const requester = createRequester({
+    ...(disputer ? { disputer } : {}),
     dispatcher: createDispatcher({ links, privateKey, selfId, scheduler, execute }),
     selfId,
     scheduler,

@@ -3,6 +3,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { TypedEventEmitter, type TypedEventTarget } from 'main-event'
 import type { Capabilities as EngineCapabilities } from './compute/bridge.ts'
 import type { Controls, ControlsInternals } from './compute/controls.ts'
+import { createDisputeRunner } from './compute/dispute-runner.ts'
 import type { ServedJob } from './jobs/handler.ts'
 import type { JobOutcome, SubmitOptions } from './jobs/requester.ts'
 import { type Catalog, checkInputs } from './models/catalog.ts'
@@ -108,9 +109,10 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     const controls = await buildControls(opts, state, selfId, life)
     const node = await buildNode(state.privateKey, ice, life)
     const adverts = await buildAdverts(opts, { node, state, controls }, life)
-    const jobs = { node, state, controls, adverts, selfId, emit, log }
+    const disputeRunner = opts.runtime?.disputeRunner ?? createDisputeRunner()
+    const jobs = { node, state, controls, adverts, selfId, emit, log, disputeRunner }
     await serveJobs(opts, jobs, serving)
-    serveDisputes(opts, jobs, life)
+    serveDisputes(opts, jobs, life, disputeRunner)
     tracker = keepRelays({ node, discovery: adverts.discovery, ice, emit, log }, life)
     const { status } = tracker
     const requester = buildRequester(jobs, history, life)

@@ -1,31 +1,9 @@
-/**
- * Runs the models of disputes (src/dispute/serve.ts): on WASM, one thread, graph optimisation
- * 'disabled' (a trace must hold the model's own nodes), in a worker of its own, so a dispute never
- * waits on the job engine nor disturbs its sessions. The worker starts at the first run and goes
- * after an idle minute, with the model bytes it was given.
- *
- * @example
- * const runner = createDisputeRunner()
- * const trace = await runner.run(traceModelBytes, { x })
- * runner.close()
- */
-import type { NamedTensors } from '../shared/tensor.ts'
 import { createInferenceBridge, type InferenceEngine, type InitOptions } from './bridge.ts'
-import { engineRunner } from './engine-runner.ts'
+import { type DisputeRunner, engineRunner } from './engine-runner.ts'
 import { spawnInferenceWorker } from './spawn-worker.ts'
 
 /** RunNode (src/dispute/referee.ts) with a signal. */
-export type DisputeRun = (
-  model: Uint8Array,
-  inputs: NamedTensors,
-  signal?: AbortSignal,
-) => Promise<NamedTensors>
-
-export interface DisputeRunner {
-  run: DisputeRun
-  /** Ends its worker; resolves once that worker is gone (a Node thread ends with its run). */
-  close(): Promise<void>
-}
+export type { DisputeRun, DisputeRunner } from './engine-runner.ts'
 
 export interface DisputeRunnerOptions {
   /** Default: the app's inference worker (spawn-worker.ts). */

@@ -6,10 +6,22 @@
 
 import { modelCid } from '../shared/cid.ts'
 import { InferenceError } from '../shared/errors.ts'
+import type { NamedTensors } from '../shared/tensor.ts'
 import type { Ep, InferenceEngine } from './bridge.ts'
-import type { DisputeRunner } from './dispute-runner.ts'
 
 /** An engine whose close() may end later (node/engine.ts `closed()`: a thread inside ORT). */
+export type DisputeRun = (
+  model: Uint8Array,
+  inputs: NamedTensors,
+  signal?: AbortSignal,
+) => Promise<NamedTensors>
+
+export interface DisputeRunner {
+  run: DisputeRun
+  /** Ends its worker; resolves once that worker is gone (a Node thread ends with its run). */
+  close(): Promise<void>
+}
+
 export type ClosableEngine = InferenceEngine & { closed?(): Promise<void> }
 
 export interface EngineRunnerOptions {

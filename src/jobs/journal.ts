@@ -12,7 +12,7 @@ import type { JobRecord, Store } from '../store/db.ts'
 import { agreementGroups } from '../trust/compare.ts'
 import type { VerificationPolicy } from '../trust/policy.ts'
 import { encodeReceipt } from '../trust/receipt.ts'
-import type { QuorumState } from './quorum.ts'
+import { disputeWinner, type QuorumState } from './quorum.ts'
 import { fromStored, type StoredJob, toStored } from './stored.ts'
 
 /** A job as submitted: everything but its progress. */
@@ -93,6 +93,8 @@ export function jobRecord(id: string, spec: JobSpec, q: QuorumState): JobRecord 
 
 /** The largest group of agreeing ok replicas under the policy's rule. */
 export function agreeingPeers(q: QuorumState, policy: VerificationPolicy): string[] {
+  // Settled by dispute: the side the referee confirmed, never the first of two groups of one.
+  if (q.dispute) return [disputeWinner(q.dispute)]
   const ok = q.replicas.filter((r) => r.status === 'ok')
   const g = agreementGroups(
     ok.map((r) => ({ r, outputs: r.result!.outputs, outputCid: r.result!.outputCid })),

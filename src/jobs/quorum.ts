@@ -50,7 +50,40 @@ export interface QuorumState {
   reason?: string
   /** Verified: the probability that the agreed result is wrong (src/trust/risk.ts), as judged then. */
   risk?: number
+  /** A 1–1 disagreement settled by dispute: the accepted side and the evidence for the job's record. */
+  dispute?: SettledDispute
 }
+
+export type DisputeSide = 'a' | 'b'
+
+/** What a dispute between two disagreeing replicas came to (src/jobs/dispute.ts). */
+export interface DisputeOutcome {
+  /** 'undecided': no divergence found, a party refused or timed out, or the dispute failed. */
+  verdict: 'a-invalid' | 'b-invalid' | 'both-invalid' | 'drift' | 'undecided'
+  /** Under 'drift': the side whose claim the referee found nearer its recomputation. */
+  closer?: DisputeSide
+  /** The encoded dispute record (encodeDisputeRecord), when a verdict was reached. */
+  record?: Uint8Array
+  /** Each side's signed commitment (dag-cbor): what binds the record's sides to the workers and the job. */
+  signed?: { a: Uint8Array; b: Uint8Array }
+  /** Sides that did not answer in time (recorded 'timedOut', as a late replica is). */
+  timedOut?: DisputeSide[]
+  reason?: string
+}
+
+export interface SettledDispute {
+  verdict: 'a-invalid' | 'b-invalid' | 'drift'
+  /** The side whose result the job accepts. */
+  accepted: DisputeSide
+  /** The two workers, as sides a and b. */
+  peers: [string, string]
+  record: Uint8Array
+  /** Bytes, not objects: the state is stored as it is (IndexedDB keeps no CID class). */
+  signed: { a: Uint8Array; b: Uint8Array }
+}
+
+/** The worker whose result a dispute accepted. */
+export const disputeWinner = (d: SettledDispute): string => d.peers[d.accepted === 'a' ? 0 : 1]
 
 export interface DispatchResult {
   job: string
@@ -93,6 +126,11 @@ export interface QuorumEffects {
   lateEnded?(): void
   /** The stated risk of a result these peers agreed on, from their reputation before this job counts. */
   statedRisk?(peers: string[]): number
+  /**
+   * Settles a 1–1 disagreement between two ok replicas (a: the earlier) by bisection and a referee;
+   * undefined or a throw is 'undecided'. Absent: a disagreement buys more replicas, as always.
+   */
+  dispute?(a: Replica, b: Replica, signal: AbortSignal): Promise<DisputeOutcome | undefined>
 }
 
 const STATUS: Record<FailureKind, ReplicaStatus> = {
@@ -215,7 +253,37 @@ export async function runQuorum(
   /** Every contributor that could take the job refused it, and none has given a result. */
   const allRefused = () => refused().length > 0 && ok().length === 0 && fx.eligible(barred()) === 0
 
-  while (best() < s.quorum) {
+  /** Two ok replicas that disagree, one each, with nothing else running: a dispute may settle them. */
+  const disputable = (): [Replica, Replica] | undefined => {
+    if (!fx.dispute || policy.dispute === false || s.quorum !== 2 || inflight.size > 0) return undefined
+    const g = groups()
+    if (g.length !== 2 || g[0]!.length !== 1 || g[1]!.length !== 1) return undefined
+    const [a, b] = [g[0]![0]!.r, g[1]![0]!.r].sort((x, y) => s.replicas.indexOf(x) - s.replicas.indexOf(y))
+    // The referee's bits are another runtime's: under `exact`, only peers of one class are disputed.
+    if (policy.compare.kind === 'exact' && !(fx.sameClass?.(a!.peer, b!.peer) ?? true)) return undefined
+    return [a!, b!]
+  }
+  let disputed = false
+  /** Asks fx.dispute once per run; a verdict that names a side to accept is kept in `s.dispute`. */
+  const settleByDispute = async ([a, b]: [Replica, Replica]) => {
+    disputed = true
+    const out = await fx.dispute!(a, b, jobSignal).catch(() => undefined)
+    for (const side of out?.timedOut ?? []) await fx.recordOutcome((side === 'a' ? a : b).peer, 'timedOut')
+    const v = out?.verdict
+    const accepted: DisputeSide | undefined =
+      v === 'a-invalid' ? 'b' : v === 'b-invalid' ? 'a' : v === 'drift' ? out!.closer : undefined
+    if (!accepted || !out?.record || !out.signed || jobSignal.aborted) return
+    const verdict = v as SettledDispute['verdict']
+    s.dispute = { verdict, accepted, peers: [a.peer, b.peer], record: out.record, signed: out.signed }
+    changed = true
+  }
+
+  while (!s.dispute && best() < s.quorum) {
+    const pair = disputed || jobSignal.aborted ? undefined : disputable()
+    if (pair) {
+      await settleByDispute(pair)
+      if (s.dispute) break
+    }
     // A single trusted replica that forged a receipt or looks wrong escalates to the full policy.
     if (
       s.adaptiveSingle &&
@@ -264,6 +332,7 @@ export async function runQuorum(
     await fx.capacityChanged(jobSignal).catch(() => {})
   }
 
+  if (s.dispute) return acceptDisputed(s.dispute)
   if (!jobSignal.aborted && inflight.size === 0 && best() < s.quorum) {
     if (noPath) return finish('failed', noPath)
     if (allRefused()) return finish('failed', refusalList(refused()))
@@ -298,6 +367,23 @@ export async function runQuorum(
     }
     return finish('verified')
   }
+  /**
+   * The referee confirmed the accepted side where the two parted: it and the referee make the quorum
+   * of 2. Its risk is its worker's alone, and its result is not counted as a check (the referee saw
+   * one node, not the whole result).
+   */
+  async function acceptDisputed(d: SettledDispute) {
+    const winner = disputeWinner(d)
+    const loser = d.peers.find((p) => p !== winner)!
+    const risk = fx.statedRisk?.([winner])
+    if (risk !== undefined) s.risk = risk
+    await fx.recordOutcome(winner, 'valid', false)
+    if (d.verdict !== 'drift') await fx.recordOutcome(loser, 'invalid')
+    const punish = (r: Replica) => r.status === 'refused' && PUNISHED_REFUSALS.has(r.error?.code ?? '')
+    for (const r of s.replicas) if (punish(r)) await fx.recordOutcome(r.peer, 'refused')
+    return finish('verified')
+  }
+
   const why = signal?.aborted
     ? 'cancelled'
     : jobSignal.aborted

@@ -3,6 +3,7 @@
  * persists every step in IndexedDB so a reloaded tab resumes, and runs each job id at most once
  * (a `persist: false` job: at most once while it runs, and it is never written).
  */
+
 import type { Logger } from '@libp2p/interface'
 import { JobFailedError, JobInconclusiveError, NoDirectPathError, namedError } from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
@@ -14,6 +15,7 @@ import type { Reputation } from '../trust/reputation.ts'
 import { statedRisk } from '../trust/risk.ts'
 import type { Adaptive } from './adaptive.ts'
 import type { Dispatcher } from './dispatch.ts'
+import { type Disputer, quorumDispute } from './dispute.ts'
 import { type JobSpec, type Journal, jobRecord, NO_JOURNAL } from './journal.ts'
 import { type QuorumState, runQuorum } from './quorum.ts'
 import type { Scheduler } from './scheduler.ts'
@@ -28,6 +30,8 @@ const FINAL = Symbol('final')
 export interface RequesterOptions {
   /** Sends one replica to a contributor or to our own worker (createDispatcher). */
   dispatcher: Dispatcher
+  /** Settles 1–1 disagreements by dispute (createDisputer); absent: a third replica, as before. */
+  disputer?: Disputer
   selfId: string
   scheduler: Scheduler
   /** Where jobs are kept between steps (createStoreJournal); `persist: false` jobs use none. */
@@ -123,6 +127,12 @@ export function createRequester(o: RequesterOptions) {
           },
           save: async () => progress.mark(),
           lateEnded: refreshLate,
+          ...(o.disputer
+            ? {
+                dispute: (a, b, sig) =>
+                  o.disputer!.dispute({ model: job.model, inputs, compare: policy.compare }, a, b, sig),
+              }
+            : {}),
           // This tab's own worker is not a stranger: a result it agreed with carries no stranger's risk.
           statedRisk: (peers) =>
             peers.includes(o.selfId) ? 0 : statedRisk(peers.map((p) => o.reputation.get(p))),
@@ -142,7 +152,7 @@ export function createRequester(o: RequesterOptions) {
     const agreeing = q.replicas.filter((r) => r.status === 'ok' && rec.workers?.includes(r.peer))
     if (q.state === 'verified' && agreeing.length > 0) {
       const members = agreeing.map((r) => ({ receipt: r.result!.receipt, outputs: r.result!.outputs }))
-      rec.record = encodeQuorumRecord(buildQuorumRecord(members, q.quorum, policy.compare))
+      rec.record = encodeQuorumRecord(buildQuorumRecord(members, q.quorum, policy.compare, quorumDispute(q)))
       await end(rec)
       ended = Promise.resolve(rec)
       if (rec.replicas?.some((r, i) => r.status !== q.replicas[i]?.status)) refreshLate()

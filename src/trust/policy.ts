@@ -32,6 +32,11 @@ export interface VerificationPolicy {
   adaptive: boolean
   /** Allow the requester's own node to compute one replica. */
   allowSelf: boolean
+  /**
+   * Settle a 1–1 disagreement by dispute (bisection and a referee) before buying more replicas,
+   * where the requester can hold one (src/jobs/dispute.ts). Absent means yes.
+   */
+  dispute?: boolean
 }
 
 /** Defaults per task type. Cross-runtime float differences are ~1e-6, so float tasks use tolerance. */
@@ -78,6 +83,7 @@ export function checkPolicy(p: VerificationPolicy): VerificationPolicy {
   }
   if (!isNonNeg(p.deadlineMs) || p.deadlineMs < 100) bad('deadlineMs must be ≥ 100')
   if (!isNonNeg(p.replicaTimeoutMs) || p.replicaTimeoutMs < 100) bad('replicaTimeoutMs must be ≥ 100')
+  if (p.dispute !== undefined && typeof p.dispute !== 'boolean') bad('dispute must be a boolean')
   const c = p.compare
   if (c.kind === 'tolerance') {
     const tols = [c, ...Object.values(c.perOutput ?? {})]

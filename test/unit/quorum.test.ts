@@ -6,6 +6,8 @@ import { describe, expect, it, vi } from 'vitest'
 import { REJECT_CODES, type RejectCode } from '../../src/jobs/messages.ts'
 import {
   type DispatchResult,
+  type DisputeOutcome,
+  disputeWinner,
   type QuorumEffects,
   type QuorumState,
   runQuorum,
@@ -312,5 +314,121 @@ describe('late replicas', () => {
     release()
     await new Promise((r) => setTimeout(r, 50))
     expect(outcomes.filter(([p]) => p === peers[2])).toEqual([[peers[2], 'invalid']])
+  })
+})
+
+describe('runQuorum settles a 1–1 disagreement by dispute', () => {
+  const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false })
+  const evidence: Pick<DisputeOutcome, 'record' | 'signed'> = {
+    record: Uint8Array.of(1, 2, 3),
+    signed: { a: Uint8Array.of(1), b: Uint8Array.of(2) },
+  }
+  /** A harness whose dispute answers `out` and notes the peers it was asked about. */
+  const disputing = (behaviour: Behaviour[], out: DisputeOutcome | undefined | Error) => {
+    const h = harness(behaviour)
+    const asked: string[][] = []
+    h.fx.dispute = async (a, b) => {
+      asked.push([a.peer, b.peer])
+      if (out instanceof Error) throw out
+      return out
+    }
+    h.fx.statedRisk = (ps) => (ps.length === 1 && ps[0] === peers[0] ? 0.1 : 0.5)
+    return { ...h, asked }
+  }
+
+  it('marks the liar invalid and accepts the honest side, without a third replica', async () => {
+    const h = disputing(['honest', 'wrong', 'honest'], { verdict: 'b-invalid', ...evidence })
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(h.asked).toEqual([[peers[0], peers[1]]])
+    expect(h.dispatched).toHaveLength(2)
+    expect(s.dispute).toMatchObject({ verdict: 'b-invalid', accepted: 'a', peers: [peers[0], peers[1]] })
+    expect(disputeWinner(s.dispute!)).toBe(peers[0])
+    expect(s.dispute!.record).toEqual(evidence.record)
+    expect(h.outcomes).toEqual([
+      [peers[0], 'valid'],
+      [peers[1], 'invalid'],
+    ])
+    expect(s.risk).toBe(0.1) // the honest worker's own risk: the referee saw one node
+  })
+
+  it("accepts side b when a lied, and counts b's result as unchecked", async () => {
+    const h = disputing(['wrong', 'honest', 'honest'], { verdict: 'a-invalid', ...evidence })
+    const checks: [string, Outcome, boolean | undefined][] = []
+    h.fx.recordOutcome = async (peer, o, checked) => void checks.push([peer, o, checked])
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(s.dispute?.accepted).toBe('b')
+    expect(value(s)).toBe(true)
+    expect(checks).toEqual([
+      [peers[1], 'valid', false],
+      [peers[0], 'invalid', undefined],
+    ])
+    expect(s.risk).toBe(0.5)
+  })
+
+  it('drift punishes no one and accepts the closer side', async () => {
+    const h = disputing(['honest', 'wrong', 'honest'], { verdict: 'drift', closer: 'b', ...evidence })
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(s.dispute).toMatchObject({ verdict: 'drift', accepted: 'b' })
+    expect(h.outcomes).toEqual([[peers[1], 'valid']])
+    expect(h.dispatched).toHaveLength(2)
+  })
+
+  it.each<[string, DisputeOutcome | undefined | Error]>([
+    ['both-invalid', { verdict: 'both-invalid', ...evidence }],
+    ['undecided', { verdict: 'undecided', reason: 'no divergence' }],
+    ['drift with no closer side', { verdict: 'drift', ...evidence }],
+    ['a verdict without its record', { verdict: 'b-invalid' }],
+    ['no outcome', undefined],
+    ['an error', new Error('boom')],
+  ])('falls back to a third replica on %s, punishing no one', async (_, out) => {
+    const h = disputing(['honest', 'wrong', 'honest'], out)
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(h.asked).toHaveLength(1) // once per job
+    expect(h.dispatched).toHaveLength(3)
+    expect(s.dispute).toBeUndefined()
+    await vi.waitFor(() => expect(h.outcomes).toContainEqual([peers[1], 'invalid'])) // by the quorum
+    expect(h.outcomes.filter(([, o]) => o === 'invalid')).toHaveLength(1)
+  })
+
+  it('records a party that timed out in the dispute as timed out, then buys a replica', async () => {
+    const h = disputing(['honest', 'wrong', 'honest'], { verdict: 'undecided', timedOut: ['b'] })
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(h.dispatched).toHaveLength(3)
+    expect(h.outcomes).toContainEqual([peers[1], 'timedOut'])
+  })
+
+  it("is not asked when the policy says dispute: false, or under 'exact' across classes", async () => {
+    const off = disputing(['honest', 'wrong', 'honest'], { verdict: 'b-invalid', ...evidence })
+    await run(policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false, dispute: false }), off.fx)
+    expect(off.asked).toEqual([])
+    expect(off.dispatched).toHaveLength(3)
+    const exact = policyFor('tensor', {
+      redundancy: 2,
+      quorum: 2,
+      adaptive: false,
+      compare: { kind: 'exact' },
+    })
+    const classes = disputing(['honest', 'wrong', 'honest'], { verdict: 'b-invalid', ...evidence })
+    classes.fx.sameClass = (a, b) => a === b
+    await run(exact, classes.fx)
+    expect(classes.asked).toEqual([])
+  })
+
+  it('is not asked while a quorum can still form from replicas in flight (redundancy 3)', async () => {
+    const h = disputing(['honest', 'wrong', 'honest'], { verdict: 'b-invalid', ...evidence })
+    const s = await run(policyFor('tensor', { redundancy: 3, quorum: 2, adaptive: false }), h.fx)
+    expect(s.state).toBe('verified')
+    expect(h.asked).toEqual([])
+  })
+
+  it('rejects a non-boolean dispute flag in a policy', () => {
+    expect(() => policyFor('tensor', { dispute: 'yes' as unknown as boolean })).toThrow(
+      expect.objectContaining({ name: 'InvalidPolicyError' }),
+    )
   })
 })
