@@ -1,7 +1,7 @@
 import './polyfill.ts'
 import { BlockList, isIP } from 'node:net'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
-import { gossipsub, StrictNoSign, TopicValidatorResult } from '@libp2p/gossipsub'
+import { gossipsub, StrictNoSign, type TopicValidatorFn, TopicValidatorResult } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import type { Connection, PeerId, PrivateKey } from '@libp2p/interface'
 import { noise } from '@libp2p/noise'
@@ -13,7 +13,7 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 import { WebSocket as NodeWebSocket } from 'ws'
 import { openAdvert } from '../../src/net/advert.ts'
 import { ADVERT_TOPIC } from '../../src/shared/protocol.ts'
-import { createAdvertGate } from './advert-gate.ts'
+import { type AdvertGate, createAdvertGate } from './advert-gate.ts'
 import { RELAY_DEFAULTS } from './config.ts'
 
 export interface RelayOptions {
@@ -77,12 +77,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   const quiet = quietLog(log)
   const maxReservations = opts.maxReservations ?? RELAY_DEFAULTS.maxReservations
   const maxPerIp = opts.maxConnsPerIp ?? RELAY_DEFAULTS.maxConnsPerIp
-  const exempt = new BlockList()
-  for (const c of opts.exemptIps ?? RELAY_DEFAULTS.exemptIps) {
-    const [ip = '', bits] = c.split('/')
-    const type = isIP(ip) === 6 ? 'ipv6' : 'ipv4'
-    exempt.addSubnet(ip, Number(bits ?? (type === 'ipv6' ? 128 : 32)), type)
-  }
+  const exempt = blockListOf(opts.exemptIps ?? RELAY_DEFAULTS.exemptIps)
   const peers = (opts.peers ?? []).map((a) => {
     const ma = multiaddr(a)
     return { ma, id: peerIdFromString(ma.getComponents().at(-1)?.value ?? '') }
@@ -135,7 +130,36 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
 
   const gate = createAdvertGate({ perMinute: opts.advertRate ?? RELAY_DEFAULTS.advertRate })
   const pubsub = node.services.pubsub
-  pubsub.topicValidators.set(ADVERT_TOPIC, async (peer, msg) => {
+  pubsub.topicValidators.set(ADVERT_TOPIC, advertValidator(gate, quiet))
+  pubsub.subscribe(ADVERT_TOPIC)
+  await node.start()
+
+  const peering = keepPeered(node, others, log)
+  return {
+    node,
+    multiaddrs: node.getMultiaddrs().map((ma) => ma.toString()),
+    stop: async () => {
+      peering.stop()
+      gate.stop()
+      await node.stop()
+    },
+  }
+}
+
+/** The subnets of `cidrs` (a bare address is a /32 or /128). */
+function blockListOf(cidrs: string[]): BlockList {
+  const list = new BlockList()
+  for (const c of cidrs) {
+    const [ip = '', bits] = c.split('/')
+    const type = isIP(ip) === 6 ? 'ipv6' : 'ipv4'
+    list.addSubnet(ip, Number(bits ?? (type === 'ipv6' ? 128 : 32)), type)
+  }
+  return list
+}
+
+/** Forwards adverts that open, at most the gate's rate per advertising peer. */
+function advertValidator(gate: AdvertGate, quiet: ReturnType<typeof quietLog>): TopicValidatorFn {
+  return async (peer, msg) => {
     let advert: Awaited<ReturnType<typeof openAdvert>>
     try {
       advert = await openAdvert(msg.data)
@@ -151,19 +175,6 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     if ((await gate.admit(from, [ts, seq])) === 'accept') return TopicValidatorResult.Accept
     quiet('rate', `dropped adverts over --advert-rate (${gate.dropped} so far), the latest from ${from}`)
     return TopicValidatorResult.Ignore
-  })
-  pubsub.subscribe(ADVERT_TOPIC)
-  await node.start()
-
-  const peering = keepPeered(node, others, log)
-  return {
-    node,
-    multiaddrs: node.getMultiaddrs().map((ma) => ma.toString()),
-    stop: async () => {
-      peering.stop()
-      gate.stop()
-      await node.stop()
-    },
   }
 }
 

@@ -32,103 +32,121 @@ const RETRY_MS = 500
 const RETRY_MAX_MS = 30_000
 const PERMANENT = new Set(['SecurityError', 'NotSupportedError', 'InvalidStateError'])
 
-export function createElection(name: string): Election {
-  const events = new EventTarget()
-  const channel = new BroadcastChannel(`${name}:compute`)
-  let leader = false
-  let status: LeaderStatus | undefined
-  let queued: AbortController | undefined
-  let stepDown: (() => void) | undefined
-  let wanted = false
-  let retryMs = RETRY_MS
-  const changed = () => events.dispatchEvent(new Event('change'))
+/** One tab's side of the election: its place in the lock queue and what it knows of the leader. */
+interface ElectionState {
+  name: string
+  events: EventTarget
+  channel: BroadcastChannel
+  leader: boolean
+  status: LeaderStatus | undefined
+  queued: AbortController | undefined
+  stepDown: (() => void) | undefined
+  wanted: boolean
+  retryMs: number
+}
 
-  channel.onmessage = (e: MessageEvent) => {
-    const m = e.data as { t?: unknown; status?: LeaderStatus } | null
-    if (m?.t === 'status' && typeof m.status?.peer === 'string') {
-      status = m.status
-      changed()
-    } else if (m?.t === 'leaving') {
-      status = undefined
-      changed()
-    } else if (typeof m?.t === 'string') events.dispatchEvent(new CustomEvent('message', { detail: m }))
+const changed = (s: ElectionState) => s.events.dispatchEvent(new Event('change'))
+
+export function createElection(name: string): Election {
+  const s: ElectionState = {
+    name,
+    events: new EventTarget(),
+    channel: new BroadcastChannel(`${name}:compute`),
+    leader: false,
+    status: undefined,
+    queued: undefined,
+    stepDown: undefined,
+    wanted: false,
+    retryMs: RETRY_MS,
   }
+  s.channel.onmessage = (e: MessageEvent) => onMessage(s, e)
   const staleTimer = setInterval(() => {
-    if (!leader && status && Date.now() - status.at > STALE_MS) {
-      status = undefined
-      changed()
+    if (!s.leader && s.status && Date.now() - s.status.at > STALE_MS) {
+      s.status = undefined
+      changed(s)
     }
   }, 1000)
 
-  function queue(): void {
-    const ctl = new AbortController()
-    queued = ctl
-    navigator.locks
-      .request(`${name}:compute-leader`, { signal: ctl.signal }, () => {
-        retryMs = RETRY_MS
-        leader = true
-        changed()
-        return new Promise<void>((resolve) => {
-          stepDown = resolve
-        })
-      })
-      .then(
-        () => undefined,
-        (err: unknown) => (ctl.signal.aborted ? undefined : (err as Error)), // aborted: we left the queue
-      )
-      .then((err) => {
-        if (queued === ctl) queued = undefined
-        if (leader) {
-          leader = false
-          channel.postMessage({ t: 'leaving' })
-          changed()
-        }
-        if (err) retryAfter(err)
-      })
-  }
-
-  /**
-   * A request failed, not by our doing (say the browser's lock service dropped it): queue again
-   * while wanted, backing off 0.5 → 30 s. Errors that cannot pass (no lock access here) end it.
-   */
-  function retryAfter(err: Error): void {
-    if (PERMANENT.has(err.name)) {
-      console.warn('compute-tab election: no lock access, this tab cannot compute', err)
-      return
-    }
-    if (retryMs === RETRY_MS) console.warn('compute-tab election: lock request failed, queuing again', err)
-    setTimeout(() => wanted && !queued && queue(), retryMs)
-    retryMs = Math.min(retryMs * 2, RETRY_MAX_MS)
-  }
-
   return {
     get leader() {
-      return leader
+      return s.leader
     },
     get status() {
-      return status
+      return s.status
     },
     want(on) {
-      wanted = on
-      if (on && !queued) queue()
-      if (!on && queued) {
-        queued.abort()
-        stepDown?.()
-        stepDown = undefined
-        queued = undefined
+      s.wanted = on
+      if (on && !s.queued) queue(s)
+      if (!on && s.queued) {
+        s.queued.abort()
+        s.stepDown?.()
+        s.stepDown = undefined
+        s.queued = undefined
       }
     },
-    publish(s) {
-      if (!leader) return
-      status = s
-      channel.postMessage({ t: 'status', status: s })
+    publish(status) {
+      if (!s.leader) return
+      s.status = status
+      s.channel.postMessage({ t: 'status', status })
     },
-    send: (msg) => channel.postMessage(msg),
-    events,
+    send: (msg) => s.channel.postMessage(msg),
+    events: s.events,
     close() {
       this.want(false)
       clearInterval(staleTimer)
-      channel.close()
+      s.channel.close()
     },
   }
+}
+
+function onMessage(s: ElectionState, e: MessageEvent): void {
+  const m = e.data as { t?: unknown; status?: LeaderStatus } | null
+  if (m?.t === 'status' && typeof m.status?.peer === 'string') {
+    s.status = m.status
+    changed(s)
+  } else if (m?.t === 'leaving') {
+    s.status = undefined
+    changed(s)
+  } else if (typeof m?.t === 'string') s.events.dispatchEvent(new CustomEvent('message', { detail: m }))
+}
+
+function queue(s: ElectionState): void {
+  const ctl = new AbortController()
+  s.queued = ctl
+  navigator.locks
+    .request(`${s.name}:compute-leader`, { signal: ctl.signal }, () => {
+      s.retryMs = RETRY_MS
+      s.leader = true
+      changed(s)
+      return new Promise<void>((resolve) => {
+        s.stepDown = resolve
+      })
+    })
+    .then(
+      () => undefined,
+      (err: unknown) => (ctl.signal.aborted ? undefined : (err as Error)), // aborted: we left the queue
+    )
+    .then((err) => {
+      if (s.queued === ctl) s.queued = undefined
+      if (s.leader) {
+        s.leader = false
+        s.channel.postMessage({ t: 'leaving' })
+        changed(s)
+      }
+      if (err) retryAfter(s, err)
+    })
+}
+
+/**
+ * A request failed, not by our doing (say the browser's lock service dropped it): queue again
+ * while wanted, backing off 0.5 → 30 s. Errors that cannot pass (no lock access here) end it.
+ */
+function retryAfter(s: ElectionState, err: Error): void {
+  if (PERMANENT.has(err.name)) {
+    console.warn('compute-tab election: no lock access, this tab cannot compute', err)
+    return
+  }
+  if (s.retryMs === RETRY_MS) console.warn('compute-tab election: lock request failed, queuing again', err)
+  setTimeout(() => s.wanted && !s.queued && queue(s), s.retryMs)
+  s.retryMs = Math.min(s.retryMs * 2, RETRY_MAX_MS)
 }

@@ -85,105 +85,28 @@ class Rejection extends Error {
   }
 }
 
+/** What one handler's streams share: its options, executor, and (test builds only) adversary. */
+interface HandlerCtx {
+  opts: JobHandlerOptions
+  execute: ReturnType<typeof createExecutor>
+  adversary: Adversary | undefined
+  inbound: ReturnType<typeof createInboundGuard>
+}
+
 export function createJobHandler(opts: JobHandlerOptions) {
   const { log } = opts
-  const execute = createExecutor(opts)
-  // Only a test build (__PC_TEST_HOOKS__) keeps createAdversary: dist/ tree-shakes adversary.ts away.
-  const adversary =
-    __PC_TEST_HOOKS__ && opts.testHooks ? createAdversary(opts.testHooks, opts.privateKey) : undefined
   const inbound = createInboundGuard({
     streamsPerPeer: () => opts.admission.maxSlots + JOB_STREAMS_MARGIN,
     bytesPerPeer: MAX_PARTIAL_BYTES_PER_PEER,
     bytesTotal: MAX_PARTIAL_BYTES_TOTAL,
   })
-
-  /** Serves jobs on one stream until the requester closes it. */
-  async function serve(stream: Stream, connection: Connection): Promise<void> {
-    const budget = inbound.budget(connection.remotePeer.toString())
-    const abort = new AbortController()
-    stream.addEventListener('close', () => abort.abort(), { once: true })
-    const idleMs = opts.idleStreamMs ?? 30_000
-    for (let first = true; ; first = false) {
-      let frame: Frame | null
-      try {
-        const timeoutMs = first ? (opts.requestTimeoutMs ?? 30_000) : idleMs
-        frame = await nextFrame(stream, MAX_REQUEST_BYTES, timeoutMs, budget)
-      } catch (err) {
-        // Idle past its time between jobs: nothing is owed on this stream.
-        if (!first && (err as Error).name === 'JobTimeoutError') return
-        await answerFailure(stream, connection, undefined, err as Error)
-        return
-      }
-      if (frame == null) {
-        await stream.close().catch(() => {})
-        return
-      }
-      if (!(await serveOne(frame, stream, connection, abort.signal))) return
-    }
-  }
-
-  /** One job; true when it was answered with a result and the stream can carry the next. */
-  async function serveOne(frame: Frame, stream: Stream, connection: Connection, closed: AbortSignal) {
-    const requester = connection.remotePeer.toString()
-    let release: (() => void) | undefined
-    let served: ServedJob | undefined
-    try {
-      // Shape first: a malformed frame must not take a compute slot, even for the time of its reply.
-      const parsed = parseJobRequest(frame)
-      const admitted = opts.admission.tryAcquire()
-      if (typeof admitted === 'string') throw new Rejection(admitted, opts.admission.why(admitted))
-      release = admitted
-      if (parsed.body.requester !== requester) {
-        throw new Rejection('bad-request', `job signed by ${parsed.body.requester} but sent by ${requester}`)
-      }
-      const budget = parsed.body.deadline - Date.now()
-      if (budget <= 0) throw new Rejection('deadline', 'the job deadline has already passed')
-      const read = startJobChecks(parsed) // digests start only for a job we would run
-      const failed = new AbortController() // a failed check stops a run already under way
-      const signal = AbortSignal.any([closed, AbortSignal.timeout(budget), failed.signal])
-      // the compute is done: free the slot before signing and replying so the next job can start
-      const exec = (r: CheckedJobRequest | ReadJobRequest) => execute(r, requester, signal, () => release?.())
-      // The run starts while the signature and input CID are checked; nothing goes out unless both hold.
-      const running = adversary ? undefined : exec(read)
-      running?.catch(() => {})
-      const req = await read.checked.catch((err: Error) => {
-        failed.abort(err)
-        throw err
-      })
-      served = {
-        job: req.jobCid.toString(),
-        model: req.body.model.toString(),
-        requester,
-        startedAt: Date.now(),
-      }
-      opts.onStart?.(served)
-      const run = await (running ?? misbehave(adversary!, req, exec, stream, connection))
-      if (run == null) return false
-      const bytesOut = await sendFrame(stream, encodeResult(run.outputs, run.receipt), signal)
-      const bytesIn = frameBytes(frame)
-      const { runMs, ep, receipt } = run
-      opts.onEnd?.(served, { ok: true, runMs, ep, receipt, bytesIn, bytesOut, bytes: bytesIn + bytesOut })
-      return true
-    } catch (err) {
-      release?.() // the slot is free while the refusal goes out (up to 5 s to a slow peer)
-      await answerFailure(stream, connection, served, err as Error)
-      return false
-    } finally {
-      release?.()
-    }
-  }
-
-  async function answerFailure(
-    stream: Stream,
-    connection: Connection,
-    served: ServedJob | undefined,
-    err: Error,
-  ) {
-    const code = err instanceof Rejection ? err.code : (CODE_BY_ERROR[err.name] ?? 'internal')
-    const reason = err.message.slice(0, 500)
-    log('job from %s rejected (%s): %s', connection.remotePeer, code, reason)
-    if (served) opts.onEnd?.(served, { ok: false, code })
-    await replyReject(stream, { t: 'reject', v: 1, code, reason })
+  const ctx: HandlerCtx = {
+    opts,
+    execute: createExecutor(opts),
+    // Only a test build (__PC_TEST_HOOKS__) keeps createAdversary: dist/ tree-shakes adversary.ts away.
+    adversary:
+      __PC_TEST_HOOKS__ && opts.testHooks ? createAdversary(opts.testHooks, opts.privateKey) : undefined,
+    inbound,
   }
 
   return {
@@ -199,11 +122,108 @@ export function createJobHandler(opts: JobHandlerOptions) {
         void replyReject(stream, { t: 'reject', v: 1, code: 'busy', reason }, { reset: false })
         return
       }
-      serve(stream, connection)
+      serve(ctx, stream, connection)
         .catch((err) => log.error('job handler: %s', (err as Error).message))
         .finally(release)
     },
   }
+}
+
+/** Serves jobs on one stream until the requester closes it. */
+async function serve(ctx: HandlerCtx, stream: Stream, connection: Connection): Promise<void> {
+  const { opts } = ctx
+  const budget = ctx.inbound.budget(connection.remotePeer.toString())
+  const abort = new AbortController()
+  stream.addEventListener('close', () => abort.abort(), { once: true })
+  const idleMs = opts.idleStreamMs ?? 30_000
+  for (let first = true; ; first = false) {
+    let frame: Frame | null
+    try {
+      const timeoutMs = first ? (opts.requestTimeoutMs ?? 30_000) : idleMs
+      frame = await nextFrame(stream, MAX_REQUEST_BYTES, timeoutMs, budget)
+    } catch (err) {
+      // Idle past its time between jobs: nothing is owed on this stream.
+      if (!first && (err as Error).name === 'JobTimeoutError') return
+      await answerFailure(opts, stream, connection, undefined, err as Error)
+      return
+    }
+    if (frame == null) {
+      await stream.close().catch(() => {})
+      return
+    }
+    if (!(await serveOne(ctx, frame, stream, connection, abort.signal))) return
+  }
+}
+
+/** One job; true when it was answered with a result and the stream can carry the next. */
+async function serveOne(
+  { opts, execute, adversary }: HandlerCtx,
+  frame: Frame,
+  stream: Stream,
+  connection: Connection,
+  closed: AbortSignal,
+) {
+  const requester = connection.remotePeer.toString()
+  let release: (() => void) | undefined
+  let served: ServedJob | undefined
+  try {
+    // Shape first: a malformed frame must not take a compute slot, even for the time of its reply.
+    const parsed = parseJobRequest(frame)
+    const admitted = opts.admission.tryAcquire()
+    if (typeof admitted === 'string') throw new Rejection(admitted, opts.admission.why(admitted))
+    release = admitted
+    if (parsed.body.requester !== requester) {
+      throw new Rejection('bad-request', `job signed by ${parsed.body.requester} but sent by ${requester}`)
+    }
+    const budget = parsed.body.deadline - Date.now()
+    if (budget <= 0) throw new Rejection('deadline', 'the job deadline has already passed')
+    const read = startJobChecks(parsed) // digests start only for a job we would run
+    const failed = new AbortController() // a failed check stops a run already under way
+    const signal = AbortSignal.any([closed, AbortSignal.timeout(budget), failed.signal])
+    // the compute is done: free the slot before signing and replying so the next job can start
+    const exec = (r: CheckedJobRequest | ReadJobRequest) => execute(r, requester, signal, () => release?.())
+    // The run starts while the signature and input CID are checked; nothing goes out unless both hold.
+    const running = adversary ? undefined : exec(read)
+    running?.catch(() => {})
+    const req = await read.checked.catch((err: Error) => {
+      failed.abort(err)
+      throw err
+    })
+    served = {
+      job: req.jobCid.toString(),
+      model: req.body.model.toString(),
+      requester,
+      startedAt: Date.now(),
+    }
+    opts.onStart?.(served)
+    const run = await (running ?? misbehave(adversary!, req, exec, stream, connection))
+    if (run == null) return false
+    const bytesOut = await sendFrame(stream, encodeResult(run.outputs, run.receipt), signal)
+    const bytesIn = frameBytes(frame)
+    const { runMs, ep, receipt } = run
+    opts.onEnd?.(served, { ok: true, runMs, ep, receipt, bytesIn, bytesOut, bytes: bytesIn + bytesOut })
+    return true
+  } catch (err) {
+    release?.() // the slot is free while the refusal goes out (up to 5 s to a slow peer)
+    await answerFailure(opts, stream, connection, served, err as Error)
+    return false
+  } finally {
+    release?.()
+  }
+}
+
+async function answerFailure(
+  opts: JobHandlerOptions,
+  stream: Stream,
+  connection: Connection,
+  served: ServedJob | undefined,
+  err: Error,
+) {
+  const code = err instanceof Rejection ? err.code : (CODE_BY_ERROR[err.name] ?? 'internal')
+  const reason = err.message.slice(0, 500)
+  opts.log('job from %s rejected (%s): %s', connection.remotePeer, code, reason)
+  if (served) opts.onEnd?.(served, { ok: false, code })
+  await replyReject(stream, { t: 'reject', v: 1, code, reason })
 }
 
 async function replyReject(stream: Stream, msg: JobReject, o = { reset: true }): Promise<void> {

@@ -65,105 +65,134 @@ export interface Scheduler {
   events: EventTarget
 }
 
+/** The scheduler's own record of our jobs per peer, and what their results showed. */
+interface SchedulerState {
+  dir: PeerDirectory
+  selfId: string
+  random: () => number
+  inflight: Map<string, number>
+  lastEnded: Map<string, number>
+  deliveries: Map<string, number[]> // peer → times of its recent results
+  speed: Map<string, number> // peer → smoothed ms per job, as we observed it
+  events: EventTarget
+}
+
 export function createScheduler(
   dir: PeerDirectory,
   selfId: string,
   random: () => number = Math.random,
 ): Scheduler {
-  const inflight = new Map<string, number>()
-  const lastEnded = new Map<string, number>()
-  const deliveries = new Map<string, number[]>() // peer → times of its recent results
-  const speed = new Map<string, number>() // peer → smoothed ms per job, as we observed it
-  const events = new EventTarget()
-  const ours = (id: string) => inflight.get(id) ?? 0
-  const recent = (id: string) => {
-    const since = Date.now() - DELIVERY_WINDOW_MS
-    const list = deliveries.get(id)?.filter((t) => t >= since) ?? []
-    if (list.length === 0) deliveries.delete(id)
-    else deliveries.set(id, list)
-    return list.length
+  const s: SchedulerState = {
+    dir,
+    selfId,
+    random,
+    inflight: new Map(),
+    lastEnded: new Map(),
+    deliveries: new Map(),
+    speed: new Map(),
+    events: new EventTarget(),
   }
-  const slotCap = (p: KnownPeer) => Math.min(p.advert.maxSlots, 1 + recent(p.id))
-
-  const free = (p: KnownPeer) => {
-    const a = p.advert
-    if (!a.contributing || a.eps.length === 0) return 0
-    // A peer advertising no free slot we are not using is busy with someone else's work, unless
-    // the advert is stale (adverts stop when the relay goes) or may still count our own last jobs
-    // (slot adverts are throttled): then a 'busy' reply will tell.
-    const busyElsewhere =
-      a.slots === 0 &&
-      ours(p.id) === 0 &&
-      Date.now() - p.seenAt < STALE_ADVERT_MS &&
-      p.seenAt - (lastEnded.get(p.id) ?? 0) > ADVERT_LAG_MS
-    if (busyElsewhere) return 0
-    return slotCap(p) - ours(p.id)
-  }
-
-  /** A peer a job may go to at all (not us, direct, past the reputation gate), free slots aside. */
-  const open = (p: KnownPeer, accept?: (peer: string) => boolean) =>
-    p.id !== selfId && p.direct && (accept?.(p.id) ?? true)
-
   return {
     classOf(peer) {
       const p = dir.peers().find((k) => k.id === peer)
       return p && peerClass(p)
     },
-    pick(model, exclude, opts = {}) {
-      const peers = dir.peers()
-      const classes = new Set(peers.filter((p) => opts.sameClassAs?.includes(p.id)).map((p) => peerClass(p)))
-      const newcomerTurn = random() < NEWCOMER_SHARE
-      // Advertised benchUs is a claim nobody checks: speed is what we timed ourselves.
-      const ranked = peers
-        .filter((p) => !exclude.has(p.id) && free(p) > 0 && open(p, opts.accept))
-        .map((p) => ({
-          p,
-          same: classes.size === 0 || classes.has(peerClass(p)) ? 1 : 0,
-          proven: newcomerTurn || (opts.proven?.(p.id) ?? true) ? 1 : 0,
-          cached: p.advert.models.includes(model) ? 1 : 0,
-          free: free(p),
-          speed: speed.get(p.id) ?? Number.MAX_SAFE_INTEGER,
-          tie: random(),
-        }))
-        .sort(
-          (a, b) =>
-            b.same - a.same ||
-            b.proven - a.proven ||
-            b.cached - a.cached ||
-            b.free - a.free ||
-            a.speed - b.speed ||
-            a.tie - b.tie,
-        )
-      return ranked[0]?.p
-    },
-    begin(peer) {
-      inflight.set(peer, ours(peer) + 1)
-      const started = Date.now()
-      let done = false
-      return (held = true, delivered = false) => {
-        if (done) return
-        done = true
-        if (held) lastEnded.set(peer, Date.now())
-        if (delivered) {
-          deliveries.set(peer, [...(deliveries.get(peer) ?? []), Date.now()].slice(-64))
-          const ms = Date.now() - started
-          speed.set(peer, 0.7 * (speed.get(peer) ?? ms) + 0.3 * ms)
-        }
-        const n = ours(peer) - 1
-        if (n > 0) inflight.set(peer, n)
-        else inflight.delete(peer)
-        events.dispatchEvent(new Event('release'))
-      }
-    },
-    inflight: ours,
-    slotCap,
+    pick: (model, exclude, opts = {}) => pick(s, model, exclude, opts),
+    begin: (peer) => begin(s, peer),
+    inflight: (peer) => ours(s, peer),
+    slotCap: (p) => slotCap(s, p),
     eligible: (exclude, accept) =>
       dir
         .peers()
         .filter(
-          (p) => !exclude.has(p.id) && open(p, accept) && p.advert.contributing && p.advert.eps.length > 0,
+          (p) => !exclude.has(p.id) && open(s, p, accept) && p.advert.contributing && p.advert.eps.length > 0,
         ).length,
-    freeSlots: (accept) => dir.peers().reduce((n, p) => n + (open(p, accept) ? Math.max(0, free(p)) : 0), 0),
-    events,
+    freeSlots: (accept) =>
+      dir.peers().reduce((n, p) => n + (open(s, p, accept) ? Math.max(0, free(s, p)) : 0), 0),
+    events: s.events,
+  }
+}
+
+const ours = (s: SchedulerState, id: string) => s.inflight.get(id) ?? 0
+
+function recent(s: SchedulerState, id: string): number {
+  const since = Date.now() - DELIVERY_WINDOW_MS
+  const list = s.deliveries.get(id)?.filter((t) => t >= since) ?? []
+  if (list.length === 0) s.deliveries.delete(id)
+  else s.deliveries.set(id, list)
+  return list.length
+}
+
+const slotCap = (s: SchedulerState, p: KnownPeer) => Math.min(p.advert.maxSlots, 1 + recent(s, p.id))
+
+function free(s: SchedulerState, p: KnownPeer): number {
+  const a = p.advert
+  if (!a.contributing || a.eps.length === 0) return 0
+  // A peer advertising no free slot we are not using is busy with someone else's work, unless
+  // the advert is stale (adverts stop when the relay goes) or may still count our own last jobs
+  // (slot adverts are throttled): then a 'busy' reply will tell.
+  const busyElsewhere =
+    a.slots === 0 &&
+    ours(s, p.id) === 0 &&
+    Date.now() - p.seenAt < STALE_ADVERT_MS &&
+    p.seenAt - (s.lastEnded.get(p.id) ?? 0) > ADVERT_LAG_MS
+  if (busyElsewhere) return 0
+  return slotCap(s, p) - ours(s, p.id)
+}
+
+/** A peer a job may go to at all (not us, direct, past the reputation gate), free slots aside. */
+const open = (s: SchedulerState, p: KnownPeer, accept?: (peer: string) => boolean) =>
+  p.id !== s.selfId && p.direct && (accept?.(p.id) ?? true)
+
+function pick(
+  s: SchedulerState,
+  model: string,
+  exclude: ReadonlySet<string>,
+  opts: PickOptions,
+): KnownPeer | undefined {
+  const peers = s.dir.peers()
+  const classes = new Set(peers.filter((p) => opts.sameClassAs?.includes(p.id)).map((p) => peerClass(p)))
+  const newcomerTurn = s.random() < NEWCOMER_SHARE
+  // Advertised benchUs is a claim nobody checks: speed is what we timed ourselves.
+  const ranked = peers
+    .filter((p) => !exclude.has(p.id) && free(s, p) > 0 && open(s, p, opts.accept))
+    .map((p) => ({
+      p,
+      same: classes.size === 0 || classes.has(peerClass(p)) ? 1 : 0,
+      proven: newcomerTurn || (opts.proven?.(p.id) ?? true) ? 1 : 0,
+      cached: p.advert.models.includes(model) ? 1 : 0,
+      free: free(s, p),
+      speed: s.speed.get(p.id) ?? Number.MAX_SAFE_INTEGER,
+      tie: s.random(),
+    }))
+    .sort(
+      (a, b) =>
+        b.same - a.same ||
+        b.proven - a.proven ||
+        b.cached - a.cached ||
+        b.free - a.free ||
+        a.speed - b.speed ||
+        a.tie - b.tie,
+    )
+  return ranked[0]?.p
+}
+
+function begin(s: SchedulerState, peer: string): (held?: boolean, delivered?: boolean) => void {
+  s.inflight.set(peer, ours(s, peer) + 1)
+  const started = Date.now()
+  let done = false
+  return (held = true, delivered = false) => {
+    if (done) return
+    done = true
+    if (held) s.lastEnded.set(peer, Date.now())
+    if (delivered) {
+      s.deliveries.set(peer, [...(s.deliveries.get(peer) ?? []), Date.now()].slice(-64))
+      const ms = Date.now() - started
+      s.speed.set(peer, 0.7 * (s.speed.get(peer) ?? ms) + 0.3 * ms)
+    }
+    const n = ours(s, peer) - 1
+    if (n > 0) s.inflight.set(peer, n)
+    else s.inflight.delete(peer)
+    s.events.dispatchEvent(new Event('release'))
   }
 }

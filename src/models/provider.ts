@@ -54,12 +54,60 @@ interface Held {
   timer?: ReturnType<typeof setTimeout>
 }
 
+type Acquire = ProviderOptions['acquire']
+
+/** What the provider's uploads share. */
+interface ProviderState {
+  opts: ProviderOptions
+  maxUploads: number
+  idle: number
+  uploads: number
+  acquire: Acquire
+  digestsOf(cid: string, bytes: Uint8Array, chunkSize: number): Promise<Uint8Array>
+}
+
 export function createModelProvider(opts: ProviderOptions) {
-  const maxUploads = opts.maxUploads ?? 4
-  const idle = opts.idleTimeoutMs ?? 30_000
-  const holdMs = opts.holdMs ?? 15_000
-  let uploads = 0
-  /** Verified bytes by CID, shared by overlapping uploads and kept `holdMs` after the last one. */
+  const s: ProviderState = {
+    opts,
+    maxUploads: opts.maxUploads ?? 4,
+    idle: opts.idleTimeoutMs ?? 30_000,
+    uploads: 0,
+    acquire: heldModels(opts.acquire, opts.holdMs ?? 15_000),
+    digestsOf: digestCache(),
+  }
+
+  // Requests are at most MAX_REQUEST_BYTES, so streams bound what a peer's partial frames hold.
+  const inbound = createInboundGuard({
+    streamsPerPeer: () => MODEL_STREAMS_PER_PEER,
+    bytesPerPeer: Number.POSITIVE_INFINITY,
+    bytesTotal: Number.POSITIVE_INFINITY,
+  })
+
+  return {
+    protocol: MODEL_PROTOCOL,
+    handler: (stream: Stream, connection: Connection) => {
+      const peer = connection.remotePeer.toString()
+      const done = inbound.open(peer)
+      if (!done) {
+        void refuse(
+          stream,
+          'busy',
+          `too many model streams from one peer (at most ${MODEL_STREAMS_PER_PEER})`,
+        )
+        return
+      }
+      serve(s, stream, peer)
+        .catch((err) => opts.log.error('model handler: %s', (err as Error).message))
+        .finally(done)
+    },
+    get uploads() {
+      return s.uploads
+    },
+  }
+}
+
+/** `acquire`, with verified bytes by CID shared by overlapping uploads and kept `holdMs` after the last one. */
+function heldModels(read: Acquire, holdMs: number): Acquire {
   const held = new Map<string, Held>()
   const drop = (cid: string, h: Held) => {
     if (held.get(cid) === h) held.delete(cid)
@@ -68,7 +116,7 @@ export function createModelProvider(opts: ProviderOptions) {
       () => {},
     )
   }
-  const acquire = async (cid: string) => {
+  return async (cid: string) => {
     let h = held.get(cid)
     if (h == null) {
       // Asking for another model lets go of idle ones: at most one model is held idle.
@@ -77,7 +125,7 @@ export function createModelProvider(opts: ProviderOptions) {
         clearTimeout(o.timer)
         drop(c, o)
       }
-      const fresh: Held = { bytes: opts.acquire(cid), users: 0 }
+      const fresh: Held = { bytes: read(cid), users: 0 }
       held.set(cid, fresh)
       // A miss or a failed read is not kept.
       fresh.bytes.then(
@@ -105,9 +153,12 @@ export function createModelProvider(opts: ProviderOptions) {
     }
     return { bytes: got.bytes, release }
   }
-  /** Chunk digests by `cid/chunkSize`, computed from verified bytes, so repeat uploads skip a hashing pass. */
+}
+
+/** Chunk digests by `cid/chunkSize`, computed from verified bytes, so repeat uploads skip a hashing pass. */
+function digestCache(): ProviderState['digestsOf'] {
   const digests = new Map<string, Uint8Array>()
-  const digestsOf = async (cid: string, bytes: Uint8Array, chunkSize: number) => {
+  return async (cid, bytes, chunkSize) => {
     const key = `${cid}/${chunkSize}`
     let d = digests.get(key)
     if (d == null) {
@@ -117,87 +168,59 @@ export function createModelProvider(opts: ProviderOptions) {
     }
     return d
   }
+}
 
-  async function serve(stream: Stream, peer: string): Promise<void> {
-    const reader = new FrameReader(stream, MAX_REQUEST_BYTES)
-    let release: (() => void) | undefined
-    let counted = false
-    let sent = 0
-    let cid = ''
-    try {
-      const first = await reader.next(idle)
-      if (first == null) return
-      const req = parseManifestRequest(first)
-      cid = req.cid
-      if (uploads >= maxUploads) throw new Refusal('busy', `already serving ${uploads} uploads`)
-      uploads++ // counted before the first await, so concurrent requests cannot overshoot
-      counted = true
-      const got = await acquire(cid)
-      if (got == null) throw new Refusal('unknown-model', `model ${cid} is not cached here`)
-      release = got.release
-      const { bytes } = got
-      const manifest: Manifest = {
-        t: 'manifest',
-        v: 1,
-        cid,
-        size: bytes.byteLength,
-        chunkSize: req.chunkSize,
-        digests: await digestsOf(cid, bytes, req.chunkSize),
-      }
-      await sendBytes(stream, encodeTransfer(manifest, manifestLimit(bytes.byteLength, req.chunkSize)))
-      for (;;) {
-        const frame: Frame | null = await reader.next(idle)
-        if (frame == null) break // the fetcher has all it wants
-        const range = parseRangeRequest(frame, manifest)
-        for (let i = range.from; i < range.from + range.count; i++) {
-          let chunk = bytes.subarray(i * req.chunkSize, (i + 1) * req.chunkSize)
-          if (__PC_TEST_HOOKS__ && opts.testHooks?.modelTransfer?.corruptChunk?.(cid, i)) {
-            chunk = chunk.slice()
-            chunk[0] = chunk[0]! ^ 0xff
-          }
-          await sendBytes(stream, encodeChunkFrame(i, chunk))
-          sent += chunk.byteLength
-        }
-      }
-      await stream.close()
-    } catch (err) {
-      const code = err instanceof Refusal ? err.code : codeOf(err as Error)
-      opts.log('model upload of %s to %s failed (%s): %s', cid, peer, code, (err as Error).message)
-      await refuse(stream, code, (err as Error).message)
-    } finally {
-      if (counted) uploads--
-      release?.()
-      if (sent > 0) opts.onUpload?.({ cid, peer, bytes: sent })
+async function serve(s: ProviderState, stream: Stream, peer: string): Promise<void> {
+  const { opts, idle } = s
+  const reader = new FrameReader(stream, MAX_REQUEST_BYTES)
+  let release: (() => void) | undefined
+  let counted = false
+  let sent = 0
+  let cid = ''
+  try {
+    const first = await reader.next(idle)
+    if (first == null) return
+    const req = parseManifestRequest(first)
+    cid = req.cid
+    if (s.uploads >= s.maxUploads) throw new Refusal('busy', `already serving ${s.uploads} uploads`)
+    s.uploads++ // counted before the first await, so concurrent requests cannot overshoot
+    counted = true
+    const got = await s.acquire(cid)
+    if (got == null) throw new Refusal('unknown-model', `model ${cid} is not cached here`)
+    release = got.release
+    const { bytes } = got
+    const manifest: Manifest = {
+      t: 'manifest',
+      v: 1,
+      cid,
+      size: bytes.byteLength,
+      chunkSize: req.chunkSize,
+      digests: await s.digestsOf(cid, bytes, req.chunkSize),
     }
-  }
-
-  // Requests are at most MAX_REQUEST_BYTES, so streams bound what a peer's partial frames hold.
-  const inbound = createInboundGuard({
-    streamsPerPeer: () => MODEL_STREAMS_PER_PEER,
-    bytesPerPeer: Number.POSITIVE_INFINITY,
-    bytesTotal: Number.POSITIVE_INFINITY,
-  })
-
-  return {
-    protocol: MODEL_PROTOCOL,
-    handler: (stream: Stream, connection: Connection) => {
-      const peer = connection.remotePeer.toString()
-      const done = inbound.open(peer)
-      if (!done) {
-        void refuse(
-          stream,
-          'busy',
-          `too many model streams from one peer (at most ${MODEL_STREAMS_PER_PEER})`,
-        )
-        return
+    await sendBytes(stream, encodeTransfer(manifest, manifestLimit(bytes.byteLength, req.chunkSize)))
+    for (;;) {
+      const frame: Frame | null = await reader.next(idle)
+      if (frame == null) break // the fetcher has all it wants
+      const range = parseRangeRequest(frame, manifest)
+      for (let i = range.from; i < range.from + range.count; i++) {
+        let chunk = bytes.subarray(i * req.chunkSize, (i + 1) * req.chunkSize)
+        if (__PC_TEST_HOOKS__ && opts.testHooks?.modelTransfer?.corruptChunk?.(cid, i)) {
+          chunk = chunk.slice()
+          chunk[0] = chunk[0]! ^ 0xff
+        }
+        await sendBytes(stream, encodeChunkFrame(i, chunk))
+        sent += chunk.byteLength
       }
-      serve(stream, peer)
-        .catch((err) => opts.log.error('model handler: %s', (err as Error).message))
-        .finally(done)
-    },
-    get uploads() {
-      return uploads
-    },
+    }
+    await stream.close()
+  } catch (err) {
+    const code = err instanceof Refusal ? err.code : codeOf(err as Error)
+    opts.log('model upload of %s to %s failed (%s): %s', cid, peer, code, (err as Error).message)
+    await refuse(stream, code, (err as Error).message)
+  } finally {
+    if (counted) s.uploads--
+    release?.()
+    if (sent > 0) opts.onUpload?.({ cid, peer, bytes: sent })
   }
 }
 
@@ -214,3 +237,4 @@ async function refuse(stream: Stream, code: TransferErrorCode, reason: string): 
     stream.abort(new Error('could not deliver refusal'))
   }
 }
+export type ModelProvider = ReturnType<typeof createModelProvider>

@@ -103,6 +103,21 @@ function idbCommit(db: Db): JobStateCommit {
   }
 }
 
+/** The group-commit queue's state (see jobStateQueue). */
+interface QueueState {
+  write: JobStateCommit
+  queue: Map<string, Entry>
+  cleanup: Map<string, number> // id → when its deletes are due
+  writing: Set<string>
+  busy: boolean
+  timer: ReturnType<typeof setTimeout> | undefined
+  // flushJobStates() calls so far, and how many a finished forced flush has covered: a forced
+  // flush takes everything queued when it starts, deletes ended jobs' state at once, and is finite.
+  asked: number
+  served: number
+  idle: { gen: number; resolve(): void }[]
+}
+
 /**
  * The group-commit queue behind saveJobState, over any storage's commit (IndexedDB here, files in
  * the Node peer's store): deferral, collapsing and clean-up timing are the same everywhere.
@@ -110,118 +125,24 @@ function idbCommit(db: Db): JobStateCommit {
 export function jobStateQueue(
   write: JobStateCommit,
 ): Pick<PendingStore, 'saveJobState' | 'flushJobStates' | 'discardJobState'> {
-  const queue = new Map<string, Entry>()
-  const cleanup = new Map<string, number>() // id → when its deletes are due
-  const writing = new Set<string>()
-  let busy = false
-  let timer: ReturnType<typeof setTimeout> | undefined
-  // flushJobStates() calls so far, and how many a finished forced flush has covered: a forced
-  // flush takes everything queued when it starts, deletes ended jobs' state at once, and is finite.
-  let asked = 0
-  let served = 0
-  const idle: { gen: number; resolve(): void }[] = []
-
-  function schedule(): void {
-    if (busy || (queue.size === 0 && cleanup.size === 0 && asked === served)) return
-    clearTimeout(timer)
-    const due = Math.min(...[...queue.values()].map((e) => e.dueAt), ...cleanup.values())
-    const wait = asked > served ? 0 : due - performance.now()
-    // A microtask gathers the writes of one task (a burst of submits) into one transaction.
-    if (wait <= 0) queueMicrotask(flush)
-    else timer = setTimeout(flush, wait)
+  const s: QueueState = {
+    write,
+    queue: new Map(),
+    cleanup: new Map(),
+    writing: new Set(),
+    busy: false,
+    timer: undefined,
+    asked: 0,
+    served: 0,
+    idle: [],
   }
-
-  /** Ended jobs whose state was ever written: their pending state and inputs must go. */
-  const ended = (e: Entry) => !e.pending && !e.fresh
-
-  async function flush(): Promise<void> {
-    if (busy) return
-    const gen = asked
-    const force = gen > served
-    const t = performance.now()
-    // Ends held back only to share a commit go with any commit; held-back starts wait their turn.
-    const batch = [...queue].filter(([, e]) => force || e.dueAt <= t + 1 || e.pending === null)
-    // Once the oldest clean-up is due, every ended job's goes with it (each end is on record already):
-    // one deleting commit per CLEANUP_DELAY_MS however many jobs end, not one per job.
-    const cleanupDue = force || [...cleanup.values()].some((due) => due <= t + 1)
-    const deletes = cleanupDue ? [...cleanup.keys()] : []
-    // Forced: ended jobs' state goes in this very commit rather than 2 s later.
-    if (force) for (const [id, e] of batch) if (ended(e)) deletes.push(id)
-    if (batch.length === 0 && deletes.length === 0) {
-      if (force) release(gen)
-      return schedule()
-    }
-    busy = true
-    for (const [id] of batch) {
-      queue.delete(id)
-      writing.add(id)
-    }
-    for (const id of deletes) cleanup.delete(id)
-    try {
-      await commit(
-        batch.map(([, e]) => e),
-        deletes,
-      ).catch(async (err) => {
-        // One bad record must not fail the others' jobs: alone, each stands or falls by itself.
-        if (batch.length + deletes.length === 1) throw err
-        const own = new Set(force ? batch.filter(([, e]) => ended(e)).map(([id]) => id) : [])
-        const others = deletes.filter((id) => !own.has(id))
-        if (others.length) await commit([], others).catch(() => {}) // else a reload cleans up
-        await Promise.all(
-          batch.map(([id, e]) =>
-            commit([e], own.has(id) ? [id] : []).catch((err) => {
-              e.failed = true
-              settle([e], err)
-            }),
-          ),
-        )
-      })
-      if (!force) {
-        for (const [id, e] of batch) {
-          // A later write of state for this id (queued meanwhile) keeps its state.
-          if (ended(e) && !e.failed && !queue.get(id)?.pending) cleanup.set(id, t + CLEANUP_DELAY_MS)
-        }
-      }
-      settle(batch.map(([, e]) => e))
-    } catch (err) {
-      settle(
-        batch.map(([, e]) => e),
-        err,
-      )
-    } finally {
-      for (const [id] of batch) writing.delete(id)
-      busy = false
-      if (force) release(gen)
-      schedule()
-    }
-  }
-
-  /** Resolves the flushJobStates() calls up to `gen`, which a forced flush has just covered. */
-  function release(gen: number): void {
-    served = gen
-    for (const w of idle.filter((w) => w.gen <= gen)) w.resolve()
-    idle.splice(0, idle.length, ...idle.filter((w) => w.gen > gen))
-  }
-
-  function settle(entries: Entry[], err?: unknown): void {
-    for (const e of entries)
-      for (const w of e.waiters.splice(0)) err === undefined ? w.resolve() : w.reject(err)
-  }
-
-  const commit = (entries: Entry[], deletes: string[]) =>
-    write(
-      entries,
-      deletes,
-      entries.every((e) => e.relaxed),
-    )
-
   return {
     saveJobState(job, pending, inputs, opts = {}) {
       return new Promise<void>((resolve, reject) => {
         const dueAt = performance.now() + (opts.deferMs ?? 0)
         const relaxed = opts.relaxed ?? false
-        const e = queue.get(job.id)
-        if (pending) cleanup.delete(job.id) // running again: its state must stay
+        const e = s.queue.get(job.id)
+        if (pending) s.cleanup.delete(job.id) // running again: its state must stay
         if (e) {
           e.job = job
           e.pending = pending
@@ -231,23 +152,119 @@ export function jobStateQueue(
           e.waiters.push({ resolve, reject })
         } else {
           // Only a job's first write carries its inputs; a write in flight means it is not fresh.
-          const fresh = inputs != null && !writing.has(job.id)
-          queue.set(job.id, { job, pending, inputs, fresh, relaxed, dueAt, waiters: [{ resolve, reject }] })
+          const fresh = inputs != null && !s.writing.has(job.id)
+          s.queue.set(job.id, { job, pending, inputs, fresh, relaxed, dueAt, waiters: [{ resolve, reject }] })
         }
-        schedule()
+        schedule(s)
       })
     },
     discardJobState(id) {
-      if (queue.get(id)?.pending) return // written again since: its state stays
-      cleanup.set(id, performance.now())
-      schedule()
+      if (s.queue.get(id)?.pending) return // written again since: its state stays
+      s.cleanup.set(id, performance.now())
+      schedule(s)
     },
     flushJobStates() {
-      if (queue.size === 0 && cleanup.size === 0 && !busy) return Promise.resolve()
-      const gen = ++asked
-      const done = new Promise<void>((resolve) => idle.push({ gen, resolve }))
-      schedule()
+      if (s.queue.size === 0 && s.cleanup.size === 0 && !s.busy) return Promise.resolve()
+      const gen = ++s.asked
+      const done = new Promise<void>((resolve) => s.idle.push({ gen, resolve }))
+      schedule(s)
       return done
     },
   }
 }
+
+function schedule(s: QueueState): void {
+  if (s.busy || (s.queue.size === 0 && s.cleanup.size === 0 && s.asked === s.served)) return
+  clearTimeout(s.timer)
+  const due = Math.min(...[...s.queue.values()].map((e) => e.dueAt), ...s.cleanup.values())
+  const wait = s.asked > s.served ? 0 : due - performance.now()
+  // A microtask gathers the writes of one task (a burst of submits) into one transaction.
+  if (wait <= 0) queueMicrotask(() => flush(s))
+  else s.timer = setTimeout(() => flush(s), wait)
+}
+
+/** Ended jobs whose state was ever written: their pending state and inputs must go. */
+const ended = (e: Entry) => !e.pending && !e.fresh
+
+async function flush(s: QueueState): Promise<void> {
+  if (s.busy) return
+  const { queue, cleanup } = s
+  const gen = s.asked
+  const force = gen > s.served
+  const t = performance.now()
+  // Ends held back only to share a commit go with any commit; held-back starts wait their turn.
+  const batch = [...queue].filter(([, e]) => force || e.dueAt <= t + 1 || e.pending === null)
+  // Once the oldest clean-up is due, every ended job's goes with it (each end is on record already):
+  // one deleting commit per CLEANUP_DELAY_MS however many jobs end, not one per job.
+  const cleanupDue = force || [...cleanup.values()].some((due) => due <= t + 1)
+  const deletes = cleanupDue ? [...cleanup.keys()] : []
+  // Forced: ended jobs' state goes in this very commit rather than 2 s later.
+  if (force) for (const [id, e] of batch) if (ended(e)) deletes.push(id)
+  if (batch.length === 0 && deletes.length === 0) {
+    if (force) release(s, gen)
+    return schedule(s)
+  }
+  s.busy = true
+  for (const [id] of batch) {
+    queue.delete(id)
+    s.writing.add(id)
+  }
+  for (const id of deletes) cleanup.delete(id)
+  try {
+    await commit(
+      s,
+      batch.map(([, e]) => e),
+      deletes,
+    ).catch(async (err) => {
+      // One bad record must not fail the others' jobs: alone, each stands or falls by itself.
+      if (batch.length + deletes.length === 1) throw err
+      const own = new Set(force ? batch.filter(([, e]) => ended(e)).map(([id]) => id) : [])
+      const others = deletes.filter((id) => !own.has(id))
+      if (others.length) await commit(s, [], others).catch(() => {}) // else a reload cleans up
+      await Promise.all(
+        batch.map(([id, e]) =>
+          commit(s, [e], own.has(id) ? [id] : []).catch((err) => {
+            e.failed = true
+            settle([e], err)
+          }),
+        ),
+      )
+    })
+    if (!force) {
+      for (const [id, e] of batch) {
+        // A later write of state for this id (queued meanwhile) keeps its state.
+        if (ended(e) && !e.failed && !queue.get(id)?.pending) cleanup.set(id, t + CLEANUP_DELAY_MS)
+      }
+    }
+    settle(batch.map(([, e]) => e))
+  } catch (err) {
+    settle(
+      batch.map(([, e]) => e),
+      err,
+    )
+  } finally {
+    for (const [id] of batch) s.writing.delete(id)
+    s.busy = false
+    if (force) release(s, gen)
+    schedule(s)
+  }
+}
+
+/** Resolves the flushJobStates() calls up to `gen`, which a forced flush has just covered. */
+function release(s: QueueState, gen: number): void {
+  s.served = gen
+  for (const w of s.idle.filter((w) => w.gen <= gen)) w.resolve()
+  s.idle.splice(0, s.idle.length, ...s.idle.filter((w) => w.gen > gen))
+}
+
+function settle(entries: Entry[], err?: unknown): void {
+  for (const e of entries)
+    for (const w of e.waiters.splice(0)) err === undefined ? w.resolve() : w.reject(err)
+}
+
+const commit = (s: QueueState, entries: Entry[], deletes: string[]) =>
+  s.write(
+    entries,
+    deletes,
+    entries.every((e) => e.relaxed),
+  )

@@ -40,19 +40,38 @@ export interface Locks {
   request<T>(name: string, fn: () => Promise<T>): Promise<T>
 }
 
-export async function createCredits(o: {
+interface CreditsOptions {
   store: CreditStore
   storeName: string
   privateKey: PrivateKey
   locks?: Locks
-}): Promise<CreditsInternals> {
+}
+
+export async function createCredits(o: CreditsOptions): Promise<CreditsInternals> {
   const locks: Locks = o.locks ?? navigator.locks
-  const events = new TypedEventEmitter<CreditsEvents>()
   const channel = new BroadcastChannel(`${o.storeName}:credits`)
+  const total = await createCreditTotal(o.store, channel)
+  const appender = createAppender(o, locks, channel, total.raise)
+  return {
+    get total() {
+      return total.value
+    },
+    list: () => o.store.listCredits(),
+    export: async () => exportCreditLog(await o.store.listCredits(), o.privateKey),
+    events: total.events,
+    append: appender.append,
+    flush: appender.flush,
+    stop: () => channel.close(),
+  }
+}
+
+/** The credit total, followed across tabs: it only rises, from our appends and other tabs' messages. */
+async function createCreditTotal(store: CreditStore, channel: BroadcastChannel) {
+  const events = new TypedEventEmitter<CreditsEvents>()
   let total = 0
   // seq runs 0, 1, 2…: the last entry gives the count without walking the log (count() does).
   // The log only grows: a read that started before our own append landed must not lower it.
-  const refresh = async () => raise((((await o.store.lastCredit())?.seq ?? -1) + 1) * CREDIT_PER_RECEIPT)
+  const refresh = async () => raise((((await store.lastCredit())?.seq ?? -1) + 1) * CREDIT_PER_RECEIPT)
   await refresh()
   // Another tab appended: its message names the newest seq (the log only grows), else read it.
   channel.onmessage = (e: MessageEvent) => {
@@ -67,7 +86,22 @@ export async function createCredits(o: {
     total = next
     events.dispatchEvent(new Event('change'))
   }
+  return {
+    get value() {
+      return total
+    },
+    raise,
+    events,
+  }
+}
 
+/** Appends receipts to the log, one batch at a time under the lock, and tells the other tabs. */
+function createAppender(
+  o: CreditsOptions,
+  locks: Locks,
+  channel: BroadcastChannel,
+  raise: (total: number) => void,
+) {
   // Receipts are written at once, not held back: a reload right after a job must not lose its
   // credit. Those that arrive while an append runs go together in the next: one lock, one transaction.
   let queue: { bytes: Uint8Array; resolve(r: CreditRecord): void; reject(err: unknown): void }[] = []
@@ -123,13 +157,7 @@ export async function createCredits(o: {
   }
 
   return {
-    get total() {
-      return total
-    },
-    list: () => o.store.listCredits(),
-    export: async () => exportCreditLog(await o.store.listCredits(), o.privateKey),
-    events,
-    async append(receipt) {
+    async append(receipt: Receipt): Promise<CreditRecord> {
       const bytes = encodeReceipt(receipt)
       const rec = new Promise<CreditRecord>((resolve, reject) => queue.push({ bytes, resolve, reject }))
       latest = rec.catch(() => {})
@@ -137,6 +165,5 @@ export async function createCredits(o: {
       return rec
     },
     flush: async () => void (await latest),
-    stop: () => channel.close(),
   }
 }

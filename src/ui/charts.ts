@@ -9,7 +9,7 @@ import './charts.css'
 import type { ServedTotals } from '../compute/settings.ts'
 import type { Peer } from '../peer.ts'
 import { formatBytes } from './render.ts'
-import { createSeries, type SeriesData } from './series.ts'
+import { createSeries, type Series, type SeriesData } from './series.ts'
 
 /** What the charts read from the peer. */
 export type ChartsPeer = Pick<Peer, 'controls' | 'credits'>
@@ -185,9 +185,21 @@ interface Chart {
   plot?: uPlot
 }
 
-export function mountContributeCharts(peer: ChartsPeer, el: HTMLElement): { stop(): void } {
-  const c = peer.controls
-  const series = createSeries({ bucketMs: BUCKET_MS, windowMs: WINDOW_MIN * 60_000 })
+/** The mounted charts and what they draw from. */
+interface View {
+  el: HTMLElement
+  c: ChartsPeer['controls']
+  series: Series
+  hint: HTMLElement
+  charts: Chart[]
+  theme: Theme
+  /** Something changed since the last draw. */
+  dirty: boolean
+  drawnAt: number
+}
+
+/** The section: a heading, the other-tab hint and a figure per spec, its summary in words. */
+function buildCharts(): { root: HTMLElement; hint: HTMLElement; charts: Chart[] } {
   const root = document.createElement('section')
   root.className = 'pc-charts'
   root.setAttribute('aria-labelledby', 'pc-charts-title')
@@ -217,79 +229,68 @@ export function mountContributeCharts(peer: ChartsPeer, el: HTMLElement): { stop
     grid.append(figure)
     return { spec, plotEl, summary }
   })
-  el.replaceChildren(root)
+  return { root, hint, charts }
+}
 
-  /** The served totals: this tab's, or the compute tab's when another tab of the browser computes. */
-  const source = () => {
-    const other = c.computeTab()
-    return { key: other?.peer ?? 'self', totals: other ? other.totals : c.totals() }
-  }
-  let dirty = true
-  const sample = (since?: number) => {
-    const s = source()
-    series.follow(s.key, s.totals, since)
-    dirty = true
-  }
-  const onCredit = () => {
-    series.gauge(peer.credits.total)
-    dirty = true
-  }
-  sample()
-  onCredit()
+/** The served totals: this tab's, or the compute tab's when another tab of the browser computes. */
+function source(c: ChartsPeer['controls']): { key: string; totals: ServedTotals } {
+  const other = c.computeTab()
+  return { key: other?.peer ?? 'self', totals: other ? other.totals : c.totals() }
+}
 
-  let theme = readTheme(el)
-  const data = (chart: Chart, d: SeriesData): uPlot.AlignedData => [
-    d.t,
-    ...chart.spec.lines.map((l) => l.pick(d)),
-  ]
-  const build = (chart: Chart, d: SeriesData) => {
-    chart.plot?.destroy()
-    const width = Math.max(120, Math.floor(chart.plotEl.clientWidth) || 300)
-    chart.plot = new uPlot(plotOptions(chart.spec, theme, width), data(chart, d), chart.plotEl)
-  }
-  let drawnAt = 0
-  /** Redraws when something changed or a bucket went by; never while hidden or off screen. */
-  const draw = (force = false) => {
-    if (document.hidden || el.getClientRects().length === 0) return
-    const now = Date.now()
-    if (!force && !dirty && now - drawnAt < BUCKET_MS) return
-    dirty = false
-    drawnAt = now
-    const d = series.data()
-    const { totals } = source()
-    hint.hidden = c.computeTab() == null
-    for (const chart of charts) {
-      if (chart.plot) chart.plot.setData(data(chart, d))
-      else build(chart, d)
-      chart.summary.textContent = chart.spec.summary(d, totals)
-    }
-  }
+const plotData = (chart: Chart, d: SeriesData): uPlot.AlignedData => [
+  d.t,
+  ...chart.spec.lines.map((l) => l.pick(d)),
+]
 
+function build(v: View, chart: Chart, d: SeriesData): void {
+  chart.plot?.destroy()
+  const width = Math.max(120, Math.floor(chart.plotEl.clientWidth) || 300)
+  chart.plot = new uPlot(plotOptions(chart.spec, v.theme, width), plotData(chart, d), chart.plotEl)
+}
+
+/** Redraws when something changed or a bucket went by; never while hidden or off screen. */
+function draw(v: View, force = false): void {
+  if (document.hidden || v.el.getClientRects().length === 0) return
+  const now = Date.now()
+  if (!force && !v.dirty && now - v.drawnAt < BUCKET_MS) return
+  v.dirty = false
+  v.drawnAt = now
+  const d = v.series.data()
+  const { totals } = source(v.c)
+  v.hint.hidden = v.c.computeTab() == null
+  for (const chart of v.charts) {
+    if (chart.plot) chart.plot.setData(plotData(chart, d))
+    else build(v, chart, d)
+    chart.summary.textContent = chart.spec.summary(d, totals)
+  }
+}
+
+/** Follows each plot's width; redraws once shown again (the view's tab) or resized. */
+function observeSize(v: View): ResizeObserver {
   const resize = new ResizeObserver((entries) => {
     for (const e of entries) {
-      const chart = charts.find((x) => x.plotEl === e.target)
+      const chart = v.charts.find((x) => x.plotEl === e.target)
       const width = Math.floor(e.contentRect.width)
       if (chart?.plot && width > 0 && width !== chart.plot.width)
         chart.plot.setSize({ width, height: HEIGHT })
     }
-    draw(true) // shown again (the view's tab) or resized
+    draw(v, true)
   })
-  for (const chart of charts) resize.observe(chart.plotEl)
+  for (const chart of v.charts) resize.observe(chart.plotEl)
+  return resize
+}
 
-  const dark = matchMedia('(prefers-color-scheme: dark)')
-  const onScheme = () => {
-    theme = readTheme(el)
-    const d = series.data()
-    for (const chart of charts) if (chart.plot) build(chart, d)
-  }
-  dark.addEventListener('change', onScheme)
-
-  // Each second while visible: another compute tab's totals arrive by polling, and the x axis moves.
+/**
+ * Each second while visible: another compute tab's totals arrive by polling, and the x axis moves.
+ * `sample(since)` takes in what was served while hidden. Returns the stop.
+ */
+function tickWhileVisible(v: View, sample: (since?: number) => void): () => void {
   let timer: ReturnType<typeof setInterval> | undefined
   let hiddenAt: number | undefined
   const tick = () => {
-    if (c.computeTab()) sample()
-    draw()
+    if (v.c.computeTab()) sample()
+    draw(v)
   }
   const onVisibility = () => {
     if (document.hidden) {
@@ -300,11 +301,45 @@ export function mountContributeCharts(peer: ChartsPeer, el: HTMLElement): { stop
     }
     sample(hiddenAt) // what the compute tab served meanwhile, spread over the hidden time
     hiddenAt = undefined
-    draw(true)
+    draw(v, true)
     timer ??= setInterval(tick, 1000)
   }
   document.addEventListener('visibilitychange', onVisibility)
   onVisibility()
+  return () => {
+    clearInterval(timer)
+    document.removeEventListener('visibilitychange', onVisibility)
+  }
+}
+
+export function mountContributeCharts(peer: ChartsPeer, el: HTMLElement): { stop(): void } {
+  const c = peer.controls
+  const series = createSeries({ bucketMs: BUCKET_MS, windowMs: WINDOW_MIN * 60_000 })
+  const { root, hint, charts } = buildCharts()
+  el.replaceChildren(root)
+
+  const sample = (since?: number) => {
+    const s = source(c)
+    series.follow(s.key, s.totals, since)
+    v.dirty = true
+  }
+  const onCredit = () => {
+    series.gauge(peer.credits.total)
+    v.dirty = true
+  }
+  const v: View = { el, c, series, hint, charts, theme: readTheme(el), dirty: true, drawnAt: 0 }
+  sample()
+  onCredit()
+
+  const resize = observeSize(v)
+  const dark = matchMedia('(prefers-color-scheme: dark)')
+  const onScheme = () => {
+    v.theme = readTheme(el)
+    const d = series.data()
+    for (const chart of charts) if (chart.plot) build(v, chart, d)
+  }
+  dark.addEventListener('change', onScheme)
+  const stopTicking = tickWhileVisible(v, sample)
 
   // Cheap even while hidden: each only moves numbers into the series.
   const onTotals = () => sample()
@@ -313,8 +348,7 @@ export function mountContributeCharts(peer: ChartsPeer, el: HTMLElement): { stop
 
   return {
     stop() {
-      clearInterval(timer)
-      document.removeEventListener('visibilitychange', onVisibility)
+      stopTicking()
       dark.removeEventListener('change', onScheme)
       c.events.removeEventListener('totals', onTotals)
       peer.credits.events.removeEventListener('change', onCredit)

@@ -34,94 +34,28 @@ const HOLD_TEXT: Record<string, string> = {
   standby: 'another tab computes',
 }
 
+type Controls = Peer['controls']
+type Query = <T extends Element>(sel: string) => T & HTMLElement
+
 export function mountControlsView(peer: Peer, el: HTMLElement): void {
   const c = peer.controls
   el.hidden = false
   el.innerHTML = FORM
-  const q = <T extends Element>(sel: string) => el.querySelector<T & HTMLElement>(sel)!
+  const q: Query = <T extends Element>(sel: string) => el.querySelector<T & HTMLElement>(sel)!
   const form = q<HTMLFormElement>('#ctl-form')
-  const field = (name: keyof ContributorSettings) => form.elements.namedItem(name) as HTMLInputElement
-
-  const fill = (s: ContributorSettings) => {
-    if (form.contains(document.activeElement)) return // do not overwrite what is being typed
-    field('maxJobs').value = String(s.maxJobs)
-    field('wasmThreads').value = String(s.wasmThreads)
-    field('allowWebGpu').checked = s.allowWebGpu
-    field('maxModelBytes').value = String(Math.round(s.maxModelBytes / MiB))
-    field('modelCacheBytes').value = String(Math.round(s.modelCacheBytes / MiB))
-    field('runWhen').value = s.runWhen
-    field('pauseOnBattery').checked = s.pauseOnBattery
-    field('backOffUnderPressure').checked = s.backOffUnderPressure
-    const isolated = c.state().crossOriginIsolated
-    field('wasmThreads').disabled = !isolated
-    field('wasmThreads').title = isolated ? '' : 'single-threaded: this page is not cross-origin isolated'
-  }
-  form.addEventListener('change', () => {
-    const num = (n: keyof ContributorSettings) => Number(field(n).value)
-    void c.update({
-      maxJobs: num('maxJobs'),
-      wasmThreads: num('wasmThreads'),
-      allowWebGpu: field('allowWebGpu').checked,
-      maxModelBytes: num('maxModelBytes') * MiB,
-      modelCacheBytes: num('modelCacheBytes') * MiB,
-      runWhen: field('runWhen').value === 'visible' ? 'visible' : 'always',
-      pauseOnBattery: field('pauseOnBattery').checked,
-      backOffUnderPressure: field('backOffUnderPressure').checked,
-    })
-  })
+  const fill = (s: ContributorSettings) => fillForm(form, c, s)
+  form.addEventListener('change', () => void c.update(readForm(form)))
   const pause = q<HTMLButtonElement>('#ctl-pause')
   pause.addEventListener('click', () => (c.paused ? c.resume() : c.pause()))
-  q('#ctl-export').addEventListener('click', async () => {
-    const bytes = await peer.credits.export()
-    const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/json' }))
-    Object.assign(document.createElement('a'), { href: url, download: 'peer-compute-credits.json' }).click()
-    setTimeout(() => URL.revokeObjectURL(url), 1000)
-  })
+  q('#ctl-export').addEventListener('click', () => exportCredits(peer))
 
-  const renderState = () => {
-    const s = c.state()
-    const other = c.computeTab()
-    const parts = [s.active ? 'contributing' : s.contributing ? 'not taking jobs' : 'contributing is off']
-    const holds = s.holds.map((h) => HOLD_TEXT[h] ?? h)
-    if (s.contributing && holds.length) parts.push(holds.join(', '))
-    if (other) parts.push(`compute tab: ${short(other.peer)}`)
-    else if (s.leader) parts.push('this is the compute tab of this browser')
-    if (!s.crossOriginIsolated) parts.push('single-threaded WASM (page not cross-origin isolated)')
-    q('#ctl-state').textContent = parts.join(' · ')
-    pause.textContent = c.paused ? 'Resume' : 'Pause'
-    el.dataset.active = String(s.active)
-    // keep the header's Contribute switch in step when another tab changed it
-    const box = document.getElementById('contribute') as HTMLInputElement | null
-    if (box) box.checked = s.contributing
-  }
-  const renderLive = () => {
-    const other: ComputeTabStatus | undefined = c.computeTab()
-    const jobs: RunningJob[] = other ? other.running : c.running()
-    const t = other ? other.totals : c.totals()
-    q('#ctl-running tbody').replaceChildren(
-      ...jobs.map((j) => {
-        const tr = document.createElement('tr')
-        const name = peer.catalog.byCid(j.model)?.name ?? short(j.model)
-        for (const v of [name, short(j.requester), `${((Date.now() - j.startedAt) / 1000).toFixed(1)} s`])
-          tr.insertCell().textContent = v
-        return tr
-      }),
-    )
-    q('#ctl-idle').hidden = jobs.length > 0
-    const rows: [string, string][] = [
-      ['Jobs served', String(t.jobs)],
-      ['Compute-seconds', (t.computeMs / 1000).toFixed(2)],
-      ['Bytes in / out', `${formatBytes(t.bytesIn)} / ${formatBytes(t.bytesOut)}`],
-      ['Credit', String(peer.credits.total)],
-    ]
-    renderTiles(q('#ctl-totals'), rows)
-  }
+  const renderLive = () => drawLive(peer, q)
   fill(c.settings())
-  renderState()
+  drawState(el, q, c, pause)
   renderLive()
   c.events.addEventListener('change', () => {
     fill(c.settings())
-    renderState()
+    drawState(el, q, c, pause)
     renderLive()
   })
   for (const type of ['totals', 'job-started', 'job-done'] as const)
@@ -132,4 +66,87 @@ export function mountControlsView(peer: Peer, el: HTMLElement): void {
   setInterval(() => {
     if (c.running().length || c.computeTab()) renderLive()
   }, 500)
+}
+
+const field = (form: HTMLFormElement, name: keyof ContributorSettings) =>
+  form.elements.namedItem(name) as HTMLInputElement
+
+function fillForm(form: HTMLFormElement, c: Controls, s: ContributorSettings): void {
+  if (form.contains(document.activeElement)) return // do not overwrite what is being typed
+  const f = (name: keyof ContributorSettings) => field(form, name)
+  f('maxJobs').value = String(s.maxJobs)
+  f('wasmThreads').value = String(s.wasmThreads)
+  f('allowWebGpu').checked = s.allowWebGpu
+  f('maxModelBytes').value = String(Math.round(s.maxModelBytes / MiB))
+  f('modelCacheBytes').value = String(Math.round(s.modelCacheBytes / MiB))
+  f('runWhen').value = s.runWhen
+  f('pauseOnBattery').checked = s.pauseOnBattery
+  f('backOffUnderPressure').checked = s.backOffUnderPressure
+  const isolated = c.state().crossOriginIsolated
+  f('wasmThreads').disabled = !isolated
+  f('wasmThreads').title = isolated ? '' : 'single-threaded: this page is not cross-origin isolated'
+}
+
+function readForm(form: HTMLFormElement): Parameters<Controls['update']>[0] {
+  const f = (name: keyof ContributorSettings) => field(form, name)
+  const num = (n: keyof ContributorSettings) => Number(f(n).value)
+  return {
+    maxJobs: num('maxJobs'),
+    wasmThreads: num('wasmThreads'),
+    allowWebGpu: f('allowWebGpu').checked,
+    maxModelBytes: num('maxModelBytes') * MiB,
+    modelCacheBytes: num('modelCacheBytes') * MiB,
+    runWhen: f('runWhen').value === 'visible' ? 'visible' : 'always',
+    pauseOnBattery: f('pauseOnBattery').checked,
+    backOffUnderPressure: f('backOffUnderPressure').checked,
+  }
+}
+
+async function exportCredits(peer: Peer): Promise<void> {
+  const bytes = await peer.credits.export()
+  const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/json' }))
+  Object.assign(document.createElement('a'), { href: url, download: 'peer-compute-credits.json' }).click()
+  setTimeout(() => URL.revokeObjectURL(url), 1000)
+}
+
+function drawState(el: HTMLElement, q: Query, c: Controls, pause: HTMLButtonElement): void {
+  const s = c.state()
+  const other = c.computeTab()
+  const parts = [s.active ? 'contributing' : s.contributing ? 'not taking jobs' : 'contributing is off']
+  const holds = s.holds.map((h) => HOLD_TEXT[h] ?? h)
+  if (s.contributing && holds.length) parts.push(holds.join(', '))
+  if (other) parts.push(`compute tab: ${short(other.peer)}`)
+  else if (s.leader) parts.push('this is the compute tab of this browser')
+  if (!s.crossOriginIsolated) parts.push('single-threaded WASM (page not cross-origin isolated)')
+  q('#ctl-state').textContent = parts.join(' · ')
+  pause.textContent = c.paused ? 'Resume' : 'Pause'
+  el.dataset.active = String(s.active)
+  // keep the header's Contribute switch in step when another tab changed it
+  const box = document.getElementById('contribute') as HTMLInputElement | null
+  if (box) box.checked = s.contributing
+}
+
+/** What runs now and the totals: this tab's, or the compute tab's when another tab computes. */
+function drawLive(peer: Peer, q: Query): void {
+  const c = peer.controls
+  const other: ComputeTabStatus | undefined = c.computeTab()
+  const jobs: RunningJob[] = other ? other.running : c.running()
+  const t = other ? other.totals : c.totals()
+  q('#ctl-running tbody').replaceChildren(
+    ...jobs.map((j) => {
+      const tr = document.createElement('tr')
+      const name = peer.catalog.byCid(j.model)?.name ?? short(j.model)
+      for (const v of [name, short(j.requester), `${((Date.now() - j.startedAt) / 1000).toFixed(1)} s`])
+        tr.insertCell().textContent = v
+      return tr
+    }),
+  )
+  q('#ctl-idle').hidden = jobs.length > 0
+  const rows: [string, string][] = [
+    ['Jobs served', String(t.jobs)],
+    ['Compute-seconds', (t.computeMs / 1000).toFixed(2)],
+    ['Bytes in / out', `${formatBytes(t.bytesIn)} / ${formatBytes(t.bytesOut)}`],
+    ['Credit', String(peer.credits.total)],
+  ]
+  renderTiles(q('#ctl-totals'), rows)
 }

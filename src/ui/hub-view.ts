@@ -1,4 +1,5 @@
 /** Model hub panel: the catalog, import by URL or file (drag and drop), the cache with its quota, and delete. */
+import type { ModelInfo, ModelProgress, TransferRecord } from '../models/hub.ts'
 import type { Peer } from '../peer.ts'
 import { short } from './render.ts'
 
@@ -15,10 +16,13 @@ function button(label: string, onClick: () => void): HTMLButtonElement {
   return b
 }
 
-export function mountHubView(peer: Peer, el: HTMLElement): void {
-  const hub = peer.models
-  el.hidden = false
-  el.innerHTML = `<h2>Models</h2>
+type Hub = Peer['models']
+/** Runs an import, reporting the stored model or the error by name. */
+type Run = (what: string, task: () => Promise<{ name: string; cid: string; size: number }>) => Promise<void>
+type Report = (ok: boolean, text: string) => void
+type Query = <T extends HTMLElement>(sel: string) => T
+
+const FORM = `<h2>Models</h2>
     <p id="hub-usage"></p>
     <form id="hub-limits">
       <label>Storage quota (MiB) <input id="hub-quota" type="number" min="1" step="1" /></label>
@@ -40,40 +44,62 @@ export function mountHubView(peer: Peer, el: HTMLElement): void {
     <div class="scroll" role="region" aria-label="Cached models" tabindex="0"><table id="hub-cached"><thead><tr><th>Name</th><th>CID</th><th>Size</th><th>Last used</th><th>In use</th><th></th></tr></thead><tbody></tbody></table></div>
     <h3>Peer transfers</h3>
     <div class="scroll" role="region" aria-label="Peer transfers" tabindex="0"><table id="hub-transfers"><thead><tr><th>When</th><th>CID</th><th>Size</th><th>MiB/s</th><th>Resumed</th><th>Corrupt chunks</th><th>From</th></tr></thead><tbody></tbody></table></div>`
-  const $ = <T extends HTMLElement>(sel: string) => el.querySelector<T>(sel)!
+
+const failed = (err: unknown) => `✗ ${(err as Error).name}: ${(err as Error).message}`
+
+export function mountHubView(peer: Peer, el: HTMLElement): void {
+  const hub = peer.models
+  el.hidden = false
+  el.innerHTML = FORM
+  const $: Query = <T extends HTMLElement>(sel: string) => el.querySelector<T>(sel)!
   const result = $<HTMLOutputElement>('#hub-result')
   const bar = $<HTMLProgressElement>('#hub-progress')
   const barText = $('#hub-progress-text')
-  const quota = $<HTMLInputElement>('#hub-quota')
-  const max = $<HTMLInputElement>('#hub-max')
 
-  const report = (ok: boolean, text: string) => {
+  const report: Report = (ok, text) => {
     result.className = ok ? 'ok' : 'bad'
     result.textContent = text
   }
-  /** Runs an import, reporting the stored model or the error by name. */
-  const run = async (what: string, task: () => Promise<{ name: string; cid: string; size: number }>) => {
+  const run: Run = async (what, task) => {
     report(true, `importing ${what}…`)
     try {
       const m = await task()
       report(true, `✓ ${m.name || short(m.cid)}: ${mib(m.size)}, ${m.cid}`)
     } catch (err) {
-      report(false, `✗ ${(err as Error).name}: ${(err as Error).message}`)
+      report(false, failed(err))
     } finally {
       bar.hidden = true
       barText.textContent = ''
     }
   }
 
-  hub.events.addEventListener('progress', (e) => {
-    const p = e.detail
-    bar.hidden = p.total !== undefined && p.loaded >= p.total // a finished transfer clears the bar
-    bar.value = p.total ? p.loaded / p.total : 0
-    if (!p.total) bar.removeAttribute('value') // indeterminate
-    const from = p.source === 'peer' ? 'from peers' : 'download'
-    barText.textContent = `${p.name || short(p.cid ?? '')} ${from}: ${mib(p.loaded)}${p.total ? ` of ${mib(p.total)}` : ''}`
-  })
+  hub.events.addEventListener('progress', (e) => showProgress(bar, barText, e.detail))
+  wireImports(el, $, hub, run)
+  wireLimits($, hub, report)
 
+  let queued = false
+  const render = () => {
+    if (queued) return
+    queued = true
+    requestAnimationFrame(async () => {
+      queued = false
+      await draw(peer, $, run, report)
+    })
+  }
+  hub.events.addEventListener('change', render)
+  render()
+}
+
+function showProgress(bar: HTMLProgressElement, text: HTMLElement, p: ModelProgress): void {
+  bar.hidden = p.total !== undefined && p.loaded >= p.total // a finished transfer clears the bar
+  bar.value = p.total ? p.loaded / p.total : 0
+  if (!p.total) bar.removeAttribute('value') // indeterminate
+  const from = p.source === 'peer' ? 'from peers' : 'download'
+  text.textContent = `${p.name || short(p.cid ?? '')} ${from}: ${mib(p.loaded)}${p.total ? ` of ${mib(p.total)}` : ''}`
+}
+
+/** Import by URL, by file picker, or by a file dropped anywhere on the panel. */
+function wireImports(el: HTMLElement, $: Query, hub: Hub, run: Run): void {
   $<HTMLFormElement>('#hub-import-url').addEventListener('submit', (ev) => {
     ev.preventDefault()
     const url = $<HTMLInputElement>('#hub-url').value.trim()
@@ -90,7 +116,11 @@ export function mountHubView(peer: Peer, el: HTMLElement): void {
     const f = e.dataTransfer?.files[0]
     if (f) importFile(f)
   })
+}
 
+function wireLimits($: Query, hub: Hub, report: Report): void {
+  const quota = $<HTMLInputElement>('#hub-quota')
+  const max = $<HTMLInputElement>('#hub-max')
   $<HTMLFormElement>('#hub-limits').addEventListener('submit', async (ev) => {
     ev.preventDefault()
     try {
@@ -98,72 +128,68 @@ export function mountHubView(peer: Peer, el: HTMLElement): void {
       await hub.setMaxModelBytes(Math.round(Number(max.value) * MiB))
       report(true, 'limits saved')
     } catch (err) {
-      report(false, `✗ ${(err as Error).name}: ${(err as Error).message}`)
+      report(false, failed(err))
     }
   })
+}
 
-  let queued = false
-  const render = () => {
-    if (queued) return
-    queued = true
-    requestAnimationFrame(async () => {
-      queued = false
-      const models = await hub.list()
-      const have = new Set(models.map((m) => m.cid))
-      const used = models.reduce((n, m) => n + m.size, 0)
-      $('#hub-usage').textContent = `${models.length} cached, ${mib(used)} of ${mib(hub.quotaBytes)} quota`
-      if (document.activeElement !== quota) quota.value = String(Math.round(hub.quotaBytes / MiB))
-      if (document.activeElement !== max) max.value = String(Math.round(hub.maxModelBytes / MiB))
+/** Redraws the usage, the limits (unless being typed) and the three tables. */
+async function draw(peer: Peer, $: Query, run: Run, report: Report): Promise<void> {
+  const hub = peer.models
+  const quota = $<HTMLInputElement>('#hub-quota')
+  const max = $<HTMLInputElement>('#hub-max')
+  const models = await hub.list()
+  const have = new Set(models.map((m) => m.cid))
+  const used = models.reduce((n, m) => n + m.size, 0)
+  $('#hub-usage').textContent = `${models.length} cached, ${mib(used)} of ${mib(hub.quotaBytes)} quota`
+  if (document.activeElement !== quota) quota.value = String(Math.round(hub.quotaBytes / MiB))
+  if (document.activeElement !== max) max.value = String(Math.round(hub.maxModelBytes / MiB))
 
-      $('#hub-catalog tbody').replaceChildren(
-        ...peer.catalog.entries.map((e) => {
-          const tr = document.createElement('tr')
-          const action = have.has(e.cid)
-            ? 'cached'
-            : button('Import', () => void run(e.name, () => hub.importCatalog(e.name)))
-          cells(tr, [e.name, e.task, mib(e.size), e.license, short(e.cid), action])
-          return tr
-        }),
-      )
-      $('#hub-cached tbody').replaceChildren(
-        ...models.map((m) => {
-          const tr = document.createElement('tr')
-          tr.dataset.cid = m.cid
-          const del = button('Delete', async () => {
-            await hub.delete(m.cid)
-            report(true, `deleted ${m.name || short(m.cid)}`)
-          })
-          const name = m.name || peer.catalog.byCid(m.cid)?.name || '—'
-          cells(tr, [
-            name,
-            short(m.cid),
-            mib(m.size),
-            new Date(m.lastUsed).toLocaleString(),
-            m.inUse ? 'yes' : 'no',
-            del,
-          ])
-          return tr
-        }),
-      )
-      $('#hub-transfers tbody').replaceChildren(
-        ...hub.transfers().map((t) => {
-          const tr = document.createElement('tr')
-          const rate = t.ms > 0 ? (t.size - t.resumed) / MiB / (t.ms / 1000) : 0
-          const from = Object.keys(t.providers).map(short).join(', ')
-          cells(tr, [
-            new Date(t.at).toLocaleTimeString(),
-            short(t.cid),
-            mib(t.size),
-            rate.toFixed(1),
-            mib(t.resumed),
-            String(t.corrupt),
-            from,
-          ])
-          return tr
-        }),
-      )
-    })
-  }
-  hub.events.addEventListener('change', render)
-  render()
+  $('#hub-catalog tbody').replaceChildren(
+    ...peer.catalog.entries.map((e) => {
+      const tr = document.createElement('tr')
+      const action = have.has(e.cid)
+        ? 'cached'
+        : button('Import', () => void run(e.name, () => hub.importCatalog(e.name)))
+      cells(tr, [e.name, e.task, mib(e.size), e.license, short(e.cid), action])
+      return tr
+    }),
+  )
+  $('#hub-cached tbody').replaceChildren(...models.map((m) => cachedRow(peer, m, report)))
+  $('#hub-transfers tbody').replaceChildren(...hub.transfers().map(transferRow))
+}
+
+function cachedRow(peer: Peer, m: ModelInfo, report: Report): HTMLTableRowElement {
+  const tr = document.createElement('tr')
+  tr.dataset.cid = m.cid
+  const del = button('Delete', async () => {
+    await peer.models.delete(m.cid)
+    report(true, `deleted ${m.name || short(m.cid)}`)
+  })
+  const name = m.name || peer.catalog.byCid(m.cid)?.name || '—'
+  cells(tr, [
+    name,
+    short(m.cid),
+    mib(m.size),
+    new Date(m.lastUsed).toLocaleString(),
+    m.inUse ? 'yes' : 'no',
+    del,
+  ])
+  return tr
+}
+
+function transferRow(t: TransferRecord): HTMLTableRowElement {
+  const tr = document.createElement('tr')
+  const rate = t.ms > 0 ? (t.size - t.resumed) / MiB / (t.ms / 1000) : 0
+  const from = Object.keys(t.providers).map(short).join(', ')
+  cells(tr, [
+    new Date(t.at).toLocaleTimeString(),
+    short(t.cid),
+    mib(t.size),
+    rate.toFixed(1),
+    mib(t.resumed),
+    String(t.corrupt),
+    from,
+  ])
+  return tr
 }

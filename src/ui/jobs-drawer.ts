@@ -271,8 +271,11 @@ function section(title: string, ...body: Node[]): Node {
   return h('section', {}, h('h3', {}, title), ...body)
 }
 
-/** `self`: this tab's peer id, to tell its own replicas apart. */
-export function createJobDrawer(host: HTMLElement, catalog: Catalog, self: string): JobDrawer {
+/** What the drawer shows of a job: it is redrawn only when this changes. */
+const jobKey = (j: JobRecord) =>
+  [j.id, j.status, j.record?.byteLength, ...(j.replicas ?? []).map((r) => r.status + (r.error ?? ''))].join()
+
+function buildDialog() {
   const title = h('h2', { id: 'job-drawer-title' })
   const sub = h('p', { class: 'hint' })
   const close = h('button', { type: 'button', class: 'drawer-close' }, 'Close')
@@ -287,6 +290,32 @@ export function createJobDrawer(host: HTMLElement, catalog: Catalog, self: strin
       content,
     ),
   )
+  return { dialog, title, sub, close, content }
+}
+
+/** The record's receipts by their signer, to show each replica's run time and EP. */
+function receiptsByWorker(rec: RecordView | Error | undefined): Map<string, Receipt> {
+  const byWorker = new Map<string, Receipt>()
+  if (rec && !(rec instanceof Error))
+    for (const m of rec.members)
+      if (!(m.receipt instanceof Error)) byWorker.set(m.receipt.body.worker, m.receipt)
+  return byWorker
+}
+
+/** The receipts section and the quorum record panel, or why a job has none. */
+function recordParts(j: JobRecord, rec: RecordView | Error | undefined, self: string) {
+  return {
+    receipts:
+      rec && !(rec instanceof Error)
+        ? receipts(rec, self)
+        : h('p', { class: 'hint' }, 'None kept: receipts are kept with the quorum record of a verified job.'),
+    panel: rec ? recordPanel(j, rec) : h('p', { class: 'hint' }, 'Only a verified job has a quorum record.'),
+  }
+}
+
+/** `self`: this tab's peer id, to tell its own replicas apart. */
+export function createJobDrawer(host: HTMLElement, catalog: Catalog, self: string): JobDrawer {
+  const { dialog, title, sub, close, content } = buildDialog()
   host.append(dialog)
   let job: JobRecord | undefined
   let shown = '' // what the drawer shows of `job`, to redraw only on change
@@ -295,40 +324,15 @@ export function createJobDrawer(host: HTMLElement, catalog: Catalog, self: strin
   // redraws of the same job: a replica ending after the verdict redraws the rest.
   let fromRecord: { key: string; receipts: Node; panel: Node } | undefined
 
-  const key = (j: JobRecord) =>
-    [
-      j.id,
-      j.status,
-      j.record?.byteLength,
-      ...(j.replicas ?? []).map((r) => r.status + (r.error ?? '')),
-    ].join()
-
   const render = (j: JobRecord) => {
     const focusKey = (document.activeElement as HTMLElement | null)?.dataset?.key
-    shown = key(j)
+    shown = jobKey(j)
     title.textContent = `${modelName(j, catalog)} job`
     sub.replaceChildren('Job ', h('code', {}, j.id))
     const rec = j.record ? readRecord(j.record) : undefined
-    const byWorker = new Map<string, Receipt>()
-    if (rec && !(rec instanceof Error))
-      for (const m of rec.members)
-        if (!(m.receipt instanceof Error)) byWorker.set(m.receipt.body.worker, m.receipt)
+    const byWorker = receiptsByWorker(rec)
     const recKey = `${j.id} ${j.record?.byteLength}`
-    if (fromRecord?.key !== recKey)
-      fromRecord = {
-        key: recKey,
-        receipts:
-          rec && !(rec instanceof Error)
-            ? receipts(rec, self)
-            : h(
-                'p',
-                { class: 'hint' },
-                'None kept: receipts are kept with the quorum record of a verified job.',
-              ),
-        panel: rec
-          ? recordPanel(j, rec)
-          : h('p', { class: 'hint' }, 'Only a verified job has a quorum record.'),
-      }
+    if (fromRecord?.key !== recKey) fromRecord = { key: recKey, ...recordParts(j, rec, self) }
     content.replaceChildren(
       summary(j, catalog),
       section('Replicas', replicas(j, byWorker, self)),
@@ -362,7 +366,7 @@ export function createJobDrawer(host: HTMLElement, catalog: Catalog, self: strin
     },
     update(jobs) {
       const next = job && jobs.find((j) => j.id === job!.id)
-      if (!next || key(next) === shown) return
+      if (!next || jobKey(next) === shown) return
       job = next
       render(next)
     },

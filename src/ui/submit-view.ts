@@ -55,9 +55,11 @@ const FORM = `<h2>Submit a job</h2>
 
 const MAX_RESULTS = 20
 
+type Query = <T extends HTMLElement>(id: string) => T
+
 export function mountSubmitView(peer: Peer, el: HTMLElement): { refreshTargets(): void } {
   el.innerHTML = FORM
-  const q = <T extends HTMLElement>(id: string) => el.querySelector<T>(`#${id}`)!
+  const q: Query = <T extends HTMLElement>(id: string) => el.querySelector<T>(`#${id}`)!
   const model = q<HTMLSelectElement>('model')
   const input = q<HTMLTextAreaElement>('input')
   const err = q<HTMLOutputElement>('submit-error')
@@ -65,39 +67,12 @@ export function mountSubmitView(peer: Peer, el: HTMLElement): { refreshTargets()
   const entry = () => peer.catalog.byCid(model.value)
   const specs = () => entry()?.inputs ?? []
 
-  const policy = (): Partial<VerificationPolicy> => {
-    const rule = RULES[q<HTMLSelectElement>('rule').value]
-    return {
-      redundancy: Number(q<HTMLInputElement>('redundancy').value),
-      quorum: Number(q<HTMLInputElement>('quorum').value),
-      adaptive: q<HTMLInputElement>('adaptive').checked,
-      ...(rule ? { compare: rule } : {}),
-    }
-  }
-  const explain = () => {
-    const words = q('policy-words')
-    if (q<HTMLSelectElement>('target').value) {
-      words.textContent = 'Sent to one chosen peer: its answer is signed but not cross-checked by anyone.'
-      return
-    }
-    try {
-      words.textContent = policyWords(policyFor(entry()?.task, policy()))
-      words.classList.remove('bad')
-    } catch (e) {
-      words.textContent = `⚠ ${(e as Error).message}`
-      words.classList.add('bad')
-    }
-  }
-  const about = (e?: CatalogEntry) => {
-    q('model-about').textContent = e
-      ? `${e.description}. ${formatBytes(e.size)}, task ${e.task}, ${e.license}. In: ${specText(e.inputs)}. Out: ${specText(e.outputs)}.`
-      : ''
-  }
+  const explain = () => explainPolicy(q, entry())
   const fillRandom = () => {
     input.value = randomInputsJson(specs()) // also right for multi-input, int64 and dynamic-shape models
   }
   model.addEventListener('change', () => {
-    about(entry())
+    about(q, entry())
     fillRandom()
     explain()
   })
@@ -114,34 +89,17 @@ export function mountSubmitView(peer: Peer, el: HTMLElement): { refreshTargets()
       err.textContent = errorText(e)
     }
   })
-  about(entry())
+  about(q, entry())
   fillRandom()
   explain()
 
-  const results = q<HTMLUListElement>('submit-results')
   q<HTMLFormElement>('submit').addEventListener('submit', async (ev) => {
     ev.preventDefault()
     err.textContent = ''
     const e = entry()
     if (!e) return
     try {
-      const inputs = parseJsonInputs(input.value, specs())
-      const n = Math.max(1, Math.min(1000, Number(q<HTMLInputElement>('count').value) || 1))
-      const target = q<HTMLSelectElement>('target').value
-      err.textContent = `running ${n} job(s)…`
-      const rs = await Promise.allSettled(
-        Array.from({ length: n }, () =>
-          peer.submit(e.cid, inputs, target ? { peer: target } : { policy: policy() }),
-        ),
-      )
-      // Only the newest are kept: build those (their JSON is made on demand).
-      const done = rs.filter((r) => r.status === 'fulfilled').slice(-MAX_RESULTS)
-      for (const r of done) results.prepend(resultItem(e, r.value))
-      while (results.children.length > MAX_RESULTS) results.lastElementChild!.remove()
-      const failed = rs.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
-      err.textContent = failed.length
-        ? `${failed.length} of ${n} failed: ${errorText(failed[0]!.reason)}`
-        : `${n} verified`
+      await submitJobs(peer, q, e, parseJsonInputs(input.value, specs()))
     } catch (e) {
       err.textContent = errorText(e)
     }
@@ -160,6 +118,61 @@ export function mountSubmitView(peer: Peer, el: HTMLElement): { refreshTargets()
       explain()
     },
   }
+}
+
+/** The policy the form's fields ask for. */
+function readPolicy(q: Query): Partial<VerificationPolicy> {
+  const rule = RULES[q<HTMLSelectElement>('rule').value]
+  return {
+    redundancy: Number(q<HTMLInputElement>('redundancy').value),
+    quorum: Number(q<HTMLInputElement>('quorum').value),
+    adaptive: q<HTMLInputElement>('adaptive').checked,
+    ...(rule ? { compare: rule } : {}),
+  }
+}
+
+/** The policy in words beside its fields, or why it is not valid. */
+function explainPolicy(q: Query, entry: CatalogEntry | undefined): void {
+  const words = q('policy-words')
+  if (q<HTMLSelectElement>('target').value) {
+    words.textContent = 'Sent to one chosen peer: its answer is signed but not cross-checked by anyone.'
+    return
+  }
+  try {
+    words.textContent = policyWords(policyFor(entry?.task, readPolicy(q)))
+    words.classList.remove('bad')
+  } catch (e) {
+    words.textContent = `⚠ ${(e as Error).message}`
+    words.classList.add('bad')
+  }
+}
+
+function about(q: Query, e?: CatalogEntry): void {
+  q('model-about').textContent = e
+    ? `${e.description}. ${formatBytes(e.size)}, task ${e.task}, ${e.license}. In: ${specText(e.inputs)}. Out: ${specText(e.outputs)}.`
+    : ''
+}
+
+/** Runs the form's count of jobs, lists the newest results and says how many failed. */
+async function submitJobs(peer: Peer, q: Query, e: CatalogEntry, inputs: NamedTensors): Promise<void> {
+  const err = q<HTMLOutputElement>('submit-error')
+  const results = q<HTMLUListElement>('submit-results')
+  const n = Math.max(1, Math.min(1000, Number(q<HTMLInputElement>('count').value) || 1))
+  const target = q<HTMLSelectElement>('target').value
+  err.textContent = `running ${n} job(s)…`
+  const rs = await Promise.allSettled(
+    Array.from({ length: n }, () =>
+      peer.submit(e.cid, inputs, target ? { peer: target } : { policy: readPolicy(q) }),
+    ),
+  )
+  // Only the newest are kept: build those (their JSON is made on demand).
+  const done = rs.filter((r) => r.status === 'fulfilled').slice(-MAX_RESULTS)
+  for (const r of done) results.prepend(resultItem(e, r.value))
+  while (results.children.length > MAX_RESULTS) results.lastElementChild!.remove()
+  const failed = rs.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+  err.textContent = failed.length
+    ? `${failed.length} of ${n} failed: ${errorText(failed[0]!.reason)}`
+    : `${n} verified`
 }
 
 const specText = (specs: CatalogEntry['inputs']) =>

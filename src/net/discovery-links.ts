@@ -1,0 +1,255 @@
+/**
+ * Discovery's direct WebRTC links (`discovery.ts`): dials the known peers the link plan
+ * (src/net/link-plan.ts) wants, closes the idle ones it does not, and watches each link's ICE state.
+ */
+import type { Connection, Logger } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { KnownPeer } from './advert-intake.ts'
+import { isDirect, linkPath, peerConnectionOf } from './link.ts'
+import { type LinkCandidate, type LinkPlanOptions, planLinks } from './link-plan.ts'
+import { type BrowserNode, directConnection } from './node.ts'
+
+/** A link whose ICE transport has not connected this long after it opened is closed and dialled again. */
+export const LINK_CONNECT_MS = 10_000
+
+/** A link ICE reports disconnected this long is closed: its jobs go elsewhere, then it is redialled. */
+export const LINK_DISCONNECTED_MS = 3_000
+
+const PLAN_GAP_MS = 250
+
+/** A model we submitted counts as wanted (more links, to its holders first) this long. */
+const WANT_MS = 5 * 60_000
+
+export interface LinksOptions {
+  node: BrowserNode
+  log: Logger
+  /** The known peers, owned by discovery: read, and their link fields (direct, path, linkError) set. */
+  peers: Map<string, KnownPeer>
+  isBlocked(id: string): boolean
+  /** Something about a peer's link changed. */
+  changed(): void
+  /** The lower PeerId dials first; the other side dials after this grace period. */
+  grace: number
+  budget: Omit<LinkPlanOptions, 'wanted'>
+}
+
+export interface Links {
+  /** Dials the links the plan wants and closes the ones it does not. */
+  plan(): void
+  /** Plans within PLAN_GAP_MS. */
+  planSoon(): void
+  /** Re-reads `id`'s direct link (up or not, its path). */
+  refresh(id: string): void
+  /** Watches a new connection's ICE state, if it is a WebRTC link. */
+  watch(conn: Connection): void
+  want(model: string): void
+  redial(id: string, signal: AbortSignal): Promise<void>
+  noPath(): string | undefined
+  stop(): void
+}
+
+interface LinkState {
+  o: LinksOptions
+  self: string
+  dialing: Set<string>
+  wanted: Map<string, number> // model → when last wanted
+  activeAt: Map<string, number> // peer → when its link last carried a job or model stream
+  watched: WeakSet<object>
+  planTimer: ReturnType<typeof setTimeout> | undefined
+  // Stopped, it schedules nothing: a job ending as the node stops must not re-plan after it.
+  stopped: boolean
+}
+
+export function createLinks(o: LinksOptions): Links {
+  const s: LinkState = {
+    o,
+    self: o.node.peerId.toString(),
+    dialing: new Set(),
+    wanted: new Map(),
+    activeAt: new Map(),
+    watched: new WeakSet(),
+    planTimer: undefined,
+    stopped: false,
+  }
+  return {
+    plan: () => plan(s),
+    // Adverts of known peers arrive often (free slots change with every job): they re-plan at most this often.
+    planSoon() {
+      if (s.stopped) return
+      s.planTimer ??= setTimeout(() => plan(s), PLAN_GAP_MS)
+    },
+    refresh: (id) => refresh(s, id),
+    watch: (conn) => watch(s, conn),
+    want(model) {
+      const fresh = !s.wanted.has(model)
+      s.wanted.set(model, Date.now())
+      if (fresh) plan(s)
+    },
+    redial: (id, signal) => redial(s, id, signal),
+    noPath: () => noPath(s),
+    stop() {
+      s.stopped = true
+      clearTimeout(s.planTimer)
+    },
+  }
+}
+
+function plan(s: LinkState) {
+  clearTimeout(s.planTimer)
+  s.planTimer = undefined
+  if (s.stopped) return
+  const { log, node, peers } = s.o
+  const now = Date.now()
+  for (const [m, at] of s.wanted) if (now - at > WANT_MS) s.wanted.delete(m)
+  // One pass over the connections, not a PeerId parse and lookup per known peer.
+  const links = new Map<string, Connection>()
+  for (const c of node.getConnections()) if (isDirect(c)) links.set(c.remotePeer.toString(), c)
+  const { dial: toDial, close } = planLinks(candidates(s, links, now), {
+    ...s.o.budget,
+    wanted: new Set(s.wanted.keys()),
+  })
+  for (const id of close) {
+    log('closing the idle link to %s (link budget)', id)
+    void links
+      .get(id)
+      ?.close()
+      .catch(() => {})
+  }
+  for (const id of toDial) {
+    const p = peers.get(id)
+    if (p) void dial(s, p)
+  }
+}
+
+/** The known peers as the planner sees them; notes which links carry streams as it goes. */
+function candidates(s: LinkState, links: Map<string, Connection>, now: number): LinkCandidate[] {
+  const { activeAt } = s
+  return [...s.o.peers.values()]
+    .filter((p) => !s.o.isBlocked(p.id))
+    .map((p) => {
+      const link = links.get(p.id)
+      const busy = link?.streams.some((st) => st.protocol?.startsWith('/peer-compute/')) ?? false
+      if (link && (busy || !activeAt.has(p.id))) activeAt.set(p.id, now)
+      if (!link) activeAt.delete(p.id)
+      return {
+        id: p.id,
+        contributing: p.advert.contributing && p.advert.eps.length > 0,
+        free: p.advert.slots,
+        models: p.advert.models,
+        firstSeenAt: p.firstSeenAt,
+        linked: link != null,
+        outbound: link?.direction === 'outbound',
+        idleMs: link ? now - (activeAt.get(p.id) ?? now) : 0,
+      }
+    })
+}
+
+async function dial(s: LinkState, p: KnownPeer) {
+  const { node, log } = s.o
+  if (p.direct || s.dialing.has(p.id) || s.o.isBlocked(p.id)) return
+  if (directConnection(node, peerIdFromString(p.id))) return
+  if (s.self > p.id && Date.now() - p.firstSeenAt < s.o.grace) return
+  s.dialing.add(p.id)
+  const errors: string[] = []
+  try {
+    for (const addr of p.advert.addrs) {
+      try {
+        await node.dial(multiaddr(addr), { signal: AbortSignal.timeout(10_000) })
+        errors.length = 0
+        break
+      } catch (err) {
+        log('dial %s failed: %s', addr, (err as Error).message)
+        errors.push((err as Error).message.slice(0, 200))
+      }
+    }
+  } finally {
+    s.dialing.delete(p.id)
+    // A dial can resolve with a link still connecting (the peer's own, reused): the last error
+    // stands until a link connects (refresh) or the watch closes it with a reason of its own.
+    const known = s.o.peers.get(p.id)
+    if (known && errors.length > 0) known.linkError = errors.join('; ')
+    refresh(s, p.id)
+  }
+}
+
+function refresh(s: LinkState, id: string) {
+  const { peers, changed } = s.o
+  const p = peers.get(id)
+  if (p == null) return
+  const link = directConnection(s.o.node, peerIdFromString(id))
+  p.direct = link != null
+  if (link == null) delete p.path
+  else {
+    delete p.linkError
+    void linkPath(link).then((path) => {
+      if (path && p.path !== path && peers.get(id) === p) {
+        p.path = path
+        changed()
+      }
+    })
+  }
+  changed()
+}
+
+// Watch each WebRTC link's ICE state: direct only once connected, closed when it never gets there.
+function watch(s: LinkState, conn: Connection) {
+  const pc = peerConnectionOf(conn)
+  if (pc == null || s.watched.has(pc)) return
+  s.watched.add(pc)
+  const id = conn.remotePeer.toString()
+  let lost: ReturnType<typeof setTimeout> | undefined
+  const close = (why: string) => {
+    s.o.log('closing the link to %s: %s', id, why)
+    const known = s.o.peers.get(id)
+    if (known) known.linkError = why
+    conn.abort(new Error(why))
+  }
+  const never = setTimeout(() => {
+    if (pc.connectionState !== 'connected') close(`ICE did not connect within ${LINK_CONNECT_MS} ms`)
+  }, LINK_CONNECT_MS)
+  // A dialled link opens already connected: no event clears the timer, and a blip in its 10th
+  // second would close it as never connected, without the disconnect grace.
+  if (pc.connectionState === 'connected') clearTimeout(never)
+  pc.addEventListener('connectionstatechange', () => {
+    const state = pc.connectionState
+    if (state === 'connected') {
+      clearTimeout(never)
+      clearTimeout(lost)
+      lost = undefined
+    } else if (state === 'disconnected') {
+      lost ??= setTimeout(
+        () => close(`ICE disconnected for ${LINK_DISCONNECTED_MS} ms`),
+        LINK_DISCONNECTED_MS,
+      )
+    } else if (state === 'failed' || state === 'closed') {
+      clearTimeout(never)
+      clearTimeout(lost)
+      if (state === 'failed') close('ICE failed')
+    }
+    refresh(s, id)
+  })
+}
+
+async function redial(s: LinkState, id: string, signal: AbortSignal) {
+  const { node, log } = s.o
+  const stale = directConnection(node, peerIdFromString(id))
+  await stale?.close().catch(() => stale.abort(new Error('replaced: it could not open streams')))
+  const p = s.o.peers.get(id)
+  for (const addr of p?.advert.addrs ?? []) {
+    try {
+      await node.dial(multiaddr(addr), { signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)]) })
+      return
+    } catch (err) {
+      log('redial %s failed: %s', addr, (err as Error).message)
+    }
+  }
+  refresh(s, id)
+}
+
+function noPath(s: LinkState): string | undefined {
+  const contributors = [...s.o.peers.values()].filter((p) => p.advert.contributing && p.advert.eps.length > 0)
+  if (contributors.length === 0) return undefined
+  if (contributors.some((p) => p.direct || s.dialing.has(p.id) || p.linkError == null)) return undefined
+  return `no direct path to any of ${contributors.length} contributor(s): ${contributors[0]!.linkError}`
+}

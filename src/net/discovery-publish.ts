@@ -1,0 +1,93 @@
+/**
+ * Discovery's own adverts (`discovery.ts`): signed and published on change, debounced, and with
+ * free-slot changes held back so that each advert is worth its signature.
+ */
+import type { Logger, PrivateKey } from '@libp2p/interface'
+import { ADVERT_TOPIC } from '../shared/protocol.ts'
+import { type AdvertBody, type Capabilities, signAdvert } from './advert.ts'
+import { type BrowserNode, webrtcAddrs } from './node.ts'
+
+/** Free-slot changes are published at most this often (trailing): requesters count their own jobs in between. */
+export const SLOT_ADVERT_GAP_MS = 500
+
+export interface AdvertPublisherOptions {
+  node: BrowserNode
+  privateKey: PrivateKey
+  capabilities: () => Capabilities
+  log: Logger
+}
+
+export interface AdvertPublisher {
+  /** Publishes now (or retries soon while we have no dialable address). */
+  publish(): Promise<void>
+  /** See Discovery.announce. */
+  announce(minGapMs?: number): void
+  /** See Discovery.capabilitiesChanged. */
+  capabilitiesChanged(): void
+  /** When the last advert went out (0: none yet). */
+  publishedAt(): number
+  stop(): void
+}
+
+export function createAdvertPublisher(opts: AdvertPublisherOptions): AdvertPublisher {
+  const { node, log } = opts
+  const self = node.peerId.toString()
+  const pubsub = node.services.pubsub
+  let seq = 0
+  let pending: ReturnType<typeof setTimeout> | undefined
+  let dueAt = 0
+  let lastPublished = 0
+  let published: Capabilities | undefined
+  // Stopped, it schedules nothing: a job ending as the node stops must not publish (or retry) after it.
+  let stopped = false
+  // Each advert costs the swarm a signature check at every peer (~25 ms of CPU in all): an unchanged one is no news.
+  const capabilitiesChanged = () => {
+    const now = opts.capabilities()
+    if (published === undefined) return announce()
+    const { slots, ...offer } = now
+    const { slots: was, ...before } = published
+    if (JSON.stringify(offer) !== JSON.stringify(before)) announce()
+    else if (slots !== was) announce(SLOT_ADVERT_GAP_MS)
+  }
+
+  async function publish() {
+    clearTimeout(pending)
+    pending = undefined
+    if (stopped) return
+    const addrs = webrtcAddrs(node)
+    // Nothing dialable yet: a reservation brings addresses (self:peer:update); try again soon anyway.
+    if (addrs.length === 0) {
+      dueAt = Date.now() + 1000
+      pending = setTimeout(publish, 1000)
+      return
+    }
+    lastPublished = Date.now()
+    const caps = opts.capabilities()
+    published = caps
+    const body: AdvertBody = { ...caps, v: 1, peer: self, addrs, seq: ++seq, ts: Date.now() }
+    try {
+      await pubsub.publish(ADVERT_TOPIC, await signAdvert(body, opts.privateKey))
+    } catch (err) {
+      log.error('advert publish failed: %s', (err as Error).message)
+    }
+  }
+  const announce = (minGapMs = 0) => {
+    if (stopped) return
+    const at = Math.max(Date.now() + 50, lastPublished + minGapMs)
+    if (pending && dueAt <= at) return
+    clearTimeout(pending)
+    dueAt = at
+    pending = setTimeout(publish, at - Date.now())
+  }
+
+  return {
+    publish,
+    announce,
+    capabilitiesChanged,
+    publishedAt: () => lastPublished,
+    stop() {
+      stopped = true
+      if (pending) clearTimeout(pending)
+    },
+  }
+}
