@@ -106,10 +106,8 @@ export function buildRequester(
   const disputer = runner
     ? createDisputer({
         links: { direct: links.direct },
-        async modelBytes(cid) {
-          if (!(await models.has(cid))) return undefined
-          return models.get(cid).catch(() => undefined)
-        },
+        // The requester fetches the model if it lacks it (catalog URL or peers, hash-checked).
+        modelBytes: (cid) => models.get(cid).catch(() => undefined),
         run: (m, i) => runner.run(m, i),
         log: logger('peer-compute:dispute'),
       })

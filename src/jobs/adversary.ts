@@ -32,6 +32,11 @@ export interface TestHooks {
   otherModel?: string
   /** A model provider that sends bad chunks (src/models/provider.ts). */
   modelTransfer?: TransferTestHooks
+  /**
+   * With 'always-wrong': a dispute trace that agrees with the lie (its graph outputs changed as the
+   * job's were, every other node honest), so bisection has to find the last node.
+   */
+  disputeLie?: boolean
 }
 
 export interface TransferTestHooks {
@@ -40,6 +45,12 @@ export interface TransferTestHooks {
 }
 
 export type Misbehaviour = { kind: 'reply'; result: Executed } | { kind: 'hang' } | { kind: 'drop' }
+
+/** A dispute trace made to agree with 'always-wrong': the model's own outputs changed as the job's are. */
+export function lyingTrace(trace: NamedTensors, graphOutputs: readonly string[]): NamedTensors {
+  const lied = perturb(Object.fromEntries(graphOutputs.filter((n) => trace[n]).map((n) => [n, trace[n]!])))
+  return { ...trace, ...lied }
+}
 
 function perturb(outputs: NamedTensors): NamedTensors {
   const out: NamedTensors = {}
