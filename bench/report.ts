@@ -3,6 +3,7 @@
 import type { ColdStart } from './cold-start.ts'
 import type { Settled } from './cpu.ts'
 import type { DispatchRow } from './dispatch.ts'
+import { type DisputeRow, disputeTable } from './dispute.ts'
 import type { EngineRow } from './engine.ts'
 import type { TransferRow } from './model-transfer.ts'
 import type { NatBench } from './nat.ts'
@@ -51,6 +52,8 @@ export interface Results {
   nat?: NatBench
   /** Node peers on two relays at several swarm sizes (bench/scale.ts). */
   scale?: ScaleRow[]
+  /** A dispute against a third replica (bench/dispute.ts). */
+  dispute?: DisputeRow[]
 }
 
 /** [figure, measured, target, verdict] for every target and reference figure the run has. */
@@ -223,6 +226,7 @@ export function markdown(r: Results, base?: Results): string {
   if (r.verification) out.push(verification(r.verification))
   if (r.nat && !r.nat.skipped) out.push(nat(r.nat))
   if (r.scale?.length) out.push(scaleTable(r.scale))
+  if (r.dispute?.length) out.push(disputeTable(r.dispute))
   out.push(`Machine: ${r.meta.machine}. ${r.meta.gpu}.`)
   return out.join('\n\n')
 }

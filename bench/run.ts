@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--only=dispatch,transport,throughput,verification,cold,engine,nat,scale] [--scale=50,100,200] [--no-build] [--out=dir] [--baseline=file]`
+ * `npm run bench [-- --quick] [--only=dispatch,transport,throughput,verification,cold,engine,nat,dispute,scale] [--scale=50,100,200] [--no-build] [--out=dir] [--baseline=file]`
  * Builds the site with the bench page into PC_DIST (default dist/), starts a relay and headless
  * Chromium tabs, measures every section side by side, writes bench/results/<timestamp>.json and
  * prints markdown, the targets beside the committed baseline run (bench/results/baseline.json).
@@ -85,6 +85,11 @@ if (want('engine')) {
 if (want('nat')) {
   const { natBench } = await import('./nat.ts')
   results.nat = await section('nat', () => natBench(DIST, quick, log))
+}
+if (want('dispute')) {
+  // Node only, in process: no build needed.
+  const { disputeBench } = await import('./dispute.ts')
+  results.dispute = await section('dispute', () => disputeBench(quick, log))
 }
 if (only?.includes('scale')) {
   // `--scale=N,N…` picks the swarm sizes.
