@@ -28,8 +28,26 @@ export interface NodeOptions {
   iceServers?: RTCIceServer[] | (() => RTCIceServer[])
 }
 
+/**
+ * Outside a browser @libp2p/webrtc runs on node-datachannel, whose RTCPeerConnection writes TURN
+ * credentials into the server URL as they are, and libdatachannel cuts the user part at its first
+ * ':' and percent-decodes it: minted `expiry:PeerId` usernames must go percent-encoded.
+ */
+export function forDatachannel(servers: RTCIceServer[]): RTCIceServer[] {
+  return servers.map((s) =>
+    typeof s.username === 'string' && typeof s.credential === 'string'
+      ? { ...s, username: encodeURIComponent(s.username), credential: encodeURIComponent(s.credential) }
+      : s,
+  )
+}
+
+/** Node has no RTCPeerConnection of its own: @libp2p/webrtc then uses node-datachannel's. */
+const viaDatachannel =
+  typeof (globalThis as { RTCPeerConnection?: unknown }).RTCPeerConnection === 'undefined'
+
 export async function createBrowserNode(opts: NodeOptions) {
   const ice = opts.iceServers ?? []
+  const current = () => [...(typeof ice === 'function' ? ice() : ice)]
   const node = await createLibp2p({
     privateKey: opts.privateKey,
     // One `/p2p-circuit` per reservation wanted: the circuit transport fills each from a connected relay.
@@ -38,7 +56,7 @@ export async function createBrowserNode(opts: NodeOptions) {
       webSockets(),
       webRTC({
         // A fresh object per connection: the library fills in defaults on the one it gets.
-        rtcConfiguration: () => ({ iceServers: [...(typeof ice === 'function' ? ice() : ice)] }),
+        rtcConfiguration: () => ({ iceServers: viaDatachannel ? forDatachannel(current()) : current() }),
         dataChannel: { maxMessageSize: MAX_DATA_CHANNEL_MESSAGE },
       }),
       // Two at once, so a reservation attempt on a relay that just died does not hold up its replacement.

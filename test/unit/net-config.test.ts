@@ -3,6 +3,7 @@ import { createHmac } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { configFor, iceConfigFromEnv, mintTurnCredential } from '../../node/relay/turn.ts'
 import { isLoopbackPage, parseIceServers } from '../../src/net/config.ts'
+import { forDatachannel } from '../../src/net/node.ts'
 
 const PEER = '12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtN'
 
@@ -75,5 +76,15 @@ describe('minted TURN credentials (coturn use-auth-secret)', () => {
       iceConfigFromEnv({ PC_TURN_URLS: 'turn:a', PC_TURN_SECRET: 'k', PC_TURN_TTL: '1d' }),
     ).toThrow(/PC_TURN_TTL/)
     expect(iceConfigFromEnv({ PC_TURN_URLS: 'turn:a', PC_TURN_SECRET: 'k' })?.turn?.urls).toEqual(['turn:a'])
+  })
+})
+
+describe('ICE servers for node-datachannel', () => {
+  it('percent-encodes TURN credentials, which it writes into the URL (libdatachannel decodes them)', () => {
+    const turn = { urls: 'turn:turn.example:3478', username: '1796736863:12D3KooWabc', credential: 'a+b/c=' }
+    const [t, s] = forDatachannel([turn, { urls: 'stun:stun.example:3478' }])
+    expect(t).toEqual({ ...turn, username: '1796736863%3A12D3KooWabc', credential: 'a%2Bb%2Fc%3D' })
+    expect(decodeURIComponent(t!.username as string)).toBe(turn.username)
+    expect(s).toEqual({ urls: 'stun:stun.example:3478' })
   })
 })
