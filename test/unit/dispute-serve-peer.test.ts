@@ -17,7 +17,6 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { createNodeDisputeRunner } from '../../node/dispute-runner.ts'
 import { createLocks } from '../../node/runtime.ts'
 import { createFileStore } from '../../node/store/index.ts'
-import type { InferenceEngine } from '../../src/compute/bridge.ts'
 import { createDisputeRunner, type DisputeRunner } from '../../src/compute/dispute-runner.ts'
 import { disputePlan } from '../../src/dispute/commit.ts'
 import { withIntermediateOutputs } from '../../src/dispute/onnx-graph.ts'
@@ -36,6 +35,7 @@ import { encodeTensors, tensorsCid } from '../../src/shared/tensor-codec.ts'
 import type { CreditsInternals } from '../../src/trust/credits.ts'
 import { signReceipt } from '../../src/trust/receipt.ts'
 import { floats, ortRun } from '../helpers/ort-run.ts'
+import { stubEngine } from '../helpers/stub-engine.ts'
 import { exposeAsWorker } from '../helpers/stub-worker.ts'
 
 const tiny = new Uint8Array(readFileSync(resolve(import.meta.dirname, '../../public/models/mlp-tiny.onnx')))
@@ -53,21 +53,7 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true })
 })
 
-const stubEngine: InferenceEngine = {
-  capabilities: async () => ({
-    eps: ['cpu'],
-    adapter: null,
-    threads: 1,
-    crossOriginIsolated: false,
-    ortVersion: 'stub',
-  }),
-  loadModel: async () => {},
-  run: async () => {
-    throw new Error('no job runs here')
-  },
-  evict: async () => false,
-  close() {},
-}
+const engine = stubEngine()
 
 /** createPeer over a Node runtime, no relay, with `runner` as its dispute runner. */
 async function nodePeer(runner: DisputeRunner): Promise<{ peer: Peer; key: PrivateKey }> {
@@ -83,7 +69,7 @@ async function nodePeer(runner: DisputeRunner): Promise<{ peer: Peer; key: Priva
       disputeRunner: runner,
     },
     storeName: `peer-compute:${dir}`,
-    engine: stubEngine,
+    engine,
     relays: [],
     iceServers: [],
     contribute: false,

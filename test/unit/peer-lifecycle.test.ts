@@ -10,10 +10,10 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createLocks } from '../../node/runtime.ts'
 import { createFileStore } from '../../node/store/index.ts'
-import type { InferenceEngine } from '../../src/compute/bridge.ts'
 import { createCatalog } from '../../src/models/catalog.ts'
 import { createPeer } from '../../src/peer.ts'
 import type { Store } from '../../src/store/db.ts'
+import { stubEngine } from '../helpers/stub-engine.ts'
 
 const dirs: string[] = []
 afterAll(async () => {
@@ -36,24 +36,13 @@ async function recordedPeer(calls: string[], o: { engineCloseFails?: boolean } =
       }
     },
   }) as Store
-  const engine: InferenceEngine = {
-    capabilities: async () => ({
-      eps: ['cpu'],
-      adapter: null,
-      threads: 1,
-      crossOriginIsolated: false,
-      ortVersion: 'stub',
-    }),
-    loadModel: async () => {},
-    run: async () => {
-      throw new Error('no runs here')
-    },
-    evict: async () => false,
+  const engine = stubEngine({
     close() {
       calls.push('engine close')
       if (o.engineCloseFails) throw new Error('engine would not close')
     },
-  }
+  })
+
   const peer = await createPeer({
     runtime: {
       store,
