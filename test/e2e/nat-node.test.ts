@@ -85,6 +85,17 @@ const maxErr = (y: ArrayLike<number>, seed: number) => {
   return Math.max(...Array.from(y, (v, i) => Math.abs(v - want[i]!)))
 }
 
+/** Links `page` to `node` over `path`, then runs N jobs there: each on that node alone, each right. */
+async function runsOn(page: Page, node: string, path: 'stun' | 'turn', seed0: number): Promise<void> {
+  await waitLink(page, node, path)
+  const ran = await batch(page, node, N, seed0)
+  expect(ran).toHaveLength(N)
+  for (const r of ran) {
+    expect(r.workers).toEqual([node])
+    expect(maxErr(r.y, r.seed)).toBeLessThan(1e-4)
+  }
+}
+
 describe('Node peers across NAT', () => {
   let lab: Lab
   let turn: Coturn
@@ -155,13 +166,7 @@ describe('Node peers across NAT', () => {
 
   it('a tab runs 10/10 jobs on a Node contributor behind plain NAT, over STUN', async () => {
     const n1 = nodes[0]!.id
-    await waitLink(a, n1, 'stun')
-    const ran = await batch(a, n1, N, 100)
-    expect(ran).toHaveLength(N)
-    for (const r of ran) {
-      expect(r.workers).toEqual([n1])
-      expect(maxErr(r.y, r.seed)).toBeLessThan(1e-4)
-    }
+    await runsOn(a, n1, 'stun', 100)
     expect(nodes[0]!.proc.output().match(/job \S+ done/g)?.length).toBeGreaterThanOrEqual(N)
     expect(await a.evaluate((id) => window.__peer.peers().find((p) => p.id === id)?.path, n1)).toBe('stun')
     // N1 gathered a relay candidate too, with the TURN credentials its flags gave.
@@ -171,13 +176,7 @@ describe('Node peers across NAT', () => {
 
   it('a tab runs 10/10 jobs on a Node contributor behind symmetric NAT, through TURN it minted from the site', async () => {
     const n2 = nodes[1]!.id
-    await waitLink(a, n2, 'turn')
-    const ran = await batch(a, n2, N, 200)
-    expect(ran).toHaveLength(N)
-    for (const r of ran) {
-      expect(r.workers).toEqual([n2])
-      expect(maxErr(r.y, r.seed)).toBeLessThan(1e-4)
-    }
+    await runsOn(a, n2, 'turn', 200)
     expect(await a.evaluate((id) => window.__peer.peers().find((p) => p.id === id)?.path, n2)).toBe('turn')
     // N2 allocated with what the site minted for its own PeerId (`expiry:<id>`), still valid.
     const mine = turn.allocations().filter((u) => u.endsWith(`:${n2}`))
@@ -191,12 +190,7 @@ describe('Node peers across NAT', () => {
     await s.goto(stunOnly.url)
     await waitReady(s)
     expect(await s.evaluate(() => window.__peer.status().iceServers)).toBe(1)
-    await waitLink(s, n2, 'turn')
-    const ran = await batch(s, n2, N, 400)
-    for (const r of ran) {
-      expect(r.workers).toEqual([n2])
-      expect(maxErr(r.y, r.seed)).toBeLessThan(1e-4)
-    }
+    await runsOn(s, n2, 'turn', 400)
     await s.context().close()
   })
 

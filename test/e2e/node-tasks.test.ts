@@ -2,6 +2,7 @@
  * Task commands of the built CLI on browser contributors: `peer-compute ocr` reads text rendered in a
  * tab (PNG and JPEG), `peer-compute vad` finds espeak-ng speech placed between two silences.
  */
+
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,6 +11,7 @@ import type { OcrFileResult } from '../../node/commands/ocr.ts'
 import type { VadFileResult } from '../../node/commands/vad.ts'
 import { runCli } from '../helpers/cli.ts'
 import { compose, speak, writeWav } from '../helpers/espeak.ts'
+import { renderedText } from '../helpers/images.ts'
 import { peerId, type Swarm, startSwarm, waitForContributors } from '../helpers/swarm.ts'
 
 const TEXT = 'PEER COMPUTE 2026'
@@ -40,22 +42,15 @@ describe('ocr and vad from the CLI, computed by browser tabs', () => {
   })
 
   it('ocr reads the text of a PNG and a JPEG rendered in a tab', async () => {
-    const [png, jpeg] = await swarm.tabs[0]!.evaluate((text) => {
-      const c = document.createElement('canvas')
-      c.width = 900
-      c.height = 200
-      const g = c.getContext('2d')!
-      g.fillStyle = '#fff'
-      g.fillRect(0, 0, c.width, c.height)
-      g.fillStyle = '#000'
-      g.font = 'bold 72px sans-serif'
-      g.textBaseline = 'middle'
-      g.fillText(text, 40, 100)
-      return [c.toDataURL('image/png'), c.toDataURL('image/jpeg', 0.92)]
-    }, TEXT)
+    const [png, jpeg] = await renderedText(
+      swarm.tabs[0]!,
+      TEXT,
+      { width: 900, height: 200, font: 'bold 72px sans-serif', x: 40 },
+      ['image/png', 'image/jpeg'],
+    )
     const files = [join(dir, 'page.png'), join(dir, 'page.jpg')]
-    await writeFile(files[0]!, Buffer.from(png.split(',')[1]!, 'base64'))
-    await writeFile(files[1]!, Buffer.from(jpeg.split(',')[1]!, 'base64'))
+    await writeFile(files[0]!, png!)
+    await writeFile(files[1]!, jpeg!)
     const out = join(dir, 'ocr.json')
     const t0 = performance.now()
     const r = await runCli(['ocr', ...files, '-v', '--out', out, ...flags('ocr')])

@@ -7,6 +7,7 @@ import { resolve } from 'node:path'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ARTIFACTS, axeViolations } from '../helpers/axe.ts'
+import { renderedText } from '../helpers/images.ts'
 import { type Swarm, startSwarm, waitForContributors } from '../helpers/swarm.ts'
 
 /** Each width in the light theme, and the phone width in the dark one too. */
@@ -103,18 +104,11 @@ describe('the app in Chromium, view by view', () => {
   }, 90_000)
 
   it('reads an image dropped on Tasks › OCR: plain text, confidence beside it, boxes over the image', async () => {
-    const png = await b.evaluate(() => {
-      const c = document.createElement('canvas')
-      c.width = 700
-      c.height = 160
-      const g = c.getContext('2d')!
-      g.fillStyle = '#fff'
-      g.fillRect(0, 0, c.width, c.height)
-      g.fillStyle = '#000'
-      g.font = 'bold 56px sans-serif'
-      g.textBaseline = 'middle'
-      g.fillText('SIGNED RECEIPTS', 30, 80)
-      return c.toDataURL('image/png').split(',')[1]!
+    const [png] = await renderedText(b, 'SIGNED RECEIPTS', {
+      width: 700,
+      height: 160,
+      font: 'bold 56px sans-serif',
+      x: 30,
     })
     // OCR's default policy needs two contributors to agree: a second one joins
     const c = await swarm.openTab()
@@ -125,7 +119,7 @@ describe('the app in Chromium, view by view', () => {
     await b.getByLabel('choose image files').setInputFiles({
       name: 'receipt.png',
       mimeType: 'image/png',
-      buffer: Buffer.from(png, 'base64'),
+      buffer: png!,
     })
     const table = b.getByRole('table', { name: 'Text in receipt.png' })
     await table.waitFor({ timeout: 90_000 }).catch(async (e) => {
