@@ -39,96 +39,129 @@ export interface Admission {
   events: EventTarget
 }
 
+/** Admission's mutable state; the factory's object reads it, the steps below change it. */
+interface AdmissionState {
+  contributing: boolean
+  maxSlots: number
+  cap: number | undefined
+  used: number
+  holds: Set<HoldReason>
+  handBack: AbortController
+  events: EventTarget
+}
+
 export function createAdmission(init: { maxSlots: number; contributing: boolean }): Admission {
-  let contributing = init.contributing
-  let maxSlots = Math.max(1, init.maxSlots)
-  let cap: number | undefined
-  let used = 0
-  const holds = new Set<HoldReason>()
-  let handBack = new AbortController()
-  const events = new EventTarget()
-  const changed = () => events.dispatchEvent(new Event('change'))
-  const capacity = () => Math.min(maxSlots, cap ?? maxSlots)
-  const active = () => contributing && holds.size === 0
-
-  /** Running jobs are handed back; new ones get a fresh signal. */
-  const recall = (why: string) => {
-    const old = handBack
-    handBack = new AbortController()
-    old.abort(new Error(why))
+  const s: AdmissionState = {
+    contributing: init.contributing,
+    maxSlots: Math.max(1, init.maxSlots),
+    cap: undefined,
+    used: 0,
+    holds: new Set(),
+    handBack: new AbortController(),
+    events: new EventTarget(),
   }
-
   return {
     get contributing() {
-      return contributing
+      return s.contributing
     },
     get active() {
-      return active()
+      return isActive(s)
     },
     get holds() {
-      return [...holds]
+      return [...s.holds]
     },
     get maxSlots() {
-      return maxSlots
+      return s.maxSlots
     },
     get capacity() {
-      return capacity()
+      return capacity(s)
     },
     get used() {
-      return used
+      return s.used
     },
     get free() {
-      return active() ? Math.max(0, capacity() - used) : 0
+      return isActive(s) ? Math.max(0, capacity(s) - s.used) : 0
     },
-    setContributing(on) {
-      if (on === contributing) return
-      contributing = on
-      if (!on) recall('the contributor switched contributing off')
-      changed()
-    },
-    // Unchanged values are no news: every 'change' may become an advert to the whole swarm.
-    setMaxSlots(n) {
-      const next = Math.max(1, Math.floor(n))
-      if (next === maxSlots) return
-      maxSlots = next
-      changed()
-    },
-    setSlotCap(n) {
-      const next = n == null ? undefined : Math.max(0, Math.floor(n))
-      if (next === cap) return
-      cap = next
-      changed()
-    },
-    setHold(reason, on) {
-      if (on === holds.has(reason)) return
-      if (on) {
-        holds.add(reason)
-        recall(HOLD_TEXT[reason])
-      } else holds.delete(reason)
-      changed()
-    },
-    tryAcquire() {
-      if (!active()) return 'not-contributing'
-      if (used >= capacity()) return 'busy'
-      used++
-      changed()
-      let released = false
-      return () => {
-        if (released) return
-        released = true
-        used--
-        changed()
-      }
-    },
-    why(code) {
-      if (code === 'busy')
-        return capacity() < maxSlots ? 'slots reduced under CPU pressure' : 'all job slots are in use'
-      const held = [...holds].map((h) => HOLD_TEXT[h])
-      return held.length ? `paused: ${held.join('; ')}` : 'this peer has contributing switched off'
-    },
+    setContributing: (on) => setContributing(s, on),
+    setMaxSlots: (n) => setMaxSlots(s, n),
+    setSlotCap: (n) => setSlotCap(s, n),
+    setHold: (reason, on) => setHold(s, reason, on),
+    tryAcquire: () => tryAcquire(s),
+    why: (code) => why(s, code),
     get handBack() {
-      return handBack.signal
+      return s.handBack.signal
     },
-    events,
+    events: s.events,
   }
+}
+
+function changed(s: AdmissionState): void {
+  s.events.dispatchEvent(new Event('change'))
+}
+
+function capacity(s: AdmissionState): number {
+  return Math.min(s.maxSlots, s.cap ?? s.maxSlots)
+}
+
+function isActive(s: AdmissionState): boolean {
+  return s.contributing && s.holds.size === 0
+}
+
+/** Running jobs are handed back; new ones get a fresh signal. */
+function recall(s: AdmissionState, why: string): void {
+  const old = s.handBack
+  s.handBack = new AbortController()
+  old.abort(new Error(why))
+}
+
+function setContributing(s: AdmissionState, on: boolean): void {
+  if (on === s.contributing) return
+  s.contributing = on
+  if (!on) recall(s, 'the contributor switched contributing off')
+  changed(s)
+}
+
+// Unchanged values are no news: every 'change' may become an advert to the whole swarm.
+function setMaxSlots(s: AdmissionState, n: number): void {
+  const next = Math.max(1, Math.floor(n))
+  if (next === s.maxSlots) return
+  s.maxSlots = next
+  changed(s)
+}
+
+function setSlotCap(s: AdmissionState, n: number | undefined): void {
+  const next = n == null ? undefined : Math.max(0, Math.floor(n))
+  if (next === s.cap) return
+  s.cap = next
+  changed(s)
+}
+
+function setHold(s: AdmissionState, reason: HoldReason, on: boolean): void {
+  if (on === s.holds.has(reason)) return
+  if (on) {
+    s.holds.add(reason)
+    recall(s, HOLD_TEXT[reason])
+  } else s.holds.delete(reason)
+  changed(s)
+}
+
+function tryAcquire(s: AdmissionState): (() => void) | AdmissionRefusal {
+  if (!isActive(s)) return 'not-contributing'
+  if (s.used >= capacity(s)) return 'busy'
+  s.used++
+  changed(s)
+  let released = false
+  return () => {
+    if (released) return
+    released = true
+    s.used--
+    changed(s)
+  }
+}
+
+function why(s: AdmissionState, code: AdmissionRefusal): string {
+  if (code === 'busy')
+    return capacity(s) < s.maxSlots ? 'slots reduced under CPU pressure' : 'all job slots are in use'
+  const held = [...s.holds].map((h) => HOLD_TEXT[h])
+  return held.length ? `paused: ${held.join('; ')}` : 'this peer has contributing switched off'
 }

@@ -11,17 +11,23 @@
  * await engine.loadModel(cid, bytes)
  * const { outputs, ep } = await engine.run({ cid, inputs: { x } }, AbortSignal.timeout(5000))
  */
-import { type Remote, wrap } from 'comlink'
 import type {
   Ep,
-  InferenceApi,
   InitOptions,
   Capabilities as WorkerCapabilities,
-  WorkerNote,
   RunResult as WorkerRunResult,
 } from '../../workers/inference.worker.ts'
 import * as errors from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
+import {
+  type Instance,
+  type InstanceHooks,
+  rethrow,
+  runDone,
+  spawnInstance,
+  stopRun,
+  terminate,
+} from './bridge-worker.ts'
 import { createResidency, type Residency, type ResidentModel } from './residency.ts'
 
 export type { AdapterSummary, Ep, InitOptions } from '../../workers/inference.worker.ts'
@@ -79,274 +85,195 @@ export interface InferenceBridgeOptions {
 /** Sessions the worker keeps (workers/inference.worker.ts MAX_SESSIONS): the ones a restart re-creates. */
 const RECENT_MODELS = 2
 
-interface Instance {
-  worker: Worker
-  api: Remote<InferenceApi>
-  ready: Promise<Capabilities>
-  /** Rejects when the worker dies or is stopped, failing every call still waiting on it. */
-  dead: Promise<never>
-  kill: (reason: Error) => void
-  models: Map<string, Promise<void>>
-  /** The run the worker said it started and has not answered. */
-  started?: string
-  /** Runs cancelled before their start was heard of: stopped if it comes. */
-  cancelled: Set<string>
-  /** Stop flags of the runs inside ORT (workers/ort-stop.ts), and the runs to stop. */
-  flags: Map<string, Uint8Array>
-  stopping: Set<string>
-  stopped: boolean
-}
-
-/** How long a run with a stop flag may take to end (ORT checks it between kernels), and one without to get one. */
-const FLAG_GRACE_MS = 250
-const NOTE_WAIT_MS = 50
-
 /** Why the calls on a terminated worker end: they go on in the fresh one. */
 const RESTARTED = new errors.AbortError('inference worker restarted')
 
-type ErrorClass = new (message: string) => Error
-const errorsByName = new Map<string, ErrorClass>(
-  Object.values(errors)
-    .filter((v): v is typeof v & { NAME: string } => typeof v === 'function' && 'NAME' in v)
-    .map((cls) => [cls.NAME, cls as unknown as ErrorClass]),
-)
-
-/** comlink keeps only name/message/stack: rebuild the named class so callers can branch on it. */
-function rethrow(err: unknown): Error {
-  if (!(err instanceof Error)) return new errors.InferenceError(String(err))
-  if (err instanceof errors.PeerComputeError) return err
-  const Cls = errorsByName.get(err.name)
-  return Cls ? new Cls(err.message) : new errors.InferenceError(`${err.name}: ${err.message}`)
+/** A bridge's state, shared by the steps below: which worker is current, and when it goes idle. */
+interface Bridge {
+  opts: InferenceBridgeOptions
+  idleMs: number
+  residency: Residency
+  /** The models run last, least recent first, with the EP they ran on: their sessions survive a restart. */
+  recent: Map<string, Ep | 'auto'>
+  current: Instance | undefined
+  active: number
+  idleTimer: ReturnType<typeof setTimeout> | undefined
+  closed: boolean
+  seq: number
+  hooks: InstanceHooks
 }
 
 export function createInferenceBridge(opts: InferenceBridgeOptions = {}): InferenceEngine {
-  const idleMs = opts.idleTimeoutMs ?? 120_000
   const residency = opts.residency ?? createResidency(opts.modelSource ? { source: opts.modelSource } : {})
-  const known = (cid: string) => residency.resident(cid) !== undefined
-  /** The models run last, least recent first, with the EP they ran on: their sessions survive a restart. */
-  const recent = new Map<string, Ep | 'auto'>()
-  let current: Instance | undefined
-  let active = 0
-  let idleTimer: ReturnType<typeof setTimeout> | undefined
-  let closed = false
-  let seq = 0
-
-  function start(): Instance {
-    const worker =
-      opts.createWorker?.() ??
-      new Worker(new URL('../../workers/inference.worker.ts', import.meta.url), { type: 'module' })
-    let kill: (reason: Error) => void = () => {}
-    const dead = new Promise<never>((_, reject) => {
-      kill = reject
-    })
-    dead.catch(() => {})
-    const api = wrap<InferenceApi>(worker)
-    const inst: Instance = {
-      worker,
-      api,
-      dead,
-      kill,
-      models: new Map(),
-      cancelled: new Set(),
-      flags: new Map(),
-      stopping: new Set(),
-      stopped: false,
-      ready: api.init(opts.init ?? {}),
-    }
-    inst.ready.catch(() => {})
-    worker.addEventListener('error', (e) => {
-      const detail = e instanceof ErrorEvent && e.message ? `: ${e.message}` : ''
-      stop(inst, new errors.InferenceError(`inference worker failed${detail}`))
-    })
-    worker.addEventListener('message', (e: MessageEvent<WorkerNote | undefined>) => {
-      const note = e.data
-      if (note && 'runStop' in note) {
-        inst.flags.set(note.runStop, new Uint8Array(note.buffer, note.at, 1))
-        if (inst.stopping.has(note.runStop)) raiseFlag(inst, note.runStop)
-      } else if (note && 'runStarted' in note) {
-        inst.started = note.runStarted
-        if (inst.cancelled.delete(note.runStarted)) stopStarted(inst, note.runStarted) // cancelled on the way
-      } else if (note && 'runEnded' in note) {
-        // Not the call's answer: a cancel answers it at once while ORT may still hold the thread.
-        if (inst.started === note.runEnded) inst.started = undefined
-      }
-    })
-    return inst
+  const b: Bridge = {
+    opts,
+    idleMs: opts.idleTimeoutMs ?? 120_000,
+    residency,
+    recent: new Map(),
+    current: undefined,
+    active: 0,
+    idleTimer: undefined,
+    closed: false,
+    seq: 0,
+    hooks: {
+      failed: (inst, reason) => stop(b, inst, reason),
+      restart: (inst) => restart(b, inst),
+    },
   }
-
-  function stop(inst: Instance, reason: Error): void {
-    inst.stopped = true
-    inst.kill(reason)
-    inst.worker.terminate()
-    if (current === inst) current = undefined
-  }
-
-  /** Stops a started run: the worker goes, its other calls go on in a fresh one, warmed now or by `warm()`. */
-  function restart(inst: Instance): void {
-    if (inst.stopped) return
-    stop(inst, RESTARTED)
-    if (!closed && (opts.restartNow?.() ?? true)) warm().catch(() => {})
-  }
-
-  async function call<T>(
-    signal: AbortSignal | undefined,
-    fn: (inst: Instance) => Promise<T>,
-    onAbort?: (inst: Instance) => void,
-  ): Promise<T> {
-    for (;;) {
-      if (closed) throw new errors.InferenceError('inference bridge is closed')
-      if (signal?.aborted) throw new errors.AbortError('aborted before start')
-      current ??= start()
-      const inst = current
-      active++
-      clearTimeout(idleTimer)
-      let detach = () => {}
-      const aborted = new Promise<never>((_, reject) => {
-        if (!signal) return
-        const onSignal = () => {
-          reject(new errors.AbortError('aborted'))
-          onAbort?.(inst)
-        }
-        signal.addEventListener('abort', onSignal, { once: true })
-        detach = () => signal.removeEventListener('abort', onSignal)
-      })
-      try {
-        return await Promise.race([inst.ready.then(() => fn(inst)), inst.dead, aborted])
-      } catch (err) {
-        if (err !== RESTARTED) throw rethrow(err)
-        if (signal?.aborted) throw new errors.AbortError('aborted')
-        // another call's run was stopped: this one goes on in the fresh worker
-      } finally {
-        detach()
-        active--
-        if (active === 0 && idleMs > 0 && current === inst) {
-          idleTimer = setTimeout(() => stop(inst, new errors.AbortError('idle')), idleMs)
-        }
-      }
-    }
-  }
-
-  /** A restarted worker has no models: re-send the bytes before the first call that needs them. */
-  function ensureLoaded(inst: Instance, cid: string): Promise<void> {
-    if (!known(cid)) return Promise.resolve()
-    let loading = inst.models.get(cid)
-    if (!loading) {
-      loading = (async () => {
-        const bytes = await residency.bytes(cid)
-        if (bytes) await inst.api.loadModel(cid, bytes) // without bytes the worker answers UnknownModelError
-      })()
-      inst.models.set(cid, loading)
-      loading.catch(() => inst.models.get(cid) === loading && inst.models.delete(cid))
-    }
-    return loading
-  }
-
-  const remember = (cid: string, ep: Ep | 'auto') => {
-    recent.delete(cid)
-    recent.set(cid, ep)
-    for (const old of recent.keys()) if (recent.size > RECENT_MODELS) recent.delete(old)
-  }
-
-  /** The runtime, then the sessions of the models run last (no-ops where the worker has them). */
-  const warm = (signal?: AbortSignal) =>
-    call(signal, async (inst) => {
-      await inst.api.warm()
-      for (const [cid, ep] of recent) {
-        await ensureLoaded(inst, cid)
-        await inst.api.prepare(cid, ep).catch(() => {}) // its run will say what is wrong
-      }
-    })
-
-  const raiseFlag = (inst: Instance, runId: string) => {
-    const flag = inst.flags.get(runId)
-    if (flag) Atomics.store(flag, 0, 1)
-  }
-
-  /** By its flag if it is inside ORT; by terminating the worker if it does not end soon after. */
-  function stopStarted(inst: Instance, runId: string): void {
-    inst.stopping.add(runId)
-    raiseFlag(inst, runId)
-    inst.api.cancel(runId).catch(() => {}) // heard before ORT starts (after session creation): no run
-    const t0 = performance.now()
-    const check = () => {
-      if (inst.started !== runId || inst.stopped) return
-      const left = (inst.flags.has(runId) ? FLAG_GRACE_MS : NOTE_WAIT_MS) - (performance.now() - t0)
-      if (left > 0) setTimeout(check, left)
-      else restart(inst)
-    }
-    setTimeout(check, NOTE_WAIT_MS)
-  }
-
-  /** A queued run is dropped by the worker; a started one is stopped. */
-  function stopRun(inst: Instance, runId: string): void {
-    if (inst.started === runId) {
-      stopStarted(inst, runId)
-      return
-    }
-    inst.cancelled.add(runId)
-    inst.api.cancel(runId).catch(() => {})
-  }
-
   /** `residency.drop` reaches here: the model leaves this bridge's worker, if one is running. */
-  const detach = residency.attach(async (cid, signal) => {
-    recent.delete(cid)
-    if (!current || closed) return false // no worker: nothing to remove, and none is started for it
-    return call(signal, async (inst) => {
-      inst.models.delete(cid)
-      return inst.api.evict(cid)
-    })
-  })
+  const detach = residency.attach((cid, signal) => evictHere(b, cid, signal))
 
   return {
-    capabilities: (signal) => call(signal, (inst) => inst.api.capabilities()),
-
-    warm,
-
-    loadModel: (cid, bytes, signal) => {
-      const gen = residency.generation(cid) // as asked: a drop from now on wins
-      return call(signal, async (inst) => {
-        await inst.api.loadModel(cid, bytes) // structured clone: the caller keeps its buffer
-        // Dropped while it loaded (the model was deleted): the worker forgets it again, nothing records it.
-        if (residency.generation(cid) !== gen) {
-          await inst.api.evict(cid)
-          return
-        }
-        inst.models.set(cid, Promise.resolve())
-        residency.add(cid, bytes)
-      })
-    },
-
-    run: (params, signal) => {
-      const runId = params.runId ?? `run-${Date.now().toString(36)}-${++seq}`
-      if (known(params.cid) && !recent.has(params.cid)) remember(params.cid, params.ep ?? 'auto')
-      return call(
-        signal,
-        async (inst) => {
-          try {
-            await ensureLoaded(inst, params.cid)
-            if (signal?.aborted) throw new errors.AbortError('aborted') // never post a run already cancelled
-            const result = await inst.api.run({ ...params, runId })
-            if (known(params.cid)) remember(params.cid, result.ep)
-            return result
-          } finally {
-            inst.cancelled.delete(runId)
-            inst.flags.delete(runId)
-            inst.stopping.delete(runId)
-          }
-        },
-        (inst) => stopRun(inst, runId),
-      )
-    },
-
+    capabilities: (signal) => call(b, signal, (inst) => inst.api.capabilities()),
+    warm: (signal) => warm(b, signal),
+    loadModel: (cid, bytes, signal) => loadModel(b, cid, bytes, signal),
+    run: (params, signal) => run(b, params, signal),
     evict: (cid, signal) => residency.drop(cid, signal),
     resident: (cid) => residency.resident(cid),
-    sessions: () => [...recent.keys()],
-
+    sessions: () => [...b.recent.keys()],
     close: () => {
-      closed = true
+      b.closed = true
       detach()
-      clearTimeout(idleTimer)
-      if (current) stop(current, new errors.AbortError('inference bridge closed'))
+      clearTimeout(b.idleTimer)
+      if (b.current) stop(b, b.current, new errors.AbortError('inference bridge closed'))
     },
   }
+}
+
+function known(b: Bridge, cid: string): boolean {
+  return b.residency.resident(cid) !== undefined
+}
+
+function start(b: Bridge): Instance {
+  const worker =
+    b.opts.createWorker?.() ??
+    new Worker(new URL('../../workers/inference.worker.ts', import.meta.url), { type: 'module' })
+  return spawnInstance(worker, b.opts.init ?? {}, b.hooks)
+}
+
+function stop(b: Bridge, inst: Instance, reason: Error): void {
+  terminate(inst, reason)
+  if (b.current === inst) b.current = undefined
+}
+
+/** Stops a started run: the worker goes, its other calls go on in a fresh one, warmed now or by `warm()`. */
+function restart(b: Bridge, inst: Instance): void {
+  if (inst.stopped) return
+  stop(b, inst, RESTARTED)
+  if (!b.closed && (b.opts.restartNow?.() ?? true)) warm(b).catch(() => {})
+}
+
+async function call<T>(
+  b: Bridge,
+  signal: AbortSignal | undefined,
+  fn: (inst: Instance) => Promise<T>,
+  onAbort?: (inst: Instance) => void,
+): Promise<T> {
+  for (;;) {
+    if (b.closed) throw new errors.InferenceError('inference bridge is closed')
+    if (signal?.aborted) throw new errors.AbortError('aborted before start')
+    b.current ??= start(b)
+    const inst = b.current
+    b.active++
+    clearTimeout(b.idleTimer)
+    let detach = () => {}
+    const aborted = new Promise<never>((_, reject) => {
+      if (!signal) return
+      const onSignal = () => {
+        reject(new errors.AbortError('aborted'))
+        onAbort?.(inst)
+      }
+      signal.addEventListener('abort', onSignal, { once: true })
+      detach = () => signal.removeEventListener('abort', onSignal)
+    })
+    try {
+      return await Promise.race([inst.ready.then(() => fn(inst)), inst.dead, aborted])
+    } catch (err) {
+      if (err !== RESTARTED) throw rethrow(err)
+      if (signal?.aborted) throw new errors.AbortError('aborted')
+      // another call's run was stopped: this one goes on in the fresh worker
+    } finally {
+      detach()
+      b.active--
+      if (b.active === 0 && b.idleMs > 0 && b.current === inst) {
+        b.idleTimer = setTimeout(() => stop(b, inst, new errors.AbortError('idle')), b.idleMs)
+      }
+    }
+  }
+}
+
+/** A restarted worker has no models: re-send the bytes before the first call that needs them. */
+function ensureLoaded(b: Bridge, inst: Instance, cid: string): Promise<void> {
+  if (!known(b, cid)) return Promise.resolve()
+  let loading = inst.models.get(cid)
+  if (!loading) {
+    loading = (async () => {
+      const bytes = await b.residency.bytes(cid)
+      if (bytes) await inst.api.loadModel(cid, bytes) // without bytes the worker answers UnknownModelError
+    })()
+    inst.models.set(cid, loading)
+    loading.catch(() => inst.models.get(cid) === loading && inst.models.delete(cid))
+  }
+  return loading
+}
+
+function remember(b: Bridge, cid: string, ep: Ep | 'auto'): void {
+  b.recent.delete(cid)
+  b.recent.set(cid, ep)
+  for (const old of b.recent.keys()) if (b.recent.size > RECENT_MODELS) b.recent.delete(old)
+}
+
+/** The runtime, then the sessions of the models run last (no-ops where the worker has them). */
+function warm(b: Bridge, signal?: AbortSignal): Promise<void> {
+  return call(b, signal, async (inst) => {
+    await inst.api.warm()
+    for (const [cid, ep] of b.recent) {
+      await ensureLoaded(b, inst, cid)
+      await inst.api.prepare(cid, ep).catch(() => {}) // its run will say what is wrong
+    }
+  })
+}
+
+async function evictHere(b: Bridge, cid: string, signal?: AbortSignal): Promise<boolean> {
+  b.recent.delete(cid)
+  if (!b.current || b.closed) return false // no worker: nothing to remove, and none is started for it
+  return call(b, signal, async (inst) => {
+    inst.models.delete(cid)
+    return inst.api.evict(cid)
+  })
+}
+
+function loadModel(b: Bridge, cid: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+  const gen = b.residency.generation(cid) // as asked: a drop from now on wins
+  return call(b, signal, async (inst) => {
+    await inst.api.loadModel(cid, bytes) // structured clone: the caller keeps its buffer
+    // Dropped while it loaded (the model was deleted): the worker forgets it again, nothing records it.
+    if (b.residency.generation(cid) !== gen) {
+      await inst.api.evict(cid)
+      return
+    }
+    inst.models.set(cid, Promise.resolve())
+    b.residency.add(cid, bytes)
+  })
+}
+
+function run(b: Bridge, params: RunParams, signal?: AbortSignal): Promise<RunResult> {
+  const runId = params.runId ?? `run-${Date.now().toString(36)}-${++b.seq}`
+  if (known(b, params.cid) && !b.recent.has(params.cid)) remember(b, params.cid, params.ep ?? 'auto')
+  return call(
+    b,
+    signal,
+    async (inst) => {
+      try {
+        await ensureLoaded(b, inst, params.cid)
+        if (signal?.aborted) throw new errors.AbortError('aborted') // never post a run already cancelled
+        const result = await inst.api.run({ ...params, runId })
+        if (known(b, params.cid)) remember(b, params.cid, result.ep)
+        return result
+      } finally {
+        runDone(inst, runId)
+      }
+    },
+    (inst) => stopRun(inst, runId, b.hooks),
+  )
 }

@@ -127,175 +127,247 @@ export function createEngine(opts: EngineOptions = {}): InferenceEngine {
     [n, bridge(n)],
     [1, bridge(1)],
   ])
-  const primary = pool.get(n)!
-  const choices = new Map<string, Choice>()
+  const budget = { minMs, maxMs, maxPairs, rules, recheckAfter }
+  return autoEngine({
+    n,
+    pool,
+    primary: pool.get(n)!,
+    residency,
+    choices: new Map(),
+    lastTimed: new Map(),
+    calibration,
+    budget,
+    onCalibrated,
+  })
+}
+
+/** The 'auto' engine's parts: both bridges, the per-model choices, and how calibrations are budgeted. */
+interface Auto {
+  n: number
+  pool: Map<number, InferenceEngine>
+  primary: InferenceEngine
+  residency: Residency
+  choices: Map<string, Choice>
   /** Per model: the last calibration's timed pairs, pooled into a re-check that does not settle. */
-  const lastTimed = new Map<string, TimedPair[]>()
+  lastTimed: Map<string, TimedPair[]>
+  calibration: CalibrationStore | undefined
+  budget: { minMs: number; maxMs: number; maxPairs: number; rules: ThreadRules; recheckAfter: number }
+  onCalibrated: ((c: Calibrated) => void) | undefined
+}
 
-  /** The bridge sends the model to its worker first if that worker lacks it (from the residency). */
-  const runOn = (t: number, params: RunParams, signal?: AbortSignal) => pool.get(t)!.run(params, signal)
-
-  /**
-   * Times both settings in back-to-back pairs on the job's own input, alternating which goes first
-   * (1,N N,1 …) so load drift hits both alike, and lets `judgeThreads` decide on the per-pair ratios.
-   * Returns the choice and the last result (outputs are bitwise equal across thread counts).
-   */
-  async function calibrate(
-    params: RunParams,
-    checks: number,
-    signal?: AbortSignal,
-    current = 1,
-  ): Promise<[number, RunResult]> {
-    const t0 = performance.now()
-    // Warm-up: creates the session in each worker. Both at once unless WebGPU may answer the job
-    // (then threads do not matter and the 1-thread session would be wasted): creating a session is
-    // mostly single-threaded, so the two overlap on two cores.
-    const caps = params.ep === 'wasm' ? undefined : await primary.capabilities(signal)
-    const gpu = caps?.eps.includes('webgpu') && !caps.adapter?.isFallback
-    let last = gpu ? await runOn(n, params, signal) : undefined
-    if (last && last.ep !== 'wasm') return [n, last]
-    ;[last] = await Promise.all([last ?? runOn(n, params, signal), runOn(1, params, signal)])
-    const warmMs = performance.now() - t0
-    const timed: TimedPair[] = []
-    let verdict: ThreadVerdict
-    let spent = 0 // run ms of the timed pairs: the budget scales with the model's run time
-    const pairsFrom = performance.now()
-    for (;;) {
-      const pair = { one: 0, many: 0 }
-      for (const t of timed.length % 2 ? [n, 1] : [1, n]) {
-        last = await runOn(t, params, signal)
-        pair[t === 1 ? 'one' : 'many'] = last.timing.runMs
-        spent += last.timing.runMs
-      }
-      timed.push(pair)
-      verdict = judgeThreads(timed, n, rules, current)
-      // Past maxPairs only while unsettled and cheap: wall time counts, as worker round trips dominate.
-      const wall = performance.now() - pairsFrom
-      if (timed.length >= Math.max(MAX_PAIRS, maxPairs)) break
-      if (timed.length >= maxPairs && (verdict.settled || Math.max(spent, wall) >= minMs)) break
-      if (verdict.pairs >= rules.minPairs && spent >= maxMs) break
-      if (verdict.settled && spent >= minMs) break
-    }
-    // A re-check that does not settle pools its pairs with the last calibration's: more evidence,
-    // and if even that does not settle, fewer threads. Without those (after a reload) it keeps the choice.
-    const prior = lastTimed.get(params.cid)
-    if (!verdict.settled && prior) {
-      const pooled = [...prior.slice(rules.skip), ...timed.slice(rules.skip)]
-      verdict = judgeThreads(pooled, n, { ...rules, skip: 0 })
-    }
-    lastTimed.set(params.cid, timed)
-    const rec: CalibrationRecord = {
-      v: 1,
-      cid: params.cid,
-      threads: verdict.threads,
-      maxThreads: n,
-      medianMs: verdict.medianMs,
-      checks,
-      at: Date.now(),
-    }
-    onCalibrated?.({ ...verdict, cid: params.cid, timed, wallMs: performance.now() - t0, warmMs, checks })
-    await calibration?.put(rec).catch(() => {}) // a failed cache write only costs a re-calibration
-    return [verdict.threads, last]
-  }
-
-  /**
-   * Single flight: one decision per model at a time (the stored choice, else a calibration on this
-   * job's input), which later jobs wait on. If it fails, `undo` runs first and only this job gets the
-   * error: the waiters try again on their own input.
-   */
-  async function decide<R>(
-    cid: string,
-    checks: number,
-    work: (choice: Choice) => Promise<[number, R]>,
-    undo: () => void,
-  ): Promise<R> {
-    let settle = { resolve: (_: number) => {}, reject: (_: unknown) => {} }
-    const threads = new Promise<number>((resolve, reject) => {
-      settle = { resolve, reject }
-    })
-    threads.catch(() => {})
-    const choice: Choice = { threads, runs: 0, checks }
-    choices.set(cid, choice)
-    try {
-      const [t, result] = await work(choice)
-      settle.resolve(t)
-      return result
-    } catch (err) {
-      if (choices.get(cid) === choice) undo()
-      settle.reject(err)
-      throw err
-    }
-  }
-
-  /** A model's first run here: the stored choice, else a calibration on this job's input. */
-  const first = (params: RunParams, signal?: AbortSignal) =>
-    decide<RunResult | undefined>(
-      params.cid,
-      1,
-      async (choice) => {
-        const stored = await calibration?.get(params.cid).catch(() => undefined)
-        if (!(stored && stored.maxThreads === n && pool.has(stored.threads)))
-          return calibrate(params, 1, signal)
-        choice.checks = stored.checks ?? 1
-        return [stored.threads, undefined]
-      },
-      () => choices.delete(params.cid), // nothing was decided: the next job decides
-    )
-
-  /** A re-check; one that fails (bad input, cancelled) keeps the choice, and the next job re-checks. */
-  const recheck = (choice: Choice, due: number, current: number, params: RunParams, signal?: AbortSignal) =>
-    decide(
-      params.cid,
-      choice.checks + 1,
-      () => calibrate(params, choice.checks + 1, signal, current),
-      () => {
-        choice.runs = due - 1
-        choices.set(params.cid, choice)
-      },
-    )
-
-  /** The choice's thread count, or undefined if the job deciding it failed: that error is its own. */
-  async function decided(choice: Choice, signal?: AbortSignal): Promise<number | undefined> {
-    try {
-      return await choice.threads
-    } catch {
-      if (signal?.aborted) throw new AbortError('aborted')
-      return undefined
-    }
-  }
-
-  async function run(params: RunParams, signal?: AbortSignal): Promise<RunResult> {
-    if (params.ep === 'webgpu') return runOn(n, params, signal)
-    const choice = choices.get(params.cid)
-    if (!choice) return (await first(params, signal)) ?? run(params, signal)
-    // Re-checks once the model is warm in this worker (the first calibration's conditions, fresh
-    // workers and kernels still compiling, have passed), then ever more rarely as conditions drift.
-    const due = recheckAfter * RECHECK_GROWTH ** (choice.checks - 1)
-    const recheckNow = ++choice.runs === due
-    const t = await decided(choice, signal)
-    if (t === undefined) return run(params, signal) // decide again, on this job's input
-    if (recheckNow) return recheck(choice, due, t, params, signal)
-    return runOn(t, params, signal)
-  }
-
+function autoEngine(a: Auto): InferenceEngine {
   return {
-    capabilities: (signal) => primary.capabilities(signal),
+    capabilities: (signal) => a.primary.capabilities(signal),
     // Both workers once both ran models (a pause terminates the ones running): resuming re-creates them.
     async warm(signal) {
-      const used = [...pool].filter(([t, eng]) => t === n || (eng.sessions?.().length ?? 1) > 0)
+      const used = [...a.pool].filter(([t, eng]) => t === a.n || (eng.sessions?.().length ?? 1) > 0)
       await Promise.all(used.map(([, eng]) => eng.warm?.(signal)))
     },
     /** In the N-thread worker, which checks the hash; the 1-thread one gets it from the residency. */
-    loadModel: (cid, bytes, signal) => primary.loadModel(cid, bytes, signal),
-    run,
-    resident: (cid) => residency.resident(cid),
+    loadModel: (cid, bytes, signal) => a.primary.loadModel(cid, bytes, signal),
+    run: (params, signal) => run(a, params, signal),
+    resident: (cid) => a.residency.resident(cid),
     async evict(cid, signal) {
-      choices.delete(cid)
-      lastTimed.delete(cid)
-      return residency.drop(cid, signal) // reaches both workers
+      a.choices.delete(cid)
+      a.lastTimed.delete(cid)
+      return a.residency.drop(cid, signal) // reaches both workers
     },
     close() {
-      for (const eng of pool.values()) eng.close()
+      for (const eng of a.pool.values()) eng.close()
     },
   }
+}
+
+/** The bridge sends the model to its worker first if that worker lacks it (from the residency). */
+function runOn(a: Auto, t: number, params: RunParams, signal?: AbortSignal): Promise<RunResult> {
+  return a.pool.get(t)!.run(params, signal)
+}
+
+/**
+ * Times both settings in back-to-back pairs on the job's own input, alternating which goes first
+ * (1,N N,1 …) so load drift hits both alike, and lets `judgeThreads` decide on the per-pair ratios.
+ * Returns the choice and the last result (outputs are bitwise equal across thread counts).
+ */
+async function calibrate(
+  a: Auto,
+  params: RunParams,
+  checks: number,
+  signal?: AbortSignal,
+  current = 1,
+): Promise<[number, RunResult]> {
+  const t0 = performance.now()
+  const [warmed, gpu] = await warmUp(a, params, signal)
+  if (gpu) return [a.n, warmed]
+  const warmMs = performance.now() - t0
+  const { timed, verdict: measured, last } = await timePairs(a, params, current, warmed, signal)
+  const verdict = poolPrior(a, params.cid, timed, measured)
+  const rec: CalibrationRecord = {
+    v: 1,
+    cid: params.cid,
+    threads: verdict.threads,
+    maxThreads: a.n,
+    medianMs: verdict.medianMs,
+    checks,
+    at: Date.now(),
+  }
+  a.onCalibrated?.({ ...verdict, cid: params.cid, timed, wallMs: performance.now() - t0, warmMs, checks })
+  await a.calibration?.put(rec).catch(() => {}) // a failed cache write only costs a re-calibration
+  return [verdict.threads, last]
+}
+
+/**
+ * Warm-up: creates the session in each worker. Both at once unless WebGPU may answer the job
+ * (then threads do not matter and the 1-thread session would be wasted): creating a session is
+ * mostly single-threaded, so the two overlap on two cores. Returns the last result, and whether
+ * WebGPU answered it (then there is nothing to time).
+ */
+async function warmUp(a: Auto, params: RunParams, signal?: AbortSignal): Promise<[RunResult, boolean]> {
+  const caps = params.ep === 'wasm' ? undefined : await a.primary.capabilities(signal)
+  const gpu = caps?.eps.includes('webgpu') && !caps.adapter?.isFallback
+  const last = gpu ? await runOn(a, a.n, params, signal) : undefined
+  if (last && last.ep !== 'wasm') return [last, true]
+  const [both] = await Promise.all([last ?? runOn(a, a.n, params, signal), runOn(a, 1, params, signal)])
+  return [both, false]
+}
+
+/** The timed pairs, until the budget (EngineOptions.minMs) says the verdict has enough of them. */
+async function timePairs(
+  a: Auto,
+  params: RunParams,
+  current: number,
+  warmed: RunResult,
+  signal?: AbortSignal,
+): Promise<{ timed: TimedPair[]; verdict: ThreadVerdict; last: RunResult }> {
+  const { n } = a
+  const { minMs, maxMs, maxPairs, rules } = a.budget
+  let last = warmed
+  const timed: TimedPair[] = []
+  let verdict: ThreadVerdict
+  let spent = 0 // run ms of the timed pairs: the budget scales with the model's run time
+  const pairsFrom = performance.now()
+  for (;;) {
+    const pair = { one: 0, many: 0 }
+    for (const t of timed.length % 2 ? [n, 1] : [1, n]) {
+      last = await runOn(a, t, params, signal)
+      pair[t === 1 ? 'one' : 'many'] = last.timing.runMs
+      spent += last.timing.runMs
+    }
+    timed.push(pair)
+    verdict = judgeThreads(timed, n, rules, current)
+    // Past maxPairs only while unsettled and cheap: wall time counts, as worker round trips dominate.
+    const wall = performance.now() - pairsFrom
+    if (timed.length >= Math.max(MAX_PAIRS, maxPairs)) break
+    if (timed.length >= maxPairs && (verdict.settled || Math.max(spent, wall) >= minMs)) break
+    if (verdict.pairs >= rules.minPairs && spent >= maxMs) break
+    if (verdict.settled && spent >= minMs) break
+  }
+  return { timed, verdict, last }
+}
+
+/**
+ * A re-check that does not settle pools its pairs with the last calibration's: more evidence,
+ * and if even that does not settle, fewer threads. Without those (after a reload) it keeps the choice.
+ */
+function poolPrior(a: Auto, cid: string, timed: TimedPair[], verdict: ThreadVerdict): ThreadVerdict {
+  const { rules } = a.budget
+  const prior = a.lastTimed.get(cid)
+  let result = verdict
+  if (!verdict.settled && prior) {
+    const pooled = [...prior.slice(rules.skip), ...timed.slice(rules.skip)]
+    result = judgeThreads(pooled, a.n, { ...rules, skip: 0 })
+  }
+  a.lastTimed.set(cid, timed)
+  return result
+}
+
+/**
+ * Single flight: one decision per model at a time (the stored choice, else a calibration on this
+ * job's input), which later jobs wait on. If it fails, `undo` runs first and only this job gets the
+ * error: the waiters try again on their own input.
+ */
+async function decide<R>(
+  a: Auto,
+  cid: string,
+  checks: number,
+  work: (choice: Choice) => Promise<[number, R]>,
+  undo: () => void,
+): Promise<R> {
+  let settle = { resolve: (_: number) => {}, reject: (_: unknown) => {} }
+  const threads = new Promise<number>((resolve, reject) => {
+    settle = { resolve, reject }
+  })
+  threads.catch(() => {})
+  const choice: Choice = { threads, runs: 0, checks }
+  a.choices.set(cid, choice)
+  try {
+    const [t, result] = await work(choice)
+    settle.resolve(t)
+    return result
+  } catch (err) {
+    if (a.choices.get(cid) === choice) undo()
+    settle.reject(err)
+    throw err
+  }
+}
+
+/** A model's first run here: the stored choice, else a calibration on this job's input. */
+function first(a: Auto, params: RunParams, signal?: AbortSignal): Promise<RunResult | undefined> {
+  return decide<RunResult | undefined>(
+    a,
+    params.cid,
+    1,
+    async (choice) => {
+      const stored = await a.calibration?.get(params.cid).catch(() => undefined)
+      if (!(stored && stored.maxThreads === a.n && a.pool.has(stored.threads)))
+        return calibrate(a, params, 1, signal)
+      choice.checks = stored.checks ?? 1
+      return [stored.threads, undefined]
+    },
+    () => a.choices.delete(params.cid), // nothing was decided: the next job decides
+  )
+}
+
+/** A re-check; one that fails (bad input, cancelled) keeps the choice, and the next job re-checks. */
+function recheck(
+  a: Auto,
+  choice: Choice,
+  due: number,
+  current: number,
+  params: RunParams,
+  signal?: AbortSignal,
+): Promise<RunResult> {
+  return decide(
+    a,
+    params.cid,
+    choice.checks + 1,
+    () => calibrate(a, params, choice.checks + 1, signal, current),
+    () => {
+      choice.runs = due - 1
+      a.choices.set(params.cid, choice)
+    },
+  )
+}
+
+/** The choice's thread count, or undefined if the job deciding it failed: that error is its own. */
+async function decided(choice: Choice, signal?: AbortSignal): Promise<number | undefined> {
+  try {
+    return await choice.threads
+  } catch {
+    if (signal?.aborted) throw new AbortError('aborted')
+    return undefined
+  }
+}
+
+async function run(a: Auto, params: RunParams, signal?: AbortSignal): Promise<RunResult> {
+  if (params.ep === 'webgpu') return runOn(a, a.n, params, signal)
+  const choice = a.choices.get(params.cid)
+  if (!choice) return (await first(a, params, signal)) ?? run(a, params, signal)
+  // Re-checks once the model is warm in this worker (the first calibration's conditions, fresh
+  // workers and kernels still compiling, have passed), then ever more rarely as conditions drift.
+  const due = a.budget.recheckAfter * RECHECK_GROWTH ** (choice.checks - 1)
+  const recheckNow = ++choice.runs === due
+  const t = await decided(choice, signal)
+  if (t === undefined) return run(a, params, signal) // decide again, on this job's input
+  if (recheckNow) return recheck(a, choice, due, t, params, signal)
+  return runOn(a, t, params, signal)
 }

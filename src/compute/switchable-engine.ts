@@ -35,10 +35,17 @@ interface Slot {
   retired: boolean
 }
 
+/** The switch's mutable state: the init its next engine gets, the current engine, and whether closed. */
+interface Switch {
+  o: SwitchableEngineOptions
+  init: InitOptions
+  slot: Slot | undefined
+  closed: boolean
+}
+
 export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEngine {
   const events = new EventTarget()
-  let init = o.init
-  let slot: Slot | undefined
+  const sw: Switch = { o, init: o.init, slot: undefined, closed: false }
   let active = !o.lazy
   let activated: () => void = () => {}
   const ready = new Promise<void>((resolve) => {
@@ -50,27 +57,6 @@ export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEn
     active = true
     activated()
   }
-  let closed = false
-  const current = (): Slot => {
-    // After close, nothing may build a fresh engine (a late call would start a worker nobody stops).
-    if (closed) throw new AbortError('the engine is closed')
-    slot ??= { engine: o.make(init), calls: 0, retired: false }
-    return slot
-  }
-  const retire = (s: Slot) => {
-    s.retired = true
-    if (s.calls === 0) s.engine.close()
-  }
-  async function use<T>(fn: (s: Slot) => Promise<T>): Promise<T> {
-    const s = current()
-    s.calls++
-    try {
-      return await fn(s)
-    } finally {
-      s.calls--
-      if (s.retired && s.calls === 0) s.engine.close()
-    }
-  }
 
   const engine: SwitchableEngine = {
     events,
@@ -79,69 +65,99 @@ export function createSwitchableEngine(o: SwitchableEngineOptions): SwitchableEn
     },
     activate,
     configure(next) {
+      const { init } = sw
       if (o.fixed || (next.numThreads === init.numThreads && next.allowWebGpu === init.allowWebGpu)) return
-      init = next
-      if (slot) retire(slot)
-      slot = undefined
+      sw.init = next
+      if (sw.slot) retire(sw.slot)
+      sw.slot = undefined
       events.dispatchEvent(new Event('change'))
     },
     capabilities: async (signal) => {
       await ready
-      return use((s) => s.engine.capabilities(signal))
+      return use(sw, (s) => s.engine.capabilities(signal))
     },
     /** Its runtime (and sessions a stopped worker held) start before the next job rather than during it. */
-    warm: (signal) => use(async (s) => s.engine.warm?.(signal)),
+    warm: (signal) => use(sw, async (s) => s.engine.warm?.(signal)),
     loadModel: (cid, bytes, signal) => {
       activate()
-      return use((s) => s.engine.loadModel(cid, bytes, signal))
+      return use(sw, (s) => s.engine.loadModel(cid, bytes, signal))
     },
     run: (params, signal) => {
       activate()
-      return use((s) => s.engine.run(params, signal))
+      return use(sw, (s) => s.engine.run(params, signal))
     },
     /** Through the current engine's residency, which every engine shares: retired ones' workers too. */
-    evict: (cid, signal) => use((s) => s.engine.evict(cid, signal)),
-    resident: (cid) => (closed ? undefined : current().engine.resident?.(cid)),
+    evict: (cid, signal) => use(sw, (s) => s.engine.evict(cid, signal)),
+    resident: (cid) => (sw.closed ? undefined : current(sw).engine.resident?.(cid)),
     close() {
-      closed = true
-      if (slot) retire(slot)
-      slot = undefined
+      sw.closed = true
+      if (sw.slot) retire(sw.slot)
+      sw.slot = undefined
     },
-    guarded(g) {
-      const guard = async <T>(signal: AbortSignal | undefined, fn: (sig: AbortSignal) => Promise<T>) => {
-        const handBack = g.handBack()
-        if (handBack.aborted) throw handedBack(handBack)
-        try {
-          return await fn(AbortSignal.any([handBack, ...(signal ? [signal] : [])]))
-        } catch (err) {
-          if (handBack.aborted && (err as Error).name === AbortError.NAME) throw handedBack(handBack)
-          throw err
-        }
-      }
-      return {
-        ...engine,
-        capabilities: (signal) => engine.capabilities(signal),
-        /** Only a model within the limit counts as loaded here: a larger one must go through loadModel. */
-        resident: (cid) => {
-          const r = engine.resident?.(cid)
-          return r && r.bytes <= g.maxModelBytes() ? r : undefined
-        },
-        loadModel: async (cid, bytes, signal) => {
-          const max = g.maxModelBytes()
-          if (bytes.byteLength > max) {
-            const mb = (n: number) => (n < 2 ** 20 ? `${n} bytes` : `${(n / 2 ** 20).toFixed(1)} MiB`)
-            throw new ModelTooLargeError(
-              `model ${cid} is ${mb(bytes.byteLength)}, over this contributor's ${mb(max)} limit`,
-            )
-          }
-          return guard(signal, (sig) => engine.loadModel(cid, bytes, sig))
-        },
-        run: (params, signal) => guard(signal, (sig) => engine.run(params, sig)),
-        close: () => {}, // the Peer closes the engine itself
-      }
-    },
+    guarded: (g) => guardedView(engine, g),
   }
   return engine
+}
+
+function current(sw: Switch): Slot {
+  // After close, nothing may build a fresh engine (a late call would start a worker nobody stops).
+  if (sw.closed) throw new AbortError('the engine is closed')
+  sw.slot ??= { engine: sw.o.make(sw.init), calls: 0, retired: false }
+  return sw.slot
+}
+
+function retire(s: Slot): void {
+  s.retired = true
+  if (s.calls === 0) s.engine.close()
+}
+
+async function use<T>(sw: Switch, fn: (s: Slot) => Promise<T>): Promise<T> {
+  const s = current(sw)
+  s.calls++
+  try {
+    return await fn(s)
+  } finally {
+    s.calls--
+    if (s.retired && s.calls === 0) s.engine.close()
+  }
+}
+
+/** SwitchableEngine.guarded: hands served jobs back when `handBack` fires, and refuses oversized models. */
+function guardedView(
+  engine: SwitchableEngine,
+  g: { handBack(): AbortSignal; maxModelBytes(): number },
+): InferenceEngine {
+  const guard = async <T>(signal: AbortSignal | undefined, fn: (sig: AbortSignal) => Promise<T>) => {
+    const handBack = g.handBack()
+    if (handBack.aborted) throw handedBack(handBack)
+    try {
+      return await fn(AbortSignal.any([handBack, ...(signal ? [signal] : [])]))
+    } catch (err) {
+      if (handBack.aborted && (err as Error).name === AbortError.NAME) throw handedBack(handBack)
+      throw err
+    }
+  }
+  return {
+    ...engine,
+    capabilities: (signal) => engine.capabilities(signal),
+    /** Only a model within the limit counts as loaded here: a larger one must go through loadModel. */
+    resident: (cid) => {
+      const r = engine.resident?.(cid)
+      return r && r.bytes <= g.maxModelBytes() ? r : undefined
+    },
+    loadModel: async (cid, bytes, signal) => {
+      const max = g.maxModelBytes()
+      if (bytes.byteLength > max) {
+        const mb = (n: number) => (n < 2 ** 20 ? `${n} bytes` : `${(n / 2 ** 20).toFixed(1)} MiB`)
+        throw new ModelTooLargeError(
+          `model ${cid} is ${mb(bytes.byteLength)}, over this contributor's ${mb(max)} limit`,
+        )
+      }
+      return guard(signal, (sig) => engine.loadModel(cid, bytes, sig))
+    },
+    run: (params, signal) => guard(signal, (sig) => engine.run(params, sig)),
+    close: () => {}, // the Peer closes the engine itself
+  }
 }
 
 function handedBack(signal: AbortSignal): Error {
