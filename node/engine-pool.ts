@@ -83,122 +83,37 @@ function spawnWorker(init: WorkerInit): Worker {
   return new Worker(boot, { eval: true, workerData: init })
 }
 
+/** The pool's workers, queue and counters, shared by the steps below. */
+interface Pool {
+  o: PoolOptions
+  live: Handle[]
+  leaving: Set<Handle>
+  queue: Job[]
+  meta: Map<string, InputMeta[]>
+  exits: Set<Promise<void>>
+  seq: number
+  workerSeq: number
+  crash: 'throw' | 'exit' | undefined
+  closed: boolean
+}
+
 export function createPool(o: PoolOptions) {
-  const live: Handle[] = []
-  const leaving = new Set<Handle>()
-  const queue: Job[] = []
-  const meta = new Map<string, InputMeta[]>()
-  const exits = new Set<Promise<void>>()
-  let seq = 0
-  let workerSeq = 0
-  let crash: 'throw' | 'exit' | undefined
-  let closed = false
-
-  function spawn(): Handle {
-    const init: WorkerInit = { threads: o.threads }
-    if (o.graphOptimization) init.graphOptimization = o.graphOptimization
-    const worker = spawnWorker(init)
-    const h: Handle = { id: ++workerSeq, worker, sessions: [], gone: false }
-    worker.unref() // an idle pool does not keep the process alive; a busy worker is ref'd
-    worker.on('message', (msg: FromWorker) => onMessage(h, msg))
-    worker.on('error', (e) => fail(h, new InferenceError(`ORT worker ${h.id} failed: ${e.message}`)))
-    exits.add(
-      new Promise<void>((resolve) => {
-        worker.once('exit', (code) => {
-          const expected = leaving.delete(h)
-          if (!expected) fail(h, new InferenceError(`ORT worker ${h.id} exited with code ${code}`))
-          o.onEvent?.({ worker: h.id, type: 'exited', code, expected })
-          resolve()
-          pump()
-        })
-      }),
-    )
-    live.push(h)
-    o.onEvent?.({ worker: h.id, type: 'spawned' })
-    return h
-  }
-
-  /** A crash: the run in it fails with the cause, and a fresh worker takes its place when needed. */
-  function fail(h: Handle, err: Error): void {
-    if (h.gone) return
-    h.gone = true
-    o.log?.error('%s', err.message)
-    live.splice(live.indexOf(h), 1)
-    const job = h.job
-    h.job = undefined
-    job?.reject(err)
-    pump()
-  }
-
-  /** Out of the pool: it ends itself once the message in progress (an unstoppable run) is done. */
-  function retire(h: Handle): void {
-    if (h.gone) return
-    h.gone = true
-    live.splice(live.indexOf(h), 1)
-    leaving.add(h)
-    h.job = undefined
-    h.worker.ref() // the process must not end while ORT holds that thread: that would abort it
-    h.worker.postMessage({ type: 'exit' } satisfies ToWorker)
-  }
-
-  function onMessage(h: Handle, msg: FromWorker): void {
-    if (msg.type !== 'done') {
-      if (msg.type === 'session' && msg.ok) o.log?.('session for %s created in worker %d', msg.cid, h.id)
-      o.onEvent?.({ worker: h.id, ...msg })
-      if (msg.type === 'released') h.sessions = h.sessions.filter((c) => c !== msg.cid)
-      return
-    }
-    const job = h.job
-    if (h.gone || !job || job.id !== msg.id) return // an abandoned run's answer
-    if (msg.inputs && o.bytesOf(job.cid)) meta.set(job.cid, msg.inputs)
-    if (!msg.held) h.sessions = h.sessions.filter((c) => c !== job.cid)
-    h.job = undefined
-    h.worker.unref()
-    if (msg.ok) job.resolve(msg)
-    else job.reject(namedError(msg.name, msg.message))
-    pump()
-  }
-
-  function pick(cid: string): Handle | undefined {
-    if (closed) return undefined
-    const idle = live.filter((h) => !h.job)
-    const warm = idle.find((h) => h.sessions.includes(cid)) ?? idle[0]
-    if (warm) return warm
-    if (live.length < o.workers && live.length + leaving.size < 2 * o.workers) return spawn()
-    return undefined
-  }
-
-  function dispatch(job: Job, h: Handle): void {
-    const has = h.sessions.includes(job.cid)
-    const model = has ? undefined : o.bytesOf(job.cid)
-    const bytes = model && copyOf(model) // one copy, of exactly the model, to transfer
-    if (!has && !bytes) {
-      job.reject(new UnknownModelError(`model ${job.cid} is not loaded`)) // evicted while it waited
-      return
-    }
-    h.sessions = [...h.sessions.filter((c) => c !== job.cid), job.cid]
-    const release = h.sessions.splice(0, Math.max(0, h.sessions.length - o.maxSessions))
-    job.handle = h
-    h.job = job
-    h.worker.ref()
-    const msg: ToWorker = { type: 'run', id: job.id, cid: job.cid, release, inputs: job.inputs }
-    if (bytes) msg.bytes = bytes
-    if (crash) msg.crash = crash
-    crash = undefined
-    h.worker.postMessage(msg, bytes ? [...job.transfer, bytes.buffer as ArrayBuffer] : job.transfer)
-  }
-
-  function pump(): void {
-    while (queue.length > 0) {
-      const h = pick(queue[0]!.cid)
-      if (!h) return
-      dispatch(queue.shift()!, h)
-    }
+  const p: Pool = {
+    o,
+    live: [],
+    leaving: new Set(),
+    queue: [],
+    meta: new Map(),
+    exits: new Set(),
+    seq: 0,
+    workerSeq: 0,
+    crash: undefined,
+    closed: false,
   }
 
   return {
     /** What the model's session said its inputs are, once a worker has created one. */
-    metaOf: (cid: string) => meta.get(cid),
+    metaOf: (cid: string) => p.meta.get(cid),
 
     /** Runs in a worker. `inputs` go to the worker as they are, with `transfer` (the caller's to give). */
     run(
@@ -207,41 +122,12 @@ export function createPool(o: PoolOptions) {
       transfer: ArrayBuffer[],
       signal: AbortSignal,
     ): Promise<PoolResult> {
-      return new Promise<PoolResult>((resolve, reject) => {
-        const onAbort = () => {
-          const i = queue.indexOf(job)
-          if (i >= 0) queue.splice(i, 1)
-          else if (job.handle?.job === job) {
-            o.log?.('run of %s aborted in worker %d: it leaves the pool', cid, job.handle.id)
-            retire(job.handle)
-            pump()
-          }
-          reject(new AbortError('aborted'))
-        }
-        const job: Job = {
-          id: ++seq,
-          cid,
-          inputs,
-          transfer,
-          resolve: (r) => {
-            signal.removeEventListener('abort', onAbort)
-            resolve(r)
-          },
-          reject: (e) => {
-            signal.removeEventListener('abort', onAbort)
-            reject(e)
-          },
-        }
-        if (signal.aborted) return reject(new AbortError('aborted before start'))
-        signal.addEventListener('abort', onAbort, { once: true })
-        queue.push(job)
-        pump()
-      })
+      return enqueue(p, cid, inputs, transfer, signal)
     },
 
     evict(cid: string): void {
-      meta.delete(cid)
-      for (const h of live) {
+      p.meta.delete(cid)
+      for (const h of p.live) {
         if (!h.sessions.includes(cid)) continue
         h.sessions = h.sessions.filter((c) => c !== cid)
         h.worker.postMessage({ type: 'evict', cid } satisfies ToWorker)
@@ -249,28 +135,175 @@ export function createPool(o: PoolOptions) {
     },
 
     /** Fails what waits, and ends every worker after its current message. */
-    close(reason: Error): void {
-      closed = true
-      for (const job of queue.splice(0)) job.reject(reason)
-      for (const h of [...live]) {
-        const job = h.job
-        retire(h)
-        job?.reject(reason)
-      }
-      meta.clear()
-    },
+    close: (reason: Error): void => close(p, reason),
 
     /** Resolves once every worker started so far has ended. */
     async ended(): Promise<void> {
-      while (exits.size > 0) {
-        const all = [...exits]
+      while (p.exits.size > 0) {
+        const all = [...p.exits]
         await Promise.all(all)
-        for (const p of all) exits.delete(p)
+        for (const e of all) p.exits.delete(e)
       }
     },
 
     crashNextRun(how: 'throw' | 'exit'): void {
-      crash = how
+      p.crash = how
     },
+  }
+}
+
+function close(p: Pool, reason: Error): void {
+  p.closed = true
+  for (const job of p.queue.splice(0)) job.reject(reason)
+  for (const h of [...p.live]) {
+    const job = h.job
+    retire(p, h)
+    job?.reject(reason)
+  }
+  p.meta.clear()
+}
+
+/** Queues a run; an abort while queued drops it, and one while it runs retires its worker. */
+function enqueue(
+  p: Pool,
+  cid: string,
+  inputs: NamedTensors,
+  transfer: ArrayBuffer[],
+  signal: AbortSignal,
+): Promise<PoolResult> {
+  return new Promise<PoolResult>((resolve, reject) => {
+    const onAbort = () => {
+      const i = p.queue.indexOf(job)
+      if (i >= 0) p.queue.splice(i, 1)
+      else if (job.handle?.job === job) {
+        p.o.log?.('run of %s aborted in worker %d: it leaves the pool', cid, job.handle.id)
+        retire(p, job.handle)
+        pump(p)
+      }
+      reject(new AbortError('aborted'))
+    }
+    const job: Job = {
+      id: ++p.seq,
+      cid,
+      inputs,
+      transfer,
+      resolve: (r) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(r)
+      },
+      reject: (e) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(e)
+      },
+    }
+    if (signal.aborted) return reject(new AbortError('aborted before start'))
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.queue.push(job)
+    pump(p)
+  })
+}
+
+function spawn(p: Pool): Handle {
+  const { o } = p
+  const init: WorkerInit = { threads: o.threads }
+  if (o.graphOptimization) init.graphOptimization = o.graphOptimization
+  const worker = spawnWorker(init)
+  const h: Handle = { id: ++p.workerSeq, worker, sessions: [], gone: false }
+  worker.unref() // an idle pool does not keep the process alive; a busy worker is ref'd
+  worker.on('message', (msg: FromWorker) => onMessage(p, h, msg))
+  worker.on('error', (e) => fail(p, h, new InferenceError(`ORT worker ${h.id} failed: ${e.message}`)))
+  p.exits.add(
+    new Promise<void>((resolve) => {
+      worker.once('exit', (code) => {
+        const expected = p.leaving.delete(h)
+        if (!expected) fail(p, h, new InferenceError(`ORT worker ${h.id} exited with code ${code}`))
+        o.onEvent?.({ worker: h.id, type: 'exited', code, expected })
+        resolve()
+        pump(p)
+      })
+    }),
+  )
+  p.live.push(h)
+  o.onEvent?.({ worker: h.id, type: 'spawned' })
+  return h
+}
+
+/** A crash: the run in it fails with the cause, and a fresh worker takes its place when needed. */
+function fail(p: Pool, h: Handle, err: Error): void {
+  if (h.gone) return
+  h.gone = true
+  p.o.log?.error('%s', err.message)
+  p.live.splice(p.live.indexOf(h), 1)
+  const job = h.job
+  h.job = undefined
+  job?.reject(err)
+  pump(p)
+}
+
+/** Out of the pool: it ends itself once the message in progress (an unstoppable run) is done. */
+function retire(p: Pool, h: Handle): void {
+  if (h.gone) return
+  h.gone = true
+  p.live.splice(p.live.indexOf(h), 1)
+  p.leaving.add(h)
+  h.job = undefined
+  h.worker.ref() // the process must not end while ORT holds that thread: that would abort it
+  h.worker.postMessage({ type: 'exit' } satisfies ToWorker)
+}
+
+function onMessage(p: Pool, h: Handle, msg: FromWorker): void {
+  const { o } = p
+  if (msg.type !== 'done') {
+    if (msg.type === 'session' && msg.ok) o.log?.('session for %s created in worker %d', msg.cid, h.id)
+    o.onEvent?.({ worker: h.id, ...msg })
+    if (msg.type === 'released') h.sessions = h.sessions.filter((c) => c !== msg.cid)
+    return
+  }
+  const job = h.job
+  if (h.gone || !job || job.id !== msg.id) return // an abandoned run's answer
+  if (msg.inputs && o.bytesOf(job.cid)) p.meta.set(job.cid, msg.inputs)
+  if (!msg.held) h.sessions = h.sessions.filter((c) => c !== job.cid)
+  h.job = undefined
+  h.worker.unref()
+  if (msg.ok) job.resolve(msg)
+  else job.reject(namedError(msg.name, msg.message))
+  pump(p)
+}
+
+function pick(p: Pool, cid: string): Handle | undefined {
+  if (p.closed) return undefined
+  const idle = p.live.filter((h) => !h.job)
+  const warm = idle.find((h) => h.sessions.includes(cid)) ?? idle[0]
+  if (warm) return warm
+  const { workers } = p.o
+  if (p.live.length < workers && p.live.length + p.leaving.size < 2 * workers) return spawn(p)
+  return undefined
+}
+
+function dispatch(p: Pool, job: Job, h: Handle): void {
+  const has = h.sessions.includes(job.cid)
+  const model = has ? undefined : p.o.bytesOf(job.cid)
+  const bytes = model && copyOf(model) // one copy, of exactly the model, to transfer
+  if (!has && !bytes) {
+    job.reject(new UnknownModelError(`model ${job.cid} is not loaded`)) // evicted while it waited
+    return
+  }
+  h.sessions = [...h.sessions.filter((c) => c !== job.cid), job.cid]
+  const release = h.sessions.splice(0, Math.max(0, h.sessions.length - p.o.maxSessions))
+  job.handle = h
+  h.job = job
+  h.worker.ref()
+  const msg: ToWorker = { type: 'run', id: job.id, cid: job.cid, release, inputs: job.inputs }
+  if (bytes) msg.bytes = bytes
+  if (p.crash) msg.crash = p.crash
+  p.crash = undefined
+  h.worker.postMessage(msg, bytes ? [...job.transfer, bytes.buffer as ArrayBuffer] : job.transfer)
+}
+
+function pump(p: Pool): void {
+  while (p.queue.length > 0) {
+    const h = pick(p, p.queue[0]!.cid)
+    if (!h) return
+    dispatch(p, p.queue.shift()!, h)
   }
 }

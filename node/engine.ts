@@ -14,7 +14,7 @@ import { availableParallelism } from 'node:os'
 import type { Logger } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import * as ort from 'onnxruntime-node'
-import type { Capabilities, InferenceEngine } from '../src/compute/bridge.ts'
+import type { Capabilities, InferenceEngine, RunParams, RunResult } from '../src/compute/bridge.ts'
 import { verifyModelBytes } from '../src/models/store.ts'
 import { copyOf } from '../src/shared/bytes.ts'
 import { AbortError, InferenceError, UnknownModelError } from '../src/shared/errors.ts'
@@ -75,12 +75,7 @@ function copyInputs(inputs: NamedTensors): { copy: NamedTensors; transfer: Array
 }
 
 export function createNodeEngine(opts: NodeEngineOptions = {}): NodeEngine {
-  const workers = Math.max(1, Math.floor(opts.workers ?? 1)) || 1
-  const threads =
-    opts.threads === undefined
-      ? threadCount({ cores: availableParallelism(), share: workers })
-      : Math.max(1, Math.floor(opts.threads)) || 1
-  const maxSessions = Math.max(1, opts.maxSessions ?? 2)
+  const { workers, threads, maxSessions } = sizes(opts)
   const log = opts.log
   const models = new Map<string, Uint8Array>()
   const closing = new AbortController()
@@ -95,16 +90,7 @@ export function createNodeEngine(opts: NodeEngineOptions = {}): NodeEngine {
   })
 
   return {
-    async capabilities() {
-      return {
-        eps: ['cpu'],
-        adapter: null,
-        threads,
-        crossOriginIsolated: false,
-        // '+cpu': native CPU kernels, so exact comparison of results does not group this peer with WASM ones.
-        ortVersion: `${ort.env.versions.node ?? ort.env.versions.common}+cpu`,
-      } satisfies Capabilities
-    },
+    capabilities: async () => nodeCapabilities(threads),
 
     /** Verifies and keeps the bytes; a worker gets them (and creates its session) on its first run of it. */
     async loadModel(cid, bytes, signal) {
@@ -115,21 +101,7 @@ export function createNodeEngine(opts: NodeEngineOptions = {}): NodeEngine {
       models.set(key, bytes)
     },
 
-    async run(params, signal) {
-      if (closing.signal.aborted) throw new InferenceError('node engine is closed')
-      if (signal?.aborted) throw new AbortError('aborted before start')
-      const cid = cidKey(params.cid)
-      if (!models.has(cid)) throw new UnknownModelError(`model ${params.cid} is not loaded`)
-      // Before a model's first session its inputs are not known here: the worker checks them too.
-      checkInputs(params.inputs, pool.metaOf(cid))
-      const { copy, transfer } = copyInputs(params.inputs)
-      const stop = signal ? AbortSignal.any([signal, closing.signal]) : closing.signal
-      const r = await pool.run(cid, copy, transfer, stop).catch((e: Error) => {
-        if (closing.signal.aborted && e.name === 'AbortError') throw new AbortError('node engine closed')
-        throw e
-      })
-      return { outputs: r.outputs, ep: 'cpu', timing: { sessionMs: r.sessionMs, runMs: r.runMs } }
-    },
+    run: (params, signal) => runModel({ pool, models, closing: closing.signal }, params, signal),
 
     async evict(cid) {
       const key = cidKey(cid)
@@ -154,4 +126,48 @@ export function createNodeEngine(opts: NodeEngineOptions = {}): NodeEngine {
     closed: () => pool.ended(),
     crashNextRun: (how) => pool.crashNextRun(how),
   }
+}
+
+/** Workers, each session's threads, and sessions per worker, from the options and this machine. */
+function sizes(opts: NodeEngineOptions): { workers: number; threads: number; maxSessions: number } {
+  const workers = Math.max(1, Math.floor(opts.workers ?? 1)) || 1
+  const threads =
+    opts.threads === undefined
+      ? threadCount({ cores: availableParallelism(), share: workers })
+      : Math.max(1, Math.floor(opts.threads)) || 1
+  return { workers, threads, maxSessions: Math.max(1, opts.maxSessions ?? 2) }
+}
+
+function nodeCapabilities(threads: number): Capabilities {
+  return {
+    eps: ['cpu'],
+    adapter: null,
+    threads,
+    crossOriginIsolated: false,
+    // '+cpu': native CPU kernels, so exact comparison of results does not group this peer with WASM ones.
+    ortVersion: `${ort.env.versions.node ?? ort.env.versions.common}+cpu`,
+  }
+}
+
+/** What a run needs of the engine: its pool, its verified models, and whether it is closing. */
+interface Engine {
+  pool: ReturnType<typeof createPool>
+  models: Map<string, Uint8Array>
+  closing: AbortSignal
+}
+
+async function runModel(e: Engine, params: RunParams, signal?: AbortSignal): Promise<RunResult> {
+  if (e.closing.aborted) throw new InferenceError('node engine is closed')
+  if (signal?.aborted) throw new AbortError('aborted before start')
+  const cid = cidKey(params.cid)
+  if (!e.models.has(cid)) throw new UnknownModelError(`model ${params.cid} is not loaded`)
+  // Before a model's first session its inputs are not known here: the worker checks them too.
+  checkInputs(params.inputs, e.pool.metaOf(cid))
+  const { copy, transfer } = copyInputs(params.inputs)
+  const stop = signal ? AbortSignal.any([signal, e.closing]) : e.closing
+  const r = await e.pool.run(cid, copy, transfer, stop).catch((err: Error) => {
+    if (e.closing.aborted && err.name === 'AbortError') throw new AbortError('node engine closed')
+    throw err
+  })
+  return { outputs: r.outputs, ep: 'cpu', timing: { sessionMs: r.sessionMs, runMs: r.runMs } }
 }

@@ -38,12 +38,7 @@ export interface StatusTracker extends Service {
   stop(): void
 }
 
-/**
- * Follows the node, discovery and the relay keeper; emits 'status' and 'peers' on `emit`. Paths are
- * learned after a link opens, and adverts come far more often and change none of them, so an advert
- * refreshes the status only when some link's path changed.
- */
-export function trackStatus(o: {
+interface StatusOptions {
   node: BrowserNode
   discovery: Discovery
   relays: { keeper: RelayKeeper; addrs: string[] }
@@ -51,8 +46,14 @@ export function trackStatus(o: {
   warning?: string
   emit(type: 'status' | 'peers'): void
   log: Logger
-}): StatusTracker {
-  const { node, discovery } = o
+}
+
+/**
+ * Follows the node, discovery and the relay keeper; emits 'status' and 'peers' on `emit`. Paths are
+ * learned after a link opens, and adverts come far more often and change none of them, so an advert
+ * refreshes the status only when some link's path changed.
+ */
+export function trackStatus(o: StatusOptions): StatusTracker {
   const status: PeerStatus = {
     relay: 'connecting',
     webrtcAddrs: [],
@@ -61,15 +62,50 @@ export function trackStatus(o: {
     iceServers: o.iceServers().length,
     ...(o.warning ? { networkWarning: o.warning } : {}),
   }
-  const refresh = () => {
-    status.webrtcAddrs = webrtcAddrs(node)
-    status.directPeers = node.getConnections().filter(isDirect).length
-    status.paths = { host: 0, stun: 0, turn: 0 }
-    for (const p of discovery.peers()) if (p.direct && p.path) status.paths[p.path]++
-    status.iceServers = o.iceServers().length
-    if (status.directPeers > 0) status.firstDirectMs ??= performance.now()
-    o.emit('status')
+  const refresh = () => refreshStatus(o, status)
+  const unwatch = watch(o, status, refresh)
+  return {
+    status,
+    refresh,
+    async start() {
+      try {
+        await o.relays.keeper.ready
+        status.relay = 'connected'
+        status.relayConnectedMs ??= performance.now()
+      } catch (err) {
+        status.relay = 'disconnected'
+        o.log.error('%s', (err as Error).message)
+      }
+      refresh()
+    },
+    // Without persistent storage the browser may evict models and the credit log under pressure.
+    async persistStorage() {
+      const storage = globalThis.navigator?.storage
+      if (typeof storage?.persist !== 'function') status.storage = 'unavailable'
+      else status.storage = (await storage.persist().catch(() => false)) ? 'persisted' : 'best-effort'
+      o.emit('status')
+    },
+    stop() {
+      unwatch()
+    },
   }
+}
+
+/** Re-reads links and ICE servers into `status`, then emits 'status'. */
+function refreshStatus(o: StatusOptions, status: PeerStatus): void {
+  const { node, discovery } = o
+  status.webrtcAddrs = webrtcAddrs(node)
+  status.directPeers = node.getConnections().filter(isDirect).length
+  status.paths = { host: 0, stun: 0, turn: 0 }
+  for (const p of discovery.peers()) if (p.direct && p.path) status.paths[p.path]++
+  status.iceServers = o.iceServers().length
+  if (status.directPeers > 0) status.firstDirectMs ??= performance.now()
+  o.emit('status')
+}
+
+/** Listens to the node and discovery; returns what stops listening. */
+function watch(o: StatusOptions, status: PeerStatus, refresh: () => void): () => void {
+  const { node, discovery } = o
   let pathKey = ''
   const onPeers = () => {
     if (discovery.peers().length > 0) status.firstAdvertMs ??= performance.now()
@@ -99,34 +135,12 @@ export function trackStatus(o: {
   node.addEventListener('peer:connect', onRelayPeer)
   node.addEventListener('peer:disconnect', onRelayPeer)
   discovery.events.addEventListener('change', onPeers)
-  return {
-    status,
-    refresh,
-    async start() {
-      try {
-        await o.relays.keeper.ready
-        status.relay = 'connected'
-        status.relayConnectedMs ??= performance.now()
-      } catch (err) {
-        status.relay = 'disconnected'
-        o.log.error('%s', (err as Error).message)
-      }
-      refresh()
-    },
-    // Without persistent storage the browser may evict models and the credit log under pressure.
-    async persistStorage() {
-      const storage = globalThis.navigator?.storage
-      if (typeof storage?.persist !== 'function') status.storage = 'unavailable'
-      else status.storage = (await storage.persist().catch(() => false)) ? 'persisted' : 'best-effort'
-      o.emit('status')
-    },
-    stop() {
-      node.removeEventListener('self:peer:update', refresh)
-      node.removeEventListener('connection:open', refresh)
-      node.removeEventListener('connection:close', refresh)
-      node.removeEventListener('peer:connect', onRelayPeer)
-      node.removeEventListener('peer:disconnect', onRelayPeer)
-      discovery.events.removeEventListener('change', onPeers)
-    },
+  return () => {
+    node.removeEventListener('self:peer:update', refresh)
+    node.removeEventListener('connection:open', refresh)
+    node.removeEventListener('connection:close', refresh)
+    node.removeEventListener('peer:connect', onRelayPeer)
+    node.removeEventListener('peer:disconnect', onRelayPeer)
+    discovery.events.removeEventListener('change', onPeers)
   }
 }

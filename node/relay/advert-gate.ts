@@ -37,89 +37,108 @@ interface Held {
 const newer = (a: readonly [number, number], b: readonly [number, number]) =>
   a[0] > b[0] || (a[0] === b[0] && a[1] > b[1])
 
+/** The gate's settings and tables, shared by the steps below. */
+interface Gate {
+  now: () => number
+  burst: number
+  maxHeld: number
+  perMs: number
+  buckets: Map<string, Bucket>
+  held: Map<string, Held>
+  dropped: number
+  sweptAt: number
+}
+
 export function createAdvertGate(opts: AdvertGateOptions): AdvertGate {
   const now = opts.now ?? Date.now
-  const burst = opts.burst ?? Math.min(10, opts.perMinute)
-  const maxHeld = opts.maxHeld ?? 10_000
-  const perMs = opts.perMinute / 60_000
-  const buckets = new Map<string, Bucket>()
-  const held = new Map<string, Held>()
-  let dropped = 0
-  let sweptAt = now()
-
-  const refill = (b: Bucket, t: number) => {
-    b.tokens = Math.min(burst, b.tokens + (t - b.at) * perMs)
-    b.at = t
+  const g: Gate = {
+    now,
+    burst: opts.burst ?? Math.min(10, opts.perMinute),
+    maxHeld: opts.maxHeld ?? 10_000,
+    perMs: opts.perMinute / 60_000,
+    buckets: new Map(),
+    held: new Map(),
+    dropped: 0,
+    sweptAt: now(),
   }
-  /** Takes a token if there is one (0), else says how long until there is (ms). */
-  const take = (peer: string): number => {
-    const t = now()
-    // A full bucket is the same as none: forget those now and then, so the map stays bounded.
-    if (t - sweptAt > 60_000) {
-      sweptAt = t
-      for (const [p, b] of buckets) {
-        refill(b, t)
-        if (b.tokens >= burst && !held.has(p)) buckets.delete(p)
-      }
-    }
-    const b = buckets.get(peer) ?? { tokens: burst, at: t }
-    buckets.set(peer, b)
-    refill(b, t)
-    if (b.tokens >= 1) {
-      b.tokens -= 1
-      return 0
-    }
-    return Math.ceil((1 - b.tokens) / perMs)
-  }
-  const hold = (peer: string, order: readonly [number, number], waitMs: number) =>
-    new Promise<GateVerdict>((resolve) => {
-      const h: Held = {
-        order,
-        resolve,
-        timer: setTimeout(() => {
-          held.delete(peer)
-          const b = buckets.get(peer)
-          if (b) {
-            refill(b, now())
-            b.tokens = Math.max(0, b.tokens - 1)
-          }
-          h.resolve('accept') // the newest advert held by then, not necessarily the first
-        }, waitMs),
-      }
-      held.set(peer, h)
-    })
-
   return {
-    async admit(peer, order) {
-      const waiting = held.get(peer)
-      if (waiting) {
-        dropped++
-        if (!newer(order, waiting.order)) return 'ignore'
-        // The newer advert takes the older one's place in the queue (and its send time).
-        waiting.resolve('ignore')
-        waiting.order = order
-        return new Promise<GateVerdict>((resolve) => {
-          waiting.resolve = resolve
-        })
-      }
-      const wait = take(peer)
-      if (wait === 0) return 'accept'
-      if (held.size >= maxHeld) {
-        dropped++
-        return 'ignore'
-      }
-      return hold(peer, order, wait)
-    },
+    admit: async (peer, order) => admit(g, peer, order),
     get dropped() {
-      return dropped
+      return g.dropped
     },
     stop() {
-      for (const h of held.values()) {
+      for (const h of g.held.values()) {
         clearTimeout(h.timer)
         h.resolve('ignore')
       }
-      held.clear()
-      buckets.clear()
+      g.held.clear()
+      g.buckets.clear()
     },
   }
+}
+
+function admit(g: Gate, peer: string, order: readonly [number, number]): GateVerdict | Promise<GateVerdict> {
+  const waiting = g.held.get(peer)
+  if (waiting) {
+    g.dropped++
+    if (!newer(order, waiting.order)) return 'ignore'
+    // The newer advert takes the older one's place in the queue (and its send time).
+    waiting.resolve('ignore')
+    waiting.order = order
+    return new Promise<GateVerdict>((resolve) => {
+      waiting.resolve = resolve
+    })
+  }
+  const wait = take(g, peer)
+  if (wait === 0) return 'accept'
+  if (g.held.size >= g.maxHeld) {
+    g.dropped++
+    return 'ignore'
+  }
+  return hold(g, peer, order, wait)
+}
+
+function refill(g: Gate, b: Bucket, t: number): void {
+  b.tokens = Math.min(g.burst, b.tokens + (t - b.at) * g.perMs)
+  b.at = t
+}
+
+/** Takes a token if there is one (0), else says how long until there is (ms). */
+function take(g: Gate, peer: string): number {
+  const t = g.now()
+  // A full bucket is the same as none: forget those now and then, so the map stays bounded.
+  if (t - g.sweptAt > 60_000) {
+    g.sweptAt = t
+    for (const [p, b] of g.buckets) {
+      refill(g, b, t)
+      if (b.tokens >= g.burst && !g.held.has(p)) g.buckets.delete(p)
+    }
+  }
+  const b = g.buckets.get(peer) ?? { tokens: g.burst, at: t }
+  g.buckets.set(peer, b)
+  refill(g, b, t)
+  if (b.tokens >= 1) {
+    b.tokens -= 1
+    return 0
+  }
+  return Math.ceil((1 - b.tokens) / g.perMs)
+}
+
+function hold(g: Gate, peer: string, order: readonly [number, number], waitMs: number): Promise<GateVerdict> {
+  return new Promise<GateVerdict>((resolve) => {
+    const h: Held = {
+      order,
+      resolve,
+      timer: setTimeout(() => {
+        g.held.delete(peer)
+        const b = g.buckets.get(peer)
+        if (b) {
+          refill(g, b, g.now())
+          b.tokens = Math.max(0, b.tokens - 1)
+        }
+        h.resolve('accept') // the newest advert held by then, not necessarily the first
+      }, waitMs),
+    }
+    g.held.set(peer, h)
+  })
 }

@@ -52,96 +52,125 @@ export interface Dispatcher {
 /** A job never sent is tried this many more times; any other transport failure once more. */
 const NOT_SENT_TRIES = 3
 
+/** What sending a replica needs: the dispatcher's options, its job streams and retry base. */
+interface Ctx {
+  o: DispatcherOptions
+  streams: ReturnType<typeof createStreamPool>
+  retryMs: number
+}
+
 export function createDispatcher(o: DispatcherOptions): Dispatcher {
-  const streams = createStreamPool()
-  const retryMs = o.retryMs ?? 250
-
-  const remote: Dispatcher['send'] = async (model, inputs, inputCid, peer, timeoutMs, signal) => {
-    const connection = o.links.direct(peer)
-    if (connection == null) throw new NoPeerAvailableError(`no direct WebRTC connection to ${peer}`)
-    const done = o.scheduler.begin(peer) // counted at once: concurrent picks must see it
-    let held = true
-    let delivered = false
-    const input = await inputCid
-    const send = async (c: Connection) => {
-      const r = await sendJob({
-        connection: c,
-        privateKey: o.privateKey,
-        selfId: o.selfId,
-        model,
-        inputs,
-        inputCid: input,
-        streams,
-        timeoutMs,
-        signal,
-      })
-      delivered = true
-      return r
-    }
-    try {
-      return await send(connection)
-    } catch (err) {
-      if ((err as { code?: string }).code === 'busy') held = false
-      // Two tabs that dialled each other at once keep one connection and close the other: a job
-      // caught on the closed one goes again on the survivor. Only transport failures qualify: a
-      // peer's answer (reject, bad receipt, timeout) stands.
-      if (signal.aborted || isAnswered(err as Error)) throw err
-      let last = err
-      const tries = (err as Error).name === 'JobNotSentError' ? NOT_SENT_TRIES : 1
-      for (let i = 0; i < tries; i++) {
-        await new Promise((r) => setTimeout(r, retryMs * 2 ** i))
-        // The same link failed to open a stream twice: have discovery replace it.
-        if (i > 0 && o.links.direct(peer) === connection) await o.links.redial(peer, signal).catch(() => {})
-        if (signal.aborted) throw last
-        // The surviving link may still be connecting its ICE (not yet direct): the next try waits longer.
-        const survivor = o.links.direct(peer)
-        if (survivor == null || survivor.status !== 'open') continue
-        try {
-          return await send(survivor)
-        } catch (again) {
-          if ((again as Error).name !== 'JobNotSentError') throw again
-          last = again
-        }
-      }
-      throw last
-    } finally {
-      done(held, delivered)
-    }
-  }
-
-  async function local(
-    model: string,
-    inputs: NamedTensors,
-    input: CID,
-    signal: AbortSignal,
-  ): Promise<DispatchResult> {
-    const started = performance.now()
-    const body: JobBody = {
-      v: 1,
-      model: CID.parse(model),
-      input,
-      requester: o.selfId,
-      deadline: Date.now() + 60_000,
-      nonce: newNonce(),
-    }
-    const cid = await jobCid(body)
-    await signJob(body, o.privateKey)
-    const r = await o.execute({ body, inputs, jobCid: cid }, o.selfId, signal)
-    await verifyReceipt(r.receipt, { job: cid, output: await tensorsCid(r.outputs) })
-    return {
-      job: cid.toString(),
-      worker: o.selfId,
-      outputs: r.outputs,
-      receipt: r.receipt,
-      roundTripMs: performance.now() - started,
-    }
-  }
-
+  const ctx: Ctx = { o, streams: createStreamPool(), retryMs: o.retryMs ?? 250 }
   return {
     async send(model, inputs, inputCid, peer, timeoutMs, signal) {
-      if (peer === o.selfId) return local(model, inputs, await inputCid, signal)
-      return remote(model, inputs, inputCid, peer, timeoutMs, signal)
+      if (peer === o.selfId) return local(o, model, inputs, await inputCid, signal)
+      return remote(ctx, model, inputs, inputCid, peer, timeoutMs, signal)
     },
-    close: () => streams.clear(),
+    close: () => ctx.streams.clear(),
+  }
+}
+
+async function remote(
+  ctx: Ctx,
+  model: string,
+  inputs: NamedTensors,
+  inputCid: Promise<CID>,
+  peer: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<DispatchResult> {
+  const { o, streams } = ctx
+  const connection = o.links.direct(peer)
+  if (connection == null) throw new NoPeerAvailableError(`no direct WebRTC connection to ${peer}`)
+  const done = o.scheduler.begin(peer) // counted at once: concurrent picks must see it
+  let held = true
+  let delivered = false
+  const input = await inputCid
+  const send = async (c: Connection) => {
+    const r = await sendJob({
+      connection: c,
+      privateKey: o.privateKey,
+      selfId: o.selfId,
+      model,
+      inputs,
+      inputCid: input,
+      streams,
+      timeoutMs,
+      signal,
+    })
+    delivered = true
+    return r
+  }
+  try {
+    return await send(connection)
+  } catch (err) {
+    if ((err as { code?: string }).code === 'busy') held = false
+    // Two tabs that dialled each other at once keep one connection and close the other: a job
+    // caught on the closed one goes again on the survivor. Only transport failures qualify: a
+    // peer's answer (reject, bad receipt, timeout) stands.
+    if (signal.aborted || isAnswered(err as Error)) throw err
+    return await retry(ctx, peer, connection, err, send, signal)
+  } finally {
+    done(held, delivered)
+  }
+}
+
+/** Sends again on the surviving link after the transport failure `err`; throws the last failure. */
+async function retry(
+  ctx: Ctx,
+  peer: string,
+  connection: Connection,
+  err: unknown,
+  send: (c: Connection) => Promise<DispatchResult>,
+  signal: AbortSignal,
+): Promise<DispatchResult> {
+  const { links } = ctx.o
+  let last = err
+  const tries = (err as Error).name === 'JobNotSentError' ? NOT_SENT_TRIES : 1
+  for (let i = 0; i < tries; i++) {
+    await new Promise((r) => setTimeout(r, ctx.retryMs * 2 ** i))
+    // The same link failed to open a stream twice: have discovery replace it.
+    if (i > 0 && links.direct(peer) === connection) await links.redial(peer, signal).catch(() => {})
+    if (signal.aborted) throw last
+    // The surviving link may still be connecting its ICE (not yet direct): the next try waits longer.
+    const survivor = links.direct(peer)
+    if (survivor == null || survivor.status !== 'open') continue
+    try {
+      return await send(survivor)
+    } catch (again) {
+      if ((again as Error).name !== 'JobNotSentError') throw again
+      last = again
+    }
+  }
+  throw last
+}
+
+/** A replica in this peer's own worker (policy.allowSelf). */
+async function local(
+  o: DispatcherOptions,
+  model: string,
+  inputs: NamedTensors,
+  input: CID,
+  signal: AbortSignal,
+): Promise<DispatchResult> {
+  const started = performance.now()
+  const body: JobBody = {
+    v: 1,
+    model: CID.parse(model),
+    input,
+    requester: o.selfId,
+    deadline: Date.now() + 60_000,
+    nonce: newNonce(),
+  }
+  const cid = await jobCid(body)
+  await signJob(body, o.privateKey)
+  const r = await o.execute({ body, inputs, jobCid: cid }, o.selfId, signal)
+  await verifyReceipt(r.receipt, { job: cid, output: await tensorsCid(r.outputs) })
+  return {
+    job: cid.toString(),
+    worker: o.selfId,
+    outputs: r.outputs,
+    receipt: r.receipt,
+    roundTripMs: performance.now() - started,
   }
 }
