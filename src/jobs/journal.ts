@@ -84,6 +84,7 @@ export function jobRecord(id: string, spec: JobSpec, q: QuorumState): JobRecord 
       status: r.status,
       ...(r.result ? { ms: r.result.roundTripMs } : {}),
       ...(r.error ? { error: `${r.error.name}: ${r.error.message}` } : {}),
+      ...(r.convicted ? { convicted: true } : {}),
     })),
     workers,
     quorum: q.quorum,
@@ -93,9 +94,9 @@ export function jobRecord(id: string, spec: JobSpec, q: QuorumState): JobRecord 
 
 /** The largest group of agreeing ok replicas under the policy's rule. */
 export function agreeingPeers(q: QuorumState, policy: VerificationPolicy): string[] {
-  // Settled by dispute: the side the referee confirmed, never the first of two groups of one.
-  if (q.dispute) return [disputeWinner(q.dispute)]
-  const ok = q.replicas.filter((r) => r.status === 'ok')
+  // Settled alone by dispute: the side the referee confirmed, never the first of two groups of one.
+  if (q.dispute?.alone) return [disputeWinner(q.dispute)]
+  const ok = q.replicas.filter((r) => r.status === 'ok' && !r.convicted)
   const g = agreementGroups(
     ok.map((r) => ({ r, outputs: r.result!.outputs, outputCid: r.result!.outputCid })),
     policy.compare,

@@ -34,6 +34,8 @@ export interface Replica {
   /** Present when status is 'ok'. */
   result?: { job: string; outputs: NamedTensors; receipt: Receipt; outputCid: string; roundTripMs: number }
   error?: { name: string; message: string; code?: string }
+  /** An ok result a dispute proved wrong: out of every agreement group, its worker punished once. */
+  convicted?: boolean
 }
 
 export type FinalState = 'verified' | 'failed' | 'inconclusive'
@@ -80,6 +82,11 @@ export interface SettledDispute {
   record: Uint8Array
   /** Bytes, not objects: the state is stored as it is (IndexedDB keeps no CID class). */
   signed: { a: Uint8Array; b: Uint8Array }
+  /**
+   * The accepted side stands alone: adaptive replication trusted its worker to run this job alone.
+   * Otherwise a verdict only rules a side out, and the job still needs a quorum of whole results.
+   */
+  alone?: boolean
 }
 
 /** The worker whose result a dispute accepted. */
@@ -179,7 +186,7 @@ export async function runQuorum(
   const counts = (r: Replica) => r.status !== 'lost' && r.status !== 'busy' && r.status !== 'refused'
   const refused = () => s.replicas.filter((r) => r.status === 'refused')
   const attempts = () => s.replicas.filter(counts).length
-  const ok = () => s.replicas.filter((r) => r.status === 'ok')
+  const ok = () => s.replicas.filter((r) => r.status === 'ok' && !r.convicted)
   const groups = () =>
     agreementGroups(
       ok().map((r) => ({ r, outputs: r.result!.outputs, outputCid: r.result!.outputCid })),
@@ -263,8 +270,12 @@ export async function runQuorum(
     if (policy.compare.kind === 'exact' && !(fx.sameClass?.(a!.peer, b!.peer) ?? true)) return undefined
     return [a!, b!]
   }
-  let disputed = false
-  /** Asks fx.dispute once per run; a verdict that names a side to accept is kept in `s.dispute`. */
+  let disputed = s.dispute !== undefined
+  /**
+   * Asks fx.dispute once per job. A verdict convicts one side at the node where the two parted; it
+   * does not prove the other right after that node, so the other stands alone only where adaptive
+   * replication would let its worker run alone. Otherwise the loop buys a replica to agree with it.
+   */
   const settleByDispute = async ([a, b]: [Replica, Replica]) => {
     disputed = true
     const out = await fx.dispute!(a, b, jobSignal).catch(() => undefined)
@@ -274,15 +285,21 @@ export async function runQuorum(
       v === 'a-invalid' ? 'b' : v === 'b-invalid' ? 'a' : v === 'drift' ? out!.closer : undefined
     if (!accepted || !out?.record || !out.signed || jobSignal.aborted) return
     const verdict = v as SettledDispute['verdict']
-    s.dispute = { verdict, accepted, peers: [a.peer, b.peer], record: out.record, signed: out.signed }
+    const [winner, loser] = accepted === 'a' ? [a, b] : [b, a]
+    const alone = policy.adaptive && fx.singleReplicaOk(winner.peer)
+    s.dispute = { verdict, accepted, peers: [a.peer, b.peer], record: out.record, signed: out.signed, alone }
+    if (verdict !== 'drift') {
+      loser.convicted = true
+      await fx.recordOutcome(loser.peer, 'invalid')
+    }
     changed = true
   }
 
-  while (!s.dispute && best() < s.quorum) {
+  while (!s.dispute?.alone && best() < s.quorum) {
     const pair = disputed || jobSignal.aborted ? undefined : disputable()
     if (pair) {
       await settleByDispute(pair)
-      if (s.dispute) break
+      if (s.dispute?.alone) break
     }
     // A single trusted replica that forged a receipt or looks wrong escalates to the full policy.
     if (
@@ -332,7 +349,7 @@ export async function runQuorum(
     await fx.capacityChanged(jobSignal).catch(() => {})
   }
 
-  if (s.dispute) return acceptDisputed(s.dispute)
+  if (s.dispute?.alone) return acceptDisputed(s.dispute)
   if (!jobSignal.aborted && inflight.size === 0 && best() < s.quorum) {
     if (noPath) return finish('failed', noPath)
     if (allRefused()) return finish('failed', refusalList(refused()))
@@ -346,7 +363,12 @@ export async function runQuorum(
     const checked = g[0]!.length >= 2
     for (const m of g[0]!) await fx.recordOutcome(m.r.peer, 'valid', checked)
     const lead = g[0]![0]!.r.peer
-    const judged = (peer: string) => policy.compare.kind !== 'exact' || (fx.sameClass?.(lead, peer) ?? true)
+    // A dispute that found drift between two workers found neither lying: neither is punished now.
+    const drifted: string[] = s.dispute?.verdict === 'drift' ? s.dispute.peers : []
+    const judged = (peer: string) =>
+      !drifted.includes(peer) && (policy.compare.kind !== 'exact' || (fx.sameClass?.(lead, peer) ?? true))
+    // A dispute's evidence stays in the record only beside the result it accepted.
+    if (s.dispute && !g[0]!.some((m) => m.r.peer === disputeWinner(s.dispute!))) delete s.dispute
     for (const other of g.slice(1))
       for (const m of other) if (judged(m.r.peer)) await fx.recordOutcome(m.r.peer, 'invalid')
     // Others computed this job: a refusal that called it bad or unknown was wrong (DESIGN.md, Verification).
@@ -368,17 +390,16 @@ export async function runQuorum(
     return finish('verified')
   }
   /**
-   * The referee confirmed the accepted side where the two parted: it and the referee make the quorum
-   * of 2. Its risk is its worker's alone, and its result is not counted as a check (the referee saw
-   * one node, not the whole result).
+   * The dispute's accepted side stands alone, as an adaptive single replica of a trusted worker
+   * would: the quorum is that one result (the referee saw one node, not the whole result), its risk
+   * is its worker's alone, and it is not counted as a check. The loser was punished at the verdict.
    */
   async function acceptDisputed(d: SettledDispute) {
     const winner = disputeWinner(d)
-    const loser = d.peers.find((p) => p !== winner)!
+    s.quorum = 1
     const risk = fx.statedRisk?.([winner])
     if (risk !== undefined) s.risk = risk
     await fx.recordOutcome(winner, 'valid', false)
-    if (d.verdict !== 'drift') await fx.recordOutcome(loser, 'invalid')
     const punish = (r: Replica) => r.status === 'refused' && PUNISHED_REFUSALS.has(r.error?.code ?? '')
     for (const r of s.replicas) if (punish(r)) await fx.recordOutcome(r.peer, 'refused')
     return finish('verified')

@@ -36,7 +36,8 @@ export interface JobRecord {
   /** Why a job failed or was inconclusive. */
   reason?: string
   /** Every replica dispatched: peer, status, and round trip. */
-  replicas?: { peer: string; status: string; ms?: number; error?: string }[]
+  /** `convicted`: an answer a dispute proved wrong. */
+  replicas?: { peer: string; status: string; ms?: number; error?: string; convicted?: boolean }[]
   /** Dispatches refused for capacity and retried: not replicas. */
   busy?: number
   /** The verification policy the job ran under (absent in records from before it was kept). */

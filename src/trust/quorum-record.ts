@@ -143,14 +143,14 @@ export async function verifyQuorumRecord(
     if (!agreed) throw new InvalidReceiptError(`member ${i}: outputs disagree under the ${compare.kind} rule`)
     checked.push({ worker: r.body.worker, outputs, outputCid: cid.toString() })
   }
-  const first = members[0] as { receipt: Receipt } | undefined
+  const receipts = members.map((m) => (m as { receipt: Receipt }).receipt)
   const dispute =
     raw.dispute === undefined
       ? undefined
-      : await checkDispute(raw.dispute, { model, input, requester, first: first?.receipt, checked, opts })
-  // A dispute's referee confirmed the member where the two parted: it counts as the second check.
+      : await checkDispute(raw.dispute, { model, input, requester, receipts, checked, opts })
+  // A dispute rules the other side out; it does not count as a check of the member's whole result.
   const need = Math.max(quorum as number, minQuorum)
-  const have = checked.length + (dispute ? 1 : 0)
+  const have = checked.length
   if (have < need) throw new QuorumNotMetError(`${have} agreeing receipts, quorum is ${need}`)
   return {
     model: model.toString(),
@@ -170,8 +170,8 @@ const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'obj
 const ACCEPTS: Record<string, 'a' | 'b' | undefined> = { 'a-invalid': 'b', 'b-invalid': 'a' }
 
 /**
- * The dispute beside a record's one member: both workers signed commitments to this job with the
- * record's roots, and the record's verdict accepts the member's side. With the plan, the record's
+ * The dispute beside a record's members: both workers signed commitments to this job with the
+ * record's roots, the record's verdict accepts a member's side, and the other side is no member. With the plan, the record's
  * proofs and judgements are checked too (verifyDisputeRecord); with `run`, the verdict is proven.
  */
 async function checkDispute(
@@ -180,7 +180,7 @@ async function checkDispute(
     model: CID
     input: CID
     requester: string
-    first: Receipt | undefined
+    receipts: Receipt[]
     checked: { worker: string }[]
     opts: VerifyQuorumOptions
   },
@@ -191,10 +191,11 @@ async function checkDispute(
   const other = side === 'a' ? 'b' : 'a'
   const party = (s: 'a' | 'b') => (isObject(x[s]) ? x[s] : bad(`side ${s} is malformed`))
   const sides = { a: party('a'), b: party('b') }
-  if (c.checked.length !== 1 || !c.first) bad('a job settled by dispute has exactly one member')
   const worker = (s: 'a' | 'b') =>
     typeof sides[s].worker === 'string' ? sides[s].worker : bad(`no worker ${s}`)
-  if (worker(side) !== c.checked[0]!.worker) bad(`side ${side} is not the member's worker`)
+  const at = c.checked.findIndex((m) => m.worker === worker(side))
+  if (at < 0) bad(`side ${side} is not a member's worker`)
+  if (c.checked.some((m) => m.worker === worker(other))) bad(`side ${other}, ruled out, is a member`)
   if (worker(other) === worker(side)) bad('both sides are one worker')
   const signed: Partial<Record<'a' | 'b', SignedCommitment>> = {}
   for (const s of ['a', 'b'] as const) {
@@ -204,7 +205,7 @@ async function checkDispute(
       bad(`side ${s}'s receipt: ${err.message}`),
     )
     if (receipt.body.worker !== worker(s)) bad(`side ${s}'s receipt is not its worker's`)
-    const member = c.first!.body
+    const member = c.receipts[at]!.body
     if (s === side && !(receipt.body.job.equals(member.job) && receipt.body.output.equals(member.output)))
       bad(`side ${s} is not the member`)
     const expect = { worker: worker(s), job: receipt.body.job, model, input }

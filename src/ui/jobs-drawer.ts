@@ -123,8 +123,12 @@ const OUTCOME: Record<string, [string, '' | 'ok' | 'bad']> = {
 }
 
 /** A replica's outcome in words: an answer agreed, disagreed, or stood alone (no quorum). */
-function outcome(job: JobRecord, r: { peer: string; status: string }): [string, '' | 'ok' | 'bad'] {
+function outcome(
+  job: JobRecord,
+  r: { peer: string; status: string; convicted?: boolean },
+): [string, '' | 'ok' | 'bad'] {
   if (r.status !== 'ok') return OUTCOME[r.status] ?? [r.status, '']
+  if (r.convicted) return ['✗ proved wrong by a dispute', 'bad']
   if (job.status !== 'verified') return ['answered (no quorum)', '']
   return job.workers?.includes(r.peer) ? ['✓ agreed', 'ok'] : ['✗ disagreed', 'bad']
 }

@@ -127,12 +127,13 @@ describe('createDisputer', () => {
     expect(swapped.verdict).toBe('a-invalid')
   })
 
-  it('settles a job through runQuorum: two replicas, the liar invalid, a record with the dispute', async () => {
+  it('settles a job through runQuorum: the liar invalid, a third replica agrees, a record with the dispute', async () => {
     const a = await contributor(honest, 1)
     const b = await contributor(liar, 2)
+    const c = await contributor(honest, 3)
     const disputer = disputerFor(linksTo(a, b))
     const outcomes: [string, Outcome][] = []
-    const cs = [a, b]
+    const cs = [a, b, c]
     const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false })
     const q: QuorumState = { replicas: [], target: 2, quorum: 2, adaptiveSingle: false }
     await runQuorum(
@@ -155,16 +156,20 @@ describe('createDisputer', () => {
       Date.now() + 20_000,
     )
     expect(q.state).toBe('verified')
-    expect(q.replicas).toHaveLength(2)
+    expect(q.replicas).toHaveLength(3)
     expect(outcomes).toEqual([
-      [a.peer, 'valid'],
       [b.peer, 'invalid'],
+      [a.peer, 'valid'],
+      [c.peer, 'valid'],
     ])
     const dispute = quorumDispute(q)!
-    const member = { receipt: a.replica.result!.receipt, outputs: a.replica.result!.outputs }
-    const rec = encodeQuorumRecord(buildQuorumRecord([member], q.quorum, compare, dispute))
+    const members = [a, c].map((x) => ({
+      receipt: x.replica.result!.receipt,
+      outputs: x.replica.result!.outputs,
+    }))
+    const rec = encodeQuorumRecord(buildQuorumRecord(members, q.quorum, compare, dispute))
     const checked = await verifyQuorumRecord(rec, 2, { plan, run: ortRun })
-    expect(checked.workers).toEqual([a.peer])
+    expect(checked.workers).toEqual([a.peer, c.peer])
     expect(checked.dispute).toMatchObject({ verdict: 'b-invalid', other: b.peer, proven: true })
   })
 
@@ -200,11 +205,12 @@ describe('createDisputer', () => {
         peers: [a.peer, b.peer],
         record: o.record!,
         signed: o.signed!,
+        alone: true,
       },
     }
     const member = { receipt: a.replica.result!.receipt, outputs: a.replica.result!.outputs }
-    const rec = encodeQuorumRecord(buildQuorumRecord([member], 2, tight, quorumDispute(q)))
-    await expect(verifyQuorumRecord(rec, 2, { plan, run: ortRun })).resolves.toMatchObject({
+    const rec = encodeQuorumRecord(buildQuorumRecord([member], 1, tight, quorumDispute(q)))
+    await expect(verifyQuorumRecord(rec, 1, { plan, run: ortRun })).resolves.toMatchObject({
       dispute: { verdict: 'drift', other: b.peer, proven: true },
     })
   })

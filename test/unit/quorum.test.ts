@@ -336,42 +336,87 @@ describe('runQuorum settles a 1–1 disagreement by dispute', () => {
     return { ...h, asked }
   }
 
-  it('marks the liar invalid and accepts the honest side, without a third replica', async () => {
+  it('convicts the liar at the verdict, then buys a third replica: no stranger decides alone', async () => {
     const h = disputing(['honest', 'wrong', 'honest'], { verdict: 'b-invalid', ...evidence })
-    const s = await run(p, h.fx)
-    expect(s.state).toBe('verified')
-    expect(h.asked).toEqual([[peers[0], peers[1]]])
-    expect(h.dispatched).toHaveLength(2)
-    expect(s.dispute).toMatchObject({ verdict: 'b-invalid', accepted: 'a', peers: [peers[0], peers[1]] })
-    expect(disputeWinner(s.dispute!)).toBe(peers[0])
-    expect(s.dispute!.record).toEqual(evidence.record)
-    expect(h.outcomes).toEqual([
-      [peers[0], 'valid'],
-      [peers[1], 'invalid'],
-    ])
-    expect(s.risk).toBe(0.1) // the honest worker's own risk: the referee saw one node
-  })
-
-  it("accepts side b when a lied, and counts b's result as unchecked", async () => {
-    const h = disputing(['wrong', 'honest', 'honest'], { verdict: 'a-invalid', ...evidence })
     const checks: [string, Outcome, boolean | undefined][] = []
     h.fx.recordOutcome = async (peer, o, checked) => void checks.push([peer, o, checked])
     const s = await run(p, h.fx)
     expect(s.state).toBe('verified')
-    expect(s.dispute?.accepted).toBe('b')
+    expect(h.asked).toEqual([[peers[0], peers[1]]])
+    expect(h.dispatched).toEqual([peers[0], peers[1], peers[2]])
+    expect(s.dispute).toMatchObject({ verdict: 'b-invalid', accepted: 'a', peers: [peers[0], peers[1]] })
+    expect(s.dispute!.alone).toBe(false)
+    expect(disputeWinner(s.dispute!)).toBe(peers[0])
+    expect(s.dispute!.record).toEqual(evidence.record)
+    expect(s.replicas[1]).toMatchObject({ peer: peers[1], status: 'ok', convicted: true })
+    // The liar is punished once, at the verdict; the two agreeing whole results check each other.
+    expect(checks).toEqual([
+      [peers[1], 'invalid', undefined],
+      [peers[0], 'valid', true],
+      [peers[2], 'valid', true],
+    ])
+    expect(s.quorum).toBe(2)
+    expect(s.risk).toBe(0.5) // two workers agreeing, not the winner alone
+  })
+
+  it('accepts the confirmed side alone only where adaptive replication trusts its worker', async () => {
+    const h = disputing(['wrong', 'honest', 'honest'], { verdict: 'a-invalid', ...evidence })
+    const checks: [string, Outcome, boolean | undefined][] = []
+    h.fx.recordOutcome = async (peer, o, checked) => void checks.push([peer, o, checked])
+    h.fx.singleReplicaOk = (peer) => peer === peers[1]
+    const adaptive = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: true })
+    const s = await run(adaptive, h.fx)
+    expect(s.state).toBe('verified')
+    expect(h.dispatched).toEqual([peers[0], peers[1]])
+    expect(s.dispute).toMatchObject({ accepted: 'b', alone: true })
+    expect(s.quorum).toBe(1) // the record claims one result, not a quorum of two
     expect(value(s)).toBe(true)
     expect(checks).toEqual([
-      [peers[1], 'valid', false],
       [peers[0], 'invalid', undefined],
+      [peers[1], 'valid', false],
     ])
     expect(s.risk).toBe(0.5)
   })
 
-  it('drift punishes no one and accepts the closer side', async () => {
+  it('ends inconclusive when no third replica may be bought, the liar still convicted once', async () => {
+    const h = disputing(['honest', 'wrong', 'honest'], { verdict: 'b-invalid', ...evidence })
+    const s = await run(
+      policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false, maxAttempts: 2 }),
+      h.fx,
+    )
+    expect(s.state).toBe('inconclusive')
+    expect(h.dispatched).toHaveLength(2)
+    expect(h.outcomes).toEqual([[peers[1], 'invalid']])
+  })
+
+  it('drift punishes no one; the closer side still needs a replica to agree with it', async () => {
+    const h = disputing(['honest', 'wrong', 'honest'], { verdict: 'drift', closer: 'a', ...evidence })
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(s.dispute).toMatchObject({ verdict: 'drift', accepted: 'a', alone: false })
+    expect(h.dispatched).toHaveLength(3)
+    await new Promise((r) => setTimeout(r, 20))
+    expect(h.outcomes).toEqual([
+      [peers[0], 'valid'],
+      [peers[2], 'valid'],
+    ])
+  })
+
+  it('drift whose closer side the third replica disagrees with: the quorum decides, the dispute leaves the record', async () => {
     const h = disputing(['honest', 'wrong', 'honest'], { verdict: 'drift', closer: 'b', ...evidence })
     const s = await run(p, h.fx)
     expect(s.state).toBe('verified')
-    expect(s.dispute).toMatchObject({ verdict: 'drift', accepted: 'b' })
+    expect(s.dispute).toBeUndefined()
+    expect(value(s)).toBe(true)
+    expect(h.outcomes.filter(([, o]) => o === 'invalid')).toEqual([]) // drift: not a lie
+  })
+
+  it('drift accepts a trusted closer side alone, punishing no one', async () => {
+    const h = disputing(['honest', 'wrong', 'honest'], { verdict: 'drift', closer: 'b', ...evidence })
+    h.fx.singleReplicaOk = (peer) => peer === peers[1]
+    const s = await run(policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: true }), h.fx)
+    expect(s.state).toBe('verified')
+    expect(s.dispute).toMatchObject({ verdict: 'drift', accepted: 'b', alone: true })
     expect(h.outcomes).toEqual([[peers[1], 'valid']])
     expect(h.dispatched).toHaveLength(2)
   })

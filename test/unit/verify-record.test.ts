@@ -131,8 +131,11 @@ describe('quorum records settled by dispute', () => {
   const rules = disputeRules(compare)
   const inputs: NamedTensors = { x: floats([1, 16], 7) }
 
-  /** An honest worker (side a) and a liar (side b, wrong from leaf 0 on), disputed in process. */
-  async function settled() {
+  /**
+   * An honest worker (side a) and a liar (side b, wrong from leaf 0 on), disputed in process; a
+   * third honest worker agrees with side a. `alone`: side a stands alone (quorum 1, one member).
+   */
+  async function settled(alone = false) {
     const model = await modelCid(bytes)
     const input = await tensorsCid(inputs)
     const honest = await ortRun(withIntermediateOutputs(plan.model), inputs)
@@ -165,6 +168,7 @@ describe('quorum records settled by dispute', () => {
     }
     const a = await side(honest, await tensorsCid(t(1)))
     const b = await side(liar, await tensorsCid(t(2)))
+    const c = await side(honest, await tensorsCid(t(3)))
     const divergence = await bisect({ plan, rules, a: a.party, b: b.party })
     const settlement = await referee({
       plan,
@@ -178,13 +182,12 @@ describe('quorum records settled by dispute', () => {
     expect(settlement.verdict).toBe('b-invalid')
     const record = encodeDisputeRecord(buildDisputeRecord({ model, plan, rules, divergence, settlement }))
     const dispute: QuorumDispute = { record, side: 'a', a: a.disputant, b: b.disputant }
-    const quorum = buildQuorumRecord(
-      [{ receipt: a.disputant.receipt, outputs: a.outputs }],
-      2,
-      compare,
-      dispute,
-    )
-    return { quorum, a, b }
+    const members = [a, ...(alone ? [] : [c])].map((x) => ({
+      receipt: x.disputant.receipt,
+      outputs: x.outputs,
+    }))
+    const quorum = buildQuorumRecord(members, alone ? 1 : 2, compare, dispute)
+    return { quorum, a, b, c }
   }
   const tampered = (r: QuorumRecord, change: (copy: QuorumRecord) => void) => {
     const copy = dagCbor.decode(encodeQuorumRecord(r)) as QuorumRecord
@@ -192,11 +195,11 @@ describe('quorum records settled by dispute', () => {
     return dagCbor.encode(copy)
   }
 
-  it('verifies one member with a dispute that shows the other side invalid, with and without the model', async () => {
-    const { quorum, a, b } = await settled()
+  it('verifies two members beside a dispute that shows the other side invalid, with and without the model', async () => {
+    const { quorum, a, b, c } = await settled()
     const bytesOf = encodeQuorumRecord(quorum)
     const light = await verifyQuorumRecord(bytesOf)
-    expect(light.workers).toEqual([a.disputant.worker])
+    expect(light.workers).toEqual([a.disputant.worker, c.disputant.worker])
     expect(light.dispute).toEqual({
       verdict: 'b-invalid',
       other: b.disputant.worker,
@@ -205,8 +208,20 @@ describe('quorum records settled by dispute', () => {
     })
     const full = await verifyQuorumRecord(bytesOf, 2, { plan, run: ortRun })
     expect(full.dispute).toMatchObject({ checked: 'record', proven: true })
-    // The referee is the second check, not a third: a quorum of 3 is not met.
+    // The referee is no check of the member's whole result: a quorum of 3 is not met.
     await expect(verifyQuorumRecord(bytesOf, 3)).rejects.toMatchObject({ name: 'QuorumNotMetError' })
+  })
+
+  it('verifies a side that stood alone as one result (quorum 1), never as a quorum of two', async () => {
+    const { quorum, a } = await settled(true)
+    const bytesOf = encodeQuorumRecord(quorum)
+    expect((await verifyQuorumRecord(bytesOf)).workers).toEqual([a.disputant.worker])
+    await expect(verifyQuorumRecord(bytesOf, 2)).rejects.toMatchObject({ name: 'QuorumNotMetError' })
+    // A record from before this rule: one member claiming quorum 2 with the referee as the second.
+    const claimed = tampered(quorum, (x) => {
+      x.quorum = 2
+    })
+    await expect(verifyQuorumRecord(claimed)).rejects.toMatchObject({ name: 'QuorumNotMetError' })
   })
 
   it('rejects a tampered dispute', async () => {
@@ -270,11 +285,17 @@ describe('quorum records settled by dispute', () => {
     })
     await expect(verifyQuorumRecord(judged)).resolves.toBeDefined() // signatures alone cannot tell
     await expect(verifyQuorumRecord(judged, 1, { plan })).rejects.toMatchObject(bad)
-    // Without its dispute the one member is short of the quorum.
+    // The dispute is evidence against side b, not a member's vote: without it the two still agree.
     const bare = tampered(quorum, (c) => {
       delete c.dispute
     })
-    await expect(verifyQuorumRecord(bare)).rejects.toMatchObject({ name: 'QuorumNotMetError' })
+    expect((await verifyQuorumRecord(bare)).dispute).toBeUndefined()
+    // The side the verdict accepts must be a member.
+    const gone = tampered(quorum, (c) => {
+      c.members = c.members.slice(1)
+      c.quorum = 1
+    })
+    await expect(verifyQuorumRecord(gone)).rejects.toMatchObject(bad)
   })
 
   it('still verifies records from before disputes', async () => {
