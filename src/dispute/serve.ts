@@ -12,7 +12,7 @@ import { DISPUTE_PROTOCOL } from '../shared/protocol.ts'
 import { type NamedTensors, tensorsByteLength } from '../shared/tensor.ts'
 import { tensorsCid } from '../shared/tensor-codec.ts'
 import { type Committed, commitTrace, type DisputePlan, disputePlan, disputeRules } from './commit.ts'
-import { createTraceCache } from './onnx-graph.ts'
+import { createTraceCache, type TraceCache } from './onnx-graph.ts'
 import { type DisputeParty, localParty } from './party.ts'
 import type { RunNode } from './referee.ts'
 import {
@@ -97,192 +97,228 @@ function errorFrame(err: Error): Frame {
   return { t: 'error', code: codeOf(err), reason: reason.slice(0, DISPUTE_LIMITS.reason) }
 }
 
+/** The server's limits, its defaults filled in. */
+interface Limits {
+  trace: number
+  total: number
+  ttl: number
+  idle: number
+  commits: number
+  streams: number
+}
+
+/** One server's state: the options, limits, traces held and the counters they are capped by. */
+interface ServerState {
+  o: DisputeServerOptions
+  now: () => number
+  limits: Limits
+  traces: Map<string, Held>
+  /** Dispute streams open per requester. */
+  streams: Map<string, number>
+  plans: Map<string, DisputePlan>
+  traceModels: TraceCache
+  /** Bytes of every trace held. */
+  total: number
+  /** Commits running now. */
+  running: number
+}
+
 export function serveDispute(o: DisputeServerOptions): DisputeServer {
-  const now = o.now ?? Date.now
-  const limits = {
-    trace: o.maxTraceBytes ?? 256 * 1024 * 1024,
-    total: o.maxTotalBytes ?? 512 * 1024 * 1024,
-    ttl: o.ttlMs ?? 5 * 60_000,
-    idle: o.idleMs ?? 30_000,
-    commits: o.maxCommits ?? 1,
-    streams: o.streamsPerPeer ?? 2,
+  const s: ServerState = {
+    o,
+    now: o.now ?? Date.now,
+    limits: {
+      trace: o.maxTraceBytes ?? 256 * 1024 * 1024,
+      total: o.maxTotalBytes ?? 512 * 1024 * 1024,
+      ttl: o.ttlMs ?? 5 * 60_000,
+      idle: o.idleMs ?? 30_000,
+      commits: o.maxCommits ?? 1,
+      streams: o.streamsPerPeer ?? 2,
+    },
+    traces: new Map(),
+    streams: new Map(),
+    plans: new Map(),
+    traceModels: createTraceCache(2),
+    total: 0,
+    running: 0,
   }
-  const traces = new Map<string, Held>()
-  const streams = new Map<string, number>()
-  const plans = new Map<string, DisputePlan>()
-  const traceModels = createTraceCache(2)
-  let total = 0
-  let running = 0
-
-  const drop = (requester: string) => {
-    const h = traces.get(requester)
-    if (h) total -= h.bytes
-    traces.delete(requester)
-  }
-  const purge = () => {
-    for (const [r, h] of traces) if (h.expires <= now()) drop(r)
-  }
-
-  const planOf = (cid: string, bytes: Uint8Array) => {
-    let plan = plans.get(cid)
-    if (!plan) {
-      plan = disputePlan(bytes)
-      plans.set(cid, plan)
-      if (plans.size > 2) plans.delete(plans.keys().next().value!)
-    }
-    return plan
-  }
-
-  /** Runs, commits, signs and keeps the trace; the answer is the signed commitment. */
-  async function commit(requester: string, q: Question & { t: 'commit' }): Promise<Frame> {
-    if (running >= limits.commits) throw new Refusal('busy', 'a trace is already running')
-    running++
-    try {
-      const input = await tensorsCid(q.inputs)
-      const req = { requester, job: q.job, model: q.model, input }
-      if (o.admit && !(await o.admit(req))) throw new Refusal('refused', 'no such job for this requester')
-      const bytes = await o.model(q.model)
-      if (!bytes) throw new Refusal('unknown-model', `no model ${q.model}`)
-      const plan = planOf(q.model.toString(), bytes)
-      const traceModel = await traceModels.get(q.model.toString(), plan.model)
-      const trace: NamedTensors = await o.run(traceModel.bytes, q.inputs)
-      const committed: Committed = await commitTrace(plan, disputeRules(q.compare), trace)
-      const hashes = Object.values(committed.chunks).reduce((n, c) => n + c.exact.length * 3 * 32, 0)
-      const size = tensorsByteLength(trace) + hashes
-      drop(requester)
-      purge()
-      if (size > limits.trace) throw new Refusal('too-large', `a trace of ${size} bytes`)
-      if (total + size > limits.total) throw new Refusal('busy', 'too many traces held')
-      const c = committed.commitment
-      const signed = await signCommitment({ ...req, root: c.root, leaves: c.leaves }, o.key)
-      traces.set(requester, {
-        party: localParty(plan, committed, trace),
-        plan,
-        bytes: size,
-        expires: now() + limits.ttl,
-      })
-      total += size
-      return answerFrame('commit', { signed, coarse: c.coarse, exact: c.exact })
-    } finally {
-      running--
-    }
-  }
-
-  /** The answer to a question about the trace `held`, still current for `requester`. */
-  async function answer(requester: string, held: Held | undefined, q: Question): Promise<Frame> {
-    if (!held) throw new Refusal('no-commitment', `'${q.t}' before a commitment`)
-    if (traces.get(requester) !== held || held.expires <= now())
-      throw new Refusal('expired', 'the committed trace is no longer held')
-    const party = held.party
-    switch (q.t) {
-      case 'children':
-        return answerFrame(q.t, await party.children(q.from, q.to))
-      case 'leaf':
-        return answerFrame(q.t, await party.leaf(q.p))
-      case 'outputs':
-        return answerFrame(q.t, await party.outputs(q.p))
-      case 'chunkHashes':
-        return answerFrame(q.t, await party.chunkHashes(q.p, q.name))
-      case 'chunks':
-        return answerFrame(q.t, await party.chunks(q.p, q.name, q.indices))
-      default:
-        throw new Refusal('bad-request', 'one commitment per stream')
-    }
-  }
-
-  const send = async (stream: Stream, f: Frame) => {
-    let bytes: Uint8Array
-    try {
-      bytes = encodeFrame(f, f.t === 'error' ? DISPUTE_LIMITS.error : DISPUTE_LIMITS.outputs)
-    } catch {
-      bytes = encodeFrame(errorFrame(new Refusal('too-large', `the '${f.t}' answer is too large`)))
-    }
-    const closed = (cause?: Error) => cause ?? new Error('the dispute stream closed')
-    await sendEncoded(stream, bytes, { signal: AbortSignal.timeout(limits.idle), closed })
-  }
-
-  /** The next frame, null at the end; past the idle limit the stream is aborted. */
-  const next = async (stream: Stream, decoder: FrameDecoder): Promise<Frame | null> => {
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const idle = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new PartyTimeoutError(`no question within ${limits.idle} ms`)),
-        limits.idle,
-      )
-    })
-    try {
-      return await Promise.race([readFrame(stream, decoder), idle])
-    } finally {
-      clearTimeout(timer)
-    }
-  }
-
-  async function serve(stream: Stream, requester: string): Promise<void> {
-    // The commit (the job's inputs) is read under its own limit; questions under a small one.
-    let decoder = new FrameDecoder(DISPUTE_LIMITS.commit)
-    let held: Held | undefined
-    try {
-      for (;;) {
-        let f: Frame | null
-        try {
-          f = await next(stream, decoder)
-        } catch (err) {
-          // framing is lost (or the peer went quiet): say why once, then end the stream
-          if ((err as Error).name !== 'PartyTimeoutError') await send(stream, errorFrame(err as Error))
-          throw err
-        }
-        if (!f) break
-        let reply: Frame
-        let last = false
-        try {
-          const q = parseQuestion(f)
-          if (q.t === 'commit' && held) throw new Refusal('bad-request', 'one commitment per stream')
-          reply = q.t === 'commit' ? await commit(requester, q) : await answer(requester, held, q)
-          if (q.t === 'commit') {
-            held = traces.get(requester)
-            // questions are read under a smaller limit: none may be on its way under the commit's
-            last = !decoder.idle || decoder.queue.length > 0
-            if (last) throw new Refusal('bad-request', 'a question came before the commitment was answered')
-            decoder = new FrameDecoder(DISPUTE_LIMITS.question)
-          }
-        } catch (err) {
-          reply = errorFrame(err as Error)
-        }
-        await send(stream, reply)
-        if (last) break
-      }
-      await stream.close({ signal: AbortSignal.timeout(5000) })
-    } catch (err) {
-      stream.abort(err as Error)
-    }
-  }
-
   return {
     protocol: DISPUTE_PROTOCOL,
-    handler(stream, connection) {
-      const requester = connection.remotePeer.toString()
-      const open = streams.get(requester) ?? 0
-      if (open >= limits.streams) {
-        void send(stream, errorFrame(new Refusal('busy', 'too many dispute streams')))
-          .then(() => stream.close({ signal: AbortSignal.timeout(5000) }))
-          .catch((err) => stream.abort(err))
-        return
-      }
-      streams.set(requester, open + 1)
-      void serve(stream, requester).finally(() => {
-        const left = (streams.get(requester) ?? 1) - 1
-        if (left) streams.set(requester, left)
-        else streams.delete(requester)
-      })
-    },
-    serve,
+    handler: (stream, connection) => handle(s, stream, connection),
+    serve: (stream, requester) => serve(s, stream, requester),
     held: () => {
-      purge()
-      return { traces: traces.size, bytes: total }
+      purge(s)
+      return { traces: s.traces.size, bytes: s.total }
     },
     clear: () => {
-      traces.clear()
-      total = 0
+      s.traces.clear()
+      s.total = 0
     },
   }
+}
+
+function drop(s: ServerState, requester: string) {
+  const h = s.traces.get(requester)
+  if (h) s.total -= h.bytes
+  s.traces.delete(requester)
+}
+
+function purge(s: ServerState) {
+  for (const [r, h] of s.traces) if (h.expires <= s.now()) drop(s, r)
+}
+
+function planOf(s: ServerState, cid: string, bytes: Uint8Array): DisputePlan {
+  let plan = s.plans.get(cid)
+  if (!plan) {
+    plan = disputePlan(bytes)
+    s.plans.set(cid, plan)
+    if (s.plans.size > 2) s.plans.delete(s.plans.keys().next().value!)
+  }
+  return plan
+}
+
+/** Runs, commits, signs and keeps the trace; the answer is the signed commitment. */
+async function commit(s: ServerState, requester: string, q: Question & { t: 'commit' }): Promise<Frame> {
+  const { o, limits } = s
+  if (s.running >= limits.commits) throw new Refusal('busy', 'a trace is already running')
+  s.running++
+  try {
+    const input = await tensorsCid(q.inputs)
+    const req = { requester, job: q.job, model: q.model, input }
+    if (o.admit && !(await o.admit(req))) throw new Refusal('refused', 'no such job for this requester')
+    const bytes = await o.model(q.model)
+    if (!bytes) throw new Refusal('unknown-model', `no model ${q.model}`)
+    const plan = planOf(s, q.model.toString(), bytes)
+    const traceModel = await s.traceModels.get(q.model.toString(), plan.model)
+    const trace: NamedTensors = await o.run(traceModel.bytes, q.inputs)
+    const committed: Committed = await commitTrace(plan, disputeRules(q.compare), trace)
+    const hashes = Object.values(committed.chunks).reduce((n, c) => n + c.exact.length * 3 * 32, 0)
+    const size = tensorsByteLength(trace) + hashes
+    drop(s, requester)
+    purge(s)
+    if (size > limits.trace) throw new Refusal('too-large', `a trace of ${size} bytes`)
+    if (s.total + size > limits.total) throw new Refusal('busy', 'too many traces held')
+    const c = committed.commitment
+    const signed = await signCommitment({ ...req, root: c.root, leaves: c.leaves }, o.key)
+    s.traces.set(requester, {
+      party: localParty(plan, committed, trace),
+      plan,
+      bytes: size,
+      expires: s.now() + limits.ttl,
+    })
+    s.total += size
+    return answerFrame('commit', { signed, coarse: c.coarse, exact: c.exact })
+  } finally {
+    s.running--
+  }
+}
+
+/** The answer to a question about the trace `held`, still current for `requester`. */
+async function answer(
+  s: ServerState,
+  requester: string,
+  held: Held | undefined,
+  q: Question,
+): Promise<Frame> {
+  if (!held) throw new Refusal('no-commitment', `'${q.t}' before a commitment`)
+  if (s.traces.get(requester) !== held || held.expires <= s.now())
+    throw new Refusal('expired', 'the committed trace is no longer held')
+  const party = held.party
+  switch (q.t) {
+    case 'children':
+      return answerFrame(q.t, await party.children(q.from, q.to))
+    case 'leaf':
+      return answerFrame(q.t, await party.leaf(q.p))
+    case 'outputs':
+      return answerFrame(q.t, await party.outputs(q.p))
+    case 'chunkHashes':
+      return answerFrame(q.t, await party.chunkHashes(q.p, q.name))
+    case 'chunks':
+      return answerFrame(q.t, await party.chunks(q.p, q.name, q.indices))
+    default:
+      throw new Refusal('bad-request', 'one commitment per stream')
+  }
+}
+
+async function send(s: ServerState, stream: Stream, f: Frame) {
+  let bytes: Uint8Array
+  try {
+    bytes = encodeFrame(f, f.t === 'error' ? DISPUTE_LIMITS.error : DISPUTE_LIMITS.outputs)
+  } catch {
+    bytes = encodeFrame(errorFrame(new Refusal('too-large', `the '${f.t}' answer is too large`)))
+  }
+  const closed = (cause?: Error) => cause ?? new Error('the dispute stream closed')
+  await sendEncoded(stream, bytes, { signal: AbortSignal.timeout(s.limits.idle), closed })
+}
+
+/** The next frame, null at the end; past the idle limit the stream is aborted. */
+async function next(s: ServerState, stream: Stream, decoder: FrameDecoder): Promise<Frame | null> {
+  const idleMs = s.limits.idle
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new PartyTimeoutError(`no question within ${idleMs} ms`)), idleMs)
+  })
+  try {
+    return await Promise.race([readFrame(stream, decoder), idle])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+async function serve(s: ServerState, stream: Stream, requester: string): Promise<void> {
+  // The commit (the job's inputs) is read under its own limit; questions under a small one.
+  let decoder = new FrameDecoder(DISPUTE_LIMITS.commit)
+  let held: Held | undefined
+  try {
+    for (;;) {
+      let f: Frame | null
+      try {
+        f = await next(s, stream, decoder)
+      } catch (err) {
+        // framing is lost (or the peer went quiet): say why once, then end the stream
+        if ((err as Error).name !== 'PartyTimeoutError') await send(s, stream, errorFrame(err as Error))
+        throw err
+      }
+      if (!f) break
+      let reply: Frame
+      let last = false
+      try {
+        const q = parseQuestion(f)
+        if (q.t === 'commit' && held) throw new Refusal('bad-request', 'one commitment per stream')
+        reply = q.t === 'commit' ? await commit(s, requester, q) : await answer(s, requester, held, q)
+        if (q.t === 'commit') {
+          held = s.traces.get(requester)
+          // questions are read under a smaller limit: none may be on its way under the commit's
+          last = !decoder.idle || decoder.queue.length > 0
+          if (last) throw new Refusal('bad-request', 'a question came before the commitment was answered')
+          decoder = new FrameDecoder(DISPUTE_LIMITS.question)
+        }
+      } catch (err) {
+        reply = errorFrame(err as Error)
+      }
+      await send(s, stream, reply)
+      if (last) break
+    }
+    await stream.close({ signal: AbortSignal.timeout(5000) })
+  } catch (err) {
+    stream.abort(err as Error)
+  }
+}
+
+/** libp2p's handler: serves the stream unless its requester holds too many already. */
+function handle(s: ServerState, stream: Stream, connection: Connection) {
+  const requester = connection.remotePeer.toString()
+  const open = s.streams.get(requester) ?? 0
+  if (open >= s.limits.streams) {
+    void send(s, stream, errorFrame(new Refusal('busy', 'too many dispute streams')))
+      .then(() => stream.close({ signal: AbortSignal.timeout(5000) }))
+      .catch((err) => stream.abort(err))
+    return
+  }
+  s.streams.set(requester, open + 1)
+  void serve(s, stream, requester).finally(() => {
+    const left = (s.streams.get(requester) ?? 1) - 1
+    if (left) s.streams.set(requester, left)
+    else s.streams.delete(requester)
+  })
 }

@@ -77,144 +77,192 @@ interface Pending {
 
 const varintLength = (n: number) => Math.max(1, Math.ceil(Math.log2(n + 1) / 7))
 
+/** One remote party's state: its stream, the questions awaiting answers and the first failure. */
+interface PartyState {
+  stream: Stream
+  o: RemotePartyOptions
+  timeoutMs: number
+  decoder: FrameDecoder
+  pending: Pending[]
+  wire: WireMeter
+  failure: Error | undefined
+  reading: boolean
+  onAbort: () => void
+  signed: Promise<{ signed: SignedCommitment; commitment: Commitment }> | undefined
+}
+
 /** A DisputeParty that asks the contributor at the other end of `stream` (its commitment first). */
 export function remoteParty(stream: Stream, o: RemotePartyOptions): RemoteParty {
-  const timeoutMs = o.timeoutMs ?? 30_000
-  const decoder = new FrameDecoder(
-    Math.max(o.maxOutputBytes ?? DISPUTE_LIMITS.outputs, DISPUTE_LIMITS.chunkHashes),
-  )
-  const pending: Pending[] = []
-  const wire: WireMeter = { sent: 0, received: 0, frames: 0, byAnswer: {} }
-  let failure: Error | undefined
-  let reading = false
-
-  const onAbort = () => fail(new AbortError('the dispute was cancelled'))
-  const fail = (err: Error) => {
-    failure ??= err
-    o.signal?.removeEventListener('abort', onAbort)
-    for (const p of pending.splice(0)) {
-      clearTimeout(p.timer)
-      p.reject(err)
-    }
-    if (stream.status === 'open') stream.abort(err)
+  const s: PartyState = {
+    stream,
+    o,
+    timeoutMs: o.timeoutMs ?? 30_000,
+    decoder: new FrameDecoder(
+      Math.max(o.maxOutputBytes ?? DISPUTE_LIMITS.outputs, DISPUTE_LIMITS.chunkHashes),
+    ),
+    pending: [],
+    wire: { sent: 0, received: 0, frames: 0, byAnswer: {} },
+    failure: undefined,
+    reading: false,
+    onAbort: () => fail(s, new AbortError('the dispute was cancelled')),
+    signed: undefined,
   }
-  o.signal?.addEventListener('abort', onAbort, { once: true })
-
-  const read = async () => {
-    reading = true
-    try {
-      for (;;) {
-        const f = await readFrame(stream, decoder)
-        if (!f) return fail(new MalformedFrameError('the dispute stream ended before every answer'))
-        const size = frameBytes(f)
-        wire.received += size + varintLength(size)
-        wire.frames++
-        wire.byAnswer[f.t] = (wire.byAnswer[f.t] ?? 0) + size + varintLength(size)
-        const p = pending.shift()
-        if (!p) return fail(new MalformedFrameError(`an answer '${f.t.slice(0, 32)}' nobody asked for`))
-        clearTimeout(p.timer)
-        try {
-          if (f.t === 'error') {
-            if (size > DISPUTE_LIMITS.error) malformed(`error frame of ${size} bytes`)
-            p.reject(refusal(f))
-          } else if (f.t !== p.t) malformed(`'${f.t.slice(0, 32)}' answers '${p.t}'`)
-          else if (size > p.limit)
-            throw new FrameTooLargeError(`'${p.t}' answer of ${size} bytes, limit ${p.limit}`)
-          else p.resolve(p.parse(f))
-        } catch (err) {
-          p.reject(err as Error)
-        }
-      }
-    } catch (err) {
-      fail(err as Error)
-    }
-  }
-
-  const ask = <T>(q: Frame, t: string, limit: number, parse: (f: Frame) => T, ms = timeoutMs): Promise<T> => {
-    if (failure) return Promise.reject(failure)
-    let encoded: Uint8Array
-    try {
-      encoded = encodeFrame(q, q.t === 'commit' ? DISPUTE_LIMITS.commit : DISPUTE_LIMITS.question)
-    } catch (err) {
-      return Promise.reject(err)
-    }
-    const answer = new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new PartyTimeoutError(`no '${t}' answer within ${ms} ms`)), ms)
-      pending.push({ t, limit, parse, resolve: resolve as (v: unknown) => void, reject, timer })
-    })
-    if (!reading) void read()
-    wire.sent += encoded.byteLength
-    const closed = (cause?: Error) => cause ?? new MalformedFrameError('the dispute stream closed')
-    sendEncoded(stream, encoded, o.signal ? { signal: o.signal, closed } : { closed }).catch((err) =>
-      fail(err),
-    )
-    return answer
-  }
-
-  let signed: Promise<{ signed: SignedCommitment; commitment: Commitment }> | undefined
-  const commit = () => {
-    signed ??= (async () => {
-      const q = {
-        t: 'commit',
-        job: o.job,
-        model: o.model,
-        inputs: encodeTensors(o.inputs),
-        compare: o.compare,
-      }
-      const [f, input] = await Promise.all([
-        ask(q, 'commitment', DISPUTE_LIMITS.commitment, (f) => f, o.commitTimeoutMs ?? 120_000),
-        tensorsCid(o.inputs),
-      ])
-      const m = fields(f, 'commitment', ['t', 'signed', 'coarse', 'exact'])
-      const s = await verifyCommitment(m.signed, { worker: o.worker, job: o.job, model: o.model, input })
-      const commitment: Commitment = {
-        root: s.body.root,
-        coarse: hash(m.coarse, 'commitment.coarse'),
-        exact: hash(m.exact, 'commitment.exact'),
-        leaves: s.body.leaves,
-      }
-      return { signed: s, commitment }
-    })()
-    return signed
-  }
-  /** Questions go out once the commitment is in: the server reads them under a smaller limit. */
-  const question = async <T>(q: Frame, limit: number, parse: (f: Frame) => T): Promise<T> => {
-    await commit()
-    return ask(q, q.t, limit, parse)
-  }
+  o.signal?.addEventListener('abort', s.onAbort, { once: true })
 
   return {
-    wire,
-    signed: async () => (await commit()).signed,
-    commitment: async () => (await commit()).commitment,
-    children: (from, to) =>
-      question({ t: 'children', from, to }, DISPUTE_LIMITS.children, (f) => {
-        const h = list(fields(f, 'children', ['t', 'hashes']).hashes, 'children.hashes', 2, hash)
-        return h.length === 2 ? (h as [Uint8Array, Uint8Array]) : malformed('children.hashes must be two')
-      }),
-    leaf: (p) => question({ t: 'leaf', p }, DISPUTE_LIMITS.leaf, parseLeaf),
+    wire: s.wire,
+    signed: async () => (await commit(s)).signed,
+    commitment: async () => (await commit(s)).commitment,
+    children: (from, to) => question(s, { t: 'children', from, to }, DISPUTE_LIMITS.children, parseChildren),
+    leaf: (p) => question(s, { t: 'leaf', p }, DISPUTE_LIMITS.leaf, parseLeaf),
     outputs: (p) =>
-      question({ t: 'outputs', p }, o.maxOutputBytes ?? DISPUTE_LIMITS.outputs, (f) => {
-        try {
-          return decodeTensors(fields(f, 'outputs', ['t', 'tensors']).tensors)
-        } catch (err) {
-          return malformed(`outputs: ${(err as Error).message}`)
-        }
-      }),
+      question(s, { t: 'outputs', p }, o.maxOutputBytes ?? DISPUTE_LIMITS.outputs, parseOutputs),
     chunkHashes: (p, name) =>
-      question({ t: 'chunkHashes', p, name }, DISPUTE_LIMITS.chunkHashes, parseChunkHashes),
+      question(s, { t: 'chunkHashes', p, name }, DISPUTE_LIMITS.chunkHashes, parseChunkHashes),
     chunks: (p, name, indices) =>
-      question({ t: 'chunks', p, name, indices }, (indices.length + 1) * (DISPUTE_LIMITS.chunk + 16), (f) => {
-        const got = list(fields(f, 'chunks', ['t', 'chunks']).chunks, 'chunks', indices.length, (c, w) =>
-          bytes(c, w, DISPUTE_LIMITS.chunk),
-        )
-        return got.length === indices.length ? got : malformed(`${got.length} chunks for ${indices.length}`)
-      }),
+      question(
+        s,
+        { t: 'chunks', p, name, indices },
+        (indices.length + 1) * (DISPUTE_LIMITS.chunk + 16),
+        parseChunks(indices),
+      ),
     close: async () => {
-      if (pending.length) return fail(new AbortError('the dispute party was closed'))
-      failure ??= new AbortError('the dispute party was closed')
-      o.signal?.removeEventListener('abort', onAbort)
+      if (s.pending.length) return fail(s, new AbortError('the dispute party was closed'))
+      s.failure ??= new AbortError('the dispute party was closed')
+      o.signal?.removeEventListener('abort', s.onAbort)
       await stream.close({ signal: AbortSignal.timeout(5000) }).catch((err) => stream.abort(err))
     },
   }
 }
+
+/** Fails every pending question (and every later one) with the first failure, and aborts the stream. */
+function fail(s: PartyState, err: Error) {
+  s.failure ??= err
+  s.o.signal?.removeEventListener('abort', s.onAbort)
+  for (const p of s.pending.splice(0)) {
+    clearTimeout(p.timer)
+    p.reject(err)
+  }
+  if (s.stream.status === 'open') s.stream.abort(err)
+}
+
+/** Reads answers until the stream ends or fails, each one settling the oldest question. */
+async function read(s: PartyState) {
+  s.reading = true
+  try {
+    for (;;) {
+      const f = await readFrame(s.stream, s.decoder)
+      if (!f) return fail(s, new MalformedFrameError('the dispute stream ended before every answer'))
+      const size = frameBytes(f)
+      s.wire.received += size + varintLength(size)
+      s.wire.frames++
+      s.wire.byAnswer[f.t] = (s.wire.byAnswer[f.t] ?? 0) + size + varintLength(size)
+      const p = s.pending.shift()
+      if (!p) return fail(s, new MalformedFrameError(`an answer '${f.t.slice(0, 32)}' nobody asked for`))
+      clearTimeout(p.timer)
+      settle(p, f, size)
+    }
+  } catch (err) {
+    fail(s, err as Error)
+  }
+}
+
+/** Settles question `p` with answer `f` of `size` bytes: a refusal, a malformed answer or its parse. */
+function settle(p: Pending, f: Frame, size: number) {
+  try {
+    if (f.t === 'error') {
+      if (size > DISPUTE_LIMITS.error) malformed(`error frame of ${size} bytes`)
+      p.reject(refusal(f))
+    } else if (f.t !== p.t) malformed(`'${f.t.slice(0, 32)}' answers '${p.t}'`)
+    else if (size > p.limit)
+      throw new FrameTooLargeError(`'${p.t}' answer of ${size} bytes, limit ${p.limit}`)
+    else p.resolve(p.parse(f))
+  } catch (err) {
+    p.reject(err as Error)
+  }
+}
+
+function ask<T>(
+  s: PartyState,
+  q: Frame,
+  t: string,
+  limit: number,
+  parse: (f: Frame) => T,
+  ms = s.timeoutMs,
+): Promise<T> {
+  if (s.failure) return Promise.reject(s.failure)
+  let encoded: Uint8Array
+  try {
+    encoded = encodeFrame(q, q.t === 'commit' ? DISPUTE_LIMITS.commit : DISPUTE_LIMITS.question)
+  } catch (err) {
+    return Promise.reject(err)
+  }
+  const answer = new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => fail(s, new PartyTimeoutError(`no '${t}' answer within ${ms} ms`)), ms)
+    s.pending.push({ t, limit, parse, resolve: resolve as (v: unknown) => void, reject, timer })
+  })
+  if (!s.reading) void read(s)
+  s.wire.sent += encoded.byteLength
+  const closed = (cause?: Error) => cause ?? new MalformedFrameError('the dispute stream closed')
+  sendEncoded(s.stream, encoded, s.o.signal ? { signal: s.o.signal, closed } : { closed }).catch((err) =>
+    fail(s, err),
+  )
+  return answer
+}
+
+/** The verified commitment, asked for once. */
+function commit(s: PartyState) {
+  s.signed ??= (async () => {
+    const o = s.o
+    const q = {
+      t: 'commit',
+      job: o.job,
+      model: o.model,
+      inputs: encodeTensors(o.inputs),
+      compare: o.compare,
+    }
+    const [f, input] = await Promise.all([
+      ask(s, q, 'commitment', DISPUTE_LIMITS.commitment, (f) => f, o.commitTimeoutMs ?? 120_000),
+      tensorsCid(o.inputs),
+    ])
+    const m = fields(f, 'commitment', ['t', 'signed', 'coarse', 'exact'])
+    const signed = await verifyCommitment(m.signed, { worker: o.worker, job: o.job, model: o.model, input })
+    const commitment: Commitment = {
+      root: signed.body.root,
+      coarse: hash(m.coarse, 'commitment.coarse'),
+      exact: hash(m.exact, 'commitment.exact'),
+      leaves: signed.body.leaves,
+    }
+    return { signed, commitment }
+  })()
+  return s.signed
+}
+
+/** Questions go out once the commitment is in: the server reads them under a smaller limit. */
+async function question<T>(s: PartyState, q: Frame, limit: number, parse: (f: Frame) => T): Promise<T> {
+  await commit(s)
+  return ask(s, q, q.t, limit, parse)
+}
+
+function parseChildren(f: Frame): [Uint8Array, Uint8Array] {
+  const h = list(fields(f, 'children', ['t', 'hashes']).hashes, 'children.hashes', 2, hash)
+  return h.length === 2 ? (h as [Uint8Array, Uint8Array]) : malformed('children.hashes must be two')
+}
+
+function parseOutputs(f: Frame): NamedTensors {
+  try {
+    return decodeTensors(fields(f, 'outputs', ['t', 'tensors']).tensors)
+  } catch (err) {
+    return malformed(`outputs: ${(err as Error).message}`)
+  }
+}
+
+/** The parser of a `chunks` answer to a question for the chunks at `indices`. */
+const parseChunks =
+  (indices: number[]) =>
+  (f: Frame): Uint8Array[] => {
+    const got = list(fields(f, 'chunks', ['t', 'chunks']).chunks, 'chunks', indices.length, (c, w) =>
+      bytes(c, w, DISPUTE_LIMITS.chunk),
+    )
+    return got.length === indices.length ? got : malformed(`${got.length} chunks for ${indices.length}`)
+  }

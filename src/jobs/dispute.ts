@@ -72,105 +72,135 @@ const PLANS_KEPT = 2
 
 export function createDisputer(o: DisputerOptions): Disputer {
   const plans = new Map<string, DisputePlan>()
-  const planOf = async (model: string) => {
-    const known = plans.get(model)
-    if (known) return known
-    const bytes = await o.modelBytes(model)
-    if (!bytes) return undefined
-    const plan = disputePlan(bytes)
-    plans.set(model, plan)
-    for (const k of plans.keys()) if (plans.size > PLANS_KEPT) plans.delete(k)
-    return plan
-  }
+  return { dispute: (job, a, b, signal) => dispute(o, plans, job, a, b, signal) }
+}
 
-  async function dispute(
-    job: DisputeJob,
-    a: Replica,
-    b: Replica,
-    signal: AbortSignal,
-  ): Promise<DisputeOutcome> {
-    const undecided = (reason: string, timedOut?: DisputeSide[]): DisputeOutcome => ({
-      verdict: 'undecided',
-      reason,
-      ...(timedOut?.length ? { timedOut } : {}),
-    })
-    const ra = a.result
-    const rb = b.result
-    if (!ra || !rb) return undecided('a side has no result')
-    const plan = await planOf(job.model)
-    if (!plan) return undecided(`model ${job.model} is not held here`)
-    const rules = disputeRules(job.compare)
-    const deadline = AbortSignal.any([signal, AbortSignal.timeout(o.timeoutMs ?? 60_000)])
-    const parties: RemoteParty[] = []
-    try {
-      const open = async (r: Replica) => {
-        const link = o.links.direct(r.peer)
-        if (!link) throw new NoPeerAvailableError(`no direct link to ${r.peer}`)
-        const stream = await link.newStream(DISPUTE_PROTOCOL, { signal: deadline })
-        const party = remoteParty(stream, {
-          worker: r.peer,
-          job: r.result!.receipt.body.job,
-          model: CID.parse(job.model),
-          inputs: job.inputs,
-          compare: job.compare,
-          timeoutMs: o.answerTimeoutMs ?? 10_000,
-          commitTimeoutMs: o.commitTimeoutMs ?? 30_000,
-          signal: deadline,
-        })
-        parties.push(party)
-        return party
-      }
-      const [pa, pb] = await settledPair(open(a), open(b))
-      if (!pa.ok || !pb.ok) return undecided(`no dispute stream: ${reasons(pa, pb)}`)
-      const [sa, sb] = await settledPair(pa.value.signed(), pb.value.signed())
-      if (!sa.ok || !sb.ok) return undecided(`no commitment: ${reasons(sa, sb)}`, timedOutSides(sa, sb))
-      const signed = { a: dagCbor.encode(sa.value), b: dagCbor.encode(sb.value) }
-      // Each side's trace must end in the result it signed, or its trace proves nothing about it.
-      const [ba, bb] = await settledPair(
-        bound(plan, rules, job.compare, pa.value, ra),
-        bound(plan, rules, job.compare, pb.value, rb),
-      )
-      if (!ba.ok || !bb.ok) return undecided(`binding: ${reasons(ba, bb)}`, timedOutSides(ba, bb))
-      if (ba.value || bb.value) {
-        // Proven from the side's own signatures, but the record format cannot carry it: no record,
-        // so the quorum buys a replica as before.
-        const verdict: DisputeOutcome['verdict'] =
-          ba.value && bb.value ? 'both-invalid' : ba.value ? 'a-invalid' : 'b-invalid'
-        return { verdict, reason: [ba.value, bb.value].filter(Boolean).join('; '), signed }
-      }
-      const roots = { a: sa.value.body.root, b: sb.value.body.root }
-      const divergence = await bisect({ plan, rules, a: pa.value, b: pb.value, roots, signal: deadline })
-      const settlement = await referee({
-        plan,
-        rules,
-        divergence,
-        a: pa.value,
-        b: pb.value,
-        jobInputs: job.inputs,
-        run: o.run,
-        signal: deadline,
-      })
-      const record = encodeDisputeRecord(
-        buildDisputeRecord({ model: job.model, plan, rules, divergence, settlement }),
-      )
-      o.log?.('dispute %s vs %s: %s at leaf %d', a.peer, b.peer, settlement.verdict, divergence.position)
-      return {
-        verdict: settlement.verdict,
-        ...(settlement.closer ? { closer: settlement.closer } : {}),
-        record,
-        signed,
-      } satisfies DisputeOutcome
-    } catch (err) {
-      const e = err as PartyError
-      o.log?.('dispute %s vs %s undecided: %s: %s', a.peer, b.peer, e.name, e.message)
-      const late = e.name === 'PartyTimeoutError' && e.party ? sidesOf(e.party) : []
-      return undecided(`${e.name}: ${e.message}`, late)
-    } finally {
-      await Promise.all(parties.map((p) => p.close().catch(() => {})))
+/** The plan of `model` from `plans`, else parsed from its bytes and kept; undefined if not held. */
+async function planOf(o: DisputerOptions, plans: Map<string, DisputePlan>, model: string) {
+  const known = plans.get(model)
+  if (known) return known
+  const bytes = await o.modelBytes(model)
+  if (!bytes) return undefined
+  const plan = disputePlan(bytes)
+  plans.set(model, plan)
+  for (const k of plans.keys()) if (plans.size > PLANS_KEPT) plans.delete(k)
+  return plan
+}
+
+const undecided = (reason: string, timedOut?: DisputeSide[]): DisputeOutcome => ({
+  verdict: 'undecided',
+  reason,
+  ...(timedOut?.length ? { timedOut } : {}),
+})
+
+/** One dispute's fixed parts: the job, its plan and rules, the deadline and the parties opened. */
+interface Round {
+  o: DisputerOptions
+  job: DisputeJob
+  plan: DisputePlan
+  rules: DisputeRules
+  deadline: AbortSignal
+  /** Every party opened, closed when the dispute ends. */
+  parties: RemoteParty[]
+}
+
+async function dispute(
+  o: DisputerOptions,
+  plans: Map<string, DisputePlan>,
+  job: DisputeJob,
+  a: Replica,
+  b: Replica,
+  signal: AbortSignal,
+): Promise<DisputeOutcome> {
+  const ra = a.result
+  const rb = b.result
+  if (!ra || !rb) return undecided('a side has no result')
+  const plan = await planOf(o, plans, job.model)
+  if (!plan) return undecided(`model ${job.model} is not held here`)
+  const rules = disputeRules(job.compare)
+  const deadline = AbortSignal.any([signal, AbortSignal.timeout(o.timeoutMs ?? 60_000)])
+  const round: Round = { o, job, plan, rules, deadline, parties: [] }
+  try {
+    const [pa, pb] = await settledPair(open(round, a), open(round, b))
+    if (!pa.ok || !pb.ok) return undecided(`no dispute stream: ${reasons(pa, pb)}`)
+    const [sa, sb] = await settledPair(pa.value.signed(), pb.value.signed())
+    if (!sa.ok || !sb.ok) return undecided(`no commitment: ${reasons(sa, sb)}`, timedOutSides(sa, sb))
+    const signed = { a: dagCbor.encode(sa.value), b: dagCbor.encode(sb.value) }
+    // Each side's trace must end in the result it signed, or its trace proves nothing about it.
+    const [ba, bb] = await settledPair(
+      bound(plan, rules, job.compare, pa.value, ra),
+      bound(plan, rules, job.compare, pb.value, rb),
+    )
+    if (!ba.ok || !bb.ok) return undecided(`binding: ${reasons(ba, bb)}`, timedOutSides(ba, bb))
+    if (ba.value || bb.value) {
+      // Proven from the side's own signatures, but the record format cannot carry it: no record,
+      // so the quorum buys a replica as before.
+      const verdict: DisputeOutcome['verdict'] =
+        ba.value && bb.value ? 'both-invalid' : ba.value ? 'a-invalid' : 'b-invalid'
+      return { verdict, reason: [ba.value, bb.value].filter(Boolean).join('; '), signed }
     }
+    const roots = { a: sa.value.body.root, b: sb.value.body.root }
+    return await judge(round, [a, pa.value], [b, pb.value], roots, signed)
+  } catch (err) {
+    const e = err as PartyError
+    o.log?.('dispute %s vs %s undecided: %s: %s', a.peer, b.peer, e.name, e.message)
+    const late = e.name === 'PartyTimeoutError' && e.party ? sidesOf(e.party) : []
+    return undecided(`${e.name}: ${e.message}`, late)
+  } finally {
+    await Promise.all(round.parties.map((p) => p.close().catch(() => {})))
   }
+}
 
-  return { dispute }
+/** Asks replica `r`'s contributor over a new dispute stream on its direct link. */
+async function open(round: Round, r: Replica): Promise<RemoteParty> {
+  const { o, job, deadline } = round
+  const link = o.links.direct(r.peer)
+  if (!link) throw new NoPeerAvailableError(`no direct link to ${r.peer}`)
+  const stream = await link.newStream(DISPUTE_PROTOCOL, { signal: deadline })
+  const party = remoteParty(stream, {
+    worker: r.peer,
+    job: r.result!.receipt.body.job,
+    model: CID.parse(job.model),
+    inputs: job.inputs,
+    compare: job.compare,
+    timeoutMs: o.answerTimeoutMs ?? 10_000,
+    commitTimeoutMs: o.commitTimeoutMs ?? 30_000,
+    signal: deadline,
+  })
+  round.parties.push(party)
+  return party
+}
+
+/** Bisects two bound, committed traces to their first divergence and lets our referee settle it. */
+async function judge(
+  round: Round,
+  [a, pa]: [Replica, RemoteParty],
+  [b, pb]: [Replica, RemoteParty],
+  roots: { a: Uint8Array; b: Uint8Array },
+  signed: { a: Uint8Array; b: Uint8Array },
+): Promise<DisputeOutcome> {
+  const { o, job, plan, rules, deadline } = round
+  const divergence = await bisect({ plan, rules, a: pa, b: pb, roots, signal: deadline })
+  const settlement = await referee({
+    plan,
+    rules,
+    divergence,
+    a: pa,
+    b: pb,
+    jobInputs: job.inputs,
+    run: o.run,
+    signal: deadline,
+  })
+  const record = encodeDisputeRecord(
+    buildDisputeRecord({ model: job.model, plan, rules, divergence, settlement }),
+  )
+  o.log?.('dispute %s vs %s: %s at leaf %d', a.peer, b.peer, settlement.verdict, divergence.position)
+  return {
+    verdict: settlement.verdict,
+    ...(settlement.closer ? { closer: settlement.closer } : {}),
+    record,
+    signed,
+  } satisfies DisputeOutcome
 }
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: Error }
