@@ -15,5 +15,5 @@ import { createNodeEngine } from './engine.ts'
 export function createNodeDisputeRunner(o: { idleMs?: number } = {}): DisputeRunner {
   const start = () =>
     createNodeEngine({ threads: 1, workers: 1, maxSessions: 1, graphOptimization: 'disabled' })
-  return engineRunner(start, o.idleMs !== undefined ? { idleMs: o.idleMs } : {})
+  return { ...engineRunner(start, o.idleMs !== undefined ? { idleMs: o.idleMs } : {}), ep: 'cpu' }
 }

@@ -7,14 +7,12 @@
 import type { Logger } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { createDisputeRunner, type DisputeRunner } from './compute/dispute-runner.ts'
-import { parseModel } from './dispute/onnx-graph.ts'
 import { type CommitRequest, type DisputeServer, serveDispute } from './dispute/serve.ts'
 import { lyingTrace } from './jobs/adversary.ts'
 import type { BrowserNode } from './net/node.ts'
 import type { PeerState } from './peer-state.ts'
 import type { PeerOptions } from './peer-types.ts'
 import type { Lifecycle } from './shared/lifecycle.ts'
-import type { NamedTensors } from './shared/tensor.ts'
 import type { CreditRecord } from './store/schema.ts'
 import { decodeReceipt } from './trust/receipt.ts'
 
@@ -77,11 +75,10 @@ export function serveDisputes(
   runner: DisputeRunner = opts.runtime?.disputeRunner ?? createDisputeRunner(),
 ): DisputeServer {
   const { state, node } = c
-  let graphOutputs: string[] = []
   // Test build only (dist/ folds this away): a liar whose trace agrees with its wrong result.
   const lie =
     __PC_TEST_HOOKS__ && opts.testHooks?.disputeLie && opts.testHooks.adversary === 'always-wrong'
-      ? (trace: NamedTensors) => lyingTrace(trace, graphOutputs)
+      ? lyingTrace
       : undefined
   const server = serveDispute({
     key: state.privateKey,
@@ -89,15 +86,12 @@ export function serveDisputes(
     async model(cid) {
       const key = cid.toString()
       if (!(await state.models.has(key))) return undefined
-      const bytes = await state.models.get(key).catch(() => undefined)
-      if (lie && bytes) graphOutputs = parseModel(bytes).outputs
-      return bytes
+      return state.models.get(key).catch(() => undefined)
     },
-    run: async (model, inputs) => {
-      const trace = await runner.run(model, inputs)
-      return lie ? lie(trace) : trace
-    },
+    run: (model, inputs) => runner.run(model, inputs),
     admit: admitServed(state.credits, c.selfId),
+    ...(runner.ep ? { ep: runner.ep } : {}),
+    ...(lie ? { lie } : {}),
   })
   life.add('disputes', {
     start: () => node.handle(server.protocol, server.handler, { maxInboundStreams: MAX_INBOUND_STREAMS }),

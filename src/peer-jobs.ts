@@ -5,6 +5,7 @@ import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { ControlsInternals } from './compute/controls.ts'
 import type { DisputeRunner } from './compute/dispute-runner.ts'
+import type { DisputeServer } from './dispute/serve.ts'
 import { createAdaptive } from './jobs/adaptive.ts'
 import { createCapacityWaiters } from './jobs/capacity.ts'
 import { createDispatcher } from './jobs/dispatch.ts'
@@ -32,6 +33,8 @@ interface JobsContext {
   log: Logger
   /** Runs the referee's one-node models (graph optimisation 'disabled'); without it, no disputes. */
   disputeRunner?: DisputeRunner
+  /** Runs and keeps traced jobs (JobBody.trace): the dispute server. */
+  tracer?: Pick<DisputeServer, 'traceJob'>
 }
 
 /** Serves `/peer-compute/job`: jobs run through the controls, and each receipt goes into the credit log. */
@@ -49,6 +52,7 @@ export async function serveJobs(
     models: state.models,
     log: logger('peer-compute:jobs'),
     adapter: c.adverts.adapterClass,
+    ...(c.tracer ? { tracer: c.tracer } : {}),
     ...(__PC_TEST_HOOKS__ && opts.testHooks ? { testHooks: opts.testHooks } : {}),
     onStart: (j) => {
       serving.set(j.job, j)

@@ -111,8 +111,9 @@ export async function createPeer(opts: PeerOptions = {}): Promise<Peer> {
     const adverts = await buildAdverts(opts, { node, state, controls }, life)
     const disputeRunner = opts.runtime?.disputeRunner ?? createDisputeRunner()
     const jobs = { node, state, controls, adverts, selfId, emit, log, disputeRunner }
-    await serveJobs(opts, jobs, serving)
-    serveDisputes(opts, jobs, life, disputeRunner)
+    // Before the job handler: jobs a requester asked to have traced run on the dispute server.
+    const disputes = serveDisputes(opts, jobs, life, disputeRunner)
+    await serveJobs(opts, { ...jobs, tracer: disputes }, serving)
     tracker = keepRelays({ node, discovery: adverts.discovery, ice, emit, log }, life)
     const { status } = tracker
     const requester = buildRequester(jobs, history, life)

@@ -18,6 +18,8 @@ export const POLICY_HELP = `  --redundancy <n>          replicas sent up front (
   --quorum <n>              agreeing replicas needed (1-redundancy)
   --compare <rule>          exact | tolerance:ATOL[:RTOL] | argmax | topk:K (default: the model's task)
   --no-adaptive             no single-replica shortcut for trusted contributors
+  --no-dispute              buy more replicas on a 1-1 disagreement instead of settling it by dispute
+  --trace-jobs              contributors keep each job's trace, so a dispute needs no second run
   --timeout <s>             whole-job deadline in seconds`
 
 export const SUBMIT_HELP = `peer-compute submit <model> [--input name=file.npy | --input file.json | --random] [flags]
@@ -37,6 +39,8 @@ export const POLICY_FLAGS = {
   quorum: { type: 'string' },
   compare: { type: 'string' },
   'no-adaptive': { type: 'boolean' },
+  'no-dispute': { type: 'boolean' },
+  'trace-jobs': { type: 'boolean' },
   timeout: { type: 'string' },
 } as const
 
@@ -55,6 +59,8 @@ export function policyFlags(v: {
   quorum?: string
   compare?: string
   'no-adaptive'?: boolean
+  'no-dispute'?: boolean
+  'trace-jobs'?: boolean
   timeout?: string
 }): Partial<VerificationPolicy> {
   const p: Partial<VerificationPolicy> = {}
@@ -64,6 +70,8 @@ export function policyFlags(v: {
   if (q) p.quorum = q
   if (v.compare) p.compare = compareRule(v.compare)
   if (v['no-adaptive']) p.adaptive = false
+  if (v['no-dispute']) p.dispute = false
+  if (v['trace-jobs']) p.traceJobs = true
   const t = intFlag('timeout', v.timeout, 1, 86_400)
   if (t) p.deadlineMs = t * 1000
   return p

@@ -18,6 +18,8 @@ export type DisputeRun = (
 
 export interface DisputeRunner {
   run: DisputeRun
+  /** The execution provider its runs compute on (a traced job's receipt names it). */
+  ep?: string
   /** Ends its worker; resolves once that worker is gone (a Node thread ends with its run). */
   close(): Promise<void>
 }
@@ -64,6 +66,7 @@ export function engineRunner(start: () => ClosableEngine, o: EngineRunnerOptions
   }
 
   return {
+    ...(o.ep ? { ep: o.ep } : {}),
     async run(model, inputs, signal) {
       if (closed) throw new InferenceError('the dispute runner is closed')
       const cid = (await modelCid(model)).toString()

@@ -12,6 +12,7 @@ import { DISPUTE_PROTOCOL } from '../shared/protocol.ts'
 import { type NamedTensors, tensorsByteLength } from '../shared/tensor.ts'
 import { tensorsCid } from '../shared/tensor-codec.ts'
 import { type Committed, commitTrace, type DisputePlan, disputePlan, disputeRules } from './commit.ts'
+import { createKeptTraces, type KeptTraces, keptKey } from './kept.ts'
 import { createTraceCache, type TraceCache } from './onnx-graph.ts'
 import { type DisputeParty, localParty } from './party.ts'
 import type { RunNode } from './referee.ts'
@@ -53,7 +54,28 @@ export interface DisputeServerOptions {
   maxCommits?: number
   /** Dispute streams one requester may hold open (default 2). */
   streamsPerPeer?: number
+  /** Traced jobs' traces kept at most, in bytes (default 256 MiB; each under `maxTraceBytes`). */
+  maxKeptBytes?: number
+  /** The execution provider `run` computes on, for traced jobs' receipts (default 'wasm'). */
+  ep?: string
+  /** Test builds only: a liar's trace, as committed or kept, made to agree with its wrong result. */
+  lie?: (trace: NamedTensors, graphOutputs: readonly string[]) => NamedTensors
   now?: () => number
+}
+
+/** A job a requester asked to have traced (JobBody.trace). */
+export interface TraceJobRequest {
+  requester: string
+  model: CID
+  /** CID of the inputs. */
+  input: CID
+}
+
+export interface TracedRun {
+  /** The model's own outputs, from the trace. */
+  outputs: NamedTensors
+  runMs: number
+  ep: string
 }
 
 /** One requester's committed trace. */
@@ -70,7 +92,12 @@ export interface DisputeServer {
   handler(stream: Stream, connection: Connection): void
   /** Serves one stream from `requester` until it ends; never throws. */
   serve(stream: Stream, requester: string): Promise<void>
-  /** Traces held and their bytes. */
+  /**
+   * Runs a job as its trace (the model with every node output added, on `run`) and keeps the trace
+   * for that requester, model and inputs: a dispute about it then commits without a second run.
+   */
+  traceJob(req: TraceJobRequest, model: Uint8Array, inputs: NamedTensors): Promise<TracedRun>
+  /** Traces held and their bytes (kept traces of traced jobs not included). */
   held(): { traces: number; bytes: number }
   /** Drops every trace. */
   clear(): void
@@ -121,6 +148,7 @@ interface ServerState {
   total: number
   /** Commits running now. */
   running: number
+  kept: KeptTraces
 }
 
 export function serveDispute(o: DisputeServerOptions): DisputeServer {
@@ -141,9 +169,16 @@ export function serveDispute(o: DisputeServerOptions): DisputeServer {
     traceModels: createTraceCache(2),
     total: 0,
     running: 0,
+    kept: createKeptTraces({
+      maxTraceBytes: o.maxTraceBytes ?? 256 * 1024 * 1024,
+      maxTotalBytes: o.maxKeptBytes ?? 256 * 1024 * 1024,
+      ttlMs: o.ttlMs ?? 5 * 60_000,
+      ...(o.now ? { now: o.now } : {}),
+    }),
   }
   return {
     protocol: DISPUTE_PROTOCOL,
+    traceJob: (req, model, inputs) => traceJob(s, req, model, inputs),
     handler: (stream, connection) => handle(s, stream, connection),
     serve: (stream, requester) => serve(s, stream, requester),
     held: () => {
@@ -153,6 +188,7 @@ export function serveDispute(o: DisputeServerOptions): DisputeServer {
     clear: () => {
       s.traces.clear()
       s.total = 0
+      s.kept.clear()
     },
   }
 }
@@ -189,8 +225,8 @@ async function commit(s: ServerState, requester: string, q: Question & { t: 'com
     const bytes = await o.model(q.model)
     if (!bytes) throw new Refusal('unknown-model', `no model ${q.model}`)
     const plan = planOf(s, q.model.toString(), bytes)
-    const traceModel = await s.traceModels.get(q.model.toString(), plan.model)
-    const trace: NamedTensors = await o.run(traceModel.bytes, q.inputs)
+    const kept = s.kept.take(keptKey(requester, q.model.toString(), input.toString()))
+    const trace: NamedTensors = kept ?? lied(s, plan, await o.run(await traceOf(s, q.model, plan), q.inputs))
     const committed: Committed = await commitTrace(plan, disputeRules(q.compare), trace)
     const hashes = Object.values(committed.chunks).reduce((n, c) => n + c.exact.length * 3 * 32, 0)
     const size = tensorsByteLength(trace) + hashes
@@ -212,6 +248,34 @@ async function commit(s: ServerState, requester: string, q: Question & { t: 'com
     s.running--
   }
 }
+
+async function traceJob(
+  s: ServerState,
+  req: TraceJobRequest,
+  model: Uint8Array,
+  inputs: NamedTensors,
+): Promise<TracedRun> {
+  const cid = req.model.toString()
+  const plan = planOf(s, cid, model)
+  const traceModel = await s.traceModels.get(cid, plan.model)
+  const t0 = performance.now()
+  const trace = await s.o.run(traceModel.bytes, inputs)
+  const runMs = performance.now() - t0
+  const outputs: NamedTensors = {}
+  for (const name of plan.model.outputs) {
+    const t = trace[name]
+    if (!t) throw new Error(`the trace has no output '${name}'`)
+    outputs[name] = t
+  }
+  s.kept.put(keptKey(req.requester, cid, req.input.toString()), lied(s, plan, trace))
+  return { outputs, runMs, ep: s.o.ep ?? 'wasm' }
+}
+
+const traceOf = async (s: ServerState, model: CID, plan: DisputePlan) =>
+  (await s.traceModels.get(model.toString(), plan.model)).bytes
+
+const lied = (s: ServerState, plan: DisputePlan, trace: NamedTensors) =>
+  s.o.lie ? s.o.lie(trace, plan.model.outputs) : trace
 
 /** The answer to a question about the trace `held`, still current for `requester`. */
 async function answer(

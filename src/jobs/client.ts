@@ -44,6 +44,8 @@ export interface SendJobOptions {
   streams?: StreamPool
   timeoutMs: number
   signal?: AbortSignal
+  /** Ask the contributor to run the job as its trace and keep it for a dispute (JobBody.trace). */
+  trace?: boolean
 }
 
 class StaleStreamError extends Error {
@@ -73,6 +75,7 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
     requester: opts.selfId,
     deadline: Date.now() + opts.timeoutMs,
     nonce: newNonce(),
+    ...(opts.trace ? { trace: true as const } : {}),
   }
   const signal = AbortSignal.any([AbortSignal.timeout(opts.timeoutMs), ...(opts.signal ? [opts.signal] : [])])
   const [job, sig] = await Promise.all([jobCid(body), signJob(body, opts.privateKey)])

@@ -44,6 +44,8 @@ export interface Dispatcher {
     peer: string,
     timeoutMs: number,
     signal: AbortSignal,
+    /** `trace`: ask for a traced job (JobBody.trace); our own worker runs it plain. */
+    opts?: { trace?: boolean },
   ): Promise<DispatchResult>
   /** Closes idle job streams (at stop). */
   close(): void
@@ -62,9 +64,9 @@ interface Ctx {
 export function createDispatcher(o: DispatcherOptions): Dispatcher {
   const ctx: Ctx = { o, streams: createStreamPool(), retryMs: o.retryMs ?? 250 }
   return {
-    async send(model, inputs, inputCid, peer, timeoutMs, signal) {
+    async send(model, inputs, inputCid, peer, timeoutMs, signal, opts = {}) {
       if (peer === o.selfId) return local(o, model, inputs, await inputCid, signal)
-      return remote(ctx, model, inputs, inputCid, peer, timeoutMs, signal)
+      return remote(ctx, { model, inputs, inputCid, trace: opts.trace ?? false }, peer, timeoutMs, signal)
     },
     close: () => ctx.streams.clear(),
   }
@@ -72,9 +74,7 @@ export function createDispatcher(o: DispatcherOptions): Dispatcher {
 
 async function remote(
   ctx: Ctx,
-  model: string,
-  inputs: NamedTensors,
-  inputCid: Promise<CID>,
+  job: { model: string; inputs: NamedTensors; inputCid: Promise<CID>; trace: boolean },
   peer: string,
   timeoutMs: number,
   signal: AbortSignal,
@@ -85,18 +85,19 @@ async function remote(
   const done = o.scheduler.begin(peer) // counted at once: concurrent picks must see it
   let held = true
   let delivered = false
-  const input = await inputCid
+  const input = await job.inputCid
   const send = async (c: Connection) => {
     const r = await sendJob({
       connection: c,
       privateKey: o.privateKey,
       selfId: o.selfId,
-      model,
-      inputs,
+      model: job.model,
+      inputs: job.inputs,
       inputCid: input,
       streams,
       timeoutMs,
       signal,
+      ...(job.trace ? { trace: true } : {}),
     })
     delivered = true
     return r

@@ -1,6 +1,7 @@
 /** Runs a checked job in the local engine and signs its receipt: shared by the stream handler and self-replicas. */
 import type { PrivateKey } from '@libp2p/interface'
 import type { InferenceEngine } from '../compute/bridge.ts'
+import type { DisputeServer } from '../dispute/serve.ts'
 import type { ModelSource } from '../models/store.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { tensorsCid } from '../shared/tensor-codec.ts'
@@ -14,6 +15,8 @@ export interface ExecutorOptions {
   models: ModelSource
   /** Adapter class recorded in receipts. */
   adapter: () => string
+  /** Runs jobs whose requester asked for a trace (JobBody.trace); without it they run plain. */
+  tracer?: Pick<DisputeServer, 'traceJob'>
 }
 
 export interface Executed {
@@ -45,7 +48,15 @@ export function createExecutor(opts: ExecutorOptions) {
       await checked // no model is fetched for an unchecked job
       await opts.engine.loadModel(model, await opts.models.get(model, { signal, peers: [requester] }), signal)
     }
-    const run = await opts.engine.run({ cid: model, inputs: job.inputs }, signal)
+    const run =
+      job.body.trace && opts.tracer
+        ? await traced(
+            opts.tracer,
+            job,
+            requester,
+            await opts.models.get(model, { signal, peers: [requester] }),
+          )
+        : await opts.engine.run({ cid: model, inputs: job.inputs }, signal)
     const ranAt = performance.now()
     onComputed?.()
     const req = await checked
@@ -70,6 +81,22 @@ export function createExecutor(opts: ExecutorOptions) {
     )
     return { outputs: run.outputs, receipt, ep: run.ep, runMs: run.timing.runMs }
   }
+}
+
+/**
+ * The job as its trace, kept for a dispute (src/dispute/kept.ts). Checked first: the trace runs
+ * only for a request whose signature asked for it. It cannot be aborted mid-run (one worker, queued).
+ */
+async function traced(
+  tracer: Pick<DisputeServer, 'traceJob'>,
+  job: CheckedJobRequest | ReadJobRequest,
+  requester: string,
+  model: Uint8Array,
+) {
+  const req = 'checked' in job ? await job.checked : job
+  const { body } = req
+  const run = await tracer.traceJob({ requester, model: body.model, input: body.input }, model, req.inputs)
+  return { outputs: run.outputs, ep: run.ep, timing: { runMs: run.runMs } }
 }
 
 export type Execute = ReturnType<typeof createExecutor>

@@ -135,7 +135,9 @@ function quorumEffects(o: RequesterOptions, run: Run, e: EffectsOf): QuorumEffec
     refusalGraceMs: job.target ? 0 : REFUSAL_GRACE_MS,
     capacityChanged: o.capacityChanged,
     dispatch: (peer, timeoutMs, sig) =>
-      o.dispatcher.send(job.model, inputs, e.inputCid, peer, job.timeoutMs ?? timeoutMs, sig),
+      o.dispatcher.send(job.model, inputs, e.inputCid, peer, job.timeoutMs ?? timeoutMs, sig, {
+        trace: policy.traceJobs === true && policy.dispute !== false,
+      }),
     singleReplicaOk: (peer) => o.adaptive.singleReplicaOk(peer),
     suspicious: (r) => o.adaptive.suspicious(r, e.outputs),
     // Reputation is in memory at once; its write need not hold up the job.

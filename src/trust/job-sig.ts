@@ -18,6 +18,11 @@ export interface JobBody {
   /** Deadline in ms since the epoch; an integer. */
   deadline: number
   nonce: Uint8Array
+  /**
+   * Run the job as its trace and keep it a while (src/dispute/kept.ts): a dispute about this job
+   * then needs no second run. Absent when not asked (older contributors know no such key).
+   */
+  trace?: true
 }
 
 const JOB_KEYS = ['deadline', 'input', 'model', 'nonce', 'requester', 'v']
@@ -35,8 +40,11 @@ export function parseJobBody(x: unknown, path = 'body'): JobBody {
     return bad('', 'must be a map')
   }
   const o = x as Record<string, unknown>
-  const keys = Object.keys(o).sort()
-  if (keys.join() !== JOB_KEYS.join()) bad('', `must have exactly ${JOB_KEYS.join(', ')}`)
+  const keys = Object.keys(o)
+    .filter((k) => k !== 'trace')
+    .sort()
+  if (keys.join() !== JOB_KEYS.join()) bad('', `must have exactly ${JOB_KEYS.join(', ')}, and may have trace`)
+  if ('trace' in o && o.trace !== true) bad('trace', 'must be true when present')
   if (o.v !== 1) bad('v', 'must be 1')
   const model = CID.asCID(o.model) ?? bad('model', 'must be a CID')
   const input = CID.asCID(o.input) ?? bad('input', 'must be a CID')
@@ -54,6 +62,7 @@ export function parseJobBody(x: unknown, path = 'body'): JobBody {
     requester: o.requester as string,
     deadline: o.deadline as number,
     nonce: o.nonce as Uint8Array,
+    ...(o.trace === true ? { trace: true as const } : {}),
   }
 }
 

@@ -37,6 +37,12 @@ export interface VerificationPolicy {
    * where the requester can hold one (src/jobs/dispute.ts). Absent means yes.
    */
   dispute?: boolean
+  /**
+   * Ask contributors to run each job as its trace and keep it a while, so that a dispute needs no
+   * second run (JobBody.trace): each job costs its traced run (one thread, no graph optimisation)
+   * in place of the plain one. Default no.
+   */
+  traceJobs?: boolean
 }
 
 /** Defaults per task type. Cross-runtime float differences are ~1e-6, so float tasks use tolerance. */
@@ -84,6 +90,7 @@ export function checkPolicy(p: VerificationPolicy): VerificationPolicy {
   if (!isNonNeg(p.deadlineMs) || p.deadlineMs < 100) bad('deadlineMs must be ≥ 100')
   if (!isNonNeg(p.replicaTimeoutMs) || p.replicaTimeoutMs < 100) bad('replicaTimeoutMs must be ≥ 100')
   if (p.dispute !== undefined && typeof p.dispute !== 'boolean') bad('dispute must be a boolean')
+  if (p.traceJobs !== undefined && typeof p.traceJobs !== 'boolean') bad('traceJobs must be a boolean')
   const c = p.compare
   if (c.kind === 'tolerance') {
     const tols = [c, ...Object.values(c.perOutput ?? {})]

@@ -17,7 +17,8 @@ import { peerId, type Swarm, startSwarm, waitForContributors } from '../helpers/
 
 const tiny = catalog.find((e) => e.name === 'mlp-tiny')!
 
-describe('a dispute between tabs', () => {
+// Twice: contributors trace on demand when asked to commit, or ran the job as its trace (traceJobs).
+describe.each([false, true])('a dispute between tabs (traceJobs: %s)', (traceJobs) => {
   let swarm: Swarm
   let requester: Page
   let honest: string
@@ -39,12 +40,17 @@ describe('a dispute between tabs', () => {
   afterAll(() => swarm?.stop())
 
   it('finds the lie by bisection, marks the liar, and has a third replica agree with the honest result', async () => {
-    await requester.evaluate((cid) => {
-      const x = { x: { dtype: 'float32' as const, dims: [1, 16], data: new Float32Array(16).fill(0.25) } }
-      const w = window as unknown as { __t0: number; __out: Promise<unknown> }
-      w.__t0 = performance.now()
-      w.__out = window.__peer.submit(cid, x, { policy: { redundancy: 2, quorum: 2, adaptive: false } })
-    }, tiny.cid)
+    await requester.evaluate(
+      ({ cid, traceJobs }) => {
+        const x = { x: { dtype: 'float32' as const, dims: [1, 16], data: new Float32Array(16).fill(0.25) } }
+        const w = window as unknown as { __t0: number; __out: Promise<unknown> }
+        w.__t0 = performance.now()
+        w.__out = window.__peer.submit(cid, x, {
+          policy: { redundancy: 2, quorum: 2, adaptive: false, traceJobs },
+        })
+      },
+      { cid: tiny.cid, traceJobs },
+    )
     await expect
       .poll(() => requester.evaluate(async () => (await window.__peer.jobs(1))[0]?.replicas?.length ?? 0), {
         interval: 50,
