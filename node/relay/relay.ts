@@ -14,6 +14,7 @@ import { WebSocket as NodeWebSocket } from 'ws'
 import { openAdvert } from '../../src/net/advert.ts'
 import { ADVERT_TOPIC } from '../../src/shared/protocol.ts'
 import { type AdvertGate, createAdvertGate } from './advert-gate.ts'
+import { type AdvertStore, createAdvertStore, serveAdvertSnapshots } from './advert-store.ts'
 import { RELAY_DEFAULTS } from './config.ts'
 
 export interface RelayOptions {
@@ -130,8 +131,10 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
 
   const gate = createAdvertGate({ perMinute: opts.advertRate ?? RELAY_DEFAULTS.advertRate })
   const pubsub = node.services.pubsub
-  pubsub.topicValidators.set(ADVERT_TOPIC, advertValidator(gate, quiet))
+  const store = createAdvertStore()
+  pubsub.topicValidators.set(ADVERT_TOPIC, advertValidator(gate, store, quiet))
   pubsub.subscribe(ADVERT_TOPIC)
+  await serveAdvertSnapshots(node, store)
   await node.start()
 
   const peering = keepPeered(node, others, log)
@@ -157,8 +160,12 @@ function blockListOf(cidrs: string[]): BlockList {
   return list
 }
 
-/** Forwards adverts that open, at most the gate's rate per advertising peer. */
-function advertValidator(gate: AdvertGate, quiet: ReturnType<typeof quietLog>): TopicValidatorFn {
+/** Forwards adverts that open, at most the gate's rate per advertising peer, and keeps the latest. */
+function advertValidator(
+  gate: AdvertGate,
+  store: AdvertStore,
+  quiet: ReturnType<typeof quietLog>,
+): TopicValidatorFn {
   return async (peer, msg) => {
     let advert: Awaited<ReturnType<typeof openAdvert>>
     try {
@@ -172,7 +179,10 @@ function advertValidator(gate: AdvertGate, quiet: ReturnType<typeof quietLog>): 
       return TopicValidatorResult.Reject
     }
     const { peer: from, ts, seq } = advert.body
-    if ((await gate.admit(from, [ts, seq])) === 'accept') return TopicValidatorResult.Accept
+    if ((await gate.admit(from, [ts, seq])) === 'accept') {
+      store.put(from, msg.data, [ts, seq])
+      return TopicValidatorResult.Accept
+    }
     quiet('rate', `dropped adverts over --advert-rate (${gate.dropped} so far), the latest from ${from}`)
     return TopicValidatorResult.Ignore
   }

@@ -18,7 +18,7 @@ export interface KnownPeer {
   advert: AdvertBody
   seenAt: number
   firstSeenAt: number
-  /** A WebRTC link whose ICE transport is connected. */
+  /** A WebRTC link whose ICE transport is connected and over which the far side has answered (link.ts). */
   direct: boolean
   /** That link's path (selected candidate pair), once known. */
   path?: LinkPath

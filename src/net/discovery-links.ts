@@ -6,7 +6,7 @@ import type { Connection, Logger } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { KnownPeer } from './advert-intake.ts'
-import { isDirect, linkPath, peerConnectionOf } from './link.ts'
+import { isDirect, isProven, linkPath, peerConnectionOf } from './link.ts'
 import { type LinkCandidate, type LinkPlanOptions, planLinks } from './link-plan.ts'
 import { type BrowserNode, directConnection } from './node.ts'
 
@@ -15,6 +15,13 @@ export const LINK_CONNECT_MS = 10_000
 
 /** A link ICE reports disconnected this long is closed: its jobs go elsewhere, then it is redialled. */
 export const LINK_DISCONNECTED_MS = 3_000
+
+/**
+ * A link ICE-connected this long over which the far side has answered nothing (identify, src/net/link.ts)
+ * is open on our side only: it is closed and dialled again. Identify answers in milliseconds on a
+ * working link, and gives up after 5 s.
+ */
+export const LINK_PROVE_MS = 3_000
 
 const PLAN_GAP_MS = 250
 
@@ -41,7 +48,7 @@ export interface Links {
   planSoon(): void
   /** Re-reads `id`'s direct link (up or not, its path). */
   refresh(id: string): void
-  /** Watches a new connection's ICE state, if it is a WebRTC link. */
+  /** Watches a new connection's ICE and SCTP state, and that it is answered, if it is a WebRTC link. */
   watch(conn: Connection): void
   want(model: string): void
   redial(id: string, signal: AbortSignal): Promise<void>
@@ -192,31 +199,51 @@ function refresh(s: LinkState, id: string) {
   changed()
 }
 
-// Watch each WebRTC link's ICE state: direct only once connected, closed when it never gets there.
+// Watch each WebRTC link's ICE state: direct only once connected, closed when it never gets there,
+// when the far side never answers over it, or when the far side has closed its SCTP association.
 function watch(s: LinkState, conn: Connection) {
   const pc = peerConnectionOf(conn)
   if (pc == null || s.watched.has(pc)) return
   s.watched.add(pc)
   const id = conn.remotePeer.toString()
   let lost: ReturnType<typeof setTimeout> | undefined
+  let unanswered: ReturnType<typeof setTimeout> | undefined
   const close = (why: string) => {
+    clearTimeout(unanswered)
     s.o.log('closing the link to %s: %s', id, why)
     const known = s.o.peers.get(id)
     if (known) known.linkError = why
     conn.abort(new Error(why))
+  }
+  // The far side may never have got this link (src/net/link.ts): dial it again soon, from here.
+  const prove = () => {
+    unanswered ??= setTimeout(() => {
+      if (isProven(conn) || conn.status !== 'open') return
+      close(`nothing answered over it within ${LINK_PROVE_MS} ms of connecting`)
+      if (!s.stopped) s.planTimer ??= setTimeout(() => plan(s), PLAN_GAP_MS)
+    }, LINK_PROVE_MS)
   }
   const never = setTimeout(() => {
     if (pc.connectionState !== 'connected') close(`ICE did not connect within ${LINK_CONNECT_MS} ms`)
   }, LINK_CONNECT_MS)
   // A dialled link opens already connected: no event clears the timer, and a blip in its 10th
   // second would close it as never connected, without the disconnect grace.
-  if (pc.connectionState === 'connected') clearTimeout(never)
+  if (pc.connectionState === 'connected') {
+    clearTimeout(never)
+    prove()
+  }
+  // ICE notices a far side gone only when consent checks fail (seconds); its SCTP abort says so at once.
+  pc.sctp?.addEventListener?.('statechange', () => {
+    if (pc.sctp?.state === 'closed' && conn.status === 'open') close('the far side closed it')
+    refresh(s, id)
+  })
   pc.addEventListener('connectionstatechange', () => {
     const state = pc.connectionState
     if (state === 'connected') {
       clearTimeout(never)
       clearTimeout(lost)
       lost = undefined
+      prove()
     } else if (state === 'disconnected') {
       lost ??= setTimeout(
         () => close(`ICE disconnected for ${LINK_DISCONNECTED_MS} ms`),
@@ -225,6 +252,7 @@ function watch(s: LinkState, conn: Connection) {
     } else if (state === 'failed' || state === 'closed') {
       clearTimeout(never)
       clearTimeout(lost)
+      clearTimeout(unanswered)
       if (state === 'failed') close('ICE failed')
     }
     refresh(s, id)

@@ -3,12 +3,13 @@
  * other peers' adverts, and keeps direct WebRTC links to the most useful of them, within a budget
  * (src/net/link-plan.ts): more, and to holders of the models we use, while we submit.
  */
-import type { Logger, PrivateKey } from '@libp2p/interface'
-import { WebRTC } from '@multiformats/multiaddr-matcher'
+import type { Connection, Logger, PrivateKey } from '@libp2p/interface'
+import { Circuit, WebRTC } from '@multiformats/multiaddr-matcher'
 import type { Service } from '../shared/lifecycle.ts'
 import { ADVERT_TOPIC } from '../shared/protocol.ts'
-import type { Capabilities } from './advert.ts'
+import type { AdvertBody, Capabilities } from './advert.ts'
 import { type AdvertIntake, advertised, createAdvertIntake, type KnownPeer } from './advert-intake.ts'
+import { fetchAdvertSnapshot } from './advert-snapshot.ts'
 import { createLinks, type Links } from './discovery-links.ts'
 import { type AdvertPublisher, createAdvertPublisher } from './discovery-publish.ts'
 import { type LinkPlanOptions, linkPlanDefaults } from './link-plan.ts'
@@ -82,25 +83,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   })
 
   const receiver: Receiver = { self, peers, intake, adverts, links, log }
-  const onMessage = (evt: CustomEvent) => receive(receiver, evt.detail)
-
-  const onConn = (evt: CustomEvent) => {
-    const id = evt.detail.remotePeer.toString()
-    if (evt.type === 'connection:open' && isBlocked(id) && WebRTC.matches(evt.detail.remoteAddr)) {
-      evt.detail.abort(new Error('cut off for invalid adverts'))
-      return
-    }
-    if (evt.type === 'connection:open') links.watch(evt.detail)
-    if (peers.has(id)) links.refresh(id)
-  }
-  const onSelf = () => adverts.announce()
-  const onSub = () => adverts.announce()
-
-  pubsub.addEventListener('message', onMessage)
-  pubsub.addEventListener('subscription-change', onSub)
-  node.addEventListener('connection:open', onConn)
-  node.addEventListener('connection:close', onConn)
-  node.addEventListener('self:peer:update', onSelf)
+  const unlisten = listen(node, receiver)
   pubsub.subscribe(ADVERT_TOPIC)
 
   const timer = setInterval(() => {
@@ -123,14 +106,49 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
       adverts.stop()
       links.stop()
       clearInterval(timer)
-      pubsub.removeEventListener('message', onMessage)
+      unlisten()
       intake.stop()
-      pubsub.removeEventListener('subscription-change', onSub)
-      node.removeEventListener('connection:open', onConn)
-      node.removeEventListener('connection:close', onConn)
-      node.removeEventListener('self:peer:update', onSelf)
     },
   }
+}
+
+/** Discovery's listeners on the node and on gossipsub; returns what removes them all. */
+function listen(node: BrowserNode, r: Receiver): () => void {
+  const pubsub = node.services.pubsub
+  const onMessage = (evt: CustomEvent) => receive(r, evt.detail)
+  const onConn = (evt: CustomEvent<Connection>) => connectionChanged(r, evt.type, evt.detail)
+  // A link counts as direct once identify has been answered over it (src/net/link.ts).
+  const onIdentify = (evt: CustomEvent<{ peerId: { toString(): string } }>) => {
+    const id = evt.detail.peerId.toString()
+    if (r.peers.has(id)) r.links.refresh(id)
+  }
+  const onAnnounce = () => r.adverts.announce()
+  const on: [EventTarget, string, (e: CustomEvent<never>) => void][] = [
+    [pubsub, 'message', onMessage],
+    [pubsub, 'subscription-change', onAnnounce],
+    [node, 'connection:open', onConn],
+    [node, 'connection:close', onConn],
+    [node, 'peer:identify', onIdentify],
+    [node, 'self:peer:update', onAnnounce],
+  ]
+  for (const [target, type, fn] of on) target.addEventListener(type, fn as EventListener)
+  return () => {
+    for (const [target, type, fn] of on) target.removeEventListener(type, fn as EventListener)
+  }
+}
+
+/** A connection opened or closed: cut off a blocked peer's link, watch new ones, ask a relay for adverts. */
+function connectionChanged(r: Receiver, type: string, c: Connection) {
+  const id = c.remotePeer.toString()
+  if (type === 'connection:open' && r.intake.isBlocked(id) && WebRTC.matches(c.remoteAddr)) {
+    c.abort(new Error('cut off for invalid adverts'))
+    return
+  }
+  if (type === 'connection:open') r.links.watch(c)
+  if (r.peers.has(id)) r.links.refresh(id)
+  // A relay (a plain connection: not a direct link, not relayed) may hold the swarm's adverts.
+  const plain = c.limits == null && !WebRTC.matches(c.remoteAddr) && !Circuit.matches(c.remoteAddr)
+  if (type === 'connection:open' && plain) void snapshot(r, c)
 }
 
 interface Receiver {
@@ -142,27 +160,56 @@ interface Receiver {
   log: Logger
 }
 
+/**
+ * A newcomer reads the swarm from its relay's snapshot; our own advert repeats at most this often
+ * for newcomers (those on a relay without snapshots), so a burst of joins costs each peer one advert,
+ * not one per join (N² adverts in all).
+ */
+export const NEWCOMER_ADVERT_GAP_MS = 5000
+
 /** A gossipsub message: a newer advert of another peer updates what we know of it, then links and ours. */
 async function receive(r: Receiver, msg: { topic: string; type: string; data: Uint8Array }) {
   if (msg.topic !== ADVERT_TOPIC || msg.type !== 'unsigned') return
-  const { peers, links } = r
   try {
     const { body } = await r.intake.open(msg.data)
-    const from = body.peer
-    if (from === r.self) return
-    const prev = peers.get(from)
-    const p = advertised(prev, body, Date.now())
-    if (p == null) return
-    peers.set(from, p)
-    // Let a newcomer learn about us quickly; a peer back with a new session (its seq starts again)
-    // is one too, though we knew its PeerId: it forgot our advert, and the next repeat is 15 s off.
-    if (prev == null || body.seq < prev.advert.seq) r.adverts.announce()
-    links.refresh(from)
-    if (prev == null) links.plan()
-    else links.planSoon()
+    const prev = r.peers.get(body.peer)
+    if (!learn(r, body)) return
+    // Let a newcomer learn about us; a peer back with a new session (its seq starts again) is one
+    // too, though we knew its PeerId: it forgot our advert, and the next repeat is 15 s off.
+    if (prev == null || body.seq < prev.advert.seq) r.adverts.announce(NEWCOMER_ADVERT_GAP_MS)
+    if (prev == null) r.links.plan()
+    else r.links.planSoon()
   } catch (err) {
     r.log('dropped an advert: %s', (err as Error).message)
   }
+}
+
+/** Keeps `body` if it is another peer's newer advert; true when it was kept. */
+function learn(r: Receiver, body: AdvertBody): boolean {
+  if (body.peer === r.self) return false
+  const p = advertised(r.peers.get(body.peer), body, Date.now())
+  if (p == null) return false
+  r.peers.set(body.peer, p)
+  r.links.refresh(body.peer)
+  return true
+}
+
+/** The relay's adverts (src/net/advert-snapshot.ts), each opened as gossip is; a relay without them is no error. */
+async function snapshot(r: Receiver, conn: Connection) {
+  let adverts: Uint8Array[]
+  try {
+    adverts = await fetchAdvertSnapshot(conn, AbortSignal.timeout(10_000))
+  } catch (err) {
+    r.log('no advert snapshot from %s: %s', conn.remotePeer.toString(), (err as Error).message)
+    return
+  }
+  let kept = 0
+  for (const data of adverts) {
+    const advert = await r.intake.open(data).catch(() => undefined)
+    if (advert && learn(r, advert.body)) kept++
+  }
+  r.log('%d adverts from the snapshot of %s', kept, conn.remotePeer.toString())
+  if (kept > 0) r.links.plan()
 }
 
 /** Forgets the peers not linked and not heard from since `before`. */

@@ -1,7 +1,8 @@
 /**
  * The state of a direct WebRTC link as its RTCPeerConnection sees it. libp2p counts a connection
  * open once its streams can be negotiated, which the answering side reaches before ICE has
- * connected; a link is direct only once ICE is connected, and its path is the selected pair's.
+ * connected, or before the dialling side has the connection at all; a link is direct only once ICE
+ * is connected and the far side has answered over it, and its path is the selected pair's.
  */
 import type { Connection } from '@libp2p/interface'
 import { WebRTC } from '@multiformats/multiaddr-matcher'
@@ -18,11 +19,30 @@ export function peerConnectionOf(c: Connection): RTCPeerConnection | undefined {
   return pc != null && typeof pc.getStats === 'function' ? pc : undefined
 }
 
-/** A WebRTC connection that libp2p holds open and whose ICE transport is connected. */
+// Links over which identify has been answered (node.ts marks them on 'peer:identify').
+const proven = new WeakSet<Connection>()
+
+/**
+ * The far side answered a stream over `c`, so it holds the connection too. A link can open on one
+ * side only: @libp2p/webrtc's dialler waits for its 'init' data channel to open, and when the
+ * answerer's muxer has already closed that channel the dial hangs until its signal aborts, while
+ * the answerer's connection is open and ICE-connected but no stream over it is ever answered.
+ */
+export function markProven(c: Connection): void {
+  proven.add(c)
+}
+
+export const isProven = (c: Connection): boolean => proven.has(c)
+
+/**
+ * A WebRTC connection that libp2p holds open, whose ICE transport is connected, whose SCTP
+ * association is not closed (the far side closed it), and over which the far side has answered.
+ */
 export function isDirect(c: Connection): boolean {
-  if (!WebRTC.matches(c.remoteAddr) || c.status !== 'open') return false
-  const state = peerConnectionOf(c)?.connectionState
-  return state == null || state === 'connected'
+  if (!WebRTC.matches(c.remoteAddr) || c.status !== 'open' || !proven.has(c)) return false
+  const pc = peerConnectionOf(c)
+  const state = pc?.connectionState
+  return (state == null || state === 'connected') && pc?.sctp?.state !== 'closed'
 }
 
 interface CandidateStats {

@@ -9,7 +9,7 @@ import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
 import { WebRTC } from '@multiformats/multiaddr-matcher'
 import { createLibp2p } from 'libp2p'
-import { isDirect } from './link.ts'
+import { isDirect, markProven } from './link.ts'
 import { keepRelays, RELAY_RESERVATIONS, type RelayKeeper } from './relays.ts'
 
 /**
@@ -87,6 +87,8 @@ export async function createBrowserNode(opts: NodeOptions) {
       }),
     },
   })
+  // Identify runs over every new connection: its answer proves the far side holds the link too.
+  node.addEventListener('peer:identify', (e) => markProven(e.detail.connection))
   await node.start()
   return node
 }

@@ -1,0 +1,149 @@
+/**
+ * Discovery's links (src/net/discovery-links.ts, src/net/link.ts) over stub connections: a link is
+ * direct only once the far side has answered over it, and one open on our side only is replaced.
+ */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { Connection, PeerId } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import type { AdvertBody } from '../../src/net/advert.ts'
+import type { KnownPeer } from '../../src/net/advert-intake.ts'
+import { createLinks, LINK_PROVE_MS, type Links } from '../../src/net/discovery-links.ts'
+import { isDirect, markProven } from '../../src/net/link.ts'
+import { linkPlanDefaults } from '../../src/net/link-plan.ts'
+import type { BrowserNode } from '../../src/net/node.ts'
+
+const newPeerId = async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+
+/** An RTCPeerConnection as far as the links read it: states, events, an SCTP transport. */
+function stubPc() {
+  const sctp = Object.assign(new EventTarget(), { state: 'connected' as RTCSctpTransportState })
+  return Object.assign(new EventTarget(), {
+    connectionState: 'connected' as RTCPeerConnectionState,
+    sctp,
+    getStats: async () => new Map(),
+  })
+}
+
+/** A WebRTC connection as libp2p's answering side holds it (`/webrtc/p2p/<peer>`). */
+function stubLink(remote: PeerId) {
+  const pc = stubPc()
+  const conn = {
+    remotePeer: remote,
+    remoteAddr: multiaddr(`/webrtc/p2p/${remote}`),
+    direction: 'inbound',
+    status: 'open',
+    streams: [],
+    maConn: { peerConnection: pc },
+    abort: vi.fn((_err: Error) => {
+      conn.status = 'closed'
+    }),
+    close: vi.fn(async () => {
+      conn.status = 'closed'
+    }),
+  }
+  return { pc, conn, link: conn as unknown as Connection }
+}
+
+describe('isDirect', () => {
+  it('counts a connected WebRTC link only once the far side has answered over it', async () => {
+    const { pc, link } = stubLink(await newPeerId())
+    expect(isDirect(link)).toBe(false)
+    markProven(link)
+    expect(isDirect(link)).toBe(true)
+    pc.sctp.state = 'closed' // the far side closed its end
+    expect(isDirect(link)).toBe(false)
+  })
+})
+
+describe('links', () => {
+  let links: Links
+  let peers: Map<string, KnownPeer>
+  let dial: ReturnType<typeof vi.fn>
+  let conns: Connection[]
+  let remote: PeerId
+
+  beforeEach(async () => {
+    vi.useFakeTimers()
+    remote = await newPeerId()
+    const self = await newPeerId()
+    conns = []
+    dial = vi.fn(async () => {
+      throw new Error('no relay in a unit test')
+    })
+    const node = {
+      peerId: self,
+      getConnections: (p?: PeerId) => conns.filter((c) => p == null || c.remotePeer.equals(p)),
+      dial,
+    } as unknown as BrowserNode
+    const addr = `/ip4/127.0.0.1/tcp/1/ws/p2p/${self}/p2p-circuit/webrtc/p2p/${remote}`
+    const advert = { contributing: true, eps: ['wasm'], slots: 1, models: [], addrs: [addr] }
+    peers = new Map([
+      [
+        remote.toString(),
+        {
+          id: remote.toString(),
+          advert: advert as unknown as AdvertBody,
+          seenAt: 0,
+          firstSeenAt: 0,
+          direct: false,
+        },
+      ],
+    ])
+    links = createLinks({
+      node,
+      log: Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false }) as never,
+      peers,
+      isBlocked: () => false,
+      changed: () => {},
+      grace: 0,
+      budget: linkPlanDefaults(),
+    })
+  })
+  afterEach(() => {
+    links.stop()
+    vi.useRealTimers()
+  })
+
+  it('closes a link nothing was answered over, then dials the peer again', async () => {
+    const { conn, link } = stubLink(remote)
+    conns.push(link)
+    links.watch(link)
+    links.refresh(remote.toString())
+    expect(peers.get(remote.toString())?.direct).toBe(false)
+    await vi.advanceTimersByTimeAsync(LINK_PROVE_MS - 1)
+    expect(conn.abort).not.toHaveBeenCalled()
+    await vi.advanceTimersByTimeAsync(1)
+    expect(conn.abort).toHaveBeenCalledOnce()
+    expect(conn.abort.mock.calls[0]![0].message).toMatch(/nothing answered/)
+    expect(peers.get(remote.toString())?.linkError).toMatch(/nothing answered/)
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(dial).toHaveBeenCalled()
+    expect(String(dial.mock.calls[0]![0])).toContain(`/p2p-circuit/webrtc/p2p/${remote}`)
+  })
+
+  it('keeps a link once identify has been answered over it', async () => {
+    const { conn, link } = stubLink(remote)
+    conns.push(link)
+    links.watch(link)
+    markProven(link)
+    links.refresh(remote.toString())
+    expect(peers.get(remote.toString())?.direct).toBe(true)
+    await vi.advanceTimersByTimeAsync(3 * LINK_PROVE_MS)
+    expect(conn.abort).not.toHaveBeenCalled()
+    expect(dial).not.toHaveBeenCalled()
+  })
+
+  it('closes a link at once when the far side closes its SCTP association', async () => {
+    const { pc, conn, link } = stubLink(remote)
+    conns.push(link)
+    links.watch(link)
+    markProven(link)
+    pc.sctp.state = 'closed'
+    pc.sctp.dispatchEvent(new Event('statechange'))
+    expect(conn.abort).toHaveBeenCalledOnce()
+    expect(conn.abort.mock.calls[0]![0].message).toMatch(/far side closed/)
+    expect(peers.get(remote.toString())?.direct).toBe(false)
+  })
+})
