@@ -15,7 +15,8 @@ import {
   type TensorData,
 } from '../shared/tensor.ts'
 import { encodeTensor } from '../shared/tensor-codec.ts'
-import { digest, HASH_BYTES, sha256 } from './hash.ts'
+import { digestOf, RUN_BATCH, runDigests, sha256Of } from './digests.ts'
+import { HASH_BYTES, type Part } from './hash.ts'
 import { sameBytes } from './merkle.ts'
 
 export const CHUNK = 1024
@@ -58,36 +59,79 @@ function absLimit(atol: number, rtol: number): number {
   return t
 }
 
+/** A grid: the tolerance, the magnitude below which cells are atol wide, and each binade's cells. */
+interface Grid {
+  atol: number
+  rtol: number
+  limit: number
+  pow: Float64Array
+  width: Float64Array
+}
+
+let lastGrid: Grid | undefined // checks ask for one grid chunk after chunk
+
+function gridOf(atol: number, rtol: number): Grid {
+  if (lastGrid && Object.is(lastGrid.atol, atol) && Object.is(lastGrid.rtol, rtol)) return lastGrid
+  lastGrid = { atol, rtol, limit: absLimit(atol, rtol), ...binades(atol, rtol) }
+  return lastGrid
+}
+
 /**
  * Each value's grid cell as 8 bytes (little-endian hosts). Values in one cell are within
  * atol + rtol·min(|a|, |b|) of each other, up to one rounding of the division. `shifted` moves
  * every grid line by half a cell: two values closer than that share a cell on one grid or the other.
  */
 export function quantise(data: Float32Array, atol: number, rtol: number, shifted = false): Uint8Array {
-  const half = shifted ? 0.5 : 0
-  const words = new Uint32Array(data.length * 2)
+  const cells = [new Uint8Array(data.length * 8), new Uint8Array(data.length * 8)] as const
+  cellsInto(data, 0, data.length, gridOf(atol, rtol), cells[0], cells[1])
+  return cells[shifted ? 1 : 0]
+}
+
+/**
+ * The cells of data[from, to) on the grid (into `coarse`) and on the shifted grid (into `shifted`),
+ * 8 bytes a value, in one pass: the per-value branches are most of the cost.
+ */
+function cellsInto(
+  data: Float32Array,
+  from: number,
+  to: number,
+  g: Grid,
+  coarse: Uint8Array,
+  shifted: Uint8Array,
+): void {
   const bits = new Uint32Array(data.buffer, data.byteOffset, data.length)
-  const f64 = new Float64Array(1)
-  const f64Words = new Uint32Array(f64.buffer)
-  const limit = absLimit(atol, rtol)
-  const { pow, width } = binades(atol, rtol)
-  for (let i = 0; i < data.length; i++) {
+  const n = to - from
+  const c64 = new Float64Array(coarse.buffer, coarse.byteOffset, n)
+  const c32 = new Uint32Array(coarse.buffer, coarse.byteOffset, 2 * n)
+  const s64 = new Float64Array(shifted.buffer, shifted.byteOffset, n)
+  const s32 = new Uint32Array(shifted.buffer, shifted.byteOffset, 2 * n)
+  const { atol, limit, pow, width } = g
+  for (let i = from, j = 0; i < to; i++, j++) {
     const x = data[i]!
+    if (Math.abs(x) < limit) {
+      // the common case first: NaN and ±Infinity never pass this test
+      const q = x / atol + 0.5
+      c64[j] = Math.floor(q - 0) + ABS_TAG
+      s64[j] = Math.floor(q - 0.5) + ABS_TAG
+      continue
+    }
     const u = bits[i]!
     const e = (u >>> 23) & 0xff
-    if (e === 255 || Math.abs(x) < limit) {
-      f64[0] = e < 255 ? Math.floor(x / atol + 0.5 - half) + ABS_TAG : u & 0x7fffff ? Number.NaN : x
-      words[2 * i] = e === 255 && u & 0x7fffff ? 0 : f64Words[0]!
-      words[2 * i + 1] = e === 255 && u & 0x7fffff ? NAN : f64Words[1]!
+    if (e === 255) {
+      if (u & 0x7fffff) {
+        c32[2 * j] = s32[2 * j] = 0
+        c32[2 * j + 1] = s32[2 * j + 1] = NAN
+      } else c64[j] = s64[j] = x
     } else if (e === 0 || width[e] === 0) {
-      words[2 * i] = (u & 0x7fffffff) === 0 ? 0 : u & (e ? 0x7fffff : 0xffffffff) // ±0 alike
-      words[2 * i + 1] = e === 0 ? EXACT : (REL | ((u >>> 31) << 15) | (e << 7)) >>> 0
+      c32[2 * j] = s32[2 * j] = (u & 0x7fffffff) === 0 ? 0 : u & (e ? 0x7fffff : 0xffffffff) // ±0 alike
+      c32[2 * j + 1] = s32[2 * j + 1] = e === 0 ? EXACT : (REL | ((u >>> 31) << 15) | (e << 7)) >>> 0
     } else {
-      words[2 * i] = Math.floor((Math.abs(x) - pow[e]!) / width[e]! + half)
-      words[2 * i + 1] = (REL | ((u >>> 31) << 15) | (e << 7)) >>> 0
+      const d = (Math.abs(x) - pow[e]!) / width[e]!
+      c32[2 * j] = Math.floor(d + 0)
+      s32[2 * j] = Math.floor(d + 0.5)
+      c32[2 * j + 1] = s32[2 * j + 1] = (REL | ((u >>> 31) << 15) | (e << 7)) >>> 0
     }
   }
-  return new Uint8Array(words.buffer)
 }
 
 /** Per binary exponent: 2^e, and the cell width atol + rtol·2^e (0 where a cell is narrower than an ulp). */
@@ -110,27 +154,58 @@ export const tensorBytes = (t: Tensor): Uint8Array => encodeTensor(t).data
 
 export const chunkCount = (dims: readonly number[]): number => Math.ceil(elementCount(dims) / CHUNK)
 
-/** Grid cells of a tensor's data: quantised floats; other dtypes are compared exactly. */
-const cellsOf = (t: Tensor, tol: Tolerance, shifted: boolean): { bytes: Uint8Array; width: number } =>
-  t.dtype === 'float32'
-    ? { bytes: quantise(t.data as Float32Array, tol.atol, tol.rtol, shifted), width: 8 }
-    : { bytes: tensorBytes(t), width: BYTES_PER_ELEMENT[t.dtype] }
-
+/**
+ * Chunk hashes of a tensor's bytes and, under a tolerance, of its cells on both grids (other dtypes
+ * are compared exactly: their cells are their bytes). Cells are made a batch of chunks at a time.
+ */
 export async function chunkHashes(t: Tensor, tol?: Tolerance): Promise<ChunkHashes> {
   const n = chunkCount(t.dims)
-  const hashes = ({ bytes, width }: { bytes: Uint8Array; width: number }) =>
-    Promise.all(
-      Array.from({ length: n }, (_, i) => sha256(bytes.subarray(i * CHUNK * width, (i + 1) * CHUNK * width))),
-    )
-  const exact = await hashes({ bytes: tensorBytes(t), width: BYTES_PER_ELEMENT[t.dtype] })
-  if (!tol) return { dtype: t.dtype, dims: [...t.dims], exact }
-  const coarse = await hashes(cellsOf(t, tol, false))
-  const shifted = await hashes(cellsOf(t, tol, true))
-  return { dtype: t.dtype, dims: [...t.dims], exact, coarse, shifted }
+  const bytes = tensorBytes(t)
+  const run = CHUNK * BYTES_PER_ELEMENT[t.dtype]
+  const exactRuns = (from: number, to: number) => bytes.subarray(from * run, to * run)
+  const head = { dtype: t.dtype, dims: [...t.dims] }
+  if (!tol) {
+    const [exact] = await runDigests(n, [run], (from, to) => [exactRuns(from, to)])
+    return { ...head, exact: exact! }
+  }
+  if (t.dtype !== 'float32') {
+    const [exact, coarse, shifted] = await runDigests(n, [run, run, run], (from, to) => {
+      const b = exactRuns(from, to)
+      return [b, b, b]
+    })
+    return { ...head, exact: exact!, coarse: coarse!, shifted: shifted! }
+  }
+  const data = t.data as Float32Array
+  const grid = gridOf(tol.atol, tol.rtol)
+  const cells = takeCells()
+  try {
+    const [exact, coarse, shifted] = await runDigests(n, [run, CHUNK * 8, CHUNK * 8], (from, to) => {
+      const end = Math.min(to * CHUNK, data.length)
+      cellsInto(data, from * CHUNK, end, grid, cells[0], cells[1])
+      const size = (end - from * CHUNK) * 8
+      return [exactRuns(from, to), cells[0].subarray(0, size), cells[1].subarray(0, size)]
+    })
+    return { ...head, exact: exact!, coarse: coarse!, shifted: shifted! }
+  } finally {
+    spareCells = cells
+  }
 }
 
+type Cells = readonly [Uint8Array, Uint8Array]
+/** A batch's cells on both grids (1 MiB), kept for the next tensor rather than allocated and zeroed anew. */
+let spareCells: Cells | undefined
+function takeCells(): Cells {
+  const cells = spareCells ?? [new Uint8Array(RUN_BATCH * CHUNK * 8), new Uint8Array(RUN_BATCH * CHUNK * 8)]
+  spareCells = undefined // a concurrent call makes its own
+  return cells
+}
+
+/** digest(tag, ...head, chunks.length, ...chunks), without spreading the chunks into a call. */
+const chunksDigest = (tag: string, head: readonly Part[], chunks: readonly Uint8Array[]) =>
+  digestOf(tag, [...head, chunks.length].concat(chunks))
+
 export const exactDigest = (dtype: DType, dims: readonly number[], chunks: readonly Uint8Array[]) =>
-  digest('pc-dispute/tensor-exact', dtype, dims.length, ...dims, chunks.length, ...chunks)
+  chunksDigest('pc-dispute/tensor-exact', [dtype, dims.length, ...dims], chunks)
 
 /** The coarse (or, `shifted`, the shifted-grid) hash of a tensor from its chunk hashes. */
 export const coarseDigest = (
@@ -141,7 +216,7 @@ export const coarseDigest = (
   shifted = false,
 ) => {
   const tag = shifted ? 'pc-dispute/tensor-shifted' : 'pc-dispute/tensor-coarse'
-  return digest(tag, tol.atol, tol.rtol, dtype, dims.length, ...dims, chunks.length, ...chunks)
+  return chunksDigest(tag, [tol.atol, tol.rtol, dtype, dims.length, ...dims], chunks)
 }
 
 /** A tensor's hashes from its chunk hashes. */
@@ -202,14 +277,18 @@ export async function checkChunk(
   const w = BYTES_PER_ELEMENT[h.dtype]
   if (!(bytes instanceof Uint8Array) || n <= 0 || bytes.byteLength !== n * w)
     throw new DisputeAnswerError(`chunk ${index} has the wrong size`)
-  if (!sameBytes(await sha256(bytes), h.exact[index]))
+  if (!sameBytes(await sha256Of(bytes), h.exact[index]))
     throw new DisputeCommitmentError(`chunk ${index} does not hash to its committed chunk hash`)
   const own = new Uint8Array(bytes) // aligned, and ours
   const values = new ARRAY_TYPES[h.dtype](own.buffer, 0, n)
   if (tol) {
-    const t: Tensor = { dtype: h.dtype, dims: [n], data: values }
-    const coarse = await sha256(cellsOf(t, tol, false).bytes)
-    const shifted = await sha256(cellsOf(t, tol, true).bytes)
+    const cells = [own, own]
+    if (h.dtype === 'float32') {
+      cells[0] = new Uint8Array(n * 8)
+      cells[1] = new Uint8Array(n * 8)
+      cellsInto(values as Float32Array, 0, n, gridOf(tol.atol, tol.rtol), cells[0], cells[1])
+    }
+    const [coarse, shifted] = await Promise.all(cells.map(sha256Of))
     if (!sameBytes(coarse, h.coarse?.[index]) || !sameBytes(shifted, h.shifted?.[index]))
       throw new DisputeCommitmentError(`chunk ${index} does not fall in its committed grid cells`)
   }

@@ -41,7 +41,8 @@ import {
   tensorBytes,
   tensorHashes,
 } from './chunks.ts'
-import { digest, HASH_BYTES } from './hash.ts'
+import { digestOf } from './digests.ts'
+import { HASH_BYTES } from './hash.ts'
 import { type MerkleTree, merkleTree, rootFromProof, sameBytes } from './merkle.ts'
 import { type GraphNode, type OnnxModel, parseModel } from './onnx-graph.ts'
 
@@ -161,7 +162,7 @@ export async function coarseHash(t: Tensor, rule: TensorRule): Promise<Uint8Arra
   if (rule.kind === 'exact') return undefined
   if (rule.kind === 'topk') {
     const rows = topkRows(t, rule.k)
-    return digest('pc-dispute/tensor-topk', rule.k, t.dims.length, ...t.dims, new Uint8Array(rows.buffer))
+    return digestOf('pc-dispute/tensor-topk', [rule.k, t.dims.length, ...t.dims, new Uint8Array(rows.buffer)])
   }
   return (await tensorHashes(await chunkHashes(t, rule), rule)).coarse
 }
@@ -212,20 +213,18 @@ const none = new Uint8Array(0)
 
 /** The exact tree's leaf hash binds every hash of every output. */
 export const exactLeafHash = (leaf: Leaf): Promise<Uint8Array> =>
-  digest(
-    'pc-dispute/leaf-exact',
+  digestOf('pc-dispute/leaf-exact', [
     leaf.node,
     leaf.outputs.length,
     ...leaf.outputs.flatMap((o) => [o.name, o.exact, o.coarse ?? none, o.shifted ?? none]),
-  )
+  ])
 
 export const coarseLeafHash = (leaf: Leaf): Promise<Uint8Array> =>
-  digest(
-    'pc-dispute/leaf-coarse',
+  digestOf('pc-dispute/leaf-coarse', [
     leaf.node,
     leaf.outputs.length,
     ...leaf.outputs.flatMap((o) => [o.name, coarseOf(o)]),
-  )
+  ])
 
 /** Whether two leaves agree by their coarse (rule) hashes, output by output. */
 export const coarseEqual = (a: Leaf, b: Leaf): boolean =>
@@ -248,7 +247,7 @@ export interface Commitment {
 }
 
 export const commitmentRoot = (coarse: Uint8Array, exact: Uint8Array, leaves: number): Promise<Uint8Array> =>
-  digest('pc-dispute/commitment', coarse, exact, leaves)
+  digestOf('pc-dispute/commitment', [coarse, exact, leaves])
 
 /** A leaf with its proofs in both trees. */
 export interface LeafAnswer {
@@ -280,21 +279,20 @@ export async function commitTrace(
   trace: NamedTensors,
 ): Promise<Committed> {
   const chunks: Record<string, ChunkHashes> = {}
-  const leaves = await Promise.all(
-    plan.leaves.map(async (_, position) => {
-      const node = leafNode(plan, position)
-      const outputs = await Promise.all(
-        leafOutputs(node).map(async (name) => {
-          const t = trace[name]
-          if (!t) throw new InvalidTensorError(`the trace lacks '${name}', an output of node ${node.index}`)
-          const c = await tensorCommitment(name, t, tensorRule(plan, rules, name))
-          chunks[name] = c.chunks
-          return c.output
-        }),
-      )
-      return { node: node.index, outputs }
-    }),
-  )
+  const leaves: Leaf[] = []
+  // One tensor at a time: each holds a batch of cells and, through WebCrypto, of digests in flight.
+  for (let position = 0; position < plan.leaves.length; position++) {
+    const node = leafNode(plan, position)
+    const outputs: OutputCommitment[] = []
+    for (const name of leafOutputs(node)) {
+      const t = trace[name]
+      if (!t) throw new InvalidTensorError(`the trace lacks '${name}', an output of node ${node.index}`)
+      const c = await tensorCommitment(name, t, tensorRule(plan, rules, name))
+      chunks[name] = c.chunks
+      outputs.push(c.output)
+    }
+    leaves.push({ node: node.index, outputs })
+  }
   const coarseTree = await merkleTree(await Promise.all(leaves.map(coarseLeafHash)))
   const exactTree = await merkleTree(await Promise.all(leaves.map(exactLeafHash)))
   const root = await commitmentRoot(coarseTree.root, exactTree.root, leaves.length)

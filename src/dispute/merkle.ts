@@ -4,7 +4,7 @@
  * A leaf is its own hash (leaves here are already tagged digests); an inner node is
  * SHA-256(0x01 ‖ left ‖ right).
  */
-import { sha256 } from './hash.ts'
+import { sha256Of } from './digests.ts'
 
 export interface MerkleTree {
   root: Uint8Array
@@ -29,7 +29,7 @@ export function innerHash(left: Uint8Array, right: Uint8Array): Promise<Uint8Arr
   bytes[0] = 1
   bytes.set(left, 1)
   bytes.set(right, 1 + left.byteLength)
-  return sha256(bytes)
+  return sha256Of(bytes)
 }
 
 export function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
