@@ -1,6 +1,7 @@
 /**
- * PNG and JPEG files as RGBA pixels in Node, where there is no canvas (the browser's decoder is
- * src/tasks/ocr/decode.ts). Sizes are read from the header and bounded before anything is inflated.
+ * PNG and JPEG files as RGBA pixels in Node, where there is no canvas, matching the browser's decoder
+ * (src/tasks/ocr/decode.ts): turned upright by the JPEG's EXIF orientation, composited over white,
+ * and shrunk to at most MAX_SIDE a side. Sizes are read from the header and bounded before anything is inflated.
  *   const img = await readImage('scan.png')
  */
 import { readFile, stat } from 'node:fs/promises'
@@ -8,10 +9,13 @@ import { decode as decodeJpeg } from 'jpeg-js'
 import { PNG } from 'pngjs'
 import { InvalidOptionError, InvalidTensorError } from '../src/shared/errors.ts'
 import type { RgbaImage } from '../src/tasks/ocr/image.ts'
+import { jpegOrientation, orient } from './exif.ts'
 
 /** Largest image decoded (40 MP ≈ 160 MB of RGBA) and largest file read. */
 export const MAX_PIXELS = 40_000_000
 export const MAX_IMAGE_BYTES = 64 * 1024 * 1024
+/** Longest side of a decoded image, as in the browser (detection scales to 960; crops read this copy). */
+export const MAX_SIDE = 4096
 
 export interface ImageInfo {
   format: 'png' | 'jpeg'
@@ -21,7 +25,7 @@ export interface ImageInfo {
 
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]
 
-/** Format and size from the header alone; an image over `maxPixels` is refused. */
+/** Format and size as stored (before EXIF orientation) from the header alone; an image over `maxPixels` is refused. */
 export function probeImage(bytes: Uint8Array, maxPixels = MAX_PIXELS): ImageInfo {
   const info = header(bytes)
   const { format, width, height } = info
@@ -59,8 +63,11 @@ function header(bytes: Uint8Array): ImageInfo {
   throw new InvalidTensorError('not a PNG or JPEG image')
 }
 
-/** RGBA pixels, transparent areas composited over white as the browser decoder does. */
-export function decodeImage(bytes: Uint8Array, maxPixels = MAX_PIXELS): RgbaImage {
+/**
+ * RGBA pixels as the browser decoder gives them: transparent areas composited over white,
+ * shrunk by area averaging so the longest side is at most `maxSide`, then turned upright.
+ */
+export function decodeImage(bytes: Uint8Array, maxPixels = MAX_PIXELS, maxSide = MAX_SIDE): RgbaImage {
   const { format, width, height } = probeImage(bytes, maxPixels)
   let img: RgbaImage
   try {
@@ -88,7 +95,92 @@ export function decodeImage(bytes: Uint8Array, maxPixels = MAX_PIXELS): RgbaImag
     for (let c = i - 3; c < i; c++) d[c] = Math.round((d[c]! * a + 255 * (255 - a)) / 255)
     d[i] = 255
   }
-  return img
+  // Shrinking before turning is the same picture (the box filter treats both axes alike) for less work.
+  const small = shrink(img, maxSide)
+  return format === 'jpeg' ? orient(small, jpegOrientation(bytes)) : small
+}
+
+/**
+ * `img` (opaque) scaled by area averaging so its longest side is at most `maxSide`, sizes rounded as
+ * the browser's are. Each output pixel is the mean of the source area it covers, partial pixels
+ * weighted by their overlap; one output row is built at a time, so memory stays at a few rows.
+ */
+export function shrink(img: RgbaImage, maxSide = MAX_SIDE): RgbaImage {
+  const { width: w, height: h, data: src } = img
+  const scale = maxSide / Math.max(w, h)
+  if (scale >= 1) return img
+  const outW = Math.max(1, Math.round(w * scale))
+  const outH = Math.max(1, Math.round(h * scale))
+  const cols = spans(w, outW)
+  const rows = spans(h, outH)
+  const norm = 1 / ((w / outW) * (h / outH))
+  const out = new Uint8Array(outW * outH * 4).fill(255)
+  const line = new Float64Array(outW * 3) // one source row, averaged across
+  const acc = new Float64Array(outW * 3) // one output row, summed down
+  let lineRow = -1
+  for (let oy = 0; oy < outH; oy++) {
+    acc.fill(0)
+    for (let k = rows.start[oy]!; k < rows.start[oy + 1]!; k++) {
+      const sy = rows.index[k]!
+      if (sy !== lineRow) {
+        // A source row straddling two output rows is averaged across once.
+        across(src, sy * w * 4, cols, line)
+        lineRow = sy
+      }
+      const wy = rows.weight[k]!
+      for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + line[i]! * wy
+    }
+    for (let ox = 0, o = oy * outW * 4; ox < outW; ox++, o += 4)
+      for (let c = 0; c < 3; c++) out[o + c] = Math.min(255, Math.round(acc[ox * 3 + c]! * norm))
+  }
+  return { width: outW, height: outH, data: out }
+}
+
+/** For each of `n` output cells over `size` source pixels: the pixels it covers and by how much (CSR). */
+interface Spans {
+  start: Uint32Array
+  index: Uint32Array
+  weight: Float64Array
+}
+
+function spans(size: number, n: number): Spans {
+  const start = new Uint32Array(n + 1)
+  const index = new Uint32Array(size + n)
+  const weight = new Float64Array(size + n)
+  let k = 0
+  for (let o = 0; o < n; o++) {
+    start[o] = k
+    const lo = (o * size) / n
+    const hi = ((o + 1) * size) / n
+    for (let s = Math.floor(lo); s < hi && s < size; s++) {
+      const cover = Math.min(hi, s + 1) - Math.max(lo, s)
+      if (cover <= 0) continue
+      index[k] = s
+      weight[k++] = cover
+    }
+  }
+  start[n] = k
+  return { start, index, weight }
+}
+
+/** One source row (RGB at `from`) summed into `line` by `cols`' weights. */
+function across(src: Uint8Array | Uint8ClampedArray, from: number, cols: Spans, line: Float64Array): void {
+  const n = cols.start.length - 1
+  for (let ox = 0; ox < n; ox++) {
+    let r = 0
+    let g = 0
+    let b = 0
+    for (let k = cols.start[ox]!; k < cols.start[ox + 1]!; k++) {
+      const p = from + cols.index[k]! * 4
+      const wx = cols.weight[k]!
+      r += src[p]! * wx
+      g += src[p + 1]! * wx
+      b += src[p + 2]! * wx
+    }
+    line[ox * 3] = r
+    line[ox * 3 + 1] = g
+    line[ox * 3 + 2] = b
+  }
 }
 
 /** A file's bytes, refused past `maxBytes` before it is read. */

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { encode as encodeJpeg } from 'jpeg-js'
 import { PNG } from 'pngjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { decodeImage, probeImage, readImage } from '../../node/decode-image.ts'
+import { decodeImage, MAX_SIDE, probeImage, readImage, shrink } from '../../node/decode-image.ts'
 import { resample } from '../../src/tasks/vad/resample.ts'
 import { parseWav, wavTo16k } from '../../src/tasks/vad/wav.ts'
 
@@ -209,6 +209,65 @@ describe('PNG and JPEG', () => {
     const px = [...img.data.subarray(8 * 64 + 32, 8 * 64 + 36)]
     for (const [c, v] of [30, 120, 220].entries()) expect(Math.abs(px[c]! - v)).toBeLessThanOrEqual(4)
     expect(px[3]).toBe(255)
+  })
+
+  /** The mean of step function `f` (one value a pixel) over [lo, hi), from its running integral. */
+  const mean = (f: (i: number) => number, lo: number, hi: number) => {
+    const integral = (t: number) => {
+      let s = 0
+      for (let i = 0; i < Math.floor(t); i++) s += f(i)
+      return s + (t - Math.floor(t)) * (t > Math.floor(t) ? f(Math.floor(t)) : 0)
+    }
+    return (integral(hi) - integral(lo)) / (hi - lo)
+  }
+
+  it('PNG: a 5000×100 image comes out 4096×82, each pixel the mean of the area it covers', () => {
+    const png = new PNG({ width: 5000, height: 100 })
+    const red = (x: number) => (x * 7) % 256
+    const green = (y: number) => (y * 37) % 256
+    // Columns from 4900 on are transparent: white once composited, as in the browser.
+    for (let y = 0; y < 100; y++)
+      for (let x = 0; x < 5000; x++)
+        png.data.set([red(x), green(y), 90, x < 4900 ? 255 : 0], (y * 5000 + x) * 4)
+    const img = decodeImage(new Uint8Array(PNG.sync.write(png)))
+    expect([img.width, img.height, img.data.length]).toEqual([MAX_SIDE, 82, 4096 * 82 * 4])
+    const at = (x: number, y: number) => [...img.data.subarray((y * 4096 + x) * 4, (y * 4096 + x) * 4 + 4)]
+    const rx = 5000 / 4096
+    const ry = 100 / 82
+    const seen = (x: number) => (x < 4900 ? red(x) : 255)
+    for (const x of [0, 1, 2, 3, 1000, 2047, 3001, 4013, 4014, 4015, 4095])
+      for (const y of [0, 1, 40, 41, 81]) {
+        const [r, g, b, a] = at(x, y)
+        expect(Math.abs(r! - mean(seen, x * rx, (x + 1) * rx)), `red at ${x},${y}`).toBeLessThanOrEqual(
+          0.5001,
+        )
+        if (x < 4014) {
+          expect(Math.abs(g! - mean(green, y * ry, (y + 1) * ry)), `green at ${x},${y}`).toBeLessThanOrEqual(
+            0.5001,
+          )
+          expect(b).toBe(90)
+        }
+        expect(a).toBe(255)
+      }
+    expect(at(4095, 50)).toEqual([255, 255, 255, 255])
+    // Averaging, not sampling: column 1 covers pixels 1.22–2.44, neither of which it could pick alone.
+    expect(at(1, 0)[0]).toBe(Math.round(((2 - rx) * 7 + (2 * rx - 2) * 14) / rx))
+  })
+
+  it('shrinks the longest side, tall or wide, and leaves images within MAX_SIDE untouched', () => {
+    const flat = (width: number, height: number) => ({
+      width,
+      height,
+      data: new Uint8Array(width * height * 4).fill(200),
+    })
+    const tall = shrink(flat(100, 5000))
+    expect([tall.width, tall.height]).toEqual([82, 4096])
+    expect(tall.data.every((v, i) => v === (i % 4 === 3 ? 255 : 200))).toBe(true)
+    expect([shrink(flat(9000, 1)).width, shrink(flat(9000, 1)).height]).toEqual([4096, 1])
+    const edge = flat(4096, 3)
+    expect(shrink(edge)).toBe(edge)
+    const half = shrink(flat(8, 4), 4)
+    expect([half.width, half.height]).toEqual([4, 2])
   })
 
   it('refuses images over the pixel limit from the header, before inflating them', () => {
