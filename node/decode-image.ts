@@ -8,14 +8,13 @@ import { readFile, stat } from 'node:fs/promises'
 import { decode as decodeJpeg } from 'jpeg-js'
 import { PNG } from 'pngjs'
 import { InvalidOptionError, InvalidTensorError } from '../src/shared/errors.ts'
-import type { RgbaImage } from '../src/tasks/ocr/image.ts'
+import { MAX_SIDE, type RgbaImage } from '../src/tasks/ocr/image.ts'
 import { jpegOrientation, orient } from './exif.ts'
 
 /** Largest image decoded (40 MP ≈ 160 MB of RGBA) and largest file read. */
 export const MAX_PIXELS = 40_000_000
 export const MAX_IMAGE_BYTES = 64 * 1024 * 1024
-/** Longest side of a decoded image, as in the browser (detection scales to 960; crops read this copy). */
-export const MAX_SIDE = 4096
+export { MAX_SIDE } from '../src/tasks/ocr/image.ts'
 
 export interface ImageInfo {
   format: 'png' | 'jpeg'

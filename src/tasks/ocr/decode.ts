@@ -1,9 +1,6 @@
 /** Browser image decoding into RGBA pixels, transparent areas composited over white. */
 import { InvalidTensorError } from '../../shared/errors.ts'
-import type { RgbaImage } from './image.ts'
-
-/** Largest side kept when decoding; detection scales to 960 anyway, crops read from this copy. */
-const MAX_SIDE = 4096
+import { MAX_SIDE, type RgbaImage } from './image.ts'
 
 export async function decodeImage(source: Blob | ImageBitmap | HTMLCanvasElement): Promise<RgbaImage> {
   let bitmap: ImageBitmap | HTMLCanvasElement

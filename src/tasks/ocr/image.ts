@@ -1,5 +1,8 @@
 /** Plain RGBA images and the resampling OCR needs; context-free so it runs in Node tests too. */
 
+/** Longest side kept when decoding, in tabs and in Node: detection scales to 960 anyway, crops read this copy. */
+export const MAX_SIDE = 4096
+
 export interface RgbaImage {
   width: number
   height: number
