@@ -4,7 +4,8 @@
  * (node/ort.worker.ts) into dist-node/ort.worker.mjs beside it (node/engine-pool.ts loads it from
  * there), and the package's Node entry (node/index.ts, `peer-compute/node`) into dist-node/index.mjs.
  * Three builds, as one input each keeps each file whole. Packages stay external, so `npm ci
- * --omit=dev` supplies them; nothing at run time needs a dev dependency.
+ * --omit=dev` supplies them; nothing at run time needs a dev dependency. Except @libp2p/webrtc:
+ * bundled from our patched copy (patches/), since a package's consumers install it unpatched.
  */
 import { resolve } from 'node:path'
 import { build, defineConfig, type InlineConfig } from 'vite'
@@ -16,6 +17,7 @@ const bundle = (entry: string, file: string, emptyOutDir: boolean) =>
     publicDir: false,
     logLevel: 'warn',
     define: { __PC_TEST_HOOKS__: 'false' },
+    ssr: { noExternal: ['@libp2p/webrtc'] },
     build: {
       ssr: resolve(import.meta.dirname, entry),
       outDir: 'dist-node',

@@ -197,6 +197,15 @@ describe('the packed package', () => {
     expect(outcome.outputs.y?.dims).toEqual([1, 8])
   })
 
+  it("carries our patched @libp2p/webrtc in its Node bundles: a consumer's own copy is unpatched", async () => {
+    for (const file of ['dist-node/cli.mjs', 'dist-node/index.mjs']) {
+      const code = await readFile(join(pkgDir, file), 'utf8')
+      // The dialler's wait for its init channel (patches/@libp2p+webrtc+6.0.33.patch).
+      expect(code, file).toContain('await pEvent(channel, ["open", "close"]')
+      expect(code, file).not.toMatch(/^import .* from ["']@libp2p\/webrtc["']/m)
+    }
+  })
+
   it('peer-compute/node imports in Node', async () => {
     await writeFile(
       join(app, 'check.mjs'),
