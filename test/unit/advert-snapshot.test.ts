@@ -5,10 +5,11 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { streamPair } from '@libp2p/utils'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createAdvertStore, MAX_SNAPSHOT_BYTES } from '../../node/relay/advert-store.ts'
-import { type AdvertBody, MAX_ADVERT_BYTES, openAdvert, signAdvert } from '../../src/net/advert.ts'
+import { MAX_ADVERT_BYTES, openAdvert, signAdvert } from '../../src/net/advert.ts'
 import { fetchAdvertSnapshot, MAX_SNAPSHOT_ADVERTS } from '../../src/net/advert-snapshot.ts'
 import { encodeFrame, sendEncoded } from '../../src/net/frame.ts'
 import { ADVERTS_PROTOCOL } from '../../src/shared/protocol.ts'
+import { advertBody } from '../helpers/advert.ts'
 
 const bytes = (n: number, fill = 1) => new Uint8Array(n).fill(fill)
 
@@ -70,23 +71,7 @@ describe('fetchAdvertSnapshot', () => {
   it('reads real signed adverts that open, as a newcomer does', async () => {
     const key = await generateKeyPair('Ed25519')
     const peer = peerIdFromPrivateKey(key).toString()
-    const body: AdvertBody = {
-      v: 1,
-      peer,
-      addrs: [],
-      seq: 1,
-      ts: Date.now(),
-      eps: ['wasm'],
-      adapter: 'none',
-      threads: 1,
-      slots: 1,
-      maxSlots: 1,
-      contributing: true,
-      models: [],
-      benchUs: 0,
-      version: '0.1.0',
-      ort: '1.0.0',
-    }
+    const body = advertBody(key, { seq: 1, ts: Date.now() })
     const signed = await signAdvert(body, key)
     const store = createAdvertStore()
     store.put(peer, signed, [1, 1])
