@@ -92,8 +92,9 @@ export function jobRecord(id: string, spec: JobSpec, q: QuorumState): JobRecord 
   }
 }
 
-/** The largest group of agreeing ok replicas under the policy's rule. */
+/** The workers of the accepted result: as runQuorum found them, or (states stored before) recomputed. */
 export function agreeingPeers(q: QuorumState, policy: VerificationPolicy): string[] {
+  if (q.agreed) return q.agreed
   // Settled alone by dispute: the side the referee confirmed, never the first of two groups of one.
   if (q.dispute?.alone) return [disputeWinner(q.dispute)]
   const ok = q.replicas.filter((r) => r.status === 'ok' && !r.convicted)

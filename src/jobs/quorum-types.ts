@@ -44,6 +44,8 @@ export interface QuorumState {
   reason?: string
   /** Verified: the probability that the agreed result is wrong (src/trust/risk.ts), as judged then. */
   risk?: number
+  /** Verified: the workers of the accepted result, in replica order (absent in states stored before it). */
+  agreed?: string[]
   /** A 1–1 disagreement settled by dispute: the accepted side and the evidence for the job's record. */
   dispute?: SettledDispute
 }

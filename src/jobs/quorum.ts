@@ -314,6 +314,7 @@ async function settleByDispute(run: Run, [a, b]: [Replica, Replica]): Promise<vo
 async function acceptVerified(run: Run, g: Member[][]): Promise<QuorumState> {
   const { s, policy, fx } = run
   const agreed = g[0]!
+  s.agreed = agreed.map((m) => m.r.peer)
   // The risk is judged on the reputation the workers had before this job adds to it.
   const risk = fx.statedRisk?.(agreed.map((m) => m.r.peer))
   if (risk !== undefined) s.risk = risk
@@ -359,6 +360,7 @@ async function acceptDisputed(run: Run, d: SettledDispute): Promise<QuorumState>
   const { s, fx } = run
   const winner = disputeWinner(d)
   s.quorum = 1
+  s.agreed = [winner]
   const risk = fx.statedRisk?.([winner])
   if (risk !== undefined) s.risk = risk
   await fx.recordOutcome(winner, 'valid', false)

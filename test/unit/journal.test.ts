@@ -1,7 +1,7 @@
 /** The IndexedDB journal's timing over a Store stub: what it writes, when, and its pruning. */
 import { logger } from '@libp2p/logger'
 import { describe, expect, it, vi } from 'vitest'
-import { createStoreJournal, type JobSpec, jobRecord } from '../../src/jobs/journal.ts'
+import { agreeingPeers, createStoreJournal, type JobSpec, jobRecord } from '../../src/jobs/journal.ts'
 import type { QuorumState } from '../../src/jobs/quorum.ts'
 import type { Store } from '../../src/store/db.ts'
 import { policyFor } from '../../src/trust/policy.ts'
@@ -80,5 +80,26 @@ describe('store journal', () => {
     const rec = jobRecord('a', spec, { ...fresh(), state: 'failed', reason: 'r' })
     expect(rec.policy).toEqual(spec.policy)
     expect(rec).toMatchObject({ status: 'failed', reason: 'r' })
+  })
+})
+
+describe('agreeingPeers', () => {
+  it("takes runQuorum's accepted group as found, and recomputes only for states stored before it", () => {
+    const ok = (peer: string, v: number) => ({
+      peer,
+      status: 'ok' as const,
+      startedAt: 0,
+      result: {
+        job: 'j',
+        outputs: { y: { dtype: 'float32' as const, dims: [1], data: Float32Array.of(v) } },
+        receipt: {} as never,
+        outputCid: `c${v}`,
+        roundTripMs: 1,
+      },
+    })
+    const q: QuorumState = { ...fresh(), state: 'verified', replicas: [ok('a', 1), ok('b', 2), ok('c', 2)] }
+    expect(agreeingPeers(q, spec.policy)).toEqual(['b', 'c']) // recomputed: no `agreed` stored
+    // runQuorum's own group wins, even where recomputing would give another (a dispute's lone winner).
+    expect(agreeingPeers({ ...q, agreed: ['a'] }, spec.policy)).toEqual(['a'])
   })
 })

@@ -356,6 +356,7 @@ describe('runQuorum settles a 1–1 disagreement by dispute', () => {
       [peers[2], 'valid', true],
     ])
     expect(s.quorum).toBe(2)
+    expect(s.agreed).toEqual([peers[0], peers[2]]) // the accepted group, for the job's record
     expect(s.risk).toBe(0.5) // two workers agreeing, not the winner alone
   })
 
@@ -370,6 +371,7 @@ describe('runQuorum settles a 1–1 disagreement by dispute', () => {
     expect(h.dispatched).toEqual([peers[0], peers[1]])
     expect(s.dispute).toMatchObject({ accepted: 'b', alone: true })
     expect(s.quorum).toBe(1) // the record claims one result, not a quorum of two
+    expect(s.agreed).toEqual([peers[1]])
     expect(value(s)).toBe(true)
     expect(checks).toEqual([
       [peers[0], 'invalid', undefined],
