@@ -14,23 +14,15 @@ import { JOB_PROTOCOL } from '../shared/protocol.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { encodeTensors, tensorsCid } from '../shared/tensor-codec.ts'
 import { type JobBody, jobCid, newNonce, signJob } from '../trust/job-sig.ts'
-import type { Receipt } from '../trust/receipt.ts'
 import { isAnswered } from './failure.ts'
 import { MAX_REJECT_BYTES, MAX_RESULT_BYTES, parseJobReject, verifyJobResult } from './messages.ts'
+import type { DispatchResult } from './quorum-types.ts'
 import { frameBytes, nextFrame, quiet, sendFrame } from './stream-io.ts'
 import type { StreamPool } from './stream-pool.ts'
 
 /** How long a failed send waits for the refusal that may explain it. */
 const REFUSAL_WAIT_MS = 1000
 const sleep = (ms: number) => new Promise<null>((r) => setTimeout(() => r(null), ms))
-
-export interface JobResult {
-  job: string
-  worker: string
-  outputs: NamedTensors
-  receipt: Receipt
-  roundTripMs: number
-}
 
 export interface SendJobOptions {
   connection: Connection
@@ -64,7 +56,7 @@ interface Outgoing {
 }
 
 /** Sends one job over a direct connection; resolves only with a verified result. */
-export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
+export async function sendJob(opts: SendJobOptions): Promise<DispatchResult> {
   const started = performance.now()
   const { connection } = opts
   const worker = connection.remotePeer.toString()
@@ -102,7 +94,7 @@ export async function sendJob(opts: SendJobOptions): Promise<JobResult> {
   }
 }
 
-async function exchange(out: Outgoing, stream: Stream, reused: boolean): Promise<JobResult> {
+async function exchange(out: Outgoing, stream: Stream, reused: boolean): Promise<DispatchResult> {
   const { opts, signal, worker } = out
   // A named error: callers (and job records) branch on err.name, never on a bare Error.
   const onAbort = () =>
