@@ -40,6 +40,8 @@ export interface QuorumState {
   adaptiveSingle: boolean
   /** Dispatches refused for capacity and retried: counted, not kept as replicas. */
   busy?: number
+  /** An adaptive single replica was doubted (forged, suspicious) and the full policy taken up. */
+  escalated?: boolean
   state?: FinalState
   reason?: string
   /** Verified: the probability that the agreed result is wrong (src/trust/risk.ts), as judged then. */

@@ -81,7 +81,8 @@ export async function runQuorum(
   let allRefusedSince: number | undefined
   let noPath: string | undefined
 
-  while (!s.dispute?.alone && best(run) < s.quorum) {
+  // A lone adaptive result that looks wrong meets its quorum of 1 but must not end the job.
+  while (!s.dispute?.alone && (best(run) < s.quorum || (s.adaptiveSingle && doubtful(run)))) {
     const pair = run.disputed || jobSignal.aborted ? undefined : disputable(run)
     if (pair) {
       await settleByDispute(run, pair)
@@ -259,6 +260,7 @@ function escalate(run: Run): void {
   const { s, policy } = run
   run.changed = true
   s.adaptiveSingle = false
+  s.escalated = true
   s.target = policy.redundancy
   s.quorum = policy.quorum
 }
@@ -298,16 +300,18 @@ async function settleByDispute(run: Run, [a, b]: [Replica, Replica]): Promise<vo
   const v = out?.verdict
   const accepted: DisputeSide | undefined =
     v === 'a-invalid' ? 'b' : v === 'b-invalid' ? 'a' : v === 'drift' ? out!.closer : undefined
-  if (!accepted || !out?.record || !out.signed || jobSignal.aborted) return
+  if (!accepted || !out?.record || !out.signed) return
   const verdict = v as SettledDispute['verdict']
   const [winner, loser] = accepted === 'a' ? [a, b] : [b, a]
-  const alone = policy.adaptive && fx.singleReplicaOk(winner.peer)
+  // Alone only as an adaptive single replica would be: never a result that was doubted (escalated).
+  const doubted = s.escalated || fx.suspicious({ ...winner.result!, worker: winner.peer })
+  const alone = policy.adaptive && !doubted && fx.singleReplicaOk(winner.peer)
   s.dispute = { verdict, accepted, peers: [a.peer, b.peer], record: out.record, signed: out.signed, alone }
-  if (verdict !== 'drift') {
-    loser.convicted = true
-    await fx.recordOutcome(loser.peer, 'invalid')
-  }
-  run.changed = true
+  if (verdict !== 'drift') loser.convicted = true
+  // Saved before the loser is punished: a reload in between must not dispute (and punish) again.
+  await fx.save(s)
+  if (verdict !== 'drift') await fx.recordOutcome(loser.peer, 'invalid')
+  if (jobSignal.aborted) delete s.dispute // past the deadline: the verdict stands, the job does not
 }
 
 /** A quorum agrees on g[0]: its members are valid, and every replica outside it is wrong. */
@@ -345,7 +349,7 @@ function judgeLate({ policy, fx, inflight }: Run, agreed: Member[], judged: (pee
         const joins = agreementGroups([...agreed, late], policy.compare)[0]!.includes(late)
         if (joins || judged(rep.peer)) await fx.recordOutcome(rep.peer, joins ? 'valid' : 'invalid', joins)
       }
-      if (punished(rep)) await fx.recordOutcome(rep.peer, 'refused')
+      if (punished(rep, policy)) await fx.recordOutcome(rep.peer, 'refused')
       fx.lateEnded?.()
     })
   }
@@ -369,10 +373,14 @@ async function acceptDisputed(run: Run, d: SettledDispute): Promise<QuorumState>
 }
 
 /** Others computed this job: a refusal that called it bad or unknown was wrong (DESIGN.md, Verification). */
-const punished = (r: Replica) => r.status === 'refused' && PUNISHED_REFUSALS.has(r.error?.code ?? '')
+const punished = (r: Replica, policy: VerificationPolicy) =>
+  r.status === 'refused' &&
+  PUNISHED_REFUSALS.has(r.error?.code ?? '') &&
+  // A contributor of a version before traced jobs refuses the `trace` key as a bad request.
+  !(policy.traceJobs && r.error?.code === 'bad-request')
 
-async function punishRefusals({ s, fx }: Run): Promise<void> {
-  for (const r of s.replicas) if (punished(r)) await fx.recordOutcome(r.peer, 'refused')
+async function punishRefusals({ s, fx, policy }: Run): Promise<void> {
+  for (const r of s.replicas) if (punished(r, policy)) await fx.recordOutcome(r.peer, 'refused')
 }
 
 /** Why a job ended without a quorum. */

@@ -317,6 +317,19 @@ describe('late replicas', () => {
   })
 })
 
+describe('runQuorum doubts a lone adaptive result', () => {
+  it('replicates a trusted single result that looks wrong before accepting it', async () => {
+    const h = harness(['honest', 'honest'], { trusted: true })
+    h.fx.suspicious = (r) => r.worker === peers[0]
+    const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: true })
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(s).toMatchObject({ escalated: true, adaptiveSingle: false, quorum: 2 })
+    expect(h.dispatched).toEqual([peers[0], peers[1]])
+    expect(s.agreed).toEqual([peers[0], peers[1]])
+  })
+})
+
 describe('runQuorum settles a 1–1 disagreement by dispute', () => {
   const p = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false })
   const evidence: Pick<DisputeOutcome, 'record' | 'signed'> = {
@@ -378,6 +391,29 @@ describe('runQuorum settles a 1–1 disagreement by dispute', () => {
       [peers[1], 'valid', false],
     ])
     expect(s.risk).toBe(0.5)
+  })
+
+  it('never lets a doubted result stand alone, trusted worker or not', async () => {
+    const h = disputing(['honest', 'wrong', 'honest'], { verdict: 'b-invalid', ...evidence })
+    h.fx.singleReplicaOk = (peer) => peer === peers[0]
+    h.fx.suspicious = (r) => r.worker === peers[0] // its lone result looked wrong: escalated
+    const s = await run(policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: true }), h.fx)
+    expect(s.state).toBe('verified')
+    expect(s.escalated).toBe(true)
+    expect(s.dispute).toMatchObject({ accepted: 'a', alone: false })
+    expect(h.dispatched).toEqual([peers[0], peers[1], peers[2]])
+    expect(s.agreed).toEqual([peers[0], peers[2]])
+  })
+
+  it('does not punish a bad-request refusal of a traced job (a contributor from before traced jobs)', async () => {
+    const traced = policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false, traceJobs: true })
+    const h = harness(['bad-request', 'honest', 'honest'])
+    const s = await run(traced, h.fx)
+    expect(s.state).toBe('verified')
+    expect(h.outcomes.filter(([, o]) => o === 'refused')).toEqual([])
+    const plain = harness(['bad-request', 'honest', 'honest'])
+    await run(policyFor('tensor', { redundancy: 2, quorum: 2, adaptive: false }), plain.fx)
+    expect(plain.outcomes).toContainEqual([peers[0], 'refused'])
   })
 
   it('ends inconclusive when no third replica may be bought, the liar still convicted once', async () => {
