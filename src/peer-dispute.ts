@@ -88,7 +88,7 @@ export function serveDisputes(
       if (!(await state.models.has(key))) return undefined
       return state.models.get(key).catch(() => undefined)
     },
-    run: (model, inputs) => runner.run(model, inputs),
+    run: (model, inputs, signal) => runner.run(model, inputs, signal),
     admit: admitServed(state.credits, c.selfId),
     ...(runner.ep ? { ep: runner.ep } : {}),
     ...(lie ? { lie } : {}),

@@ -4,7 +4,7 @@
  * every newcomer (N adverts per join, each checked by N peers). Adverts are kept as the signed bytes
  * the relay forwarded; the newcomer checks every signature itself, as it does for gossip.
  */
-import type { Libp2p, Stream } from '@libp2p/interface'
+import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { encodeFrame, sendEncoded } from '../../src/net/frame.ts'
 import { ADVERTS_PROTOCOL } from '../../src/shared/protocol.ts'
 
@@ -14,13 +14,15 @@ export const MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
 export interface AdvertStoreOptions {
   /** Peers kept at most; the stalest is forgotten first. Default 10,000. */
   maxPeers?: number
-  /** An advert older than this is not served (peers repeat theirs every 15 s). Default 45 s. */
+  /** Bytes of adverts kept at most (each ≤ 16 KiB once opened); the stalest go first. Default 32 MiB. */
+  maxBytes?: number
+  /** An advert older than this is not served and is forgotten (peers repeat theirs every 15 s). Default 45 s. */
   ttlMs?: number
   now?: () => number
 }
 
 export interface AdvertStore {
-  /** The advert `data` of `peer`, ordered by its [ts, seq]: kept unless an newer one is held. */
+  /** The advert `data` of `peer`, ordered by its [ts, seq]: kept unless a newer one is held and fresh. */
   put(peer: string, data: Uint8Array, order: readonly [number, number]): void
   /** Fresh adverts, newest first, within MAX_SNAPSHOT_BYTES. */
   snapshot(): Uint8Array[]
@@ -33,28 +35,46 @@ interface Entry {
   at: number
 }
 
+const newer = (a: readonly [number, number], b: readonly [number, number]) =>
+  a[0] > b[0] || (a[0] === b[0] && a[1] > b[1])
+
 export function createAdvertStore(o: AdvertStoreOptions = {}): AdvertStore {
   const now = o.now ?? Date.now
   const maxPeers = o.maxPeers ?? 10_000
+  const maxBytes = o.maxBytes ?? 32 * 1024 * 1024
   const ttlMs = o.ttlMs ?? 45_000
   // Insertion order is refresh order: a put moves its peer to the end, so the first is the stalest.
   const byPeer = new Map<string, Entry>()
+  let bytes = 0
+  const drop = (peer: string) => {
+    bytes -= byPeer.get(peer)?.data.byteLength ?? 0
+    byPeer.delete(peer)
+  }
+  const stalest = () => byPeer.entries().next().value
   return {
     put(peer, data, order) {
       const had = byPeer.get(peer)
-      if (had && (had.order[0] > order[0] || (had.order[0] === order[0] && had.order[1] >= order[1]))) return
-      byPeer.delete(peer)
-      byPeer.set(peer, { data, order, at: now() })
-      if (byPeer.size > maxPeers) byPeer.delete(byPeer.keys().next().value!)
+      // A peer whose clock stepped back is taken again once its held advert has gone stale.
+      if (had && !newer(order, had.order) && had.at >= now() - ttlMs) return
+      drop(peer)
+      // A copy: the bytes may be a view of a whole gossipsub message, many times the advert's size.
+      byPeer.set(peer, { data: data.slice(), order, at: now() })
+      bytes += data.byteLength
+      for (
+        let s = stalest();
+        s && (byPeer.size > maxPeers || bytes > maxBytes || s[1].at < now() - ttlMs);
+        s = stalest()
+      )
+        drop(s[0])
     },
     snapshot() {
       const fresh = now() - ttlMs
       const out: Uint8Array[] = []
-      let bytes = 0
+      let size = 0
       for (const e of [...byPeer.values()].reverse()) {
         if (e.at < fresh) break
-        if (bytes + e.data.byteLength + 16 > MAX_SNAPSHOT_BYTES) break
-        bytes += e.data.byteLength + 16
+        if (size + e.data.byteLength + 16 > MAX_SNAPSHOT_BYTES) break
+        size += e.data.byteLength + 16
         out.push(e.data)
       }
       return out
@@ -65,13 +85,24 @@ export function createAdvertStore(o: AdvertStoreOptions = {}): AdvertStore {
   }
 }
 
-/** Answers each adverts stream with one `{t: 'adverts', adverts}` frame, then closes it. */
+/**
+ * Answers an adverts stream with one `{t: 'adverts', adverts}` frame, then closes it: once per
+ * connection (a newcomer asks once per relay connection), and the frame encoded at most once a second.
+ */
 export async function serveAdvertSnapshots(node: Libp2p, store: AdvertStore): Promise<void> {
-  const serve = async (stream: Stream) => {
+  const asked = new WeakSet<Connection>()
+  let cached: { bytes: Uint8Array; at: number } | undefined
+  const frame = () => {
+    if (!cached || Date.now() - cached.at > 1000)
+      cached = { bytes: encodeFrame({ t: 'adverts', adverts: store.snapshot() }), at: Date.now() }
+    return cached.bytes
+  }
+  const serve = async (stream: Stream, connection: Connection) => {
     try {
-      const bytes = encodeFrame({ t: 'adverts', adverts: store.snapshot() })
+      if (asked.has(connection)) throw new Error('one advert snapshot per connection')
+      asked.add(connection)
       const signal = AbortSignal.timeout(10_000)
-      await sendEncoded(stream, bytes, {
+      await sendEncoded(stream, frame(), {
         signal,
         closed: () => new Error('closed before the snapshot was sent'),
       })
@@ -80,6 +111,7 @@ export async function serveAdvertSnapshots(node: Libp2p, store: AdvertStore): Pr
       stream.abort(err as Error)
     }
   }
-  // A newcomer asks once per relay connection; a few at once bound what a flood of asks costs.
-  await node.handle(ADVERTS_PROTOCOL, (stream) => void serve(stream), { maxInboundStreams: 2 })
+  await node.handle(ADVERTS_PROTOCOL, (stream, connection) => void serve(stream, connection), {
+    maxInboundStreams: 2,
+  })
 }

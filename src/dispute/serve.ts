@@ -7,7 +7,7 @@
 import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import { encodeFrame, type Frame, FrameDecoder, readFrame, sendEncoded } from '../net/frame.ts'
-import { PartyTimeoutError } from '../shared/errors.ts'
+import { InferenceError, PartyTimeoutError } from '../shared/errors.ts'
 import { DISPUTE_PROTOCOL } from '../shared/protocol.ts'
 import { type NamedTensors, tensorsByteLength } from '../shared/tensor.ts'
 import { tensorsCid } from '../shared/tensor-codec.ts'
@@ -15,7 +15,6 @@ import { type Committed, commitTrace, type DisputePlan, disputePlan, disputeRule
 import { createKeptTraces, type KeptTraces, keptKey } from './kept.ts'
 import { createTraceCache, type TraceCache } from './onnx-graph.ts'
 import { type DisputeParty, localParty } from './party.ts'
-import type { RunNode } from './referee.ts'
 import {
   answerFrame,
   DISPUTE_LIMITS,
@@ -39,7 +38,7 @@ export interface DisputeServerOptions {
   /** The model's bytes from the local store (hash-checked there), or undefined. */
   model(cid: CID): Promise<Uint8Array | undefined>
   /** Runs a model (the trace variant) on inputs; graph optimisation off is the caller's part. */
-  run: RunNode
+  run(model: Uint8Array, inputs: NamedTensors, signal?: AbortSignal): Promise<NamedTensors>
   /** Whether to commit for this request at all, e.g. only jobs this peer ran for that requester. */
   admit?(req: CommitRequest): boolean | Promise<boolean>
   /** Largest trace held (default 256 MiB). */
@@ -96,7 +95,12 @@ export interface DisputeServer {
    * Runs a job as its trace (the model with every node output added, on `run`) and keeps the trace
    * for that requester, model and inputs: a dispute about it then commits without a second run.
    */
-  traceJob(req: TraceJobRequest, model: Uint8Array, inputs: NamedTensors): Promise<TracedRun>
+  traceJob(
+    req: TraceJobRequest,
+    model: Uint8Array,
+    inputs: NamedTensors,
+    signal?: AbortSignal,
+  ): Promise<TracedRun>
   /** Traces held and their bytes (kept traces of traced jobs not included). */
   held(): { traces: number; bytes: number }
   /** Drops every trace. */
@@ -178,7 +182,7 @@ export function serveDispute(o: DisputeServerOptions): DisputeServer {
   }
   return {
     protocol: DISPUTE_PROTOCOL,
-    traceJob: (req, model, inputs) => traceJob(s, req, model, inputs),
+    traceJob: (req, model, inputs, signal) => traceJob(s, req, model, inputs, signal),
     handler: (stream, connection) => handle(s, stream, connection),
     serve: (stream, requester) => serve(s, stream, requester),
     held: () => {
@@ -254,17 +258,18 @@ async function traceJob(
   req: TraceJobRequest,
   model: Uint8Array,
   inputs: NamedTensors,
+  signal?: AbortSignal,
 ): Promise<TracedRun> {
   const cid = req.model.toString()
   const plan = planOf(s, cid, model)
   const traceModel = await s.traceModels.get(cid, plan.model)
   const t0 = performance.now()
-  const trace = await s.o.run(traceModel.bytes, inputs)
+  const trace = await s.o.run(traceModel.bytes, inputs, signal)
   const runMs = performance.now() - t0
   const outputs: NamedTensors = {}
   for (const name of plan.model.outputs) {
     const t = trace[name]
-    if (!t) throw new Error(`the trace has no output '${name}'`)
+    if (!t) throw new InferenceError(`the trace has no output '${name}'`)
     outputs[name] = t
   }
   s.kept.put(keptKey(req.requester, cid, req.input.toString()), lied(s, plan, trace))

@@ -50,12 +50,7 @@ export function createExecutor(opts: ExecutorOptions) {
     }
     const run =
       job.body.trace && opts.tracer
-        ? await traced(
-            opts.tracer,
-            job,
-            requester,
-            await opts.models.get(model, { signal, peers: [requester] }),
-          )
+        ? await traced(opts, job, requester, signal)
         : await opts.engine.run({ cid: model, inputs: job.inputs }, signal)
     const ranAt = performance.now()
     onComputed?.()
@@ -84,18 +79,20 @@ export function createExecutor(opts: ExecutorOptions) {
 }
 
 /**
- * The job as its trace, kept for a dispute (src/dispute/kept.ts). Checked first: the trace runs
- * only for a request whose signature asked for it. It cannot be aborted mid-run (one worker, queued).
+ * The job as its trace, kept for a dispute (src/dispute/kept.ts). Checked first: the model is read
+ * and the trace run only for a request whose signature asked for it. `signal` (a hand-back, a
+ * closed stream) stops the run as it stops a plain one.
  */
 async function traced(
-  tracer: Pick<DisputeServer, 'traceJob'>,
+  opts: ExecutorOptions,
   job: CheckedJobRequest | ReadJobRequest,
   requester: string,
-  model: Uint8Array,
+  signal: AbortSignal,
 ) {
-  const req = 'checked' in job ? await job.checked : job
-  const { body } = req
-  const run = await tracer.traceJob({ requester, model: body.model, input: body.input }, model, req.inputs)
+  const { body, inputs } = 'checked' in job ? await job.checked : job
+  const model = await opts.models.get(body.model.toString(), { signal, peers: [requester] })
+  const req = { requester, model: body.model, input: body.input }
+  const run = await opts.tracer!.traceJob(req, model, inputs, signal)
   return { outputs: run.outputs, ep: run.ep, timing: { runMs: run.runMs } }
 }
 

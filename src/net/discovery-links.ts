@@ -19,9 +19,9 @@ export const LINK_DISCONNECTED_MS = 3_000
 /**
  * A link ICE-connected this long over which the far side has answered nothing (identify, src/net/link.ts)
  * is open on our side only: it is closed and dialled again. Identify answers in milliseconds on a
- * working link, and gives up after 5 s.
+ * working link and gives up after 5 s: past that, a loaded but honest far side is not waited for.
  */
-export const LINK_PROVE_MS = 3_000
+export const LINK_PROVE_MS = 6_000
 
 const PLAN_GAP_MS = 250
 

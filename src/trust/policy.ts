@@ -91,6 +91,9 @@ export function checkPolicy(p: VerificationPolicy): VerificationPolicy {
   if (!isNonNeg(p.replicaTimeoutMs) || p.replicaTimeoutMs < 100) bad('replicaTimeoutMs must be ≥ 100')
   if (p.dispute !== undefined && typeof p.dispute !== 'boolean') bad('dispute must be a boolean')
   if (p.traceJobs !== undefined && typeof p.traceJobs !== 'boolean') bad('traceJobs must be a boolean')
+  // A traced replica computes on one thread without fusion; this tab's own replica runs plain.
+  if (p.traceJobs && p.allowSelf && p.compare.kind === 'exact')
+    bad('traceJobs with allowSelf needs a tolerance, argmax or top-k rule, not exact')
   const c = p.compare
   if (c.kind === 'tolerance') {
     const tols = [c, ...Object.values(c.perOutput ?? {})]

@@ -38,8 +38,36 @@ describe('the relay advert store', () => {
     expect(s.snapshot()).toEqual([bytes(1, 3), bytes(1, 2)])
   })
 
+  it('keeps a copy, not a view of the whole message; bounds its bytes; forgets stale adverts', () => {
+    let t = 0
+    const s = createAdvertStore({ maxBytes: 300, ttlMs: 100, now: () => t })
+    const message = new Uint8Array(4 * 1024 * 1024).fill(7)
+    s.put('a', message.subarray(10, 110), [1, 1])
+    const [kept] = s.snapshot()
+    expect(kept!.buffer.byteLength).toBe(100) // not the 4 MiB message it came in
+    message.fill(0)
+    expect(s.snapshot()[0]).toEqual(bytes(100, 7))
+    s.put('b', bytes(100), [1, 1])
+    s.put('c', bytes(150), [1, 1]) // 350 > 300 bytes: a, the stalest, goes
+    expect(s.size).toBe(2)
+    t = 150
+    s.put('d', bytes(10), [1, 1]) // b and c are past the ttl: forgotten
+    expect(s.size).toBe(1)
+  })
+
+  it("takes a peer's advert with an older clock once the one held is stale", () => {
+    let t = 0
+    const s = createAdvertStore({ ttlMs: 100, now: () => t })
+    s.put('a', bytes(1, 1), [5000, 3])
+    s.put('a', bytes(1, 2), [4000, 1]) // its clock stepped back: refused while the held one is fresh
+    expect(s.snapshot()).toEqual([bytes(1, 1)])
+    t = 101
+    s.put('a', bytes(1, 2), [4000, 1])
+    expect(s.snapshot()).toEqual([bytes(1, 2)])
+  })
+
   it('caps a snapshot at MAX_SNAPSHOT_BYTES', () => {
-    const s = createAdvertStore()
+    const s = createAdvertStore({ maxBytes: 2 * MAX_SNAPSHOT_BYTES })
     const n = Math.ceil(MAX_SNAPSHOT_BYTES / MAX_ADVERT_BYTES) + 10
     for (let i = 0; i < n; i++) s.put(`p${i}`, bytes(MAX_ADVERT_BYTES), [1, 1])
     const snap = s.snapshot()

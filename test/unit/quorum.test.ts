@@ -509,6 +509,15 @@ describe('runQuorum settles a 1–1 disagreement by dispute', () => {
     expect(h.asked).toEqual([])
   })
 
+  it('refuses traced jobs compared exactly beside a plain replica of our own', () => {
+    const exact = { kind: 'exact' as const }
+    expect(() => policyFor('tensor', { traceJobs: true, allowSelf: true, compare: exact })).toThrow(
+      expect.objectContaining({ name: 'InvalidPolicyError' }),
+    )
+    expect(policyFor('tensor', { traceJobs: true, compare: exact }).traceJobs).toBe(true)
+    expect(() => policyFor('tensor', { traceJobs: 'yes' as unknown as boolean })).toThrow(/traceJobs/)
+  })
+
   it('rejects a non-boolean dispute flag in a policy', () => {
     expect(() => policyFor('tensor', { dispute: 'yes' as unknown as boolean })).toThrow(
       expect.objectContaining({ name: 'InvalidPolicyError' }),
