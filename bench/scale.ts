@@ -32,11 +32,12 @@ import {
 import { dist, quantile } from './stats.ts'
 
 /**
- * Peers per child process. One event loop per 25 peers: each peer checks every advert of the swarm,
- * so a loop carries 25 × N advert deliveries per round, and jobs queue behind them; smaller
- * processes cost ~100 MB of Node each and add no cores (there are 2).
+ * Peers per child process. Fewer peers to a process cost memory (about 75 MiB a peer at 5, 47 at 25)
+ * but keep a collection in one heap from stalling many contributors at once: at 25 peers, one
+ * process of 25 gave dispatch p95 505–1657 ms with every job of a ~2 s window late together, five of
+ * 5 gave 107–212 ms. Real contributors each have their own machine.
  */
-export const PEERS_PER_PROCESS = 25
+export const PEERS_PER_PROCESS = 5
 const CONVERGE_MS = 90_000
 /** After a join every peer re-advertises; measuring starts once the advert rate is back near steady. */
 const SETTLE_MS = 90_000

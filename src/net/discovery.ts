@@ -86,12 +86,22 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
   const unlisten = listen(node, receiver)
   pubsub.subscribe(ADVERT_TOPIC)
 
-  const timer = setInterval(() => {
+  // Peers that start together would repeat their adverts together forever, every peer checking N
+  // at once: each tick starts at a random phase and each repeat waits a jittered interval.
+  const jittered = () => interval * (0.75 + 0.5 * Math.random())
+  let gap = jittered()
+  const onTick = () => {
     const now = Date.now()
     dropLapsed(peers, now - interval * 3, changed)
     links.plan()
-    if (now - adverts.publishedAt() >= interval - tick / 2) void adverts.publish()
-  }, tick)
+    if (now - adverts.publishedAt() < gap - tick / 2) return
+    gap = jittered()
+    void adverts.publish()
+  }
+  let timer: ReturnType<typeof setInterval> | undefined
+  const phase = setTimeout(() => {
+    timer = setInterval(onTick, tick)
+  }, Math.random() * tick)
 
   return {
     peers: () => [...peers.values()],
@@ -105,6 +115,7 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     stop() {
       adverts.stop()
       links.stop()
+      clearTimeout(phase)
       clearInterval(timer)
       unlisten()
       intake.stop()
