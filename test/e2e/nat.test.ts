@@ -1,6 +1,6 @@
 /**
  * The app across NAT, in the lab (test/helpers/netlab.ts): A in home 1 submits, B (plain NAT, home 2)
- * and C (symmetric NAT, home 3) contribute. The static server mints coturn credentials per tab, as
+ * and C (symmetric NAT, home 3) contribute; for the dispute, a liar tab of the test build joins home 3. The static server mints coturn credentials per tab, as
  * `npm start` does. A second server with no ICE servers, on a relay of its own, shows what a swarm
  * across NAT without them says.
  */
@@ -11,6 +11,7 @@ import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import catalog from '../../public/models/catalog.json' with { type: 'json' }
 import { mlpForward, mlpInput, mlpWeights } from '../../src/shared/mlp.ts'
+import { verifyQuorumRecord } from '../../src/trust/quorum-record.ts'
 import { decodeReceipt, verifyReceipt } from '../../src/trust/receipt.ts'
 import type { TestBrowser } from '../helpers/chromium.ts'
 import { type Coturn, startCoturn } from '../helpers/coturn.ts'
@@ -26,6 +27,8 @@ import { createLab, type Lab } from '../helpers/netlab.ts'
 import { peerId, waitForContributors, waitReady } from '../helpers/swarm.ts'
 
 const DIST = resolve(process.env.PC_DIST ?? resolve(import.meta.dirname, '../../dist'))
+/** The test build, for one liar tab (test hooks), served from an origin of its own. */
+const DIST_TEST = resolve(process.env.PC_DIST_TEST ?? resolve(import.meta.dirname, '../../dist-test'))
 const tiny = catalog.find((e) => e.name === 'mlp-tiny')!
 const spec = tiny.mlp!
 const N = 20
@@ -131,6 +134,7 @@ describe('swarm across NAT', () => {
   let bareRelay: LabRelay
   let web: LabWeb
   let bare: LabWeb // no ICE servers
+  let hooked: LabWeb // the test build, same relay and ICE servers
   let browsers: TestBrowser[] = []
   let a: Page
   let b: Page
@@ -152,7 +156,8 @@ describe('swarm across NAT', () => {
   }
 
   beforeAll(async () => {
-    if (!existsSync(join(DIST, 'index.html'))) throw new Error(`${DIST} is missing: run \`npm run build\``)
+    for (const root of [DIST, DIST_TEST])
+      if (!existsSync(join(root, 'index.html'))) throw new Error(`${root} is missing: run \`npm run build\``)
     scratch = mkdtempSync(join(tmpdir(), 'pc-nat-'))
     lab = await createLab({ homes: ['nat', 'nat', 'symmetric'] })
     ;[turn, relay, bareRelay] = await Promise.all([
@@ -160,16 +165,13 @@ describe('swarm across NAT', () => {
       startLabRelay(lab, { port: 9090 }),
       startLabRelay(lab, { port: 9091 }),
     ])
-    ;[web, bare] = await Promise.all([
-      startLabWeb(lab, {
-        root: DIST,
-        configFile: relay.addrFile,
-        port: 8080,
-        ice: { stun: [turn.stunUrl], turn: [turn.turnUrl], secret: turn.secret },
-      }),
+    const ice = { stun: [turn.stunUrl], turn: [turn.turnUrl], secret: turn.secret }
+    ;[web, bare, hooked] = await Promise.all([
+      startLabWeb(lab, { root: DIST, configFile: relay.addrFile, port: 8080, ice }),
       startLabWeb(lab, { root: DIST, configFile: bareRelay.addrFile, port: 8081 }),
+      startLabWeb(lab, { root: DIST_TEST, configFile: relay.addrFile, port: 8082, ice }),
     ])
-    const origins = [web.origin, bare.origin]
+    const origins = [web.origin, bare.origin, hooked.origin]
     browsers = await Promise.all(lab.homes.map((h) => launchLabBrowser(lab, h, { origins })))
     const tabs = await Promise.all(browsers.map((br, i) => open(br, web.url, 'ABC'[i]!)))
     ;[a, b, c] = tabs as [Page, Page, Page]
@@ -269,6 +271,63 @@ describe('swarm across NAT', () => {
     // The bytes came over the links whose paths (a) and (b) showed.
     expect(await b.evaluate((id) => window.__peer.peers().find((p) => p.id === id)?.path, ids.a)).toBe('stun')
     expect(await c.evaluate((id) => window.__peer.peers().find((p) => p.id === id)?.path, ids.a)).toBe('turn')
+  })
+
+  it('(i) a dispute across NAT: a liar behind symmetric NAT is convicted over TURN, the honest result over STUN verified by a third', async () => {
+    // The liar (test build) in C's home; C stands aside until both first replicas are out, so the
+    // dispute is between B (STUN) and the liar (TURN), and C gives the third replica.
+    const page = await browsers[2]!.newIsolatedPage()
+    await page.addInitScript(
+      (hooks) => {
+        ;(globalThis as { __peerComputeTestHooks?: unknown }).__peerComputeTestHooks = hooks
+      },
+      { adversary: 'always-wrong', disputeLie: true },
+    )
+    await page.goto(hooked.url)
+    await waitReady(page)
+    const liar = await peerId(page)
+    try {
+      await c.evaluate(() => window.__peer.setContributing(false))
+      await page.evaluate(() => window.__peer.setContributing(true))
+      await waitLink(a, ids.b, 'stun')
+      await waitLink(a, liar, 'turn')
+      const x = Array.from(mlpInput(spec, 900))
+      await a.evaluate(
+        ({ x, dims }) => {
+          const w = window as unknown as { __disputed: Promise<unknown> }
+          const policy = { redundancy: 2, quorum: 2, adaptive: false }
+          w.__disputed = window.__peer.submit(
+            'mlp-tiny',
+            { x: { dtype: 'float32', dims, data: Float32Array.from(x) } },
+            { policy },
+          )
+        },
+        { x, dims: tiny.inputs[0]!.dims },
+      )
+      await expect
+        .poll(() => a.evaluate(async () => (await window.__peer.jobs(1))[0]?.replicas?.length ?? 0), {
+          interval: 50,
+          timeout: 30_000,
+        })
+        .toBeGreaterThanOrEqual(2)
+      await c.evaluate(() => window.__peer.setContributing(true))
+      const r = await a.evaluate(async () => {
+        const w = window as unknown as { __disputed: ReturnType<typeof window.__peer.submit> }
+        const out = await w.__disputed
+        return {
+          workers: out.workers,
+          record: Array.from(out.record),
+          reputation: window.__peer.reputation.all(),
+        }
+      })
+      expect(new Set(r.workers)).toEqual(new Set([ids.b, ids.c]))
+      expect(r.reputation.find((p) => p.peer === liar)).toMatchObject({ invalid: 1 })
+      const checked = await verifyQuorumRecord(Uint8Array.from(r.record), 2)
+      expect(checked.dispute).toMatchObject({ other: liar })
+    } finally {
+      await page.close()
+      await c.evaluate(() => window.__peer.setContributing(true))
+    }
   })
 
   it('(g) a link that dies mid-batch: its jobs go to another contributor within seconds', async () => {
