@@ -14,10 +14,10 @@ import { commitTrace, type DisputePlan, disputePlan, disputeRules } from '../src
 import { withIntermediateOutputs } from '../src/dispute/onnx-graph.ts'
 import { localParty, type Meter, metered } from '../src/dispute/party.ts'
 import { referee } from '../src/dispute/referee.ts'
-import { type NamedTensors, ownedOutput, tensorsByteLength } from '../src/shared/tensor.ts'
+import { type NamedTensors, tensorsByteLength } from '../src/shared/tensor.ts'
 import type { CompareRule } from '../src/trust/policy.ts'
 import { lyingTrace, shifted } from '../test/helpers/liar-trace.ts'
-import { floats, ortRun } from '../test/helpers/ort-run.ts'
+import { floats, openSession, ortRun } from '../test/helpers/ort-run.ts'
 
 export interface DisputeRow {
   model: string
@@ -83,21 +83,14 @@ async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
 
 /** Median of 3 runs of one session (its creation not counted), and the last outputs. */
 async function runs(bytes: Uint8Array, inputs: NamedTensors, level: 'all' | 'disabled') {
-  const session = await ort.InferenceSession.create(bytes, {
-    graphOptimizationLevel: level,
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-  })
+  const session = await openSession(ort, bytes, level)
   try {
-    const feeds = Object.fromEntries(
-      Object.entries(inputs).map(([k, t]) => [k, new ort.Tensor(t.dtype, t.data as never, t.dims)]),
-    )
     const ms: number[] = []
     let out: NamedTensors = {}
     for (let i = 0; i < 3; i++) {
-      const [o, t] = await timed(() => session.run(feeds))
+      const [o, t] = await timed(() => session.run(inputs))
       ms.push(t)
-      out = Object.fromEntries(Object.entries(o).map(([k, v]) => [k, ownedOutput(k, v as never)]))
+      out = o
     }
     return { ms: median(ms), out }
   } finally {

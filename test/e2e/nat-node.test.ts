@@ -27,7 +27,7 @@ import {
   startLabWeb,
 } from '../helpers/lab-services.ts'
 import { createLab, type Lab } from '../helpers/netlab.ts'
-import { peerId, waitForContributors, waitReady } from '../helpers/swarm.ts'
+import { peerId, waitLink, waitReady } from '../helpers/swarm.ts'
 
 const DIST = resolve(process.env.PC_DIST ?? resolve(import.meta.dirname, '../../dist'))
 const tiny = catalog.find((e) => e.name === 'mlp-tiny')!
@@ -38,22 +38,6 @@ const N = 10
 const N1_TURN_NAME = labPeerId('NodeN1')
 /** One replica per job, on the named contributor: each job crosses exactly the link under test. */
 const SINGLE = { redundancy: 1, quorum: 1, adaptive: false }
-
-/** Waits until `page` links to contributor `id` over `path`; a timeout says what the tab knew of it. */
-async function waitLink(page: Page, id: string, path: string, timeoutMs = 30_000) {
-  try {
-    await waitForContributors(page, [id], timeoutMs)
-    await page.waitForFunction(
-      ({ id, path }) => window.__peer.peers().find((p) => p.id === id)?.path === path,
-      { id, path },
-      { timeout: timeoutMs, polling: 100 },
-    )
-  } catch (err) {
-    const known = await page.evaluate((id) => window.__peer.peers().find((p) => p.id === id), id)
-    const state = known && { direct: known.direct, path: known.path, linkError: known.linkError }
-    throw new Error(`no ${path} link to ${id}: ${(err as Error).message}; peer: ${JSON.stringify(state)}`)
-  }
-}
 
 /** `n` mlp-tiny jobs from `page`, all at once, each on `worker` only: seeds, workers and outputs. */
 function batch(page: Page, worker: string, n: number, seed0: number) {

@@ -24,7 +24,7 @@ import {
 } from '../helpers/lab-services.ts'
 import { importUrl, serveModels, testModel } from '../helpers/models.ts'
 import { createLab, type Lab } from '../helpers/netlab.ts'
-import { peerId, waitForContributors, waitReady } from '../helpers/swarm.ts'
+import { peerId, waitLink, waitReady } from '../helpers/swarm.ts'
 
 const DIST = resolve(process.env.PC_DIST ?? resolve(import.meta.dirname, '../../dist'))
 /** The test build, for one liar tab (test hooks), served from an origin of its own. */
@@ -77,22 +77,6 @@ const pathOf = (p: Pair) =>
     : [p.local, p.remote].some((t) => t === 'srflx' || t === 'prflx')
       ? 'stun'
       : 'host'
-
-/** Waits until `page` links to contributor `id` over `path`; a timeout says what the tab knew of it. */
-async function waitLink(page: Page, id: string, path: string, timeoutMs = 30_000) {
-  try {
-    await waitForContributors(page, [id], timeoutMs)
-    await page.waitForFunction(
-      ({ id, path }) => window.__peer.peers().find((p) => p.id === id)?.path === path,
-      { id, path },
-      { timeout: timeoutMs, polling: 100 },
-    )
-  } catch (err) {
-    const known = await page.evaluate((id) => window.__peer.peers().find((p) => p.id === id), id)
-    const state = known && { direct: known.direct, path: known.path, linkError: known.linkError }
-    throw new Error(`no ${path} link to ${id}: ${(err as Error).message}; peer: ${JSON.stringify(state)}`)
-  }
-}
 
 interface Ran {
   x: number[]

@@ -6,6 +6,25 @@ export type Level = 'disabled' | 'basic' | 'extended' | 'all'
 /** What both runtimes share for a run: onnxruntime-node's module, or onnxruntime-web's. */
 export type Runtime = Pick<typeof ort, 'InferenceSession' | 'Tensor'>
 
+/** A one-thread session at graph optimisation `level`; `run` copies outputs out of ORT. */
+export async function openSession(rt: Runtime, bytes: Uint8Array, level: Level = 'disabled') {
+  const s = await rt.InferenceSession.create(bytes, {
+    graphOptimizationLevel: level,
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+  })
+  return {
+    async run(inputs: NamedTensors): Promise<NamedTensors> {
+      const feeds = Object.fromEntries(
+        Object.entries(inputs).map(([k, t]) => [k, new rt.Tensor(t.dtype, t.data as never, t.dims)]),
+      )
+      const out = await s.run(feeds)
+      return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, ownedOutput(k, v as never)]))
+    },
+    release: () => s.release(),
+  }
+}
+
 /** Runs `bytes` once on one thread at graph optimisation `level`; outputs copied out of ORT. */
 export async function runOn(
   rt: Runtime,
@@ -13,17 +32,9 @@ export async function runOn(
   inputs: NamedTensors,
   level: Level = 'disabled',
 ): Promise<NamedTensors> {
-  const s = await rt.InferenceSession.create(bytes, {
-    graphOptimizationLevel: level,
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-  })
+  const s = await openSession(rt, bytes, level)
   try {
-    const feeds = Object.fromEntries(
-      Object.entries(inputs).map(([k, t]) => [k, new rt.Tensor(t.dtype, t.data as never, t.dims)]),
-    )
-    const out = await s.run(feeds)
-    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, ownedOutput(k, v as never)]))
+    return await s.run(inputs)
   } finally {
     await s.release()
   }

@@ -98,3 +98,19 @@ export async function waitForContributors(page: Page, ids: string[], timeoutMs =
     { timeout: timeoutMs, polling: 100 },
   )
 }
+
+/** Waits until `page` links to contributor `id` over `path`; a timeout says what the tab knew of it. */
+export async function waitLink(page: Page, id: string, path: string, timeoutMs = 30_000) {
+  try {
+    await waitForContributors(page, [id], timeoutMs)
+    await page.waitForFunction(
+      ({ id, path }) => window.__peer.peers().find((p) => p.id === id)?.path === path,
+      { id, path },
+      { timeout: timeoutMs, polling: 100 },
+    )
+  } catch (err) {
+    const known = await page.evaluate((id) => window.__peer.peers().find((p) => p.id === id), id)
+    const state = known && { direct: known.direct, path: known.path, linkError: known.linkError }
+    throw new Error(`no ${path} link to ${id}: ${(err as Error).message}; peer: ${JSON.stringify(state)}`)
+  }
+}
