@@ -65,11 +65,21 @@ export function engineRunner(start: () => ClosableEngine, o: EngineRunnerOptions
     loaded.add(cid)
   }
 
+  // Callers pass the same trace and node models again and again: each is hashed once.
+  const cids = new WeakMap<Uint8Array, Promise<string>>()
+  const cidOf = (model: Uint8Array) => {
+    let c = cids.get(model)
+    if (!c) {
+      c = modelCid(model).then((x) => x.toString())
+      cids.set(model, c)
+    }
+    return c
+  }
   return {
     ...(o.ep ? { ep: o.ep } : {}),
     async run(model, inputs, signal) {
       if (closed) throw new InferenceError('the dispute runner is closed')
-      const cid = (await modelCid(model)).toString()
+      const cid = await cidOf(model)
       clearTimeout(timer)
       engine ??= start()
       const e = engine

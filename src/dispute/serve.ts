@@ -231,6 +231,8 @@ async function commit(s: ServerState, requester: string, q: Question & { t: 'com
     const plan = planOf(s, q.model.toString(), bytes)
     const kept = s.kept.take(keptKey(requester, q.model.toString(), input.toString()))
     const trace: NamedTensors = kept ?? lied(s, plan, await o.run(await traceOf(s, q.model, plan), q.inputs))
+    // Refused before the trace is hashed, where its size alone is over the cap.
+    if (tensorsByteLength(trace) > limits.trace) throw new Refusal('too-large', 'the trace is over the cap')
     const committed: Committed = await commitTrace(plan, disputeRules(q.compare), trace)
     const hashes = Object.values(committed.chunks).reduce((n, c) => n + c.exact.length * 3 * 32, 0)
     const size = tensorsByteLength(trace) + hashes

@@ -13,6 +13,7 @@ import type { CompareRule } from '../trust/policy.ts'
 import { signRecord, verifyRecord } from '../trust/signed.ts'
 import type { ChunkHashes } from './chunks.ts'
 import type { LeafAnswer } from './commit.ts'
+import { HASH_BYTES } from './hash.ts'
 
 export const COMMITMENT_KIND = 'peer-compute/dispute-commitment'
 export const COMMITMENT_DOMAIN = 'peer-compute/dispute-commitment/1'
@@ -124,7 +125,10 @@ export const list = <T>(x: unknown, what: string, max: number, item: (y: unknown
     ? x.map((y, i) => item(y, `${what}[${i}]`))
     : malformed(`${what} must be a list of at most ${max}`)
 const cid = (x: unknown, what: string): CID => CID.asCID(x) ?? malformed(`${what} must be a CID`)
-export const hash = (x: unknown, what: string) => bytes(x, what, 64)
+export const hash = (x: unknown, what: string): Uint8Array =>
+  x instanceof Uint8Array && x.byteLength === HASH_BYTES
+    ? x
+    : malformed(`${what} must be ${HASH_BYTES} bytes`)
 
 /** A compare rule from the wire, bounded as checkPolicy bounds a policy's. */
 export function parseCompare(x: unknown): CompareRule {

@@ -44,14 +44,15 @@ export function createExecutor(opts: ExecutorOptions) {
     // The engine's residency is the one record of loaded models (src/compute/residency.ts). The
     // contributor's guarded view reports none over its size limit, so those go through loadModel and
     // are refused there; an engine without `resident` loads every time.
-    if (!opts.engine.resident?.(model)) {
+    // A traced job runs on the dispute runner, never in this engine: nothing to load here.
+    const isTraced = job.body.trace === true && opts.tracer !== undefined
+    if (!isTraced && !opts.engine.resident?.(model)) {
       await checked // no model is fetched for an unchecked job
       await opts.engine.loadModel(model, await opts.models.get(model, { signal, peers: [requester] }), signal)
     }
-    const run =
-      job.body.trace && opts.tracer
-        ? await traced(opts, job, requester, signal)
-        : await opts.engine.run({ cid: model, inputs: job.inputs }, signal)
+    const run = isTraced
+      ? await traced(opts, job, requester, signal)
+      : await opts.engine.run({ cid: model, inputs: job.inputs }, signal)
     const ranAt = performance.now()
     onComputed?.()
     const req = await checked

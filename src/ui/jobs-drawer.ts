@@ -277,7 +277,13 @@ function section(title: string, ...body: Node[]): Node {
 
 /** What the drawer shows of a job: it is redrawn only when this changes. */
 const jobKey = (j: JobRecord) =>
-  [j.id, j.status, j.record?.byteLength, ...(j.replicas ?? []).map((r) => r.status + (r.error ?? ''))].join()
+  [
+    j.id,
+    j.status,
+    j.risk,
+    j.record?.byteLength,
+    ...(j.replicas ?? []).map((r) => r.status + (r.convicted ? '!' : '') + (r.error ?? '')),
+  ].join()
 
 function buildDialog() {
   const title = h('h2', { id: 'job-drawer-title' })

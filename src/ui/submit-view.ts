@@ -160,11 +160,8 @@ async function submitJobs(peer: Peer, q: Query, e: CatalogEntry, inputs: NamedTe
   const n = Math.max(1, Math.min(1000, Number(q<HTMLInputElement>('count').value) || 1))
   const target = q<HTMLSelectElement>('target').value
   err.textContent = `running ${n} job(s)…`
-  const rs = await Promise.allSettled(
-    Array.from({ length: n }, () =>
-      peer.submit(e.cid, inputs, target ? { peer: target } : { policy: readPolicy(q) }),
-    ),
-  )
+  const opts = target ? { peer: target } : { policy: readPolicy(q) }
+  const rs = await Promise.allSettled(Array.from({ length: n }, () => peer.submit(e.cid, inputs, opts)))
   // Only the newest are kept: build those (their JSON is made on demand).
   const done = rs.filter((r) => r.status === 'fulfilled').slice(-MAX_RESULTS)
   for (const r of done) results.prepend(resultItem(e, r.value))
