@@ -4,6 +4,8 @@
  * any older one still waiting is dropped. So a peer that bursts loses only the adverts a later one
  * replaces, and its last word (say, "all slots free again") always reaches the swarm.
  */
+import { newerAdvert } from '../../src/net/advert.ts'
+
 export type GateVerdict = 'accept' | 'ignore'
 
 export interface AdvertGateOptions {
@@ -33,9 +35,6 @@ interface Held {
   resolve(v: GateVerdict): void
   timer: ReturnType<typeof setTimeout>
 }
-
-const newer = (a: readonly [number, number], b: readonly [number, number]) =>
-  a[0] > b[0] || (a[0] === b[0] && a[1] > b[1])
 
 /** The gate's settings and tables, shared by the steps below. */
 interface Gate {
@@ -81,7 +80,7 @@ function admit(g: Gate, peer: string, order: readonly [number, number]): GateVer
   const waiting = g.held.get(peer)
   if (waiting) {
     g.dropped++
-    if (!newer(order, waiting.order)) return 'ignore'
+    if (!newerAdvert(order, waiting.order)) return 'ignore'
     // The newer advert takes the older one's place in the queue (and its send time).
     waiting.resolve('ignore')
     waiting.order = order

@@ -5,11 +5,14 @@
  * the relay forwarded; the newcomer checks every signature itself, as it does for gossip.
  */
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
+import { newerAdvert } from '../../src/net/advert.ts'
 import { encodeFrame, sendEncoded } from '../../src/net/frame.ts'
 import { ADVERTS_PROTOCOL } from '../../src/shared/protocol.ts'
 
 /** A snapshot frame's adverts, newest first, fit in this many bytes (about 10,000 typical adverts). */
 export const MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
+/** Snapshots being sent at once, for all peers together. */
+const MAX_SENDING = 8
 
 export interface AdvertStoreOptions {
   /** Peers kept at most; the stalest is forgotten first. Default 10,000. */
@@ -35,9 +38,6 @@ interface Entry {
   at: number
 }
 
-const newer = (a: readonly [number, number], b: readonly [number, number]) =>
-  a[0] > b[0] || (a[0] === b[0] && a[1] > b[1])
-
 export function createAdvertStore(o: AdvertStoreOptions = {}): AdvertStore {
   const now = o.now ?? Date.now
   const maxPeers = o.maxPeers ?? 10_000
@@ -55,7 +55,7 @@ export function createAdvertStore(o: AdvertStoreOptions = {}): AdvertStore {
     put(peer, data, order) {
       const had = byPeer.get(peer)
       // A peer whose clock stepped back is taken again once its held advert has gone stale.
-      if (had && !newer(order, had.order) && had.at >= now() - ttlMs) return
+      if (had && !newerAdvert(order, had.order) && had.at >= now() - ttlMs) return
       drop(peer)
       // A copy: the bytes may be a view of a whole gossipsub message, many times the advert's size.
       byPeer.set(peer, { data: data.slice(), order, at: now() })
@@ -97,11 +97,18 @@ export async function serveAdvertSnapshots(node: Libp2p, store: AdvertStore): Pr
       cached = { bytes: encodeFrame({ t: 'adverts', adverts: store.snapshot() }), at: Date.now() }
     return cached.bytes
   }
+  let sending = 0
   const serve = async (stream: Stream, connection: Connection) => {
+    let counted = false
     try {
       if (asked.has(connection)) throw new Error('one advert snapshot per connection')
+      // Up to 8 MiB each to anyone who connects: a few at a time, the rest refused (the peer learns
+      // the swarm from gossip instead).
+      if (sending >= MAX_SENDING) throw new Error('too many advert snapshots in flight')
       asked.add(connection)
-      const signal = AbortSignal.timeout(10_000)
+      sending++
+      counted = true
+      const signal = AbortSignal.timeout(30_000)
       await sendEncoded(stream, frame(), {
         signal,
         closed: () => new Error('closed before the snapshot was sent'),
@@ -109,6 +116,8 @@ export async function serveAdvertSnapshots(node: Libp2p, store: AdvertStore): Pr
       await stream.close({ signal })
     } catch (err) {
       stream.abort(err as Error)
+    } finally {
+      if (counted) sending--
     }
   }
   await node.handle(ADVERTS_PROTOCOL, (stream, connection) => void serve(stream, connection), {

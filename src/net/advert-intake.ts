@@ -9,7 +9,7 @@ import type { Logger } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { WebRTC } from '@multiformats/multiaddr-matcher'
 import { ADVERT_TOPIC } from '../shared/protocol.ts'
-import { type Advert, type AdvertBody, openAdvert } from './advert.ts'
+import { type Advert, type AdvertBody, newerAdvert, openAdvert } from './advert.ts'
 import type { LinkPath } from './link.ts'
 import type { BrowserNode } from './node.ts'
 
@@ -103,9 +103,7 @@ export function advertised(
   body: AdvertBody,
   now: number,
 ): KnownPeer | undefined {
-  const older =
-    prev && (body.ts < prev.advert.ts || (body.ts === prev.advert.ts && body.seq <= prev.advert.seq))
-  if (older) return undefined
+  if (prev && !newerAdvert([body.ts, body.seq], [prev.advert.ts, prev.advert.seq])) return undefined
   return {
     id: body.peer,
     advert: body,

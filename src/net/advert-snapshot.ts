@@ -11,7 +11,7 @@ import { MAX_ADVERT_BYTES } from './advert.ts'
 import { FrameDecoder, readFrame } from './frame.ts'
 
 /** The relay's snapshot frame may be this large (its own cap is 8 MiB of adverts). */
-export const MAX_SNAPSHOT_FRAME_BYTES = 9 * 1024 * 1024
+const MAX_SNAPSHOT_FRAME_BYTES = 9 * 1024 * 1024
 /** Adverts taken from one snapshot at most. */
 export const MAX_SNAPSHOT_ADVERTS = 20_000
 

@@ -6,6 +6,10 @@ import { signRecord, verifyRecord } from '../trust/signed.ts'
 
 export const ADVERT_DOMAIN = 'peer-compute/advert/1'
 export const MAX_ADVERT_BYTES = 16 * 1024
+
+/** Whether an advert ordered [ts, seq] is newer than another: a later `ts`, then a higher `seq`. */
+export const newerAdvert = (a: readonly [number, number], b: readonly [number, number]): boolean =>
+  a[0] > b[0] || (a[0] === b[0] && a[1] > b[1])
 /** Above any real peer's job slots (the settings allow 16): a claim past it is a lie, not a peer. */
 export const MAX_ADVERT_SLOTS = 64
 const MAX_THREADS = 1024

@@ -6,7 +6,7 @@ import type { Connection, Logger } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { KnownPeer } from './advert-intake.ts'
-import { isDirect, isProven, linkPath, peerConnectionOf } from './link.ts'
+import { isDirect, isProven, linkPath, markProven, peerConnectionOf } from './link.ts'
 import { type LinkCandidate, type LinkPlanOptions, planLinks } from './link-plan.ts'
 import { type BrowserNode, directConnection } from './node.ts'
 
@@ -22,6 +22,8 @@ export const LINK_DISCONNECTED_MS = 3_000
  * working link and gives up after 5 s: past that, a loaded but honest far side is not waited for.
  */
 export const LINK_PROVE_MS = 6_000
+/** The second identify a link not yet answered gets before it is closed. */
+const IDENTIFY_AGAIN_MS = 3_000
 
 const PLAN_GAP_MS = 250
 
@@ -48,6 +50,8 @@ export interface Links {
   planSoon(): void
   /** Re-reads `id`'s direct link (up or not, its path). */
   refresh(id: string): void
+  /** Many peers' state at once, one 'change' for all. */
+  refreshMany(ids: string[]): void
   /** Watches a new connection's ICE and SCTP state, and that it is answered, if it is a WebRTC link. */
   watch(conn: Connection): void
   want(model: string): void
@@ -87,6 +91,7 @@ export function createLinks(o: LinksOptions): Links {
       s.planTimer ??= setTimeout(() => plan(s), PLAN_GAP_MS)
     },
     refresh: (id) => refresh(s, id),
+    refreshMany: (ids) => refreshMany(s, ids),
     watch: (conn) => watch(s, conn),
     want(model) {
       const fresh = !s.wanted.has(model)
@@ -180,7 +185,7 @@ async function dial(s: LinkState, p: KnownPeer) {
   }
 }
 
-function refresh(s: LinkState, id: string) {
+function refresh(s: LinkState, id: string, notify = true) {
   const { peers, changed } = s.o
   const p = peers.get(id)
   if (p == null) return
@@ -196,7 +201,20 @@ function refresh(s: LinkState, id: string) {
       }
     })
   }
-  changed()
+  if (notify) changed()
+}
+
+/** refresh for many peers at once (a relay's snapshot): peers with no connection cost no lookup. */
+function refreshMany(s: LinkState, ids: string[]) {
+  const connected = new Set(s.o.node.getConnections().map((c) => c.remotePeer.toString()))
+  for (const id of ids) {
+    const p = s.o.peers.get(id)
+    if (p && !connected.has(id)) {
+      p.direct = false
+      delete p.path
+    } else refresh(s, id, false)
+  }
+  if (ids.length > 0) s.o.changed()
 }
 
 // Watch each WebRTC link's ICE state: direct only once connected, closed when it never gets there,
@@ -216,10 +234,20 @@ function watch(s: LinkState, conn: Connection) {
     conn.abort(new Error(why))
   }
   // The far side may never have got this link (src/net/link.ts): dial it again soon, from here.
+  // Identify starts when the connection opens, which on the answering side is before ICE connects:
+  // over a slow TURN allocation it may have given up already, so it is asked once more first.
   const prove = () => {
-    unanswered ??= setTimeout(() => {
+    unanswered ??= setTimeout(async () => {
       if (isProven(conn) || conn.status !== 'open') return
-      close(`nothing answered over it within ${LINK_PROVE_MS} ms of connecting`)
+      const asked = await s.o.node.services.identify
+        ?.identify(conn, { signal: AbortSignal.timeout(IDENTIFY_AGAIN_MS) })
+        .then(
+          () => true,
+          () => false,
+        )
+      if (asked) markProven(conn)
+      if (isProven(conn) || conn.status !== 'open') return refresh(s, id)
+      close(`nothing answered over it within ${LINK_PROVE_MS + IDENTIFY_AGAIN_MS} ms of connecting`)
       if (!s.stopped) s.planTimer ??= setTimeout(() => plan(s), PLAN_GAP_MS)
     }, LINK_PROVE_MS)
   }

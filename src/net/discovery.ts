@@ -16,8 +16,6 @@ import { type LinkPlanOptions, linkPlanDefaults } from './link-plan.ts'
 import type { BrowserNode } from './node.ts'
 
 export { type KnownPeer, MAX_INVALID_ADVERTS } from './advert-intake.ts'
-export { LINK_CONNECT_MS, LINK_DISCONNECTED_MS } from './discovery-links.ts'
-export { SLOT_ADVERT_GAP_MS } from './discovery-publish.ts'
 
 export interface DiscoveryOptions {
   node: BrowserNode
@@ -176,7 +174,7 @@ interface Receiver {
  * for newcomers (those on a relay without snapshots), so a burst of joins costs each peer one advert,
  * not one per join (N² adverts in all).
  */
-export const NEWCOMER_ADVERT_GAP_MS = 5000
+const NEWCOMER_ADVERT_GAP_MS = 5000
 
 /** A gossipsub message: a newer advert of another peer updates what we know of it, then links and ours. */
 async function receive(r: Receiver, msg: { topic: string; type: string; data: Uint8Array }) {
@@ -196,12 +194,12 @@ async function receive(r: Receiver, msg: { topic: string; type: string; data: Ui
 }
 
 /** Keeps `body` if it is another peer's newer advert; true when it was kept. */
-function learn(r: Receiver, body: AdvertBody): boolean {
+function learn(r: Receiver, body: AdvertBody, refresh = true): boolean {
   if (body.peer === r.self) return false
   const p = advertised(r.peers.get(body.peer), body, Date.now())
   if (p == null) return false
   r.peers.set(body.peer, p)
-  r.links.refresh(body.peer)
+  if (refresh) r.links.refresh(body.peer)
   return true
 }
 
@@ -209,19 +207,24 @@ function learn(r: Receiver, body: AdvertBody): boolean {
 async function snapshot(r: Receiver, conn: Connection) {
   let adverts: Uint8Array[]
   try {
-    adverts = await fetchAdvertSnapshot(conn, AbortSignal.timeout(10_000))
+    adverts = await fetchAdvertSnapshot(conn, AbortSignal.timeout(SNAPSHOT_TIMEOUT_MS))
   } catch (err) {
     r.log('no advert snapshot from %s: %s', conn.remotePeer.toString(), (err as Error).message)
     return
   }
-  let kept = 0
+  // Learned first, refreshed and announced once: thousands of adverts, one 'change'.
+  const kept: string[] = []
   for (const data of adverts) {
     const advert = await r.intake.open(data).catch(() => undefined)
-    if (advert && learn(r, advert.body)) kept++
+    if (advert && learn(r, advert.body, false)) kept.push(advert.body.peer)
   }
-  r.log('%d adverts from the snapshot of %s', kept, conn.remotePeer.toString())
-  if (kept > 0) r.links.plan()
+  r.log('%d adverts from the snapshot of %s', kept.length, conn.remotePeer.toString())
+  r.links.refreshMany(kept)
+  if (kept.length > 0) r.links.plan()
 }
+
+/** Up to 8 MiB of adverts: enough time for a slow uplink. */
+const SNAPSHOT_TIMEOUT_MS = 30_000
 
 /** Forgets the peers not linked and not heard from since `before`. */
 function dropLapsed(peers: Map<string, KnownPeer>, before: number, changed: () => void) {

@@ -61,6 +61,7 @@ describe('links', () => {
   let links: Links
   let peers: Map<string, KnownPeer>
   let dial: ReturnType<typeof vi.fn>
+  let identifyAgain: ReturnType<typeof vi.fn>
   let conns: Connection[]
   let remote: PeerId
 
@@ -72,10 +73,15 @@ describe('links', () => {
     dial = vi.fn(async () => {
       throw new Error('no relay in a unit test')
     })
+    // The far side answers no second identify unless a test says so.
+    identifyAgain = vi.fn(async () => {
+      throw new Error('no answer')
+    })
     const node = {
       peerId: self,
       getConnections: (p?: PeerId) => conns.filter((c) => p == null || c.remotePeer.equals(p)),
       dial,
+      services: { identify: { identify: identifyAgain } },
     } as unknown as BrowserNode
     const addr = `/ip4/127.0.0.1/tcp/1/ws/p2p/${self}/p2p-circuit/webrtc/p2p/${remote}`
     const advert = { contributing: true, eps: ['wasm'], slots: 1, models: [], addrs: [addr] }
@@ -121,6 +127,19 @@ describe('links', () => {
     await vi.advanceTimersByTimeAsync(1000)
     expect(dial).toHaveBeenCalled()
     expect(String(dial.mock.calls[0]![0])).toContain(`/p2p-circuit/webrtc/p2p/${remote}`)
+  })
+
+  it('asks identify once more before closing, and keeps a link answered then (a slow TURN path)', async () => {
+    const { conn, link } = stubLink(remote)
+    conns.push(link)
+    identifyAgain.mockImplementationOnce(async () => ({}) as never)
+    links.watch(link)
+    await vi.advanceTimersByTimeAsync(LINK_PROVE_MS)
+    expect(identifyAgain).toHaveBeenCalledWith(link, expect.objectContaining({ signal: expect.anything() }))
+    expect(conn.abort).not.toHaveBeenCalled()
+    expect(peers.get(remote.toString())?.direct).toBe(true)
+    await vi.advanceTimersByTimeAsync(3 * LINK_PROVE_MS)
+    expect(conn.abort).not.toHaveBeenCalled()
   })
 
   it('keeps a link once identify has been answered over it', async () => {
