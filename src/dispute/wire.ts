@@ -38,6 +38,8 @@ export interface RemotePartyOptions {
   model: CID
   /** The job's inputs: the server reruns the trace on them. */
   inputs: NamedTensors
+  /** The inputs' CID, where the caller has it (a receipt names it): else it is computed. */
+  input?: CID
   /** The job's compare rule: the server commits under disputeRules(compare). */
   compare: CompareRule
   /** Per answer (default 30 s). */
@@ -223,7 +225,7 @@ function commit(s: PartyState) {
     }
     const [f, input] = await Promise.all([
       ask(s, q, 'commitment', DISPUTE_LIMITS.commitment, (f) => f, o.commitTimeoutMs ?? 120_000),
-      tensorsCid(o.inputs),
+      o.input ?? tensorsCid(o.inputs),
     ])
     const m = fields(f, 'commitment', ['t', 'signed', 'coarse', 'exact'])
     const signed = await verifyCommitment(m.signed, { worker: o.worker, job: o.job, model: o.model, input })

@@ -162,6 +162,8 @@ async function open(round: Round, r: Replica): Promise<RemoteParty> {
     job: r.result!.receipt.body.job,
     model: CID.parse(job.model),
     inputs: job.inputs,
+    // Checked against our inputs when the receipt was: no second hash of up to 16 MiB per side.
+    input: r.result!.receipt.body.input,
     compare: job.compare,
     timeoutMs: o.answerTimeoutMs ?? 10_000,
     commitTimeoutMs: o.commitTimeoutMs ?? 30_000,
