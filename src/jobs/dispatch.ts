@@ -80,6 +80,8 @@ async function remote(
   signal: AbortSignal,
 ): Promise<DispatchResult> {
   const { o, streams } = ctx
+  // Picked while linked, or named by the caller: a link lost since is dialled again first.
+  if (o.links.direct(peer) == null) await o.links.redial(peer, signal).catch(() => {})
   const connection = o.links.direct(peer)
   if (connection == null) throw new NoPeerAvailableError(`no direct WebRTC connection to ${peer}`)
   const done = o.scheduler.begin(peer) // counted at once: concurrent picks must see it
@@ -130,8 +132,10 @@ async function retry(
   const tries = (err as Error).name === 'JobNotSentError' ? NOT_SENT_TRIES : 1
   for (let i = 0; i < tries; i++) {
     await new Promise((r) => setTimeout(r, ctx.retryMs * 2 ** i))
-    // The same link failed to open a stream twice: have discovery replace it.
-    if (i > 0 && links.direct(peer) === connection) await links.redial(peer, signal).catch(() => {})
+    // The same link failed to open a stream twice, or it is gone (closed mid-batch, as a link ICE
+    // reported disconnected is): have discovery dial it again now rather than at its next plan.
+    const now = links.direct(peer)
+    if (now == null || (i > 0 && now === connection)) await links.redial(peer, signal).catch(() => {})
     if (signal.aborted) throw last
     // The surviving link may still be connecting its ICE (not yet direct): the next try waits longer.
     const survivor = links.direct(peer)

@@ -5,6 +5,7 @@
 import type { Connection, Logger } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { raceSignal } from 'race-signal'
 import type { KnownPeer } from './advert-intake.ts'
 import { isDirect, isProven, linkPath, markProven, peerConnectionOf } from './link.ts'
 import { type LinkCandidate, type LinkPlanOptions, planLinks } from './link-plan.ts'
@@ -64,6 +65,7 @@ interface LinkState {
   o: LinksOptions
   self: string
   dialing: Set<string>
+  redialing: Map<string, Promise<void>>
   wanted: Map<string, number> // model → when last wanted
   activeAt: Map<string, number> // peer → when its link last carried a job or model stream
   watched: WeakSet<object>
@@ -77,6 +79,7 @@ export function createLinks(o: LinksOptions): Links {
     o,
     self: o.node.peerId.toString(),
     dialing: new Set(),
+    redialing: new Map(),
     wanted: new Map(),
     activeAt: new Map(),
     watched: new WeakSet(),
@@ -287,14 +290,33 @@ function watch(s: LinkState, conn: Connection) {
   })
 }
 
-async function redial(s: LinkState, id: string, signal: AbortSignal) {
+/**
+ * One redial per peer at a time: the jobs of a batch caught on one lost link share it, so it is
+ * bounded by its own timeout, not by the job that asked first; each caller stops waiting at its own abort.
+ */
+function redial(s: LinkState, id: string, signal: AbortSignal): Promise<void> {
+  let p = s.redialing.get(id)
+  if (p == null) {
+    p = redialOnce(s, id).finally(() => s.redialing.delete(id))
+    s.redialing.set(id, p)
+  }
+  return raceSignal(p, signal)
+}
+
+async function redialOnce(s: LinkState, id: string) {
   const { node, log } = s.o
   const stale = directConnection(node, peerIdFromString(id))
   await stale?.close().catch(() => stale.abort(new Error('replaced: it could not open streams')))
   const p = s.o.peers.get(id)
   for (const addr of p?.advert.addrs ?? []) {
     try {
-      await node.dial(multiaddr(addr), { signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)]) })
+      const conn = await node.dial(multiaddr(addr), { signal: AbortSignal.timeout(10_000) })
+      // Its jobs are sent as soon as this resolves: only over a link that is direct by then.
+      for (
+        const end = Date.now() + LINK_PROVE_MS;
+        !isDirect(conn) && conn.status === 'open' && Date.now() < end;
+      )
+        await new Promise((r) => setTimeout(r, 50))
       return
     } catch (err) {
       log('redial %s failed: %s', addr, (err as Error).message)

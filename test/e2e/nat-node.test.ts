@@ -39,12 +39,21 @@ const N1_TURN_NAME = labPeerId('NodeN1')
 /** One replica per job, on the named contributor: each job crosses exactly the link under test. */
 const SINGLE = { redundancy: 1, quorum: 1, adaptive: false }
 
-/** `n` mlp-tiny jobs from `page`, all at once, each on `worker` only: seeds, workers and outputs. */
-function batch(page: Page, worker: string, n: number, seed0: number) {
+/**
+ * `n` mlp-tiny jobs from `page`, all at once, each on `worker` only: seeds, workers and outputs.
+ * `dropMs`: the link to `worker` is closed that long after they were submitted, as a link ICE
+ * reported disconnected is.
+ */
+function batch(page: Page, worker: string, n: number, seed0: number, dropMs?: number) {
   const seeds = Array.from({ length: n }, (_, i) => seed0 + i)
   return page.evaluate(
-    ({ inputs, seeds, dims, worker, policy }) =>
-      Promise.all(
+    ({ inputs, seeds, dims, worker, policy, dropMs }) => {
+      if (dropMs != null)
+        setTimeout(() => {
+          for (const c of window.__peer.node.getConnections())
+            if (c.remotePeer.toString() === worker) c.abort(new Error('ICE disconnected (test)'))
+        }, dropMs)
+      return Promise.all(
         inputs.map(async (x, i) => {
           const r = await window.__peer.submit(
             'mlp-tiny',
@@ -53,13 +62,15 @@ function batch(page: Page, worker: string, n: number, seed0: number) {
           )
           return { seed: seeds[i]!, workers: r.workers, y: Array.from(r.outputs.y!.data as Float32Array) }
         }),
-      ),
+      )
+    },
     {
       inputs: seeds.map((s) => Array.from(mlpInput(spec, s))),
       seeds,
       dims: tiny.inputs[0]!.dims,
       worker,
       policy: SINGLE,
+      dropMs,
     },
   )
 }
@@ -70,9 +81,15 @@ const maxErr = (y: ArrayLike<number>, seed: number) => {
 }
 
 /** Links `page` to `node` over `path`, then runs N jobs there: each on that node alone, each right. */
-async function runsOn(page: Page, node: string, path: 'stun' | 'turn', seed0: number): Promise<void> {
+async function runsOn(
+  page: Page,
+  node: string,
+  path: 'stun' | 'turn',
+  seed0: number,
+  dropMs?: number,
+): Promise<void> {
   await waitLink(page, node, path)
-  const ran = await batch(page, node, N, seed0)
+  const ran = await batch(page, node, N, seed0, dropMs)
   expect(ran).toHaveLength(N)
   for (const r of ran) {
     expect(r.workers).toEqual([node])
@@ -151,11 +168,31 @@ describe('Node peers across NAT', () => {
   it('a tab runs 10/10 jobs on a Node contributor behind plain NAT, over STUN', async () => {
     const n1 = nodes[0]!.id
     await runsOn(a, n1, 'stun', 100)
-    expect(nodes[0]!.proc.output().match(/job \S+ done/g)?.length).toBeGreaterThanOrEqual(N)
+    // Its log line may reach us a moment after its receipt reached the tab.
+    await expect
+      .poll(() => nodes[0]!.proc.output().match(/job \S+ done/g)?.length ?? 0, { timeout: 5000 })
+      .toBeGreaterThanOrEqual(N)
     expect(await a.evaluate((id) => window.__peer.peers().find((p) => p.id === id)?.path, n1)).toBe('stun')
     // N1 gathered a relay candidate too, with the TURN credentials its flags gave.
     const mine = turn.allocations().filter((u) => u.endsWith(`:${N1_TURN_NAME}`))
     expect(mine.length, turn.log().slice(-2000)).toBeGreaterThan(0)
+  })
+
+  it('a link closed mid-batch is dialled again at once: the 10 jobs pinned to it all run', async () => {
+    const n1 = nodes[0]!.id
+    const linkId = () =>
+      a.evaluate(
+        (id) =>
+          window.__peer.node
+            .getConnections()
+            .find((c) => c.remotePeer.toString() === id && c.status === 'open')?.id,
+        n1,
+      )
+    const before = await linkId()
+    await runsOn(a, n1, 'stun', 500, 30)
+    const after = await linkId()
+    expect(after).toBeDefined()
+    expect(after).not.toBe(before)
   })
 
   it('a tab runs 10/10 jobs on a Node contributor behind symmetric NAT, through TURN it minted from the site', async () => {

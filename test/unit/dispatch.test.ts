@@ -25,12 +25,12 @@ const deadLink = () => {
   return { c, opened: () => opened }
 }
 
-function setup(link: Connection | undefined) {
+function setup(link: Connection | undefined | (() => Connection | undefined)) {
   const ends: [boolean, boolean][] = []
   let redials = 0
   const d = createDispatcher({
     links: {
-      direct: () => link,
+      direct: () => (typeof link === 'function' ? link() : link),
       async redial() {
         redials++
       },
@@ -64,9 +64,21 @@ describe('dispatch', () => {
     expect(s.ends).toEqual([[true, false]]) // counted once, delivered nothing
   })
 
-  it('has nothing to send to without a direct link', async () => {
+  it('dials a link closed mid-batch again, rather than wait for discovery to', async () => {
+    const link = deadLink()
+    let gone = false
+    const s = setup(() => (gone ? undefined : link.c))
+    const sent = s.send().catch((e: Error) => e)
+    gone = true // closed (ICE disconnected) while the first try was failing on it
+    expect(((await sent) as Error).name).toBe('JobNotSentError')
+    expect(link.opened()).toBe(1) // never tried again on the closed link
+    expect(s.redials()).toBe(3) // before each try after the link was gone
+  })
+
+  it('has nothing to send to without a direct link, even after dialling it again', async () => {
     const s = setup(undefined)
     expect(((await s.send().catch((e: Error) => e)) as Error).name).toBe('NoPeerAvailableError')
+    expect(s.redials()).toBe(1) // it was dialled again first
     expect(s.ends).toEqual([])
   })
 })
