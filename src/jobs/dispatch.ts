@@ -4,7 +4,7 @@
  */
 import type { Connection, PrivateKey } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
-import { NoPeerAvailableError } from '../shared/errors.ts'
+import { AbortError, NoPeerAvailableError } from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { tensorsCid } from '../shared/tensor-codec.ts'
 import { type JobBody, jobCid, newNonce, signJob } from '../trust/job-sig.ts'
@@ -44,8 +44,11 @@ export interface Dispatcher {
     peer: string,
     timeoutMs: number,
     signal: AbortSignal,
-    /** `trace`: ask for a traced job (JobBody.trace); our own worker runs it plain. */
-    opts?: { trace?: boolean },
+    /**
+     * `trace`: ask for a traced job (JobBody.trace); our own worker runs it plain. `pinned`: the
+     * caller named this peer, so a lost link to it is dialled again rather than the job failed.
+     */
+    opts?: { trace?: boolean; pinned?: boolean },
   ): Promise<DispatchResult>
   /** Closes idle job streams (at stop). */
   close(): void
@@ -66,7 +69,8 @@ export function createDispatcher(o: DispatcherOptions): Dispatcher {
   return {
     async send(model, inputs, inputCid, peer, timeoutMs, signal, opts = {}) {
       if (peer === o.selfId) return local(o, model, inputs, await inputCid, signal)
-      return remote(ctx, { model, inputs, inputCid, trace: opts.trace ?? false }, peer, timeoutMs, signal)
+      const job = { model, inputs, inputCid, trace: opts.trace ?? false, pinned: opts.pinned ?? false }
+      return remote(ctx, job, peer, timeoutMs, signal)
     },
     close: () => ctx.streams.clear(),
   }
@@ -74,14 +78,16 @@ export function createDispatcher(o: DispatcherOptions): Dispatcher {
 
 async function remote(
   ctx: Ctx,
-  job: { model: string; inputs: NamedTensors; inputCid: Promise<CID>; trace: boolean },
+  job: { model: string; inputs: NamedTensors; inputCid: Promise<CID>; trace: boolean; pinned: boolean },
   peer: string,
   timeoutMs: number,
   signal: AbortSignal,
 ): Promise<DispatchResult> {
   const { o, streams } = ctx
-  // Picked while linked, or named by the caller: a link lost since is dialled again first.
-  if (o.links.direct(peer) == null) await o.links.redial(peer, signal).catch(() => {})
+  // A peer the caller named is the only one there will be: a link lost since is dialled again
+  // first. One the quorum picked fails at once and the quorum picks another.
+  if (job.pinned && o.links.direct(peer) == null) await o.links.redial(peer, signal).catch(() => {})
+  if (signal.aborted) throw new AbortError('the job was cancelled while its link was dialled again')
   const connection = o.links.direct(peer)
   if (connection == null) throw new NoPeerAvailableError(`no direct WebRTC connection to ${peer}`)
   const done = o.scheduler.begin(peer) // counted at once: concurrent picks must see it
@@ -112,7 +118,7 @@ async function remote(
     // caught on the closed one goes again on the survivor. Only transport failures qualify: a
     // peer's answer (reject, bad receipt, timeout) stands.
     if (signal.aborted || isAnswered(err as Error)) throw err
-    return await retry(ctx, peer, connection, err, send, signal)
+    return await retry(ctx, { peer, pinned: job.pinned }, connection, err, send, signal)
   } finally {
     done(held, delivered)
   }
@@ -121,7 +127,7 @@ async function remote(
 /** Sends again on the surviving link after the transport failure `err`; throws the last failure. */
 async function retry(
   ctx: Ctx,
-  peer: string,
+  { peer, pinned }: { peer: string; pinned: boolean },
   connection: Connection,
   err: unknown,
   send: (c: Connection) => Promise<DispatchResult>,
@@ -132,10 +138,11 @@ async function retry(
   const tries = (err as Error).name === 'JobNotSentError' ? NOT_SENT_TRIES : 1
   for (let i = 0; i < tries; i++) {
     await new Promise((r) => setTimeout(r, ctx.retryMs * 2 ** i))
-    // The same link failed to open a stream twice, or it is gone (closed mid-batch, as a link ICE
-    // reported disconnected is): have discovery dial it again now rather than at its next plan.
+    // The same link failed to open a stream twice, or the named peer's link is gone (closed
+    // mid-batch, as a link ICE reported disconnected is): have discovery dial it again now.
     const now = links.direct(peer)
-    if (now == null || (i > 0 && now === connection)) await links.redial(peer, signal).catch(() => {})
+    if ((pinned && now == null) || (i > 0 && now === connection))
+      await links.redial(peer, signal).catch(() => {})
     if (signal.aborted) throw last
     // The surviving link may still be connecting its ICE (not yet direct): the next try waits longer.
     const survivor = links.direct(peer)

@@ -137,6 +137,7 @@ function quorumEffects(o: RequesterOptions, run: Run, e: EffectsOf): QuorumEffec
     dispatch: (peer, timeoutMs, sig) =>
       o.dispatcher.send(job.model, inputs, e.inputCid, peer, job.timeoutMs ?? timeoutMs, sig, {
         trace: policy.traceJobs === true && policy.dispute !== false,
+        pinned: job.target != null,
       }),
     singleReplicaOk: (peer) => o.adaptive.singleReplicaOk(peer),
     suspicious: (r) => o.adaptive.suspicious(r, e.outputs),

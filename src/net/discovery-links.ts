@@ -28,6 +28,9 @@ const IDENTIFY_AGAIN_MS = 3_000
 
 const PLAN_GAP_MS = 250
 
+/** A redial (src/jobs/dispatch.ts, for a peer a job was sent to) gets this long, dial and identify. */
+export const REDIAL_MS = 10_000
+
 /** A model we submitted counts as wanted (more links, to its holders first) this long. */
 const WANT_MS = 5 * 60_000
 
@@ -292,9 +295,10 @@ function watch(s: LinkState, conn: Connection) {
 
 /**
  * One redial per peer at a time: the jobs of a batch caught on one lost link share it, so it is
- * bounded by its own timeout, not by the job that asked first; each caller stops waiting at its own abort.
+ * bounded by its own REDIAL_MS, not by the job that asked first; each caller stops waiting at its own abort.
  */
 function redial(s: LinkState, id: string, signal: AbortSignal): Promise<void> {
+  if (signal.aborted || s.stopped || s.o.isBlocked(id)) return Promise.resolve()
   let p = s.redialing.get(id)
   if (p == null) {
     p = redialOnce(s, id).finally(() => s.redialing.delete(id))
@@ -308,16 +312,16 @@ async function redialOnce(s: LinkState, id: string) {
   const stale = directConnection(node, peerIdFromString(id))
   await stale?.close().catch(() => stale.abort(new Error('replaced: it could not open streams')))
   const p = s.o.peers.get(id)
+  // All addresses together: a peer gone from the network costs its jobs this much, not 10 s each.
+  const end = Date.now() + REDIAL_MS
   for (const addr of p?.advert.addrs ?? []) {
+    if (Date.now() >= end || s.stopped) break
     try {
-      const conn = await node.dial(multiaddr(addr), { signal: AbortSignal.timeout(10_000) })
+      const conn = await node.dial(multiaddr(addr), { signal: AbortSignal.timeout(end - Date.now()) })
       // Its jobs are sent as soon as this resolves: only over a link that is direct by then.
-      for (
-        const end = Date.now() + LINK_PROVE_MS;
-        !isDirect(conn) && conn.status === 'open' && Date.now() < end;
-      )
+      while (!isDirect(conn) && conn.status === 'open' && Date.now() < end)
         await new Promise((r) => setTimeout(r, 50))
-      return
+      if (isDirect(conn)) return
     } catch (err) {
       log('redial %s failed: %s', addr, (err as Error).message)
     }

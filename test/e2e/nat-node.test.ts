@@ -185,7 +185,12 @@ describe('Node peers across NAT', () => {
         (id) =>
           window.__peer.node
             .getConnections()
-            .find((c) => c.remotePeer.toString() === id && c.status === 'open')?.id,
+            .find(
+              (c) =>
+                c.remotePeer.toString() === id &&
+                c.status === 'open' &&
+                c.remoteAddr.toString().includes('/webrtc'),
+            )?.id,
         n1,
       )
     const before = await linkId()

@@ -48,8 +48,10 @@ function setup(link: Connection | undefined | (() => Connection | undefined)) {
     },
     retryMs: 1,
   })
-  const send = () =>
-    d.send(model, inputs, Promise.resolve(undefined as never), peer, 1000, new AbortController().signal)
+  const send = (pinned = false) =>
+    d.send(model, inputs, Promise.resolve(undefined as never), peer, 1000, new AbortController().signal, {
+      pinned,
+    })
   return { send, ends, redials: () => redials }
 }
 
@@ -64,21 +66,33 @@ describe('dispatch', () => {
     expect(s.ends).toEqual([[true, false]]) // counted once, delivered nothing
   })
 
-  it('dials a link closed mid-batch again, rather than wait for discovery to', async () => {
+  it("dials a named peer's link closed mid-batch again, rather than wait for discovery to", async () => {
     const link = deadLink()
     let gone = false
     const s = setup(() => (gone ? undefined : link.c))
-    const sent = s.send().catch((e: Error) => e)
+    const sent = s.send(true).catch((e: Error) => e)
     gone = true // closed (ICE disconnected) while the first try was failing on it
     expect(((await sent) as Error).name).toBe('JobNotSentError')
     expect(link.opened()).toBe(1) // never tried again on the closed link
     expect(s.redials()).toBe(3) // before each try after the link was gone
   })
 
-  it('has nothing to send to without a direct link, even after dialling it again', async () => {
+  it('has nothing to send to without a direct link: a picked peer fails at once, a named one after a redial', async () => {
     const s = setup(undefined)
     expect(((await s.send().catch((e: Error) => e)) as Error).name).toBe('NoPeerAvailableError')
-    expect(s.redials()).toBe(1) // it was dialled again first
+    expect(s.redials()).toBe(0) // the quorum picks another
+    expect(((await s.send(true).catch((e: Error) => e)) as Error).name).toBe('NoPeerAvailableError')
+    expect(s.redials()).toBe(1) // the named peer was dialled again first
     expect(s.ends).toEqual([])
+  })
+
+  it('does not wait on a lost link for a peer it picked: the quorum sends the job elsewhere', async () => {
+    const link = deadLink()
+    let gone = false
+    const s = setup(() => (gone ? undefined : link.c))
+    const sent = s.send().catch((e: Error) => e)
+    gone = true
+    expect(((await sent) as Error).name).toBe('JobNotSentError')
+    expect(s.redials()).toBe(0)
   })
 })
