@@ -36,6 +36,7 @@ const USAGE = new Set([
   'NotOnnxError',
   'ModelTooLargeError',
   'StoreLockedError',
+  'ExecutionProviderError',
 ])
 /** parseArgs refuses an unknown flag or a missing value with a TypeError carrying one of these codes. */
 const isParseError = (e: Error) => String((e as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS')
@@ -44,6 +45,7 @@ const UNREACHABLE = new Set(['RelayUnavailableError', 'NoDirectPathError', 'NoPe
 
 const HINT: Record<string, string> = {
   StoreLockedError: 'another peer-compute process uses this data directory: pass --dir <another>',
+  ExecutionProviderError: 'pass --ep auto to take the first EP that works here',
   RelayUnavailableError: 'check --relay / --config and that the relay runs',
   NoDirectPathError: 'peers are known but unreachable: configure STUN/TURN (--ice or --config)',
   NoPeerAvailableError: 'no contributor offered this model in time: start one, or wait and retry',

@@ -17,6 +17,7 @@ import type { Logger } from '@libp2p/interface'
 import { copyOf } from '../src/shared/bytes.ts'
 import { AbortError, InferenceError, namedError, UnknownModelError } from '../src/shared/errors.ts'
 import type { NamedTensors } from '../src/shared/tensor.ts'
+import type { NodeEp } from './ep.ts'
 import type {
   FromWorker,
   GraphOptimization,
@@ -40,6 +41,7 @@ export interface PoolOptions {
   maxSessions: number
   /** Each worker's sessions' (default 'all'). */
   graphOptimization?: GraphOptimization
+  ep?: NodeEp
   /** The verified bytes of a loaded model (undefined once evicted). */
   bytesOf: (cid: string) => Uint8Array | undefined
   onEvent?: (e: PoolEvent) => void
@@ -207,6 +209,7 @@ function spawn(p: Pool): Handle {
   const { o } = p
   const init: WorkerInit = { threads: o.threads }
   if (o.graphOptimization) init.graphOptimization = o.graphOptimization
+  if (o.ep) init.ep = o.ep
   const worker = spawnWorker(init)
   const h: Handle = { id: ++p.workerSeq, worker, sessions: [], gone: false }
   worker.unref() // an idle pool does not keep the process alive; a busy worker is ref'd

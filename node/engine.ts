@@ -21,6 +21,7 @@ import { AbortError, InferenceError, UnknownModelError } from '../src/shared/err
 import type { NamedTensors } from '../src/shared/tensor.ts'
 import { threadCount } from '../src/shared/threads.ts'
 import { createPool, type PoolEvent } from './engine-pool.ts'
+import type { NodeEp } from './ep.ts'
 import type { GraphOptimization } from './ort.worker.ts'
 import { checkInputs } from './ort-inputs.ts'
 
@@ -35,6 +36,8 @@ export interface NodeEngineOptions {
   maxSessions?: number
   /** ORT's graph optimisation level (default 'all'; a dispute runner's is 'disabled'). */
   graphOptimization?: GraphOptimization
+  /** The execution provider (default 'cpu'): one chooseEp (node/ep.ts) found working. */
+  ep?: NodeEp
   /** Each worker's notes (sessions created and released, runs started and ended), start and end. */
   onEvent?: (e: PoolEvent) => void
   log?: Logger
@@ -85,12 +88,13 @@ export function createNodeEngine(opts: NodeEngineOptions = {}): NodeEngine {
     maxSessions,
     bytesOf: (cid) => models.get(cid),
     ...(opts.graphOptimization ? { graphOptimization: opts.graphOptimization } : {}),
+    ...(opts.ep ? { ep: opts.ep } : {}),
     ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     ...(log ? { log } : {}),
   })
 
   return {
-    capabilities: async () => nodeCapabilities(threads),
+    capabilities: async () => nodeCapabilities(threads, opts.ep ?? 'cpu'),
 
     /** Verifies and keeps the bytes; a worker gets them (and creates its session) on its first run of it. */
     async loadModel(cid, bytes, signal) {
@@ -101,7 +105,8 @@ export function createNodeEngine(opts: NodeEngineOptions = {}): NodeEngine {
       models.set(key, bytes)
     },
 
-    run: (params, signal) => runModel({ pool, models, closing: closing.signal }, params, signal),
+    run: (params, signal) =>
+      runModel({ pool, models, closing: closing.signal, ep: opts.ep ?? 'cpu' }, params, signal),
 
     async evict(cid) {
       const key = cidKey(cid)
@@ -138,14 +143,25 @@ function sizes(opts: NodeEngineOptions): { workers: number; threads: number; max
   return { workers, threads, maxSessions: Math.max(1, opts.maxSessions ?? 2) }
 }
 
-function nodeCapabilities(threads: number): Capabilities {
+/**
+ * GPU kernels are not bit-reproducible across devices, drivers or cuDNN's timed algorithm choice:
+ * a GPU Node peer's adapter is its own (a tag drawn per engine), so exact comparison never pairs
+ * it with another peer, and tolerance compares it with everyone.
+ */
+const GPU_TAG = Math.random().toString(16).slice(2, 10)
+
+function nodeCapabilities(threads: number, ep: NodeEp): Capabilities {
   return {
-    eps: ['cpu'],
-    adapter: null,
+    eps: [ep],
+    adapter:
+      ep === 'cpu'
+        ? null
+        : { vendor: ep, architecture: `${ep} ${GPU_TAG}`, description: '', isFallback: false },
     threads,
     crossOriginIsolated: false,
-    // '+cpu': native CPU kernels, so exact comparison of results does not group this peer with WASM ones.
-    ortVersion: `${ort.env.versions.node ?? ort.env.versions.common}+cpu`,
+    // '+cpu', '+cuda': native kernels, so exact comparison never groups this peer with WASM ones,
+    // nor a CUDA peer with a CPU one.
+    ortVersion: `${ort.env.versions.node ?? ort.env.versions.common}+${ep}`,
   }
 }
 
@@ -154,6 +170,7 @@ interface Engine {
   pool: ReturnType<typeof createPool>
   models: Map<string, Uint8Array>
   closing: AbortSignal
+  ep: NodeEp
 }
 
 async function runModel(e: Engine, params: RunParams, signal?: AbortSignal): Promise<RunResult> {
@@ -169,5 +186,5 @@ async function runModel(e: Engine, params: RunParams, signal?: AbortSignal): Pro
     if (e.closing.aborted && err.name === 'AbortError') throw new AbortError('node engine closed')
     throw err
   })
-  return { outputs: r.outputs, ep: 'cpu', timing: { sessionMs: r.sessionMs, runMs: r.runMs } }
+  return { outputs: r.outputs, ep: e.ep, timing: { sessionMs: r.sessionMs, runMs: r.runMs } }
 }

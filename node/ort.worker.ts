@@ -10,6 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import * as ort from 'onnxruntime-node'
 import { InferenceError, InvalidTensorError } from '../src/shared/errors.ts'
 import { type NamedTensors, ownedOutput } from '../src/shared/tensor.ts'
+import type { NodeEp } from './ep.ts'
 import { checkInputs, type InputMeta, plainMeta } from './ort-inputs.ts'
 
 export interface WorkerInit {
@@ -17,6 +18,8 @@ export interface WorkerInit {
   threads: number
   /** ORT's graph optimisation level of each session (default 'all'; a dispute runner's is 'disabled'). */
   graphOptimization?: GraphOptimization
+  /** The execution provider of each session (default 'cpu'; node/ep.ts checked it works here). */
+  ep?: NodeEp
 }
 
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all'
@@ -95,7 +98,7 @@ async function run(msg: Extract<ToWorker, { type: 'run' }>): Promise<void> {
     try {
       if (!msg.bytes) throw new Error('no session and no model bytes')
       session = await ort.InferenceSession.create(msg.bytes, {
-        executionProviders: ['cpu'],
+        executionProviders: [init?.ep ?? 'cpu'],
         intraOpNumThreads: init?.threads ?? 1,
         interOpNumThreads: 1,
         graphOptimizationLevel: init?.graphOptimization ?? 'all',

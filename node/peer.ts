@@ -17,6 +17,7 @@ import { createPeer, type Peer } from '../src/peer.ts'
 import { InvalidOptionError } from '../src/shared/errors.ts'
 import { createNodeDisputeRunner } from './dispute-runner.ts'
 import { createNodeEngine } from './engine.ts'
+import type { NodeEp } from './ep.ts'
 import { createDownload, createLocks, loadCatalogFrom, loadKey } from './runtime.ts'
 import { createFileStore } from './store/index.ts'
 
@@ -35,6 +36,8 @@ export interface NodePeerOptions {
   maxSlots?: number
   /** onnxruntime-node intra-op threads per session. */
   threads?: number
+  /** The execution provider jobs run on (default 'cpu'); `chooseEp` (node/ep.ts) checks it first. */
+  ep?: NodeEp
   /** Model cache quota and largest model, in bytes. */
   cacheBytes?: number
   maxModelBytes?: number
@@ -72,7 +75,9 @@ export async function createNodePeer(o: NodePeerOptions): Promise<NodePeer> {
     const slots = o.maxSlots ?? DEFAULT_SETTINGS.maxJobs
     const engine = createNodeEngine({
       ...(o.threads ? { threads: o.threads } : {}),
-      workers: slots,
+      ...(o.ep ? { ep: o.ep } : {}),
+      // A GPU runs one job at a time anyway, and each worker's sessions take their own GPU memory.
+      workers: (o.ep ?? 'cpu') === 'cpu' ? slots : 1,
     })
     const peer = await createPeer({
       runtime: {

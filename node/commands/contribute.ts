@@ -3,6 +3,7 @@ import { rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { bytesFlag, intFlag, PEER_FLAGS, PEER_HELP, peerOptions } from '../args.ts'
+import { chooseEp, parseEps } from '../ep.ts'
 import { createNodePeer } from '../peer.ts'
 
 export const CONTRIBUTE_HELP = `peer-compute contribute [flags]
@@ -11,13 +12,41 @@ Serves jobs to the swarm with onnxruntime-node, signs a receipt for each, and ke
 ${PEER_HELP}
   --slots <n>               jobs at once (default 1)
   --cache <size>            model cache quota, e.g. 2GiB
-  --max-model <size>        largest model accepted, e.g. 512MiB`
+  --max-model <size>        largest model accepted, e.g. 512MiB
+  --ep <list>               execution providers in order of preference: cpu (default), cuda,
+                            webgpu, or auto (cuda, webgpu, cpu); the first that works is used`
 
 /** The exported, signed credit log in the data directory. */
 export const CREDIT_LOG_FILE = 'credit-log.json'
 
 /** Longest wait for running jobs to be handed back at exit. */
 const HAND_BACK_MS = 5000
+
+type Values = Parameters<typeof peerOptions>[0] & {
+  slots?: string
+  cache?: string
+  'max-model'?: string
+  ep?: string
+}
+
+/** The contributing peer the flags describe, on the first EP asked for that works here. */
+async function startPeer(values: Values, say: (line: string) => void) {
+  const slots = intFlag('slots', values.slots, 1, 64)
+  const cacheBytes = bytesFlag('cache', values.cache)
+  const maxModelBytes = bytesFlag('max-model', values['max-model'])
+  // Before joining: an EP that cannot run here is a line now, not a refused job later.
+  const { ep, skipped } = await chooseEp(parseEps(values.ep) ?? ['cpu'])
+  for (const why of skipped) say(`EP ${why}`)
+  const peer = await createNodePeer({
+    ep,
+    ...(await peerOptions(values)),
+    contribute: true,
+    ...(slots ? { maxSlots: slots } : {}),
+    ...(cacheBytes !== undefined ? { cacheBytes } : {}),
+    ...(maxModelBytes !== undefined ? { maxModelBytes } : {}),
+  })
+  return { peer, ep }
+}
 
 export async function contribute(argv: string[], say: (line: string) => void): Promise<number> {
   const { values } = parseArgs({
@@ -27,24 +56,16 @@ export async function contribute(argv: string[], say: (line: string) => void): P
       slots: { type: 'string' },
       cache: { type: 'string' },
       'max-model': { type: 'string' },
+      ep: { type: 'string' },
     },
   })
   if (values.help) {
     say(CONTRIBUTE_HELP)
     return 0
   }
-  const slots = intFlag('slots', values.slots, 1, 64)
-  const cacheBytes = bytesFlag('cache', values.cache)
-  const maxModelBytes = bytesFlag('max-model', values['max-model'])
-  const peer = await createNodePeer({
-    ...(await peerOptions(values)),
-    contribute: true,
-    ...(slots ? { maxSlots: slots } : {}),
-    ...(cacheBytes !== undefined ? { cacheBytes } : {}),
-    ...(maxModelBytes !== undefined ? { maxModelBytes } : {}),
-  })
+  const { peer, ep } = await startPeer(values, say)
   const s = peer.status()
-  say(`contributing as ${peer.id} (data in ${peer.dir})`)
+  say(`contributing as ${peer.id} (data in ${peer.dir}), computing on ${ep}`)
   say(`relay ${s.relay}; ${s.iceServers} ICE servers${s.networkWarning ? `; ${s.networkWarning}` : ''}`)
   peer.controls.events.addEventListener('job-done', (e) => {
     const d = e.detail

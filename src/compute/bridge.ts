@@ -32,8 +32,8 @@ import { createResidency, type Residency, type ResidentModel } from './residency
 
 export type { AdapterSummary, Ep, InitOptions } from '../../workers/inference.worker.ts'
 
-/** Where an engine runs: the worker's EPs, or onnxruntime-node's CPU EP (node/engine.ts). */
-export type EngineEp = Ep | 'cpu'
+/** Where an engine runs: the worker's EPs, or onnxruntime-node's CPU, CUDA or WebGPU EP (node/engine.ts). */
+export type EngineEp = Ep | 'cpu' | 'cuda'
 export type Capabilities = Omit<WorkerCapabilities, 'eps'> & { eps: EngineEp[] }
 export type RunResult = Omit<WorkerRunResult, 'ep'> & { ep: EngineEp }
 

@@ -4,9 +4,15 @@ import type { KnownPeer } from '../net/discovery.ts'
 const STALE_ADVERT_MS = 12_000
 /**
  * An advert seen within this long after one of our jobs on that peer ended may still count it: the
- * advertised busy count is a 0.5 s average (about 0.7 s to fall to free), published up to 0.5 s late.
+ * advertised busy count is a 0.5 s average (about 0.7 s to fall to free) taken when it is published.
  */
 const ADVERT_LAG_MS = 2_000
+
+/**
+ * A peer that refused a job as busy counts as full this long, unless an advert seen since says
+ * otherwise: its adverts of fewer free slots may be seconds late (src/net/discovery-publish.ts).
+ */
+export const BUSY_HOLD_MS = 1_000
 
 /** Results a peer delivered within this long count toward the slots we fill there. */
 export const DELIVERY_WINDOW_MS = 60_000
@@ -32,9 +38,11 @@ export function peerClass(p: KnownPeer): string {
   const ep =
     a.eps.includes('webgpu') && !a.adapter.includes('fallback')
       ? 'webgpu'
-      : a.eps.includes('cpu')
-        ? 'cpu'
-        : 'wasm'
+      : a.eps.includes('cuda')
+        ? 'cuda'
+        : a.eps.includes('cpu')
+          ? 'cpu'
+          : 'wasm'
   return `${a.adapter}|${ep}|${a.ort}`
 }
 
@@ -72,6 +80,7 @@ interface SchedulerState {
   random: () => number
   inflight: Map<string, number>
   lastEnded: Map<string, number>
+  busyAt: Map<string, number> // peer → when it last refused one of our jobs as busy
   deliveries: Map<string, number[]> // peer → times of its recent results
   speed: Map<string, number> // peer → smoothed ms per job, as we observed it
   events: EventTarget
@@ -88,6 +97,7 @@ export function createScheduler(
     random,
     inflight: new Map(),
     lastEnded: new Map(),
+    busyAt: new Map(),
     deliveries: new Map(),
     speed: new Map(),
     events: new EventTarget(),
@@ -136,8 +146,17 @@ function free(s: SchedulerState, p: KnownPeer): number {
     ours(s, p.id) === 0 &&
     Date.now() - p.seenAt < STALE_ADVERT_MS &&
     p.seenAt - (s.lastEnded.get(p.id) ?? 0) > ADVERT_LAG_MS
-  if (busyElsewhere) return 0
+  if (busyElsewhere || refusedSince(s, p)) return 0
   return slotCap(s, p) - ours(s, p.id)
+}
+
+/** It said 'busy' to one of our jobs lately, and no advert has come from it since. */
+function refusedSince(s: SchedulerState, p: KnownPeer): boolean {
+  const at = s.busyAt.get(p.id)
+  if (at === undefined) return false
+  if (Date.now() - at < BUSY_HOLD_MS && p.seenAt <= at) return true
+  s.busyAt.delete(p.id)
+  return false
 }
 
 /** A peer a job may go to at all (not us, direct, past the reputation gate), free slots aside. */
@@ -185,6 +204,7 @@ function begin(s: SchedulerState, peer: string): (held?: boolean, delivered?: bo
     if (done) return
     done = true
     if (held) s.lastEnded.set(peer, Date.now())
+    else s.busyAt.set(peer, Date.now())
     if (delivered) {
       s.deliveries.set(peer, [...(s.deliveries.get(peer) ?? []), Date.now()].slice(-64))
       const ms = Date.now() - started

@@ -7,8 +7,17 @@ import { ADVERT_TOPIC } from '../shared/protocol.ts'
 import { type AdvertBody, type Capabilities, signAdvert } from './advert.ts'
 import { type BrowserNode, webrtcAddrs } from './node.ts'
 
-/** Free-slot changes are published at most this often (trailing): requesters count their own jobs in between. */
+/**
+ * Free slots after none were advertised are published at most this often (trailing): capacity that
+ * nobody knows of goes unused. Requesters count their own jobs in between.
+ */
 export const SLOT_ADVERT_GAP_MS = 500
+/**
+ * Any other free-slot change waits this long: fewer free slots than advertised costs a requester a
+ * 'busy' reply over its direct link (the scheduler then holds off that peer), and every advert
+ * costs every peer in the swarm a signature check.
+ */
+export const SLOT_CHANGE_GAP_MS = 5_000
 
 export interface AdvertPublisherOptions {
   node: BrowserNode
@@ -38,6 +47,8 @@ export function createAdvertPublisher(opts: AdvertPublisherOptions): AdvertPubli
   let dueAt = 0
   let lastPublished = 0
   let published: Capabilities | undefined
+  // The pending advert is only for a free-slot change: dropped if the count comes back first.
+  let slotOnly = false
   // Stopped, it schedules nothing: a job ending as the node stops must not publish (or retry) after it.
   let stopped = false
   // Each advert costs the swarm a signature check at every peer (~25 ms of CPU in all): an unchanged one is no news.
@@ -47,12 +58,20 @@ export function createAdvertPublisher(opts: AdvertPublisherOptions): AdvertPubli
     const { slots, ...offer } = now
     const { slots: was, ...before } = published
     if (JSON.stringify(offer) !== JSON.stringify(before)) announce()
-    else if (slots !== was) announce(SLOT_ADVERT_GAP_MS)
+    else if (slots !== was) {
+      if (!pending) slotOnly = true
+      schedule(was === 0 ? SLOT_ADVERT_GAP_MS : SLOT_CHANGE_GAP_MS)
+    } else if (pending && slotOnly) {
+      clearTimeout(pending)
+      pending = undefined
+      slotOnly = false
+    }
   }
 
   async function publish() {
     clearTimeout(pending)
     pending = undefined
+    slotOnly = false
     if (stopped) return
     const addrs = webrtcAddrs(node)
     // Nothing dialable yet: a reservation brings addresses (self:peer:update); try again soon anyway.
@@ -72,6 +91,10 @@ export function createAdvertPublisher(opts: AdvertPublisherOptions): AdvertPubli
     }
   }
   const announce = (minGapMs = 0) => {
+    slotOnly = false
+    schedule(minGapMs)
+  }
+  function schedule(minGapMs: number) {
     if (stopped) return
     const at = Math.max(Date.now() + 50, lastPublished + minGapMs)
     if (pending && dueAt <= at) return

@@ -40,7 +40,8 @@ export interface Discovery extends Service {
   announce(minGapMs?: number): void
   /**
    * Our capabilities may have changed: published at once if what we offer changed (switched on or
-   * off, slots, models, engine), within SLOT_ADVERT_GAP_MS if only the free count did, else not at all.
+   * off, slots, models, engine); if only the free count did, within SLOT_ADVERT_GAP_MS when none was
+   * advertised free, else within SLOT_CHANGE_GAP_MS; else not at all.
    */
   capabilitiesChanged(): void
   /** We are about to use `model` (a job, a fetch): link its holders and contributors with free slots. */

@@ -62,6 +62,8 @@ export const AbortError = named('AbortError')
 export const UnknownModelError = named('UnknownModelError')
 export const ModelIntegrityError = named('ModelIntegrityError')
 export const InferenceError = named('InferenceError')
+/** None of the execution providers asked for (`contribute --ep`) works on this machine. */
+export const ExecutionProviderError = named('ExecutionProviderError')
 // network
 export const RelayUnavailableError = named('RelayUnavailableError')
 export const InvalidPolicyError = named('InvalidPolicyError')

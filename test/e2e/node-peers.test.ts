@@ -74,7 +74,10 @@ describe('Node peers in a browser swarm', () => {
     ids = await Promise.all(swarm.tabs.map(peerId))
     for (const t of swarm.tabs.slice(1)) await t.evaluate(() => window.__peer.setContributing(true))
     nodes = await Promise.all(
-      [0, 1].map(() => startCliContributor({ relay: relay(), args: ['--slots', '2'] })),
+      // N1 takes the first EP that works here (CUDA, WebGPU, then CPU); N2 the default, CPU.
+      [['--ep', 'auto'], []].map((ep) =>
+        startCliContributor({ relay: relay(), args: ['--slots', '2', ...ep] }),
+      ),
     )
     await waitForContributors(swarm.tabs[0]!, [...ids.slice(1), ...nodes.map((n) => n.id)])
   })
@@ -114,7 +117,10 @@ describe('Node peers in a browser swarm', () => {
       (id) => window.__peer.peers().find((p) => p.id === id)?.advert,
       n1,
     )
-    expect(advert?.eps).toEqual(['cpu'])
+    // N1 said which EP it computes on and why it passed over the others; its advert names it.
+    const ep = /computing on (\S+)/.exec(nodes[0]!.output())?.[1]
+    expect(advert?.eps).toEqual([ep])
+    if (ep === 'cpu') expect(nodes[0]!.output()).toMatch(/EP cuda unavailable .*\nEP webgpu unavailable /)
   })
 
   it('peer-compute map, killed midway and run again: every item once, each record verifies offline', async () => {

@@ -40,6 +40,7 @@ describe('peer-compute CLI', () => {
       ],
       [['verify'], /InvalidOptionError: verify needs at least one file/],
       [['submit', 'mlp-tiny', '--bogus'], /TypeError.*--bogus/],
+      [['contribute', '--relay', RELAY, '--ep', 'gpu'], /InvalidOptionError: --ep takes cpu, cuda, webgpu/],
     ]
     for (const [args, want] of cases) {
       const r = await runCli(args)

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { createScheduler, NEWCOMER_SHARE } from '../../src/jobs/scheduler.ts'
+import { BUSY_HOLD_MS, createScheduler, NEWCOMER_SHARE } from '../../src/jobs/scheduler.ts'
 import type { KnownPeer } from '../../src/net/discovery.ts'
 
 const peer = (id: string, slots: number, seenAt: number): KnownPeer => ({
@@ -56,6 +56,21 @@ describe('scheduler: free slots between throttled adverts', () => {
     expect(s.pick('m', new Set())).toBeUndefined()
     s.begin('B')(false) // a 'busy' reply: it held no slot there
     expect(s.pick('m', new Set())).toBeUndefined()
+  })
+
+  it("holds off a peer that said 'busy' until an advert since says it has room, or BUSY_HOLD_MS", () => {
+    vi.useFakeTimers({ now: 100_000 })
+    const peers = [peer('B', 2, Date.now())] // its advert of 2 free slots may be seconds old
+    const s = createScheduler({ peers: () => peers }, 'A')
+    s.begin('B')(false) // 'busy': others filled it since
+    expect(s.pick('m', new Set())).toBeUndefined()
+    expect(s.freeSlots()).toBe(0)
+    vi.advanceTimersByTime(BUSY_HOLD_MS)
+    expect(s.pick('m', new Set())?.id).toBe('B') // tried again after the hold
+    s.begin('B')(false)
+    vi.advanceTimersByTime(10)
+    peers[0] = peer('B', 1, Date.now()) // a fresh advert: room again
+    expect(s.pick('m', new Set())?.id).toBe('B')
   })
 
   it('counts the slots free across direct contributors, less our own jobs there', () => {
