@@ -13,6 +13,7 @@ import {
   REJECT_CODES,
   type RejectCode,
 } from '../../src/jobs/messages.ts'
+import { BUSY_HOLD_MS } from '../../src/jobs/scheduler.ts'
 import { MODEL_STREAMS_PER_PEER } from '../../src/models/provider.ts'
 import { MAX_REQUEST_BYTES as MAX_MODEL_REQUEST_BYTES } from '../../src/models/transfer.ts'
 import { JOB_PROTOCOL, MODEL_PROTOCOL } from '../../src/shared/protocol.ts'
@@ -102,6 +103,11 @@ const records = (a: Page, prefix: string) =>
   }, prefix)
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+/**
+ * After 'busy' replies A holds off the stranger for BUSY_HOLD_MS (or until its next advert): the
+ * next test waits that out, or its batch would go to the tabs alone and test nothing.
+ */
+const heldOff = (code: string) => (code === 'busy' ? sleep(BUSY_HOLD_MS) : undefined)
 
 describe('a hostile stranger', () => {
   let swarm: Swarm
@@ -144,6 +150,7 @@ describe('a hostile stranger', () => {
         h.mode = { kind: 'reject', code }
         const before = h.seen.length
         const r = await batch(a, `refuse-${code}`, 6, strict)
+        await heldOff(code)
         expect({ reachedStranger: h.seen.length > before, failed: r.failed }).toEqual({
           reachedStranger: true,
           failed: [],
@@ -156,6 +163,7 @@ describe('a hostile stranger', () => {
         await resetReputation()
         h.mode = { kind: 'reject', code }
         await batch(a, `trust-${code}`, 8, strict)
+        await heldOff(code)
         return trusted(h.id)
       }
       expect({ busy: await refuse('busy'), unknownModel: await refuse('unknown-model') }).toEqual({
