@@ -21,6 +21,7 @@ export type RecordsPart = Pick<
   | 'lastCredit'
   | 'addCredits'
   | 'listCredits'
+  | 'recentCredits'
 >
 
 const byPeer = (a: ReputationRecord, b: ReputationRecord) => (a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0)
@@ -109,6 +110,21 @@ export function recordFiles(ctx: Ctx, credits: Map<number, string>): RecordsPart
       ctx.run('credits', async () => {
         const out: CreditRecord[] = []
         for (const name of new Set(credits.values())) out.push(...(await readCredits(name)))
+        return out.sort((a, b) => a.seq - b.seq)
+      }),
+    recentCredits: (since) =>
+      ctx.run('credits', async () => {
+        // Files are named by their first seq and appended in time order: newest first, until one
+        // holds an entry older than `since`.
+        const names = [...new Set(credits.values())].sort(
+          (a, b) => Number.parseInt(b, 10) - Number.parseInt(a, 10),
+        )
+        const out: CreditRecord[] = []
+        for (const name of names) {
+          const recs = await readCredits(name)
+          out.push(...recs.filter((r) => r.at >= since))
+          if (recs.some((r) => r.at < since)) break
+        }
         return out.sort((a, b) => a.seq - b.seq)
       }),
   }

@@ -21,6 +21,8 @@ export interface Credits {
   /** Credits earned by this browser (one per served, signed job). */
   readonly total: number
   list(): Promise<CreditRecord[]>
+  /** Entries appended at or after `since` (ms), oldest first. */
+  recent(since: number): Promise<CreditRecord[]>
   /** The signed log as a JSON file, verifiable with `npm run verify -- <file>`. */
   export(): Promise<Uint8Array>
   events: TypedEventTarget<CreditsEvents>
@@ -57,6 +59,7 @@ export async function createCredits(o: CreditsOptions): Promise<CreditsInternals
       return total.value
     },
     list: () => o.store.listCredits(),
+    recent: (since) => o.store.recentCredits(since),
     export: async () => exportCreditLog(await o.store.listCredits(), o.privateKey),
     events: total.events,
     append: appender.append,

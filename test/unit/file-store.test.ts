@@ -352,6 +352,27 @@ describe('reputation and credits', () => {
     expect(await s.lastCredit()).toEqual(c(2))
   })
 
+  it('recent credits: the entries since a time, oldest first, without reading older files', async () => {
+    const s = await fresh()
+    const c = (seq: number) => ({
+      seq,
+      receipt: Uint8Array.of(seq),
+      prev: '',
+      cid: '',
+      credit: 1,
+      at: 100 * seq,
+    })
+    for (let seq = 0; seq < 40; seq += 4) await s.addCredits([c(seq), c(seq + 1), c(seq + 2), c(seq + 3)])
+    expect((await s.recentCredits(3650)).map((r) => r.seq)).toEqual([37, 38, 39])
+    expect((await s.recentCredits(3200)).map((r) => r.seq)).toEqual([32, 33, 34, 35, 36, 37, 38, 39])
+    expect(await s.recentCredits(4000)).toEqual([])
+    expect((await s.recentCredits(0)).length).toBe(40)
+    // Files older than the cut are never opened: one that cannot be read there changes nothing.
+    await rm(join(s.dir, 'credits', '0.cbor'))
+    await mkdir(join(s.dir, 'credits', '0.cbor'))
+    expect((await s.recentCredits(3650)).map((r) => r.seq)).toEqual([37, 38, 39])
+  })
+
   it('two credit logs on one store append 60 receipts as one valid chain', async () => {
     const s = await fresh()
     const privateKey = await generateKeyPair('Ed25519')
