@@ -83,6 +83,17 @@ export function recordFiles(ctx: Ctx, credits: Map<number, string>): RecordsPart
       })
     },
     clearReputation: () => ctx.run('reputation', () => writeBatch([{ path: reputationPath, data: null }])),
+    ...creditFiles(ctx, credits, readCredits),
+  }
+}
+
+/** The credit log's files: one per append, named by its first seq. */
+function creditFiles(
+  ctx: Ctx,
+  credits: Map<number, string>,
+  readCredits: (name: string) => Promise<CreditRecord[]>,
+): Pick<RecordsPart, 'lastCredit' | 'addCredits' | 'listCredits' | 'recentCredits'> {
+  return {
     lastCredit: () =>
       ctx.run('credits', async () => {
         if (credits.size === 0) return undefined
