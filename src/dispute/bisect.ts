@@ -108,11 +108,11 @@ function roundError<T>(r: Pair<Settled<T>>): PartyError | undefined {
 export const isDisputeError = (err: unknown): boolean => /^Dispute/.test((err as Error)?.name ?? '')
 
 /** Asks both parties in parallel, one round at a time. */
-export function asker(a: DisputeParty, b: DisputeParty, signal?: AbortSignal) {
+export function asker<P = DisputeParty>(a: P, b: P, signal?: AbortSignal) {
   const state = {
     rounds: 0,
     /** Runs `work` on both sides as one round; failures are returned, not thrown. */
-    async settle<T>(work: (party: DisputeParty, side: Side) => Promise<T>): Promise<Pair<Settled<T>>> {
+    async settle<T>(work: (party: P, side: Side) => Promise<T>): Promise<Pair<Settled<T>>> {
       if (signal?.aborted) throw new AbortError('the dispute was cancelled')
       state.rounds++
       const [ra, rb] = await raced(Promise.allSettled([work(a, 'a'), work(b, 'b')]), signal)
@@ -121,7 +121,7 @@ export function asker(a: DisputeParty, b: DisputeParty, signal?: AbortSignal) {
       return { a: settled(ra), b: settled(rb) }
     },
     /** Like settle, but throws a failure, blamed on its side (or both). */
-    async round<T>(work: (party: DisputeParty, side: Side) => Promise<T>): Promise<Pair<T>> {
+    async round<T>(work: (party: P, side: Side) => Promise<T>): Promise<Pair<T>> {
       const r = await state.settle(work)
       const err = roundError(r)
       if (err) throw err

@@ -10,6 +10,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import type { PrivateKey } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
+import { copyOf } from '../shared/bytes.ts'
 import {
   DisputeAnswerError,
   DisputeProofError,
@@ -18,6 +19,7 @@ import {
 } from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { signRecord, verifyRecord } from '../trust/signed.ts'
+import { type ChunkHashes, chunkCount, chunkOf } from './chunks.ts'
 import {
   type DisputePlan,
   type DisputeRules,
@@ -58,25 +60,37 @@ export interface CutCommitterOptions extends CutJob {
 export interface CutCommitter {
   /** The signed cut at `position`: dag-cbor `{ body, sig }`. */
   commit(position: number): Promise<Uint8Array>
+  /** The chunk hashes of tensor `name`, which its commitment in every cut holding it digests. */
+  chunkHashes(name: string): Promise<ChunkHashes>
+  /** Chunks of tensor `name`, as little-endian bytes, in the order asked. */
+  chunks(name: string, indices: number[]): Promise<Uint8Array[]>
   /** Tensors hashed so far: each at most once, however many cuts hold it. */
   readonly hashed: number
 }
 
 /**
- * A contributor's cuts over its trace. A position off the plan throws InvalidOptionError, a cut
- * tensor the trace lacks InvalidTensorError: the contributor's own faults, never a `Dispute*` lie.
+ * A contributor's cuts over its trace. A position off the plan, or a tensor or chunk in no cut,
+ * throws InvalidOptionError, a cut tensor the trace lacks InvalidTensorError: the contributor's own
+ * faults (or a question about nothing it signed), never a `Dispute*` lie.
  */
 export function createCutCommitter(o: CutCommitterOptions): CutCommitter {
   const cp = cutPlan(o.plan)
-  const memo = new Map<string, Promise<OutputCommitment>>()
+  const live = new Set(cp.lives.map((l) => l.name))
+  // Chunk hashes kept with each commitment: settling a straddle asks for them.
+  const memo = new Map<string, Promise<{ output: OutputCommitment; chunks: ChunkHashes }>>()
   let hashed = 0
-  const commitment = (name: string) => {
-    let c = memo.get(name)
-    if (c) return c
+  const tensor = (name: string) => {
+    if (!live.has(name)) throw new InvalidOptionError(`'${name}' is in no cut`)
     const t = o.trace[name]
     if (!t) throw new InvalidTensorError(`the trace lacks '${name}', live across a cut`)
+    return t
+  }
+  const committed = (name: string) => {
+    let c = memo.get(name)
+    if (c) return c
+    const t = tensor(name)
     hashed++
-    c = tensorCommitment(name, t, tensorRule(o.plan, o.rules, name)).then((r) => r.output)
+    c = tensorCommitment(name, t, tensorRule(o.plan, o.rules, name))
     memo.set(name, c)
     return c
   }
@@ -87,7 +101,7 @@ export function createCutCommitter(o: CutCommitterOptions): CutCommitter {
     async commit(position) {
       const tensors: OutputCommitment[] = []
       // One tensor at a time, as commitTrace: each holds a batch of cells and digests in flight.
-      for (const name of cutAt(cp, position)) tensors.push(await commitment(name))
+      for (const name of cutAt(cp, position)) tensors.push((await committed(name)).output)
       const body: CutBody = { v: 1, job: o.job, model: o.model, input: o.input, position, tensors }
       const signed = dagCbor.encode({ body, sig: await signRecord(CUT_DOMAIN, body, o.key) })
       if (signed.byteLength > MAX_CUT_BYTES)
@@ -95,6 +109,14 @@ export function createCutCommitter(o: CutCommitterOptions): CutCommitter {
           `the cut at ${position} is ${signed.byteLength} bytes, over ${MAX_CUT_BYTES}`,
         )
       return signed
+    },
+    chunkHashes: async (name) => (await committed(name)).chunks,
+    async chunks(name, indices) {
+      const t = tensor(name)
+      const count = chunkCount(t.dims)
+      if (!Array.isArray(indices) || !indices.every((i) => Number.isInteger(i) && i >= 0 && i < count))
+        throw new InvalidOptionError(`'${name}' has ${count} chunks`)
+      return indices.map((i) => copyOf(chunkOf(t, i))) // each in its own buffer: cheap to send or post
     },
   }
 }

@@ -4,15 +4,12 @@
  * name, and compareCuts, driving the cuts.ts search, finds the leaf a liar changed under exact and
  * tolerance rules, hashing each tensor at most once.
  */
-import { readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
 import type { PrivateKey } from '@libp2p/interface'
 import { beforeAll, describe, expect, it } from 'vitest'
 import {
   type DisputePlan,
   type DisputeRules,
-  disputePlan,
   disputeRules,
   leafNode,
   leafOutputs,
@@ -23,40 +20,26 @@ import {
 import {
   CUT_DOMAIN,
   type CutBody,
-  type CutJob,
   compareCuts,
   createCutCommitter,
   MAX_CUT_BYTES,
   openCut,
 } from '../../src/dispute/cut-commit.ts'
-import { advance, cutAt, cutPlan, nextProbe, startSearch } from '../../src/dispute/cuts.ts'
+import { advance, cutAt, nextProbe, startSearch } from '../../src/dispute/cuts.ts'
 import { withIntermediateOutputs } from '../../src/dispute/onnx-graph.ts'
 import { modelCid } from '../../src/shared/cid.ts'
 import type { NamedTensors } from '../../src/shared/tensor.ts'
-import { tensorsCid } from '../../src/shared/tensor-codec.ts'
 import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
 import { signRecord } from '../../src/trust/signed.ts'
+import { tracedJob } from '../helpers/cut-trace.ts'
 import { lyingTrace, shifted } from '../helpers/liar-trace.ts'
 import { floats, ortRun } from '../helpers/ort-run.ts'
 
-const models = resolve(import.meta.dirname, '../../public/models')
-const load = (file: string) => new Uint8Array(readFileSync(resolve(models, file)))
 const EXACT = disputeRules({ kind: 'exact' })
 const TOLERANCE = disputeRules({ kind: 'tolerance', atol: 1e-3, rtol: 1e-2 })
 const positions = (plan: DisputePlan) => Array.from({ length: plan.leaves.length + 1 }, (_, i) => i - 1)
 
-/** A traced job: its plan, CIDs and honest trace (inputs included: cut -1 is the inputs). */
-async function traced(file: string, inputs: NamedTensors) {
-  const bytes = load(file)
-  const plan = disputePlan(bytes)
-  const job: CutJob = {
-    job: await modelCid(new TextEncoder().encode(`job ${file}`)),
-    model: await modelCid(bytes),
-    input: await tensorsCid(inputs),
-  }
-  const honest = { ...inputs, ...(await ortRun(withIntermediateOutputs(plan.model), inputs)) }
-  return { plan, cp: cutPlan(plan), job, inputs, honest }
-}
+const traced = tracedJob
 type Traced = Awaited<ReturnType<typeof traced>>
 
 /** A contributor committing cuts of `trace`, and how to open them as an asker. */

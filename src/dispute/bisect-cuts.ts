@@ -1,0 +1,265 @@
+/**
+ * The requester's search over cuts (cuts.ts): both sides sign their cut at each probe, one round
+ * each, and a tolerance straddle is settled by chunks as bisect.ts settles a leaf's. Ends at the
+ * leaf whose inputs both sides agree on (cut lo) and whose outputs they do not (cut hi).
+ *
+ *   const d = await bisectCuts({ plan, rules, a, b, workers, job, inputs })
+ *   d.leaf, d.cuts.lo, d.cuts.hi // what the referee is shown
+ */
+import { DisputeProofError, InvalidOptionError, NoDivergenceError } from '../shared/errors.ts'
+import type { NamedTensors, TensorData } from '../shared/tensor.ts'
+import { tensorsCid } from '../shared/tensor-codec.ts'
+import { asker, blame, CHUNK_BATCH, checkAnswer, type Divergence, type Pair, type Side } from './bisect.ts'
+import {
+  type ChunkHashes,
+  checkChunk,
+  checkChunkHashes,
+  chunkDiff,
+  chunksAgree,
+  differingChunks,
+} from './chunks.ts'
+import {
+  type DisputePlan,
+  type DisputeRules,
+  type OutputCommitment,
+  tensorCommitment,
+  tensorRule,
+  toleranceOf,
+} from './commit.ts'
+import { type CutBody, type CutJob, compareCuts, openCut } from './cut-commit.ts'
+import { advance, type CutPlan, cutAt, cutPlan, nextProbe, startSearch } from './cuts.ts'
+import { sameBytes } from './merkle.ts'
+
+/** One side of a dispute over cuts: what createCutCommitter answers, or a remote contributor. */
+export interface CutParty {
+  /** Its signed cut at `position` (dag-cbor `{ body, sig }`). */
+  cut(position: number): Promise<Uint8Array>
+  /** The chunk hashes of tensor `name`, which its commitment in every cut digests. */
+  chunkHashes(name: string): Promise<ChunkHashes>
+  /** Chunks of tensor `name`, as little-endian bytes, in the order asked. */
+  chunks(name: string, indices: number[]): Promise<Uint8Array[]>
+}
+
+/** A signed cut as received, and its checked body. */
+export interface SignedCut {
+  signed: Uint8Array
+  body: CutBody
+}
+
+export type Disagreement = NonNullable<Divergence['disagreement']>
+
+export interface CutDivergence {
+  /** The leaf that diverges: position hi, whose inputs sit in cut lo = hi - 1. */
+  leaf: number
+  /** Its node index. */
+  node: number
+  /** Rounds of questions: the two ends (one round), each probe, and chunk rounds. */
+  rounds: number
+  /** Cuts probed between the ends: at most searchRounds(N). */
+  probes: number
+  /** Cuts whose grid hashes differed but whose values agree. */
+  straddles: number
+  cuts: { lo: Pair<SignedCut>; hi: Pair<SignedCut> }
+  /** At cut hi, the first chunk found to disagree under a tolerance. */
+  disagreement?: Disagreement
+}
+
+export interface BisectCutsOptions {
+  plan: DisputePlan
+  rules: DisputeRules
+  a: CutParty
+  b: CutParty
+  /** Each side's peer id: the signer of its cuts. */
+  workers: Pair<string>
+  job: CutJob
+  /** The job's inputs, to tell which side's cut -1 is not them (without, a difference blames no one). */
+  inputs?: NamedTensors
+  signal?: AbortSignal
+}
+
+/** A comparison once straddles are settled by value. */
+type Verdict = { agree: boolean; disagreement?: Disagreement }
+type Chunk = { name: string; index: number }
+interface Search {
+  o: BisectCutsOptions
+  cp: CutPlan
+  ask: ReturnType<typeof asker<CutParty>>
+  /** Each side's commitment to every tensor it has shown: every later cut must repeat it. */
+  shown: Pair<Map<string, OutputCommitment>>
+  /** Each side's chunk hashes, checked against those commitments. */
+  hashes: Pair<Map<string, ChunkHashes>>
+  /** Tensors settled by value, agreeing or not: commitments cannot change, so neither can that. */
+  agreed: Set<string>
+  differs: Map<string, Verdict>
+  straddles: number
+}
+
+/** One round on both sides (bisect.ts's asker: failures blamed on their side). */
+const both = <T>(s: Search, work: (party: CutParty, side: Side) => Promise<T>) => s.ask.round(work)
+
+const tol = (s: Search, name: string) => toleranceOf(tensorRule(s.o.plan, s.o.rules, name))
+const sameHash = (x?: Uint8Array, y?: Uint8Array) => (!x && !y) || sameBytes(x, y)
+const sameCommitment = (x: OutputCommitment, y: OutputCommitment) =>
+  sameHash(x.exact, y.exact) && sameHash(x.coarse, y.coarse) && sameHash(x.shifted, y.shifted)
+
+/** `side`'s cut at `p`, opened, and consistent with every cut it signed before. */
+async function openOne(s: Search, party: CutParty, side: Side, p: number): Promise<SignedCut> {
+  const { plan, rules, job, workers } = s.o
+  const signed = await party.cut(p)
+  const names = cutAt(s.cp, p)
+  const body = await openCut(signed, { ...job, worker: workers[side], position: p, names, plan, rules })
+  for (const t of body.tensors) {
+    const before = s.shown[side].get(t.name)
+    // Two signed commitments to one tensor: the divergence could otherwise hide in a tensor of cut lo.
+    if (before && !sameCommitment(before, t))
+      throw new DisputeProofError(`the cut at ${p} changes the commitment to '${t.name}'`)
+    s.shown[side].set(t.name, t)
+  }
+  return { signed, body }
+}
+
+/** Whether both sides' cuts agree under the rules, settling straddles by their chunks. */
+async function verdict(s: Search, cuts: Pair<SignedCut>): Promise<Verdict> {
+  const r = compareCuts(cuts.a.body, cuts.b.body, s.o.plan, s.o.rules)
+  if (typeof r === 'string') return { agree: r === 'agree' }
+  const known = r.straddle.find((name) => s.differs.has(name))
+  if (known) return s.differs.get(known)!
+  const names = r.straddle.filter((name) => !s.agreed.has(name))
+  if (!names.length) return { agree: true }
+  const v = await settle(s, names, cuts)
+  if (v.agree) s.straddles++
+  return v
+}
+
+/** Straddling tensors: their chunk hashes (one round), then the chunks that differ, CHUNK_BATCH a round. */
+async function settle(s: Search, names: string[], cuts: Pair<SignedCut>): Promise<Verdict> {
+  const missing = names.filter((name) => !s.hashes.a.has(name) || !s.hashes.b.has(name))
+  if (missing.length)
+    await both(s, (party, side) =>
+      Promise.all(
+        missing.map(async (name) => {
+          const h = await party.chunkHashes(name)
+          const committed = cuts[side].body.tensors.find((t) => t.name === name)!
+          await checkChunkHashes(h, committed, tol(s, name))
+          s.hashes[side].set(name, h)
+        }),
+      ),
+    )
+  const differ = (name: string, v: Verdict) => {
+    s.differs.set(name, v)
+    return v
+  }
+  const pending: Chunk[] = []
+  const left = new Map<string, number>() // chunks of each name still to compare
+  for (const name of names) {
+    const [ha, hb] = [s.hashes.a.get(name)!, s.hashes.b.get(name)!]
+    if (ha.dtype !== hb.dtype || ha.dims.join() !== hb.dims.join()) return differ(name, { agree: false })
+    const indices = differingChunks(ha, hb)
+    if (!left.set(name, indices.length).get(name)) s.agreed.add(name)
+    for (const index of indices) pending.push({ name, index })
+  }
+  for (let from = 0; from < pending.length; from += CHUNK_BATCH) {
+    const batch = pending.slice(from, from + CHUNK_BATCH)
+    const values = await both(s, (party, side) => askChunks(s, party, side, batch))
+    for (const [k, { name, index }] of batch.entries()) {
+      const [x, y] = [values.a[k]!, values.b[k]!]
+      if (!chunksAgree(x, y, tol(s, name)!))
+        return differ(name, { agree: false, disagreement: { name, chunk: index, diff: chunkDiff(x, y) } })
+      if (!left.set(name, left.get(name)! - 1).get(name)) s.agreed.add(name)
+    }
+  }
+  return { agree: true }
+}
+
+/** One side's chunks of `batch`, each checked against its chunk hashes; values in batch order. */
+async function askChunks(s: Search, party: CutParty, side: Side, batch: Chunk[]): Promise<TensorData[]> {
+  const byName = new Map<string, number[]>()
+  for (const [k, c] of batch.entries()) byName.set(c.name, [...(byName.get(c.name) ?? []), k])
+  const values: TensorData[] = []
+  const ask = async ([name, at]: [string, number[]]) => {
+    const indices = at.map((k) => batch[k]!.index)
+    const got = await party.chunks(name, indices)
+    checkAnswer(Array.isArray(got) && got.length === at.length, 'chunks')
+    const h = s.hashes[side].get(name)!
+    const check = async (k: number, j: number) => {
+      values[k] = await checkChunk(h, indices[j]!, got[j]!, tol(s, name))
+    }
+    await Promise.all(at.map(check))
+  }
+  await Promise.all([...byName].map(ask))
+  return values
+}
+
+/** What cut -1 must hold: the commitments of the job's inputs, which must be the job's. */
+async function inputCommitments(s: Search, inputs: NamedTensors): Promise<OutputCommitment[]> {
+  if (!(await tensorsCid(inputs)).equals(s.o.job.input))
+    throw new InvalidOptionError(`the inputs given are not the job's ${s.o.job.input}`)
+  const commit = async (name: string) => {
+    const t = inputs[name]
+    if (!t) throw new InvalidOptionError(`the inputs given lack '${name}'`)
+    return (await tensorCommitment(name, t, tensorRule(s.o.plan, s.o.rules, name))).output
+  }
+  return Promise.all(cutAt(s.cp, -1).map(commit))
+}
+
+/**
+ * Cut -1 is the job's inputs, never a tolerance matter. A side whose cut is not them is blamed
+ * (DisputeProofError). Without the inputs, cuts that differ prove no one lied: InvalidOptionError
+ * blamed on both, as for a transport failure.
+ */
+function checkInputs(lo: Pair<SignedCut>, expected?: OutputCommitment[]): void {
+  const matches = (cut: SignedCut, want: OutputCommitment[]) =>
+    cut.body.tensors.every((t, i) => sameCommitment(t, want[i]!))
+  if (!expected) {
+    if (matches(lo.a, lo.b.body.tensors)) return
+    throw blame(new InvalidOptionError("the cuts at -1 differ, and the job's inputs are not given"), 'both')
+  }
+  const wrong = (['a', 'b'] as const).filter((side) => !matches(lo[side], expected))
+  const err = new DisputeProofError("the cut at -1 does not commit to the job's inputs")
+  if (wrong.length) throw blame(err, wrong.length === 2 ? 'both' : wrong[0]!)
+}
+
+/**
+ * Finds the leaf where two parties' cuts go from agreeing to differing. A failed question throws,
+ * blamed on its side (a Dispute* name proves a lie); outputs that agree throw NoDivergenceError.
+ */
+export async function bisectCuts(o: BisectCutsOptions): Promise<CutDivergence> {
+  const n = o.plan.leaves.length
+  const s: Search = {
+    o,
+    cp: cutPlan(o.plan),
+    ask: asker<CutParty>(o.a, o.b, o.signal),
+    shown: { a: new Map(), b: new Map() },
+    hashes: { a: new Map(), b: new Map() },
+    agreed: new Set(),
+    differs: new Map(),
+    straddles: 0,
+  }
+  const expected = o.inputs && (await inputCommitments(s, o.inputs))
+  const ends = await both(s, (party, side) =>
+    Promise.all([openOne(s, party, side, -1), openOne(s, party, side, n - 1)]),
+  )
+  let lo: Pair<SignedCut> = { a: ends.a[0], b: ends.b[0] }
+  let hi: Pair<SignedCut> = { a: ends.a[1], b: ends.b[1] }
+  checkInputs(lo, expected)
+  let at = await verdict(s, hi)
+  if (at.agree) throw new NoDivergenceError('the outputs agree under the rules')
+  let search = startSearch(n)
+  for (let p = nextProbe(search.lo, search.hi); p !== undefined; p = nextProbe(search.lo, search.hi)) {
+    const cuts = await both(s, (party, side) => openOne(s, party, side, p))
+    const v = await verdict(s, cuts)
+    search = advance(search, v.agree)
+    if (v.agree) lo = cuts
+    else [hi, at] = [cuts, v]
+  }
+  const d: CutDivergence = {
+    leaf: search.hi,
+    node: o.plan.leaves[search.hi]!,
+    rounds: s.ask.rounds,
+    probes: search.rounds,
+    straddles: s.straddles,
+    cuts: { lo, hi },
+  }
+  if (at.disagreement) d.disagreement = at.disagreement
+  return d
+}
