@@ -16,7 +16,7 @@ import {
 import { elementCount, type NamedTensors, ownedOutput } from '../src/shared/tensor.ts'
 import { threadCount } from '../src/shared/threads.ts'
 import { type OrtApi, ortFor } from './ort-builds.ts'
-import { installRunStop, onRunStop, RUN_MARK, type RunStop } from './ort-stop.ts'
+import { endRunStop, installRunStop, onRunStop, RUN_MARK, type RunStop } from './ort-stop.ts'
 
 export type Ep = 'webgpu' | 'wasm'
 export type InitOptions = {
@@ -323,6 +323,7 @@ async function executeStarted(req: RunRequest, state: { cancelled: boolean }): P
     if ((err as Error).name === AbortError.NAME || (err as Error).name === InferenceError.NAME) throw err
     throw new InferenceError(`run: ${(err as Error).message}`)
   } finally {
+    endRunStop() // if ORT's release of the run's options was not caught
     computing = undefined
     entry.busy--
     if (entry.evicted && entry.busy === 0) void releaseEntry(entry)

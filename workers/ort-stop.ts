@@ -6,19 +6,43 @@
  * offset once by comparing options created with and without it (20 in ORT-web 1.30), and tells the
  * main thread where the flag lies in the shared WASM memory: it can set it while this thread computes.
  * Where any of that fails (no shared memory, another ORT layout), runs carry no flag.
+ *
+ * Once the run ends ORT frees its options, and the next run's may take the same bytes: a flag set
+ * late (a stop that crossed the run's end) would end that next run ("Exiting due to terminate flag").
+ * So a shared word holds the flagged run's number while it may be stopped: the main thread claims it
+ * (negated) around its write, and this thread clears it, waiting out a claim, before ORT releases the
+ * options (caught by their pointer) or, failing that, when the run returns.
  */
 
 /** Log verbosity that marks our runs' options (verbosity only matters at the verbose severity). */
 export const RUN_MARK = 0x5ee5
 
-/** Where a started run's stop flag lies: set the byte `at` of `buffer` to 1. */
-export type RunStop = { buffer: SharedArrayBuffer; at: number }
+/**
+ * Where a started run's stop flag lies: set the byte `at` of `buffer` to 1, only while the word in
+ * `ctl` still holds `seq` (claim it as -seq around the write, then put seq back).
+ */
+export type RunStop = { buffer: SharedArrayBuffer; at: number; ctl: SharedArrayBuffer; seq: number }
 
 type CreateRunOptions = (severity: number, verbosity: number, terminate: boolean, tag: number) => number
 
 /** The flag's offset in ORT's run options: undefined until probed, null if the probe failed. */
 let flagAt: number | null | undefined
 let listener: ((stop: RunStop) => void) | undefined
+/** The flagged run's number while it may be stopped, else 0; its options' pointer. */
+const ctl = typeof SharedArrayBuffer === 'function' ? new Int32Array(new SharedArrayBuffer(4)) : undefined
+let seq = 0
+let current = 0
+
+/** Ends the flagged run's stop window: from now on the main thread leaves its flag alone. */
+export function endRunStop(): void {
+  current = 0
+  if (!ctl) return
+  for (;;) {
+    const v = Atomics.load(ctl, 0)
+    // Negative: the main thread is between its claim and its write (two stores): wait it out.
+    if (v >= 0 && Atomics.compareExchange(ctl, 0, v, 0) === v) return
+  }
+}
 
 /** Called with the stop flag of each marked run, just before ORT starts computing it. */
 export function onRunStop(fn: (stop: RunStop) => void): void {
@@ -41,7 +65,12 @@ function caught(
     const at = [...a.keys()].filter((i) => a[i] === 0 && b[i] === 1 && c[i] === 0)
     flagAt = at.length === 1 && b.byteOffset && c.byteOffset ? at[0]! : null
   }
-  if (flagAt !== null) listener?.({ buffer: mem.buffer, at: ptr + flagAt })
+  if (flagAt === null || !ctl) return
+  endRunStop()
+  seq = (seq % 0x7fff_ffff) + 1
+  current = ptr
+  Atomics.store(ctl, 0, seq)
+  listener?.({ buffer: mem.buffer, at: ptr + flagAt, ctl: ctl.buffer as SharedArrayBuffer, seq })
 }
 
 function memoryOf(imports: WebAssembly.Imports | undefined): WebAssembly.Memory | undefined {
@@ -56,6 +85,15 @@ export function installRunStop(): void {
     if (!mem) return instance
     const exports: WebAssembly.Exports = {}
     for (const [name, v] of Object.entries(instance.exports)) {
+      // One-parameter exports: OrtReleaseRunOptions is one; the flag's window ends before it frees.
+      if (typeof v === 'function' && v.length === 1) {
+        const release = v as (x: number) => unknown
+        exports[name] = (x: number) => {
+          if (current !== 0 && x === current) endRunStop()
+          return release(x)
+        }
+        continue
+      }
       if (typeof v !== 'function' || v.length !== 4) {
         exports[name] = v
         continue

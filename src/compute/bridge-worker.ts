@@ -25,7 +25,7 @@ export interface Instance {
   /** Runs cancelled before their start was heard of: stopped if it comes. */
   cancelled: Set<string>
   /** Stop flags of the runs inside ORT (workers/ort-stop.ts), and the runs to stop. */
-  flags: Map<string, Uint8Array>
+  flags: Map<string, RunFlag>
   stopping: Set<string>
   stopped: boolean
 }
@@ -88,7 +88,8 @@ export function spawnInstance(worker: Worker, init: InitOptions, hooks: Instance
 
 function onNote(inst: Instance, note: WorkerNote | undefined, hooks: InstanceHooks): void {
   if (note && 'runStop' in note) {
-    inst.flags.set(note.runStop, new Uint8Array(note.buffer, note.at, 1))
+    const flag = new Uint8Array(note.buffer, note.at, 1)
+    inst.flags.set(note.runStop, { flag, ctl: new Int32Array(note.ctl), seq: note.seq })
     if (inst.stopping.has(note.runStop)) raiseFlag(inst, note.runStop)
   } else if (note && 'runStarted' in note) {
     inst.started = note.runStarted
@@ -106,9 +107,19 @@ export function terminate(inst: Instance, reason: Error): void {
   inst.worker.terminate()
 }
 
+/** A run's stop flag, and the word that says whether it is still that run's (workers/ort-stop.ts). */
+interface RunFlag {
+  flag: Uint8Array
+  ctl: Int32Array
+  seq: number
+}
+
 function raiseFlag(inst: Instance, runId: string): void {
-  const flag = inst.flags.get(runId)
-  if (flag) Atomics.store(flag, 0, 1)
+  const f = inst.flags.get(runId)
+  // Only while the run is inside ORT: after it, its options' bytes may be the next run's.
+  if (!f || Atomics.compareExchange(f.ctl, 0, f.seq, -f.seq) !== f.seq) return
+  Atomics.store(f.flag, 0, 1)
+  Atomics.store(f.ctl, 0, f.seq)
 }
 
 /** By its flag if it is inside ORT; by terminating the worker if it does not end soon after. */

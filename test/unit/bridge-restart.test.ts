@@ -17,16 +17,18 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 interface StubWorker {
   log: string[]
   terminated: boolean
+  /** Each run's stop flag byte, by run id. */
+  flags: Map<string, Uint8Array>
 }
 
 /**
  * Workers whose runs take `runMs`, one at a time, and post WorkerNotes as the real one does: with
  * `flags`, a stop flag in shared memory that the run checks every 5 ms, as ORT does between kernels.
  */
-function stubWorkers(runMs: number, flags = false) {
+function stubWorkers(runMs: number, flags = false, answerAfterMs = 0) {
   const made: StubWorker[] = []
   const createWorker = () => {
-    const w: StubWorker = { log: [], terminated: false }
+    const w: StubWorker = { log: [], terminated: false, flags: new Map() }
     made.push(w)
     const cancelled = new Set<string>()
     const answerNow = new Map<string, (e: Error) => void>() // as the worker's cancel rejects a call at once
@@ -44,9 +46,13 @@ function stubWorkers(runMs: number, flags = false) {
             if (cancelled.has(req.runId)) throw new AbortError(`run ${req.runId} cancelled`)
             post({ runStarted: req.runId })
             w.log.push(`start ${req.runId}`)
+            const flag = new Uint8Array(new SharedArrayBuffer(8))
+            // As workers/ort-stop.ts: the flag may be set only while `ctl` holds this run's seq.
+            const ctl = new Int32Array(new SharedArrayBuffer(4))
+            Atomics.store(ctl, 0, 1)
+            w.flags.set(req.runId, flag.subarray(3, 4))
             try {
-              const flag = new Uint8Array(new SharedArrayBuffer(8))
-              if (flags) post({ runStop: req.runId, buffer: flag.buffer, at: 3 })
+              if (flags) post({ runStop: req.runId, buffer: flag.buffer, at: 3, ctl: ctl.buffer, seq: 1 })
               for (let t = 0; t < runMs; t += 5) {
                 if (Atomics.load(flag, 3)) {
                   w.log.push(`stopped ${req.runId}`)
@@ -55,8 +61,12 @@ function stubWorkers(runMs: number, flags = false) {
                 await sleep(5)
               }
               w.log.push(`end ${req.runId}`)
+              // Out of ORT (its options freed) but not yet answered, as after session.run returns.
+              Atomics.store(ctl, 0, 0)
+              await sleep(answerAfterMs)
               return { outputs: { y: x }, ep: 'wasm', timing: { sessionMs: 0, runMs } }
             } finally {
+              Atomics.store(ctl, 0, 0)
               post({ runEnded: req.runId })
             }
           })
@@ -95,6 +105,20 @@ describe('inference bridge: stopping runs', () => {
     expect(s.made).toHaveLength(1)
     expect(s.made[0]!.terminated).toBe(false)
     expect(s.made[0]!.log).toEqual(['load xbja', 'start a', 'stopped a', 'start b', 'end b'])
+    bridge.close()
+  })
+
+  it("a stop that crosses the end of a run sets no flag: those bytes may be the next run's", async () => {
+    const s = stubWorkers(50, true, 40)
+    const bridge = createInferenceBridge({ createWorker: s.createWorker, idleTimeoutMs: 0 })
+    await bridge.loadModel(CID, new Uint8Array())
+    const stop = new AbortController()
+    const first = outcome(bridge.run({ cid: CID, inputs: { x }, runId: 'a' }, stop.signal))
+    await sleep(75) // 'a' has left ORT and not answered yet
+    expect(s.made[0]!.log).toContain('end a')
+    stop.abort()
+    expect(await first).toBe(AbortError.NAME)
+    expect(s.made[0]!.flags.get('a')![0]).toBe(0)
     bridge.close()
   })
 
