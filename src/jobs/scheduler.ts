@@ -174,13 +174,15 @@ function pick(
   const newcomerTurn = s.random() < NEWCOMER_SHARE
   // Advertised benchUs is a claim nobody checks: speed is what we timed ourselves.
   const ranked = peers
-    .filter((p) => !exclude.has(p.id) && free(s, p) > 0 && open(s, p, opts.accept))
-    .map((p) => ({
+    .filter((p) => !exclude.has(p.id) && open(s, p, opts.accept))
+    .map((p) => ({ p, free: free(s, p) }))
+    .filter((c) => c.free > 0)
+    .map(({ p, free }) => ({
       p,
       same: classes.size === 0 || classes.has(peerClass(p)) ? 1 : 0,
       proven: newcomerTurn || (opts.proven?.(p.id) ?? true) ? 1 : 0,
       cached: p.advert.models.includes(model) ? 1 : 0,
-      free: free(s, p),
+      free,
       speed: s.speed.get(p.id) ?? Number.MAX_SAFE_INTEGER,
       tie: s.random(),
     }))
