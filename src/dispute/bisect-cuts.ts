@@ -94,9 +94,6 @@ interface Search {
   straddles: number
 }
 
-/** One round on both sides (bisect.ts's asker: failures blamed on their side). */
-const both = <T>(s: Search, work: (party: CutParty, side: Side) => Promise<T>) => s.ask.round(work)
-
 const tol = (s: Search, name: string) => toleranceOf(tensorRule(s.o.plan, s.o.rules, name))
 const sameHash = (x?: Uint8Array, y?: Uint8Array) => (!x && !y) || sameBytes(x, y)
 const sameCommitment = (x: OutputCommitment, y: OutputCommitment) =>
@@ -135,7 +132,7 @@ async function verdict(s: Search, cuts: Pair<SignedCut>): Promise<Verdict> {
 async function settle(s: Search, names: string[], cuts: Pair<SignedCut>): Promise<Verdict> {
   const missing = names.filter((name) => !s.hashes.a.has(name) || !s.hashes.b.has(name))
   if (missing.length)
-    await both(s, (party, side) =>
+    await s.ask.round((party, side) =>
       Promise.all(
         missing.map(async (name) => {
           const h = await party.chunkHashes(name)
@@ -160,7 +157,7 @@ async function settle(s: Search, names: string[], cuts: Pair<SignedCut>): Promis
   }
   for (let from = 0; from < pending.length; from += CHUNK_BATCH) {
     const batch = pending.slice(from, from + CHUNK_BATCH)
-    const values = await both(s, (party, side) => askChunks(s, party, side, batch))
+    const values = await s.ask.round((party, side) => askChunks(s, party, side, batch))
     for (const [k, { name, index }] of batch.entries()) {
       const [x, y] = [values.a[k]!, values.b[k]!]
       if (!chunksAgree(x, y, tol(s, name)!))
@@ -236,7 +233,7 @@ export async function bisectCuts(o: BisectCutsOptions): Promise<CutDivergence> {
     straddles: 0,
   }
   const expected = o.inputs && (await inputCommitments(s, o.inputs))
-  const ends = await both(s, (party, side) =>
+  const ends = await s.ask.round((party, side) =>
     Promise.all([openOne(s, party, side, -1), openOne(s, party, side, n - 1)]),
   )
   let lo: Pair<SignedCut> = { a: ends.a[0], b: ends.b[0] }
@@ -246,7 +243,7 @@ export async function bisectCuts(o: BisectCutsOptions): Promise<CutDivergence> {
   if (at.agree) throw new NoDivergenceError('the outputs agree under the rules')
   let search = startSearch(n)
   for (let p = nextProbe(search.lo, search.hi); p !== undefined; p = nextProbe(search.lo, search.hi)) {
-    const cuts = await both(s, (party, side) => openOne(s, party, side, p))
+    const cuts = await s.ask.round((party, side) => openOne(s, party, side, p))
     const v = await verdict(s, cuts)
     search = advance(search, v.agree)
     if (v.agree) lo = cuts
