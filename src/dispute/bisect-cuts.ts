@@ -7,7 +7,7 @@
  *   d.leaf, d.cuts.lo, d.cuts.hi // what the referee is shown
  */
 import { DisputeProofError, InvalidOptionError, NoDivergenceError } from '../shared/errors.ts'
-import type { NamedTensors, TensorData } from '../shared/tensor.ts'
+import type { NamedTensors, Tensor, TensorData } from '../shared/tensor.ts'
 import { tensorsCid } from '../shared/tensor-codec.ts'
 import { asker, blame, CHUNK_BATCH, checkAnswer, type Divergence, type Pair, type Side } from './bisect.ts'
 import {
@@ -38,6 +38,8 @@ export interface CutParty {
   chunkHashes(name: string): Promise<ChunkHashes>
   /** Chunks of tensor `name`, as little-endian bytes, in the order asked. */
   chunks(name: string, indices: number[]): Promise<Uint8Array[]>
+  /** The whole tensor `name`, live across some cut: what the referee runs a node on. */
+  tensor(name: string): Promise<Tensor>
 }
 
 /** A signed cut as received, and its checked body. */

@@ -17,7 +17,7 @@ import {
   InvalidOptionError,
   InvalidTensorError,
 } from '../shared/errors.ts'
-import type { NamedTensors } from '../shared/tensor.ts'
+import type { NamedTensors, Tensor } from '../shared/tensor.ts'
 import { signRecord, verifyRecord } from '../trust/signed.ts'
 import { type ChunkHashes, chunkCount, chunkOf } from './chunks.ts'
 import {
@@ -64,6 +64,8 @@ export interface CutCommitter {
   chunkHashes(name: string): Promise<ChunkHashes>
   /** Chunks of tensor `name`, as little-endian bytes, in the order asked. */
   chunks(name: string, indices: number[]): Promise<Uint8Array[]>
+  /** The whole tensor `name`, live across some cut. */
+  tensor(name: string): Promise<Tensor>
   /** Tensors hashed so far: each at most once, however many cuts hold it. */
   readonly hashed: number
 }
@@ -118,6 +120,7 @@ export function createCutCommitter(o: CutCommitterOptions): CutCommitter {
         throw new InvalidOptionError(`'${name}' has ${count} chunks`)
       return indices.map((i) => copyOf(chunkOf(t, i))) // each in its own buffer: cheap to send or post
     },
+    tensor: async (name) => tensor(name),
   }
 }
 

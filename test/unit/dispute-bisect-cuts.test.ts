@@ -47,6 +47,7 @@ function side(t: Traced, rules: DisputeRules, trace: NamedTensors, key: PrivateK
       tap.chunks.push(...indices.map((i) => `${name}#${i}`))
       return committer.chunks(name, indices)
     },
+    tensor: (name) => committer.tensor(name),
   }
   return { committer, party, tap, worker: peerIdOf(key) }
 }
