@@ -1,20 +1,25 @@
 /**
  * 8. Disputes against a third replica (Node, onnxruntime-node, one thread; in-process parties, metered):
  * a liar lies at the middle node of each model with a trace that agrees with its lie. A third
- * replica costs one run of the plain model and moves its input and output; a dispute costs both
- * sides' traced runs and commitments, the rounds of bisection, the referee's one-node run, and the
- * answers' bytes.
+ * replica costs one run of the plain model and moves its input and output; a dispute over cuts costs
+ * both sides' traced runs (none where they kept their traces), the signed cuts each side hashes and
+ * signs as it is asked, the search, the referee's one-node run, and the answers' bytes.
  */
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
+import * as dagCbor from '@ipld/dag-cbor'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import * as ort from 'onnxruntime-node'
 import { mlpModelBytes } from '../scripts/gen-models.ts'
-import { bisect } from '../src/dispute/bisect.ts'
-import { commitTrace, type DisputePlan, disputePlan, disputeRules } from '../src/dispute/commit.ts'
+import { bisectCuts, type CutDivergence, type CutParty } from '../src/dispute/bisect-cuts.ts'
+import { type DisputePlan, disputePlan, disputeRules } from '../src/dispute/commit.ts'
+import { type CutCommitter, type CutJob, createCutCommitter } from '../src/dispute/cut-commit.ts'
 import { withIntermediateOutputs } from '../src/dispute/onnx-graph.ts'
-import { localParty, type Meter, metered } from '../src/dispute/party.ts'
-import { referee } from '../src/dispute/referee.ts'
+import { refereeCuts } from '../src/dispute/referee-cuts.ts'
+import { modelCid } from '../src/shared/cid.ts'
 import { type NamedTensors, tensorsByteLength } from '../src/shared/tensor.ts'
+import { tensorsCid } from '../src/shared/tensor-codec.ts'
 import type { CompareRule } from '../src/trust/policy.ts'
 import { lyingTrace, shifted } from '../test/helpers/liar-trace.ts'
 import { floats, openSession, ortRun } from '../test/helpers/ort-run.ts'
@@ -24,7 +29,10 @@ export interface DisputeRow {
   rule: string
   nodes: number
   liarAt: number
+  /** How far the liar shifted its node's outputs (0.5, or 100 where 0.5 did not reach the outputs). */
+  lie: number
   found: number
+  /** Rounds of questions: the ends, the probes and chunk rounds, then the referee's. */
   rounds: number
   refereeRounds: number
   verdict: string
@@ -33,17 +41,20 @@ export interface DisputeRow {
   replicaMs: number
   /** What the dispute moves (answers). */
   disputeBytes: number
-  /** One side's traced run (graph optimisation disabled), median of 3, and its commitment. */
+  /** Tensors each side hashed for its cuts (the larger side), of the trace's, and their bytes. */
+  hashedTensors: number
+  traceTensors: number
+  hashedBytes: number
+  /** One side's traced run (graph optimisation disabled), median of 3. */
   traceRunMs: number
-  commitMs: number
-  /** Bisection and the referee's one-node run. */
+  /** The search and the referee, both sides' hashing and signing included, median of 3. */
   settleMs: number
 }
 
 /** A dispute's work when both sides rerun their traces on demand. */
-export const onDemandMs = (r: DisputeRow) => 2 * (r.traceRunMs + r.commitMs) + r.settleMs
+export const onDemandMs = (r: DisputeRow) => 2 * r.traceRunMs + r.settleMs
 /** A dispute's work when both sides kept their traces from the job (JobBody.trace). */
-export const keptMs = (r: DisputeRow) => 2 * r.commitMs + r.settleMs
+export const keptMs = (r: DisputeRow) => r.settleMs
 
 const MODELS = resolve(import.meta.dirname, '../public/models')
 const file = (f: string) => () => new Uint8Array(readFileSync(resolve(MODELS, f)))
@@ -98,42 +109,107 @@ async function runs(bytes: Uint8Array, inputs: NamedTensors, level: 'all' | 'dis
   }
 }
 
+/** A committer's answers as a CutParty, counting the bytes each answer would take on the wire and the tensors its cuts named. */
+function meteredCut(c: CutCommitter, meter: { bytes: number }, named: Set<string>): CutParty {
+  const add = <T>(v: T, n: number) => {
+    meter.bytes += n
+    return v
+  }
+  return {
+    cut: async (p) => {
+      const signed = await c.commit(p)
+      const cut = dagCbor.decode(signed) as { body: { tensors: { name: string }[] } }
+      for (const t of cut.body.tensors) named.add(t.name)
+      return add(signed, signed.byteLength)
+    },
+    chunkHashes: async (name) => {
+      const h = await c.chunkHashes(name)
+      return add(h, 32 * (h.exact.length + (h.coarse?.length ?? 0) + (h.shifted?.length ?? 0)))
+    },
+    chunks: async (name, indices) => {
+      const got = await c.chunks(name, indices)
+      return add(
+        got,
+        got.reduce((n, x) => n + x.byteLength, 0),
+      )
+    },
+    tensor: async (name) => {
+      const t = await c.tensor(name)
+      return add(t, t.data.byteLength)
+    },
+  }
+}
+
+/** One dispute between an honest trace and a liar's, over cuts, in process. */
+async function settle(
+  plan: DisputePlan,
+  rules: ReturnType<typeof disputeRules>,
+  inputs: NamedTensors,
+  traces: [NamedTensors, NamedTensors],
+  job: CutJob,
+) {
+  const keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+  const workers = { a: peerIdFromPrivateKey(keys[0]).toString(), b: peerIdFromPrivateKey(keys[1]).toString() }
+  const meter = { bytes: 0 }
+  const full = traces.map((trace) => ({ ...inputs, ...trace }))
+  const committers = full.map((trace, i) => createCutCommitter({ trace, plan, rules, key: keys[i]!, ...job }))
+  const named = [new Set<string>(), new Set<string>()]
+  const a = meteredCut(committers[0]!, meter, named[0]!)
+  const b = meteredCut(committers[1]!, meter, named[1]!)
+  const [out, ms] = await timed(async () => {
+    const d: CutDivergence = await bisectCuts({ plan, rules, a, b, workers, job, inputs })
+    return { d, s: await refereeCuts({ plan, rules, divergence: d, a, b, jobInputs: inputs, run: ortRun }) }
+  })
+  // Bytes each side hashed: every tensor its cuts named, once (the committer hashes each once).
+  const hashedBytes = named.map((names, i) =>
+    [...names].reduce((n, k) => n + full[i]![k]!.data.byteLength, 0),
+  )
+  return { ...out, ms, bytes: meter.bytes, committers, hashedBytes }
+}
+
 async function one(plan: DisputePlan, rule: [string, CompareRule], inputs: NamedTensors, model: string) {
   const rules = disputeRules(rule[1])
   const liarAt = plan.leaves.length >> 1
   const trace = await runs(withIntermediateOutputs(plan.model), inputs, 'disabled')
   const honest = trace.out
-  const liar = await lyingTrace(plan, honest, inputs, liarAt, shifted(0.5))
-  const meter: Meter = { answers: 0, bytes: 0, tensorBytes: 0 }
-  const commits: number[] = []
-  let committed = await commitTrace(plan, rules, honest)
-  for (let i = 0; i < 3; i++) {
-    const [c, ms] = await timed(() => commitTrace(plan, rules, honest))
-    committed = c
-    commits.push(ms)
+  const job: CutJob = {
+    job: await modelCid(new TextEncoder().encode(`bench ${model}`)),
+    model: await modelCid(plan.model.bytes),
+    input: await tensorsCid(inputs),
   }
-  const a = metered(localParty(plan, committed, honest), meter)
-  const b = metered(localParty(plan, await commitTrace(plan, rules, liar), liar), meter)
-  const [settled, settleMs] = await timed(async () => {
-    const divergence = await bisect({ plan, rules, a, b })
-    return { divergence, s: await referee({ plan, rules, divergence, a, b, jobInputs: inputs, run: ortRun }) }
-  })
+  let lie = 0.5
+  let liar = await lyingTrace(plan, honest, inputs, liarAt, shifted(lie))
+  // A lie that no output shows is no dispute: the replicas' results would agree.
+  const found = async () => settle(plan, rules, inputs, [honest, liar], job)
+  let first = await found().catch((err: Error) =>
+    err.name === 'NoDivergenceError' ? undefined : Promise.reject(err),
+  )
+  if (!first) {
+    lie = 100
+    liar = await lyingTrace(plan, honest, inputs, liarAt, shifted(lie))
+    first = await found()
+  }
+  const timings = [first.ms, (await found()).ms, (await found()).ms]
   const plain = await runs(plan.model.bytes, inputs, 'all')
+  const hashed = Math.max(...first.committers.map((c) => c.hashed))
   return {
     model,
     rule: rule[0],
     nodes: plan.leaves.length,
     liarAt,
-    found: settled.divergence.position,
-    rounds: settled.divergence.rounds,
-    refereeRounds: settled.s.rounds,
-    verdict: settled.s.verdict,
+    lie,
+    found: first.d.leaf,
+    rounds: first.d.rounds,
+    refereeRounds: first.s.rounds,
+    verdict: first.s.verdict,
     replicaBytes: tensorsByteLength(inputs) + tensorsByteLength(plain.out),
     replicaMs: plain.ms,
-    disputeBytes: meter.bytes,
+    disputeBytes: first.bytes,
+    hashedTensors: hashed,
+    traceTensors: Object.keys({ ...inputs, ...honest }).length,
+    hashedBytes: Math.max(...first.hashedBytes),
     traceRunMs: trace.ms,
-    commitMs: median(commits),
-    settleMs,
+    settleMs: median(timings),
   } satisfies DisputeRow
 }
 
@@ -157,11 +233,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 /** The report's table: a dispute against a third replica, side by side. */
 export function disputeTable(rows: DisputeRow[]): string {
   const head =
-    '| model | rule | nodes | liar at / found | rounds (bisect + referee) | log2 N + 2 | third replica: bytes, ms | dispute bytes | per side: traced run, commit ms | settle ms | dispute work, on demand / kept traces (ms) | kept < replica | traced job extra ms |'
-  const sep = `|${' --- |'.repeat(13)}`
+    '| model | rule | nodes | liar at / found (lie) | rounds (search + referee) | log2 N + 2 | third replica: bytes, ms | dispute bytes | tensors hashed per side (of trace), MB | traced run ms | settle ms | dispute work, on demand / kept traces (ms) | kept < replica | traced job extra ms |'
+  const sep = `|${' --- |'.repeat(14)}`
   const body = rows.map(
     (r) =>
-      `| ${r.model} | ${r.rule} | ${r.nodes} | ${r.liarAt} / ${r.found} | ${r.rounds} + ${r.refereeRounds} | ${(Math.log2(r.nodes) + 2).toFixed(1)} | ${r.replicaBytes}, ${r.replicaMs.toFixed(1)} | ${r.disputeBytes} | ${r.traceRunMs.toFixed(1)}, ${r.commitMs.toFixed(1)} | ${r.settleMs.toFixed(1)} | ${onDemandMs(r).toFixed(0)} / ${keptMs(r).toFixed(0)} | ${keptMs(r) < r.replicaMs ? 'yes' : 'no'} | ${(r.traceRunMs - r.replicaMs).toFixed(1)} |`,
+      `| ${r.model} | ${r.rule} | ${r.nodes} | ${r.liarAt} / ${r.found} (${r.lie}) | ${r.rounds} + ${r.refereeRounds} | ${(Math.log2(r.nodes) + 2).toFixed(1)} | ${r.replicaBytes}, ${r.replicaMs.toFixed(1)} | ${r.disputeBytes} | ${r.hashedTensors} (${r.traceTensors}), ${(r.hashedBytes / 1e6).toFixed(2)} | ${r.traceRunMs.toFixed(1)} | ${r.settleMs.toFixed(1)} | ${onDemandMs(r).toFixed(0)} / ${keptMs(r).toFixed(0)} | ${keptMs(r) < r.replicaMs ? 'yes' : 'no'} | ${(r.traceRunMs - r.replicaMs).toFixed(1)} |`,
   )
-  return `## 8. Disputes against a third replica (Node, one thread; a liar at the middle node)\n\n${[head, sep, ...body].join('\n')}\n\nOn demand, both sides rerun their traces (graph optimisation disabled) and commit; with kept traces (the requester asked for traced jobs, JobBody.trace) each side only commits, and every traced job pays its traced run in place of the plain one (the last column).`
+  return `## 8. Disputes over cuts against a third replica (Node, one thread; a liar at the middle node)\n\n${[head, sep, ...body].join('\n')}\n\nOn demand, both sides rerun their traces (graph optimisation disabled); with kept traces (the requester asked for traced jobs, JobBody.trace) they do not, and every traced job pays its traced run in place of the plain one (the last column). Settling includes both sides hashing and signing the cuts they are asked for.`
 }

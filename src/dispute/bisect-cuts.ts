@@ -73,7 +73,8 @@ export interface BisectCutsOptions {
   b: CutParty
   /** Each side's peer id: the signer of its cuts. */
   workers: Pair<string>
-  job: CutJob
+  /** The job each side's cuts must name: one for both, or each replica's own signed job. */
+  job: CutJob | Pair<CutJob>
   /** The job's inputs, to tell which side's cut -1 is not them (without, a difference blames no one). */
   inputs?: NamedTensors
   signal?: AbortSignal
@@ -101,9 +102,13 @@ const sameHash = (x?: Uint8Array, y?: Uint8Array) => (!x && !y) || sameBytes(x, 
 const sameCommitment = (x: OutputCommitment, y: OutputCommitment) =>
   sameHash(x.exact, y.exact) && sameHash(x.coarse, y.coarse) && sameHash(x.shifted, y.shifted)
 
+/** The job `side`'s cuts must name. */
+const jobOf = (o: BisectCutsOptions, side: Side): CutJob => ('a' in o.job ? o.job[side] : o.job)
+
 /** `side`'s cut at `p`, opened, and consistent with every cut it signed before. */
 async function openOne(s: Search, party: CutParty, side: Side, p: number): Promise<SignedCut> {
-  const { plan, rules, job, workers } = s.o
+  const { plan, rules, workers } = s.o
+  const job = jobOf(s.o, side)
   const signed = await party.cut(p)
   const names = cutAt(s.cp, p)
   const body = await openCut(signed, { ...job, worker: workers[side], position: p, names, plan, rules })
@@ -191,8 +196,9 @@ async function askChunks(s: Search, party: CutParty, side: Side, batch: Chunk[])
 
 /** What cut -1 must hold: the commitments of the job's inputs, which must be the job's. */
 async function inputCommitments(s: Search, inputs: NamedTensors): Promise<OutputCommitment[]> {
-  if (!(await tensorsCid(inputs)).equals(s.o.job.input))
-    throw new InvalidOptionError(`the inputs given are not the job's ${s.o.job.input}`)
+  const input = jobOf(s.o, 'a').input
+  if (!(await tensorsCid(inputs)).equals(input) || !jobOf(s.o, 'b').input.equals(input))
+    throw new InvalidOptionError(`the inputs given are not the job's ${input}`)
   const commit = async (name: string) => {
     const t = inputs[name]
     if (!t) throw new InvalidOptionError(`the inputs given lack '${name}'`)

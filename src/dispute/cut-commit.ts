@@ -148,21 +148,31 @@ function shaped<T>(check: () => T): T {
   }
 }
 
-/** One tensor's commitment, with exactly the hashes its rule calls for (as checkLeaf's hashesFit). */
-function parseTensor(x: unknown, w: string, plan: DisputePlan, rules: DisputeRules): OutputCommitment {
-  const name = fields(x, w, ['name', 'exact'], ['coarse', 'shifted']).name
-  if (typeof name !== 'string' || !name) return malformedCut(`${w}.name must be a name`)
-  const kind = tensorRule(plan, rules, name).kind
-  const grids = kind === 'exact' ? [] : kind === 'topk' ? ['coarse'] : ['coarse', 'shifted']
-  const m = fields(x, w, ['name', 'exact', ...grids])
-  const out: OutputCommitment = { name, exact: hash(m.exact, `${w}.exact`) }
+type TensorParser = (x: unknown, w: string) => OutputCommitment
+
+/** One tensor's commitment without the plan: a name, its exact hash, and whichever grid hashes it has. */
+function anyTensor(x: unknown, w: string): OutputCommitment {
+  const m = fields(x, w, ['name', 'exact'], ['coarse', 'shifted'])
+  if (typeof m.name !== 'string' || !m.name) return malformedCut(`${w}.name must be a name`)
+  const out: OutputCommitment = { name: m.name, exact: hash(m.exact, `${w}.exact`) }
   if (m.coarse !== undefined) out.coarse = hash(m.coarse, `${w}.coarse`)
   if (m.shifted !== undefined) out.shifted = hash(m.shifted, `${w}.shifted`)
   return out
 }
 
+/** One tensor's commitment, with exactly the hashes its rule calls for (as checkLeaf's hashesFit). */
+const ruledTensor =
+  (plan: DisputePlan, rules: DisputeRules): TensorParser =>
+  (x, w) => {
+    const out = anyTensor(x, w)
+    const kind = tensorRule(plan, rules, out.name).kind
+    const grids = kind === 'exact' ? [] : kind === 'topk' ? ['coarse'] : ['coarse', 'shifted']
+    fields(x, w, ['name', 'exact', ...grids])
+    return out
+  }
+
 /** Bounded decode and shape check of a signed cut; DisputeAnswerError for anything malformed. */
-function parseCut(signed: Uint8Array, plan: DisputePlan, rules: DisputeRules) {
+function parseCut(signed: Uint8Array, parseTensor: TensorParser) {
   if (!(signed instanceof Uint8Array) || signed.byteLength > MAX_CUT_BYTES)
     return malformedCut(`more than ${MAX_CUT_BYTES} bytes`)
   let x: unknown
@@ -179,9 +189,7 @@ function parseCut(signed: Uint8Array, plan: DisputePlan, rules: DisputeRules) {
     if (b.v !== 1) malformedCut('cut.body.v must be 1')
     if (!Number.isSafeInteger(b.position) || (b.position as number) < -1)
       malformedCut('cut.body.position must be an integer ≥ -1')
-    const tensors = list(b.tensors, 'cut.body.tensors', MAX_CUT_BYTES / HASH_BYTES, (t, w) =>
-      parseTensor(t, w, plan, rules),
-    )
+    const tensors = list(b.tensors, 'cut.body.tensors', MAX_CUT_BYTES / HASH_BYTES, parseTensor)
     const body: CutBody = {
       v: 1,
       job: cid('job'),
@@ -194,19 +202,32 @@ function parseCut(signed: Uint8Array, plan: DisputePlan, rules: DisputeRules) {
   })
 }
 
+/** A parsed cut's body if `worker` signed it; DisputeProofError if not. */
+async function verified({ body, sig }: { body: CutBody; sig: Uint8Array }, worker: string): Promise<CutBody> {
+  try {
+    await verifyRecord(CUT_DOMAIN, body, sig, worker)
+  } catch (err) {
+    if ((err as Error)?.name !== 'InvalidSignatureError') throw err
+    throw new DisputeProofError(`the cut at ${body.position} is not signed by ${worker}`)
+  }
+  return body
+}
+
+/**
+ * The body of a signed cut from `worker`, without the plan: its shape (each tensor a name and
+ * its hashes) and signature only; the caller checks its job, position and names. DisputeAnswerError
+ * for a malformed cut, DisputeProofError for another signer's.
+ */
+export const openSignedCut = async (signed: Uint8Array, worker: string): Promise<CutBody> =>
+  verified(parseCut(signed, anyTensor), worker)
+
 /**
  * The body of a signed cut from `expect.worker`, checked. A signature that does not verify throws
  * DisputeProofError; a malformed cut, or one about another job, position or names (the wrong answer
  * to the question, as checkLeaf treats a leaf's node and names), DisputeAnswerError.
  */
 export async function openCut(signed: Uint8Array, expect: CutExpectations): Promise<CutBody> {
-  const { body, sig } = parseCut(signed, expect.plan, expect.rules)
-  try {
-    await verifyRecord(CUT_DOMAIN, body, sig, expect.worker)
-  } catch (err) {
-    if ((err as Error)?.name !== 'InvalidSignatureError') throw err
-    throw new DisputeProofError(`the cut at ${body.position} is not signed by ${expect.worker}`)
-  }
+  const body = await verified(parseCut(signed, ruledTensor(expect.plan, expect.rules)), expect.worker)
   for (const k of ['job', 'model', 'input'] as const)
     if (!body[k].equals(expect[k]))
       throw new DisputeAnswerError(`the cut names ${k} ${body[k]}, not ${expect[k]}`)

@@ -22,16 +22,18 @@ import {
   type LeafAnswer,
   leafNode,
   type NodeRule,
+  type OutputCommitment,
   producers,
   tensorRule,
   tensorsAgree,
 } from './commit.ts'
 import { sameBytes } from './merkle.ts'
-import { singleNodeModel } from './onnx-graph.ts'
 import {
   commitmentProblem,
   type Judgement,
+  type JudgingRules,
   judgingRule,
+  nodeRunner,
   type RunNode,
   type Settlement,
   type Verdict,
@@ -80,7 +82,7 @@ export interface BuildRecordOptions {
   settlement: Settlement
 }
 
-const encoded = (t?: NamedTensors) => (t ? encodeTensors(t) : undefined)
+export const encoded = (t?: NamedTensors) => (t ? encodeTensors(t) : undefined)
 
 export function buildDisputeRecord(o: BuildRecordOptions): DisputeRecord {
   const { divergence: d, settlement: s } = o
@@ -119,7 +121,7 @@ export function buildDisputeRecord(o: BuildRecordOptions): DisputeRecord {
 }
 
 /** A copy without undefined fields, which dag-cbor refuses. */
-function defined(x: unknown): unknown {
+export function defined(x: unknown): unknown {
   if (Array.isArray(x)) return x.map(defined)
   if (
     x === null ||
@@ -155,26 +157,27 @@ export interface VerifyRecordOptions {
   run?: RunNode
 }
 
-const invalid = (why: string): never => {
+export const invalid = (why: string): never => {
   throw new InvalidDisputeRecordError(`invalid dispute record: ${why}`)
 }
-const VERDICTS: readonly string[] = ['a-invalid', 'b-invalid', 'both-invalid', 'drift']
-const JUDGEMENTS: readonly string[] = ['ok', 'wrong-output', 'bad-commitment', 'bad-answer']
-const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null
+export const VERDICTS: readonly string[] = ['a-invalid', 'b-invalid', 'both-invalid', 'drift']
+export const JUDGEMENTS: readonly string[] = ['ok', 'wrong-output', 'bad-commitment', 'bad-answer']
+export const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null
 const RULE_KINDS: readonly unknown[] = ['exact', 'tolerance', 'argmax', 'topk']
 /** Whether `x` looks like a rule: a known kind, finite tolerances, a whole k. */
-const isRule = (x: unknown): boolean =>
+export const isRule = (x: unknown): boolean =>
   isObject(x) &&
   RULE_KINDS.includes(x.kind) &&
   (x.kind !== 'tolerance' || (Number.isFinite(x.atol) && Number.isFinite(x.rtol))) &&
   (x.kind !== 'topk' || Number.isInteger(x.k))
-const isRules = (x: unknown): boolean =>
+export const isRules = (x: unknown): boolean =>
   isObject(x) &&
   isRule(x.job) &&
   isRule(x.node) &&
   ['exact', 'tolerance'].includes((x.node as { kind: string }).kind)
 
-function decodeRecord(bytes: Uint8Array): DisputeRecord {
+/** A dispute record of version `v` from bytes, its common head checked (kind, model, rules, compare). */
+export function recordHead(bytes: Uint8Array, v: 1 | 2): Record<string, unknown> {
   let r: unknown
   try {
     r = dagCbor.decode(bytes)
@@ -184,10 +187,16 @@ function decodeRecord(bytes: Uint8Array): DisputeRecord {
   const ok =
     isObject(r) &&
     r.kind === DISPUTE_RECORD_KIND &&
-    r.v === 1 &&
+    r.v === v &&
     typeof r.model === 'string' &&
     isRules(r.rules) &&
-    (r.compare === undefined || (isRule(r.compare) && (r.compare as { kind: string }).kind !== 'topk')) &&
+    (r.compare === undefined || (isRule(r.compare) && (r.compare as { kind: string }).kind !== 'topk'))
+  return ok ? (r as Record<string, unknown>) : invalid('malformed')
+}
+
+function decodeRecord(bytes: Uint8Array): DisputeRecord {
+  const r = recordHead(bytes, 1)
+  const ok =
     Number.isInteger(r.position) &&
     isObject(r.node) &&
     Number.isInteger(r.node.index) &&
@@ -198,7 +207,7 @@ function decodeRecord(bytes: Uint8Array): DisputeRecord {
   return ok ? (r as unknown as DisputeRecord) : invalid('malformed')
 }
 
-const tensorsOf = (t: EncodedTensors | undefined, what: string): NamedTensors | undefined => {
+export const tensorsOf = (t: EncodedTensors | undefined, what: string): NamedTensors | undefined => {
   if (t === undefined) return undefined
   try {
     return decodeTensors(t, { maxElements: 1 << 26 })
@@ -245,66 +254,94 @@ async function checkProofs(c: Ctx, side: RecordSide, label: Side): Promise<Shown
   }
 }
 
+/** What a side's judgement rests on: its claimed outputs (in the referee's order) and the evidence on them. */
+export interface Evidence {
+  judged: Judgement
+  claimed: OutputCommitment[]
+  referee?: Uint8Array[]
+  outputs?: NamedTensors
+  refereeOutputs?: NamedTensors
+}
+type Recomputed = (name: string, i: number) => Promise<{ hash: Uint8Array; tensor?: NamedTensors[string] }>
+
 /** Whether each claimed output agrees with `recomputed` (by hash or value); undefined where unknown. */
 async function agreement(
-  c: Ctx,
-  side: RecordSide,
-  shown: Shown,
-  recomputed: (name: string, i: number) => Promise<{ hash: Uint8Array; tensor?: NamedTensors[string] }>,
+  o: JudgingRules,
+  e: Evidence,
+  recomputed: Recomputed,
 ): Promise<(boolean | undefined)[]> {
   const out: (boolean | undefined)[] = []
-  for (const [i, claimed] of side.leaf.leaf.outputs.entries()) {
+  for (const [i, claimed] of e.claimed.entries()) {
     const rec = await recomputed(claimed.name, i)
-    const rule = judgingRule(tensorRule(c.plan, c.r.rules, claimed.name), c.r.compare)
+    const rule = judgingRule(tensorRule(o.plan, o.rules, claimed.name), o.compare)
     if (sameBytes(rec.hash, claimed.exact)) out.push(true)
     else if (rule.kind === 'exact') out.push(false)
     else if (!rec.tensor) out.push(undefined)
     else if (rule.kind === 'topk') out.push(sameBytes(await coarseHash(rec.tensor, rule), claimed.coarse))
     else {
-      const claim = shown.outputs?.[claimed.name]
+      const claim = e.outputs?.[claimed.name]
       out.push(claim ? tensorsAgree(claimed.name, rec.tensor, claim, rule) : undefined)
     }
   }
   return out
 }
 
-/** Checks that a side's judgement follows from its evidence and the referee's hashes. */
-async function checkJudgement(c: Ctx, side: RecordSide, shown: Shown, label: Side): Promise<void> {
-  const problem = await commitmentProblem(c.plan, c.r.position, side.leaf, shown)
-  if (side.judged === 'bad-answer') return
-  if (side.judged === 'bad-commitment') {
+/**
+ * Checks that a side's judgement follows from `problem` (why its tensors are not the ones it
+ * committed to, if they are not), its evidence and the referee's hashes.
+ */
+export async function checkJudgement(o: JudgingRules, e: Evidence, problem: string | undefined, label: Side) {
+  if (e.judged === 'bad-answer') return
+  if (e.judged === 'bad-commitment') {
     if (!problem) invalid(`side ${label} is judged bad-commitment, but its tensors match its commitment`)
     return
   }
-  if (problem) invalid(`side ${label} is judged ${side.judged}, but ${problem}`)
-  const hashes = side.referee
-  const n = side.leaf.leaf.outputs.length
+  if (problem) invalid(`side ${label} is judged ${e.judged}, but ${problem}`)
+  const hashes = e.referee
   const hashShaped = (h: unknown) => h instanceof Uint8Array && h.byteLength === 32
-  if (!Array.isArray(hashes) || hashes.length !== n || !hashes.every(hashShaped))
+  if (!Array.isArray(hashes) || hashes.length !== e.claimed.length || !hashes.every(hashShaped))
     return invalid(`side ${label} has no referee hashes`)
-  const agrees = await agreement(c, side, shown, async (name, i) => {
-    const tensor = shown.refereeOutputs?.[name]
+  const agrees = await agreement(o, e, async (name, i) => {
+    const tensor = e.refereeOutputs?.[name]
     if (tensor && !sameBytes(await exactHash(tensor), hashes[i]))
       invalid(`side ${label}: referee output '${name}'`)
     return { hash: hashes[i]!, tensor }
   })
   if (agrees.includes(undefined)) invalid(`side ${label} lacks what its judgement was compared on`)
-  if (agrees.every(Boolean) !== (side.judged === 'ok'))
-    invalid(`side ${label} is not ${side.judged} by its evidence`)
+  if (agrees.every(Boolean) !== (e.judged === 'ok'))
+    invalid(`side ${label} is not ${e.judged} by its evidence`)
 }
 
-/** Recomputes the node on a side's inputs; whether that confirms its judgement (undefined: cannot tell). */
-async function rerun(c: Ctx, side: RecordSide, shown: Shown, run: RunNode): Promise<boolean | undefined> {
-  const jobInputs = tensorsOf(c.r.jobInputs, 'job inputs') ?? {}
-  const feeds = { ...jobInputs, ...shown.inputs }
-  const specs = Object.entries(feeds).map(([name, t]) => ({ name, dtype: t.dtype, dims: t.dims }))
-  const out = await run(singleNodeModel(c.plan.model, c.r.node.index, specs), feeds)
-  const agrees = await agreement(c, side, shown, async (name) => {
+/** Recomputes node `index` on `feeds`; whether that confirms a side's judgement (undefined: cannot tell). */
+export async function confirmByRun(
+  o: JudgingRules & { run: RunNode },
+  e: Evidence,
+  index: number,
+  feeds: NamedTensors,
+): Promise<boolean | undefined> {
+  const out = await nodeRunner(o, index, feeds).recompute('', {})
+  const agrees = await agreement(o, e, async (name) => {
     const tensor = out[name]
     return tensor ? { hash: await exactHash(tensor), tensor } : invalid(`the rerun gave no '${name}'`)
   })
   if (agrees.includes(undefined)) return undefined
-  return agrees.every(Boolean) === (side.judged === 'ok')
+  return agrees.every(Boolean) === (e.judged === 'ok')
+}
+
+const rulesOf = (c: Ctx): JudgingRules => ({ plan: c.plan, rules: c.r.rules, compare: c.r.compare })
+const evidenceOf = (side: RecordSide, shown: Shown): Evidence => ({
+  judged: side.judged,
+  claimed: side.leaf.leaf.outputs,
+  referee: side.referee,
+  outputs: shown.outputs,
+  refereeOutputs: shown.refereeOutputs,
+})
+
+/** Recomputes the node on a side's inputs; whether that confirms its judgement (undefined: cannot tell). */
+function rerun(c: Ctx, side: RecordSide, shown: Shown, run: RunNode): Promise<boolean | undefined> {
+  const jobInputs = tensorsOf(c.r.jobInputs, 'job inputs') ?? {}
+  const feeds = { ...jobInputs, ...shown.inputs }
+  return confirmByRun({ ...rulesOf(c), run }, evidenceOf(side, shown), c.r.node.index, feeds)
 }
 
 /** Checks a dispute record against the plan; InvalidDisputeRecordError for anything that does not hold. */
@@ -325,7 +362,10 @@ export async function verifyDisputeRecord(
   const shown = { a: await checkProofs(c, r.a, 'a'), b: await checkProofs(c, r.b, 'b') }
   if (sameBytes(r.a.commitment.root, r.b.commitment.root) || coarseEqual(r.a.leaf.leaf, r.b.leaf.leaf))
     invalid('the two sides do not differ at that leaf')
-  for (const s of ['a', 'b'] as const) await checkJudgement(c, r[s], shown[s], s)
+  for (const s of ['a', 'b'] as const) {
+    const problem = await commitmentProblem(c.plan, r.position, r[s].leaf, shown[s])
+    await checkJudgement(rulesOf(c), evidenceOf(r[s], shown[s]), problem, s)
+  }
   const judgedByRun = (['a', 'b'] as const).filter((s) => ['ok', 'wrong-output'].includes(r[s].judged))
   const confirmed: (boolean | undefined)[] = []
   if (opts.run) for (const s of judgedByRun) confirmed.push(await rerun(c, r[s], shown[s], opts.run))

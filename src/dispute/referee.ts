@@ -26,6 +26,7 @@ import {
   leafNode,
   leafOutputs,
   type NodeRule,
+  type OutputCommitment,
   producers,
   refereeRule,
   type TensorRule,
@@ -118,7 +119,7 @@ export function nodeInputs(plan: DisputePlan, position: number): { name: string;
 }
 
 /** Exact hash of a tensor a party sent; DisputeAnswerError if it is no tensor. */
-async function sentHash(t: Tensor): Promise<Uint8Array> {
+export async function sentHash(t: Tensor): Promise<Uint8Array> {
   try {
     return await exactHash(t)
   } catch (err) {
@@ -165,11 +166,12 @@ interface Case {
   settled?: SideSettlement
 }
 
-const failed = (err: Error, c: Case): SideSettlement => ({
+/** A side's failed answer as its judgement: a tensor off its commitment, or a malformed answer. */
+export const failure = (err: Error): { judged: Judgement; reason: string } => ({
   judged: err.name === 'DisputeCommitmentError' ? 'bad-commitment' : 'bad-answer',
   reason: `${err.name}: ${err.message}`,
-  producers: c.producers,
 })
+const failed = (err: Error, c: Case): SideSettlement => ({ ...failure(err), producers: c.producers })
 
 /** The tensors `names` from a side's producers. */
 async function fetchInputs(o: RefereeOptions, party: DisputeParty, names: string[]): Promise<NamedTensors> {
@@ -225,22 +227,26 @@ async function shareInputs(o: RefereeOptions, a: Case, b: Case): Promise<void> {
   }
 }
 
-/** Judges a side's claimed outputs against the recomputation on its inputs ('outputs' if it needs them). */
-async function judge(
-  o: RefereeOptions,
-  c: Case,
+/** Largest |claimed - recomputed| of one output; infinite where their shapes differ. */
+export const distance = (rec: Tensor, claim: Tensor): number =>
+  claim.dims.join() === rec.dims.join() ? chunkDiff(rec.data, claim.data) : Number.POSITIVE_INFINITY
+
+/** What judging one side's claimed outputs gives. */
+export type OutputJudgement = Omit<SideSettlement, 'producers' | 'inputs' | 'reason'>
+/** The rules a recomputation is judged under. */
+export type JudgingRules = Pick<RefereeOptions, 'plan' | 'rules' | 'compare'>
+
+/** Judges claimed outputs against the recomputation; 'outputs' if a tolerance needs a claim `claims` lacks. */
+export async function judgeOutputs(
+  o: JudgingRules,
+  claimedOutputs: OutputCommitment[],
+  claims: NamedTensors | undefined,
   recomputed: NamedTensors,
-): Promise<SideSettlement | 'outputs'> {
-  const s: SideSettlement = {
-    judged: 'ok',
-    producers: c.producers,
-    inputs: c.inputs,
-    referee: [],
-    distance: 0,
-  }
+): Promise<OutputJudgement | 'outputs'> {
+  const s: OutputJudgement = { judged: 'ok', referee: [], distance: 0 }
   const outputs: NamedTensors = {}
   const refereeOutputs: NamedTensors = {}
-  for (const claimed of c.leaf.leaf.outputs) {
+  for (const claimed of claimedOutputs) {
     const rec = recomputed[claimed.name]
     if (!rec) throw new InferenceError(`the referee's run gave no '${claimed.name}'`)
     const h = await exactHash(rec)
@@ -250,13 +256,11 @@ async function judge(
     let agree = false
     if (rule.kind === 'topk') agree = sameBytes(await coarseHash(rec, rule), claimed.coarse)
     else if (rule.kind === 'tolerance') {
-      const claim = c.outputs?.[claimed.name]
+      const claim = claims?.[claimed.name]
       if (!claim) return 'outputs'
       outputs[claimed.name] = claim
       agree = tensorsAgree(claimed.name, rec, claim, rule)
-      const d =
-        claim.dims.join() === rec.dims.join() ? chunkDiff(rec.data, claim.data) : Number.POSITIVE_INFINITY
-      if (s.distance !== undefined) s.distance = Math.max(s.distance, d)
+      if (s.distance !== undefined) s.distance = Math.max(s.distance, distance(rec, claim))
     }
     if (rule.kind !== 'tolerance') delete s.distance
     if (rule.kind !== 'exact') refereeOutputs[claimed.name] = rec
@@ -267,8 +271,14 @@ async function judge(
   return s
 }
 
+/** Judges a side's claimed outputs against the recomputation on its inputs ('outputs' if it needs them). */
+async function judge(o: RefereeOptions, c: Case, rec: NamedTensors): Promise<SideSettlement | 'outputs'> {
+  const j = await judgeOutputs(o, c.leaf.leaf.outputs, c.outputs, rec)
+  return j === 'outputs' ? j : { ...j, producers: c.producers, inputs: c.inputs }
+}
+
 /** Throws the first failure that is not a party's lie (transport), blamed on its side. */
-function rethrowTransport(r: Pair<Settled<unknown>>): void {
+export function rethrowTransport(r: Pair<Settled<unknown>>): void {
   const lost = (['a', 'b'] as const).filter((side) => {
     const x = r[side]
     return !x.ok && !isDisputeError(x.error)
@@ -287,23 +297,31 @@ async function secondRound(o: RefereeOptions, party: DisputeParty, c: Case, tole
   return { inputs, outputs }
 }
 
-/** Recomputes the node on a side's inputs; sides whose inputs hash alike share one run. */
-function recomputer(o: RefereeOptions, jobFeeds: NamedTensors) {
-  const { plan, divergence: d } = o
+/** Runs node `index` on the job's feeds and a side's inputs; inputs under one key share a run. */
+export function nodeRunner(o: { plan: DisputePlan; run: RunNode }, index: number, jobFeeds: NamedTensors) {
   const runs = new Map<string, Promise<NamedTensors>>()
-  const recompute = (c: Case) => {
-    const hashes = nodeInputs(plan, d.position).map(({ name }) =>
-      committedInput(plan, d.position, c.producers, name),
-    )
-    const key = hashes.map((h) => h!.join()).join('|')
+  const recompute = (key: string, inputs: NamedTensors) => {
     if (!runs.has(key)) {
-      const feeds = { ...jobFeeds, ...c.inputs }
+      const feeds = { ...jobFeeds, ...inputs }
       const specs = Object.entries(feeds).map(([name, t]) => ({ name, dtype: t.dtype, dims: t.dims }))
-      runs.set(key, o.run(singleNodeModel(plan.model, d.node, specs), feeds))
+      runs.set(key, o.run(singleNodeModel(o.plan.model, index, specs), feeds))
     }
     return runs.get(key)!
   }
   return { recompute, runs: () => runs.size }
+}
+
+/** Recomputes the node on a side's inputs; sides whose inputs hash alike share one run. */
+function recomputer(o: RefereeOptions, jobFeeds: NamedTensors) {
+  const { plan, divergence: d } = o
+  const runner = nodeRunner(o, d.node, jobFeeds)
+  const recompute = (c: Case) => {
+    const hashes = nodeInputs(plan, d.position).map(({ name }) =>
+      committedInput(plan, d.position, c.producers, name),
+    )
+    return runner.recompute(hashes.map((h) => h!.join()).join('|'), c.inputs)
+  }
+  return { recompute, runs: runner.runs }
 }
 
 export async function referee(o: RefereeOptions): Promise<Settlement> {
@@ -356,12 +374,13 @@ export async function referee(o: RefereeOptions): Promise<Settlement> {
   return settlement(o, cases.a.settled!, cases.b.settled!, { jobInputs, rounds: ask.rounds, runs: runs() })
 }
 
-function settlement(
-  o: RefereeOptions,
-  a: SideSettlement,
-  b: SideSettlement,
+/** Two sides' judgements as a settlement: the verdict, and under 'drift' the side nearer its recomputation. */
+export function settlement<S extends { judged: Judgement; distance?: number }>(
+  o: { compare?: NodeRule },
+  a: S,
+  b: S,
   extra: { jobInputs: NamedTensors; rounds: number; runs: number },
-): Settlement {
+): Omit<Settlement, 'a' | 'b'> & Pair<S> {
   const verdict = verdictOf(a.judged, b.judged)
   const closer =
     verdict === 'drift' && a.distance !== undefined && b.distance !== undefined && a.distance !== b.distance

@@ -1,7 +1,8 @@
 /**
  * The contributor's side of `/peer-compute/dispute/1.0.0`: on `commit` it reruns the job's trace,
  * signs the root and keeps the trace (one per requester, under a byte cap, for a while) to answer
- * that requester's questions from localParty. Nothing a peer sends throws out of `serve`: a bad
+ * that requester's questions from localParty; with `cuts: true` it signs nothing yet and answers
+ * from a CutCommitter (serve-cuts.ts). Nothing a peer sends throws out of `serve`: a bad
  * question gets an `error` frame, a frame that breaks the framing ends the stream after one.
  */
 import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
@@ -15,12 +16,15 @@ import { type Committed, commitTrace, type DisputePlan, disputePlan, disputeRule
 import { createKeptTraces, type KeptTraces, keptKey } from './kept.ts'
 import { createTraceCache, type TraceCache } from './onnx-graph.ts'
 import { type DisputeParty, localParty } from './party.ts'
+import { answerCuts, type CutsHeld, commitCuts } from './serve-cuts.ts'
 import {
   answerFrame,
   DISPUTE_LIMITS,
-  type DisputeErrorCode,
+  errorFrame,
+  isCutQuestion,
   parseQuestion,
   type Question,
+  Refusal,
   signCommitment,
 } from './wire-frames.ts'
 
@@ -77,13 +81,9 @@ export interface TracedRun {
   ep: string
 }
 
-/** One requester's committed trace. */
-interface Held {
-  party: DisputeParty
-  plan: DisputePlan
-  bytes: number
-  expires: number
-}
+/** One requester's committed trace: a tree over leaves (party) or cuts, and its bytes. */
+type HeldBody = { party: DisputeParty; bytes: number; cuts?: undefined } | (CutsHeld & { party?: undefined })
+type Held = HeldBody & { expires: number }
 
 export interface DisputeServer {
   protocol: string
@@ -105,27 +105,6 @@ export interface DisputeServer {
   held(): { traces: number; bytes: number }
   /** Drops every trace. */
   clear(): void
-}
-
-class Refusal extends Error {
-  constructor(
-    readonly code: DisputeErrorCode,
-    message: string,
-  ) {
-    super(message)
-  }
-}
-
-/** Why a question failed, as an error code: the peer's fault or ours. */
-function codeOf(err: Error): DisputeErrorCode {
-  if (err instanceof Refusal) return err.code
-  const peers = ['MalformedFrameError', 'FrameTooLargeError', 'InvalidTensorError', 'InvalidOptionError']
-  return peers.includes(err.name) ? 'bad-request' : 'internal'
-}
-
-function errorFrame(err: Error): Frame {
-  const reason = err instanceof Refusal ? err.message : `${err.name}: ${err.message}`
-  return { t: 'error', code: codeOf(err), reason: reason.slice(0, DISPUTE_LIMITS.reason) }
 }
 
 /** The server's limits, its defaults filled in. */
@@ -217,7 +196,18 @@ function planOf(s: ServerState, cid: string, bytes: Uint8Array): DisputePlan {
   return plan
 }
 
-/** Runs, commits, signs and keeps the trace; the answer is the signed commitment. */
+/** Makes room for `requester`'s next trace of `size` bytes (its last one goes), or refuses. */
+function room(s: ServerState, requester: string, size: number) {
+  drop(s, requester)
+  purge(s)
+  if (size > s.limits.trace) throw new Refusal('too-large', `a trace of ${size} bytes`)
+  if (s.total + size > s.limits.total) throw new Refusal('busy', 'too many traces held')
+}
+
+/**
+ * Runs (or takes the kept trace), commits, signs and keeps the trace; the answer is the signed
+ * commitment. In cuts mode a cut committer is kept instead, and the answer is `ready`.
+ */
 async function commit(s: ServerState, requester: string, q: Question & { t: 'commit' }): Promise<Frame> {
   const { o, limits } = s
   if (s.running >= limits.commits) throw new Refusal('busy', 'a trace is already running')
@@ -230,29 +220,34 @@ async function commit(s: ServerState, requester: string, q: Question & { t: 'com
     if (!bytes) throw new Refusal('unknown-model', `no model ${q.model}`)
     const plan = planOf(s, q.model.toString(), bytes)
     const kept = s.kept.take(keptKey(requester, q.model.toString(), input.toString()))
-    const trace: NamedTensors = kept ?? lied(s, plan, await o.run(await traceOf(s, q.model, plan), q.inputs))
+    const ran: NamedTensors = kept ?? lied(s, plan, await o.run(await traceOf(s, q.model, plan), q.inputs))
+    // Cut -1 is the job's inputs: a cuts-mode trace holds them.
+    const trace = q.cuts ? { ...q.inputs, ...ran } : ran
     // Refused before the trace is hashed, where its size alone is over the cap.
     if (tensorsByteLength(trace) > limits.trace) throw new Refusal('too-large', 'the trace is over the cap')
+    if (q.cuts) {
+      const { held, answer } = commitCuts(q, { trace, plan, key: o.key, input })
+      room(s, requester, held.bytes)
+      hold(s, requester, held)
+      return answer
+    }
     const committed: Committed = await commitTrace(plan, disputeRules(q.compare), trace)
     const hashes = Object.values(committed.chunks).reduce((n, c) => n + c.exact.length * 3 * 32, 0)
     const size = tensorsByteLength(trace) + hashes
-    drop(s, requester)
-    purge(s)
-    if (size > limits.trace) throw new Refusal('too-large', `a trace of ${size} bytes`)
-    if (s.total + size > limits.total) throw new Refusal('busy', 'too many traces held')
+    room(s, requester, size)
     const c = committed.commitment
     const signed = await signCommitment({ ...req, root: c.root, leaves: c.leaves }, o.key)
-    s.traces.set(requester, {
-      party: localParty(plan, committed, trace),
-      plan,
-      bytes: size,
-      expires: s.now() + limits.ttl,
-    })
-    s.total += size
+    hold(s, requester, { party: localParty(plan, committed, trace), bytes: size })
     return answerFrame('commit', { signed, coarse: c.coarse, exact: c.exact })
   } finally {
     s.running--
   }
+}
+
+/** Keeps `requester`'s commitment (room was made for it) until the ttl. */
+function hold(s: ServerState, requester: string, h: HeldBody) {
+  s.traces.set(requester, { ...h, expires: s.now() + s.limits.ttl })
+  s.total += h.bytes
 }
 
 async function traceJob(
@@ -294,6 +289,10 @@ async function answer(
   if (!held) throw new Refusal('no-commitment', `'${q.t}' before a commitment`)
   if (s.traces.get(requester) !== held || held.expires <= s.now())
     throw new Refusal('expired', 'the committed trace is no longer held')
+  if (held.cuts) {
+    if (!isCutQuestion(q)) throw new Refusal('bad-request', `'${q.t}' about a commitment to cuts`)
+    return answerCuts(held.cuts, q)
+  }
   const party = held.party
   switch (q.t) {
     case 'children':
@@ -306,8 +305,10 @@ async function answer(
       return answerFrame(q.t, await party.chunkHashes(q.p, q.name))
     case 'chunks':
       return answerFrame(q.t, await party.chunks(q.p, q.name, q.indices))
-    default:
+    case 'commit':
       throw new Refusal('bad-request', 'one commitment per stream')
+    default:
+      throw new Refusal('bad-request', `'${q.t}' about a commitment without cuts`)
   }
 }
 

@@ -81,11 +81,22 @@ export interface SignedCommitment {
 
 /** The questions, as the server reads them. */
 export type Question =
-  | { t: 'commit'; job: CID; model: CID; inputs: NamedTensors; compare: CompareRule }
+  /** `cuts`: commit to cuts (answered `ready`), not to a tree over leaves (answered `commitment`). */
+  | { t: 'commit'; job: CID; model: CID; inputs: NamedTensors; compare: CompareRule; cuts: boolean }
   | { t: 'children'; from: number; to: number }
   | { t: 'leaf' | 'outputs'; p: number }
   | { t: 'chunkHashes'; p: number; name: string }
   | { t: 'chunks'; p: number; name: string; indices: number[] }
+  | CutQuestion
+
+/** The questions about a cuts-mode commitment (cut-commit.ts's CutCommitter answers them). */
+export type CutQuestion =
+  | { t: 'cut'; p: number }
+  | { t: 'tensorHashes' | 'tensor'; name: string }
+  | { t: 'tensorChunks'; name: string; indices: number[] }
+
+const CUT_QUESTIONS: readonly string[] = ['cut', 'tensorHashes', 'tensorChunks', 'tensor']
+export const isCutQuestion = (q: Question): q is CutQuestion => CUT_QUESTIONS.includes(q.t)
 
 export const malformed = (what: string): never => {
   throw new MalformedFrameError(`dispute frame: ${what}`)
@@ -110,11 +121,11 @@ export function fields(
   return x
 }
 
-const uint = (x: unknown, what: string, max = Number.MAX_SAFE_INTEGER): number =>
-  Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) <= max
+export const uint = (x: unknown, what: string, max = Number.MAX_SAFE_INTEGER, min = 0): number =>
+  Number.isSafeInteger(x) && (x as number) >= min && (x as number) <= max
     ? (x as number)
-    : malformed(`${what} must be an integer in 0..${max}`)
-const name = (x: unknown, what: string): string =>
+    : malformed(`${what} must be an integer in ${min}..${max}`)
+export const name = (x: unknown, what: string): string =>
   typeof x === 'string' && x.length > 0 && x.length <= MAX_NAME_LENGTH
     ? x
     : malformed(`${what} must be a name of 1..${MAX_NAME_LENGTH} characters`)
@@ -164,18 +175,39 @@ export function parseCompare(x: unknown): CompareRule {
   return malformed('compare.kind is unknown')
 }
 
+/** Chunk indices asked at once: 1..DISPUTE_LIMITS.indices of them. */
+const indicesOf = (x: unknown, what: string): number[] => {
+  const indices = list(x, what, DISPUTE_LIMITS.indices, (i, w) => uint(i, w))
+  return indices.length ? indices : malformed(`${what} is empty`)
+}
+
 /** Shape-checks a question; throws MalformedFrameError (answered with `bad-request`). */
 export function parseQuestion(f: Frame): Question {
   const p = (m: Record<string, unknown>) => uint(m.p, `${f.t}.p`)
   switch (f.t) {
     case 'commit': {
-      const m = fields(f, 'commit', ['t', 'job', 'model', 'inputs', 'compare'])
+      const m = fields(f, 'commit', ['t', 'job', 'model', 'inputs', 'compare'], ['cuts'])
+      if (m.cuts !== undefined && m.cuts !== true) malformed('commit.cuts must be true or absent')
       return {
         t: 'commit',
         job: cid(m.job, 'commit.job'),
         model: cid(m.model, 'commit.model'),
         inputs: decodeTensors(m.inputs),
         compare: parseCompare(m.compare),
+        cuts: m.cuts === true,
+      }
+    }
+    case 'cut':
+      return { t: 'cut', p: uint(fields(f, 'cut', ['t', 'p']).p, 'cut.p', Number.MAX_SAFE_INTEGER, -1) }
+    case 'tensorHashes':
+    case 'tensor':
+      return { t: f.t, name: name(fields(f, f.t, ['t', 'name']).name, `${f.t}.name`) }
+    case 'tensorChunks': {
+      const m = fields(f, 'tensorChunks', ['t', 'name', 'indices'])
+      return {
+        t: 'tensorChunks',
+        name: name(m.name, 'tensorChunks.name'),
+        indices: indicesOf(m.indices, 'tensorChunks.indices'),
       }
     }
     case 'children': {
@@ -191,8 +223,7 @@ export function parseQuestion(f: Frame): Question {
     }
     case 'chunks': {
       const m = fields(f, 'chunks', ['t', 'p', 'name', 'indices'])
-      const indices = list(m.indices, 'chunks.indices', DISPUTE_LIMITS.indices, (i, w) => uint(i, w))
-      if (!indices.length) malformed('chunks.indices is empty')
+      const indices = indicesOf(m.indices, 'chunks.indices')
       return { t: 'chunks', p: p(m), name: name(m.name, 'chunks.name'), indices }
     }
     default:
@@ -257,11 +288,16 @@ export function answerFrame(t: Question['t'], value: unknown): Frame {
       return { t, leaf, coarsePath: a.coarsePath, exactPath: a.exactPath }
     }
     case 'outputs':
+    case 'tensor':
       return { t, tensors: encodeTensors(value as NamedTensors) }
     case 'chunkHashes':
+    case 'tensorHashes':
       return { t, hashes: strip(value as ChunkHashes) }
     case 'chunks':
+    case 'tensorChunks':
       return { t, chunks: value as Uint8Array[] }
+    case 'cut':
+      return { t, signed: value as Uint8Array }
     default:
       return { t: 'commitment', ...(value as object) }
   }
@@ -306,6 +342,29 @@ export const parseChunkHashes = (f: Frame): ChunkHashes => {
   if (h.coarse !== undefined) out.coarse = list(h.coarse, 'hashes.coarse', max, hash)
   if (h.shifted !== undefined) out.shifted = list(h.shifted, 'hashes.shifted', max, hash)
   return out
+}
+
+/** A question the server refuses, with the code its `error` frame carries. */
+export class Refusal extends Error {
+  constructor(
+    readonly code: DisputeErrorCode,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/** Why a question failed, as an error code: the peer's fault or ours. */
+function codeOf(err: Error): DisputeErrorCode {
+  if (err instanceof Refusal) return err.code
+  const peers = ['MalformedFrameError', 'FrameTooLargeError', 'InvalidTensorError', 'InvalidOptionError']
+  return peers.includes(err.name) ? 'bad-request' : 'internal'
+}
+
+/** The `error` frame the server answers a failed question with. */
+export function errorFrame(err: Error): Frame {
+  const reason = err instanceof Refusal ? err.message : `${err.name}: ${err.message}`
+  return { t: 'error', code: codeOf(err), reason: reason.slice(0, DISPUTE_LIMITS.reason) }
 }
 
 /** Reads an `error` answer as PartyRefusedError (with its `code`). */

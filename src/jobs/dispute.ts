@@ -1,7 +1,8 @@
 /**
  * The requester's side of a dispute: two replicas disagree 1–1, so instead of buying a third, ask
- * both contributors about their traces over `/peer-compute/dispute/1.0.0` (src/dispute), bisect to
- * the first node they part at, and let our own referee recompute it. Implements QuorumEffects.dispute.
+ * both contributors for signed cuts of their traces over `/peer-compute/dispute/1.0.0` (src/dispute),
+ * search them to the leaf where the two part, and let our own referee recompute that node.
+ * Implements QuorumEffects.dispute.
  *
  * @example
  * ```ts
@@ -13,19 +14,22 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import type { Connection, Logger } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
-import { bisect, isDisputeError, type PartyError } from '../dispute/bisect.ts'
+import { isDisputeError, type PartyError } from '../dispute/bisect.ts'
+import { bisectCuts } from '../dispute/bisect-cuts.ts'
 import {
-  checkLeaf,
   type DisputePlan,
   type DisputeRules,
   disputePlan,
   disputeRules,
   exactHash,
 } from '../dispute/commit.ts'
+import { type CutJob, openCut } from '../dispute/cut-commit.ts'
+import { cutAt, cutPlan } from '../dispute/cuts.ts'
 import { sameBytes } from '../dispute/merkle.ts'
-import { buildDisputeRecord, encodeDisputeRecord } from '../dispute/record.ts'
-import { type RunNode, referee } from '../dispute/referee.ts'
-import { type RemoteParty, remoteParty } from '../dispute/wire.ts'
+import { buildCutRecord, encodeCutRecord } from '../dispute/record-cuts.ts'
+import type { RunNode } from '../dispute/referee.ts'
+import { refereeCuts } from '../dispute/referee-cuts.ts'
+import { type RemoteCutParty, remoteCutParty } from '../dispute/wire-cuts.ts'
 import type { SignedCommitment } from '../dispute/wire-frames.ts'
 import { NoPeerAvailableError } from '../shared/errors.ts'
 import { DISPUTE_PROTOCOL } from '../shared/protocol.ts'
@@ -101,7 +105,7 @@ interface Round {
   rules: DisputeRules
   deadline: AbortSignal
   /** Every party opened, closed when the dispute ends. */
-  parties: RemoteParty[]
+  parties: RemoteCutParty[]
 }
 
 async function dispute(
@@ -123,24 +127,21 @@ async function dispute(
   try {
     const [pa, pb] = await settledPair(open(round, a), open(round, b))
     if (!pa.ok || !pb.ok) return undecided(`no dispute stream: ${reasons(pa, pb)}`)
-    const [sa, sb] = await settledPair(pa.value.signed(), pb.value.signed())
-    if (!sa.ok || !sb.ok) return undecided(`no commitment: ${reasons(sa, sb)}`, timedOutSides(sa, sb))
-    const signed = { a: dagCbor.encode(sa.value), b: dagCbor.encode(sb.value) }
+    const [na, nb] = await settledPair(pa.value.ready(), pb.value.ready())
+    if (!na.ok || !nb.ok) return undecided(`no trace: ${reasons(na, nb)}`, timedOutSides(na, nb))
+    if (na.value !== plan.leaves.length || nb.value !== plan.leaves.length)
+      return undecided(`a side's trace has ${na.value} or ${nb.value} leaves, not ${plan.leaves.length}`)
     // Each side's trace must end in the result it signed, or its trace proves nothing about it.
-    const [ba, bb] = await settledPair(
-      bound(plan, rules, job.compare, pa.value, ra),
-      bound(plan, rules, job.compare, pb.value, rb),
-    )
+    const [ba, bb] = await settledPair(bound(round, pa.value, a), bound(round, pb.value, b))
     if (!ba.ok || !bb.ok) return undecided(`binding: ${reasons(ba, bb)}`, timedOutSides(ba, bb))
-    if (ba.value || bb.value) {
-      // Proven from the side's own signatures, but the record format cannot carry it: no record,
-      // so the quorum buys a replica as before.
+    if (ba.value.problem || bb.value.problem) {
+      // Proven from the side's own signed cut, but no record carries it: the quorum buys a replica.
       const verdict: DisputeOutcome['verdict'] =
-        ba.value && bb.value ? 'both-invalid' : ba.value ? 'a-invalid' : 'b-invalid'
-      return { verdict, reason: [ba.value, bb.value].filter(Boolean).join('; '), signed }
+        ba.value.problem && bb.value.problem ? 'both-invalid' : ba.value.problem ? 'a-invalid' : 'b-invalid'
+      const reason = [ba.value.problem, bb.value.problem].filter(Boolean).join('; ')
+      return { verdict, reason, signed: { a: ba.value.signed, b: bb.value.signed } }
     }
-    const roots = { a: sa.value.body.root, b: sb.value.body.root }
-    return await judge(round, [a, pa.value], [b, pb.value], roots, signed)
+    return await judge(round, [a, pa.value], [b, pb.value])
   } catch (err) {
     const e = err as PartyError
     o.log?.('dispute %s vs %s undecided: %s: %s', a.peer, b.peer, e.name, e.message)
@@ -151,19 +152,23 @@ async function dispute(
   }
 }
 
+/** The job a replica's cuts must name: its own signed job, the model and the inputs. */
+const cutJob = (round: Round, r: Replica): CutJob => ({
+  job: r.result!.receipt.body.job,
+  model: CID.parse(round.job.model),
+  input: r.result!.receipt.body.input,
+})
+
 /** Asks replica `r`'s contributor over a new dispute stream on its direct link. */
-async function open(round: Round, r: Replica): Promise<RemoteParty> {
+async function open(round: Round, r: Replica): Promise<RemoteCutParty> {
   const { o, job, deadline } = round
   const link = o.links.direct(r.peer)
   if (!link) throw new NoPeerAvailableError(`no direct link to ${r.peer}`)
   const stream = await link.newStream(DISPUTE_PROTOCOL, { signal: deadline })
-  const party = remoteParty(stream, {
+  const party = remoteCutParty(stream, {
     worker: r.peer,
-    job: r.result!.receipt.body.job,
-    model: CID.parse(job.model),
+    ...cutJob(round, r),
     inputs: job.inputs,
-    // Checked against our inputs when the receipt was: no second hash of up to 16 MiB per side.
-    input: r.result!.receipt.body.input,
     compare: job.compare,
     timeoutMs: o.answerTimeoutMs ?? 10_000,
     commitTimeoutMs: o.commitTimeoutMs ?? 30_000,
@@ -173,17 +178,27 @@ async function open(round: Round, r: Replica): Promise<RemoteParty> {
   return party
 }
 
-/** Bisects two bound, committed traces to their first divergence and lets our referee settle it. */
+/** Searches two bound traces' cuts to the leaf where they part and lets our referee settle it. */
 async function judge(
   round: Round,
-  [a, pa]: [Replica, RemoteParty],
-  [b, pb]: [Replica, RemoteParty],
-  roots: { a: Uint8Array; b: Uint8Array },
-  signed: { a: Uint8Array; b: Uint8Array },
+  [a, pa]: [Replica, RemoteCutParty],
+  [b, pb]: [Replica, RemoteCutParty],
 ): Promise<DisputeOutcome> {
   const { o, job, plan, rules, deadline } = round
-  const divergence = await bisect({ plan, rules, a: pa, b: pb, roots, signal: deadline })
-  const settlement = await referee({
+  const workers = { a: a.peer, b: b.peer }
+  // Both replicas ran the same model on the same inputs; only their job CIDs differ.
+  const jobs = { a: cutJob(round, a), b: cutJob(round, b) }
+  const divergence = await bisectCuts({
+    plan,
+    rules,
+    a: pa,
+    b: pb,
+    workers,
+    job: jobs,
+    inputs: job.inputs,
+    signal: deadline,
+  })
+  const settlement = await refereeCuts({
     plan,
     rules,
     divergence,
@@ -193,10 +208,11 @@ async function judge(
     run: o.run,
     signal: deadline,
   })
-  const record = encodeDisputeRecord(
-    buildDisputeRecord({ model: job.model, plan, rules, divergence, settlement }),
+  const record = encodeCutRecord(
+    buildCutRecord({ model: job.model, plan, rules, divergence, settlement, workers }),
   )
-  o.log?.('dispute %s vs %s: %s at leaf %d', a.peer, b.peer, settlement.verdict, divergence.position)
+  o.log?.('dispute %s vs %s: %s at leaf %d', a.peer, b.peer, settlement.verdict, divergence.leaf)
+  const signed = { a: divergence.cuts.hi.a.signed, b: divergence.cuts.hi.b.signed }
   return {
     verdict: settlement.verdict,
     ...(settlement.closer ? { closer: settlement.closer } : {}),
@@ -222,41 +238,47 @@ const timedOutSides = (a: Settled<unknown>, b: Settled<unknown>): DisputeSide[] 
 const sidesOf = (p: DisputeSide | 'both'): DisputeSide[] => (p === 'both' ? ['a', 'b'] : [p])
 
 /**
- * Why a side's committed trace is not bound to the result it signed (its graph outputs, proven
- * against its commitment, disagree with that result under the job's rule), or undefined if it is.
- * A transport failure throws; a proof that fails is a reason.
+ * Whether a side's trace ends in the result it signed: its signed last cut holds the graph outputs,
+ * whose hashes are compared with the result's; where they differ, the traced tensor (checked
+ * against that cut) is compared with the result under the job's rule. `problem` says why not. A
+ * transport failure throws; a proof that fails is a problem.
  */
 async function bound(
-  plan: DisputePlan,
-  rules: DisputeRules,
-  compare: CompareRule,
-  party: RemoteParty,
-  result: NonNullable<Replica['result']>,
-): Promise<string | undefined> {
-  const commitment = await party.commitment()
-  const names = plan.model.outputs.filter((name) => plan.producer[name] !== undefined)
-  const positions = [...new Set(names.map((name) => plan.producer[name]!))]
-  const traced: NamedTensors = {}
+  round: Round,
+  party: RemoteCutParty,
+  r: Replica,
+): Promise<{ signed: Uint8Array; problem?: string }> {
+  const { plan, rules, job } = round
+  const result = r.result!
+  const position = plan.leaves.length - 1
+  const signed = await party.cut(position)
+  const names = cutAt(cutPlan(plan), position)
   try {
-    for (const p of positions) {
-      const [leaf, outputs] = await Promise.all([party.leaf(p), party.outputs(p)])
-      await checkLeaf(plan, rules, commitment, p, leaf)
-      for (const o of leaf.leaf.outputs) {
-        if (!names.includes(o.name)) continue
-        const t = outputs[o.name]
-        if (!t) return `its trace has no output '${o.name}'`
-        const hash = await exactHash(t).catch(() => undefined)
-        if (!hash || !sameBytes(hash, o.exact)) return `output '${o.name}' is not the one it committed to`
-        traced[o.name] = t
+    const expect = { ...cutJob(round, r), worker: r.peer, position, names, plan, rules }
+    const body = await openCut(signed, expect)
+    const traced: NamedTensors = {}
+    for (const name of plan.model.outputs) {
+      const committed = body.tensors.find((t) => t.name === name)
+      const mine = result.outputs[name]
+      if (!committed || !mine) continue
+      if (sameBytes(await exactHash(mine).catch(() => undefined), committed.exact)) {
+        traced[name] = mine
+        continue
       }
+      const t = await party.tensor(name)
+      const hash = await exactHash(t).catch(() => undefined)
+      if (!hash || !sameBytes(hash, committed.exact))
+        return { signed, problem: `output '${name}' is not the one it committed to` }
+      traced[name] = t
     }
+    const ours = { outputs: traced, outputCid: (await tensorsCid(traced)).toString() }
+    const theirs = { outputs: result.outputs, outputCid: result.outputCid }
+    if (outputsAgree(ours, theirs, job.compare)) return { signed }
+    return { signed, problem: 'its trace does not end in the result it signed' }
   } catch (err) {
-    if (isDisputeError(err)) return `${(err as Error).name}: ${(err as Error).message}`
+    if (isDisputeError(err)) return { signed, problem: `${(err as Error).name}: ${(err as Error).message}` }
     throw err
   }
-  const mine = { outputs: traced, outputCid: (await tensorsCid(traced)).toString() }
-  const signed = { outputs: result.outputs, outputCid: result.outputCid }
-  return outputsAgree(mine, signed, compare) ? undefined : 'its trace does not end in the result it signed'
 }
 
 /** The quorum record's `dispute` for a job settled by one (src/trust/quorum-record.ts), if it was. */
@@ -267,8 +289,13 @@ export function quorumDispute(q: QuorumState): QuorumDispute | undefined {
     q.replicas.find((r) => r.peer === peer && r.status === 'ok')?.result?.receipt
   const side = (s: DisputeSide, i: 0 | 1) => {
     const r = receipt(d.peers[i])
-    const signed = dagCbor.decode(d.signed[s]) as SignedCommitment
-    return r ? { worker: d.peers[i], signed, receipt: r } : undefined
+    // A dispute over cuts keeps each side's signed cut at hi, which its record carries already; one
+    // settled before cuts (a journal from then) keeps the signed commitment its v1 record needs.
+    const signed = dagCbor.decode(d.signed[s]) as Partial<SignedCommitment>
+    const v1 = signed.body?.root !== undefined
+    return r
+      ? { worker: d.peers[i], ...(v1 ? { signed: signed as SignedCommitment } : {}), receipt: r }
+      : undefined
   }
   const a = side('a', 0)
   const b = side('b', 1)

@@ -8,6 +8,7 @@ import { CID } from 'multiformats/cid'
 import { checkCommitment } from '../dispute/bisect.ts'
 import type { DisputePlan } from '../dispute/commit.ts'
 import { DISPUTE_RECORD_KIND, verifyDisputeRecord } from '../dispute/record.ts'
+import { checkCutRecordSignatures, verifyCutRecord } from '../dispute/record-cuts.ts'
 import type { RunNode } from '../dispute/referee.ts'
 import { type SignedCommitment, verifyCommitment } from '../dispute/wire-frames.ts'
 import { InvalidDisputeRecordError, InvalidReceiptError, QuorumNotMetError } from '../shared/errors.ts'
@@ -39,13 +40,14 @@ export interface QuorumDispute {
   record: Uint8Array
   /** The record's side the member is. */
   side: 'a' | 'b'
-  /** Each side's worker, its signed commitment, and the receipt it signed for its own replica. */
+  /** Each side's worker, the receipt it signed for its own replica and (v1) its signed commitment. */
   a: DisputeParty
   b: DisputeParty
 }
 export interface DisputeParty {
   worker: string
-  signed: SignedCommitment
+  /** A v1 record's side: its signed commitment (a v2 record carries each side's signed cuts). */
+  signed?: SignedCommitment
   receipt: Receipt
 }
 
@@ -169,22 +171,24 @@ const bad = (why: string): never => {
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null
 const ACCEPTS: Record<string, 'a' | 'b' | undefined> = { 'a-invalid': 'b', 'b-invalid': 'a' }
 
+/** What checkDispute is given: the record's job and its checked members. */
+interface DisputeContext {
+  model: CID
+  input: CID
+  requester: string
+  receipts: Receipt[]
+  checked: { worker: string }[]
+  opts: VerifyQuorumOptions
+}
+
 /**
- * The dispute beside a record's members: both workers signed commitments to this job with the
- * record's roots, the record's verdict accepts a member's side, and the other side is no member. With the plan, the record's
- * proofs and judgements are checked too (verifyDisputeRecord); with `run`, the verdict is proven.
+ * The dispute beside a record's members: each side's receipt is its worker's for this job, the
+ * record's verdict accepts a member's side, and the other side is no member. The record binds the
+ * sides to their jobs by signatures: a v2 record (over cuts) by each side's signed cuts, a v1 record
+ * by each side's signed commitment here. With the plan, the record's evidence and judgements are
+ * checked too; with `run`, the verdict is proven.
  */
-async function checkDispute(
-  x: unknown,
-  c: {
-    model: CID
-    input: CID
-    requester: string
-    receipts: Receipt[]
-    checked: { worker: string }[]
-    opts: VerifyQuorumOptions
-  },
-): Promise<DisputeCheck> {
+async function checkDispute(x: unknown, c: DisputeContext): Promise<DisputeCheck> {
   if (!isObject(x) || !(x.record instanceof Uint8Array) || (x.side !== 'a' && x.side !== 'b'))
     return bad('malformed')
   const side = x.side
@@ -197,9 +201,9 @@ async function checkDispute(
   if (at < 0) bad(`side ${side} is not a member's worker`)
   if (c.checked.some((m) => m.worker === worker(other))) bad(`side ${other}, ruled out, is a member`)
   if (worker(other) === worker(side)) bad('both sides are one worker')
-  const signed: Partial<Record<'a' | 'b', SignedCommitment>> = {}
+  const jobs: Partial<Record<'a' | 'b', CID>> = {}
   for (const s of ['a', 'b'] as const) {
-    // Each replica was its own signed job: its receipt names the job its commitment must name.
+    // Each replica was its own signed job: its receipt names the job its evidence must name.
     const { model, input, requester } = c
     const receipt = await verifyReceipt(sides[s].receipt, { model, input, requester }).catch((err: Error) =>
       bad(`side ${s}'s receipt: ${err.message}`),
@@ -208,38 +212,90 @@ async function checkDispute(
     const member = c.receipts[at]!.body
     if (s === side && !(receipt.body.job.equals(member.job) && receipt.body.output.equals(member.output)))
       bad(`side ${s} is not the member`)
-    const expect = { worker: worker(s), job: receipt.body.job, model, input }
-    signed[s] = await verifyCommitment(sides[s].signed, expect).catch((err: Error) =>
-      bad(`side ${s}'s commitment: ${err.message}`),
-    )
+    jobs[s] = receipt.body.job
   }
-  let r: Record<string, unknown>
+  const workers = { a: worker('a'), b: worker('b') }
+  const v = recordVersion(x.record)
+  const found =
+    v === 2
+      ? await checkCutDispute(x.record, c, workers, { a: jobs.a!, b: jobs.b! })
+      : await checkCommitDispute(x.record, c, sides, workers, { a: jobs.a!, b: jobs.b! })
+  const accepts = found.verdict === 'drift' ? found.closer : ACCEPTS[found.verdict]
+  if (accepts !== side) bad(`a '${found.verdict}' verdict does not accept side ${side}`)
+  return { verdict: found.verdict, other: worker(other), checked: found.checked, proven: found.proven }
+}
+
+/** The dispute record's version (1: every node committed; 2: over cuts). */
+function recordVersion(record: Uint8Array): 1 | 2 {
+  let r: unknown
   try {
-    r = dagCbor.decode(x.record) as Record<string, unknown>
+    r = dagCbor.decode(record)
   } catch {
     return bad('the record is not dag-cbor')
   }
-  if (!isObject(r) || r.kind !== DISPUTE_RECORD_KIND || r.v !== 1) bad('not a v1 dispute record')
+  if (!isObject(r) || r.kind !== DISPUTE_RECORD_KIND || (r.v !== 1 && r.v !== 2))
+    bad('not a v1 or v2 dispute record')
+  return (r as { v: 1 | 2 }).v
+}
+
+interface Found {
+  verdict: DisputeCheck['verdict']
+  closer?: unknown
+  checked: DisputeCheck['checked']
+  proven: boolean
+}
+const VERDICTS: readonly string[] = ['a-invalid', 'b-invalid', 'drift']
+const verdictOf = (v: unknown): DisputeCheck['verdict'] =>
+  VERDICTS.includes(v as string)
+    ? (v as DisputeCheck['verdict'])
+    : bad(`a '${String(v)}' verdict accepts no side`)
+
+/** A v2 record: each side's cuts signed by its worker about its own job (and, with the plan, all of it). */
+async function checkCutDispute(
+  record: Uint8Array,
+  c: DisputeContext,
+  workers: { a: string; b: string },
+  jobs: { a: CID; b: CID },
+): Promise<Found> {
+  const sig = await checkCutRecordSignatures(record, { model: c.model, input: c.input, jobs }).catch(
+    (err: Error) => bad(err.message),
+  )
+  if (sig.workers.a !== workers.a || sig.workers.b !== workers.b)
+    bad("the record's workers are not the sides'")
+  const verdict = verdictOf(sig.verdict)
+  if (!c.opts.plan) return { verdict, closer: sig.closer, checked: 'commitments', proven: false }
+  const opts = { plan: c.opts.plan, model: c.model, ...(c.opts.run ? { run: c.opts.run } : {}) }
+  const check = await verifyCutRecord(record, opts)
+  if (check.verdict !== verdict) bad('the record changed its verdict')
+  return { verdict, closer: sig.closer, checked: 'record', proven: check.proven }
+}
+
+/** A v1 record: each side's signed commitment, and the record's roots the ones signed. */
+async function checkCommitDispute(
+  record: Uint8Array,
+  c: DisputeContext,
+  sides: { a: Record<string, unknown>; b: Record<string, unknown> },
+  workers: { a: string; b: string },
+  jobs: { a: CID; b: CID },
+): Promise<Found> {
+  const r = dagCbor.decode(record) as Record<string, unknown>
   if (r.model !== c.model.toString()) bad(`the record is about model ${String(r.model)}`)
-  const verdict = r.verdict as DisputeCheck['verdict']
-  const accepts = verdict === 'drift' ? r.closer : ACCEPTS[verdict as string]
-  if (accepts !== side) bad(`a '${String(verdict)}' verdict does not accept side ${side}`)
+  const verdict = verdictOf(r.verdict)
   for (const s of ['a', 'b'] as const) {
+    const expect = { worker: workers[s], job: jobs[s], model: c.model, input: c.input }
+    const signed = await verifyCommitment(sides[s].signed, expect).catch((err: Error) =>
+      bad(`side ${s}'s commitment: ${err.message}`),
+    )
     const committed = isObject(r[s]) ? (r[s] as { commitment?: unknown }).commitment : undefined
-    const { root, leaves } = signed[s]!.body
+    const { root, leaves } = signed.body
     await checkCommitment(committed as never, leaves, root).catch((err: Error) =>
       bad(`side ${s}: ${err.message}`),
     )
   }
-  let checked: DisputeCheck['checked'] = 'commitments'
-  let proven = false
-  if (c.opts.plan) {
-    // The plan's own CID must be the record's model: verifyDisputeRecord computes it from the plan.
-    const opts = { plan: c.opts.plan, ...(c.opts.run ? { run: c.opts.run } : {}) }
-    const check = await verifyDisputeRecord(x.record, opts)
-    if (check.verdict !== verdict) bad('the record changed its verdict')
-    checked = 'record'
-    proven = check.proven
-  }
-  return { verdict, other: worker(other), checked, proven }
+  if (!c.opts.plan) return { verdict, closer: r.closer, checked: 'commitments', proven: false }
+  // The plan's own CID must be the record's model: verifyDisputeRecord computes it from the plan.
+  const opts = { plan: c.opts.plan, ...(c.opts.run ? { run: c.opts.run } : {}) }
+  const check = await verifyDisputeRecord(record, opts)
+  if (check.verdict !== verdict) bad('the record changed its verdict')
+  return { verdict, closer: r.closer, checked: 'record', proven: check.proven }
 }

@@ -1,6 +1,6 @@
 /**
  * The requester's disputer (src/jobs/dispute.ts) over in-memory dispute streams to two contributors
- * serving mlp-tiny traces: a liar is found and judged invalid with a record that verifies, a side
+ * serving mlp-tiny traces, over cuts: a liar is found and judged invalid with a record that verifies, a side
  * whose trace does not end in the result it signed is caught before any bisection, and missing
  * links, missing models, silent parties and cancellation leave the dispute undecided.
  */
@@ -13,9 +13,8 @@ import type { CID } from 'multiformats/cid'
 import { afterEach, describe, expect, it } from 'vitest'
 import { disputePlan } from '../../src/dispute/commit.ts'
 import { withIntermediateOutputs } from '../../src/dispute/onnx-graph.ts'
-import { verifyDisputeRecord } from '../../src/dispute/record.ts'
+import { verifyCutRecord } from '../../src/dispute/record-cuts.ts'
 import { serveDispute } from '../../src/dispute/serve.ts'
-import type { SignedCommitment } from '../../src/dispute/wire-frames.ts'
 import { createDisputer, type DisputeLinks, quorumDispute } from '../../src/jobs/dispute.ts'
 import { type QuorumState, type Replica, runQuorum } from '../../src/jobs/quorum.ts'
 import { modelCid } from '../../src/shared/cid.ts'
@@ -118,10 +117,12 @@ describe('createDisputer', () => {
     const o = await disputerFor(linksTo(a, b)).dispute(job, a.replica, b.replica, never)
     expect(o.verdict).toBe('b-invalid')
     expect(o.record).toBeInstanceOf(Uint8Array)
-    const check = await verifyDisputeRecord(o.record!, { plan, run: ortRun })
+    const check = await verifyCutRecord(o.record!, { plan, run: ortRun })
     expect(check).toMatchObject({ verdict: 'b-invalid', proven: true, position: 1 })
-    const signedA = dagCbor.decode(o.signed!.a) as SignedCommitment
-    expect(signedA.body.job.toString()).toBe(a.replica.result!.job)
+    // Each side's signed cut at the diverging leaf names its own replica's job.
+    const cutA = dagCbor.decode(o.signed!.a) as { body: { job: CID; position: number } }
+    expect(cutA.body).toMatchObject({ position: 1 })
+    expect(cutA.body.job.toString()).toBe(a.replica.result!.job)
     // The liar on side a: judged the same way round.
     const swapped = await disputerFor(linksTo(a, b)).dispute(job, b.replica, a.replica, never)
     expect(swapped.verdict).toBe('a-invalid')

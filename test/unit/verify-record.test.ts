@@ -249,7 +249,7 @@ describe('quorum records settled by dispute', () => {
       [
         'a forged signature',
         (c) => {
-          c.dispute!.b.signed.sig = new Uint8Array(64)
+          c.dispute!.b.signed!.sig = new Uint8Array(64)
         },
       ],
       [
