@@ -29,7 +29,7 @@ export interface DisputeRow {
   rule: string
   nodes: number
   liarAt: number
-  /** How far the liar shifted its node's outputs (0.5, or 100 where 0.5 did not reach the outputs). */
+  /** How far the liar shifted its node's outputs: the first of LIES that reached the outputs. */
   lie: number
   found: number
   /** Rounds of questions: the ends, the probes and chunk rounds, then the referee's. */
@@ -85,6 +85,8 @@ const RULES: [string, CompareRule][] = [
   ['tolerance 1e-3', { kind: 'tolerance', atol: 1e-3, rtol: 1e-3 }],
 ]
 
+/** Shifts a liar tries at its node, in turn, until one reaches the outputs (saturating nodes hide small ones). */
+const LIES = [0.5, 100, -100]
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!
 async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
   const t0 = performance.now()
@@ -177,18 +179,20 @@ async function one(plan: DisputePlan, rule: [string, CompareRule], inputs: Named
     model: await modelCid(plan.model.bytes),
     input: await tensorsCid(inputs),
   }
-  let lie = 0.5
-  let liar = await lyingTrace(plan, honest, inputs, liarAt, shifted(lie))
-  // A lie that no output shows is no dispute: the replicas' results would agree.
+  // A lie that no output shows is no dispute (the replicas' results would agree): try a larger one.
+  let lie = 0
+  let liar: NamedTensors = {}
   const found = async () => settle(plan, rules, inputs, [honest, liar], job)
-  let first = await found().catch((err: Error) =>
-    err.name === 'NoDivergenceError' ? undefined : Promise.reject(err),
-  )
-  if (!first) {
-    lie = 100
-    liar = await lyingTrace(plan, honest, inputs, liarAt, shifted(lie))
-    first = await found()
+  let first: Awaited<ReturnType<typeof found>> | undefined
+  for (const by of LIES) {
+    lie = by
+    liar = await lyingTrace(plan, honest, inputs, liarAt, shifted(by))
+    first = await found().catch((err: Error) =>
+      err.name === 'NoDivergenceError' ? undefined : Promise.reject(err),
+    )
+    if (first) break
   }
+  if (!first) throw new Error(`no lie at ${liarAt} of ${model} reaches its outputs`)
   const timings = [first.ms, (await found()).ms, (await found()).ms]
   const plain = await runs(plan.model.bytes, inputs, 'all')
   const hashed = Math.max(...first.committers.map((c) => c.hashed))

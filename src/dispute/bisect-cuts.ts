@@ -26,7 +26,7 @@ import {
   tensorRule,
   toleranceOf,
 } from './commit.ts'
-import { type CutBody, type CutJob, compareCuts, openCut } from './cut-commit.ts'
+import { type CutBody, type CutJob, compareCuts, type ReadCut, readCut, verifyCut } from './cut-commit.ts'
 import { advance, type CutPlan, cutAt, cutPlan, nextProbe, startSearch } from './cuts.ts'
 import { sameBytes } from './merkle.ts'
 
@@ -46,6 +46,7 @@ export interface CutParty {
 export interface SignedCut {
   signed: Uint8Array
   body: CutBody
+  sig: Uint8Array
 }
 
 export type Disagreement = NonNullable<Divergence['disagreement']>
@@ -77,6 +78,14 @@ export interface BisectCutsOptions {
   job: CutJob | Pair<CutJob>
   /** The job's inputs, to tell which side's cut -1 is not them (without, a difference blames no one). */
   inputs?: NamedTensors
+  /**
+   * Each side's signed cut at N-1 if the caller asked for it already (to bind the side's result):
+   * the search takes it instead of asking again, so no side can show the binding one cut and the
+   * search another.
+   */
+  last?: Pair<Uint8Array>
+  /** The caller checked that `inputs` hash to the job's input CID (receipts it verified name them). */
+  inputsChecked?: boolean
   signal?: AbortSignal
 }
 
@@ -87,8 +96,8 @@ interface Search {
   o: BisectCutsOptions
   cp: CutPlan
   ask: ReturnType<typeof asker<CutParty>>
-  /** Each side's commitment to every tensor it has shown: every later cut must repeat it. */
-  shown: Pair<Map<string, OutputCommitment>>
+  /** Each side's commitment to every tensor it has shown, and the cut that first showed it. */
+  shown: Pair<Map<string, { commitment: OutputCommitment; cut: ReadCut }>>
   /** Each side's chunk hashes, checked against those commitments. */
   hashes: Pair<Map<string, ChunkHashes>>
   /** Tensors settled by value, agreeing or not: commitments cannot change, so neither can that. */
@@ -105,21 +114,32 @@ const sameCommitment = (x: OutputCommitment, y: OutputCommitment) =>
 /** The job `side`'s cuts must name. */
 const jobOf = (o: BisectCutsOptions, side: Side): CutJob => ('a' in o.job ? o.job[side] : o.job)
 
-/** `side`'s cut at `p`, opened, and consistent with every cut it signed before. */
-async function openOne(s: Search, party: CutParty, side: Side, p: number): Promise<SignedCut> {
+/**
+ * `side`'s cut at `p`, read, and consistent with every cut it sent before. Signatures are verified
+ * where a cut proves something: the ends (cut -1 may blame a side), both cuts of an equivocation, and
+ * the final lo and hi (proven). A probe in between only steers the search, and its answer came over
+ * the worker's own authenticated stream: verifying all of them would cost each dispute ~0.3 ms a cut.
+ */
+const openOne = async (s: Search, party: CutParty, side: Side, p: number): Promise<SignedCut> =>
+  take(s, side, p, await party.cut(p))
+
+/** `side`'s signed cut at `p` (asked now, or given), read and checked as openOne says. */
+async function take(s: Search, side: Side, p: number, signed: Uint8Array): Promise<SignedCut> {
   const { plan, rules, workers } = s.o
   const job = jobOf(s.o, side)
-  const signed = await party.cut(p)
   const names = cutAt(s.cp, p)
-  const body = await openCut(signed, { ...job, worker: workers[side], position: p, names, plan, rules })
-  for (const t of body.tensors) {
+  const read = readCut(signed, { ...job, worker: workers[side], position: p, names, plan, rules })
+  if (p === -1 || p === s.cp.size - 1) await verifyCut(read, workers[side])
+  for (const t of read.body.tensors) {
     const before = s.shown[side].get(t.name)
     // Two signed commitments to one tensor: the divergence could otherwise hide in a tensor of cut lo.
-    if (before && !sameCommitment(before, t))
+    if (before && !sameCommitment(before.commitment, t)) {
+      await Promise.all([verifyCut(before.cut, workers[side]), verifyCut(read, workers[side])])
       throw new DisputeProofError(`the cut at ${p} changes the commitment to '${t.name}'`)
-    s.shown[side].set(t.name, t)
+    }
+    if (!before) s.shown[side].set(t.name, { commitment: t, cut: read })
   }
-  return { signed, body }
+  return { signed, body: read.body, sig: read.sig }
 }
 
 /** Whether both sides' cuts agree under the rules, settling straddles by their chunks. */
@@ -197,7 +217,8 @@ async function askChunks(s: Search, party: CutParty, side: Side, batch: Chunk[])
 /** What cut -1 must hold: the commitments of the job's inputs, which must be the job's. */
 async function inputCommitments(s: Search, inputs: NamedTensors): Promise<OutputCommitment[]> {
   const input = jobOf(s.o, 'a').input
-  if (!(await tensorsCid(inputs)).equals(input) || !jobOf(s.o, 'b').input.equals(input))
+  const mismatch = !s.o.inputsChecked && !(await tensorsCid(inputs)).equals(input)
+  if (mismatch || !jobOf(s.o, 'b').input.equals(input))
     throw new InvalidOptionError(`the inputs given are not the job's ${input}`)
   const commit = async (name: string) => {
     const t = inputs[name]
@@ -241,8 +262,10 @@ export async function bisectCuts(o: BisectCutsOptions): Promise<CutDivergence> {
     straddles: 0,
   }
   const expected = o.inputs && (await inputCommitments(s, o.inputs))
+  const last = (party: CutParty, side: Side) =>
+    o.last ? take(s, side, n - 1, o.last[side]) : openOne(s, party, side, n - 1)
   const ends = await s.ask.round((party, side) =>
-    Promise.all([openOne(s, party, side, -1), openOne(s, party, side, n - 1)]),
+    Promise.all([openOne(s, party, side, -1), last(party, side)]),
   )
   let lo: Pair<SignedCut> = { a: ends.a[0], b: ends.b[0] }
   let hi: Pair<SignedCut> = { a: ends.a[1], b: ends.b[1] }
@@ -266,5 +289,24 @@ export async function bisectCuts(o: BisectCutsOptions): Promise<CutDivergence> {
     cuts: { lo, hi },
   }
   if (at.disagreement) d.disagreement = at.disagreement
+  await proven(s, [lo, hi])
   return d
+}
+
+/** Verifies each side's signatures on `cuts` (the ends were at once); DisputeProofError blamed on the signer. */
+async function proven(s: Search, cuts: Pair<SignedCut>[]): Promise<void> {
+  const ends = [-1, s.cp.size - 1]
+  const check = async (side: Side) => {
+    for (const c of cuts)
+      if (!ends.includes(c[side].body.position)) await verifyCut(c[side], s.o.workers[side])
+  }
+  const [a, b] = await Promise.allSettled([check('a'), check('b')])
+  const failed = (
+    [
+      ['a', a],
+      ['b', b],
+    ] as const
+  ).filter(([, r]) => r.status === 'rejected')
+  const first = failed[0]?.[1] as PromiseRejectedResult | undefined
+  if (first) throw blame(first.reason, failed.length === 2 ? 'both' : failed[0]![0])
 }

@@ -221,13 +221,22 @@ async function verified({ body, sig }: { body: CutBody; sig: Uint8Array }, worke
 export const openSignedCut = async (signed: Uint8Array, worker: string): Promise<CutBody> =>
   verified(parseCut(signed, anyTensor), worker)
 
+/** A cut read and checked against the question, its signature not yet verified (verifyCut). */
+export interface ReadCut {
+  body: CutBody
+  sig: Uint8Array
+}
+
 /**
- * The body of a signed cut from `expect.worker`, checked. A signature that does not verify throws
- * DisputeProofError; a malformed cut, or one about another job, position or names (the wrong answer
- * to the question, as checkLeaf treats a leaf's node and names), DisputeAnswerError.
+ * A cut's shape, job, model, input, position and names checked against `expect`; DisputeAnswerError
+ * if any is wrong (the wrong answer to the question, as checkLeaf treats a leaf's node and names).
+ * The signature is left to verifyCut, for a caller that needs only some cuts proven.
  */
-export async function openCut(signed: Uint8Array, expect: CutExpectations): Promise<CutBody> {
-  const body = await verified(parseCut(signed, ruledTensor(expect.plan, expect.rules)), expect.worker)
+export const readCut = (signed: Uint8Array, expect: CutExpectations): ReadCut =>
+  answers(parseCut(signed, ruledTensor(expect.plan, expect.rules)), expect)
+
+function answers(read: ReadCut, expect: CutExpectations): ReadCut {
+  const { body } = read
   for (const k of ['job', 'model', 'input'] as const)
     if (!body[k].equals(expect[k]))
       throw new DisputeAnswerError(`the cut names ${k} ${body[k]}, not ${expect[k]}`)
@@ -236,7 +245,20 @@ export async function openCut(signed: Uint8Array, expect: CutExpectations): Prom
   const names = body.tensors.map((t) => t.name)
   if (names.length !== expect.names.length || names.some((n, i) => n !== expect.names[i]))
     throw new DisputeAnswerError(`the cut at ${body.position} holds the wrong tensors`)
-  return body
+  return read
+}
+
+/** A read cut's body if `worker` signed it; DisputeProofError if not. */
+export const verifyCut = (read: ReadCut, worker: string): Promise<CutBody> => verified(read, worker)
+
+/**
+ * The body of a signed cut from `expect.worker`, checked. A signature that does not verify throws
+ * DisputeProofError; a malformed cut, or one about another job, position or names, DisputeAnswerError.
+ */
+export async function openCut(signed: Uint8Array, expect: CutExpectations): Promise<CutBody> {
+  const read = parseCut(signed, ruledTensor(expect.plan, expect.rules))
+  await verified(read, expect.worker)
+  return answers(read, expect).body
 }
 
 /**

@@ -138,12 +138,19 @@ async function dispute(
       // Proven from the side's own signed cut, but no record carries it: the quorum buys a replica.
       const verdict: DisputeOutcome['verdict'] =
         ba.value.problem && bb.value.problem ? 'both-invalid' : ba.value.problem ? 'a-invalid' : 'b-invalid'
-      const reason = [ba.value.problem, bb.value.problem].filter(Boolean).join('; ')
-      return { verdict, reason, signed: { a: ba.value.signed, b: bb.value.signed } }
+      return { verdict, reason: [ba.value.problem, bb.value.problem].filter(Boolean).join('; ') }
     }
-    return await judge(round, [a, pa.value], [b, pb.value])
+    const last = { a: ba.value.signed, b: bb.value.signed }
+    return await judge(round, [a, pa.value], [b, pb.value], last)
   } catch (err) {
     const e = err as PartyError
+    // A lie proven during the search (a cut off the job's inputs, a changed commitment, a forged
+    // signature) is a verdict like a failed binding: no record, so the quorum buys a replica.
+    if (isDisputeError(e) && e.party) {
+      const verdict = e.party === 'both' ? 'both-invalid' : e.party === 'a' ? 'a-invalid' : 'b-invalid'
+      o.log?.('dispute %s vs %s: %s: %s: %s', a.peer, b.peer, verdict, e.name, e.message)
+      return { verdict, reason: `${e.name}: ${e.message}` }
+    }
     o.log?.('dispute %s vs %s undecided: %s: %s', a.peer, b.peer, e.name, e.message)
     const late = e.name === 'PartyTimeoutError' && e.party ? sidesOf(e.party) : []
     return undecided(`${e.name}: ${e.message}`, late)
@@ -183,6 +190,7 @@ async function judge(
   round: Round,
   [a, pa]: [Replica, RemoteCutParty],
   [b, pb]: [Replica, RemoteCutParty],
+  last: { a: Uint8Array; b: Uint8Array },
 ): Promise<DisputeOutcome> {
   const { o, job, plan, rules, deadline } = round
   const workers = { a: a.peer, b: b.peer }
@@ -195,7 +203,10 @@ async function judge(
     b: pb,
     workers,
     job: jobs,
+    last,
     inputs: job.inputs,
+    // The receipts naming that input CID were checked against these inputs when they came.
+    inputsChecked: true,
     signal: deadline,
   })
   const settlement = await refereeCuts({
@@ -212,12 +223,10 @@ async function judge(
     buildCutRecord({ model: job.model, plan, rules, divergence, settlement, workers }),
   )
   o.log?.('dispute %s vs %s: %s at leaf %d', a.peer, b.peer, settlement.verdict, divergence.leaf)
-  const signed = { a: divergence.cuts.hi.a.signed, b: divergence.cuts.hi.b.signed }
   return {
     verdict: settlement.verdict,
     ...(settlement.closer ? { closer: settlement.closer } : {}),
     record,
-    signed,
   } satisfies DisputeOutcome
 }
 
@@ -289,13 +298,10 @@ export function quorumDispute(q: QuorumState): QuorumDispute | undefined {
     q.replicas.find((r) => r.peer === peer && r.status === 'ok')?.result?.receipt
   const side = (s: DisputeSide, i: 0 | 1) => {
     const r = receipt(d.peers[i])
-    // A dispute over cuts keeps each side's signed cut at hi, which its record carries already; one
-    // settled before cuts (a journal from then) keeps the signed commitment its v1 record needs.
-    const signed = dagCbor.decode(d.signed[s]) as Partial<SignedCommitment>
-    const v1 = signed.body?.root !== undefined
-    return r
-      ? { worker: d.peers[i], ...(v1 ? { signed: signed as SignedCommitment } : {}), receipt: r }
-      : undefined
+    // A v1 record (a journal from before disputes over cuts) needs each side's signed commitment
+    // beside it; a v2 record carries each side's signed cuts itself.
+    const signed = d.signed && (dagCbor.decode(d.signed[s]) as SignedCommitment)
+    return r ? { worker: d.peers[i], ...(signed ? { signed } : {}), receipt: r } : undefined
   }
   const a = side('a', 0)
   const b = side('b', 1)

@@ -62,7 +62,7 @@ export interface DisputeOutcome {
   closer?: DisputeSide
   /** The encoded dispute record (encodeDisputeRecord), when a verdict was reached. */
   record?: Uint8Array
-  /** Each side's signed commitment (dag-cbor): what binds the record's sides to the workers and the job. */
+  /** v1 records only: each side's signed commitment (dag-cbor); a v2 record holds each side's signed cuts. */
   signed?: { a: Uint8Array; b: Uint8Array }
   /** Sides that did not answer in time (recorded 'timedOut', as a late replica is). */
   timedOut?: DisputeSide[]
@@ -76,8 +76,11 @@ export interface SettledDispute {
   /** The two workers, as sides a and b. */
   peers: [string, string]
   record: Uint8Array
-  /** Bytes, not objects: the state is stored as it is (IndexedDB keeps no CID class). */
-  signed: { a: Uint8Array; b: Uint8Array }
+  /**
+   * v1 records only (a journal from before disputes over cuts): each side's signed commitment, as
+   * bytes, not objects, since the state is stored as it is (IndexedDB keeps no CID class).
+   */
+  signed?: { a: Uint8Array; b: Uint8Array }
   /**
    * The accepted side stands alone: adaptive replication trusted its worker to run this job alone.
    * Otherwise a verdict only rules a side out, and the job still needs a quorum of whole results.

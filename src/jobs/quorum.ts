@@ -300,13 +300,14 @@ async function settleByDispute(run: Run, [a, b]: [Replica, Replica]): Promise<vo
   const v = out?.verdict
   const accepted: DisputeSide | undefined =
     v === 'a-invalid' ? 'b' : v === 'b-invalid' ? 'a' : v === 'drift' ? out!.closer : undefined
-  if (!accepted || !out?.record || !out.signed) return
+  if (!accepted || !out?.record) return
   const verdict = v as SettledDispute['verdict']
   const [winner, loser] = accepted === 'a' ? [a, b] : [b, a]
   // Alone only as an adaptive single replica would be: never a result that was doubted (escalated).
   const doubted = s.escalated || fx.suspicious({ ...winner.result!, worker: winner.peer })
   const alone = policy.adaptive && !doubted && fx.singleReplicaOk(winner.peer)
-  s.dispute = { verdict, accepted, peers: [a.peer, b.peer], record: out.record, signed: out.signed, alone }
+  const signed = out.signed ? { signed: out.signed } : {}
+  s.dispute = { verdict, accepted, peers: [a.peer, b.peer], record: out.record, ...signed, alone }
   if (verdict !== 'drift') loser.convicted = true
   // Saved before the loser is punished: a reload in between must not dispute (and punish) again.
   await fx.save(s)

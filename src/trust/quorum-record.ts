@@ -6,8 +6,9 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { checkCommitment } from '../dispute/bisect.ts'
-import type { DisputePlan } from '../dispute/commit.ts'
-import { DISPUTE_RECORD_KIND, verifyDisputeRecord } from '../dispute/record.ts'
+import { type DisputePlan, disputeRules } from '../dispute/commit.ts'
+import { sameBytes } from '../dispute/merkle.ts'
+import { DISPUTE_RECORD_KIND, defined, verifyDisputeRecord } from '../dispute/record.ts'
 import { checkCutRecordSignatures, verifyCutRecord } from '../dispute/record-cuts.ts'
 import type { RunNode } from '../dispute/referee.ts'
 import { type SignedCommitment, verifyCommitment } from '../dispute/wire-frames.ts'
@@ -149,7 +150,7 @@ export async function verifyQuorumRecord(
   const dispute =
     raw.dispute === undefined
       ? undefined
-      : await checkDispute(raw.dispute, { model, input, requester, receipts, checked, opts })
+      : await checkDispute(raw.dispute, { compare, model, input, requester, receipts, checked, opts })
   // A dispute rules the other side out; it does not count as a check of the member's whole result.
   const need = Math.max(quorum as number, minQuorum)
   const have = checked.length
@@ -173,6 +174,8 @@ const ACCEPTS: Record<string, 'a' | 'b' | undefined> = { 'a-invalid': 'b', 'b-in
 
 /** What checkDispute is given: the record's job and its checked members. */
 interface DisputeContext {
+  /** The record's compare rule: the dispute must have been judged under the rules it implies. */
+  compare: CompareRule
   model: CID
   input: CID
   requester: string
@@ -215,7 +218,7 @@ async function checkDispute(x: unknown, c: DisputeContext): Promise<DisputeCheck
     jobs[s] = receipt.body.job
   }
   const workers = { a: worker('a'), b: worker('b') }
-  const v = recordVersion(x.record)
+  const v = recordVersion(x.record, c.compare)
   const found =
     v === 2
       ? await checkCutDispute(x.record, c, workers, { a: jobs.a!, b: jobs.b! })
@@ -225,8 +228,12 @@ async function checkDispute(x: unknown, c: DisputeContext): Promise<DisputeCheck
   return { verdict: found.verdict, other: worker(other), checked: found.checked, proven: found.proven }
 }
 
-/** The dispute record's version (1: every node committed; 2: over cuts). */
-function recordVersion(record: Uint8Array): 1 | 2 {
+/**
+ * The dispute record's version (1: every node committed; 2: over cuts), once its rules are the ones
+ * the job's compare rule implies: a record may not pick looser or stricter rules (or a referee
+ * rule of its own) to turn drift into a conviction.
+ */
+function recordVersion(record: Uint8Array, compare: CompareRule): 1 | 2 {
   let r: unknown
   try {
     r = dagCbor.decode(record)
@@ -235,7 +242,17 @@ function recordVersion(record: Uint8Array): 1 | 2 {
   }
   if (!isObject(r) || r.kind !== DISPUTE_RECORD_KIND || (r.v !== 1 && r.v !== 2))
     bad('not a v1 or v2 dispute record')
-  return (r as { v: 1 | 2 }).v
+  const rules = (x: unknown) => {
+    try {
+      return dagCbor.encode(defined(x))
+    } catch {
+      return bad('the record has malformed rules')
+    }
+  }
+  const r2 = r as { v: 1 | 2; rules?: unknown; compare?: unknown }
+  if (r2.compare !== undefined || !sameBytes(rules(r2.rules), rules(disputeRules(compare))))
+    bad("the record was not judged under the rules of the job's compare rule")
+  return r2.v
 }
 
 interface Found {
@@ -264,7 +281,8 @@ async function checkCutDispute(
     bad("the record's workers are not the sides'")
   const verdict = verdictOf(sig.verdict)
   if (!c.opts.plan) return { verdict, closer: sig.closer, checked: 'commitments', proven: false }
-  const opts = { plan: c.opts.plan, model: c.model, ...(c.opts.run ? { run: c.opts.run } : {}) }
+  // The plan's own CID must be the record's model: verifyCutRecord computes it from the plan.
+  const opts = { plan: c.opts.plan, ...(c.opts.run ? { run: c.opts.run } : {}) }
   const check = await verifyCutRecord(record, opts)
   if (check.verdict !== verdict) bad('the record changed its verdict')
   return { verdict, closer: sig.closer, checked: 'record', proven: check.proven }

@@ -187,7 +187,7 @@ describe('bisectCuts on PP-OCR detection (1x3x64x256)', () => {
   let keys: PrivateKey[]
   beforeAll(async () => {
     t = await traced('vendor/ch_PP-OCRv4_det_infer.onnx', { x: floats([1, 3, 64, 256], 4) })
-    keys = [await generateIdentity(), await generateIdentity()]
+    keys = [await generateIdentity(), await generateIdentity(), await generateIdentity()]
   })
   const bytesOf = (trace: NamedTensors, positions: number[]) =>
     [...new Set(positions.flatMap((p) => cutAt(t.cp, p)))].reduce((s, n) => s + trace[n]!.data.byteLength, 0)
@@ -205,6 +205,27 @@ describe('bisectCuts on PP-OCR detection (1x3x64x256)', () => {
       console.log(
         `det exact, liar at ${at}: ${d.probes} probes, liar hashed ${b.committer.hashed} tensors (${mb} MiB)`,
       )
+    }
+  })
+
+  it('verifies a probe only where it proves something: the final lo and hi, not the cuts between', async () => {
+    const a = side(t, EXACT, t.honest, keys[0]!)
+    const liar = await t.liar(LIAR, 0.5)
+    const b = side(t, EXACT, liar, keys[1]!)
+    const d = await run(t, EXACT, a, b)
+    const forger = side(t, EXACT, liar, keys[2]!).committer
+    const final = [d.cuts.lo.b.body.position, d.cuts.hi.b.body.position]
+    const between = b.tap.positions.filter((p) => p !== -1 && p !== t.cp.size - 1 && !final.includes(p))
+    expect(between.length).toBeGreaterThan(0)
+    // Another key on the probes between: the search still ends at the same leaf, its proofs sound.
+    const steering = side(t, EXACT, liar, keys[1]!)
+    steering.party.cut = (p) => (between.includes(p) ? forger : b.committer).commit(p)
+    await expect(run(t, EXACT, a, steering)).resolves.toMatchObject({ leaf: d.leaf })
+    // Another key on the final hi (or lo): blamed, though nothing was verified when it came.
+    for (const at of final) {
+      const forged = side(t, EXACT, liar, keys[1]!)
+      forged.party.cut = (p) => (p === at ? forger : b.committer).commit(p)
+      await refused(run(t, EXACT, a, forged), 'DisputeProofError', 'b')
     }
   })
 

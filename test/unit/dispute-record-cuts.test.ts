@@ -87,6 +87,11 @@ const refused = (p: Promise<unknown>, what: string) =>
   expect(p, what).rejects.toMatchObject({ name: 'InvalidDisputeRecordError' })
 const flip = (h: Uint8Array, at = 0) => Uint8Array.from(h, (x, i) => (i === at ? x ^ 1 : x))
 const bodyOf = (signed: Uint8Array) => dagCbor.decode<{ body: CutBody }>(signed).body
+/** A signed cut as bisectCuts hands it on. */
+const cutOf = (signed: Uint8Array) => ({
+  signed,
+  ...dagCbor.decode<{ body: CutBody; sig: Uint8Array }>(signed),
+})
 /** `bytes` decoded, changed by `change`, re-encoded. */
 const tampered = (bytes: Uint8Array, change: (r: CutDisputeRecord) => void) => {
   const r = dagCbor.decode<CutDisputeRecord>(bytes)
@@ -272,7 +277,7 @@ describe('dispute records over cuts on PP-OCR detection', () => {
     const swap = async (d: CutDivergence) => {
       for (const at of ['lo', 'hi'] as const) {
         const signed = await early.commit(at === 'lo' ? LIAR - 1 : LIAR)
-        d.cuts[at].b = { signed, body: bodyOf(signed) }
+        d.cuts[at].b = cutOf(signed)
       }
     }
     const before = await recorded(
@@ -311,7 +316,7 @@ describe('dispute records over cuts on PP-OCR detection', () => {
     const off = createCutCommitter({ trace: other, plan: t.plan, rules: EXACT, key: keys[1]!, ...jobs.b })
     const swap = async (d: CutDivergence) => {
       const signed = await off.commit(LIAR)
-      d.cuts.hi.b = { signed, body: bodyOf(signed) }
+      d.cuts.hi.b = cutOf(signed)
     }
     const a = { trace: t.honest, key: keys[0]!, job: jobs.a }
     const offLeaf = await recorded(

@@ -7,24 +7,30 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
-import type { Stream } from '@libp2p/interface'
+import type { PrivateKey, Stream } from '@libp2p/interface'
 import { streamPair } from '@libp2p/utils'
 import type { CID } from 'multiformats/cid'
 import { afterEach, describe, expect, it } from 'vitest'
-import { disputePlan } from '../../src/dispute/commit.ts'
+import { disputePlan, disputeRules } from '../../src/dispute/commit.ts'
 import { withIntermediateOutputs } from '../../src/dispute/onnx-graph.ts'
 import { verifyCutRecord } from '../../src/dispute/record-cuts.ts'
 import { serveDispute } from '../../src/dispute/serve.ts'
 import { createDisputer, type DisputeLinks, quorumDispute } from '../../src/jobs/dispute.ts'
 import { type QuorumState, type Replica, runQuorum } from '../../src/jobs/quorum.ts'
+import { encodeFrame, type Frame, FrameDecoder, readFrame, sendEncoded } from '../../src/net/frame.ts'
 import { modelCid } from '../../src/shared/cid.ts'
 import { DISPUTE_PROTOCOL } from '../../src/shared/protocol.ts'
 import type { NamedTensors } from '../../src/shared/tensor.ts'
 import { tensorsCid } from '../../src/shared/tensor-codec.ts'
 import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
 import { type CompareRule, policyFor } from '../../src/trust/policy.ts'
-import { buildQuorumRecord, encodeQuorumRecord, verifyQuorumRecord } from '../../src/trust/quorum-record.ts'
-import { signReceipt } from '../../src/trust/receipt.ts'
+import {
+  buildQuorumRecord,
+  encodeQuorumRecord,
+  type QuorumDispute,
+  verifyQuorumRecord,
+} from '../../src/trust/quorum-record.ts'
+import { type Receipt, signReceipt } from '../../src/trust/receipt.ts'
 import type { Outcome } from '../../src/trust/reputation.ts'
 import { lyingTrace, shifted } from '../helpers/liar-trace.ts'
 import { floats, ortRun } from '../helpers/ort-run.ts'
@@ -45,15 +51,53 @@ afterEach(() => {
   for (const s of open.splice(0)) s.abort(new Error('test over'))
 })
 
-/** A contributor serving `trace` over dispute streams; its replica signed `signed` (default: the trace's output). */
-async function contributor(trace: NamedTensors, n: number, signed: NamedTensors = trace, silent = false) {
-  const key = await generateIdentity()
-  const peer = peerIdOf(key)
-  const server = serveDispute({
+const serverOf = (key: PrivateKey, trace: NamedTensors) =>
+  serveDispute({
     key,
     model: async (c: CID) => (c.equals(model) ? bytes : undefined),
     run: async () => trace,
   })
+
+/**
+ * A contributor that answers its first `cut` (the binding check's) from `first` and every other
+ * question from `rest`, both signed with its key: one dispute stream, two traces.
+ */
+function twoFaced(first: NamedTensors, rest: NamedTensors) {
+  return (side: Stream, key: PrivateKey) => {
+    const servers = [serverOf(key, first), serverOf(key, rest)]
+    void (async () => {
+      const pairs = await Promise.all(servers.map(() => streamPair({ protocol: DISPUTE_PROTOCOL })))
+      pairs.forEach(([, s], i) => void servers[i]!.serve(s, 'requester'))
+      open.push(...pairs.flat())
+      const decoders = [new FrameDecoder(1 << 26), new FrameDecoder(1 << 26), new FrameDecoder(1 << 26)]
+      const send = (s: Stream, f: Frame) =>
+        sendEncoded(s, encodeFrame(f, 1 << 26), { closed: () => new Error('closed') })
+      const ask = async (i: number, f: Frame) => {
+        await send(pairs[i]![0], f)
+        return (await readFrame(pairs[i]![0], decoders[i]!))!
+      }
+      let cuts = 0
+      for (let f = await readFrame(side, decoders[2]!); f; f = await readFrame(side, decoders[2]!)) {
+        if (f.t === 'commit') {
+          const [answer] = await Promise.all([ask(0, f), ask(1, f)])
+          await send(side, answer)
+        } else await send(side, await ask(f.t === 'cut' && cuts++ === 0 ? 0 : 1, f))
+      }
+    })().catch(() => {})
+  }
+}
+
+/** A contributor serving `trace` over dispute streams; its replica signed `signed` (default: the trace's output). */
+async function contributor(
+  trace: NamedTensors,
+  n: number,
+  signed: NamedTensors = trace,
+  silent = false,
+  serveBy?: (side: Stream, key: PrivateKey) => void,
+) {
+  const key = await generateIdentity()
+  const peer = peerIdOf(key)
+  const server = serverOf(key, trace)
   const outputs = { [out]: signed[out]! }
   const jobCid = await tensorsCid({ n: { dtype: 'float32', dims: [1], data: Float32Array.of(n) } })
   const receipt = await signReceipt(
@@ -88,7 +132,8 @@ async function contributor(trace: NamedTensors, n: number, signed: NamedTensors 
     newStream: async () => {
       const [client, side] = await streamPair({ protocol: DISPUTE_PROTOCOL })
       open.push(client, side)
-      if (!silent) void server.serve(side, 'requester')
+      if (serveBy) serveBy(side, key)
+      else if (!silent) void server.serve(side, 'requester')
       return client
     },
   }
@@ -110,6 +155,40 @@ const disputerFor = (links: DisputeLinks, extra = {}) =>
   })
 const never = new AbortController().signal
 
+/** A quorum record's v2 dispute, tampered each way a forger might try, is refused with or without the model. */
+async function rejectsTampered(
+  dispute: QuorumDispute,
+  members: { receipt: Receipt; outputs: NamedTensors }[],
+  quorum: number,
+) {
+  const record = (change: (r: Record<string, unknown>) => void) => {
+    const r = dagCbor.decode(dispute.record) as Record<string, unknown>
+    change(r)
+    return dagCbor.encode(r)
+  }
+  const variants: [string, QuorumDispute][] = [
+    ['the sides swapped', { ...dispute, a: dispute.b, b: dispute.a, side: dispute.side === 'a' ? 'b' : 'a' }],
+    ["the record's sides swapped", { ...dispute, record: record((r) => ([r.a, r.b] = [r.b, r.a])) }],
+    ["a side's receipt another job's", { ...dispute, b: { ...dispute.b, receipt: dispute.a.receipt } }],
+    [
+      'stricter rules than the compare rule',
+      {
+        ...dispute,
+        record: record((r) => {
+          r.rules = disputeRules({ kind: 'tolerance', atol: 1e-12, rtol: 0 })
+        }),
+      },
+    ],
+    ['a referee rule of its own', { ...dispute, record: record((r) => (r.compare = { kind: 'exact' })) }],
+    ['the verdict turned', { ...dispute, record: record((r) => (r.verdict = 'a-invalid')) }],
+  ]
+  for (const [what, forged] of variants) {
+    const bytes = encodeQuorumRecord(buildQuorumRecord(members, quorum, compare, forged))
+    await expect(verifyQuorumRecord(bytes, 2), `${what}, no model`).rejects.toThrow()
+    await expect(verifyQuorumRecord(bytes, 2, { plan, run: ortRun }), what).rejects.toThrow()
+  }
+}
+
 describe('createDisputer', () => {
   it('finds the liar, judges it invalid, and leaves a record that verifies', async () => {
     const a = await contributor(honest, 1)
@@ -119,10 +198,17 @@ describe('createDisputer', () => {
     expect(o.record).toBeInstanceOf(Uint8Array)
     const check = await verifyCutRecord(o.record!, { plan, run: ortRun })
     expect(check).toMatchObject({ verdict: 'b-invalid', proven: true, position: 1 })
-    // Each side's signed cut at the diverging leaf names its own replica's job.
-    const cutA = dagCbor.decode(o.signed!.a) as { body: { job: CID; position: number } }
-    expect(cutA.body).toMatchObject({ position: 1 })
-    expect(cutA.body.job.toString()).toBe(a.replica.result!.job)
+    // Each side's signed cut at the diverging leaf, in the record, names its own replica's job.
+    const record = dagCbor.decode(o.record!) as { a: { hi: Uint8Array }; b: { hi: Uint8Array } }
+    for (const [side, r] of [
+      [record.a, a],
+      [record.b, b],
+    ] as const) {
+      const cut = dagCbor.decode(side.hi) as { body: { job: CID; position: number } }
+      expect(cut.body).toMatchObject({ position: 1 })
+      expect(cut.body.job.toString()).toBe(r.replica.result!.job)
+    }
+    expect(o.signed).toBeUndefined() // nothing beside a v2 record for the journal to keep
     // The liar on side a: judged the same way round.
     const swapped = await disputerFor(linksTo(a, b)).dispute(job, b.replica, a.replica, never)
     expect(swapped.verdict).toBe('a-invalid')
@@ -172,6 +258,11 @@ describe('createDisputer', () => {
     const checked = await verifyQuorumRecord(rec, 2, { plan, run: ortRun })
     expect(checked.workers).toEqual([a.peer, c.peer])
     expect(checked.dispute).toMatchObject({ verdict: 'b-invalid', other: b.peer, proven: true })
+    // Without the model: the v2 record's signed cuts only.
+    await expect(verifyQuorumRecord(rec, 2)).resolves.toMatchObject({
+      dispute: { verdict: 'b-invalid', other: b.peer, checked: 'commitments', proven: false },
+    })
+    await rejectsTampered(dispute, members, q.quorum)
   })
 
   it('calls honest noise drift, accepts the closer side, and that record verifies too', async () => {
@@ -224,6 +315,15 @@ describe('createDisputer', () => {
     expect(o.verdict).toBe('b-invalid')
     expect(o.reason).toMatch(/result it signed/)
     expect(o.record).toBeUndefined() // the quorum then buys a replica, as before
+  })
+
+  it('proves lying a side that shows the binding check one last cut and the search another', async () => {
+    const a = await contributor(honest, 1)
+    // Its result and first cut N-1 are the liar's; the search then meets an honest trace.
+    const b = await contributor(liar, 2, liar, false, twoFaced(liar, honest))
+    const o = await disputerFor(linksTo(a, b)).dispute(job, a.replica, b.replica, never)
+    expect(o).toMatchObject({ verdict: 'b-invalid', reason: expect.stringMatching(/^DisputeProofError/) })
+    expect(o.record).toBeUndefined() // proven, but no record carries it: the quorum buys a replica
   })
 
   it('is undecided without a link, without the model, on a silent party and when cancelled', async () => {
