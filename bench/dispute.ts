@@ -21,6 +21,7 @@ import { modelCid } from '../src/shared/cid.ts'
 import { type NamedTensors, tensorsByteLength } from '../src/shared/tensor.ts'
 import { tensorsCid } from '../src/shared/tensor-codec.ts'
 import type { CompareRule } from '../src/trust/policy.ts'
+import { signRecord, verifyRecord } from '../src/trust/signed.ts'
 import { lyingTrace, shifted } from '../test/helpers/liar-trace.ts'
 import { floats, openSession, ortRun } from '../test/helpers/ort-run.ts'
 
@@ -39,6 +40,11 @@ export interface DisputeRow {
   /** What a third replica moves (input + output) and costs: one plain run ('all'), median of 3. */
   replicaBytes: number
   replicaMs: number
+  /**
+   * Its receipt's work besides the run, median of 3: the contributor's CIDs of inputs and outputs
+   * and its signature, the requester's CID of the outputs and its check of the signature.
+   */
+  receiptMs: number
   /** What the dispute moves (answers). */
   disputeBytes: number
   /** Tensors each side hashed for its cuts (the larger side), of the trace's, and their bytes. */
@@ -51,6 +57,8 @@ export interface DisputeRow {
   settleMs: number
 }
 
+/** A third replica's work: its run and its receipt's hashing and signatures. */
+export const replicaWorkMs = (r: DisputeRow) => r.replicaMs + r.receiptMs
 /** A dispute's work when both sides rerun their traces on demand. */
 export const onDemandMs = (r: DisputeRow) => 2 * r.traceRunMs + r.settleMs
 /** A dispute's work when both sides kept their traces from the job (JobBody.trace). */
@@ -142,6 +150,23 @@ function meteredCut(c: CutCommitter, meter: { bytes: number }, named: Set<string
   }
 }
 
+/** A replica's receipt work besides its run (median of 3 ms): CIDs both ends, a signature and its check. */
+async function receiptWork(inputs: NamedTensors, outputs: NamedTensors): Promise<number> {
+  const key = await generateKeyPair('Ed25519')
+  const worker = peerIdFromPrivateKey(key).toString()
+  const ms: number[] = []
+  for (let i = 0; i < 3; i++) {
+    const [, t] = await timed(async () => {
+      const body = { input: await tensorsCid(inputs), output: await tensorsCid(outputs), worker }
+      const sig = await signRecord('bench/receipt', body, key)
+      await tensorsCid(outputs)
+      await verifyRecord('bench/receipt', body, sig, worker)
+    })
+    ms.push(t)
+  }
+  return median(ms)
+}
+
 /** One dispute between an honest trace and a liar's, over cuts, in process. */
 async function settle(
   plan: DisputePlan,
@@ -195,6 +220,7 @@ async function one(plan: DisputePlan, rule: [string, CompareRule], inputs: Named
   if (!first) throw new Error(`no lie at ${liarAt} of ${model} reaches its outputs`)
   const timings = [first.ms, (await found()).ms, (await found()).ms]
   const plain = await runs(plan.model.bytes, inputs, 'all')
+  const receipt = await receiptWork(inputs, plain.out)
   const hashed = Math.max(...first.committers.map((c) => c.hashed))
   return {
     model,
@@ -208,6 +234,7 @@ async function one(plan: DisputePlan, rule: [string, CompareRule], inputs: Named
     verdict: first.s.verdict,
     replicaBytes: tensorsByteLength(inputs) + tensorsByteLength(plain.out),
     replicaMs: plain.ms,
+    receiptMs: receipt,
     disputeBytes: first.bytes,
     hashedTensors: hashed,
     traceTensors: Object.keys({ ...inputs, ...honest }).length,
@@ -237,11 +264,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 /** The report's table: a dispute against a third replica, side by side. */
 export function disputeTable(rows: DisputeRow[]): string {
   const head =
-    '| model | rule | nodes | liar at / found (lie) | rounds (search + referee) | log2 N + 2 | third replica: bytes, ms | dispute bytes | tensors hashed per side (of trace), MB | traced run ms | settle ms | dispute work, on demand / kept traces (ms) | kept < replica | traced job extra ms |'
+    '| model | rule | nodes | liar at / found (lie) | rounds (search + referee) | log2 N + 2 | third replica: bytes; run + receipt ms | dispute bytes | tensors hashed per side (of trace), MB | traced run ms | settle ms | dispute work, on demand / kept traces (ms) | kept < replica | traced job extra ms |'
   const sep = `|${' --- |'.repeat(14)}`
   const body = rows.map(
     (r) =>
-      `| ${r.model} | ${r.rule} | ${r.nodes} | ${r.liarAt} / ${r.found} (${r.lie}) | ${r.rounds} + ${r.refereeRounds} | ${(Math.log2(r.nodes) + 2).toFixed(1)} | ${r.replicaBytes}, ${r.replicaMs.toFixed(1)} | ${r.disputeBytes} | ${r.hashedTensors} (${r.traceTensors}), ${(r.hashedBytes / 1e6).toFixed(2)} | ${r.traceRunMs.toFixed(1)} | ${r.settleMs.toFixed(1)} | ${onDemandMs(r).toFixed(0)} / ${keptMs(r).toFixed(0)} | ${keptMs(r) < r.replicaMs ? 'yes' : 'no'} | ${(r.traceRunMs - r.replicaMs).toFixed(1)} |`,
+      `| ${r.model} | ${r.rule} | ${r.nodes} | ${r.liarAt} / ${r.found} (${r.lie}) | ${r.rounds} + ${r.refereeRounds} | ${(Math.log2(r.nodes) + 2).toFixed(1)} | ${r.replicaBytes}; ${r.replicaMs.toFixed(1)} + ${r.receiptMs.toFixed(1)} | ${r.disputeBytes} | ${r.hashedTensors} (${r.traceTensors}), ${(r.hashedBytes / 1e6).toFixed(2)} | ${r.traceRunMs.toFixed(1)} | ${r.settleMs.toFixed(1)} | ${onDemandMs(r).toFixed(0)} / ${keptMs(r).toFixed(0)} | ${keptMs(r) < replicaWorkMs(r) ? 'yes' : 'no'} | ${(r.traceRunMs - r.replicaMs).toFixed(1)} |`,
   )
   return `## 8. Disputes over cuts against a third replica (Node, one thread; a liar at the middle node)\n\n${[head, sep, ...body].join('\n')}\n\nOn demand, both sides rerun their traces (graph optimisation disabled); with kept traces (the requester asked for traced jobs, JobBody.trace) they do not, and every traced job pays its traced run in place of the plain one (the last column). Settling includes both sides hashing and signing the cuts they are asked for.`
 }

@@ -3,8 +3,9 @@
  * around the diverging leaf bind what it said: its inputs must hash to its cut lo, its claimed
  * outputs to its cut hi. Without the model anyone can check who signed what about which job
  * (checkCutRecordSignatures); with the plan, the evidence and judgements too (verifyCutRecord); with
- * `run`, the node is recomputed, which alone proves 'wrong-output' or 'drift'. bad-commitment and
- * bad-answer rest on answers the parties did not sign, so they are never proven.
+ * `run`, the node is recomputed, which alone proves 'wrong-output' or 'drift' (and a drift's closer
+ * side). bad-commitment and bad-answer rest on answers the parties did not sign, so they are never
+ * proven.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { CID } from 'multiformats/cid'
@@ -13,6 +14,7 @@ import type { NamedTensors } from '../shared/tensor.ts'
 import { type EncodedTensors, encodeTensors } from '../shared/tensor-codec.ts'
 import type { Pair, Side } from './bisect.ts'
 import type { CutDivergence } from './bisect-cuts.ts'
+import { provenBy, type Rerun } from './closer.ts'
 import {
   type DisputePlan,
   type DisputeRules,
@@ -25,6 +27,7 @@ import { type CutBody, compareCuts, openCut, openSignedCut } from './cut-commit.
 import { cutAt, cutPlan } from './cuts.ts'
 import { sameBytes } from './merkle.ts'
 import {
+  checkCloser,
   checkJudgement,
   confirmByRun,
   DISPUTE_RECORD_KIND,
@@ -40,15 +43,7 @@ import {
   VERDICTS,
   type VerifyRecordOptions,
 } from './record.ts'
-import {
-  distance,
-  type Judgement,
-  type JudgingRules,
-  jobInputsOf,
-  settlement,
-  type Verdict,
-  verdictOf,
-} from './referee.ts'
+import { type Judgement, type JudgingRules, jobInputsOf, type Verdict, verdictOf } from './referee.ts'
 import {
   type CutSettlement,
   type CutsAround,
@@ -323,18 +318,6 @@ async function checkSide(
   return e
 }
 
-/** The largest difference between a judged side's claims and the referee's recomputation, if known. */
-function distanceOf(e: Evidence): number | undefined {
-  let d = 0
-  for (const [i, claimed] of e.claimed.entries()) {
-    if (sameBytes(e.referee?.[i], claimed.exact)) continue
-    const [claim, rec] = [e.outputs?.[claimed.name], e.refereeOutputs?.[claimed.name]]
-    if (!claim || !rec) return undefined
-    d = Math.max(d, distance(rec, claim))
-  }
-  return d
-}
-
 /** Checks a record over cuts against the plan; InvalidDisputeRecordError for anything that does not hold. */
 export async function verifyCutRecord(bytes: Uint8Array, opts: VerifyRecordOptions): Promise<RecordCheck> {
   const r = decodeCutRecord(bytes)
@@ -349,17 +332,14 @@ export async function verifyCutRecord(bytes: Uint8Array, opts: VerifyRecordOptio
   const jobInputs = await checkJobInputs(r, plan, cuts)
   const o: JudgingRules = { plan, rules: r.rules, compare: r.compare }
   const ev = { a: await checkSide(o, r, cuts.a, 'a'), b: await checkSide(o, r, cuts.b, 'b') }
-  const judged = (s: Side) => ({ judged: r[s].judged, distance: distanceOf(ev[s]) })
-  const extra = { jobInputs, rounds: 0, runs: 0 }
-  if (settlement(o, judged('a'), judged('b'), extra).closer !== r.closer)
-    invalid('the closer side is not the nearer one')
+  checkCloser(r, ev)
   const judgedByRun = (['a', 'b'] as const).filter((s) => ['ok', 'wrong-output'].includes(r[s].judged))
-  const confirmed: (boolean | undefined)[] = []
+  const reruns: Rerun[] = []
   if (opts.run)
     for (const s of judgedByRun)
-      confirmed.push(
+      reruns.push(
         await confirmByRun({ ...o, run: opts.run }, ev[s], node.index, { ...jobInputs, ...ev[s].inputs }),
       )
-  const proven = confirmed.length === 2 && confirmed.every((x) => x === true)
-  return { verdict: r.verdict, position: r.leaf, node: node.index, proven, rerun: confirmed.length > 0 }
+  const proven = provenBy(r, reruns)
+  return { verdict: r.verdict, position: r.leaf, node: node.index, proven, rerun: reruns.length > 0 }
 }

@@ -1,8 +1,9 @@
 /**
  * Dispute records: what a settled dispute leaves behind, as dag-cbor, for anyone holding the model
  * to check. The proofs tie each side's evidence to the root it signed; a verifier that can run the
- * node (`run`) recomputes it, which alone proves 'wrong-output' or 'drift'. bad-commitment and
- * bad-answer rest on answers the parties did not sign, so they are never proven.
+ * node (`run`) recomputes it, which alone proves 'wrong-output' or 'drift' (and a drift's closer
+ * side). bad-commitment and bad-answer rest on answers the parties did not sign, so they are never
+ * proven.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { CID } from 'multiformats/cid'
@@ -10,7 +11,8 @@ import { modelCid } from '../shared/cid.ts'
 import { InvalidDisputeRecordError } from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { decodeTensors, type EncodedTensors, encodeTensors } from '../shared/tensor-codec.ts'
-import { checkCommitment, type Divergence, type Side } from './bisect.ts'
+import { checkCommitment, type Divergence, type Pair, type Side } from './bisect.ts'
+import { closerOf, distanceOf, provenBy, type Rerun } from './closer.ts'
 import {
   type Commitment,
   checkLeaf,
@@ -32,6 +34,7 @@ import {
   commitmentProblem,
   type Judgement,
   type JudgingRules,
+  judgeOutputs,
   judgingRule,
   nodeRunner,
   type RunNode,
@@ -312,20 +315,24 @@ export async function checkJudgement(o: JudgingRules, e: Evidence, problem: stri
     invalid(`side ${label} is not ${e.judged} by its evidence`)
 }
 
-/** Recomputes node `index` on `feeds`; whether that confirms a side's judgement (undefined: cannot tell). */
+/** Under drift, the record's closer is the side its evidence puts nearer; else there is none. */
+export function checkCloser(r: { verdict: Verdict; closer?: Side }, ev: Pair<Evidence>): void {
+  const closer = r.verdict === 'drift' ? closerOf(distanceOf(ev.a), distanceOf(ev.b)) : undefined
+  if (closer !== r.closer) invalid('the closer side is not the nearer one')
+}
+
+/** Recomputes node `index` on `feeds` and judges the side's claims on it as the referee does. */
 export async function confirmByRun(
   o: JudgingRules & { run: RunNode },
   e: Evidence,
   index: number,
   feeds: NamedTensors,
-): Promise<boolean | undefined> {
+): Promise<Rerun> {
   const out = await nodeRunner(o, index, feeds).recompute('', {})
-  const agrees = await agreement(o, e, async (name) => {
-    const tensor = out[name]
-    return tensor ? { hash: await exactHash(tensor), tensor } : invalid(`the rerun gave no '${name}'`)
-  })
-  if (agrees.includes(undefined)) return undefined
-  return agrees.every(Boolean) === (e.judged === 'ok')
+  for (const { name } of e.claimed) if (!out[name]) invalid(`the rerun gave no '${name}'`)
+  const j = await judgeOutputs(o, e.claimed, e.outputs, out)
+  if (j === 'outputs') return {}
+  return { confirms: (j.judged === 'ok') === (e.judged === 'ok'), distance: j.distance }
 }
 
 const rulesOf = (c: Ctx): JudgingRules => ({ plan: c.plan, rules: c.r.rules, compare: c.r.compare })
@@ -337,8 +344,8 @@ const evidenceOf = (side: RecordSide, shown: Shown): Evidence => ({
   refereeOutputs: shown.refereeOutputs,
 })
 
-/** Recomputes the node on a side's inputs; whether that confirms its judgement (undefined: cannot tell). */
-function rerun(c: Ctx, side: RecordSide, shown: Shown, run: RunNode): Promise<boolean | undefined> {
+/** Recomputes the node on a side's inputs, judged as the referee does. */
+function rerun(c: Ctx, side: RecordSide, shown: Shown, run: RunNode): Promise<Rerun> {
   const jobInputs = tensorsOf(c.r.jobInputs, 'job inputs') ?? {}
   const feeds = { ...jobInputs, ...shown.inputs }
   return confirmByRun({ ...rulesOf(c), run }, evidenceOf(side, shown), c.r.node.index, feeds)
@@ -362,19 +369,15 @@ export async function verifyDisputeRecord(
   const shown = { a: await checkProofs(c, r.a, 'a'), b: await checkProofs(c, r.b, 'b') }
   if (sameBytes(r.a.commitment.root, r.b.commitment.root) || coarseEqual(r.a.leaf.leaf, r.b.leaf.leaf))
     invalid('the two sides do not differ at that leaf')
+  const ev = { a: evidenceOf(r.a, shown.a), b: evidenceOf(r.b, shown.b) }
   for (const s of ['a', 'b'] as const) {
     const problem = await commitmentProblem(c.plan, r.position, r[s].leaf, shown[s])
-    await checkJudgement(rulesOf(c), evidenceOf(r[s], shown[s]), problem, s)
+    await checkJudgement(rulesOf(c), ev[s], problem, s)
   }
+  checkCloser(r, ev)
   const judgedByRun = (['a', 'b'] as const).filter((s) => ['ok', 'wrong-output'].includes(r[s].judged))
-  const confirmed: (boolean | undefined)[] = []
-  if (opts.run) for (const s of judgedByRun) confirmed.push(await rerun(c, r[s], shown[s], opts.run))
-  const proven = confirmed.length === 2 && confirmed.every((x) => x === true)
-  return {
-    verdict: r.verdict,
-    position: r.position,
-    node: node.index,
-    proven,
-    rerun: confirmed.length > 0,
-  }
+  const reruns: Rerun[] = []
+  if (opts.run) for (const s of judgedByRun) reruns.push(await rerun(c, r[s], shown[s], opts.run))
+  const proven = provenBy(r, reruns)
+  return { verdict: r.verdict, position: r.position, node: node.index, proven, rerun: reruns.length > 0 }
 }

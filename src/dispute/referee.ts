@@ -15,7 +15,7 @@ import {
   type Settled,
   type Side,
 } from './bisect.ts'
-import { chunkDiff } from './chunks.ts'
+import { closerOf, distance } from './closer.ts'
 import {
   checkLeaf,
   coarseHash,
@@ -227,10 +227,6 @@ async function shareInputs(o: RefereeOptions, a: Case, b: Case): Promise<void> {
   }
 }
 
-/** Largest |claimed - recomputed| of one output; infinite where their shapes differ. */
-export const distance = (rec: Tensor, claim: Tensor): number =>
-  claim.dims.join() === rec.dims.join() ? chunkDiff(rec.data, claim.data) : Number.POSITIVE_INFINITY
-
 /** What judging one side's claimed outputs gives. */
 export type OutputJudgement = Omit<SideSettlement, 'producers' | 'inputs' | 'reason'>
 /** The rules a recomputation is judged under. */
@@ -382,12 +378,7 @@ export function settlement<S extends { judged: Judgement; distance?: number }>(
   extra: { jobInputs: NamedTensors; rounds: number; runs: number },
 ): Omit<Settlement, 'a' | 'b'> & Pair<S> {
   const verdict = verdictOf(a.judged, b.judged)
-  const closer =
-    verdict === 'drift' && a.distance !== undefined && b.distance !== undefined && a.distance !== b.distance
-      ? a.distance < b.distance
-        ? 'a'
-        : 'b'
-      : undefined
+  const closer = verdict === 'drift' ? closerOf(a.distance, b.distance) : undefined
   return {
     verdict,
     a,

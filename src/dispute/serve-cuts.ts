@@ -6,12 +6,12 @@
 import type { PrivateKey } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import type { Frame } from '../net/frame.ts'
-import type { NamedTensors } from '../shared/tensor.ts'
+import { type NamedTensors, tensorsByteLength } from '../shared/tensor.ts'
 import { chunkCount } from './chunks.ts'
 import { type DisputePlan, disputeRules } from './commit.ts'
 import { type CutCommitter, createCutCommitter } from './cut-commit.ts'
 import { HASH_BYTES } from './hash.ts'
-import { answerFrame, type CutQuestion, type Question } from './wire-frames.ts'
+import { answerFrame, type CutQuestion, type Question, Refusal } from './wire-frames.ts'
 
 /** A cuts-mode commitment held for one requester. */
 export interface CutsHeld {
@@ -41,8 +41,19 @@ function heldBytes(trace: NamedTensors): number {
   return bytes
 }
 
-/** The committer's answer to a cut question; its InvalidOptionError is the peer's (`bad-request`). */
-export async function answerCuts(c: CutCommitter, q: CutQuestion): Promise<Frame> {
+/**
+ * The `outputs` or `tensor` answer holding `tensors`; too-large, before anything is encoded, where
+ * their data alone is over `max` (the frame holds it all and more): else a ~1 KiB question would
+ * have us copy a tensor up to the trace cap, only to refuse it once encoded.
+ */
+export function tensorsAnswer(t: 'outputs' | 'tensor', tensors: NamedTensors, max: number): Frame {
+  const bytes = tensorsByteLength(tensors)
+  if (bytes > max) throw new Refusal('too-large', `the '${t}' answer holds ${bytes} bytes, over ${max}`)
+  return answerFrame(t, tensors)
+}
+
+/** The committer's answer to a cut question, within `max` bytes; its InvalidOptionError is the peer's. */
+export async function answerCuts(c: CutCommitter, q: CutQuestion, max: number): Promise<Frame> {
   try {
     switch (q.t) {
       case 'cut':
@@ -52,7 +63,7 @@ export async function answerCuts(c: CutCommitter, q: CutQuestion): Promise<Frame
       case 'tensorChunks':
         return answerFrame(q.t, await c.chunks(q.name, q.indices))
       case 'tensor':
-        return answerFrame(q.t, { [q.name]: await c.tensor(q.name) })
+        return tensorsAnswer(q.t, { [q.name]: await c.tensor(q.name) }, max)
     }
   } catch (err) {
     // A cut tensor the trace lacks (or cannot encode) is this contributor's fault, not the peer's.

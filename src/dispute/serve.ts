@@ -16,7 +16,7 @@ import { type Committed, commitTrace, type DisputePlan, disputePlan, disputeRule
 import { createKeptTraces, type KeptTraces, keptKey } from './kept.ts'
 import { createTraceCache, type TraceCache } from './onnx-graph.ts'
 import { type DisputeParty, localParty } from './party.ts'
-import { answerCuts, type CutsHeld, commitCuts } from './serve-cuts.ts'
+import { answerCuts, type CutsHeld, commitCuts, tensorsAnswer } from './serve-cuts.ts'
 import {
   answerFrame,
   DISPUTE_LIMITS,
@@ -47,6 +47,8 @@ export interface DisputeServerOptions {
   admit?(req: CommitRequest): boolean | Promise<boolean>
   /** Largest trace held (default 256 MiB). */
   maxTraceBytes?: number
+  /** Largest answer (default DISPUTE_LIMITS.outputs); tensors over it are refused unencoded. */
+  maxAnswerBytes?: number
   /** All requesters' traces together (default 512 MiB). */
   maxTotalBytes?: number
   /** How long a trace is kept after its commit (default 5 min). */
@@ -110,6 +112,7 @@ export interface DisputeServer {
 /** The server's limits, its defaults filled in. */
 interface Limits {
   trace: number
+  answer: number
   total: number
   ttl: number
   idle: number
@@ -140,6 +143,7 @@ export function serveDispute(o: DisputeServerOptions): DisputeServer {
     now: o.now ?? Date.now,
     limits: {
       trace: o.maxTraceBytes ?? 256 * 1024 * 1024,
+      answer: o.maxAnswerBytes ?? DISPUTE_LIMITS.outputs,
       total: o.maxTotalBytes ?? 512 * 1024 * 1024,
       ttl: o.ttlMs ?? 5 * 60_000,
       idle: o.idleMs ?? 30_000,
@@ -291,7 +295,7 @@ async function answer(
     throw new Refusal('expired', 'the committed trace is no longer held')
   if (held.cuts) {
     if (!isCutQuestion(q)) throw new Refusal('bad-request', `'${q.t}' about a commitment to cuts`)
-    return answerCuts(held.cuts, q)
+    return answerCuts(held.cuts, q, s.limits.answer)
   }
   const party = held.party
   switch (q.t) {
@@ -300,14 +304,12 @@ async function answer(
     case 'leaf':
       return answerFrame(q.t, await party.leaf(q.p))
     case 'outputs':
-      return answerFrame(q.t, await party.outputs(q.p))
+      return tensorsAnswer(q.t, await party.outputs(q.p), s.limits.answer)
     case 'chunkHashes':
       return answerFrame(q.t, await party.chunkHashes(q.p, q.name))
     case 'chunks':
       return answerFrame(q.t, await party.chunks(q.p, q.name, q.indices))
-    case 'commit':
-      throw new Refusal('bad-request', 'one commitment per stream')
-    default:
+    default: // a commit never comes here: serve() answers it
       throw new Refusal('bad-request', `'${q.t}' about a commitment without cuts`)
   }
 }
@@ -315,7 +317,7 @@ async function answer(
 async function send(s: ServerState, stream: Stream, f: Frame) {
   let bytes: Uint8Array
   try {
-    bytes = encodeFrame(f, f.t === 'error' ? DISPUTE_LIMITS.error : DISPUTE_LIMITS.outputs)
+    bytes = encodeFrame(f, f.t === 'error' ? DISPUTE_LIMITS.error : s.limits.answer)
   } catch {
     bytes = encodeFrame(errorFrame(new Refusal('too-large', `the '${f.t}' answer is too large`)))
   }

@@ -11,6 +11,7 @@ import { bisectCuts, type CutDivergence } from '../../src/dispute/bisect-cuts.ts
 import {
   type DisputeRules,
   disputeRules,
+  exactHash,
   leafNode,
   leafOutputs,
   producers,
@@ -25,9 +26,10 @@ import {
   encodeCutRecord,
   verifyCutRecord,
 } from '../../src/dispute/record-cuts.ts'
-import { refereeCuts } from '../../src/dispute/referee-cuts.ts'
+import { claimedOutputs, refereeCuts } from '../../src/dispute/referee-cuts.ts'
 import { modelCid } from '../../src/shared/cid.ts'
 import type { NamedTensors } from '../../src/shared/tensor.ts'
+import { encodeTensors } from '../../src/shared/tensor-codec.ts'
 import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
 import { signRecord } from '../../src/trust/signed.ts'
 import { tracedJob } from '../helpers/cut-trace.ts'
@@ -328,5 +330,44 @@ describe('dispute records over cuts on PP-OCR detection', () => {
     )
     expect([offLeaf.record.verdict, offLeaf.record.closer]).toEqual(['drift', undefined])
     await refused(verifyCutRecord(offLeaf.bytes, { plan: t.plan }), 'hi cuts differ off the leaf')
+  })
+})
+
+describe('dispute records over cuts on mlp-tiny', () => {
+  it('a closer forged by the record’s own referee outputs is not proven by a rerun', async () => {
+    const t = await tracedJob('mlp-tiny.onnx', { x: floats([1, 16], 7) })
+    const keys = [await generateIdentity(), await generateIdentity()]
+    const jobB = { ...t.job, job: await modelCid(new TextEncoder().encode('replica b')) }
+    const drifted = Object.fromEntries(
+      Object.entries(t.honest).map(([k, v]) => [k, k in t.inputs ? v : shifted(1e-5)(v)]),
+    )
+    const a = { trace: t.honest, key: keys[0]!, job: t.job }
+    const drift = await recorded(t, TIGHT, a, { trace: drifted, key: keys[1]!, job: jobB })
+    expect([drift.record.verdict, drift.record.closer]).toEqual(['drift', 'a'])
+    await expect(verifyCutRecord(drift.bytes, { plan: t.plan, run: ortRun })).resolves.toMatchObject({
+      verdict: 'drift',
+      proven: true,
+    })
+    // a's referee outputs (and hashes) moved off its claims by twice b's distance, within the
+    // referee's tolerance: by the record, a is still ok, and b the closer side.
+    const by = 2 * drift.settlement.b.distance!
+    const claimed = claimedOutputs(t.plan, drift.record.leaf, bodyOf(drift.record.a.hi))
+    const claims = Object.fromEntries(claimed.map((c) => [c.name, t.honest[c.name]!]))
+    const moved = Object.fromEntries(claimed.map((c) => [c.name, shifted(by)(t.honest[c.name]!)]))
+    const referee = await Promise.all(claimed.map((c) => exactHash(moved[c.name]!)))
+    const forged = tampered(drift.bytes, (r) => {
+      Object.assign(r.a, { referee, refereeOutputs: encodeTensors(moved), outputs: encodeTensors(claims) })
+      r.closer = 'b'
+    })
+    await expect(verifyCutRecord(forged, { plan: t.plan })).resolves.toMatchObject({
+      verdict: 'drift',
+      proven: false,
+    })
+    // The rerun confirms both judgements, but puts a nearer: not proven (not invalid either).
+    await expect(verifyCutRecord(forged, { plan: t.plan, run: ortRun })).resolves.toMatchObject({
+      verdict: 'drift',
+      proven: false,
+      rerun: true,
+    })
   })
 })

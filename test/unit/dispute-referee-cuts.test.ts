@@ -15,12 +15,13 @@ import {
   producers,
 } from '../../src/dispute/commit.ts'
 import { createCutCommitter } from '../../src/dispute/cut-commit.ts'
+import { withIntermediateOutputs } from '../../src/dispute/onnx-graph.ts'
 import { type RefereeCutsOptions, refereeCuts } from '../../src/dispute/referee-cuts.ts'
 import type { NamedTensors, Tensor } from '../../src/shared/tensor.ts'
 import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
 import { tracedJob } from '../helpers/cut-trace.ts'
 import { lyingTrace, shifted } from '../helpers/liar-trace.ts'
-import { floats, ortRun } from '../helpers/ort-run.ts'
+import { floats, ortRun, type Runtime, runOn } from '../helpers/ort-run.ts'
 
 const EXACT = disputeRules({ kind: 'exact' })
 type Traced = Awaited<ReturnType<typeof tracedJob>>
@@ -215,5 +216,27 @@ describe('refereeCuts on PP-OCR detection (1x3x64x256)', () => {
     // Under the job's own rule the drifted side would be wrong: the referee allows the measured kernel drift.
     const strict = await dispute(t, rules, a, b, { compare: { kind: 'tolerance', atol: 1e-12, rtol: 0 } })
     expect([strict.s.verdict, strict.s.compare?.kind]).toEqual(['b-invalid', 'tolerance'])
+  })
+
+  it('calls onnxruntime-web (WASM) against onnxruntime-node drift, no one punished', async () => {
+    const web = (await import('onnxruntime-web')) as unknown as Runtime & {
+      env: { wasm: { numThreads: number } }
+    }
+    web.env.wasm.numThreads = 1
+    const wasm = { ...t.inputs, ...(await runOn(web, withIntermediateOutputs(t.plan.model), t.inputs)) }
+    const out = t.plan.model.outputs[0]!
+    const apart = (wasm[out]!.data as Float32Array).some((v, i) => v !== t.honest[out]!.data[i])
+    expect(apart).toBe(true) // ulps apart: a job asking for 1e-9 disputes it
+    const rules = disputeRules({ kind: 'tolerance', atol: 1e-9, rtol: 0 })
+    const { d, s } = await dispute(
+      t,
+      rules,
+      side(t, rules, t.honest, keys[0]!),
+      side(t, rules, wasm, keys[1]!),
+    )
+    expect([s.verdict, s.a.judged, s.b.judged]).toEqual(['drift', 'ok', 'ok'])
+    console.log(
+      `web vs node over cuts: leaf ${d.leaf}, ${d.probes} probes, ${d.straddles} straddles, ${d.rounds} rounds`,
+    )
   })
 })

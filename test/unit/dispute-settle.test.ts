@@ -17,6 +17,7 @@ import {
   type DisputeRules,
   disputePlan,
   disputeRules,
+  exactHash,
   leafNode,
   leafOutputs,
   producers,
@@ -32,6 +33,7 @@ import {
 import { referee } from '../../src/dispute/referee.ts'
 import { modelCid } from '../../src/shared/cid.ts'
 import { type NamedTensors, tensorsByteLength } from '../../src/shared/tensor.ts'
+import { encodeTensors } from '../../src/shared/tensor-codec.ts'
 import { lyingTrace, shifted } from '../helpers/liar-trace.ts'
 import { floats, type Runtime, runOn } from '../helpers/ort-run.ts'
 
@@ -184,6 +186,38 @@ describe('dispute settlement on PP-OCR detection', () => {
       verdict: 'drift',
       proven: true,
     })
+    const bytes = encodeDisputeRecord(o.record)
+    const changed = (change: (r: DisputeRecord) => void) => {
+      const r = dagCbor.decode(bytes) as DisputeRecord
+      change(r)
+      return encodeDisputeRecord(r)
+    }
+    for (const closer of ['b', undefined] as const)
+      await expect(
+        verifyDisputeRecord(
+          changed((r) => (r.closer = closer)),
+          { plan },
+        ),
+        `closer ${closer}`,
+      ).rejects.toMatchObject({ name: 'InvalidDisputeRecordError' })
+    // a's referee outputs (and hashes) moved off its claims by more than b's distance, within the
+    // referee's tolerance: by the record, a is still ok, and b the closer side.
+    const by = 2 * o.settlement.b.distance! + 1e-5
+    const claimed = o.record.a.leaf.leaf.outputs
+    const claims = Object.fromEntries(claimed.map((c) => [c.name, honest[c.name]!]))
+    const moved = Object.fromEntries(claimed.map((c) => [c.name, shifted(by)(honest[c.name]!)]))
+    const referee = await Promise.all(claimed.map((c) => exactHash(moved[c.name]!)))
+    const forged = changed((r) => {
+      Object.assign(r.a, { referee, refereeOutputs: encodeTensors(moved), outputs: encodeTensors(claims) })
+      r.closer = 'b'
+    })
+    await expect(verifyDisputeRecord(forged, { plan })).resolves.toMatchObject({ proven: false })
+    // The rerun confirms both judgements, but puts a nearer: not proven (not invalid either).
+    await expect(verifyDisputeRecord(forged, { plan, run })).resolves.toMatchObject({
+      verdict: 'drift',
+      proven: false,
+      rerun: true,
+    })
   })
 
   it('calls onnxruntime-web (WASM) vs onnxruntime-node drift', async () => {
@@ -218,6 +252,7 @@ describe('dispute settlement on PP-OCR detection', () => {
     const flip = (h: Uint8Array) => Uint8Array.from(h, (x, i) => (i ? x : x ^ 1))
     const tampered: [string, (r: DisputeRecord) => void][] = [
       ['verdict', (r) => (r.verdict = 'a-invalid')],
+      ['closer under b-invalid', (r) => (r.closer = 'a')],
       ['judgement', (r) => (r.b.judged = 'ok')],
       ['position', (r) => (r.position = 149)],
       ['node', (r) => (r.node.index += 1)],
