@@ -1,7 +1,7 @@
 /**
  * The Node peer's dispute runner (src/compute/dispute-runner.ts): onnxruntime-node at graph
- * optimisation 'disabled', one intra-op thread, in a worker thread of its own (node/engine.ts), so a
- * dispute never waits on the job engine's workers. The thread goes after an idle minute.
+ * optimisation 'disabled', one intra-op thread, in a worker process of its own (node/engine.ts), so a
+ * dispute never waits on the job engine's workers. The process goes after an idle minute.
  *
  * @example
  * const runner = createNodeDisputeRunner()

@@ -1,18 +1,18 @@
 /**
- * The ORT threads of the Node engine: up to `workers` node:worker_threads workers (node/ort.worker.ts),
- * each with its own sessions, one run at a time each. A run goes to an idle worker that has the
- * model's session, else any idle one, else a new one while there is room, else it waits in order.
+ * The ORT processes of the Node engine: up to `workers` child processes (node/ort.worker.ts), each
+ * with its own sessions, one run at a time each. A run goes to an idle one that has the model's
+ * session, else any idle one, else a new one while there is room, else it waits in order.
  *
- * A run inside ORT cannot be stopped: onnxruntime-node ignores RunOptions.terminate, and terminating a
- * thread while ORT holds it aborts the whole process (the binding throws into a dying isolate). So an
- * aborted run's worker leaves the pool: its caller is answered at once, a fresh worker takes its
- * place, and the old one ends itself after that run. Threads, leaving ones included, stay at most
- * twice `workers`: past that a run waits for one to end.
+ * Processes, not threads, because a run inside ORT cannot be stopped: onnxruntime-node ignores
+ * RunOptions.terminate, and terminating a thread while ORT holds it aborts the whole process. A
+ * process can be killed: an aborted run's caller is answered at once, its process is SIGKILLed (gone
+ * in milliseconds) and a fresh one takes its place on demand. IPC uses V8 serialization, so typed
+ * arrays cross as raw bytes (copied, as nothing transfers between processes).
  */
 
+import { type ChildProcess, fork } from 'node:child_process'
 import { createRequire } from 'node:module'
-import { pathToFileURL } from 'node:url'
-import { Worker } from 'node:worker_threads'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { Logger } from '@libp2p/interface'
 import { copyOf } from '../src/shared/bytes.ts'
 import { AbortError, InferenceError, namedError, UnknownModelError } from '../src/shared/errors.ts'
@@ -28,18 +28,20 @@ import type {
 } from './ort.worker.ts'
 import type { InputMeta } from './ort-inputs.ts'
 
-/** What the pool tells NodeEngineOptions.onEvent: each worker's notes, and its start and end. */
+/** What the pool tells NodeEngineOptions.onEvent: each process's notes, and its start and end. */
 export type PoolEvent = { worker: number } & (
   | WorkerNote
-  | { type: 'spawned' }
-  | { type: 'exited'; code: number; expected: boolean }
+  /** `pid` unless it failed to start. */
+  | { type: 'spawned'; pid?: number }
+  /** As node:child_process says it: `signal` (then `code` is null) when it was killed. */
+  | { type: 'exited'; code: number | null; signal?: NodeJS.Signals; expected: boolean }
 )
 
 export interface PoolOptions {
   workers: number
   threads: number
   maxSessions: number
-  /** Each worker's sessions' (default 'all'). */
+  /** Each process's sessions' (default 'all'). */
   graphOptimization?: GraphOptimization
   ep?: NodeEp
   /** The verified bytes of a loaded model (undefined once evicted). */
@@ -52,44 +54,58 @@ export type PoolResult = Extract<RunReply, { ok: true }>
 
 interface Handle {
   id: number
-  worker: Worker
+  proc: ChildProcess
   /** The sessions it holds, least recently run first. */
   sessions: string[]
   job?: Job
+  /** Out of the pool: crashed, or told to end (then its exit is expected). */
   gone: boolean
+  expected: boolean
 }
 
 interface Job {
   id: number
   cid: string
   inputs: NamedTensors
-  transfer: ArrayBuffer[]
   resolve: (r: PoolResult) => void
   reject: (e: Error) => void
   handle?: Handle
 }
 
 const FROM_SOURCES = import.meta.url.endsWith('.ts')
+/** How long a process told to exit may take to release its sessions before it is killed. */
+const EXIT_GRACE_MS = 2000
 
-/** dist-node/ort.worker.mjs beside the bundled CLI; node/ort.worker.ts (under tsx) from sources. */
-function spawnWorker(init: WorkerInit): Worker {
+/**
+ * dist-node/ort.worker.mjs beside the bundled CLI; node/ort.worker.ts from sources, under tsx's loader
+ * named here: Vitest's transform never reaches a child, and tsx's only through this process's execArgv,
+ * which is not passed on (it may hold an inspector port or a test runner's flags).
+ */
+export function forkWorker(init: WorkerInit): ChildProcess {
   const entry = new URL(FROM_SOURCES ? './ort.worker.ts' : './ort.worker.mjs', import.meta.url)
-  if (!FROM_SOURCES) return new Worker(entry, { workerData: init })
-  // A worker does not inherit tsx's loader (nor Vitest's transform): it registers tsx first, by the
-  // ESM build of tsx/esm/api (require.resolve finds the CJS one, which fails to load in a worker).
-  const api = createRequire(import.meta.url)
-    .resolve('tsx/esm/api')
-    .replace(/\.cjs$/, '.mjs')
-  const tsx = pathToFileURL(api).href
-  const boot = `import(${JSON.stringify(tsx)}).then((t) => t.register()).then(() => import(${JSON.stringify(entry.href)}))`
-  return new Worker(boot, { eval: true, workerData: init })
+  const tsx = FROM_SOURCES && pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href
+  return fork(fileURLToPath(entry), [JSON.stringify(init)], {
+    execArgv: tsx ? ['--import', tsx] : [],
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
 }
 
-/** The pool's workers, queue and counters, shared by the steps below. */
+/** An idle process does not keep this one alive; a busy one does (its caller awaits the answer). */
+function hold(h: Handle, busy: boolean): void {
+  if (busy) {
+    h.proc.ref()
+    h.proc.channel?.ref()
+  } else {
+    h.proc.unref()
+    h.proc.channel?.unref()
+  }
+}
+
+/** The pool's processes, queue and counters, shared by the steps below. */
 interface Pool {
   o: PoolOptions
   live: Handle[]
-  leaving: Set<Handle>
   queue: Job[]
   meta: Map<string, InputMeta[]>
   exits: Set<Promise<void>>
@@ -103,7 +119,6 @@ export function createPool(o: PoolOptions) {
   const p: Pool = {
     o,
     live: [],
-    leaving: new Set(),
     queue: [],
     meta: new Map(),
     exits: new Set(),
@@ -114,17 +129,12 @@ export function createPool(o: PoolOptions) {
   }
 
   return {
-    /** What the model's session said its inputs are, once a worker has created one. */
+    /** What the model's session said its inputs are, once a process has created one. */
     metaOf: (cid: string) => p.meta.get(cid),
 
-    /** Runs in a worker. `inputs` go to the worker as they are, with `transfer` (the caller's to give). */
-    run(
-      cid: string,
-      inputs: NamedTensors,
-      transfer: ArrayBuffer[],
-      signal: AbortSignal,
-    ): Promise<PoolResult> {
-      return enqueue(p, cid, inputs, transfer, signal)
+    /** Runs in a process. `inputs` are serialized (copied) as they are, so the caller keeps them. */
+    run(cid: string, inputs: NamedTensors, signal: AbortSignal): Promise<PoolResult> {
+      return enqueue(p, cid, inputs, signal)
     },
 
     evict(cid: string): void {
@@ -132,14 +142,14 @@ export function createPool(o: PoolOptions) {
       for (const h of p.live) {
         if (!h.sessions.includes(cid)) continue
         h.sessions = h.sessions.filter((c) => c !== cid)
-        h.worker.postMessage({ type: 'evict', cid } satisfies ToWorker)
+        send(p, h, { type: 'evict', cid })
       }
     },
 
-    /** Fails what waits, and ends every worker after its current message. */
+    /** Fails what waits and kills each busy process; an idle one releases its sessions and exits. */
     close: (reason: Error): void => close(p, reason),
 
-    /** Resolves once every worker started so far has ended. */
+    /** Resolves once every process started so far has exited. */
     async ended(): Promise<void> {
       while (p.exits.size > 0) {
         const all = [...p.exits]
@@ -159,27 +169,22 @@ function close(p: Pool, reason: Error): void {
   for (const job of p.queue.splice(0)) job.reject(reason)
   for (const h of [...p.live]) {
     const job = h.job
-    retire(p, h)
+    if (job) kill(p, h)
+    else retire(p, h)
     job?.reject(reason)
   }
   p.meta.clear()
 }
 
-/** Queues a run; an abort while queued drops it, and one while it runs retires its worker. */
-function enqueue(
-  p: Pool,
-  cid: string,
-  inputs: NamedTensors,
-  transfer: ArrayBuffer[],
-  signal: AbortSignal,
-): Promise<PoolResult> {
+/** Queues a run; an abort while queued drops it, and one while it runs kills its process. */
+function enqueue(p: Pool, cid: string, inputs: NamedTensors, signal: AbortSignal): Promise<PoolResult> {
   return new Promise<PoolResult>((resolve, reject) => {
     const onAbort = () => {
       const i = p.queue.indexOf(job)
       if (i >= 0) p.queue.splice(i, 1)
       else if (job.handle?.job === job) {
-        p.o.log?.('run of %s aborted in worker %d: it leaves the pool', cid, job.handle.id)
-        retire(p, job.handle)
+        p.o.log?.('run of %s aborted in worker %d: its process is killed', cid, job.handle.id)
+        kill(p, job.handle)
         pump(p)
       }
       reject(new AbortError('aborted'))
@@ -188,7 +193,6 @@ function enqueue(
       id: ++p.seq,
       cid,
       inputs,
-      transfer,
       resolve: (r) => {
         signal.removeEventListener('abort', onAbort)
         resolve(r)
@@ -210,28 +214,44 @@ function spawn(p: Pool): Handle {
   const init: WorkerInit = { threads: o.threads }
   if (o.graphOptimization) init.graphOptimization = o.graphOptimization
   if (o.ep) init.ep = o.ep
-  const worker = spawnWorker(init)
-  const h: Handle = { id: ++p.workerSeq, worker, sessions: [], gone: false }
-  worker.unref() // an idle pool does not keep the process alive; a busy worker is ref'd
-  worker.on('message', (msg: FromWorker) => onMessage(p, h, msg))
-  worker.on('error', (e) => fail(p, h, new InferenceError(`ORT worker ${h.id} failed: ${e.message}`)))
+  const proc = forkWorker(init)
+  const h: Handle = { id: ++p.workerSeq, proc, sessions: [], gone: false, expected: false }
+  hold(h, false)
+  proc.on('message', (msg: FromWorker) => onMessage(p, h, msg))
   p.exits.add(
     new Promise<void>((resolve) => {
-      worker.once('exit', (code) => {
-        const expected = p.leaving.delete(h)
-        if (!expected) fail(p, h, new InferenceError(`ORT worker ${h.id} exited with code ${code}`))
-        o.onEvent?.({ worker: h.id, type: 'exited', code, expected })
+      // A process that could not start, or a message that could not be sent: 'exit' may not follow.
+      proc.on('error', (e) => {
+        fail(p, h, new InferenceError(`ORT worker ${h.id} failed: ${e.message}`))
+        if (proc.pid === undefined) resolve()
+        else if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
+      })
+      proc.once('exit', (code, signal) => {
+        const why = signal ? `was killed by ${signal}` : `exited with code ${code}`
+        if (!h.expected) fail(p, h, new InferenceError(`ORT worker ${h.id} ${why}`))
+        const end = { worker: h.id, type: 'exited', code, expected: h.expected } as const
+        o.onEvent?.(signal ? { ...end, signal } : end)
         resolve()
         pump(p)
       })
     }),
   )
   p.live.push(h)
-  o.onEvent?.({ worker: h.id, type: 'spawned' })
+  o.onEvent?.({ worker: h.id, type: 'spawned', ...(proc.pid ? { pid: proc.pid } : {}) })
   return h
 }
 
-/** A crash: the run in it fails with the cause, and a fresh worker takes its place when needed. */
+/** Posts to a process; a channel already closed means it is gone or going ('exit' follows). */
+function send(p: Pool, h: Handle, msg: ToWorker): void {
+  if (!h.proc.connected) return
+  h.proc.send(msg, undefined, undefined, (e) => {
+    if (!e) return
+    fail(p, h, new InferenceError(`ORT worker ${h.id} failed: ${e.message}`))
+    h.proc.kill('SIGKILL') // unreachable: of no use, and it must not run on
+  })
+}
+
+/** A crash: the run in it fails with the cause, and a fresh process takes its place when needed. */
 function fail(p: Pool, h: Handle, err: Error): void {
   if (h.gone) return
   h.gone = true
@@ -243,19 +263,36 @@ function fail(p: Pool, h: Handle, err: Error): void {
   pump(p)
 }
 
-/** Out of the pool: it ends itself once the message in progress (an unstoppable run) is done. */
+/** Out of the pool at once, run and all: a killed process is gone in milliseconds. */
+function kill(p: Pool, h: Handle): void {
+  if (h.gone) return
+  h.gone = true
+  h.expected = true
+  p.live.splice(p.live.indexOf(h), 1)
+  h.job = undefined
+  hold(h, true) // until its 'exit': closed() waits for it
+  h.proc.kill('SIGKILL')
+}
+
+/** Out of the pool, idle: it releases its sessions and exits, or is killed if it takes too long. */
 function retire(p: Pool, h: Handle): void {
   if (h.gone) return
   h.gone = true
+  h.expected = true
   p.live.splice(p.live.indexOf(h), 1)
-  p.leaving.add(h)
-  h.job = undefined
-  h.worker.ref() // the process must not end while ORT holds that thread: that would abort it
-  h.worker.postMessage({ type: 'exit' } satisfies ToWorker)
+  hold(h, true) // until its 'exit': closed() waits for it
+  send(p, h, { type: 'exit' })
+  const late = setTimeout(() => h.proc.kill('SIGKILL'), EXIT_GRACE_MS)
+  late.unref()
+  h.proc.once('exit', () => clearTimeout(late))
 }
 
 function onMessage(p: Pool, h: Handle, msg: FromWorker): void {
   const { o } = p
+  if (msg.type === 'failed') {
+    fail(p, h, new InferenceError(`ORT worker ${h.id} failed: ${msg.message}`))
+    return
+  }
   if (msg.type !== 'done') {
     if (msg.type === 'session' && msg.ok) o.log?.('session for %s created in worker %d', msg.cid, h.id)
     o.onEvent?.({ worker: h.id, ...msg })
@@ -267,10 +304,20 @@ function onMessage(p: Pool, h: Handle, msg: FromWorker): void {
   if (msg.inputs && o.bytesOf(job.cid)) p.meta.set(job.cid, msg.inputs)
   if (!msg.held) h.sessions = h.sessions.filter((c) => c !== job.cid)
   h.job = undefined
-  h.worker.unref()
-  if (msg.ok) job.resolve(msg)
+  hold(h, false)
+  if (msg.ok) job.resolve({ ...msg, outputs: owned(msg.outputs) })
   else job.reject(namedError(msg.name, msg.message))
   pump(p)
+}
+
+/** Received tensors are views into the message's buffer (or Node's shared pool): each gets its own. */
+function owned(tensors: NamedTensors): NamedTensors {
+  const out: NamedTensors = {}
+  for (const [name, t] of Object.entries(tensors)) {
+    const whole = t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength
+    out[name] = whole ? t : { ...t, data: copyOf(t.data) }
+  }
+  return out
 }
 
 function pick(p: Pool, cid: string): Handle | undefined {
@@ -278,15 +325,12 @@ function pick(p: Pool, cid: string): Handle | undefined {
   const idle = p.live.filter((h) => !h.job)
   const warm = idle.find((h) => h.sessions.includes(cid)) ?? idle[0]
   if (warm) return warm
-  const { workers } = p.o
-  if (p.live.length < workers && p.live.length + p.leaving.size < 2 * workers) return spawn(p)
-  return undefined
+  return p.live.length < p.o.workers ? spawn(p) : undefined
 }
 
 function dispatch(p: Pool, job: Job, h: Handle): void {
   const has = h.sessions.includes(job.cid)
-  const model = has ? undefined : p.o.bytesOf(job.cid)
-  const bytes = model && copyOf(model) // one copy, of exactly the model, to transfer
+  const bytes = has ? undefined : p.o.bytesOf(job.cid) // serialized (copied) by send
   if (!has && !bytes) {
     job.reject(new UnknownModelError(`model ${job.cid} is not loaded`)) // evicted while it waited
     return
@@ -295,12 +339,12 @@ function dispatch(p: Pool, job: Job, h: Handle): void {
   const release = h.sessions.splice(0, Math.max(0, h.sessions.length - p.o.maxSessions))
   job.handle = h
   h.job = job
-  h.worker.ref()
+  hold(h, true)
   const msg: ToWorker = { type: 'run', id: job.id, cid: job.cid, release, inputs: job.inputs }
   if (bytes) msg.bytes = bytes
   if (p.crash) msg.crash = p.crash
   p.crash = undefined
-  h.worker.postMessage(msg, bytes ? [...job.transfer, bytes.buffer as ArrayBuffer] : job.transfer)
+  send(p, h, msg)
 }
 
 function pump(p: Pool): void {

@@ -1,8 +1,9 @@
 /**
  * The compute engine of a Node peer (src/compute/bridge.ts InferenceEngine) on onnxruntime-node's CPU
- * EP, in worker threads (node/engine-pool.ts): onnxruntime-node creates and runs sessions
- * synchronously, so on the main thread a run would stop libp2p and every timer until it ended.
- * Inputs are checked here, before anything is posted; bad ones cost no worker time.
+ * EP, in child processes (node/engine-pool.ts): onnxruntime-node creates and runs sessions
+ * synchronously, so on the main thread a run would stop libp2p and every timer until it ended, and
+ * only a process can be stopped mid-run. Inputs are checked here, before anything is posted; bad
+ * ones cost no process time.
  *
  * @example
  * const engine = createNodeEngine({ threads: 2, workers: 4 })
@@ -16,9 +17,7 @@ import { CID } from 'multiformats/cid'
 import * as ort from 'onnxruntime-node'
 import type { Capabilities, InferenceEngine, RunParams, RunResult } from '../src/compute/bridge.ts'
 import { verifyModelBytes } from '../src/models/store.ts'
-import { copyOf } from '../src/shared/bytes.ts'
 import { AbortError, InferenceError, UnknownModelError } from '../src/shared/errors.ts'
-import type { NamedTensors } from '../src/shared/tensor.ts'
 import { threadCount } from '../src/shared/threads.ts'
 import { createPool, type PoolEvent } from './engine-pool.ts'
 import type { NodeEp } from './ep.ts'
@@ -30,23 +29,23 @@ export type { PoolEvent as NodeEngineEvent } from './engine-pool.ts'
 export interface NodeEngineOptions {
   /** intraOpNumThreads of each session (default: this machine's cores shared by the workers, at most 4). */
   threads?: number
-  /** Worker threads, so runs at once (default 1; a contributor passes its slot count). */
+  /** ORT processes, so runs at once (default 1; a contributor passes its slot count). */
   workers?: number
-  /** Sessions each worker keeps, least recently run released first (default 2, as the browser worker). */
+  /** Sessions each process keeps, least recently run released first (default 2, as the browser worker). */
   maxSessions?: number
   /** ORT's graph optimisation level (default 'all'; a dispute runner's is 'disabled'). */
   graphOptimization?: GraphOptimization
   /** The execution provider (default 'cpu'): one chooseEp (node/ep.ts) found working. */
   ep?: NodeEp
-  /** Each worker's notes (sessions created and released, runs started and ended), start and end. */
+  /** Each process's notes (sessions created and released, runs started and ended), start and end. */
   onEvent?: (e: PoolEvent) => void
   log?: Logger
 }
 
 export interface NodeEngine extends InferenceEngine {
   /**
-   * After close(): resolves once every worker thread has ended. One inside ORT ends when its run does
-   * (nothing can stop it); a process that exits before then aborts, so a clean shutdown awaits this.
+   * After close(): resolves once every ORT process has exited: a busy one is killed, an idle one
+   * releases its sessions first (killed if that takes over 2 s).
    */
   closed(): Promise<void>
   /** Test hook: the next run's worker dies instead of running, by an uncaught error or process.exit(70). */
@@ -60,21 +59,6 @@ function cidKey(cid: string): string {
   } catch {
     return cid
   }
-}
-
-/**
- * Copies of the inputs, each owning its buffer, to transfer: the caller's stay intact (a self-replica
- * runs the requester's own tensors, and decoded ones are views into the received frame).
- */
-function copyInputs(inputs: NamedTensors): { copy: NamedTensors; transfer: ArrayBuffer[] } {
-  const copy: NamedTensors = {}
-  const transfer: ArrayBuffer[] = []
-  for (const [name, t] of Object.entries(inputs)) {
-    const data = copyOf(t.data)
-    copy[name] = { dtype: t.dtype, dims: [...t.dims], data }
-    transfer.push(data.buffer as ArrayBuffer)
-  }
-  return { copy, transfer }
 }
 
 export function createNodeEngine(opts: NodeEngineOptions = {}): NodeEngine {
@@ -96,7 +80,7 @@ export function createNodeEngine(opts: NodeEngineOptions = {}): NodeEngine {
   return {
     capabilities: async () => nodeCapabilities(threads, opts.ep ?? 'cpu'),
 
-    /** Verifies and keeps the bytes; a worker gets them (and creates its session) on its first run of it. */
+    /** Verifies and keeps the bytes; a process gets them (and creates its session) on its first run of it. */
     async loadModel(cid, bytes, signal) {
       if (closing.signal.aborted) throw new InferenceError('node engine is closed')
       if (signal?.aborted) throw new AbortError('aborted before start')
@@ -133,7 +117,7 @@ export function createNodeEngine(opts: NodeEngineOptions = {}): NodeEngine {
   }
 }
 
-/** Workers, each session's threads, and sessions per worker, from the options and this machine. */
+/** Processes, each session's threads, and sessions per process, from the options and this machine. */
 function sizes(opts: NodeEngineOptions): { workers: number; threads: number; maxSessions: number } {
   const workers = Math.max(1, Math.floor(opts.workers ?? 1)) || 1
   const threads =
@@ -178,11 +162,11 @@ async function runModel(e: Engine, params: RunParams, signal?: AbortSignal): Pro
   if (signal?.aborted) throw new AbortError('aborted before start')
   const cid = cidKey(params.cid)
   if (!e.models.has(cid)) throw new UnknownModelError(`model ${params.cid} is not loaded`)
-  // Before a model's first session its inputs are not known here: the worker checks them too.
+  // Before a model's first session its inputs are not known here: the process checks them too.
   checkInputs(params.inputs, e.pool.metaOf(cid))
-  const { copy, transfer } = copyInputs(params.inputs)
   const stop = signal ? AbortSignal.any([signal, e.closing]) : e.closing
-  const r = await e.pool.run(cid, copy, transfer, stop).catch((err: Error) => {
+  // Serialized (copied) as they are: the caller's stay intact.
+  const r = await e.pool.run(cid, params.inputs, stop).catch((err: Error) => {
     if (e.closing.aborted && err.name === 'AbortError') throw new AbortError('node engine closed')
     throw err
   })

@@ -1,12 +1,16 @@
 /**
- * One onnxruntime-node thread of the Node engine (node/engine-pool.ts). onnxruntime-node creates and
- * runs sessions synchronously on the calling thread, so each run holds this thread, not the main one.
- * The engine decides which sessions this worker keeps: a run says which to release and brings the
- * model's bytes when this worker has no session for it. Messages are handled one at a time, in order.
+ * One onnxruntime-node process of the Node engine (node/engine-pool.ts forks it, IPC with advanced
+ * serialization). onnxruntime-node runs a session synchronously and ignores RunOptions.terminate, so
+ * a run cannot be stopped from inside: a process can be, by SIGKILL, and that is how an aborted run
+ * ends (a thread could not: terminating one inside ORT aborts the whole process).
+ * The engine decides which sessions this process keeps: a run says which to release and brings the
+ * model's bytes when this process has no session for it. Messages are handled one at a time, in order.
+ * It ends when its parent does: on IPC disconnect, or (while ORT holds the main thread and no event
+ * is seen) by a watchdog thread that sees it was re-parented.
  *
- * Built as dist-node/ort.worker.mjs by vite.cli.config.ts; from sources it runs under tsx.
+ * Built as dist-node/ort.worker.mjs by vite.cli.config.ts; from sources it runs under tsx's loader.
  */
-import { parentPort, workerData } from 'node:worker_threads'
+import { Worker } from 'node:worker_threads'
 import * as ort from 'onnxruntime-node'
 import { InferenceError, InvalidTensorError } from '../src/shared/errors.ts'
 import { type NamedTensors, ownedOutput } from '../src/shared/tensor.ts'
@@ -31,17 +35,17 @@ export type ToWorker =
       cid: string
       /** Sessions to release first (the engine's LRU choice). */
       release: string[]
-      /** Present when this worker has no session for `cid`. */
+      /** Present when this process has no session for `cid`. */
       bytes?: Uint8Array
       inputs: NamedTensors
-      /** Test hook (NodeEngine.crashNextRun): die instead of running, as a crashed worker would. */
+      /** Test hook (NodeEngine.crashNextRun): die instead of running, as a crashed process would. */
       crash?: 'throw' | 'exit'
     }
   | { type: 'evict'; cid: string }
-  /** Release every session and end; handled after the message in progress, so never inside ORT. */
+  /** Release every session and exit with code 0: how an idle process is closed (a busy one is killed). */
   | { type: 'exit' }
 
-/** What a worker says besides its answers: for logs and tests (NodeEngineOptions.onEvent). */
+/** What a process says besides its answers: for logs and tests (NodeEngineOptions.onEvent). */
 export type WorkerNote =
   | { type: 'session'; cid: string; ok: boolean; ms: number; error?: string }
   | { type: 'released'; cid: string }
@@ -52,7 +56,7 @@ export type WorkerNote =
 export type RunReply = {
   type: 'done'
   id: number
-  /** Whether this worker now holds a session for the run's model. */
+  /** Whether this process now holds a session for the run's model. */
   held: boolean
   /** The model's inputs, when this run created its session. */
   inputs?: InputMeta[]
@@ -61,17 +65,25 @@ export type RunReply = {
   | { ok: false; name: string; message: string }
 )
 
-export type FromWorker = WorkerNote | RunReply
+/** An uncaught error, just before this process exits with code 1: the cause its run fails with. */
+export type WorkerFailure = { type: 'failed'; message: string }
+
+export type FromWorker = WorkerNote | RunReply | WorkerFailure
 
 /** ORT's own checks of the feeds: the input's fault (InvalidTensorError). */
 const ORT_INPUT_ERROR =
   /invalid dimensions for input|invalid rank for input|unexpected input data type|missing in 'feeds'/i
 
-const port = parentPort
-const init = workerData as WorkerInit | undefined
+/** The first argument: the engine's WorkerInit as JSON. */
+const init = JSON.parse(process.argv[2] ?? '{}') as WorkerInit
 const sessions = new Map<string, ort.InferenceSession>()
 const now = () => performance.timeOrigin + performance.now()
-const post = (msg: FromWorker, transfer: ArrayBuffer[] = []) => port?.postMessage(msg, transfer)
+/** Settles once the last message posted is written: exiting before then would drop it. */
+let sent = Promise.resolve()
+const post = (msg: FromWorker) => {
+  if (!process.connected) return
+  sent = new Promise((done) => process.send?.(msg, undefined, undefined, () => done()))
+}
 
 async function release(cid: string): Promise<void> {
   const session = sessions.get(cid)
@@ -135,9 +147,7 @@ async function run(msg: Extract<ToWorker, { type: 'run' }>): Promise<void> {
     })
     const runMs = performance.now() - t1
     post({ type: 'ended', cid, at: now() })
-    const outputs = toOutputs(results)
-    const buffers = new Set(Object.values(outputs).map((t) => t.data.buffer as ArrayBuffer))
-    post({ type: 'done', id, ...held, ok: true, outputs, sessionMs, runMs }, [...buffers])
+    post({ type: 'done', id, ...held, ok: true, outputs: toOutputs(results), sessionMs, runMs })
   } catch (e) {
     const err = e as Error
     const name = err.name === 'InvalidTensorError' ? err.name : 'InferenceError'
@@ -156,10 +166,32 @@ async function handle(msg: ToWorker): Promise<void> {
   if (msg.type === 'run') return run(msg)
   if (msg.type === 'evict') return release(msg.cid)
   for (const cid of [...sessions.keys()]) await release(cid)
-  port?.close() // nothing else keeps this thread: it ends
+  await sent
+  process.exit(0)
 }
 
-let chain = Promise.resolve()
-port?.on('message', (msg: ToWorker) => {
-  chain = chain.then(() => handle(msg))
-})
+/**
+ * Polls the parent's pid from a thread of its own, since a run holds the main thread: once this
+ * process is re-parented (its parent died), it kills itself, ORT run and all.
+ */
+function watchParent(): void {
+  const code = `const { workerData: ppid } = require('node:worker_threads')
+setInterval(() => { if (process.ppid !== ppid) process.kill(process.pid, 'SIGKILL') }, 200)`
+  new Worker(code, { eval: true, workerData: process.ppid }).unref()
+}
+
+if (process.send) {
+  let chain = Promise.resolve()
+  process.on('message', (msg: ToWorker) => {
+    chain = chain.then(() => handle(msg))
+  })
+  // The parent closed the channel, or died: now, or before this listener was there (while loading).
+  process.on('disconnect', () => process.exit(0))
+  if (!process.connected) process.exit(0)
+  process.on('uncaughtException', (e) => {
+    console.error(e)
+    post({ type: 'failed', message: e.message })
+    void sent.then(() => process.exit(1))
+  })
+  watchParent()
+}

@@ -70,7 +70,7 @@ export async function createNodePeer(o: NodePeerOptions): Promise<NodePeer> {
       loadKey(o.keyFile ?? join(o.dir, 'peer.key')),
       loadCatalogFrom(o.catalog ?? packagedCatalog()),
     ])
-    // One worker thread per slot: jobs compute in parallel, and the network never waits on ORT.
+    // One worker process per slot: jobs compute in parallel, and the network never waits on ORT.
     const download = createDownload(fileRoot)
     const slots = o.maxSlots ?? DEFAULT_SETTINGS.maxJobs
     const engine = createNodeEngine({
@@ -105,7 +105,7 @@ export async function createNodePeer(o: NodePeerOptions): Promise<NodePeer> {
     if (o.cacheBytes !== undefined) await peer.models.setQuota(o.cacheBytes)
     if (o.maxModelBytes !== undefined) await peer.models.setMaxModelBytes(o.maxModelBytes)
     const stopPeer = peer.stop.bind(peer)
-    // A thread inside ORT ends only with its run: exiting the process before then aborts it.
+    // Running jobs are handed back and their processes ended before this process exits.
     const stop = async () => {
       await stopPeer()
       await store.shutdown() // writes started before the stop land, then the lock goes

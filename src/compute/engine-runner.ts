@@ -9,7 +9,7 @@ import { InferenceError } from '../shared/errors.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import type { Ep, InferenceEngine } from './bridge.ts'
 
-/** An engine whose close() may end later (node/engine.ts `closed()`: a thread inside ORT). */
+/** An engine whose close() may end later (node/engine.ts `closed()`: its worker processes' exits). */
 export type DisputeRun = (
   model: Uint8Array,
   inputs: NamedTensors,

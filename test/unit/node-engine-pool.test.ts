@@ -1,8 +1,13 @@
 /**
- * The Node engine's worker threads (node/engine-pool.ts): runs on two workers overlap, the main
- * thread stays free during a run, an abort answers at once, and a crashed worker is replaced.
+ * The Node engine's ORT processes (node/engine-pool.ts): runs on two processes overlap, the main
+ * thread stays free during a run, an abort answers at once and kills the process inside ORT, a
+ * crashed process is replaced, and none outlives close() or its parent.
  * The slow model is a MatMul chain (test/helpers/onnx-graph.ts) sized by its input.
  */
+import { spawn } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { pathToFileURL } from 'node:url'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import {
   createNodeEngine,
@@ -10,6 +15,7 @@ import {
   type NodeEngineEvent,
   type NodeEngineOptions,
 } from '../../node/engine.ts'
+import { forkWorker } from '../../node/engine-pool.ts'
 import { modelCid } from '../../src/shared/cid.ts'
 import type { NamedTensors } from '../../src/shared/tensor.ts'
 import { matmulChain } from '../helpers/onnx-graph.ts'
@@ -21,8 +27,21 @@ const square = (n: number): NamedTensors => ({
   x: { dtype: 'float32', dims: [n, n], data: new Float32Array(n * n).fill(1 / n) },
 })
 const ended = (e: NodeEngineEvent, worker: number) => e.type === 'exited' && e.worker === worker
+/** Whether that pid runs: signal 0 only checks, and a zombie (an orphan not yet reaped) runs nothing. */
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+  } catch (e) {
+    expect((e as NodeJS.ErrnoException).code).toBe('ESRCH')
+    return false
+  }
+  const stat = existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, 'utf8') : ''
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+}
+const pidOf = (events: NodeEngineEvent[], worker: number): number =>
+  events.flatMap((e) => (e.type === 'spawned' && e.worker === worker && e.pid ? [e.pid] : []))[0]!
 
-describe('node engine workers', () => {
+describe('node engine processes', () => {
   let engine: NodeEngine | undefined
   let events: NodeEngineEvent[] = []
   let onEvent: (e: NodeEngineEvent) => void = () => {}
@@ -41,13 +60,13 @@ describe('node engine workers', () => {
   const runs = () => events.filter((e) => e.type === 'started' || e.type === 'ended')
   afterEach(async () => {
     engine?.close()
-    await engine?.closed() // a thread still inside ORT ends with its run
+    await engine?.closed()
     engine = undefined
     events = []
     onEvent = () => {}
   })
 
-  it('runs on two workers at once while the main thread keeps ticking', async () => {
+  it('runs on two processes at once while the main thread keeps ticking', async () => {
     const engine = await start({ workers: 2 })
     await Promise.all([
       engine.run({ cid: slowCid, inputs: square(8) }),
@@ -82,40 +101,52 @@ describe('node engine workers', () => {
     expect(inputs[0]!.x!.data.length).toBe(768 * 768)
   })
 
-  it('answers an abort inside ORT at once; the worker leaves, ends after its run, and a fresh one runs the next', async () => {
+  it('answers an abort inside ORT at once and kills its process; a fresh one runs the next', async () => {
     const engine = await start({ workers: 1 })
     await engine.run({ cid: slowCid, inputs: square(8) })
+    const pid = pidOf(events, 1)
+    expect(alive(pid)).toBe(true)
     const stop = new AbortController()
     let abortedAt = 0
+    let exitedAt = 0
     onEvent = (e) => {
       if (e.type === 'started' && e.worker === 1)
         setTimeout(() => {
           abortedAt = performance.now()
           stop.abort()
         }, 20)
+      if (ended(e, 1)) exitedAt = performance.now()
     }
+    // About 1 s of ORT on one thread: long enough to abort mid-run.
     await expect(engine.run({ cid: slowCid, inputs: square(1536) }, stop.signal)).rejects.toMatchObject({
       name: 'AbortError',
     })
     const answerMs = performance.now() - abortedAt
-    onEvent = () => {}
+    await vi.waitFor(() => expect(exitedAt).toBeGreaterThan(0), { timeout: 2000 })
+    const exitMs = exitedAt - abortedAt
+    expect(alive(pid)).toBe(false)
     const next = await engine.run({ cid: slowCid, inputs: square(8) })
     const nextMs = performance.now() - abortedAt
-    expect(next.outputs.y!.dims).toEqual([8, 8])
-    await vi.waitFor(() => expect(events.some((e) => ended(e, 1))).toBe(true), { timeout: 30_000 })
-    const exitMs = performance.now() - abortedAt
     console.log(
-      `abort answered in ${answerMs.toFixed(1)} ms; next run (fresh worker) done at +${nextMs.toFixed(0)} ms; ` +
-        `the old worker ended at +${exitMs.toFixed(0)} ms`,
+      `abort answered in ${answerMs.toFixed(1)} ms; its process gone at +${exitMs.toFixed(1)} ms; ` +
+        `next run (fresh process) done at +${nextMs.toFixed(0)} ms`,
     )
+    expect(next.outputs.y!.dims).toEqual([8, 8])
     expect(answerMs).toBeLessThan(100)
-    expect(exitMs).toBeGreaterThan(answerMs + 100) // the run went on: nothing stops ORT
-    expect(nextMs).toBeLessThan(exitMs) // the next run did not wait for it
-    expect(events).toContainEqual({ worker: 1, type: 'exited', code: 0, expected: true })
+    expect(exitMs).toBeLessThan(500) // killed, not left to finish its run
+    expect(events).toContainEqual({
+      worker: 1,
+      type: 'exited',
+      code: null,
+      signal: 'SIGKILL',
+      expected: true,
+    })
+    expect(events.filter((e) => e.type === 'ended' && e.worker === 1)).toHaveLength(1) // the warm-up only
     expect(events.filter((e) => e.type === 'started' && e.worker === 2)).toHaveLength(1)
+    expect(alive(pidOf(events, 2))).toBe(true)
   })
 
-  it('fails the run of a crashed worker with InferenceError naming the cause, and replaces the worker', async () => {
+  it('fails the run of a crashed process with InferenceError naming the cause, and replaces it', async () => {
     const engine = await start({ workers: 1 })
     engine.crashNextRun('throw')
     await expect(engine.run({ cid: slowCid, inputs: square(8) })).rejects.toMatchObject({
@@ -133,7 +164,7 @@ describe('node engine workers', () => {
     await vi.waitFor(() => expect(events.filter((e) => e.type === 'exited' && !e.expected)).toHaveLength(2))
   })
 
-  it('runs a model on the worker that has its session, and sends its bytes to a worker only once', async () => {
+  it('runs a model on the process that has its session, and sends its bytes to a process only once', async () => {
     const engine = await start({ workers: 2 })
     const other = matmulChain(2)
     const otherCid = (await modelCid(other)).toString()
@@ -149,23 +180,122 @@ describe('node engine workers', () => {
     }
   })
 
-  it('close during a run: the caller gets AbortError at once, and closed() waits for the thread', async () => {
-    const engine = await start({ workers: 1 })
-    await engine.run({ cid: slowCid, inputs: square(8) })
+  it('close kills a busy process at once, lets an idle one release its sessions, and leaves none alive', async () => {
+    const engine = await start({ workers: 2 })
+    await Promise.all([1, 2].map(() => engine.run({ cid: slowCid, inputs: square(8) })))
+    const pids = [pidOf(events, 1), pidOf(events, 2)]
     events = []
     onEvent = (e) => {
       if (e.type === 'started') engine.close()
     }
-    await expect(engine.run({ cid: slowCid, inputs: square(1024) })).rejects.toMatchObject({
+    const t0 = performance.now()
+    await expect(engine.run({ cid: slowCid, inputs: square(1536) })).rejects.toMatchObject({
       name: 'AbortError',
       message: 'node engine closed',
     })
-    expect(events.some((e) => e.type === 'exited')).toBe(false) // still inside ORT
     await engine.closed()
-    const order = events.filter((e) => e.type === 'ended' || e.type === 'released' || e.type === 'exited')
-    expect(order.map((e) => e.type)).toEqual(['ended', 'released', 'exited'])
+    const closedMs = performance.now() - t0
+    console.log(`close during a run: every process gone ${closedMs.toFixed(0)} ms after the run's start`)
+    expect(closedMs).toBeLessThan(1000) // the ~1 s run did not go on
+    const busy = events.find((e) => e.type === 'started')!.worker
+    const idle = 3 - busy
+    const ends = events.filter((e) => e.type === 'ended' || e.type === 'released' || e.type === 'exited')
+    expect(ends.filter((e) => e.worker === busy)).toEqual([
+      { worker: busy, type: 'exited', code: null, signal: 'SIGKILL', expected: true },
+    ])
+    expect(ends.filter((e) => e.worker === idle).map((e) => e.type)).toEqual(['released', 'exited'])
+    expect(events).toContainEqual({ worker: idle, type: 'exited', code: 0, expected: true })
+    expect(pids.map(alive)).toEqual([false, false])
     await expect(engine.run({ cid: slowCid, inputs: square(8) })).rejects.toMatchObject({
       name: 'InferenceError',
     })
+  })
+})
+
+describe('ORT processes and the process that started them', () => {
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href
+  const url = (path: string) => new URL(path, import.meta.url).href
+
+  /** `code` (ESM, under tsx) in a node process of its own. */
+  const node = (code: string) =>
+    spawn(process.execPath, ['--import', tsx, '--input-type=module', '-e', code], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+  /** Runs `code` to its end: its output and exit code. */
+  const script = async (code: string) => {
+    const proc = node(code)
+    let out = ''
+    proc.stdout.on('data', (d) => {
+      out += d
+    })
+    const exit = await new Promise((done) => proc.once('exit', (code) => done(code)))
+    return { out, exit }
+  }
+
+  it('lets a script end: closed() once its processes exit, an idle one unclosed with it', async () => {
+    const { out, exit } = await script(`
+      const { createNodeEngine } = await import(${JSON.stringify(url('../../node/engine.ts'))})
+      const { matmulChain } = await import(${JSON.stringify(url('../helpers/onnx-graph.ts'))})
+      const { modelCid } = await import(${JSON.stringify(url('../../src/shared/cid.ts'))})
+      const bytes = matmulChain(2)
+      const cid = (await modelCid(bytes)).toString()
+      const x = { dtype: 'float32', dims: [2, 2], data: new Float32Array(4).fill(0.5) }
+      const pids = []
+      for (const close of [true, false]) {
+        const onEvent = (e) => e.type === 'spawned' && pids.push(e.pid)
+        const engine = createNodeEngine({ threads: 1, onEvent })
+        await engine.loadModel(cid, bytes)
+        await engine.run({ cid, inputs: { x } })
+        if (close) {
+          engine.close()
+          await engine.closed()
+        }
+      }
+      console.log(JSON.stringify(pids))`)
+    expect(exit).toBe(0) // not 13: closed() kept it alive until it resolved
+    const pids = JSON.parse(out) as number[]
+    expect(pids).toHaveLength(2)
+    await vi.waitFor(() => expect(pids.map(alive)).toEqual([false, false]), { timeout: 2000 })
+  })
+
+  it('exits when its parent closes the IPC channel, while it loads or once it has run', async () => {
+    for (const when of ['loading', 'ran']) {
+      const child = forkWorker({ threads: 1 })
+      const exit = new Promise((done) => child.once('exit', (code, signal) => done({ code, signal })))
+      await new Promise((spawned) => child.once('spawn', spawned))
+      if (when === 'ran') {
+        const x = { dtype: 'float32', dims: [2, 2], data: new Float32Array(4) } as const
+        child.send({ type: 'run', id: 1, cid: 'c', release: [], bytes: matmulChain(1), inputs: { x } })
+        await new Promise((done) =>
+          child.on('message', (m: { type: string }) => m.type === 'done' && done(m)),
+        )
+      }
+      child.disconnect()
+      await expect(exit).resolves.toEqual({ code: 0, signal: null })
+      expect(alive(child.pid!)).toBe(false)
+    }
+  })
+
+  it('kills itself inside a run once its parent is killed', async () => {
+    // A parent that starts a ~10 s run in its ORT process and prints that process's pid.
+    const parent = `
+      const { forkWorker } = await import(${JSON.stringify(url('../../node/engine-pool.ts'))})
+      const { matmulChain } = await import(${JSON.stringify(url('../helpers/onnx-graph.ts'))})
+      const n = 3072
+      const child = forkWorker({ threads: 1 })
+      child.on('message', (m) => m.type === 'started' && console.log(child.pid))
+      const x = { dtype: 'float32', dims: [n, n], data: new Float32Array(n * n).fill(1 / n) }
+      child.send({ type: 'run', id: 1, cid: 'c', release: [], bytes: matmulChain(16), inputs: { x } })`
+    const proc = node(parent)
+    const pid = await new Promise<number>((found) => proc.stdout.once('data', (d) => found(Number(`${d}`))))
+    try {
+      expect(alive(pid)).toBe(true)
+      const t0 = performance.now()
+      proc.kill('SIGKILL')
+      await vi.waitFor(() => expect(alive(pid)).toBe(false), { timeout: 3000, interval: 20 })
+      console.log(`ORT process gone ${(performance.now() - t0).toFixed(0)} ms after its parent was killed`)
+    } finally {
+      if (alive(pid)) process.kill(pid, 'SIGKILL')
+    }
   })
 })

@@ -202,7 +202,7 @@ describe('node engine', () => {
     await expect(dropped).rejects.toMatchObject({ name: 'AbortError' })
     await ahead
     expect(count('started')).toBe(1)
-    // Inside ORT (which cannot be stopped): rejected at once, the result discarded, the worker gone.
+    // Inside ORT: rejected at once, the result discarded, its process killed.
     const during = new AbortController()
     const onEvent = events.push.bind(events)
     events.push = (...e: NodeEngineEvent[]) => {
@@ -215,9 +215,15 @@ describe('node engine', () => {
     expect(count('started')).toBe(2)
     const { outputs } = await engine.run({ cid: tiny.cid, inputs })
     expect(maxDiff(outputs.y!.data as Float32Array, refOf(tiny.spec))).toBeLessThan(1e-5)
-    expect(count('spawned')).toBe(2) // a fresh worker ran it
+    expect(count('spawned')).toBe(2) // a fresh process ran it
     await vi.waitFor(() =>
-      expect(events).toContainEqual({ worker: 1, type: 'exited', code: 0, expected: true }),
+      expect(events).toContainEqual({
+        worker: 1,
+        type: 'exited',
+        code: null,
+        signal: 'SIGKILL',
+        expected: true,
+      }),
     )
   })
 
