@@ -33,10 +33,10 @@ import {
   DISPUTE_RECORD_KIND,
   defined,
   type Evidence,
-  encoded,
   invalid,
   isObject,
   JUDGEMENTS,
+  judgedSide,
   type RecordCheck,
   recordHead,
   tensorsOf,
@@ -109,12 +109,7 @@ export function buildCutRecord(o: BuildCutRecordOptions): CutDisputeRecord {
       worker: o.workers[x],
       lo: d.cuts.lo[x].signed,
       hi: d.cuts.hi[x].signed,
-      judged: j.judged,
-      reason: j.reason,
-      inputs: encoded(j.inputs),
-      outputs: encoded(j.outputs),
-      referee: j.referee,
-      refereeOutputs: encoded(j.refereeOutputs),
+      ...judgedSide(j),
     }
   }
   return {

@@ -87,6 +87,23 @@ export interface BuildRecordOptions {
 
 export const encoded = (t?: NamedTensors) => (t ? encodeTensors(t) : undefined)
 
+/** A judged side as a record holds it: its judgement and evidence, tensors encoded. */
+export const judgedSide = (j: {
+  judged: Judgement
+  reason?: string
+  inputs?: NamedTensors
+  outputs?: NamedTensors
+  referee?: Uint8Array[]
+  refereeOutputs?: NamedTensors
+}) => ({
+  judged: j.judged,
+  reason: j.reason,
+  inputs: encoded(j.inputs),
+  outputs: encoded(j.outputs),
+  referee: j.referee,
+  refereeOutputs: encoded(j.refereeOutputs),
+})
+
 export function buildDisputeRecord(o: BuildRecordOptions): DisputeRecord {
   const { divergence: d, settlement: s } = o
   const node = leafNode(o.plan, d.position)
@@ -96,12 +113,7 @@ export function buildDisputeRecord(o: BuildRecordOptions): DisputeRecord {
       commitment: d.commitments[x],
       leaf: d.leaves[x],
       producers: j.producers,
-      judged: j.judged,
-      reason: j.reason,
-      inputs: encoded(j.inputs),
-      outputs: encoded(j.outputs),
-      referee: j.referee,
-      refereeOutputs: encoded(j.refereeOutputs),
+      ...judgedSide(j),
     }
   }
   return {
