@@ -6,7 +6,7 @@
  * @example
  * const runner = createNodeDisputeRunner()
  * const trace = await runner.run(traceModelBytes, { x })
- * await runner.close() // once its thread has ended
+ * await runner.close() // once its process has exited
  */
 import type { DisputeRunner } from '../src/compute/dispute-runner.ts'
 import { engineRunner } from '../src/compute/engine-runner.ts'

@@ -67,6 +67,8 @@ interface Job {
   id: number
   cid: string
   inputs: NamedTensors
+  /** Aborted while it ran, past the kill budget: its process finishes the run, and the answer is dropped. */
+  abandoned?: boolean
   resolve: (r: PoolResult) => void
   reject: (e: Error) => void
   handle?: Handle
@@ -75,6 +77,12 @@ interface Job {
 const FROM_SOURCES = import.meta.url.endsWith('.ts')
 /** How long a process told to exit may take to release its sessions before it is killed. */
 const EXIT_GRACE_MS = 2000
+/**
+ * Aborted runs killed at most `workers` times per window: each kill costs a fork, ORT's start, the
+ * model sent again and a cold session, and a requester can cancel as fast as it likes. Past the
+ * budget an aborted run finishes in its process, unanswered, as it did in threads.
+ */
+const KILL_WINDOW_MS = 10_000
 
 /**
  * dist-node/ort.worker.mjs beside the bundled CLI; node/ort.worker.ts from sources, under tsx's loader
@@ -113,6 +121,8 @@ interface Pool {
   workerSeq: number
   crash: 'throw' | 'exit' | undefined
   closed: boolean
+  /** When aborted runs' processes were killed, within KILL_WINDOW_MS. */
+  kills: number[]
 }
 
 export function createPool(o: PoolOptions) {
@@ -126,6 +136,7 @@ export function createPool(o: PoolOptions) {
     workerSeq: 0,
     crash: undefined,
     closed: false,
+    kills: [],
   }
 
   return {
@@ -182,11 +193,7 @@ function enqueue(p: Pool, cid: string, inputs: NamedTensors, signal: AbortSignal
     const onAbort = () => {
       const i = p.queue.indexOf(job)
       if (i >= 0) p.queue.splice(i, 1)
-      else if (job.handle?.job === job) {
-        p.o.log?.('run of %s aborted in worker %d: its process is killed', cid, job.handle.id)
-        kill(p, job.handle)
-        pump(p)
-      }
+      else if (job.handle?.job === job) abortRunning(p, job, job.handle)
       reject(new AbortError('aborted'))
     }
     const job: Job = {
@@ -209,6 +216,21 @@ function enqueue(p: Pool, cid: string, inputs: NamedTensors, signal: AbortSignal
   })
 }
 
+/** An aborted run: its process killed, within the budget; else left to finish, its answer dropped. */
+function abortRunning(p: Pool, job: Job, h: Handle): void {
+  const now = performance.now()
+  p.kills = p.kills.filter((t) => now - t < KILL_WINDOW_MS)
+  if (p.kills.length >= Math.max(1, p.o.workers)) {
+    p.o.log?.('run of %s aborted in worker %d: past the kill budget, it finishes unanswered', job.cid, h.id)
+    job.abandoned = true
+    return
+  }
+  p.kills.push(now)
+  p.o.log?.('run of %s aborted in worker %d: its process is killed', job.cid, h.id)
+  kill(p, h)
+  pump(p)
+}
+
 function spawn(p: Pool): Handle {
   const { o } = p
   const init: WorkerInit = { threads: o.threads }
@@ -218,24 +240,24 @@ function spawn(p: Pool): Handle {
   const h: Handle = { id: ++p.workerSeq, proc, sessions: [], gone: false, expected: false }
   hold(h, false)
   proc.on('message', (msg: FromWorker) => onMessage(p, h, msg))
-  p.exits.add(
-    new Promise<void>((resolve) => {
-      // A process that could not start, or a message that could not be sent: 'exit' may not follow.
-      proc.on('error', (e) => {
-        fail(p, h, new InferenceError(`ORT worker ${h.id} failed: ${e.message}`))
-        if (proc.pid === undefined) resolve()
-        else if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
-      })
-      proc.once('exit', (code, signal) => {
-        const why = signal ? `was killed by ${signal}` : `exited with code ${code}`
-        if (!h.expected) fail(p, h, new InferenceError(`ORT worker ${h.id} ${why}`))
-        const end = { worker: h.id, type: 'exited', code, expected: h.expected } as const
-        o.onEvent?.(signal ? { ...end, signal } : end)
-        resolve()
-        pump(p)
-      })
-    }),
-  )
+  const exit = new Promise<void>((resolve) => {
+    // A process that could not start, or a message that could not be sent: 'exit' may not follow.
+    proc.on('error', (e) => {
+      fail(p, h, new InferenceError(`ORT worker ${h.id} failed: ${e.message}`))
+      if (proc.pid === undefined) resolve()
+      else if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
+    })
+    proc.once('exit', (code, signal) => {
+      const why = signal ? `was killed by ${signal}` : `exited with code ${code}`
+      if (!h.expected) fail(p, h, new InferenceError(`ORT worker ${h.id} ${why}`))
+      const end = { worker: h.id, type: 'exited', code, expected: h.expected } as const
+      o.onEvent?.(signal ? { ...end, signal } : end)
+      resolve()
+      pump(p)
+    })
+  })
+  p.exits.add(exit)
+  void exit.then(() => p.exits.delete(exit))
   p.live.push(h)
   o.onEvent?.({ worker: h.id, type: 'spawned', ...(proc.pid ? { pid: proc.pid } : {}) })
   return h
@@ -244,17 +266,20 @@ function spawn(p: Pool): Handle {
 /** Posts to a process; a channel already closed means it is gone or going ('exit' follows). */
 function send(p: Pool, h: Handle, msg: ToWorker): void {
   if (!h.proc.connected) return
-  h.proc.send(msg, undefined, undefined, (e) => {
-    if (!e) return
-    fail(p, h, new InferenceError(`ORT worker ${h.id} failed: ${e.message}`))
-    h.proc.kill('SIGKILL') // unreachable: of no use, and it must not run on
-  })
+  const failed = (e: Error) => fail(p, h, new InferenceError(`ORT worker ${h.id} failed: ${e.message}`))
+  try {
+    h.proc.send(msg, undefined, undefined, (e) => e && failed(e))
+  } catch (e) {
+    failed(e as Error) // e.g. no memory to serialize a large model: the process is of no use either
+  }
 }
 
 /** A crash: the run in it fails with the cause, and a fresh process takes its place when needed. */
 function fail(p: Pool, h: Handle, err: Error): void {
   if (h.gone) return
   h.gone = true
+  // It may still be alive (it reported a crash, or could not be sent to): it must not run on or hang.
+  if (h.proc.exitCode === null && h.proc.signalCode === null) h.proc.kill('SIGKILL')
   p.o.log?.error('%s', err.message)
   p.live.splice(p.live.indexOf(h), 1)
   const job = h.job
@@ -300,13 +325,18 @@ function onMessage(p: Pool, h: Handle, msg: FromWorker): void {
     return
   }
   const job = h.job
-  if (h.gone || !job || job.id !== msg.id) return // an abandoned run's answer
+  if (h.gone || !job || job.id !== msg.id) return // a killed run's answer
   if (msg.inputs && o.bytesOf(job.cid)) p.meta.set(job.cid, msg.inputs)
   if (!msg.held) h.sessions = h.sessions.filter((c) => c !== job.cid)
+  // A 'released' note from an earlier evict may have crossed this run's reload.
+  else if (!h.sessions.includes(job.cid)) h.sessions.push(job.cid)
   h.job = undefined
   hold(h, false)
-  if (msg.ok) job.resolve({ ...msg, outputs: owned(msg.outputs) })
-  else job.reject(namedError(msg.name, msg.message))
+  // An abandoned run's caller was answered at the abort: its process is simply free again.
+  if (!job.abandoned) {
+    if (msg.ok) job.resolve({ ...msg, outputs: owned(msg.outputs) })
+    else job.reject(namedError(msg.name, msg.message))
+  }
   pump(p)
 }
 

@@ -187,6 +187,9 @@ if (process.send) {
   })
   // The parent closed the channel, or died: now, or before this listener was there (while loading).
   process.on('disconnect', () => process.exit(0))
+  // Ctrl-C and `systemctl stop` signal the whole group: the parent decides when each child ends (it
+  // hands running jobs back first), and its death is covered by 'disconnect' and the watchdog.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => {})
   if (!process.connected) process.exit(0)
   process.on('uncaughtException', (e) => {
     console.error(e)

@@ -86,7 +86,7 @@ export async function createNodePeer(o: NodePeerOptions): Promise<NodePeer> {
         catalog,
         locks: createLocks(),
         download,
-        // the peer's stop awaits its close: its thread ends with a run in progress
+        // the peer's stop awaits its close: its process is killed or exits once idle
         disputeRunner: createNodeDisputeRunner(),
       },
       // Names its locks and channels: peers of different directories in one process stay apart.

@@ -107,7 +107,7 @@ export async function contribute(argv: string[], say: (line: string) => void): P
     say(`stopped; credit log in ${logFile}`)
     done()
   }
-  // A second signal does not wait for runs still inside ORT (their threads end only with the run).
+  // A second signal does not wait for the worker processes to be ended and to release their sessions.
   let signals = 0
   const onSignal = (signal: string) => {
     if (signals++ === 0) void stop(signal)

@@ -20,7 +20,7 @@ export interface DisputeRunner {
   run: DisputeRun
   /** The execution provider its runs compute on (a traced job's receipt names it). */
   ep?: string
-  /** Ends its worker; resolves once that worker is gone (a Node thread ends with its run). */
+  /** Ends its worker; resolves once that worker is gone (a Node worker process, once it exits). */
   close(): Promise<void>
 }
 

@@ -146,6 +146,48 @@ describe('node engine processes', () => {
     expect(alive(pidOf(events, 2))).toBe(true)
   })
 
+  it('kills at most one aborted run per worker in 10 s: past that, the run finishes unanswered in its process', async () => {
+    const engine = await start({ workers: 1 })
+    const abortOnStart = (stop: AbortController) => {
+      onEvent = (e) => {
+        if (e.type === 'started') setTimeout(() => stop.abort(), 20)
+      }
+    }
+    const first = new AbortController()
+    abortOnStart(first)
+    await expect(engine.run({ cid: slowCid, inputs: square(1536) }, first.signal)).rejects.toMatchObject({
+      name: 'AbortError',
+    })
+    await vi.waitFor(() => expect(events.some((e) => ended(e, 1))).toBe(true), { timeout: 2000 })
+    // A second abort at once, as a requester cancelling over and over would: no second kill.
+    const second = new AbortController()
+    abortOnStart(second)
+    await expect(engine.run({ cid: slowCid, inputs: square(1536) }, second.signal)).rejects.toMatchObject({
+      name: 'AbortError',
+    })
+    onEvent = () => {}
+    const pid = pidOf(events, 2)
+    expect(alive(pid)).toBe(true)
+    // The next run waits for the abandoned one, on the same process: no fork, and its answer is its own.
+    const next = await engine.run({ cid: slowCid, inputs: square(8) })
+    expect(next.outputs.y!.dims).toEqual([8, 8])
+    expect(events.filter((e) => e.type === 'spawned')).toHaveLength(2)
+    expect(events.some((e) => ended(e, 2))).toBe(false)
+    expect(events.filter((e) => e.type === 'ended' && e.worker === 2)).toHaveLength(2) // abandoned, next
+  })
+
+  it('ignores SIGINT and SIGTERM, which a terminal or systemd sends the whole group: the parent ends it', async () => {
+    const engine = await start({ workers: 1 })
+    await engine.run({ cid: slowCid, inputs: square(8) })
+    const pid = pidOf(events, 1)
+    process.kill(pid, 'SIGINT')
+    process.kill(pid, 'SIGTERM')
+    await new Promise((r) => setTimeout(r, 300))
+    expect(alive(pid)).toBe(true)
+    expect((await engine.run({ cid: slowCid, inputs: square(8) })).outputs.y!.dims).toEqual([8, 8])
+    expect(events.some((e) => ended(e, 1))).toBe(false)
+  })
+
   it('fails the run of a crashed process with InferenceError naming the cause, and replaces it', async () => {
     const engine = await start({ workers: 1 })
     engine.crashNextRun('throw')
