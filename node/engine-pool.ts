@@ -327,9 +327,8 @@ function onMessage(p: Pool, h: Handle, msg: FromWorker): void {
   const job = h.job
   if (h.gone || !job || job.id !== msg.id) return // a killed run's answer
   if (msg.inputs && o.bytesOf(job.cid)) p.meta.set(job.cid, msg.inputs)
+  // Not added back when held: an evict sent during this run reaches the process after it.
   if (!msg.held) h.sessions = h.sessions.filter((c) => c !== job.cid)
-  // A 'released' note from an earlier evict may have crossed this run's reload.
-  else if (!h.sessions.includes(job.cid)) h.sessions.push(job.cid)
   h.job = undefined
   hold(h, false)
   // An abandoned run's caller was answered at the abort: its process is simply free again.

@@ -296,7 +296,6 @@ describe('createDisputer', () => {
         accepted: 'a',
         peers: [a.peer, b.peer],
         record: o.record!,
-        signed: o.signed!,
         alone: true,
       },
     }

@@ -176,6 +176,28 @@ describe('node engine processes', () => {
     expect(events.filter((e) => e.type === 'ended' && e.worker === 2)).toHaveLength(2) // abandoned, next
   })
 
+  it('runs a model evicted and loaded again while an abandoned run held its process', async () => {
+    const engine = await start({ workers: 1 })
+    const abortOnStart = (stop: AbortController) => {
+      onEvent = (e) => {
+        if (e.type === 'started') setTimeout(() => stop.abort(), 20)
+      }
+    }
+    for (const n of [768, 1024]) {
+      const stop = new AbortController()
+      abortOnStart(stop)
+      await expect(engine.run({ cid: slowCid, inputs: square(n) }, stop.signal)).rejects.toMatchObject({
+        name: 'AbortError',
+      })
+    }
+    onEvent = () => {}
+    // The second run is abandoned (past the kill budget): its caller is gone, so the model is evicted.
+    await engine.evict(slowCid)
+    await engine.loadModel(slowCid, slow)
+    const { outputs } = await engine.run({ cid: slowCid, inputs: square(8) })
+    expect(outputs.y!.dims).toEqual([8, 8])
+  })
+
   it('ignores SIGINT and SIGTERM, which a terminal or systemd sends the whole group: the parent ends it', async () => {
     const engine = await start({ workers: 1 })
     await engine.run({ cid: slowCid, inputs: square(8) })
