@@ -128,7 +128,7 @@ async function take(s: Search, side: Side, p: number, signed: Uint8Array): Promi
   const { plan, rules, workers } = s.o
   const job = jobOf(s.o, side)
   const names = cutAt(s.cp, p)
-  const read = readCut(signed, { ...job, worker: workers[side], position: p, names, plan, rules })
+  const read = await readCut(signed, { ...job, worker: workers[side], position: p, names, plan, rules })
   if (p === -1 || p === s.cp.size - 1) await verifyCut(read, workers[side])
   for (const t of read.body.tensors) {
     const before = s.shown[side].get(t.name)

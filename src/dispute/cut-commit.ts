@@ -30,7 +30,8 @@ import {
   toleranceOf,
 } from './commit.ts'
 import { cutAt, cutPlan } from './cuts.ts'
-import { HASH_BYTES } from './hash.ts'
+import { HASH_BYTES, sha256 } from './hash.ts'
+import { sameBytes } from './merkle.ts'
 import { bytes, DISPUTE_LIMITS, fields, hash, list } from './wire-frames.ts'
 
 export const CUT_DOMAIN = 'peer-compute/dispute-cut/1'
@@ -46,9 +47,15 @@ export interface CutJob {
 /** What a contributor signs: its cut at `position`, in cutAt order. */
 export interface CutBody extends CutJob {
   v: 1
+  /** rulesDigest of the rules it was asked under: a record cannot claim other rules later. */
+  rules: Uint8Array
   position: number
   tensors: OutputCommitment[]
 }
+
+/** SHA-256 of the rules' canonical dag-cbor (undefined fields dropped, as JSON does). */
+export const rulesDigest = async (rules: DisputeRules): Promise<Uint8Array> =>
+  sha256(dagCbor.encode(JSON.parse(JSON.stringify(rules))))
 
 export interface CutCommitterOptions extends CutJob {
   /** The job's inputs and every leaf's outputs, by name (cut -1 is the inputs). */
@@ -81,6 +88,7 @@ export function createCutCommitter(o: CutCommitterOptions): CutCommitter {
   // Chunk hashes kept with each commitment: settling a straddle asks for them.
   const memo = new Map<string, Promise<{ output: OutputCommitment; chunks: ChunkHashes }>>()
   let hashed = 0
+  const digestOfRules = rulesDigest(o.rules)
   const tensor = (name: string) => {
     if (!live.has(name)) throw new InvalidOptionError(`'${name}' is in no cut`)
     const t = o.trace[name]
@@ -104,7 +112,8 @@ export function createCutCommitter(o: CutCommitterOptions): CutCommitter {
       const tensors: OutputCommitment[] = []
       // One tensor at a time, as commitTrace: each holds a batch of cells and digests in flight.
       for (const name of cutAt(cp, position)) tensors.push((await committed(name)).output)
-      const body: CutBody = { v: 1, job: o.job, model: o.model, input: o.input, position, tensors }
+      const rules = await digestOfRules
+      const body: CutBody = { v: 1, job: o.job, model: o.model, input: o.input, rules, position, tensors }
       const signed = dagCbor.encode({ body, sig: await signRecord(CUT_DOMAIN, body, o.key) })
       if (signed.byteLength > MAX_CUT_BYTES)
         throw new InvalidOptionError(
@@ -183,7 +192,7 @@ function parseCut(signed: Uint8Array, parseTensor: TensorParser) {
   }
   return shaped(() => {
     const s = fields(x, 'cut', ['body', 'sig'])
-    const b = fields(s.body, 'cut.body', ['v', 'job', 'model', 'input', 'position', 'tensors'])
+    const b = fields(s.body, 'cut.body', ['v', 'job', 'model', 'input', 'rules', 'position', 'tensors'])
     const cid = (k: 'job' | 'model' | 'input') =>
       CID.asCID(b[k]) ?? malformedCut(`cut.body.${k} must be a CID`)
     if (b.v !== 1) malformedCut('cut.body.v must be 1')
@@ -195,6 +204,7 @@ function parseCut(signed: Uint8Array, parseTensor: TensorParser) {
       job: cid('job'),
       model: cid('model'),
       input: cid('input'),
+      rules: hash(b.rules, 'cut.body.rules'),
       position: b.position as number,
       tensors,
     }
@@ -232,14 +242,16 @@ export interface ReadCut {
  * if any is wrong (the wrong answer to the question, as checkLeaf treats a leaf's node and names).
  * The signature is left to verifyCut, for a caller that needs only some cuts proven.
  */
-export const readCut = (signed: Uint8Array, expect: CutExpectations): ReadCut =>
+export const readCut = (signed: Uint8Array, expect: CutExpectations): Promise<ReadCut> =>
   answers(parseCut(signed, ruledTensor(expect.plan, expect.rules)), expect)
 
-function answers(read: ReadCut, expect: CutExpectations): ReadCut {
+async function answers(read: ReadCut, expect: CutExpectations): Promise<ReadCut> {
   const { body } = read
   for (const k of ['job', 'model', 'input'] as const)
     if (!body[k].equals(expect[k]))
       throw new DisputeAnswerError(`the cut names ${k} ${body[k]}, not ${expect[k]}`)
+  if (!sameBytes(body.rules, await rulesDigest(expect.rules)))
+    throw new DisputeAnswerError('the cut was made under other rules than those asked')
   if (body.position !== expect.position)
     throw new DisputeAnswerError(`a cut at ${body.position} answers the cut at ${expect.position}`)
   const names = body.tensors.map((t) => t.name)
@@ -258,7 +270,7 @@ export const verifyCut = (read: ReadCut, worker: string): Promise<CutBody> => ve
 export async function openCut(signed: Uint8Array, expect: CutExpectations): Promise<CutBody> {
   const read = parseCut(signed, ruledTensor(expect.plan, expect.rules))
   await verified(read, expect.worker)
-  return answers(read, expect).body
+  return (await answers(read, expect)).body
 }
 
 /**

@@ -23,7 +23,7 @@ import {
   leafNode,
   type NodeRule,
 } from './commit.ts'
-import { type CutBody, compareCuts, openCut, openSignedCut } from './cut-commit.ts'
+import { type CutBody, compareCuts, openCut, openSignedCut, rulesDigest } from './cut-commit.ts'
 import { cutAt, cutPlan } from './cuts.ts'
 import { sameBytes } from './merkle.ts'
 import {
@@ -214,7 +214,11 @@ export async function checkCutRecordSignatures(
   if (r.model !== expect.model.toString())
     invalid(`the record is about model ${r.model}, not ${expect.model}`)
   const cuts = await openSides(r)
+  const rules = await rulesDigest(r.rules)
   for (const side of ['a', 'b'] as const) {
+    // Each side signed the rules it was asked under: the record may not claim others.
+    if (![cuts[side].lo, cuts[side].hi].every((c) => sameBytes(c.rules, rules)))
+      invalid(`side ${side}'s cuts were made under other rules than the record's`)
     const { job, input } = cuts[side].lo
     if (!job.equals(expect.jobs[side]))
       invalid(`side ${side}'s cuts are about job ${job}, not ${expect.jobs[side]}`)

@@ -146,6 +146,10 @@ describe('signed cuts on mlp-tiny', () => {
     await refused(s.open(1, await other.committer.commit(1)), 'DisputeProofError', /not signed by/)
     // Signed, but the wrong answer to the question.
     await refused(s.open(2, signed), 'DisputeAnswerError', /answers the cut at 2/)
+    // Made, and signed, under other rules than those the asker asked for.
+    const asked = side(t, TOLERANCE, t.honest, key)
+    const loose = side(t, disputeRules({ kind: 'tolerance', atol: 1, rtol: 1 }), t.honest, key)
+    await refused(asked.open(1, await loose.committer.commit(1)), 'DisputeAnswerError', /other rules/)
     const job = { ...t.job, job: await modelCid(new TextEncoder().encode('another job')) }
     await refused(
       s.open(1, await side(t, EXACT, t.honest, key, job).committer.commit(1)),

@@ -166,7 +166,14 @@ async function rejectsTampered(
     change(r)
     return dagCbor.encode(r)
   }
-  const variants: [string, QuorumDispute][] = [
+  // The compare rule and the record's rules changed together: the cuts signed the rules they were asked under.
+  const loose: CompareRule = { kind: 'tolerance', atol: 1, rtol: 1 }
+  const variants: [string, QuorumDispute, CompareRule?][] = [
+    [
+      'a looser compare rule, and the rules to match',
+      { ...dispute, record: record((r) => (r.rules = disputeRules(loose))) },
+      loose,
+    ],
     ['the sides swapped', { ...dispute, a: dispute.b, b: dispute.a, side: dispute.side === 'a' ? 'b' : 'a' }],
     ["the record's sides swapped", { ...dispute, record: record((r) => ([r.a, r.b] = [r.b, r.a])) }],
     ["a side's receipt another job's", { ...dispute, b: { ...dispute.b, receipt: dispute.a.receipt } }],
@@ -182,8 +189,8 @@ async function rejectsTampered(
     ['a referee rule of its own', { ...dispute, record: record((r) => (r.compare = { kind: 'exact' })) }],
     ['the verdict turned', { ...dispute, record: record((r) => (r.verdict = 'a-invalid')) }],
   ]
-  for (const [what, forged] of variants) {
-    const bytes = encodeQuorumRecord(buildQuorumRecord(members, quorum, compare, forged))
+  for (const [what, forged, rule] of variants) {
+    const bytes = encodeQuorumRecord(buildQuorumRecord(members, quorum, rule ?? compare, forged))
     await expect(verifyQuorumRecord(bytes, 2), `${what}, no model`).rejects.toThrow()
     await expect(verifyQuorumRecord(bytes, 2, { plan, run: ortRun }), what).rejects.toThrow()
   }
