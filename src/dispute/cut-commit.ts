@@ -53,9 +53,17 @@ export interface CutBody extends CutJob {
   tensors: OutputCommitment[]
 }
 
+const digests = new WeakMap<DisputeRules, Promise<Uint8Array>>()
 /** SHA-256 of the rules' canonical dag-cbor (undefined fields dropped, as JSON does). */
-export const rulesDigest = async (rules: DisputeRules): Promise<Uint8Array> =>
-  sha256(dagCbor.encode(JSON.parse(JSON.stringify(rules))))
+export function rulesDigest(rules: DisputeRules): Promise<Uint8Array> {
+  // An asker checks it on every cut it reads, always against the same rules object.
+  let d = digests.get(rules)
+  if (!d) {
+    d = sha256(dagCbor.encode(JSON.parse(JSON.stringify(rules))))
+    digests.set(rules, d)
+  }
+  return d
+}
 
 export interface CutCommitterOptions extends CutJob {
   /** The job's inputs and every leaf's outputs, by name (cut -1 is the inputs). */

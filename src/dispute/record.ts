@@ -39,6 +39,7 @@ import {
   nodeRunner,
   type RunNode,
   type Settlement,
+  type SideSettlement,
   type Verdict,
   verdictOf,
 } from './referee.ts'
@@ -88,14 +89,7 @@ export interface BuildRecordOptions {
 export const encoded = (t?: NamedTensors) => (t ? encodeTensors(t) : undefined)
 
 /** A judged side as a record holds it: its judgement and evidence, tensors encoded. */
-export const judgedSide = (j: {
-  judged: Judgement
-  reason?: string
-  inputs?: NamedTensors
-  outputs?: NamedTensors
-  referee?: Uint8Array[]
-  refereeOutputs?: NamedTensors
-}) => ({
+export const judgedSide = (j: Omit<SideSettlement, 'producers'>) => ({
   judged: j.judged,
   reason: j.reason,
   inputs: encoded(j.inputs),

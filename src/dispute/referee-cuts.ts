@@ -24,32 +24,20 @@ import type { CutBody } from './cut-commit.ts'
 import { sameBytes } from './merkle.ts'
 import {
   failure,
-  type Judgement,
   jobInputsOf,
   judgeOutputs,
   nodeInputs,
   nodeRunner,
   type RunNode,
   rethrowTransport,
+  type SideSettlement,
   sentHash,
   settlement,
   type Verdict,
 } from './referee.ts'
 
-export interface CutSide {
-  judged: Judgement
-  reason?: string
-  /** The tensors from other leaves this side fed the node (job inputs are the job's). */
-  inputs?: NamedTensors
-  /** Its claimed outputs, where they were compared by value. */
-  outputs?: NamedTensors
-  /** Exact hashes of the referee's recomputation, one per claimed output (claimedOutputs order). */
-  referee?: Uint8Array[]
-  /** The recomputation, where it differed from the claim in any bit (non-exact rules). */
-  refereeOutputs?: NamedTensors
-  /** Largest |claimed - recomputed| (0 when identical; unknown when compared by hash only). */
-  distance?: number
-}
+/** A side as the referee over cuts settles it: v1's settlement, less the producer proofs cuts need not. */
+export type CutSide = Omit<SideSettlement, 'producers'>
 
 export interface CutSettlement {
   verdict: Verdict
