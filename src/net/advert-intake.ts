@@ -24,6 +24,8 @@ export interface KnownPeer {
   path?: LinkPath
   /** Why the last attempt to link failed, while there is no direct link. */
   linkError?: string
+  /** Attempts to link that failed in a row, while there is no direct link. */
+  linkFailures?: number
 }
 
 /** Invalid adverts a directly linked peer may send before it is cut off, and for how long. */
@@ -114,5 +116,6 @@ export function advertised(
     ...(prev?.path ? { path: prev.path } : {}),
     // A new advert does not make the last failed attempt to link succeed.
     ...(prev?.linkError ? { linkError: prev.linkError } : {}),
+    ...(prev?.linkFailures ? { linkFailures: prev.linkFailures } : {}),
   }
 }

@@ -31,6 +31,12 @@ const PLAN_GAP_MS = 250
 /** A redial (src/jobs/dispatch.ts, for a peer a job was sent to) gets this long, dial and identify. */
 export const REDIAL_MS = 10_000
 
+/**
+ * A contributor counts as unreachable (noPath) after this many failed attempts in a row: one dial
+ * can time out on a loaded peer, or on one that still holds a dead link from our last session.
+ */
+export const NO_PATH_AFTER = 2
+
 /** A model we submitted counts as wanted (more links, to its holders first) this long. */
 const WANT_MS = 5 * 60_000
 
@@ -185,10 +191,18 @@ async function dial(s: LinkState, p: KnownPeer) {
     s.dialing.delete(p.id)
     // A dial can resolve with a link still connecting (the peer's own, reused): the last error
     // stands until a link connects (refresh) or the watch closes it with a reason of its own.
-    const known = s.o.peers.get(p.id)
-    if (known && errors.length > 0) known.linkError = errors.join('; ')
+    if (errors.length > 0) failed(s, p.id, errors.join('; '))
     refresh(s, p.id)
   }
+}
+
+/** Notes a failed attempt to link `id`; short of NO_PATH_AFTER, the next is planned now. */
+function failed(s: LinkState, id: string, why: string) {
+  const known = s.o.peers.get(id)
+  if (known == null) return
+  known.linkError = why
+  known.linkFailures = (known.linkFailures ?? 0) + 1
+  if (known.linkFailures < NO_PATH_AFTER && !s.stopped) s.planTimer ??= setTimeout(() => plan(s), PLAN_GAP_MS)
 }
 
 function refresh(s: LinkState, id: string, notify = true) {
@@ -200,6 +214,7 @@ function refresh(s: LinkState, id: string, notify = true) {
   if (link == null) delete p.path
   else {
     delete p.linkError
+    delete p.linkFailures
     void linkPath(link).then((path) => {
       if (path && p.path !== path && peers.get(id) === p) {
         p.path = path
@@ -235,8 +250,7 @@ function watch(s: LinkState, conn: Connection) {
   const close = (why: string) => {
     clearTimeout(unanswered)
     s.o.log('closing the link to %s: %s', id, why)
-    const known = s.o.peers.get(id)
-    if (known) known.linkError = why
+    failed(s, id, why)
     conn.abort(new Error(why))
   }
   // The far side may never have got this link (src/net/link.ts): dial it again soon, from here.
@@ -332,6 +346,7 @@ async function redialOnce(s: LinkState, id: string) {
 function noPath(s: LinkState): string | undefined {
   const contributors = [...s.o.peers.values()].filter((p) => p.advert.contributing && p.advert.eps.length > 0)
   if (contributors.length === 0) return undefined
-  if (contributors.some((p) => p.direct || s.dialing.has(p.id) || p.linkError == null)) return undefined
+  const tried = (p: KnownPeer) => p.linkError != null && (p.linkFailures ?? 0) >= NO_PATH_AFTER
+  if (contributors.some((p) => p.direct || s.dialing.has(p.id) || !tried(p))) return undefined
   return `no direct path to any of ${contributors.length} contributor(s): ${contributors[0]!.linkError}`
 }

@@ -419,7 +419,8 @@ describe('swarm across NAT', () => {
     )
     expect(first.name, first.message).toBe('NoDirectPathError')
     expect(first.message).toMatch(/no direct path/)
-    expect(first.ms).toBeLessThan(20_000)
+    // Two failed dials (NO_PATH_AFTER, up to 10 s each) and the plan between: far from the 120 s deadline.
+    expect(first.ms).toBeLessThan(40_000)
     expect(r.stillFailed, 'a new advert cleared the failed link').not.toBeNull()
     expect(again.name, again.message).toBe('NoDirectPathError')
     expect(again.ms).toBeLessThan(12_000)

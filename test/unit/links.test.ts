@@ -165,4 +165,26 @@ describe('links', () => {
     expect(conn.abort.mock.calls[0]![0].message).toMatch(/far side closed/)
     expect(peers.get(remote.toString())?.direct).toBe(false)
   })
+
+  it('says a contributor has no path only after a second failed dial, tried at once', async () => {
+    links.plan()
+    await vi.advanceTimersByTimeAsync(0)
+    expect(dial).toHaveBeenCalledOnce()
+    // One timed-out dial is not yet "unreachable": a job would fail on it at once.
+    expect({ error: peers.get(remote.toString())?.linkError, noPath: links.noPath() }).toEqual({
+      error: 'no relay in a unit test',
+      noPath: undefined,
+    })
+    await vi.advanceTimersByTimeAsync(300) // the next plan, not the next advert or tick
+    expect(dial).toHaveBeenCalledTimes(2)
+    expect(links.noPath()).toMatch(/^no direct path to any of 1 contributor\(s\): no relay in a unit test/)
+    // A link that connects clears the count: one later failure is again only one.
+    const { link } = stubLink(remote)
+    markProven(link)
+    conns.push(link)
+    links.refresh(remote.toString())
+    conns.length = 0
+    links.refresh(remote.toString())
+    expect(peers.get(remote.toString())?.linkFailures).toBeUndefined()
+  })
 })
