@@ -71,6 +71,10 @@ export interface SeenJob {
   at: number
   requester: string
   mode: HostileMode['kind']
+  /** Jobs from this requester the peer held when this one arrived, this one included. */
+  held: number
+  /** Results the peer had sent this requester before this job arrived. */
+  answered: number
 }
 
 export interface HostileOptions {
@@ -92,6 +96,8 @@ export async function startHostilePeer(opts: HostileOptions) {
   const self = node.peerId.toString()
   const pubsub = node.services.pubsub
   const seen: SeenJob[] = []
+  const held = new Map<string, number>()
+  const answered = new Map<string, number>()
   const adverts = new Map<string, AdvertBody>()
   let claims: Capabilities = {
     eps: ['wasm'],
@@ -209,34 +215,47 @@ export async function startHostilePeer(opts: HostileOptions) {
       const frame = await nextFrame(stream, MAX_REQUEST_BYTES, 30_000).catch(() => null)
       if (frame == null) return void stream.close().catch(() => {})
       const mode = peer.mode
-      seen.push({ at: Date.now(), requester, mode: mode.kind })
+      const holding = (held.get(requester) ?? 0) + 1
+      const sent = answered.get(requester) ?? 0
+      seen.push({ at: Date.now(), requester, mode: mode.kind, held: holding, answered: sent })
       if (mode.kind === 'hang') return
       if (mode.kind !== 'honest') {
         stream.send(encodeFrame(rejectFrame(mode, seen.length)))
         return void stream.close().catch(() => {})
       }
-      if (mode.delayMs) await new Promise((r) => setTimeout(r, mode.delayMs))
-      const req = await checkJobRequest(frame)
-      const started = performance.now()
-      const outputs = compute(req.body.model.toString(), req.inputs)
-      const receipt = await signReceipt(
-        {
-          v: 1,
-          job: req.jobCid,
-          model: req.body.model,
-          input: req.body.input,
-          output: await tensorsCid(outputs),
-          worker: self,
-          requester,
-          ep: 'wasm',
-          adapter: claims.adapter,
-          timing: { queueUs: 0, runUs: msToUs(performance.now() - started) },
-          ts: Date.now(),
-        },
-        privateKey,
-      )
-      await sendFrame(stream, encodeResult(outputs, receipt))
+      held.set(requester, holding)
+      try {
+        await answer(stream, frame, requester, mode.delayMs)
+      } finally {
+        held.set(requester, (held.get(requester) ?? 1) - 1)
+      }
+      answered.set(requester, (answered.get(requester) ?? 0) + 1)
     }
+  }
+
+  /** Computes a job correctly and sends its result with a signed receipt, `delayMs` late. */
+  async function answer(stream: Stream, frame: Frame, requester: string, delayMs?: number) {
+    if (delayMs) await new Promise((r) => setTimeout(r, delayMs))
+    const req = await checkJobRequest(frame)
+    const started = performance.now()
+    const outputs = compute(req.body.model.toString(), req.inputs)
+    const receipt = await signReceipt(
+      {
+        v: 1,
+        job: req.jobCid,
+        model: req.body.model,
+        input: req.body.input,
+        output: await tensorsCid(outputs),
+        worker: self,
+        requester,
+        ep: 'wasm',
+        adapter: claims.adapter,
+        timing: { queueUs: 0, runUs: msToUs(performance.now() - started) },
+        ts: Date.now(),
+      },
+      privateKey,
+    )
+    await sendFrame(stream, encodeResult(outputs, receipt))
   }
 
   await node.dial(multiaddr(opts.relay), { signal: AbortSignal.timeout(10_000) })
