@@ -7,7 +7,13 @@
  *   d.leaf, d.cuts.lo, d.cuts.hi // what the referee is shown
  */
 import { DisputeProofError, InvalidOptionError, NoDivergenceError } from '../shared/errors.ts'
-import type { NamedTensors, Tensor, TensorData } from '../shared/tensor.ts'
+import {
+  BYTES_PER_ELEMENT,
+  elementCount,
+  type NamedTensors,
+  type Tensor,
+  type TensorData,
+} from '../shared/tensor.ts'
 import { tensorsCid } from '../shared/tensor-codec.ts'
 import { asker, blame, CHUNK_BATCH, checkAnswer, type Divergence, type Pair, type Side } from './bisect.ts'
 import {
@@ -29,6 +35,7 @@ import {
 import { type CutBody, type CutJob, compareCuts, type ReadCut, readCut, verifyCut } from './cut-commit.ts'
 import { advance, type CutPlan, cutAt, cutPlan, nextProbe, startSearch } from './cuts.ts'
 import { sameBytes } from './merkle.ts'
+import { DISPUTE_LIMITS } from './wire-frames.ts'
 
 /** One side of a dispute over cuts: what createCutCommitter answers, or a remote contributor. */
 export interface CutParty {
@@ -56,7 +63,7 @@ export interface CutDivergence {
   leaf: number
   /** Its node index. */
   node: number
-  /** Rounds of questions: the two ends (one round), each probe, and chunk rounds. */
+  /** Rounds of questions: the two ends with the first probe (one round), each later probe, and chunk rounds. */
   rounds: number
   /** Cuts probed between the ends: at most searchRounds(N). */
   probes: number
@@ -65,6 +72,11 @@ export interface CutDivergence {
   cuts: { lo: Pair<SignedCut>; hi: Pair<SignedCut> }
   /** At cut hi, the first chunk found to disagree under a tolerance. */
   disagreement?: Disagreement
+  /**
+   * Bytes of cut hi's tensors as side a's chunk hashes give them (those compared under a tolerance):
+   * what asking for them costs, unchecked (a side's answer is checked against its own hashes).
+   */
+  hiBytes?: Record<string, number>
 }
 
 export interface BisectCutsOptions {
@@ -89,6 +101,8 @@ export interface BisectCutsOptions {
   signal?: AbortSignal
 }
 
+/** The next probe if this one agrees, and if it differs. */
+type Next = { agree?: number; differ?: number }
 /** A comparison once straddles are settled by value. */
 type Verdict = { agree: boolean; disagreement?: Disagreement }
 type Chunk = { name: string; index: number }
@@ -104,6 +118,8 @@ interface Search {
   agreed: Set<string>
   differs: Map<string, Verdict>
   straddles: number
+  /** Cuts asked ahead: the next probe either way, asked with a straddle's first chunks. */
+  ahead: Map<number, Pair<SignedCut>>
 }
 
 const tol = (s: Search, name: string) => toleranceOf(tensorRule(s.o.plan, s.o.rules, name))
@@ -122,6 +138,35 @@ const jobOf = (o: BisectCutsOptions, side: Side): CutJob => ('a' in o.job ? o.jo
  */
 const openOne = async (s: Search, party: CutParty, side: Side, p: number): Promise<SignedCut> =>
   take(s, side, p, await party.cut(p))
+
+/**
+ * `side`'s cut at `p` and, under a tolerance, in the same round, the chunk hashes of its tensors not
+ * hashed yet (checked against the cut): with drift every probe straddles, and a round of its own for
+ * them cost each probe one more. Cut -1 is the job's inputs, never a tolerance matter.
+ */
+async function openWithHashes(
+  s: Search,
+  party: CutParty,
+  side: Side,
+  p: number,
+  given?: Uint8Array,
+): Promise<SignedCut> {
+  const have = s.hashes[side]
+  const names = p < 0 ? [] : cutAt(s.cp, p).filter((name) => tol(s, name) && !have.has(name))
+  const [cut, hashes] = await Promise.all([
+    given ? take(s, side, p, given) : openOne(s, party, side, p),
+    Promise.all(names.map((name) => party.chunkHashes(name))),
+  ])
+  await Promise.all(names.map((name, k) => keepHashes(s, side, cut, name, hashes[k]!)))
+  return cut
+}
+
+/** Keeps `side`'s chunk hashes of `name` once they digest to its commitment in `cut`. */
+async function keepHashes(s: Search, side: Side, cut: SignedCut, name: string, h: ChunkHashes) {
+  const committed = cut.body.tensors.find((t) => t.name === name)!
+  await checkChunkHashes(h, committed, tol(s, name))
+  s.hashes[side].set(name, h)
+}
 
 /** `side`'s signed cut at `p` (asked now, or given), read and checked as openOne says. */
 async function take(s: Search, side: Side, p: number, signed: Uint8Array): Promise<SignedCut> {
@@ -143,30 +188,28 @@ async function take(s: Search, side: Side, p: number, signed: Uint8Array): Promi
 }
 
 /** Whether both sides' cuts agree under the rules, settling straddles by their chunks. */
-async function verdict(s: Search, cuts: Pair<SignedCut>): Promise<Verdict> {
+async function verdict(s: Search, cuts: Pair<SignedCut>, next: Next = {}): Promise<Verdict> {
   const r = compareCuts(cuts.a.body, cuts.b.body, s.o.plan, s.o.rules)
   if (typeof r === 'string') return { agree: r === 'agree' }
   const known = r.straddle.find((name) => s.differs.has(name))
   if (known) return s.differs.get(known)!
   const names = r.straddle.filter((name) => !s.agreed.has(name))
   if (!names.length) return { agree: true }
-  const v = await settle(s, names, cuts)
+  const v = await settle(s, names, cuts, next)
   if (v.agree) s.straddles++
   return v
 }
 
-/** Straddling tensors: their chunk hashes (one round), then the chunks that differ, CHUNK_BATCH a round. */
-async function settle(s: Search, names: string[], cuts: Pair<SignedCut>): Promise<Verdict> {
+/**
+ * Straddling tensors: their chunk hashes (asked with their cut, else one round now), then the chunks
+ * that differ on both grids, in rounds of CHUNK_BATCH, 2·CHUNK_BATCH, … chunks; `next` go with the first.
+ */
+async function settle(s: Search, names: string[], cuts: Pair<SignedCut>, next: Next): Promise<Verdict> {
   const missing = names.filter((name) => !s.hashes.a.has(name) || !s.hashes.b.has(name))
   if (missing.length)
     await s.ask.round((party, side) =>
       Promise.all(
-        missing.map(async (name) => {
-          const h = await party.chunkHashes(name)
-          const committed = cuts[side].body.tensors.find((t) => t.name === name)!
-          await checkChunkHashes(h, committed, tol(s, name))
-          s.hashes[side].set(name, h)
-        }),
+        missing.map(async (name) => keepHashes(s, side, cuts[side], name, await party.chunkHashes(name))),
       ),
     )
   const differ = (name: string, v: Verdict) => {
@@ -182,9 +225,22 @@ async function settle(s: Search, names: string[], cuts: Pair<SignedCut>): Promis
     if (!left.set(name, indices.length).get(name)) s.agreed.add(name)
     for (const index of indices) pending.push({ name, index })
   }
-  for (let from = 0; from < pending.length; from += CHUNK_BATCH) {
-    const batch = pending.slice(from, from + CHUNK_BATCH)
-    const values = await s.ask.round((party, side) => askChunks(s, party, side, batch))
+  // A lie shows in the first chunks that differ; drift makes all of them differ, and agreement needs
+  // each compared: batches double, so a straddle of n chunks costs log2(n / CHUNK_BATCH) rounds, not
+  // n / CHUNK_BATCH, and a lie moves at most twice the chunks a batch of CHUNK_BATCH would.
+  for (let from = 0, size = CHUNK_BATCH; from < pending.length; from += size, size *= 2) {
+    const batch = pending.slice(from, from + size)
+    // The first chunk round also asks the next probe's cut either way the verdict goes: a probe
+    // costs one round, straddle or not, for one cut per side (of the two) hashed and never used.
+    const ahead = from === 0 ? guessNext(s, names, pending.length, next) : []
+    const answers = await s.ask.round((party, side) =>
+      Promise.all([
+        askChunks(s, party, side, batch),
+        Promise.all(ahead.map((p) => openWithHashes(s, party, side, p))),
+      ]),
+    )
+    for (const [k, p] of ahead.entries()) s.ahead.set(p, { a: answers.a[1][k]!, b: answers.b[1][k]! })
+    const values = { a: answers.a[0], b: answers.b[0] }
     for (const [k, { name, index }] of batch.entries()) {
       const [x, y] = [values.a[k]!, values.b[k]!]
       if (!chunksAgree(x, y, tol(s, name)!))
@@ -195,11 +251,28 @@ async function settle(s: Search, names: string[], cuts: Pair<SignedCut>): Promis
   return { agree: true }
 }
 
+/**
+ * The next probe a straddle is likely to lead to: honest drift leaves few chunks differing on both
+ * grids, a lie that reached a cut most of its chunks. A wrong guess costs a round and a cut unused.
+ */
+function guessNext(s: Search, names: string[], differing: number, next: Next): number[] {
+  const chunks = names.reduce((n, name) => n + s.hashes.a.get(name)!.exact.length, 0)
+  const p = differing * 4 > chunks ? next.differ : next.agree
+  return p === undefined || s.ahead.has(p) ? [] : [p]
+}
+
 /** One side's chunks of `batch`, each checked against its chunk hashes; values in batch order. */
 async function askChunks(s: Search, party: CutParty, side: Side, batch: Chunk[]): Promise<TensorData[]> {
   const byName = new Map<string, number[]>()
   for (const [k, c] of batch.entries()) byName.set(c.name, [...(byName.get(c.name) ?? []), k])
   const values: TensorData[] = []
+  // One question holds at most DISPUTE_LIMITS.indices chunks; a batch may need several.
+  const questions = [...byName].flatMap(([name, at]) =>
+    Array.from({ length: Math.ceil(at.length / DISPUTE_LIMITS.indices) }, (_, q) => {
+      const part = at.slice(q * DISPUTE_LIMITS.indices, (q + 1) * DISPUTE_LIMITS.indices)
+      return [name, part] as [string, number[]]
+    }),
+  )
   const ask = async ([name, at]: [string, number[]]) => {
     const indices = at.map((k) => batch[k]!.index)
     const got = await party.chunks(name, indices)
@@ -210,7 +283,7 @@ async function askChunks(s: Search, party: CutParty, side: Side, batch: Chunk[])
     }
     await Promise.all(at.map(check))
   }
-  await Promise.all([...byName].map(ask))
+  await Promise.all(questions.map(ask))
   return values
 }
 
@@ -260,22 +333,28 @@ export async function bisectCuts(o: BisectCutsOptions): Promise<CutDivergence> {
     agreed: new Set(),
     differs: new Map(),
     straddles: 0,
+    ahead: new Map(),
   }
   const expected = o.inputs && (await inputCommitments(s, o.inputs))
-  const last = (party: CutParty, side: Side) =>
-    o.last ? take(s, side, n - 1, o.last[side]) : openOne(s, party, side, n - 1)
+  const last = (party: CutParty, side: Side) => openWithHashes(s, party, side, n - 1, o.last?.[side])
+  let search = startSearch(n)
+  // The first probe does not depend on the ends: it goes with them (wasted only if the outputs agree).
+  const first = nextProbe(search.lo, search.hi)
+  const probe = (party: CutParty, side: Side) =>
+    first === undefined ? undefined : openWithHashes(s, party, side, first)
   const ends = await s.ask.round((party, side) =>
-    Promise.all([openOne(s, party, side, -1), last(party, side)]),
+    Promise.all([openOne(s, party, side, -1), last(party, side), probe(party, side)]),
   )
   let lo: Pair<SignedCut> = { a: ends.a[0], b: ends.b[0] }
   let hi: Pair<SignedCut> = { a: ends.a[1], b: ends.b[1] }
   checkInputs(lo, expected)
   let at = await verdict(s, hi)
   if (at.agree) throw new NoDivergenceError('the outputs agree under the rules')
-  let search = startSearch(n)
+  if (first !== undefined) s.ahead.set(first, { a: ends.a[2]!, b: ends.b[2]! })
   for (let p = nextProbe(search.lo, search.hi); p !== undefined; p = nextProbe(search.lo, search.hi)) {
-    const cuts = await s.ask.round((party, side) => openOne(s, party, side, p))
-    const v = await verdict(s, cuts)
+    const cuts = s.ahead.get(p) ?? (await s.ask.round((party, side) => openWithHashes(s, party, side, p)))
+    s.ahead.clear()
+    const v = await verdict(s, cuts, { agree: nextProbe(p, search.hi), differ: nextProbe(search.lo, p) })
     search = advance(search, v.agree)
     if (v.agree) lo = cuts
     else [hi, at] = [cuts, v]
@@ -289,6 +368,11 @@ export async function bisectCuts(o: BisectCutsOptions): Promise<CutDivergence> {
     cuts: { lo, hi },
   }
   if (at.disagreement) d.disagreement = at.disagreement
+  const sized = hi.a.body.tensors.flatMap(({ name }) => {
+    const h = s.hashes.a.get(name)
+    return h ? [[name, elementCount(h.dims) * BYTES_PER_ELEMENT[h.dtype]] as const] : []
+  })
+  if (sized.length) d.hiBytes = Object.fromEntries(sized)
   await proven(s, [lo, hi])
   return d
 }

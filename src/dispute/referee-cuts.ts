@@ -148,17 +148,52 @@ function openCase(o: RefereeCutsOptions, side: Side, reads: string[]): Case {
 
 type Ask = ReturnType<typeof asker<CutParty>>
 
-/** Round one: a's copy of every input, b's where it committed otherwise; b shares a's if they are a's. */
-async function firstRound(ask: Ask, cases: Pair<Case>, reads: string[]): Promise<void> {
+/** The names of a side's claimed outputs compared by value (under a tolerance): their tensors are asked. */
+const tolerantOutputs = (o: RefereeCutsOptions, c: Case) =>
+  c.claimed.filter((t) => tensorRule(o.plan, o.rules, t.name).kind === 'tolerance').map((t) => t.name)
+
+/** Outputs asked with the inputs when they are known to take at most this many bytes a side. */
+export const PREFETCH_BYTES = 1 << 20
+
+/**
+ * The outputs compared by value that round one asks for: drift makes their exact hashes differ from
+ * the referee's nearly always, and a round of their own cost a tolerance dispute one more. Only
+ * when the search's chunk hashes say they are small: a side matching the referee exactly would
+ * have moved them for nothing (a 5-node MLP's 3.7 MB).
+ */
+function prefetched(o: RefereeCutsOptions, c: Case): string[] {
+  const names = tolerantOutputs(o, c)
+  const sizes = o.divergence.hiBytes
+  const total = names.reduce((n, name) => n + (sizes?.[name] ?? Number.POSITIVE_INFINITY), 0)
+  return total <= PREFETCH_BYTES ? names : []
+}
+
+/**
+ * Round one: a's copy of every input, b's where it committed otherwise (b shares a's if they are
+ * a's), and each side's small outputs compared by value (prefetched).
+ */
+async function firstRound(
+  o: RefereeCutsOptions,
+  ask: Ask,
+  cases: Pair<Case>,
+  reads: string[],
+): Promise<void> {
   const { a, b } = cases
   const own = { a: reads, b: reads.filter((name) => !sameBytes(committed(a, name), committed(b, name))) }
-  const r = await ask.settle((party, side) => fetchTensors(party, own[side]))
+  const r = await ask.settle(async (party, side) => {
+    const [inputs, outputs] = await Promise.all([
+      fetchTensors(party, own[side]),
+      fetchTensors(party, prefetched(o, cases[side])),
+    ])
+    return { inputs, outputs }
+  })
   rethrowTransport(r)
   for (const c of [a, b]) {
     const x = r[c.side]
     if (!x.ok) c.settled = failure(x.error as Error)
     else {
-      c.inputs = x.value
+      c.inputs = x.value.inputs
+      if (Object.keys(x.value.outputs).length) c.outputs = x.value.outputs
       c.settled = await badCase(c)
     }
   }
@@ -169,21 +204,19 @@ async function firstRound(ask: Ask, cases: Pair<Case>, reads: string[]): Promise
   }
 }
 
-/** Round two, for a side not yet settled: the inputs it could not share, its outputs under a tolerance. */
+/** Round two, for a side not yet settled: the inputs it could not share, its outputs if not yet asked. */
 async function secondRound(
   o: RefereeCutsOptions,
   ask: Ask,
   cases: Pair<Case>,
   settle: (c: Case) => Promise<void>,
 ) {
-  const tolerant = (c: Case) =>
-    c.claimed.filter((t) => tensorRule(o.plan, o.rules, t.name).kind === 'tolerance').map((t) => t.name)
   const r = await ask.settle(async (party, side) => {
     const c = cases[side]
     if (c.settled) return undefined
     const [inputs, outputs] = await Promise.all([
       fetchTensors(party, c.missing),
-      fetchTensors(party, tolerant(c)),
+      c.outputs ? c.outputs : fetchTensors(party, tolerantOutputs(o, c)),
     ])
     return { inputs, outputs }
   })
@@ -223,7 +256,7 @@ export async function refereeCuts(o: RefereeCutsOptions): Promise<CutSettlement>
     const j = await judgeOutputs(o, c.claimed, c.outputs, await runner.recompute(key, c.inputs))
     if (j !== 'outputs') c.settled = { ...j, inputs: c.inputs }
   }
-  if (reads.length) await firstRound(ask, cases, reads)
+  if (reads.length) await firstRound(o, ask, cases, reads)
   await settle(cases.a)
   await settle(cases.b)
   if (!cases.a.settled || !cases.b.settled) await secondRound(o, ask, cases, settle)
