@@ -9,10 +9,9 @@ import { own } from '../shared/bytes.ts'
 import type { NamedTensors } from '../shared/tensor.ts'
 import { decodeTensors, type EncodedTensors, encodeTensors } from '../shared/tensor-codec.ts'
 import type { JobRecord, Store } from '../store/db.ts'
-import { agreementGroups } from '../trust/compare.ts'
 import type { VerificationPolicy } from '../trust/policy.ts'
 import { encodeReceipt } from '../trust/receipt.ts'
-import { disputeWinner, type QuorumState } from './quorum.ts'
+import { disputeWinner, type QuorumState, quorumGroups } from './quorum.ts'
 import { fromStored, type StoredJob, toStored } from './stored.ts'
 
 /** A job as submitted: everything but its progress. */
@@ -97,12 +96,7 @@ export function agreeingPeers(q: QuorumState, policy: VerificationPolicy): strin
   if (q.agreed) return q.agreed
   // Settled alone by dispute: the side the referee confirmed, never the first of two groups of one.
   if (q.dispute?.alone) return [disputeWinner(q.dispute)]
-  const ok = q.replicas.filter((r) => r.status === 'ok' && !r.convicted)
-  const g = agreementGroups(
-    ok.map((r) => ({ r, outputs: r.result!.outputs, outputCid: r.result!.outputCid })),
-    policy.compare,
-  )
-  return (g[0] ?? []).map((m) => m.r.peer)
+  return (quorumGroups(q.replicas, policy.compare)[0] ?? []).map((m) => m.r.peer)
 }
 
 const NOOP_PROGRESS: ProgressWriter = { mark() {}, close: async () => {} }

@@ -169,7 +169,17 @@ const ok = (s: QuorumState) => s.replicas.filter((r) => r.status === 'ok' && !r.
 /** An ok replica as agreementGroups compares it. */
 const member = (r: Replica) => ({ r, outputs: r.result!.outputs, outputCid: r.result!.outputCid })
 type Member = ReturnType<typeof member>
-const groups = ({ s, policy }: Run) => agreementGroups(ok(s).map(member), policy.compare)
+
+/**
+ * The ok replicas' agreement groups, less every group that holds a convicted replica: a result that
+ * agrees with one a referee proved wrong counts for nothing (else two colluders agreeing with their
+ * convicted partner would outvote, and punish, the side the referee upheld), nor is it punished.
+ */
+export function quorumGroups(replicas: Replica[], compare: VerificationPolicy['compare']): Member[][] {
+  const results = replicas.filter((r) => r.status === 'ok').map(member)
+  return agreementGroups(results, compare).filter((g) => !g.some((m) => m.r.convicted))
+}
+const groups = ({ s, policy }: Run) => quorumGroups(s.replicas, policy.compare)
 const best = (run: Run) => groups(run)[0]?.length ?? 0
 
 async function finish(run: Run, state: FinalState, reason?: string): Promise<QuorumState> {
@@ -333,8 +343,9 @@ async function acceptVerified(run: Run, g: Member[][]): Promise<QuorumState> {
     !drifted.includes(peer) && (policy.compare.kind !== 'exact' || (fx.sameClass?.(lead, peer) ?? true))
   // A dispute's evidence stays in the record only beside the result it accepted.
   if (s.dispute && !agreed.some((m) => m.r.peer === disputeWinner(s.dispute!))) delete s.dispute
-  for (const other of g.slice(1))
-    for (const m of other) if (judged(m.r.peer)) await fx.recordOutcome(m.r.peer, 'invalid')
+  // Every other result is wrong, those that agreed with a convicted one included (in no group).
+  for (const r of ok(s))
+    if (!agreed.some((m) => m.r === r) && judged(r.peer)) await fx.recordOutcome(r.peer, 'invalid')
   await punishRefusals(run)
   judgeLate(run, agreed, judged)
   return finish(run, 'verified')

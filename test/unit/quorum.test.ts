@@ -373,6 +373,28 @@ describe('runQuorum settles a 1–1 disagreement by dispute', () => {
     expect(s.risk).toBe(0.5) // two workers agreeing, not the winner alone
   })
 
+  it('counts nothing that agrees with the convicted result: two colluders neither outvote nor punish the upheld side', async () => {
+    const h = disputing(['honest', 'wrong', 'wrong', 'wrong', 'honest'], {
+      verdict: 'b-invalid',
+      ...evidence,
+    })
+    const checks: [string, Outcome, boolean | undefined][] = []
+    h.fx.recordOutcome = async (peer, o, checked) => void checks.push([peer, o, checked])
+    const s = await run(p, h.fx)
+    // Peers 2 and 3 agree with the convicted peer 1: before, they were a quorum of two, the wrong
+    // result was accepted and peer 0 (whom the referee upheld) punished.
+    expect(s.state).toBe('verified')
+    expect(h.dispatched).toEqual(peers)
+    expect(s.agreed).toEqual([peers[0], peers[4]])
+    expect(checks).toEqual([
+      [peers[1], 'invalid', undefined],
+      [peers[0], 'valid', true],
+      [peers[4], 'valid', true],
+      [peers[2], 'invalid', undefined],
+      [peers[3], 'invalid', undefined],
+    ])
+  })
+
   it('accepts the confirmed side alone only where adaptive replication trusts its worker', async () => {
     const h = disputing(['wrong', 'honest', 'honest'], { verdict: 'a-invalid', ...evidence })
     const checks: [string, Outcome, boolean | undefined][] = []
