@@ -15,7 +15,13 @@ import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { Logger } from '@libp2p/interface'
 import { copyOf } from '../src/shared/bytes.ts'
-import { AbortError, InferenceError, namedError, UnknownModelError } from '../src/shared/errors.ts'
+import {
+  AbortError,
+  InferenceError,
+  JobHandedBackError,
+  namedError,
+  UnknownModelError,
+} from '../src/shared/errors.ts'
 import type { NamedTensors } from '../src/shared/tensor.ts'
 import type { NodeEp } from './ep.ts'
 import type {
@@ -193,7 +199,7 @@ function enqueue(p: Pool, cid: string, inputs: NamedTensors, signal: AbortSignal
     const onAbort = () => {
       const i = p.queue.indexOf(job)
       if (i >= 0) p.queue.splice(i, 1)
-      else if (job.handle?.job === job) abortRunning(p, job, job.handle)
+      else if (job.handle?.job === job) abortRunning(p, job, job.handle, signal.reason)
       reject(new AbortError('aborted'))
     }
     const job: Job = {
@@ -216,16 +222,21 @@ function enqueue(p: Pool, cid: string, inputs: NamedTensors, signal: AbortSignal
   })
 }
 
-/** An aborted run: its process killed, within the budget; else left to finish, its answer dropped. */
-function abortRunning(p: Pool, job: Job, h: Handle): void {
+/**
+ * An aborted run: its process killed, within the budget; else left to finish, its answer dropped.
+ * A hand-back (the contributor paused or stopped: JobHandedBackError) is always killed: it is this
+ * contributor's own doing, never a requester's storm, and a pause is meant to free the cores.
+ */
+function abortRunning(p: Pool, job: Job, h: Handle, reason: unknown): void {
   const now = performance.now()
   p.kills = p.kills.filter((t) => now - t < KILL_WINDOW_MS)
-  if (p.kills.length >= Math.max(1, p.o.workers)) {
+  const own = (reason as Error | undefined)?.name === JobHandedBackError.NAME
+  if (!own && p.kills.length >= Math.max(1, p.o.workers)) {
     p.o.log?.('run of %s aborted in worker %d: past the kill budget, it finishes unanswered', job.cid, h.id)
     job.abandoned = true
     return
   }
-  p.kills.push(now)
+  if (!own) p.kills.push(now)
   p.o.log?.('run of %s aborted in worker %d: its process is killed', job.cid, h.id)
   kill(p, h)
   pump(p)

@@ -3,6 +3,8 @@
  * under CPU pressure), and holds (pause, hidden tab, battery, another tab elected). A new hold refuses
  * new jobs at once and hands running ones back through `handBack`, so their requesters reissue them.
  */
+import { JobHandedBackError } from '../shared/errors.ts'
+
 export type AdmissionRefusal = 'not-contributing' | 'busy'
 
 export type HoldReason = 'paused' | 'hidden' | 'battery' | 'standby'
@@ -111,7 +113,8 @@ function isActive(s: AdmissionState): boolean {
 function recall(s: AdmissionState, why: string): void {
   const old = s.handBack
   s.handBack = new AbortController()
-  old.abort(new Error(why))
+  // Named, so an engine can tell the contributor's own recall from a requester's cancel.
+  old.abort(new JobHandedBackError(why))
 }
 
 function setContributing(s: AdmissionState, on: boolean): void {

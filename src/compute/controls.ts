@@ -4,6 +4,7 @@
  */
 
 import { TypedEventEmitter } from 'main-event'
+import { JobHandedBackError } from '../shared/errors.ts'
 import type { Service } from '../shared/lifecycle.ts'
 import { calibrationStore } from '../store/calibration.ts'
 import type { Store } from '../store/db.ts'
@@ -125,7 +126,9 @@ export async function createControls(o: ControlsOptions): Promise<ControlsIntern
   const jobEngine = engine.guarded({
     // A job reaching the engine while held (e.g. paused mid-download) is handed back too.
     handBack: () =>
-      admission.active ? admission.handBack : AbortSignal.abort(new Error(admission.why('not-contributing'))),
+      admission.active
+        ? admission.handBack
+        : AbortSignal.abort(new JobHandedBackError(admission.why('not-contributing'))),
     maxModelBytes: () => current(c).maxModelBytes,
   })
   const c: Ctl = {

@@ -17,6 +17,7 @@ import {
 } from '../../node/engine.ts'
 import { forkWorker } from '../../node/engine-pool.ts'
 import { modelCid } from '../../src/shared/cid.ts'
+import { JobHandedBackError } from '../../src/shared/errors.ts'
 import type { NamedTensors } from '../../src/shared/tensor.ts'
 import { matmulChain } from '../helpers/onnx-graph.ts'
 
@@ -174,6 +175,28 @@ describe('node engine processes', () => {
     expect(events.filter((e) => e.type === 'spawned')).toHaveLength(2)
     expect(events.some((e) => ended(e, 2))).toBe(false)
     expect(events.filter((e) => e.type === 'ended' && e.worker === 2)).toHaveLength(2) // abandoned, next
+  })
+
+  it('kills a run handed back (the contributor paused) past the kill budget: the pause frees the core', async () => {
+    const engine = await start({ workers: 1 })
+    const abortOnStart = (stop: AbortController, reason?: Error) => {
+      onEvent = (e) => {
+        if (e.type === 'started') setTimeout(() => stop.abort(reason), 20)
+      }
+    }
+    const first = new AbortController()
+    abortOnStart(first) // a requester's cancel: the budget's one kill
+    await expect(engine.run({ cid: slowCid, inputs: square(1536) }, first.signal)).rejects.toThrow()
+    await vi.waitFor(() => expect(events.some((e) => ended(e, 1))).toBe(true), { timeout: 2000 })
+    const second = new AbortController()
+    abortOnStart(second, new JobHandedBackError('the contributor paused'))
+    await expect(engine.run({ cid: slowCid, inputs: square(1536) }, second.signal)).rejects.toThrow()
+    onEvent = () => {}
+    // Killed, not left to finish: its process is gone within 2 s (the run alone takes longer).
+    const pid = pidOf(events, 2)
+    await vi.waitFor(() => expect(alive(pid)).toBe(false), { timeout: 2000 })
+    const next = await engine.run({ cid: slowCid, inputs: square(8) })
+    expect([next.outputs.y!.dims, events.filter((e) => e.type === 'spawned').length]).toEqual([[8, 8], 3])
   })
 
   it('runs a model evicted and loaded again while an abandoned run held its process', async () => {
