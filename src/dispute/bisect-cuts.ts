@@ -73,10 +73,10 @@ export interface CutDivergence {
   /** At cut hi, the first chunk found to disagree under a tolerance. */
   disagreement?: Disagreement
   /**
-   * Bytes of cut hi's tensors as side a's chunk hashes give them (those compared under a tolerance):
-   * what asking for them costs, unchecked (a side's answer is checked against its own hashes).
+   * Bytes of cut hi's tensors (those compared under a tolerance) as each side's own chunk hashes give
+   * them: what asking that side for them costs. A side can misstate only its own.
    */
-  hiBytes?: Record<string, number>
+  hiBytes?: Pair<Record<string, number>>
 }
 
 export interface BisectCutsOptions {
@@ -101,6 +101,12 @@ export interface BisectCutsOptions {
   signal?: AbortSignal
 }
 
+/**
+ * Chunks asked of a side in one round at most: every question's answer timer starts when it is
+ * sent and the side answers one at a time, so a round stays within 8 full questions (≤ 4 MiB).
+ */
+const MAX_BATCH = 8 * DISPUTE_LIMITS.indices
+
 /** The next probe if this one agrees, and if it differs. */
 type Next = { agree?: number; differ?: number }
 /** A comparison once straddles are settled by value. */
@@ -114,6 +120,10 @@ interface Search {
   shown: Pair<Map<string, { commitment: OutputCommitment; cut: ReadCut }>>
   /** Each side's chunk hashes, checked against those commitments. */
   hashes: Pair<Map<string, ChunkHashes>>
+  /** Tensors whose chunk hashes were asked of each side (with a cut), answered or not yet. */
+  asked: Pair<Set<string>>
+  /** The job's inputs (cut -1). */
+  inputs: Set<string>
   /** Tensors settled by value, agreeing or not: commitments cannot change, so neither can that. */
   agreed: Set<string>
   differs: Map<string, Verdict>
@@ -151,8 +161,11 @@ async function openWithHashes(
   p: number,
   given?: Uint8Array,
 ): Promise<SignedCut> {
-  const have = s.hashes[side]
-  const names = p < 0 ? [] : cutAt(s.cp, p).filter((name) => tol(s, name) && !have.has(name))
+  const asked = s.asked[side]
+  // Inputs are compared exactly at cut -1 (checkInputs): they never straddle in a later cut.
+  const fresh = (name: string) => tol(s, name) && !asked.has(name) && !s.inputs.has(name)
+  const names = p < 0 ? [] : cutAt(s.cp, p).filter(fresh)
+  for (const name of names) asked.add(name)
   const [cut, hashes] = await Promise.all([
     given ? take(s, side, p, given) : openOne(s, party, side, p),
     Promise.all(names.map((name) => party.chunkHashes(name))),
@@ -205,6 +218,7 @@ async function verdict(s: Search, cuts: Pair<SignedCut>, next: Next = {}): Promi
  * that differ on both grids, in rounds of CHUNK_BATCH, 2·CHUNK_BATCH, … chunks; `next` go with the first.
  */
 async function settle(s: Search, names: string[], cuts: Pair<SignedCut>, next: Next): Promise<Verdict> {
+  // Every cut came with its hashes (openWithHashes): a guard, should a straddle ever lack them.
   const missing = names.filter((name) => !s.hashes.a.has(name) || !s.hashes.b.has(name))
   if (missing.length)
     await s.ask.round((party, side) =>
@@ -225,10 +239,14 @@ async function settle(s: Search, names: string[], cuts: Pair<SignedCut>, next: N
     if (!left.set(name, indices.length).get(name)) s.agreed.add(name)
     for (const index of indices) pending.push({ name, index })
   }
-  // A lie shows in the first chunks that differ; drift makes all of them differ, and agreement needs
-  // each compared: batches double, so a straddle of n chunks costs log2(n / CHUNK_BATCH) rounds, not
+  // A lie shows in the first chunks that differ, while agreement needs every one compared: batches
+  // double (to MAX_BATCH), so a straddle of n chunks costs about log2(n / CHUNK_BATCH) rounds, not
   // n / CHUNK_BATCH, and a lie moves at most twice the chunks a batch of CHUNK_BATCH would.
-  for (let from = 0, size = CHUNK_BATCH; from < pending.length; from += size, size *= 2) {
+  for (
+    let from = 0, size = CHUNK_BATCH;
+    from < pending.length;
+    from += size, size = Math.min(2 * size, MAX_BATCH)
+  ) {
     const batch = pending.slice(from, from + size)
     // The first chunk round also asks the next probe's cut either way the verdict goes: a probe
     // costs one round, straddle or not, for one cut per side (of the two) hashed and never used.
@@ -258,7 +276,7 @@ async function settle(s: Search, names: string[], cuts: Pair<SignedCut>, next: N
 function guessNext(s: Search, names: string[], differing: number, next: Next): number[] {
   const chunks = names.reduce((n, name) => n + s.hashes.a.get(name)!.exact.length, 0)
   const p = differing * 4 > chunks ? next.differ : next.agree
-  return p === undefined || s.ahead.has(p) ? [] : [p]
+  return p === undefined ? [] : [p]
 }
 
 /** One side's chunks of `batch`, each checked against its chunk hashes; values in batch order. */
@@ -324,12 +342,15 @@ function checkInputs(lo: Pair<SignedCut>, expected?: OutputCommitment[]): void {
  */
 export async function bisectCuts(o: BisectCutsOptions): Promise<CutDivergence> {
   const n = o.plan.leaves.length
+  const cp = cutPlan(o.plan)
   const s: Search = {
     o,
-    cp: cutPlan(o.plan),
+    cp,
     ask: asker<CutParty>(o.a, o.b, o.signal),
     shown: { a: new Map(), b: new Map() },
     hashes: { a: new Map(), b: new Map() },
+    asked: { a: new Set(), b: new Set() },
+    inputs: new Set(cutAt(cp, -1)),
     agreed: new Set(),
     differs: new Map(),
     straddles: 0,
@@ -368,11 +389,14 @@ export async function bisectCuts(o: BisectCutsOptions): Promise<CutDivergence> {
     cuts: { lo, hi },
   }
   if (at.disagreement) d.disagreement = at.disagreement
-  const sized = hi.a.body.tensors.flatMap(({ name }) => {
-    const h = s.hashes.a.get(name)
-    return h ? [[name, elementCount(h.dims) * BYTES_PER_ELEMENT[h.dtype]] as const] : []
-  })
-  if (sized.length) d.hiBytes = Object.fromEntries(sized)
+  const sized = (side: Side) =>
+    Object.fromEntries(
+      hi[side].body.tensors.flatMap(({ name }) => {
+        const h = s.hashes[side].get(name)
+        return h ? [[name, elementCount(h.dims) * BYTES_PER_ELEMENT[h.dtype]] as const] : []
+      }),
+    )
+  d.hiBytes = { a: sized('a'), b: sized('b') }
   await proven(s, [lo, hi])
   return d
 }

@@ -163,7 +163,7 @@ export const PREFETCH_BYTES = 1 << 20
  */
 function prefetched(o: RefereeCutsOptions, c: Case): string[] {
   const names = tolerantOutputs(o, c)
-  const sizes = o.divergence.hiBytes
+  const sizes = o.divergence.hiBytes?.[c.side]
   const total = names.reduce((n, name) => n + (sizes?.[name] ?? Number.POSITIVE_INFINITY), 0)
   return total <= PREFETCH_BYTES ? names : []
 }

@@ -36,7 +36,7 @@ export const DISPUTE_LIMITS = {
   chunkHashes: 1 * MiB,
   /** A leaf's outputs (default; remoteParty's `maxOutputBytes`). */
   outputs: 16 * MiB,
-  /** Chunks asked for at once (bisect asks CHUNK_BATCH = 8). */
+  /** Chunks asked for in one question (a search's round may ask several). */
   indices: 64,
   /** One chunk: 1024 values of at most 8 bytes. */
   chunk: 8 * KiB,

@@ -6,7 +6,7 @@
  */
 import type { PrivateKey } from '@libp2p/interface'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { bisectCuts, type CutParty } from '../../src/dispute/bisect-cuts.ts'
+import { bisectCuts, type CutDivergence, type CutParty } from '../../src/dispute/bisect-cuts.ts'
 import {
   type DisputeRules,
   disputeRules,
@@ -16,7 +16,7 @@ import {
 } from '../../src/dispute/commit.ts'
 import { createCutCommitter } from '../../src/dispute/cut-commit.ts'
 import { withIntermediateOutputs } from '../../src/dispute/onnx-graph.ts'
-import { type RefereeCutsOptions, refereeCuts } from '../../src/dispute/referee-cuts.ts'
+import { PREFETCH_BYTES, type RefereeCutsOptions, refereeCuts } from '../../src/dispute/referee-cuts.ts'
 import type { NamedTensors, Tensor } from '../../src/shared/tensor.ts'
 import { generateIdentity, peerIdOf } from '../../src/trust/keys.ts'
 import { tracedJob } from '../helpers/cut-trace.ts'
@@ -51,8 +51,9 @@ async function dispute(
   a: Side,
   b: Side,
   more: Partial<RefereeCutsOptions> = {},
+  edit: (d: CutDivergence) => CutDivergence = (d) => d,
 ) {
-  const divergence = await bisectCuts({
+  const found = await bisectCuts({
     plan: t.plan,
     rules,
     a: a.party,
@@ -61,6 +62,7 @@ async function dispute(
     job: t.job,
     inputs: t.inputs,
   })
+  const divergence = edit(found)
   const asked = [a.asked.length, b.asked.length]
   const s = await refereeCuts({
     plan: t.plan,
@@ -169,6 +171,20 @@ describe('refereeCuts on PP-OCR detection (1x3x64x256)', () => {
     expect(s.a.distance).toBeGreaterThan(99)
     // Both sides' outputs come with the inputs, in one round: b's too, though they match exactly.
     expect([s.b.distance, fetched.b]).toEqual([0, outs.length])
+    // Each side is sized by its own hashes: over PREFETCH_BYTES, b is not asked in round one, and
+    // matching the referee exactly it is not asked at all; a liar can misstate only its own sizes.
+    const big = (x: Record<string, number>) =>
+      Object.fromEntries(Object.keys(x).map((k) => [k, PREFETCH_BYTES + 1]))
+    const sized = await dispute(t, rules, a, b, {}, (d) => ({
+      ...d,
+      hiBytes: { a: d.hiBytes!.a, b: big(d.hiBytes!.b) },
+    }))
+    expect([sized.s.verdict, sized.s.rounds, sized.fetched.b, sized.fetched.a > 0]).toEqual([
+      'a-invalid',
+      1,
+      0,
+      true,
+    ])
     // Its claimed outputs sent are not the ones its cut at the leaf commits to.
     const other = side(t, rules, await t.liar(LIAR, 100), keys[0]!, t.honest)
     const swapped = await dispute(t, rules, other, b)
