@@ -26,7 +26,12 @@ export interface KnownPeer {
   linkError?: string
   /** Attempts to link that failed in a row, while there is no direct link. */
   linkFailures?: number
+  /** After failed attempts, when the planner may dial it again (a job's redial does not wait). */
+  retryAt?: number
 }
+
+/** A peer that failed to link and has advertised since is dialled again within this long. */
+export const ALIVE_RETRY_MS = 2_000
 
 /** Invalid adverts a directly linked peer may send before it is cut off, and for how long. */
 export const MAX_INVALID_ADVERTS = 16
@@ -117,5 +122,7 @@ export function advertised(
     // A new advert does not make the last failed attempt to link succeed.
     ...(prev?.linkError ? { linkError: prev.linkError } : {}),
     ...(prev?.linkFailures ? { linkFailures: prev.linkFailures } : {}),
+    // A newer advert shows its peer alive (the relay back, say): a long wait is cut short.
+    ...(prev?.retryAt ? { retryAt: Math.min(prev.retryAt, now + ALIVE_RETRY_MS) } : {}),
   }
 }

@@ -37,6 +37,14 @@ export const REDIAL_MS = 10_000
  */
 export const NO_PATH_AFTER = 2
 
+/**
+ * The planner's wait before dialling a peer again after its n-th failure in a row (n ≥ NO_PATH_AFTER),
+ * doubling to RETRY_MAX_MS: an advert outlives its peer by up to three intervals, and each dial of a
+ * gone peer is a relay request; nor may unreachable peers hold the link budget from reachable ones.
+ */
+export const RETRY_BASE_MS = 2_000
+export const RETRY_MAX_MS = 30_000
+
 /** A model we submitted counts as wanted (more links, to its holders first) this long. */
 const WANT_MS = 5 * 60_000
 
@@ -149,8 +157,9 @@ function plan(s: LinkState) {
 /** The known peers as the planner sees them; notes which links carry streams as it goes. */
 function candidates(s: LinkState, links: Map<string, Connection>, now: number): LinkCandidate[] {
   const { activeAt } = s
+  // A peer waiting out its retry is no candidate: it neither holds the budget nor is dialled.
   return [...s.o.peers.values()]
-    .filter((p) => !s.o.isBlocked(p.id))
+    .filter((p) => !s.o.isBlocked(p.id) && (links.has(p.id) || !(p.retryAt !== undefined && p.retryAt > now)))
     .map((p) => {
       const link = links.get(p.id)
       const busy = link?.streams.some((st) => st.protocol?.startsWith('/peer-compute/')) ?? false
@@ -201,8 +210,11 @@ function failed(s: LinkState, id: string, why: string) {
   const known = s.o.peers.get(id)
   if (known == null) return
   known.linkError = why
-  known.linkFailures = (known.linkFailures ?? 0) + 1
-  if (known.linkFailures < NO_PATH_AFTER && !s.stopped) s.planTimer ??= setTimeout(() => plan(s), PLAN_GAP_MS)
+  const n = (known.linkFailures ?? 0) + 1
+  known.linkFailures = n
+  if (n < NO_PATH_AFTER) {
+    if (!s.stopped) s.planTimer ??= setTimeout(() => plan(s), PLAN_GAP_MS)
+  } else known.retryAt = Date.now() + Math.min(RETRY_BASE_MS * 2 ** (n - NO_PATH_AFTER), RETRY_MAX_MS)
 }
 
 function refresh(s: LinkState, id: string, notify = true) {
@@ -215,6 +227,7 @@ function refresh(s: LinkState, id: string, notify = true) {
   else {
     delete p.linkError
     delete p.linkFailures
+    delete p.retryAt
     void linkPath(link).then((path) => {
       if (path && p.path !== path && peers.get(id) === p) {
         p.path = path

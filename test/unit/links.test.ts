@@ -8,8 +8,8 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { AdvertBody } from '../../src/net/advert.ts'
-import type { KnownPeer } from '../../src/net/advert-intake.ts'
-import { createLinks, LINK_PROVE_MS, type Links } from '../../src/net/discovery-links.ts'
+import { ALIVE_RETRY_MS, advertised, type KnownPeer } from '../../src/net/advert-intake.ts'
+import { createLinks, LINK_PROVE_MS, type Links, RETRY_BASE_MS } from '../../src/net/discovery-links.ts'
 import { isDirect, markProven } from '../../src/net/link.ts'
 import { linkPlanDefaults } from '../../src/net/link-plan.ts'
 import type { BrowserNode } from '../../src/net/node.ts'
@@ -186,5 +186,32 @@ describe('links', () => {
     conns.length = 0
     links.refresh(remote.toString())
     expect(peers.get(remote.toString())?.linkFailures).toBeUndefined()
+  })
+
+  it('after the second failure, plans wait out a doubling retry: a gone peer is not a relay request a plan', async () => {
+    const plans = async (ms: number) => {
+      for (let t = 0; t < ms; t += 250) {
+        links.plan()
+        await vi.advanceTimersByTimeAsync(250)
+      }
+    }
+    links.plan()
+    await vi.advanceTimersByTimeAsync(300) // the first failure is tried again at once
+    expect(dial).toHaveBeenCalledTimes(2)
+    await plans(RETRY_BASE_MS - 250)
+    expect(dial).toHaveBeenCalledTimes(2)
+    await plans(500)
+    expect(dial).toHaveBeenCalledTimes(3)
+    await plans(2 * RETRY_BASE_MS - 500)
+    expect(dial).toHaveBeenCalledTimes(3)
+    await plans(750)
+    expect(dial).toHaveBeenCalledTimes(4)
+    expect(peers.get(remote.toString())?.linkFailures).toBe(4)
+    // The fourth failure waits 8 s; a newer advert (its peer alive) cuts that to ALIVE_RETRY_MS.
+    const known = peers.get(remote.toString())!
+    expect(known.retryAt! - Date.now()).toBeGreaterThan(ALIVE_RETRY_MS)
+    const was = { ...known, advert: { ...known.advert, ts: 1, seq: 1 } }
+    const newer = { ...known.advert, ts: 2, seq: 2 }
+    expect(advertised(was, newer, Date.now())!.retryAt! - Date.now()).toBe(ALIVE_RETRY_MS)
   })
 })
