@@ -3,7 +3,7 @@
  * distinct contributors, reissue on timeout / disconnect / rejection, add replicas on disagreement,
  * and accept once `quorum` replicas agree. Effects (network, storage, clock) are injected.
  */
-import { agreementGroups } from '../trust/compare.ts'
+import { agreementGroups, outputsAgree } from '../trust/compare.ts'
 import type { VerificationPolicy } from '../trust/policy.ts'
 import { classifyFailure, type FailureKind, PUNISHED_REFUSALS } from './failure.ts'
 import { MAX_REASON_LENGTH } from './messages.ts'
@@ -171,13 +171,19 @@ const member = (r: Replica) => ({ r, outputs: r.result!.outputs, outputCid: r.re
 type Member = ReturnType<typeof member>
 
 /**
- * The ok replicas' agreement groups, less every group that holds a convicted replica: a result that
- * agrees with one a referee proved wrong counts for nothing (else two colluders agreeing with their
- * convicted partner would outvote, and punish, the side the referee upheld), nor is it punished.
+ * The agreement groups of ok replicas not convicted, less every group whose first member agrees
+ * with a convicted result: a result a referee proved wrong makes no quorum through others that
+ * agree with it (else two colluders would outvote, and punish, the side the referee upheld); they
+ * are judged wrong once a quorum verifies. Groups form around their first member, so the upheld
+ * side's (which disagrees with the convicted one) forms first, and a result within tolerance of
+ * both joins it, not the convicted one's.
  */
 export function quorumGroups(replicas: Replica[], compare: VerificationPolicy['compare']): Member[][] {
-  const results = replicas.filter((r) => r.status === 'ok').map(member)
-  return agreementGroups(results, compare).filter((g) => !g.some((m) => m.r.convicted))
+  const done = replicas.filter((r) => r.status === 'ok')
+  const wrong = done.filter((r) => r.convicted).map(member)
+  return agreementGroups(done.filter((r) => !r.convicted).map(member), compare).filter(
+    (g) => !wrong.some((w) => outputsAgree(g[0]!, w, compare)),
+  )
 }
 const groups = ({ s, policy }: Run) => quorumGroups(s.replicas, policy.compare)
 const best = (run: Run) => groups(run)[0]?.length ?? 0

@@ -30,8 +30,19 @@ export interface KnownPeer {
   retryAt?: number
 }
 
-/** A peer that failed to link and has advertised since is dialled again within this long. */
+/** A peer that failed to link and advertises after a silence is dialled again within this long. */
 export const ALIVE_RETRY_MS = 2_000
+
+/**
+ * A newer advert after a silence shows its peer back (the relay restarted, say): a long wait is cut
+ * short. Not one within the silence: a busy peer that stays unreachable re-advertises its free slots
+ * each second, and must still wait out its doubling retry.
+ */
+export const ALIVE_SILENCE_MS = 5_000
+function retryAfterAdvert(prev: KnownPeer, now: number): Pick<KnownPeer, 'retryAt'> {
+  const back = now - prev.seenAt >= ALIVE_SILENCE_MS
+  return { retryAt: back ? Math.min(prev.retryAt!, now + ALIVE_RETRY_MS) : prev.retryAt! }
+}
 
 /** Invalid adverts a directly linked peer may send before it is cut off, and for how long. */
 export const MAX_INVALID_ADVERTS = 16
@@ -122,7 +133,6 @@ export function advertised(
     // A new advert does not make the last failed attempt to link succeed.
     ...(prev?.linkError ? { linkError: prev.linkError } : {}),
     ...(prev?.linkFailures ? { linkFailures: prev.linkFailures } : {}),
-    // A newer advert shows its peer alive (the relay back, say): a long wait is cut short.
-    ...(prev?.retryAt ? { retryAt: Math.min(prev.retryAt, now + ALIVE_RETRY_MS) } : {}),
+    ...(prev?.retryAt ? retryAfterAdvert(prev, now) : {}),
   }
 }

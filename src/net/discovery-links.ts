@@ -157,6 +157,7 @@ function plan(s: LinkState) {
 /** The known peers as the planner sees them; notes which links carry streams as it goes. */
 function candidates(s: LinkState, links: Map<string, Connection>, now: number): LinkCandidate[] {
   const { activeAt } = s
+  for (const id of activeAt.keys()) if (!links.has(id)) activeAt.delete(id) // a new link starts fresh
   // A peer waiting out its retry is no candidate: it neither holds the budget nor is dialled.
   return [...s.o.peers.values()]
     .filter((p) => !s.o.isBlocked(p.id) && (links.has(p.id) || !(p.retryAt !== undefined && p.retryAt > now)))
@@ -164,7 +165,6 @@ function candidates(s: LinkState, links: Map<string, Connection>, now: number): 
       const link = links.get(p.id)
       const busy = link?.streams.some((st) => st.protocol?.startsWith('/peer-compute/')) ?? false
       if (link && (busy || !activeAt.has(p.id))) activeAt.set(p.id, now)
-      if (!link) activeAt.delete(p.id)
       return {
         id: p.id,
         contributing: p.advert.contributing && p.advert.eps.length > 0,
@@ -214,7 +214,9 @@ function failed(s: LinkState, id: string, why: string) {
   known.linkFailures = n
   if (n < NO_PATH_AFTER) {
     if (!s.stopped) s.planTimer ??= setTimeout(() => plan(s), PLAN_GAP_MS)
-  } else known.retryAt = Date.now() + Math.min(RETRY_BASE_MS * 2 ** (n - NO_PATH_AFTER), RETRY_MAX_MS)
+  } else {
+    known.retryAt = Date.now() + Math.min(RETRY_BASE_MS * 2 ** (n - NO_PATH_AFTER), RETRY_MAX_MS)
+  }
 }
 
 function refresh(s: LinkState, id: string, notify = true) {

@@ -8,7 +8,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { AdvertBody } from '../../src/net/advert.ts'
-import { ALIVE_RETRY_MS, advertised, type KnownPeer } from '../../src/net/advert-intake.ts'
+import { ALIVE_RETRY_MS, ALIVE_SILENCE_MS, advertised, type KnownPeer } from '../../src/net/advert-intake.ts'
 import { createLinks, LINK_PROVE_MS, type Links, RETRY_BASE_MS } from '../../src/net/discovery-links.ts'
 import { isDirect, markProven } from '../../src/net/link.ts'
 import { linkPlanDefaults } from '../../src/net/link-plan.ts'
@@ -207,11 +207,15 @@ describe('links', () => {
     await plans(750)
     expect(dial).toHaveBeenCalledTimes(4)
     expect(peers.get(remote.toString())?.linkFailures).toBe(4)
-    // The fourth failure waits 8 s; a newer advert (its peer alive) cuts that to ALIVE_RETRY_MS.
+    // The fourth failure waits 8 s. A newer advert within seconds of the last (a busy peer's slots)
+    // leaves it; one after a silence (its peer back, the relay restarted) cuts it to ALIVE_RETRY_MS.
     const known = peers.get(remote.toString())!
-    expect(known.retryAt! - Date.now()).toBeGreaterThan(ALIVE_RETRY_MS)
-    const was = { ...known, advert: { ...known.advert, ts: 1, seq: 1 } }
+    const wait = known.retryAt! - Date.now()
+    expect(wait).toBeGreaterThan(ALIVE_RETRY_MS)
+    const seen = (at: number) => ({ ...known, seenAt: at, advert: { ...known.advert, ts: 1, seq: 1 } })
     const newer = { ...known.advert, ts: 2, seq: 2 }
-    expect(advertised(was, newer, Date.now())!.retryAt! - Date.now()).toBe(ALIVE_RETRY_MS)
+    const now = Date.now()
+    expect(advertised(seen(now - 1000), newer, now)!.retryAt).toBe(known.retryAt)
+    expect(advertised(seen(now - ALIVE_SILENCE_MS), newer, now)!.retryAt).toBe(now + ALIVE_RETRY_MS)
   })
 })

@@ -19,7 +19,14 @@ import { policyFor, type VerificationPolicy } from '../../src/trust/policy.ts'
 import { signReceipt } from '../../src/trust/receipt.ts'
 import type { Outcome } from '../../src/trust/reputation.ts'
 
-type Behaviour = 'honest' | 'wrong' | 'timeout' | 'busy' | RejectCode
+/** off: just past the 'tensor' rule's tolerance of honest; mid: within it of both. */
+type Behaviour = 'honest' | 'wrong' | 'off' | 'mid' | 'timeout' | 'busy' | RejectCode
+const VALUES: Partial<Record<Behaviour, number>> = {
+  honest: 0.5,
+  wrong: 42,
+  off: 0.5 + 2.6e-4,
+  mid: 0.5 + 1.3e-4,
+}
 
 const keys = await Promise.all([0, 1, 2, 3, 4].map(() => generateKeyPair('Ed25519')))
 const peers = keys.map((k) => peerIdFromPrivateKey(k).toString())
@@ -65,7 +72,8 @@ function harness(behaviour: Behaviour[], opts: { trusted?: boolean } = {}) {
         behaviour[i] = 'honest' // busy once, then free
         throw Object.assign(new JobRejectedError('busy'), { code: 'busy' })
       }
-      if (b === 'honest' || b === 'wrong') return result(i, b === 'wrong' ? 42 : 0.5)
+      const v = b === undefined ? undefined : VALUES[b]
+      if (v !== undefined) return result(i, v)
       throw Object.assign(new JobRejectedError(`${peer} rejected the job (${b}): no`), { code: b })
     },
     singleReplicaOk: () => opts.trusted ?? false,
@@ -392,6 +400,20 @@ describe('runQuorum settles a 1–1 disagreement by dispute', () => {
       [peers[4], 'valid', true],
       [peers[2], 'invalid', undefined],
       [peers[3], 'invalid', undefined],
+    ])
+  })
+
+  it('under a tolerance, a result within it of both the convicted and the upheld side joins the upheld one', async () => {
+    const h = disputing(['off', 'honest', 'mid', 'honest'], { verdict: 'a-invalid', ...evidence })
+    const checks: [string, Outcome, boolean | undefined][] = []
+    h.fx.recordOutcome = async (peer, o, checked) => void checks.push([peer, o, checked])
+    const s = await run(p, h.fx)
+    expect(s.state).toBe('verified')
+    expect(s.agreed).toEqual([peers[1], peers[2]])
+    expect(checks).toEqual([
+      [peers[0], 'invalid', undefined],
+      [peers[1], 'valid', true],
+      [peers[2], 'valid', true],
     ])
   })
 
