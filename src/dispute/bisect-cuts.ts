@@ -128,7 +128,7 @@ interface Search {
   agreed: Set<string>
   differs: Map<string, Verdict>
   straddles: number
-  /** Cuts asked ahead: the next probe either way, asked with a straddle's first chunks. */
+  /** Cuts asked ahead: the first probe (with the ends), and the next one guessed (with a straddle's chunks). */
   ahead: Map<number, Pair<SignedCut>>
 }
 
@@ -248,8 +248,8 @@ async function settle(s: Search, names: string[], cuts: Pair<SignedCut>, next: N
     from += size, size = Math.min(2 * size, MAX_BATCH)
   ) {
     const batch = pending.slice(from, from + size)
-    // The first chunk round also asks the next probe's cut either way the verdict goes: a probe
-    // costs one round, straddle or not, for one cut per side (of the two) hashed and never used.
+    // The first chunk round also asks the cut guessNext expects to probe next: a probe then costs
+    // one round, straddle or not, unless the guess was wrong (a cut a side hashed for nothing).
     const ahead = from === 0 ? guessNext(s, names, pending.length, next) : []
     const answers = await s.ask.round((party, side) =>
       Promise.all([
