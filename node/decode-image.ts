@@ -1,6 +1,6 @@
 /**
  * PNG and JPEG files as RGBA pixels in Node, where there is no canvas, matching the browser's decoder
- * (src/tasks/ocr/decode.ts): turned upright by the JPEG's EXIF orientation, composited over white,
+ * (src/tasks/ocr/decode.ts): turned upright by the EXIF orientation, composited over white,
  * and shrunk to at most MAX_SIDE a side. Sizes are read from the header and bounded before anything is inflated.
  *   const img = await readImage('scan.png')
  */
@@ -9,7 +9,7 @@ import { decode as decodeJpeg } from 'jpeg-js'
 import { PNG } from 'pngjs'
 import { InvalidOptionError, InvalidTensorError } from '../src/shared/errors.ts'
 import { MAX_SIDE, type RgbaImage } from '../src/tasks/ocr/image.ts'
-import { jpegOrientation, orient } from './exif.ts'
+import { jpegOrientation, orient, pngOrientation } from './exif.ts'
 
 /** Largest image decoded (40 MP ≈ 160 MB of RGBA) and largest file read. */
 export const MAX_PIXELS = 40_000_000
@@ -96,7 +96,7 @@ export function decodeImage(bytes: Uint8Array, maxPixels = MAX_PIXELS, maxSide =
   }
   // Shrinking before turning is the same picture (the box filter treats both axes alike) for less work.
   const small = shrink(img, maxSide)
-  return format === 'jpeg' ? orient(small, jpegOrientation(bytes)) : small
+  return orient(small, format === 'jpeg' ? jpegOrientation(bytes) : pngOrientation(bytes))
 }
 
 /**

@@ -1,10 +1,11 @@
 /**
- * A JPEG's EXIF orientation, and RGBA pixels turned upright by it, as browsers do by default
+ * A JPEG's or PNG's EXIF orientation, and RGBA pixels turned upright by it, as browsers do by default
  * (`image-orientation: from-image`, and `createImageBitmap` in src/tasks/ocr/decode.ts).
  *   const img = orient(decoded, jpegOrientation(bytes))
  * Every byte is untrusted: each read is bounded, and an orientation that cannot be read is 1
  * (upright as stored), which is what Chromium and Firefox show for a malformed EXIF block.
  */
+import { crc32 } from 'node:zlib'
 import type { RgbaImage } from '../src/tasks/ocr/image.ts'
 
 /** EXIF values 1–8: 1 upright, 2 mirrored, 3 rotated 180°, 4 flipped, 5 transposed, 6 needs 90° clockwise, 7 transverse, 8 needs 90° counter-clockwise. */
@@ -40,12 +41,37 @@ export function jpegOrientation(bytes: Uint8Array): Orientation {
   return 1
 }
 
+/**
+ * The orientation in a PNG's eXIf chunk, read as Chromium reads it (checked against it: a chunk
+ * before IDAT, its CRC intact, a bare TIFF block with no "Exif\0\0" in front); 1 when none has one.
+ */
+export function pngOrientation(bytes: Uint8Array): Orientation {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  for (let o = 8; o + 12 <= bytes.length; ) {
+    const length = dv.getUint32(o)
+    const data = o + 8
+    if (length > bytes.length - data - 4) return 1
+    const type = String.fromCharCode(...bytes.subarray(o + 4, data))
+    if (type === 'IDAT' || type === 'IEND') return 1
+    // A damaged ancillary chunk is skipped, as libpng does.
+    if (type === 'eXIf' && crc32(bytes.subarray(o + 4, data + length)) === dv.getUint32(data + length))
+      return tiffOrientation(bytes.subarray(data, data + length)) || 1
+    o = data + length + 4
+  }
+  return 1
+}
+
 const EXIF_HEADER = [0x45, 0x78, 0x69, 0x66, 0, 0] // "Exif\0\0"
 
 /** The orientation in one APP1 payload, or 0 when it is not EXIF or has no readable one. */
 function exifOrientation(app1: Uint8Array): Orientation | 0 {
   if (app1.length < 6 + 8 || !EXIF_HEADER.every((b, i) => app1[i] === b)) return 0
-  const tiff = app1.subarray(6)
+  return tiffOrientation(app1.subarray(6))
+}
+
+/** The orientation in IFD0 of a TIFF block, or 0 when it has no readable one. */
+function tiffOrientation(tiff: Uint8Array): Orientation | 0 {
+  if (tiff.length < 8) return 0
   const little = tiff[0] === 0x49 && tiff[1] === 0x49 // "II"; "MM" is big-endian
   if (!little && !(tiff[0] === 0x4d && tiff[1] === 0x4d)) return 0
   const dv = new DataView(tiff.buffer, tiff.byteOffset, tiff.byteLength)

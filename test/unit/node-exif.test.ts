@@ -1,8 +1,10 @@
-/** EXIF orientation of JPEGs in Node (node/exif.ts), applied by decodeImage as browsers do. */
+/** EXIF orientation of JPEGs and PNGs in Node (node/exif.ts), applied by decodeImage as browsers do. */
+import { crc32 } from 'node:zlib'
 import { encode as encodeJpeg } from 'jpeg-js'
+import { PNG } from 'pngjs'
 import { describe, expect, it } from 'vitest'
 import { decodeImage } from '../../node/decode-image.ts'
-import { jpegOrientation } from '../../node/exif.ts'
+import { jpegOrientation, pngOrientation } from '../../node/exif.ts'
 
 /** Six colours far apart, so each survives JPEG and is told from the others. */
 const PALETTE = {
@@ -216,5 +218,84 @@ describe('EXIF orientation', () => {
       expect(px(x, 10)[0]).toBeGreaterThan(200)
       expect(px(x, 4085)[2]).toBeGreaterThan(200)
     }
+  })
+})
+
+/** The stored picture as a PNG (lossless: every pixel exactly its palette colour). */
+function png(rows = STORED): Uint8Array {
+  const img = new PNG({ width: rows[0]!.length, height: rows.length })
+  for (const [y, row] of rows.entries())
+    for (const [x, l] of [...row].entries())
+      img.data.set([...PALETTE[l as Label], 255], (y * img.width + x) * 4)
+  return new Uint8Array(PNG.sync.write(img))
+}
+
+/** A PNG chunk; `crc` damaged on request. */
+function chunk(type: string, data: Uint8Array, o: { badCrc?: boolean } = {}): Uint8Array {
+  const out = new Uint8Array(12 + data.length)
+  const dv = new DataView(out.buffer)
+  dv.setUint32(0, data.length)
+  out.set(new TextEncoder().encode(type), 4)
+  out.set(data, 8)
+  dv.setUint32(8 + data.length, (crc32(out.subarray(4, 8 + data.length)) ^ (o.badCrc ? 1 : 0)) >>> 0)
+  return out
+}
+
+/** `file` with `chunks` right after IHDR (8 + 25 bytes), or right before IEND. */
+const withChunks = (
+  file: Uint8Array,
+  chunks: Uint8Array[],
+  at: 'after IHDR' | 'before IEND' = 'after IHDR',
+) => {
+  const i = at === 'after IHDR' ? 33 : file.length - 12
+  return new Uint8Array([...file.subarray(0, i), ...chunks.flatMap((c) => [...c]), ...file.subarray(i)])
+}
+
+// Chromium's behaviour, checked with createImageBitmap on each case: it reads an eXIf chunk before
+// IDAT with an intact CRC holding a bare TIFF block, and ignores one after IDAT, damaged, or behind
+// an "Exif\0\0" header as JPEG's APP1 has it.
+describe('EXIF orientation of PNGs (eXIf)', () => {
+  const plain = png()
+  const exif = (v: number, little = false) => chunk('eXIf', tiff([orientation(v)], { little }))
+
+  it('the test picture decodes as encoded; no eXIf is orientation 1', () => {
+    expect([labels(plain), pngOrientation(plain)]).toEqual([STORED, 1])
+  })
+
+  it.each([1, 2, 3, 4, 5, 6, 7, 8])('orientation %i: every pixel lands where the orientation says', (v) => {
+    for (const little of [false, true]) {
+      const bytes = withChunks(plain, [
+        chunk('tEXt', new TextEncoder().encode('Comment\0x')),
+        exif(v, little),
+      ])
+      expect([pngOrientation(bytes), labels(bytes)]).toEqual([v, UPRIGHT[v]])
+    }
+  })
+
+  const ignored: [string, Uint8Array][] = [
+    ['after IDAT', withChunks(plain, [exif(6)], 'before IEND')],
+    [
+      'behind an Exif\\0\\0 header',
+      withChunks(plain, [chunk('eXIf', app1(tiff([orientation(6)])).subarray(4))]),
+    ],
+    ['orientation 9', withChunks(plain, [exif(9)])],
+    ['empty', withChunks(plain, [chunk('eXIf', new Uint8Array(0))])],
+  ]
+  it.each(ignored)('%s: decodes upright as stored (orientation 1)', (_, bytes) => {
+    expect([pngOrientation(bytes), labels(bytes)]).toEqual([1, STORED])
+  })
+
+  it('a damaged eXIf chunk is skipped, and a chunk length past the end stops the reader', () => {
+    expect(pngOrientation(withChunks(plain, [chunk('eXIf', tiff([orientation(6)]), { badCrc: true })]))).toBe(
+      1,
+    )
+    expect(
+      pngOrientation(withChunks(plain, [chunk('eXIf', tiff([orientation(6)]), { badCrc: true }), exif(3)])),
+    ).toBe(3)
+    const long = withChunks(plain, [exif(6)])
+    new DataView(long.buffer).setUint32(33, 0xfffffff0) // its length, past the end of the file
+    expect(pngOrientation(long)).toBe(1)
+    const bytes = withChunks(plain, [exif(8)])
+    for (let n = 0; n <= bytes.length; n++) expect([1, 8]).toContain(pngOrientation(bytes.subarray(0, n)))
   })
 })
