@@ -2,7 +2,9 @@
  * Discovery's own adverts (`discovery.ts`): signed and published on change, debounced, and with
  * free-slot changes held back so that each advert is worth its signature.
  */
+
 import type { Logger, PrivateKey } from '@libp2p/interface'
+import { raceSignal } from 'race-signal'
 import { ADVERT_TOPIC } from '../shared/protocol.ts'
 import { type AdvertBody, type Capabilities, signAdvert } from './advert.ts'
 import { type BrowserNode, webrtcAddrs } from './node.ts'
@@ -35,8 +37,16 @@ export interface AdvertPublisher {
   capabilitiesChanged(): void
   /** When the last advert went out (0: none yet). */
   publishedAt(): number
-  stop(): void
+  /**
+   * Schedules nothing more. An advert still pending for anything but free slots goes out first (at
+   * most STOP_FLUSH_MS): a contributor that stops right after switching off (`contribute` on SIGTERM)
+   * tells the swarm so, where its WebRTC links stay open on the far side until ICE gives up (~8 s).
+   */
+  stop(): Promise<void>
 }
+
+/** How long a stop waits for its last advert to go out. */
+const STOP_FLUSH_MS = 1000
 
 export function createAdvertPublisher(opts: AdvertPublisherOptions): AdvertPublisher {
   const { node, log } = opts
@@ -108,9 +118,14 @@ export function createAdvertPublisher(opts: AdvertPublisherOptions): AdvertPubli
     announce,
     capabilitiesChanged,
     publishedAt: () => lastPublished,
-    stop() {
+    async stop() {
+      if (stopped) return
+      const last = pending !== undefined && !slotOnly
+      clearTimeout(pending)
+      pending = undefined
+      if (last) await raceSignal(publish(), AbortSignal.timeout(STOP_FLUSH_MS)).catch(() => {})
       stopped = true
-      if (pending) clearTimeout(pending)
+      clearTimeout(pending)
     },
   }
 }

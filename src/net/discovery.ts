@@ -49,13 +49,14 @@ export interface Discovery extends Service {
   /** Replaces the direct link to `id` now, whatever the grace period: closes it, then dials again. */
   redial(id: string, signal: AbortSignal): Promise<void>
   /**
-   * Contributors are known but none can be linked: each one's last dial failed. Undefined while
+   * Contributors are known but none can be linked: each failed twice in a row. Undefined while
    * some link is up or still being tried, or no contributor is known.
    */
   noPath(): string | undefined
   /** Fires 'change' whenever the peer set, an advert, or a connection changes. */
   events: EventTarget
-  stop(): void
+  /** Sends a pending advert first (a switch-off just before the stop: AdvertPublisher.stop). */
+  stop(): Promise<void>
 }
 
 export function createDiscovery(opts: DiscoveryOptions): Discovery {
@@ -111,8 +112,8 @@ export function createDiscovery(opts: DiscoveryOptions): Discovery {
     announce: adverts.announce,
     capabilitiesChanged: adverts.capabilitiesChanged,
     events,
-    stop() {
-      adverts.stop()
+    async stop() {
+      await adverts.stop()
       links.stop()
       clearTimeout(phase)
       clearInterval(timer)

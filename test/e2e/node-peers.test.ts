@@ -200,6 +200,14 @@ describe('Node peers in a browser swarm', () => {
   it('a Node requester submits to browser contributors; its record and the credit log verify offline', async () => {
     // SIGTERM: it hands back what runs, writes its credit log and exits 0 (N2 was killed above).
     expect(await nodes[0]!.stop()).toBe(0)
+    // Its last advert said it stopped contributing: tabs send it nothing more now, though their link
+    // to it stays open until ICE gives up (~8 s, a SIGKILL's too).
+    const contributing = () =>
+      swarm.tabs[1]!.evaluate(
+        (id) => window.__peer.peers().find((p) => p.id === id)?.advert.contributing,
+        nodes[0]!.id,
+      )
+    await expect.poll(contributing, { timeout: 1000, interval: 50 }).toBe(false)
     const dir = await mkdtemp(join(tmpdir(), 'pc-submit-'))
     try {
       const out = join(dir, 'out')
