@@ -43,7 +43,8 @@ export const NO_PATH_AFTER = 2
  * gone peer is a relay request; nor may unreachable peers hold the link budget from reachable ones.
  */
 export const RETRY_BASE_MS = 2_000
-export const RETRY_MAX_MS = 30_000
+/** Short of the advert's 45 s life: a contributor briefly too loaded to answer is back in seconds. */
+export const RETRY_MAX_MS = 8_000
 
 /** A model we submitted counts as wanted (more links, to its holders first) this long. */
 const WANT_MS = 5 * 60_000
