@@ -161,7 +161,7 @@ function candidates(s: LinkState, links: Map<string, Connection>, now: number): 
   for (const id of activeAt.keys()) if (!links.has(id)) activeAt.delete(id) // a new link starts fresh
   // A peer waiting out its retry is no candidate: it neither holds the budget nor is dialled.
   return [...s.o.peers.values()]
-    .filter((p) => !s.o.isBlocked(p.id) && (links.has(p.id) || !(p.retryAt !== undefined && p.retryAt > now)))
+    .filter((p) => !s.o.isBlocked(p.id) && (links.has(p.id) || (p.retryAt ?? 0) <= now))
     .map((p) => {
       const link = links.get(p.id)
       const busy = link?.streams.some((st) => st.protocol?.startsWith('/peer-compute/')) ?? false
@@ -284,7 +284,6 @@ function watch(s: LinkState, conn: Connection) {
       if (asked) markProven(conn)
       if (isProven(conn) || conn.status !== 'open') return refresh(s, id)
       close(`nothing answered over it within ${LINK_PROVE_MS + IDENTIFY_AGAIN_MS} ms of connecting`)
-      if (!s.stopped) s.planTimer ??= setTimeout(() => plan(s), PLAN_GAP_MS)
     }, LINK_PROVE_MS)
   }
   const never = setTimeout(() => {
