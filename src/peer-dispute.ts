@@ -61,7 +61,7 @@ export function admitServed(
 }
 
 /**
- * Serves `/peer-compute/dispute/1.0.0` on direct connections (libp2p runs no handler on a relayed
+ * Serves `/peer-compute/dispute/2.0.0` on direct connections (libp2p runs no handler on a relayed
  * one unless told to): registered at start, unregistered at stop before the node stops, and the
  * runner's worker ended with it.
  */

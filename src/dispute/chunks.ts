@@ -15,16 +15,12 @@ import {
   type TensorData,
 } from '../shared/tensor.ts'
 import { encodeTensor } from '../shared/tensor-codec.ts'
-import { digestOf, RUN_BATCH, runDigests, sha256Of } from './digests.ts'
+import { gridBytes, gridRuns, type Tolerance } from './cells.ts'
+import { digestOf, runDigests, sha256Of } from './digests.ts'
 import { HASH_BYTES, type Part } from './hash.ts'
 import { sameBytes } from './merkle.ts'
 
 export const CHUNK = 1024
-
-export interface Tolerance {
-  atol: number
-  rtol: number
-}
 
 /** A tensor's chunk hashes, which its exact (and coarse and shifted) hashes digest. */
 export interface ChunkHashes {
@@ -42,111 +38,6 @@ export interface TensorHashes {
   exact: Uint8Array
   coarse?: Uint8Array
   shifted?: Uint8Array
-}
-
-const ABS_TAG = 0 // integer-valued float64 round(x / atol), never NaN
-const REL = 0xfff10000 // NaN patterns below: never an integer-valued float64
-const EXACT = 0xfff20000
-const NAN = 0xfff30000
-
-/** Below this magnitude cells are atol wide; above it they follow the binade (power of two). */
-function absLimit(atol: number, rtol: number): number {
-  if (atol === 0) return 0
-  if (rtol === 0) return Number.POSITIVE_INFINITY
-  let t = 1
-  while (rtol * t < atol) t *= 2
-  while (t > 2 ** -149 && rtol * (t / 2) >= atol) t /= 2
-  return t
-}
-
-/** A grid: the tolerance, the magnitude below which cells are atol wide, and each binade's cells. */
-interface Grid {
-  atol: number
-  rtol: number
-  limit: number
-  pow: Float64Array
-  width: Float64Array
-}
-
-let lastGrid: Grid | undefined // checks ask for one grid chunk after chunk
-
-function gridOf(atol: number, rtol: number): Grid {
-  if (lastGrid && Object.is(lastGrid.atol, atol) && Object.is(lastGrid.rtol, rtol)) return lastGrid
-  lastGrid = { atol, rtol, limit: absLimit(atol, rtol), ...binades(atol, rtol) }
-  return lastGrid
-}
-
-/**
- * Each value's grid cell as 8 bytes (little-endian hosts). Values in one cell are within
- * atol + rtol·min(|a|, |b|) of each other, up to one rounding of the division. `shifted` moves
- * every grid line by half a cell: two values closer than that share a cell on one grid or the other.
- */
-export function quantise(data: Float32Array, atol: number, rtol: number, shifted = false): Uint8Array {
-  const cells = [new Uint8Array(data.length * 8), new Uint8Array(data.length * 8)] as const
-  cellsInto(data, 0, data.length, gridOf(atol, rtol), cells[0], cells[1])
-  return cells[shifted ? 1 : 0]
-}
-
-/**
- * The cells of data[from, to) on the grid (into `coarse`) and on the shifted grid (into `shifted`),
- * 8 bytes a value, in one pass: the per-value branches are most of the cost.
- */
-function cellsInto(
-  data: Float32Array,
-  from: number,
-  to: number,
-  g: Grid,
-  coarse: Uint8Array,
-  shifted: Uint8Array,
-): void {
-  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length)
-  const n = to - from
-  const c64 = new Float64Array(coarse.buffer, coarse.byteOffset, n)
-  const c32 = new Uint32Array(coarse.buffer, coarse.byteOffset, 2 * n)
-  const s64 = new Float64Array(shifted.buffer, shifted.byteOffset, n)
-  const s32 = new Uint32Array(shifted.buffer, shifted.byteOffset, 2 * n)
-  const { atol, limit, pow, width } = g
-  for (let i = from, j = 0; i < to; i++, j++) {
-    const x = data[i]!
-    if (Math.abs(x) < limit) {
-      // the common case first: NaN and ±Infinity never pass this test
-      const q = x / atol + 0.5
-      c64[j] = Math.floor(q - 0) + ABS_TAG
-      s64[j] = Math.floor(q - 0.5) + ABS_TAG
-      continue
-    }
-    const u = bits[i]!
-    const e = (u >>> 23) & 0xff
-    if (e === 255) {
-      if (u & 0x7fffff) {
-        c32[2 * j] = s32[2 * j] = 0
-        c32[2 * j + 1] = s32[2 * j + 1] = NAN
-      } else c64[j] = s64[j] = x
-    } else if (e === 0 || width[e] === 0) {
-      c32[2 * j] = s32[2 * j] = (u & 0x7fffffff) === 0 ? 0 : u & (e ? 0x7fffff : 0xffffffff) // ±0 alike
-      c32[2 * j + 1] = s32[2 * j + 1] = e === 0 ? EXACT : (REL | ((u >>> 31) << 15) | (e << 7)) >>> 0
-    } else {
-      const d = (Math.abs(x) - pow[e]!) / width[e]!
-      c32[2 * j] = Math.floor(d + 0)
-      s32[2 * j] = Math.floor(d + 0.5)
-      c32[2 * j + 1] = s32[2 * j + 1] = (REL | ((u >>> 31) << 15) | (e << 7)) >>> 0
-    }
-  }
-}
-
-/** Per binary exponent: 2^e, and the cell width atol + rtol·2^e (0 where a cell is narrower than an ulp). */
-function binades(atol: number, rtol: number): { pow: Float64Array; width: Float64Array } {
-  const pow = new Float64Array(256)
-  const width = new Float64Array(256)
-  const f32 = new Float32Array(1)
-  const f32Bits = new Uint32Array(f32.buffer)
-  for (let e = 1; e < 255; e++) {
-    f32Bits[0] = e << 23 // 2^(e - 127), built from its bits
-    pow[e] = f32[0]!
-    const w = atol + rtol * pow[e]!
-    width[e] = w <= pow[e]! * 2 ** -23 ? 0 : w
-  }
-  return { pow, width }
 }
 
 /** A tensor's data as little-endian bytes. */
@@ -175,29 +66,16 @@ export async function chunkHashes(t: Tensor, tol?: Tolerance): Promise<ChunkHash
     })
     return { ...head, exact: exact!, coarse: coarse!, shifted: shifted! }
   }
-  const data = t.data as Float32Array
-  const grid = gridOf(tol.atol, tol.rtol)
-  const cells = takeCells()
+  const grid = gridRuns(t.data as Float32Array, tol, CHUNK)
   try {
-    const [exact, coarse, shifted] = await runDigests(n, [run, CHUNK * 8, CHUNK * 8], (from, to) => {
-      const end = Math.min(to * CHUNK, data.length)
-      cellsInto(data, from * CHUNK, end, grid, cells[0], cells[1])
-      const size = (end - from * CHUNK) * 8
-      return [exactRuns(from, to), cells[0].subarray(0, size), cells[1].subarray(0, size)]
-    })
+    const [exact, coarse, shifted] = await runDigests(n, [run, 0, 0], (from, to) => [
+      exactRuns(from, to),
+      ...grid.runs(from, to),
+    ])
     return { ...head, exact: exact!, coarse: coarse!, shifted: shifted! }
   } finally {
-    spareCells = cells
+    grid.done()
   }
-}
-
-type Cells = readonly [Uint8Array, Uint8Array]
-/** A batch's cells on both grids (1 MiB), kept for the next tensor rather than allocated and zeroed anew. */
-let spareCells: Cells | undefined
-function takeCells(): Cells {
-  const cells = spareCells ?? [new Uint8Array(RUN_BATCH * CHUNK * 8), new Uint8Array(RUN_BATCH * CHUNK * 8)]
-  spareCells = undefined // a concurrent call makes its own
-  return cells
 }
 
 /** digest(tag, ...head, chunks.length, ...chunks), without spreading the chunks into a call. */
@@ -282,12 +160,7 @@ export async function checkChunk(
   const own = new Uint8Array(bytes) // aligned, and ours
   const values = new ARRAY_TYPES[h.dtype](own.buffer, 0, n)
   if (tol) {
-    const cells = [own, own]
-    if (h.dtype === 'float32') {
-      cells[0] = new Uint8Array(n * 8)
-      cells[1] = new Uint8Array(n * 8)
-      cellsInto(values as Float32Array, 0, n, gridOf(tol.atol, tol.rtol), cells[0], cells[1])
-    }
+    const cells = h.dtype === 'float32' ? gridBytes(values as Float32Array, tol) : [own, own]
     const [coarse, shifted] = await Promise.all(cells.map(sha256Of))
     if (!sameBytes(coarse, h.coarse?.[index]) || !sameBytes(shifted, h.shifted?.[index]))
       throw new DisputeCommitmentError(`chunk ${index} does not fall in its committed grid cells`)

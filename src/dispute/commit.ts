@@ -9,6 +9,8 @@
  *   binade [2^e, 2^(e+1)) is cut into cells atol + rtol·2^e wide. Cells come from the float's bits
  *   (integer operations) and one correctly rounded division, so every engine agrees on them.
  *   Equal coarse hashes prove agreement (values in one cell are within atol + rtol·min(|a|, |b|)).
+ *   Each cell is hashed as a 2-byte ordinal (cells.ts numbers them in order), or, in a chunk where
+ *   some cell has none (NaN, ±Infinity, exact cells, far binades), as 8 bytes: one encoding per chunk.
  *   Unequal ones may be a straddle: two honest values either side of a grid line, with probability
  *   about drift / step per value, and across runtimes nearly every tensor differs in some bit.
  * - So each tensor is also hashed on the same grid shifted by half a cell (`shifted`): two values
@@ -33,14 +35,8 @@
 import { DisputeAnswerError, DisputeProofError, InvalidTensorError } from '../shared/errors.ts'
 import type { NamedTensors, Tensor } from '../shared/tensor.ts'
 import type { CompareRule } from '../trust/policy.ts'
-import {
-  type ChunkHashes,
-  chunkHashes,
-  chunksAgree,
-  type Tolerance,
-  tensorBytes,
-  tensorHashes,
-} from './chunks.ts'
+import type { Tolerance } from './cells.ts'
+import { type ChunkHashes, chunkHashes, chunksAgree, tensorBytes, tensorHashes } from './chunks.ts'
 import { digestOf } from './digests.ts'
 import { HASH_BYTES } from './hash.ts'
 import { type MerkleTree, merkleTree, rootFromProof, sameBytes } from './merkle.ts'

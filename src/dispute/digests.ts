@@ -60,13 +60,14 @@ const nextTask = (): Promise<void> =>
 
 /**
  * SHA-256 of `count` runs in each stream, stream s's runs `runBytes[s]` bytes each (the last may be
- * shorter): `fill(from, to)` returns every stream's runs [from, to) (at most RUN_BATCH) back to back.
- * `fill` may reuse its buffers: each batch is hashed before the next is asked for.
+ * shorter): `fill(from, to)` returns every stream's runs [from, to) (at most RUN_BATCH) back to back,
+ * or as a list of runs of any sizes. `fill` may reuse its buffers: each batch is hashed before the
+ * next is asked for.
  */
 export async function runDigests(
   count: number,
   runBytes: readonly number[],
-  fill: (from: number, to: number) => readonly Uint8Array[],
+  fill: (from: number, to: number) => readonly (Uint8Array | readonly Uint8Array[])[],
 ): Promise<Uint8Array[][]> {
   const out = runBytes.map(() => new Array<Uint8Array>(count))
   for (let from = 0; from < count; from += RUN_BATCH) {
@@ -76,7 +77,9 @@ export async function runDigests(
     fill(from, to).forEach((bytes, s) => {
       const [into, size] = [out[s]!, runBytes[s]!]
       for (let i = from; i < to; i++) {
-        const run = bytes.subarray((i - from) * size, (i - from + 1) * size)
+        const run = Array.isArray(bytes)
+          ? bytes[i - from]!
+          : (bytes as Uint8Array).subarray((i - from) * size, (i - from + 1) * size)
         if (hash) into[i] = hash(run)
         else
           pending.push(

@@ -1,5 +1,5 @@
 /**
- * The contributor's side of `/peer-compute/dispute/1.0.0`: on `commit` it reruns the job's trace,
+ * The contributor's side of `/peer-compute/dispute/2.0.0`: on `commit` it reruns the job's trace,
  * signs the root and keeps the trace (one per requester, under a byte cap, for a while) to answer
  * that requester's questions from localParty; with `cuts: true` it signs nothing yet and answers
  * from a CutCommitter (serve-cuts.ts). Nothing a peer sends throws out of `serve`: a bad

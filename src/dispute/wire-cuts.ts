@@ -1,6 +1,6 @@
 /**
  * The requester's side of a dispute over cuts: `remoteCutParty` is a CutParty that asks a contributor
- * over one `/peer-compute/dispute/1.0.0` stream, after a `commit` with `cuts: true` (serve-cuts.ts).
+ * over one `/peer-compute/dispute/2.0.0` stream, after a `commit` with `cuts: true` (serve-cuts.ts).
  * Answers are shape-checked here (a signed cut is opened by bisectCuts, a tensor checked against its
  * cut by the referee); a malformed, refused, late or missing one throws an error not named
  * `Dispute*`, blamed on its party as transport, as remoteParty's.

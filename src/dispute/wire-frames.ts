@@ -1,5 +1,5 @@
 /**
- * The dispute protocol's frames (`/peer-compute/dispute/1.0.0`): their limits, the contributor's
+ * The dispute protocol's frames (`/peer-compute/dispute/2.0.0`): their limits, the contributor's
  * signed commitment, and the shape checks of questions and answers. The requester's side is wire.ts,
  * the contributor's serve.ts.
  */

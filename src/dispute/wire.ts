@@ -1,5 +1,5 @@
 /**
- * The dispute protocol's frames (`/peer-compute/dispute/1.0.0`) and the requester's side of it:
+ * The dispute protocol's frames (`/peer-compute/dispute/2.0.0`) and the requester's side of it:
  * `remoteParty` is a DisputeParty that asks a contributor over one stream. Frames are the job
  * protocol's (varint length + dag-cbor map with `t`). Answers come back in the order asked (the
  * stream's machinery is wire-core.ts, shared with remoteCutParty in wire-cuts.ts).

@@ -1,6 +1,6 @@
 /**
  * The requester's side of a dispute: two replicas disagree 1–1, so instead of buying a third, ask
- * both contributors for signed cuts of their traces over `/peer-compute/dispute/1.0.0` (src/dispute),
+ * both contributors for signed cuts of their traces over `/peer-compute/dispute/2.0.0` (src/dispute),
  * search them to the leaf where the two part, and let our own referee recompute that node.
  * Implements QuorumEffects.dispute.
  *

@@ -9,6 +9,6 @@ export const MODEL_PROTOCOL = '/peer-compute/model/1.0.0'
 export const ADVERT_TOPIC = 'peer-compute/adverts/2'
 export const SOFTWARE_VERSION = '0.1.0'
 /** Disputes (src/dispute/wire.ts): a requester asks a contributor about the trace it committed to. */
-export const DISPUTE_PROTOCOL = '/peer-compute/dispute/1.0.0'
+export const DISPUTE_PROTOCOL = '/peer-compute/dispute/2.0.0'
 /** A relay's latest advert of every peer it forwarded one for: a newcomer's first view of the swarm. */
 export const ADVERTS_PROTOCOL = '/peer-compute/adverts/1.0.0'

@@ -1,7 +1,7 @@
 /**
  * A dispute between real tabs: two contributors disagree on a job, one of them a liar whose trace
  * agrees with its wrong result. The requester settles it by bisection over
- * `/peer-compute/dispute/1.0.0` and its own referee run: the liar is marked invalid, and since the
+ * `/peer-compute/dispute/2.0.0` and its own referee run: the liar is marked invalid, and since the
  * honest side's worker is a stranger, a third replica must agree with it before the job is verified.
  * The quorum record carries the dispute, checked offline with and without the model.
  */

@@ -2,11 +2,13 @@
  * Commitment bytes are a format: records already stored must still verify. These pin the roots,
  * leaves and chunk hashes of a fixed trace (special values, partial chunks, every dtype, every rule
  * kind) to hex computed before commitments were made fast, through either SHA-256 backend; any
- * change to them is a format change.
+ * change to them is a format change. Grid chunk hashes changed once, to 2-byte ordinals (dispute
+ * protocol 2.0.0): only live disputes hash grids, so records stored before still verify.
  */
 import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CHUNK, checkChunk, chunkHashes, chunkOf, quantise } from '../../src/dispute/chunks.ts'
+import { quantise } from '../../src/dispute/cells.ts'
+import { CHUNK, checkChunk, chunkHashes, chunkOf } from '../../src/dispute/chunks.ts'
 import {
   type Committed,
   coarseLeafHash,
@@ -192,9 +194,9 @@ describe.each([
   it.each([
     [1e-3, 0, 'fdd59bc8b24d4fccbe7c309cf6492afb6cef351f26439144daf9da5b7208b09e'],
     [0, 1e-3, 'bce24e6e8cda96857c51f4ed240fdfa107e3b282fe983d254331f5c979a30dd9'],
-    [1e-3, 1e-3, '3cd2fd430b91af4812d3470cd21eb6b5b5f4ef04a5a266fde46240c96ef2972b'],
+    [1e-3, 1e-3, '005b0e74ac4d5a7ec4f263aa66dee49041e0103d763211fa415ff97336dd1d6d'],
     [1e-4, 1e-5, '44c3ae2611563f984e6888a39abb15633cd685404bccb10010bdf978e267fd95'],
-    [1e-6, 0.25, '8025b8f8a81cedc5a07fbf1ae01657234c16af968629ad2f2b1dbf1b0deec3d4'],
+    [1e-6, 0.25, 'e648f8b736b58c69a0069f86ac1902d09ee90b6fd838453dfa7591485dd03aa0'],
     [0, 0, '65d08c66a0624434a603dc5e69ce403aa6408b841572f7d6439bb0da496a1427'],
   ])('are unchanged for chunk hashes and cells at atol %s, rtol %s', async (atol, rtol, pinned) => {
     const t = f32([3 * CHUNK + 17], 9)

@@ -4,7 +4,7 @@
  * of every tree size and fail for any change.
  */
 import { describe, expect, it } from 'vitest'
-import { quantise } from '../../src/dispute/chunks.ts'
+import { gridBytes, quantise } from '../../src/dispute/cells.ts'
 import { coarseHash, disputeRules, exactHash, tensorsAgree } from '../../src/dispute/commit.ts'
 import { merkleTree, rootFromProof, sameBytes, verifyProof } from '../../src/dispute/merkle.ts'
 import type { Tensor } from '../../src/shared/tensor.ts'
@@ -46,6 +46,44 @@ describe('dispute commitments', () => {
       expect(Math.abs(a - b), `${a} ${b}`).toBeLessThanOrEqual(bound)
     }
     expect(same).toBeGreaterThan(1000)
+  })
+
+  // the share of values with 2-byte ordinals at least (atol 0: binades from 2^-149 up take them all)
+  it.each([
+    [1e-3, 1e-2, 0.9],
+    [1e-3, 1e-3, 0.5],
+    [1e-3, 0, 0.3],
+    [0, 1e-3, 0],
+    [1e-6, 0.25, 0.9],
+    [1e-4, 1e-5, 0.03],
+  ])('numbers cells at atol %s, rtol %s with 2-byte ordinals one to one', (atol, rtol, share) => {
+    // values from 1e-7 to 1e7 either sign, and their neighbours a cell or less away
+    const r = rng(11)
+    const xs: number[] = [0, -0]
+    for (let i = 0; i < 10_000; i++) {
+      const a = (r() < 0.5 ? -1 : 1) * 10 ** (r() * 14 - 7)
+      xs.push(Math.fround(a), Math.fround(a + (atol + rtol * Math.abs(a)) * (r() - 0.5)))
+    }
+    for (const shifted of [false, true]) {
+      const byOrd = new Map<string, string>()
+      const byCell = new Map<string, string>()
+      let compact = 0
+      for (const x of xs) {
+        const ord = gridBytes(Float32Array.of(x), { atol, rtol })[shifted ? 1 : 0]
+        if (ord.byteLength !== 2) continue // no 2-byte ordinal: hashed as the cell itself
+        compact++
+        const [o, cell] = [
+          Array.from(ord).join(),
+          Array.from(quantise(Float32Array.of(x), atol, rtol, shifted)).join(),
+        ]
+        expect(byOrd.get(o) ?? cell, `ordinal ${o} of ${x}`).toBe(cell)
+        expect(byCell.get(cell) ?? o, `cell of ${x}`).toBe(o)
+        byOrd.set(o, cell)
+        byCell.set(cell, o)
+      }
+      expect(compact).toBeGreaterThanOrEqual(share * xs.length)
+      if (share === 0) expect(compact).toBe(0)
+    }
   })
 
   it('hashes special values to stable cells', () => {
