@@ -1,17 +1,12 @@
 /**
  * SHA-256 for commitments, whose cost is tens of thousands of 4–8 KiB digests: the host's native,
- * synchronous hash where it has one (Node, Deno, Bun, found through `process.getBuiltinModule`, so
- * nothing is imported and tabs and workers load this file as it is), else WebCrypto with a batch of
+ * synchronous hash where it has one (src/shared/node-crypto.ts), else WebCrypto with a batch of
  * digests in flight (in Chromium 4–10× faster than a hash in JS). The same bytes either way.
  */
+import { nodeCrypto } from '../shared/node-crypto.ts'
 import { framed, type Part, sha256 } from './hash.ts'
 
 type Native = (bytes: Uint8Array) => Uint8Array
-
-interface NodeCrypto {
-  hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Uint8Array
-  createHash?: (algorithm: string) => { update(data: Uint8Array): { digest(): Uint8Array } }
-}
 
 /** A plain Uint8Array over its own 32 bytes: Node's digest re-wrapped, copied only if it is a view of a pool. */
 const own = (d: Uint8Array): Uint8Array =>
@@ -20,13 +15,7 @@ const own = (d: Uint8Array): Uint8Array =>
     : new Uint8Array(d)
 
 function nativeSha256(): Native | undefined {
-  const host = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process
-  let c: NodeCrypto | undefined
-  try {
-    c = host?.getBuiltinModule?.('node:crypto') as NodeCrypto | undefined
-  } catch {
-    return undefined
-  }
+  const c = nodeCrypto()
   if (typeof c?.hash === 'function') return (b) => own(c.hash!('sha256', b, 'buffer'))
   if (typeof c?.createHash === 'function') return (b) => own(c.createHash!('sha256').update(b).digest())
   return undefined

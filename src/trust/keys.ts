@@ -3,6 +3,7 @@ import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@
 import type { Ed25519PrivateKey, Ed25519PublicKey, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { InvalidSignatureError } from '../shared/errors.ts'
+import { nodeCrypto } from '../shared/node-crypto.ts'
 
 export const ED25519_SIG_BYTES = 64
 
@@ -40,62 +41,93 @@ export function publicKeyOfPeerId(peerId: string): Ed25519PublicKey {
 }
 
 /**
- * WebCrypto keys, imported once: @libp2p/crypto imports the key again on every sign and verify (two
- * WebCrypto round trips instead of one). Where WebCrypto lacks Ed25519, the libp2p key is used.
+ * Keys imported once, each as a signer or verifier: @libp2p/crypto imports the key again on every
+ * sign and verify. Where the host has node:crypto, its synchronous Ed25519 (WebCrypto there goes
+ * through a thread pool, several times slower); else WebCrypto; where that lacks Ed25519, the
+ * libp2p key. The same bytes each way: Ed25519 is deterministic.
  */
+type Signer = (data: Uint8Array) => Promise<Uint8Array>
+type Verifier = (data: Uint8Array, sig: Uint8Array) => Promise<boolean>
 const ED25519 = { name: 'Ed25519' }
-type Key = Awaited<ReturnType<typeof crypto.subtle.importKey>> // CryptoKey in DOM and in Node
-const signKeys = new WeakMap<PrivateKey, Promise<Key | undefined>>()
-const verifyKeys = new Map<string, Promise<Key | undefined>>()
-const MAX_VERIFY_KEYS = 1024
+let signers = new WeakMap<PrivateKey, Signer>()
+const verifiers = new Map<string, Verifier>()
+const MAX_VERIFIERS = 1024
 const b64url = (b: Uint8Array) =>
   btoa(String.fromCharCode(...b))
     .replace(/\+/g, '-')
     .replace(/\//g, '_')
     .replace(/=+$/, '')
+
+let native = nodeCrypto()
+
+/** Tests: WebCrypto only (false), or node:crypto again where the host has it (true); whether it is in use. */
+export function useNativeEd25519(on: boolean): boolean {
+  native = on ? nodeCrypto() : undefined
+  signers = new WeakMap()
+  verifiers.clear()
+  return typeof native?.sign === 'function'
+}
+
+function signerOf(key: PrivateKey): Signer {
+  let s = signers.get(key)
+  if (s) return s
+  const raw = key.raw // Ed25519: 32 bytes of seed, then the 32-byte public key
+  const jwk = { kty: 'OKP', crv: 'Ed25519', d: b64url(raw.subarray(0, 32)), x: b64url(raw.subarray(32)) }
+  const n = native
+  if (n?.sign && n.createPrivateKey) {
+    const k = n.createPrivateKey({ key: jwk, format: 'jwk' })
+    s = async (data) => new Uint8Array(n.sign!(null, data, k))
+  } else {
+    const k = crypto.subtle.importKey('jwk', jwk, ED25519, false, ['sign']).catch(unsupported)
+    s = async (data) => {
+      const got = await k
+      return new Uint8Array(got ? await crypto.subtle.sign(ED25519, got, own(data)) : await key.sign(data))
+    }
+  }
+  signers.set(key, s)
+  return s
+}
+
+function verifierOf(peerId: string): Verifier {
+  let v = verifiers.get(peerId)
+  if (v) return v
+  const key = publicKeyOfPeerId(peerId) // throws for anything but an Ed25519 peer id: not kept
+  const n = native
+  if (n?.verify && n.createPublicKey) {
+    const k = n.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: b64url(key.raw) }, format: 'jwk' })
+    v = async (data, sig) => n.verify!(null, data, k, sig)
+  } else {
+    const k = crypto.subtle.importKey('raw', new Uint8Array(key.raw), ED25519, false, ['verify'])
+    const got = k.catch(unsupported)
+    v = async (data, sig) => {
+      const wk = await got
+      return wk ? crypto.subtle.verify(ED25519, wk, own(sig), own(data)) : key.verify(data, sig)
+    }
+  }
+  if (verifiers.size >= MAX_VERIFIERS) verifiers.delete(verifiers.keys().next().value!)
+  verifiers.set(peerId, v)
+  return v
+}
+
 const unsupported = () => undefined
-
-function signKey(key: PrivateKey): Promise<Key | undefined> {
-  let k = signKeys.get(key)
-  if (!k) {
-    const raw = key.raw // Ed25519: 32 bytes of seed, then the 32-byte public key
-    const jwk = { kty: 'OKP', crv: 'Ed25519', d: b64url(raw.subarray(0, 32)), x: b64url(raw.subarray(32)) }
-    k = crypto.subtle.importKey('jwk', jwk, ED25519, false, ['sign']).catch(unsupported)
-    signKeys.set(key, k)
-  }
-  return k
-}
-
-function verifyKey(peerId: string, key: Ed25519PublicKey): Promise<Key | undefined> {
-  let k = verifyKeys.get(peerId)
-  if (!k) {
-    k = crypto.subtle.importKey('raw', new Uint8Array(key.raw), ED25519, false, ['verify']).catch(unsupported)
-    if (verifyKeys.size >= MAX_VERIFY_KEYS) verifyKeys.delete(verifyKeys.keys().next().value!)
-    verifyKeys.set(peerId, k)
-  }
-  return k
-}
-
 /** WebCrypto refuses views of a SharedArrayBuffer (possible in a cross-origin-isolated page): copy those. */
 const own = (b: Uint8Array) => (b.buffer instanceof ArrayBuffer ? b : b.slice()) as Uint8Array<ArrayBuffer>
 
 /** Signs `data` with an Ed25519 identity. */
 export async function sign(key: PrivateKey, data: Uint8Array): Promise<Uint8Array> {
-  const k = key.type === 'Ed25519' ? await signKey(key) : undefined
-  if (!k) return new Uint8Array(await key.sign(data))
-  return new Uint8Array(await crypto.subtle.sign(ED25519, k, own(data)))
+  if (key.type !== 'Ed25519') return new Uint8Array(await key.sign(data))
+  return signerOf(key)(data)
 }
 
 /** Checks `sig` over `data` against the key in `peerId`; throws InvalidSignatureError otherwise. */
 export async function verifyByPeerId(peerId: string, data: Uint8Array, sig: Uint8Array): Promise<void> {
-  const key = publicKeyOfPeerId(peerId)
+  const verify = verifierOf(peerId)
   if (!(sig instanceof Uint8Array) || sig.byteLength !== ED25519_SIG_BYTES) {
     throw new InvalidSignatureError(`signature must be ${ED25519_SIG_BYTES} bytes`)
   }
   let ok = false
   try {
-    const k = await verifyKey(peerId, key)
-    ok = k ? await crypto.subtle.verify(ED25519, k, own(sig), own(data)) : await key.verify(data, sig)
+    ok = await verify(data, sig)
   } catch {
     ok = false
   }

@@ -1,13 +1,16 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import {
   generateIdentity,
   peerIdOf,
   privateKeyFromBytes,
   privateKeyToBytes,
   publicKeyOfPeerId,
+  sign,
+  useNativeEd25519,
+  verifyByPeerId,
 } from '../../src/trust/keys.ts'
 import {
   decodeReceipt,
@@ -33,11 +36,37 @@ const rejection = async (p: Promise<unknown>): Promise<Error> => {
 }
 
 describe('keys', () => {
+  afterEach(() => useNativeEd25519(true))
   it('round trips a private key and recovers the public key from the peer id', async () => {
     const key = await generateIdentity()
     const back = privateKeyFromBytes(privateKeyToBytes(key))
     expect(peerIdOf(back)).toBe(peerIdOf(key))
     expect(publicKeyOfPeerId(peerIdOf(key)).equals(key.publicKey)).toBe(true)
+  })
+
+  it('signs the same bytes through node:crypto and WebCrypto, and each checks the other', async () => {
+    const key = await generateIdentity()
+    const id = peerIdOf(key)
+    const data = new TextEncoder().encode('a cut, a receipt, an advert')
+    const sigs: Uint8Array[] = []
+    for (const native of [true, false]) {
+      expect(useNativeEd25519(native)).toBe(native) // Node has node:crypto
+      sigs.push(await sign(key, data))
+    }
+    expect(Buffer.from(sigs[0]!).toString('hex')).toBe(Buffer.from(sigs[1]!).toString('hex'))
+    const bad = Uint8Array.from(sigs[0]!, (b, i) => (i === 5 ? b ^ 1 : b))
+    const other = peerIdOf(await generateIdentity())
+    for (const native of [false, true]) {
+      useNativeEd25519(native)
+      for (const sig of sigs) await verifyByPeerId(id, data, sig)
+      for (const [p, d, s] of [
+        [id, data, bad],
+        [id, data.subarray(1), sigs[0]!],
+        [other, data, sigs[0]!],
+        [id, data, sigs[0]!.subarray(0, 63)],
+      ] as const)
+        await expect(verifyByPeerId(p, d, s)).rejects.toMatchObject({ name: 'InvalidSignatureError' })
+    }
   })
 
   it('refuses strings that are not key-carrying peer ids', () => {
