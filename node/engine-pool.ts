@@ -1,7 +1,9 @@
 /**
  * The ORT processes of the Node engine: up to `workers` child processes (node/ort.worker.ts), each
  * with its own sessions, one run at a time each. A run goes to an idle one that has the model's
- * session, else any idle one, else a new one while there is room, else it waits in order.
+ * session, else any idle one, else a new one while there is room, else it waits in order. A
+ * contributor starts them all ahead (prestart): a fork and onnxruntime's start cost a first job
+ * hundreds of milliseconds, seconds when many contributors start at once.
  *
  * Processes, not threads, because a run inside ORT cannot be stopped: onnxruntime-node ignores
  * RunOptions.terminate, and terminating a thread while ORT holds it aborts the whole process. A
@@ -152,6 +154,11 @@ export function createPool(o: PoolOptions) {
     /** Runs in a process. `inputs` are serialized (copied) as they are, so the caller keeps them. */
     run(cid: string, inputs: NamedTensors, signal: AbortSignal): Promise<PoolResult> {
       return enqueue(p, cid, inputs, signal)
+    },
+
+    /** Starts processes up to `workers` ahead of any run. */
+    prestart(): void {
+      while (!p.closed && p.live.length < p.o.workers) spawn(p)
     },
 
     evict(cid: string): void {

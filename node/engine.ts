@@ -103,7 +103,13 @@ export function createNodeEngine(opts: NodeEngineOptions = {}): NodeEngine {
       return bytes && { bytes: bytes.byteLength }
     },
 
-    // No warm(): onnxruntime-node has nothing to fetch or compile ahead of the first session.
+    /**
+     * A contributor starting (or resuming): its ORT processes start now, so its first jobs do not
+     * each pay a fork and onnxruntime's start. Sessions still come with each model's first run.
+     */
+    async warm() {
+      if (!closing.signal.aborted) pool.prestart()
+    },
 
     close() {
       if (closing.signal.aborted) return

@@ -47,6 +47,8 @@ interface Entry {
   nextAt: number
   dialing: boolean
   connectedAt: number
+  /** When a tick first saw it open (0: not open), however it was opened. */
+  openSince: number
   error?: string
 }
 
@@ -76,6 +78,7 @@ export function keepRelays(
       nextAt: 0,
       dialing: false,
       connectedAt: 0,
+      openSince: 0,
     }))
     .map((e) => ({ e, k: Math.random() }))
     .sort((a, b) => a.k - b.k)
@@ -123,6 +126,8 @@ export function keepRelays(
     if (stopped) return
     const reserved = new Set(reservedRelays(node))
     const now = Date.now()
+    for (const e of entries) e.openSince = isOpen(e) ? e.openSince || now : 0
+    if (reserved.size < want) for (const e of entries) if (!reserved.has(e.id)) recycle(e, now)
     // Held, or being dialled, or connected and still within its time to reserve: each counts.
     let held = reserved.size
     for (const e of entries) {
@@ -135,6 +140,23 @@ export function keepRelays(
       held++
       void dial(e)
     }
+  }
+
+  /**
+   * A relay open this long without our reservation on it: the circuit transport asks for one when
+   * it connects, and does not ask again while the connection stays (a refusal, or a timeout on a
+   * loaded machine, left a Node peer of the scale bench unreserved for minutes). Hang up; it is
+   * redialled after its backoff, and a new connection asks again.
+   */
+  function recycle(e: Entry, now: number) {
+    if (e.dialing || e.openSince === 0 || now - e.openSince < 2 * within) return
+    e.openSince = 0
+    e.error = `connected for ${2 * within} ms without a reservation`
+    e.nextAt = now + e.backoff
+    e.backoff = Math.min(maxBackoff, e.backoff * 2)
+    opts.log?.('relay %s: %s; hanging up', e.addr, e.error)
+    for (const c of node.getConnections())
+      if (c.remotePeer.toString() === e.id) void c.close().catch(() => {})
   }
 
   const onChange = () => queueMicrotask(tick)

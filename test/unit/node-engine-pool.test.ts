@@ -102,6 +102,23 @@ describe('node engine processes', () => {
     expect(inputs[0]!.x!.data.length).toBe(768 * 768)
   })
 
+  it('starts every process on warm() (a contributor starting), so a first run forks none', async () => {
+    const engine = await start({ workers: 2 })
+    expect(events.filter((e) => e.type === 'spawned')).toEqual([])
+    await engine.warm!()
+    await engine.warm!() // again (a resume): none more while both live
+    expect(events.filter((e) => e.type === 'spawned').map((e) => e.worker)).toEqual([1, 2])
+    await Promise.all([
+      engine.run({ cid: slowCid, inputs: square(8) }),
+      engine.run({ cid: slowCid, inputs: square(8) }),
+    ])
+    expect(events.filter((e) => e.type === 'spawned').map((e) => e.worker)).toEqual([1, 2])
+    expect(new Set(runs().map((e) => e.worker))).toEqual(new Set([1, 2]))
+    engine.close()
+    await engine.warm!() // closed: starts nothing
+    expect(events.filter((e) => e.type === 'spawned')).toHaveLength(2)
+  })
+
   it('answers an abort inside ORT at once and kills its process; a fresh one runs the next', async () => {
     const engine = await start({ workers: 1 })
     await engine.run({ cid: slowCid, inputs: square(8) })

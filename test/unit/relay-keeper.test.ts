@@ -25,10 +25,11 @@ describe('relay keeper', () => {
     await Promise.allSettled(relays.splice(0).map((r) => r.stop()))
   })
 
-  const startRelay = async (key?: PrivateKey, port = 0) => {
+  const startRelay = async (key?: PrivateKey, port = 0, maxReservations?: number) => {
     const r = await createRelay({
       privateKey: key ?? (await generateKeyPair('Ed25519')),
       listen: [`/ip4/127.0.0.1/tcp/${port}/ws`],
+      ...(maxReservations ? { maxReservations } : {}),
     })
     relays.push(r)
     return r
@@ -74,6 +75,33 @@ describe('relay keeper', () => {
     await new Promise((r) => setTimeout(r, 1500)) // a failed redial or two
     await startRelay(key, port)
     await vi.waitFor(() => expect(k.reserved()).toHaveLength(2), { timeout: 10_000, interval: 50 })
+  }, 30_000)
+
+  it('hangs up on a relay that refused it a reservation, and gets one there once it has room', async () => {
+    // The relay is full (one reservation, held by `first`): the second client's connection stays
+    // open with no reservation, and the circuit transport would never ask that relay again.
+    const r = await startRelay(undefined, 0, 1)
+    const [first, second] = [await client(), await client()]
+    clients.push(first, second)
+    const k1 = keepRelays(first, [r.multiaddrs[0]!], { want: 1 })
+    keepers.push(k1)
+    await vi.waitFor(() => expect(k1.reserved()).toHaveLength(1), { timeout: 10_000, interval: 50 })
+    let opened = 0
+    second.addEventListener('connection:open', () => opened++)
+    const k2 = keepRelays(second, [r.multiaddrs[0]!], { want: 1, reserveWithinMs: 1000, maxBackoffMs: 1000 })
+    keepers.push(k2)
+    await k2.ready
+    // Refused, it hangs up after 2 s and redials 1 s later: a new connection asks again.
+    await vi.waitFor(() => expect(opened).toBeGreaterThanOrEqual(3), { timeout: 10_000, interval: 50 })
+    expect(k2.reserved()).toEqual([])
+    // Room on the relay: its reservations outlive connections, so the test clears them.
+    ;(r.node.services.relay as unknown as { reservationStore: { clear(): void } }).reservationStore.clear()
+    const t0 = Date.now()
+    await vi.waitFor(() => expect(k2.reserved()).toEqual([r.node.peerId.toString()]), {
+      timeout: 10_000,
+      interval: 50,
+    })
+    console.log(`reserved ${Date.now() - t0} ms after the relay had room`)
   }, 30_000)
 
   it('refuses connections beyond --max-conns-per-ip from one address, except exempt ones', async () => {
