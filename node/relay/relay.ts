@@ -10,7 +10,6 @@ import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
-import { WebSocket as NodeWebSocket } from 'ws'
 import { openAdvert } from '../../src/net/advert.ts'
 import { ADVERT_TOPIC } from '../../src/shared/protocol.ts'
 import { type AdvertGate, createAdvertGate } from './advert-gate.ts'
@@ -40,9 +39,6 @@ export interface Relay {
   multiaddrs: string[]
   stop(): Promise<void>
 }
-
-// Node 20 has no global WebSocket, which @libp2p/websockets dials with (relays dial their peers).
-globalThis.WebSocket ??= NodeWebSocket as unknown as typeof WebSocket
 
 /** Redial a peer relay at most this often while it is down (doubling from 1 s). */
 const MAX_PEER_BACKOFF_MS = 30_000

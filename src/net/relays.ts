@@ -38,6 +38,11 @@ export interface KeepRelaysOptions {
   reserveWithinMs?: number
   /** Redial backoff: from 1 s, doubling to this; default 30 s. */
   maxBackoffMs?: number
+  /**
+   * A relay open this long without our reservation, while we hold fewer than `want`, is hung up on
+   * and redialled with the backoff; default 10 s (twice the transport's 5 s to reserve).
+   */
+  hangUpAfterMs?: number
 }
 
 interface Entry {
@@ -47,7 +52,7 @@ interface Entry {
   nextAt: number
   dialing: boolean
   connectedAt: number
-  /** When a tick first saw it open (0: not open), however it was opened. */
+  /** Since when a tick has seen it open without our reservation while we held too few (0: not so). */
   openSince: number
   error?: string
 }
@@ -70,6 +75,7 @@ export function keepRelays(
   const want = Math.min(opts.want ?? RELAY_RESERVATIONS, relays.length)
   const within = opts.reserveWithinMs ?? 5000
   const maxBackoff = opts.maxBackoffMs ?? 30_000
+  const hangUpAfter = opts.hangUpAfterMs ?? 10_000
   const entries: Entry[] = relays
     .map((addr) => ({
       addr,
@@ -108,8 +114,7 @@ export function keepRelays(
     try {
       await node.dial(multiaddr(e.addr), { signal: AbortSignal.timeout(within) })
       e.connectedAt = Date.now()
-      e.backoff = 1000
-      e.error = undefined
+      e.error = undefined // the backoff falls back once it reserves: a full relay connects, then refuses
     } catch (err) {
       e.error = (err as Error).message
       e.nextAt = Date.now() + e.backoff
@@ -126,8 +131,12 @@ export function keepRelays(
     if (stopped) return
     const reserved = new Set(reservedRelays(node))
     const now = Date.now()
-    for (const e of entries) e.openSince = isOpen(e) ? e.openSince || now : 0
-    if (reserved.size < want) for (const e of entries) if (!reserved.has(e.id)) recycle(e, now)
+    const short = reserved.size < want
+    for (const e of entries) {
+      if (reserved.has(e.id)) e.backoff = 1000
+      e.openSince = short && !reserved.has(e.id) && isOpen(e) ? e.openSince || now : 0
+      recycle(e, now)
+    }
     // Held, or being dialled, or connected and still within its time to reserve: each counts.
     let held = reserved.size
     for (const e of entries) {
@@ -143,15 +152,19 @@ export function keepRelays(
   }
 
   /**
-   * A relay open this long without our reservation on it: the circuit transport asks for one when
-   * it connects, and does not ask again while the connection stays (a refusal, or a timeout on a
-   * loaded machine, left a Node peer of the scale bench unreserved for minutes). Hang up; it is
-   * redialled after its backoff, and a new connection asks again.
+   * A relay open hangUpAfter without our reservation on it while we hold too few: the circuit
+   * transport asks for one when it connects, and never again on that connection (a refusal, or a
+   * timeout on a loaded machine, left a Node peer of the scale bench unreserved for minutes). Hang
+   * up; it is redialled after its backoff, and a new connection asks again. Not while a connection
+   * through it is open: that is someone's signalling, or a link still being made.
    */
   function recycle(e: Entry, now: number) {
-    if (e.dialing || e.openSince === 0 || now - e.openSince < 2 * within) return
+    if (e.dialing || e.openSince === 0 || now - e.openSince < hangUpAfter) return
+    const through = `/p2p/${e.id}/p2p-circuit`
+    if (node.getConnections().some((c) => c.status === 'open' && c.remoteAddr.toString().includes(through)))
+      return
     e.openSince = 0
-    e.error = `connected for ${2 * within} ms without a reservation`
+    e.error = `connected for ${hangUpAfter} ms without a reservation`
     e.nextAt = now + e.backoff
     e.backoff = Math.min(maxBackoff, e.backoff * 2)
     opts.log?.('relay %s: %s; hanging up', e.addr, e.error)

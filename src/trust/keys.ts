@@ -3,7 +3,7 @@ import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@
 import type { Ed25519PrivateKey, Ed25519PublicKey, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { InvalidSignatureError } from '../shared/errors.ts'
-import { nodeCrypto } from '../shared/node-crypto.ts'
+import { type Jwk, nodeCrypto } from '../shared/node-crypto.ts'
 
 export const ED25519_SIG_BYTES = 64
 
@@ -68,17 +68,53 @@ export function useNativeEd25519(on: boolean): boolean {
   return typeof native?.sign === 'function'
 }
 
+/** node:crypto's signer for this key, if the host has one that signs Ed25519 (tried once here). */
+function nativeSigner(jwk: Jwk): Signer | undefined {
+  const n = native
+  if (!n?.sign || !n.createPrivateKey) return undefined
+  try {
+    const k = n.createPrivateKey({ key: jwk, format: 'jwk' })
+    n.sign(null, new Uint8Array(0), k)
+    return async (data) => new Uint8Array(n.sign!(null, data, k))
+  } catch {
+    return undefined // a host whose node:crypto lacks Ed25519 JWKs: WebCrypto instead
+  }
+}
+
+function nativeVerifier(x: string): Verifier | undefined {
+  const n = native
+  if (!n?.verify || !n.createPublicKey) return undefined
+  try {
+    const k = n.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' })
+    return async (data, sig) => n.verify!(null, data, k, sig)
+  } catch {
+    return undefined
+  }
+}
+
+type Key = Awaited<ReturnType<typeof crypto.subtle.importKey>> // CryptoKey in DOM and in Node
+
+/** A WebCrypto key, or undefined where there is none (no Ed25519, or no crypto.subtle at all). */
+function subtleKey(key: { jwk: Jwk } | { raw: Uint8Array<ArrayBuffer> }, use: 'sign' | 'verify') {
+  try {
+    const k =
+      'jwk' in key
+        ? crypto.subtle.importKey('jwk', key.jwk, ED25519, false, [use])
+        : crypto.subtle.importKey('raw', key.raw, ED25519, false, [use])
+    return k.catch(unsupported) as Promise<Key | undefined>
+  } catch {
+    return Promise.resolve(undefined)
+  }
+}
+
 function signerOf(key: PrivateKey): Signer {
   let s = signers.get(key)
   if (s) return s
   const raw = key.raw // Ed25519: 32 bytes of seed, then the 32-byte public key
   const jwk = { kty: 'OKP', crv: 'Ed25519', d: b64url(raw.subarray(0, 32)), x: b64url(raw.subarray(32)) }
-  const n = native
-  if (n?.sign && n.createPrivateKey) {
-    const k = n.createPrivateKey({ key: jwk, format: 'jwk' })
-    s = async (data) => new Uint8Array(n.sign!(null, data, k))
-  } else {
-    const k = crypto.subtle.importKey('jwk', jwk, ED25519, false, ['sign']).catch(unsupported)
+  s = nativeSigner(jwk)
+  if (!s) {
+    const k = subtleKey({ jwk }, 'sign')
     s = async (data) => {
       const got = await k
       return new Uint8Array(got ? await crypto.subtle.sign(ED25519, got, own(data)) : await key.sign(data))
@@ -92,13 +128,9 @@ function verifierOf(peerId: string): Verifier {
   let v = verifiers.get(peerId)
   if (v) return v
   const key = publicKeyOfPeerId(peerId) // throws for anything but an Ed25519 peer id: not kept
-  const n = native
-  if (n?.verify && n.createPublicKey) {
-    const k = n.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: b64url(key.raw) }, format: 'jwk' })
-    v = async (data, sig) => n.verify!(null, data, k, sig)
-  } else {
-    const k = crypto.subtle.importKey('raw', new Uint8Array(key.raw), ED25519, false, ['verify'])
-    const got = k.catch(unsupported)
+  v = nativeVerifier(b64url(key.raw))
+  if (!v) {
+    const got = subtleKey({ raw: new Uint8Array(key.raw) }, 'verify')
     v = async (data, sig) => {
       const wk = await got
       return wk ? crypto.subtle.verify(ED25519, wk, own(sig), own(data)) : key.verify(data, sig)

@@ -21,7 +21,6 @@ import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { WebRTC } from '@multiformats/multiaddr-matcher'
 import { createLibp2p } from 'libp2p'
-import { WebSocket as NodeWebSocket } from 'ws'
 import catalog from '../../public/models/catalog.json' with { type: 'json' }
 import { encodeResult, MAX_REQUEST_BYTES, type RejectCode } from '../../src/jobs/messages.ts'
 import { nextFrame, sendFrame } from '../../src/jobs/stream-io.ts'
@@ -34,9 +33,6 @@ import type { NamedTensors } from '../../src/shared/tensor.ts'
 import { tensorsCid } from '../../src/shared/tensor-codec.ts'
 import { msToUs, signReceipt } from '../../src/trust/receipt.ts'
 import { checkJobRequest } from './job-wire.ts'
-
-// Node 20 has no global WebSocket, which the transport dials the relay with.
-globalThis.WebSocket ??= NodeWebSocket as unknown as typeof WebSocket
 
 /** A gossipsub RPC as `sendRpc` (internal to @libp2p/gossipsub 17) takes it. */
 interface GossipRpc {

@@ -7,9 +7,6 @@ import { noise } from '@libp2p/noise'
 import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
-import { WebSocket as NodeWebSocket } from 'ws'
-
-globalThis.WebSocket ??= NodeWebSocket as unknown as typeof WebSocket
 
 /** `reservations`: listen on /p2p-circuit twice, as a tab does, to hold reservations on two relays. */
 export const relayClient = (opts: { reservations?: boolean } = {}) =>

@@ -88,7 +88,7 @@ describe('relay keeper', () => {
     await vi.waitFor(() => expect(k1.reserved()).toHaveLength(1), { timeout: 10_000, interval: 50 })
     let opened = 0
     second.addEventListener('connection:open', () => opened++)
-    const k2 = keepRelays(second, [r.multiaddrs[0]!], { want: 1, reserveWithinMs: 1000, maxBackoffMs: 1000 })
+    const k2 = keepRelays(second, [r.multiaddrs[0]!], { want: 1, hangUpAfterMs: 2000, maxBackoffMs: 1000 })
     keepers.push(k2)
     await k2.ready
     // Refused, it hangs up after 2 s and redials 1 s later: a new connection asks again.
@@ -102,6 +102,29 @@ describe('relay keeper', () => {
       interval: 50,
     })
     console.log(`reserved ${Date.now() - t0} ms after the relay had room`)
+  }, 30_000)
+
+  it('keeps a relay it is connected to but not reserved on while it holds enough, and reserves there when one goes', async () => {
+    const [a, b] = [await startRelay(), await startRelay()]
+    const c = await client()
+    clients.push(c)
+    const k = keepRelays(c, [a.multiaddrs[0]!], { want: 1, hangUpAfterMs: 1000 })
+    keepers.push(k)
+    await vi.waitFor(() => expect(k.reserved()).toEqual([a.node.peerId.toString()]), { timeout: 10_000 })
+    k.stop()
+    // Now keeping both: b is open (dialled for something else), a is reserved, so nothing is short.
+    const bId = b.node.peerId.toString()
+    let opened = 0
+    c.addEventListener('connection:open', (e) => void (e.detail.remotePeer.toString() === bId && opened++))
+    await c.dial(multiaddr(b.multiaddrs[0]!))
+    const k2 = keepRelays(c, [a.multiaddrs[0]!, b.multiaddrs[0]!], { want: 1, hangUpAfterMs: 1000 })
+    keepers.push(k2)
+    await new Promise((ok) => setTimeout(ok, 2500))
+    expect(opened).toBe(1)
+    // a goes: b, open for seconds, gets its reservation over the same connection, not a hang-up.
+    await a.stop()
+    await vi.waitFor(() => expect(k2.reserved()).toEqual([bId]), { timeout: 10_000, interval: 50 })
+    expect(opened).toBe(1)
   }, 30_000)
 
   it('refuses connections beyond --max-conns-per-ip from one address, except exempt ones', async () => {
