@@ -3,7 +3,7 @@
  * RELAY_RESERVATIONS relays at once; each reservation gives it a `/p2p-circuit/webrtc` address.
  * When a relay goes, another takes its place and the new address goes into the next advert.
  */
-import type { Libp2p, Logger } from '@libp2p/interface'
+import type { Connection, Libp2p, Logger } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { RelayUnavailableError } from '../shared/errors.ts'
 import type { Service } from '../shared/lifecycle.ts'
@@ -155,14 +155,16 @@ export function keepRelays(
    * A relay open hangUpAfter without our reservation on it while we hold too few: the circuit
    * transport asks for one when it connects, and never again on that connection (a refusal, or a
    * timeout on a loaded machine, left a Node peer of the scale bench unreserved for minutes). Hang
-   * up; it is redialled after its backoff, and a new connection asks again. Not while a connection
-   * through it is open: that is someone's signalling, or a link still being made.
+   * up; it is redialled after its backoff, and a new connection asks again. Not while a relayed
+   * connection goes through it: that is someone's signalling, or a link still being made. (A WebRTC
+   * link signalled through it names it in its address too, but is direct and does not need it.)
    */
   function recycle(e: Entry, now: number) {
     if (e.dialing || e.openSince === 0 || now - e.openSince < hangUpAfter) return
     const through = `/p2p/${e.id}/p2p-circuit`
-    if (node.getConnections().some((c) => c.status === 'open' && c.remoteAddr.toString().includes(through)))
-      return
+    const relayed = (c: Connection) =>
+      c.status === 'open' && !c.direct && c.remoteAddr.toString().includes(through)
+    if (node.getConnections().some(relayed)) return
     e.openSince = 0
     e.error = `connected for ${hangUpAfter} ms without a reservation`
     e.nextAt = now + e.backoff
